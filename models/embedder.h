@@ -1,0 +1,61 @@
+// Embedder: the engine's public API, what the server and CLI call.
+//
+//   ASSIGN_OR_RETURN(auto embedder, Embedder::Load(options));
+//   std::vector<float> vectors;                   // images.size() x info().dim
+//   RETURN_IF_ERROR(embedder->Embed(images, &vectors));
+//
+// A model is a preset (models/presets.h: family, variant, input size,
+// preprocessing, pooling, output dim, normalization) plus a weights file
+// (.safetensors with the reference implementation's tensor names) run on a
+// backend (cpu, or cuda when built with CUDA and a GPU is present).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "models/backend.h"
+
+namespace lookalike {
+
+struct EmbedderOptions {
+  std::string preset;        // e.g. "efficientnet_lite0", "resnet50", "vit_b16", "clip_vit_b32"
+  std::string weights_path;  // .safetensors
+  std::string device = "cpu";  // "cpu", "cuda", "cuda:N", or "auto" (cuda if available)
+  int num_threads = 0;         // CPU backend threads; 0 = all cores
+  int max_batch = 64;          // Embed() splits larger batches
+};
+
+struct ModelInfo {
+  std::string preset;
+  std::string family;    // "resnet", "vit", "clip_vit", "dinov2", "efficientnet_lite"
+  int dim = 0;           // embedding dimension
+  int input_height = 0;  // after crop
+  int input_width = 0;
+  bool l2_normalized = true;
+  std::string backend;   // Backend::name()
+  PreprocessSpec preprocess;
+};
+
+class Embedder {
+ public:
+  virtual ~Embedder() = default;
+
+  // Validates the preset, reads and checks the weights (missing, unexpected or
+  // mis-shaped tensors: INVALID_ARGUMENT naming the tensor and both shapes),
+  // and prepares the model on the chosen device.
+  static StatusOr<std::unique_ptr<Embedder>> Load(const EmbedderOptions& options);
+
+  virtual const ModelInfo& info() const = 0;
+
+  // Embeds decoded RGB images. `out` is resized to images.size() * info().dim,
+  // row-major, one vector per image in order. Thread-safe (calls are serialized
+  // per model replica).
+  virtual Status Embed(const std::vector<ImageView>& images, std::vector<float>* out) = 0;
+};
+
+// True when this build has the CUDA backend and a usable GPU is present.
+bool CudaAvailable();
+
+}  // namespace lookalike
