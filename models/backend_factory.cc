@@ -8,7 +8,7 @@
 namespace lookalike {
 
 bool CudaAvailable() {
-#if defined(LOOKALIKE_HAVE_CUDA)
+#if defined(LOOKALIKE_HAVE_CUDA_BACKEND)
   return CudaDeviceCount() > 0;
 #else
   return false;
@@ -36,7 +36,7 @@ StatusOr<std::unique_ptr<Backend>> MakeBackend(const std::string& device, int th
       }
       index = static_cast<int>(v);
     }
-#if defined(LOOKALIKE_HAVE_CUDA)
+#if defined(LOOKALIKE_HAVE_CUDA_BACKEND)
     return MakeCudaBackend(index);
 #else
     (void)index;

@@ -17,11 +17,12 @@ namespace lookalike {
 
 StatusOr<std::unique_ptr<Backend>> MakeBackend(const std::string& device, int threads);
 
-#if defined(LOOKALIKE_HAVE_CUDA)
-// Provided by the CUDA backend (target lookalike_cuda_backend, models/cuda/)
-// in CUDA builds: a backend on GPU `device_index` (NOT_FOUND / FAILED_PRECONDITION
-// when that GPU is absent), and the number of usable GPUs (0 when the driver
-// or devices are missing; never fails).
+#if defined(LOOKALIKE_HAVE_CUDA_BACKEND)
+// Provided by the CUDA backend (target lookalike_cuda_backend, models/cuda/);
+// LOOKALIKE_HAVE_CUDA_BACKEND is defined when that target is built and
+// linked. MakeCudaBackend: a backend on GPU `device_index` (FAILED_PRECONDITION
+// naming the index when that GPU is absent). CudaDeviceCount: the number of
+// usable GPUs (0 when the driver or devices are missing; never fails).
 StatusOr<std::unique_ptr<Backend>> MakeCudaBackend(int device_index);
 int CudaDeviceCount();
 #endif

@@ -24,9 +24,10 @@ if(TARGET lookalike_cpu_backend)
 else()
   message(FATAL_ERROR "lookalike_models needs the CPU backend (models/cpu/)")
 endif()
-# The CUDA backend provides MakeCudaBackend() / CudaDeviceCount()
-# (models/backend_factory.h) when it is built.
+# The CUDA backend (models/cuda/, built only with CUDA) provides
+# MakeCudaBackend() / CudaDeviceCount() declared in models/backend_factory.h.
 if(TARGET lookalike_cuda_backend)
   target_link_libraries(lookalike_models PUBLIC lookalike_cuda_backend)
-  target_compile_definitions(lookalike_models PUBLIC LOOKALIKE_HAVE_CUDA=1)
+  target_compile_definitions(lookalike_models PUBLIC LOOKALIKE_HAVE_CUDA=1
+                                                     LOOKALIKE_HAVE_CUDA_BACKEND=1)
 endif()

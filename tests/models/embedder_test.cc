@@ -27,7 +27,7 @@ TEST(BackendFactoryTest, Devices) {
   EXPECT_NE(unknown.status().message().find("'tpu'"), std::string::npos);
   EXPECT_EQ(MakeBackend("cuda:x", 1).status().code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(MakeBackend("cpu", -1).status().code(), StatusCode::kInvalidArgument);
-#if !defined(LOOKALIKE_HAVE_CUDA)
+#if !defined(LOOKALIKE_HAVE_CUDA_BACKEND)
   EXPECT_FALSE(CudaAvailable());
   auto cuda = MakeBackend("cuda:0", 1);
   ASSERT_FALSE(cuda.ok());
