@@ -484,16 +484,20 @@ StatusOr<std::vector<std::optional<Item>>> CollectionImpl::Get(const std::vector
 CollectionStats CollectionImpl::Stats() {
   CollectionStats stats;
   stats.spec = spec();
-  std::shared_lock<std::shared_mutex> ilock(index_mu_);
-  stats.count = index_->live_count();
-  stats.index_bytes = index_->HostBytes();
   stats.disk_bytes = storage_->DiskBytes() + FileSize(snapshot_path_);
-  const auto device = ParseIndexDevice(index_->index_device());
+  const auto device = ParseIndexDevice(options_.index_device);
   if (device.ok() && *device >= 0) {
+    // Exclusive: the GPU index's byte count is not safe next to searches.
+    std::unique_lock<std::shared_mutex> ilock(index_mu_);
     stats.index_device = "cuda:" + std::to_string(*device);
-    stats.gpu_bytes = stats.count * spec().dim * static_cast<int64_t>(sizeof(float));
+    stats.gpu_bytes = index_->DeviceBytes();
+    stats.count = index_->live_count();
+    stats.index_bytes = index_->HostBytes();
   } else {
+    std::shared_lock<std::shared_mutex> ilock(index_mu_);
     stats.index_device = "cpu";
+    stats.count = index_->live_count();
+    stats.index_bytes = index_->HostBytes();
   }
   return stats;
 }

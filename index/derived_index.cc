@@ -357,7 +357,7 @@ StatusOr<DerivedIndex::Result> DerivedIndex::SearchImpl(const Query& query) cons
   faiss::IDSelectorBitmap selector(bits.size(), bits.data());
 
   // How many labels to ask FAISS for per query, and with which parameters.
-  int64_t fetch = need;
+  const int64_t fetch = need;
   std::vector<float> distances;
   std::vector<faiss::Index::idx_t> labels;
   auto run = [&](const faiss::SearchParameters* params) {
@@ -375,7 +375,8 @@ StatusOr<DerivedIndex::Result> DerivedIndex::SearchImpl(const Query& query) cons
   };
 
   switch (family_) {
-    case IndexFamily::kFlat: {
+    case IndexFamily::kFlat:
+    case IndexFamily::kGpuFlat: {
       faiss::SearchParameters params;
       params.sel = &selector;
       run(restricted ? &params : nullptr);
@@ -410,17 +411,6 @@ StatusOr<DerivedIndex::Result> DerivedIndex::SearchImpl(const Query& query) cons
       run(&params);
       break;
     }
-    case IndexFamily::kExternal: {
-      if (query.allowed != nullptr) {
-        result.incomplete.assign(static_cast<size_t>(query.nq), true);
-        return result;
-      }
-      // No selector support: over-fetch by the number of hidden vectors.
-      const int64_t hidden = static_cast<int64_t>(slots_.size()) - candidates;
-      fetch = std::min<int64_t>(index_->ntotal, need + hidden);
-      run(nullptr);
-      break;
-    }
   }
 
   for (int q = 0; q < query.nq; ++q) {
@@ -442,7 +432,7 @@ int64_t DerivedIndex::HostBytes() const {
   int64_t bytes = static_cast<int64_t>(slots_.size() * sizeof(int64_t) + live_bits_.size() +
                                        id_to_slot_.size() * 32);
   const faiss::Index* index = index_.get();
-  if (family_ == IndexFamily::kExternal) return bytes;
+  if (family_ == IndexFamily::kGpuFlat) return bytes;  // device memory, see Stats
   if (const auto* ivf = dynamic_cast<const faiss::IndexIVF*>(index)) {
     bytes += ivf->ntotal * static_cast<int64_t>(ivf->code_size + sizeof(faiss::Index::idx_t));
     bytes += static_cast<int64_t>(ivf->nlist) * ivf->d * static_cast<int64_t>(sizeof(float));

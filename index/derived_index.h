@@ -104,9 +104,11 @@ class DerivedIndex {
   int64_t min_train() const { return min_train_; }
   // True when removed-but-present vectors outnumber live ones (rebuild).
   bool NeedsCompaction() const;
-  bool CanSnapshot() const { return family_ != IndexFamily::kExternal; }
+  bool CanSnapshot() const { return family_ != IndexFamily::kGpuFlat; }
   // Approximate host bytes of the index (vectors/codes + id maps).
   int64_t HostBytes() const;
+  // Device memory of a GPU index (0 on CPU); call without concurrent searches.
+  int64_t DeviceBytes() const { return GpuDeviceBytes(index_.get()); }
   const std::string& index_device() const { return index_device_; }
 
  private:

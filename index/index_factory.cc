@@ -8,8 +8,9 @@
 
 #include <exception>
 
-#if defined(LOOKALIKE_HAVE_GPU_INDEX)
+#if defined(LOOKALIKE_HAVE_GPU_INDEX) && __has_include("index/gpu/gpu_index_flat.h")
 #include "index/gpu/gpu_index_flat.h"
+#define LOOKALIKE_INDEX_USE_GPU 1
 #endif
 
 namespace lookalike {
@@ -48,18 +49,21 @@ StatusOr<DerivedIndexParts> MakeDerivedIndex(const CollectionSpec& spec,
   ASSIGN_OR_RETURN(int device, ParseIndexDevice(index_device));
   DerivedIndexParts parts;
   if (device >= 0) {
-#if defined(LOOKALIKE_HAVE_GPU_INDEX)
+#if defined(LOOKALIKE_INDEX_USE_GPU)
     if (spec.index_spec != "Flat") {
       return InvalidArgumentError("index_spec '" + spec.index_spec +
                                   "' is not available on " + index_device +
                                   ": the GPU index is flat; use index_spec \"Flat\"");
     }
     try {
-      parts.index = std::make_unique<GpuIndexFlat>(device, spec.dim, FaissMetric(spec.metric));
+      GpuIndexFlatConfig config;
+      config.device = device;
+      // Vectors arrive normalized for cosine, so the GPU index sees inner product.
+      parts.index = std::make_unique<GpuIndexFlat>(spec.dim, FaissMetric(spec.metric), config);
     } catch (const std::exception& e) {
       return FailedPreconditionError("creating the GPU index on " + index_device + ": " + e.what());
     }
-    parts.family = IndexFamily::kExternal;
+    parts.family = IndexFamily::kGpuFlat;
     return parts;
 #else
     (void)device;
@@ -75,6 +79,15 @@ StatusOr<DerivedIndexParts> MakeDerivedIndex(const CollectionSpec& spec,
   }
   ASSIGN_OR_RETURN(parts.family, ClassifyIndex(parts.index.get(), spec.index_spec));
   return parts;
+}
+
+int64_t GpuDeviceBytes(faiss::Index* index) {
+#if defined(LOOKALIKE_INDEX_USE_GPU)
+  if (auto* gpu = dynamic_cast<GpuIndexFlat*>(index)) return gpu->store().device_bytes();
+#else
+  (void)index;
+#endif
+  return 0;
 }
 
 Status ValidateIndexSpec(const CollectionSpec& spec) {

@@ -23,8 +23,9 @@ enum class IndexFamily {
   kHnsw,      // IndexHNSW*: positional; sel honoured, but a restrictive
               // selector can cut the graph walk short (caller falls back to
               // exact search when fewer than k come back).
-  kExternal,  // an index we only call through faiss::Index::add/search (the GPU
-              // flat index): no selector, results are post-filtered.
+  kGpuFlat,   // lookalike::GpuIndexFlat: positional like kFlat and honours
+              // SearchParameters::sel as an allow-set inside its k-selection;
+              // not serialized (rebuilt from storage at open).
 };
 
 struct DerivedIndexParts {
@@ -48,6 +49,10 @@ StatusOr<int> ParseIndexDevice(const std::string& index_device);
 // FAILED_PRECONDITION for "cuda" in a build without the GPU index.
 StatusOr<DerivedIndexParts> MakeDerivedIndex(const CollectionSpec& spec,
                                              const std::string& index_device);
+
+// Device bytes held by a GPU index made here; 0 for CPU indexes. Not safe
+// to call concurrently with searches on the same index.
+int64_t GpuDeviceBytes(faiss::Index* index);
 
 // Checks the spec's index_spec without keeping the index.
 Status ValidateIndexSpec(const CollectionSpec& spec);

@@ -15,7 +15,8 @@ target_include_directories(lookalike_index PUBLIC ${PROJECT_SOURCE_DIR})
 target_link_libraries(lookalike_index
   PUBLIC lookalike_common faiss OpenMP::OpenMP_CXX SQLite::SQLite3
   PRIVATE spdlog::spdlog)
-if(TARGET lookalike_gpu_index)
+# GpuIndexFlat (a faiss::Index) exists only when the GPU index found FAISS.
+if(TARGET lookalike_gpu_index AND LOOKALIKE_GPU_INDEX_HAVE_FAISS)
   target_link_libraries(lookalike_index PRIVATE lookalike_gpu_index)
   target_compile_definitions(lookalike_index PRIVATE LOOKALIKE_HAVE_GPU_INDEX=1)
 endif()
