@@ -58,6 +58,8 @@ StatusOr<DerivedIndexParts> MakeDerivedIndex(const CollectionSpec& spec,
     try {
       GpuIndexFlatConfig config;
       config.device = device;
+      // fp32 keeps GPU scores equal to the CPU index's (within float rounding).
+      config.storage = StorageType::kFloat32;
       // Vectors arrive normalized for cosine, so the GPU index sees inner product.
       parts.index = std::make_unique<GpuIndexFlat>(spec.dim, FaissMetric(spec.metric), config);
     } catch (const std::exception& e) {

@@ -18,5 +18,5 @@ target_link_libraries(lookalike_index
 # GpuIndexFlat (a faiss::Index) exists only when the GPU index found FAISS.
 if(TARGET lookalike_gpu_index AND LOOKALIKE_GPU_INDEX_HAVE_FAISS)
   target_link_libraries(lookalike_index PRIVATE lookalike_gpu_index)
-  target_compile_definitions(lookalike_index PRIVATE LOOKALIKE_HAVE_GPU_INDEX=1)
+  target_compile_definitions(lookalike_index PUBLIC LOOKALIKE_HAVE_GPU_INDEX=1)
 endif()
