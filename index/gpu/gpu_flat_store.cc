@@ -324,7 +324,11 @@ struct GpuFlatStore::Impl {
 
     // Upload and prepare in chunks through a bounded staging buffer.
     const int64_t row_in = int64_t{4} * opt.dim;
-    const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(n, (int64_t{32} << 20) / row_in));
+    int64_t chunk = std::min<int64_t>(n, (int64_t{32} << 20) / row_in);
+    if (opt.memory_budget_bytes > 0) {
+      chunk = std::min<int64_t>(chunk, (opt.memory_budget_bytes - used) / row_in);
+    }
+    chunk = std::max<int64_t>(chunk, 1);
     DeviceBuffer staging;
     RETURN_IF_ERROR(Allocate(chunk * row_in, "add staging", &staging));
     const bool normalize = opt.metric == Metric::kCosine;
@@ -530,7 +534,7 @@ Status GpuFlatStore::Impl::SearchLocked(int64_t nq, const float* queries, int k,
   int64_t ws_target = opt.workspace_bytes;
   for (;;) {
     tile = opt.tile_rows > 0 ? opt.tile_rows : ws_target / (4 * qc);
-    tile = std::max<int64_t>(tile, std::min<int64_t>(rows, 1024));
+    if (opt.tile_rows == 0) tile = std::max<int64_t>(tile, std::min<int64_t>(rows, 1024));
     tile = std::min<int64_t>(tile, rows);
     const int64_t want_blocks = 4 * static_cast<int64_t>(sm_count);
     nseg = std::max<int64_t>(1, std::min<int64_t>(CeilDiv(want_blocks, qc), tile / min_seg));
