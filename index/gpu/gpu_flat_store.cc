@@ -324,7 +324,11 @@ struct GpuFlatStore::Impl {
 
     // Upload and prepare in chunks through a bounded staging buffer.
     const int64_t row_in = int64_t{4} * opt.dim;
-    const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(n, (int64_t{32} << 20) / row_in));
+    int64_t chunk = std::min<int64_t>(n, (int64_t{32} << 20) / row_in);
+    if (opt.memory_budget_bytes > 0) {
+      chunk = std::min<int64_t>(chunk, (opt.memory_budget_bytes - used) / row_in);
+    }
+    chunk = std::max<int64_t>(chunk, 1);
     DeviceBuffer staging;
     RETURN_IF_ERROR(Allocate(chunk * row_in, "add staging", &staging));
     const bool normalize = opt.metric == Metric::kCosine;
@@ -436,7 +440,7 @@ struct GpuFlatStore::Impl {
   }
 
   Status SearchLocked(int64_t nq, const float* queries, int k, float* distances, int64_t* labels,
-                      const RowAllowSets* allow);
+                      const RowAllowSets* allow, SearchTiming* timing);
 };
 
 GpuFlatStore::GpuFlatStore(std::unique_ptr<Impl> impl, const GpuFlatStoreOptions& options)
@@ -486,15 +490,17 @@ Status GpuFlatStore::Add(int64_t n, const float* x, const int64_t* ids) {
 }
 
 Status GpuFlatStore::Search(int64_t nq, const float* queries, int query_dim, int k,
-                            float* distances, int64_t* labels, const RowAllowSets* allow) {
+                            float* distances, int64_t* labels, const RowAllowSets* allow,
+                            SearchTiming* timing) {
   RETURN_IF_ERROR(CheckSearchArgs(options_.dim, nq, queries, query_dim, k, distances, labels));
   std::lock_guard<std::mutex> lock(impl_->mu);
   LK_CUDA_RETURN(cudaSetDevice(options_.device), "cudaSetDevice");
-  return impl_->SearchLocked(nq, queries, k, distances, labels, allow);
+  return impl_->SearchLocked(nq, queries, k, distances, labels, allow, timing);
 }
 
 Status GpuFlatStore::Impl::SearchLocked(int64_t nq, const float* queries, int k, float* distances,
-                                        int64_t* labels, const RowAllowSets* allow) {
+                                        int64_t* labels, const RowAllowSets* allow,
+                                        SearchTiming* timing) {
   if (nq == 0) return Status::Ok();
   const int64_t words = CeilDiv(rows, 32);
   if (allow != nullptr) {
@@ -530,7 +536,7 @@ Status GpuFlatStore::Impl::SearchLocked(int64_t nq, const float* queries, int k,
   int64_t ws_target = opt.workspace_bytes;
   for (;;) {
     tile = opt.tile_rows > 0 ? opt.tile_rows : ws_target / (4 * qc);
-    tile = std::max<int64_t>(tile, std::min<int64_t>(rows, 1024));
+    if (opt.tile_rows == 0) tile = std::max<int64_t>(tile, std::min<int64_t>(rows, 1024));
     tile = std::min<int64_t>(tile, rows);
     const int64_t want_blocks = 4 * static_cast<int64_t>(sm_count);
     nseg = std::max<int64_t>(1, std::min<int64_t>(CeilDiv(want_blocks, qc), tile / min_seg));
@@ -586,6 +592,21 @@ Status GpuFlatStore::Impl::SearchLocked(int64_t nq, const float* queries, int k,
   const int64_t seg_len = CeilDiv(tile, nseg);
   const bool fp16 = opt.storage == StorageType::kFloat16;
 
+  // Events for SearchTiming; destroyed on every return path.
+  struct Events {
+    cudaEvent_t start = nullptr, stop = nullptr;
+    ~Events() {
+      if (start) cudaEventDestroy(start);
+      if (stop) cudaEventDestroy(stop);
+    }
+  } ev;
+  if (timing != nullptr) {
+    LK_CUDA_RETURN(cudaEventCreate(&ev.start), "create event");
+    LK_CUDA_RETURN(cudaEventCreate(&ev.stop), "create event");
+    LK_CUDA_RETURN(cudaEventRecord(ev.start, stream), "record event");
+    timing->query_chunks = static_cast<int>(CeilDiv(nq, qc));
+    timing->tile_rows = tile;
+  }
   if (allow != nullptr && !per_query_allow) {
     LK_CUDA_RETURN(cudaMemcpyAsync(d_allow, allow->bits, words * 4, cudaMemcpyHostToDevice, stream),
                    "upload allow-set");
@@ -648,8 +669,14 @@ Status GpuFlatStore::Impl::SearchLocked(int64_t nq, const float* queries, int k,
     LK_CUDA_RETURN(cudaMemcpyAsync(labels + q0 * k, d_olab, int64_t{8} * qn * k,
                                    cudaMemcpyDeviceToHost, stream),
                    "download labels");
+    if (timing != nullptr && q0 + qc >= nq) {
+      LK_CUDA_RETURN(cudaEventRecord(ev.stop, stream), "record event");
+    }
     // The query staging buffers are reused by the next chunk.
     LK_CUDA_RETURN(cudaStreamSynchronize(stream), "search");
+  }
+  if (timing != nullptr) {
+    LK_CUDA_RETURN(cudaEventElapsedTime(&timing->device_ms, ev.start, ev.stop), "event time");
   }
   return Status::Ok();
 }

@@ -103,6 +103,14 @@ struct RowAllowSets {
   int64_t num_sets = 0;
 };
 
+// Device time of one Search, measured with CUDA events on the store's
+// stream from the first query upload to the last result download.
+struct SearchTiming {
+  float device_ms = 0.f;
+  int query_chunks = 0;   // times the database was streamed
+  int64_t tile_rows = 0;  // database rows per GEMM tile
+};
+
 class GpuFlatStore {
  public:
   // Checks the options, selects the device, creates the stream and cuBLAS
@@ -121,8 +129,10 @@ class GpuFlatStore {
   // labels: host, nq x k; both row-major, best first. Missing results (fewer
   // than k allowed live rows) have label -1 and distance +FLT_MAX (L2) or
   // -FLT_MAX (inner product, cosine). allow: optional row allow-sets.
+  // timing: optional, filled when non-null (benchmarks).
   Status Search(int64_t nq, const float* queries, int query_dim, int k, float* distances,
-                int64_t* labels, const RowAllowSets* allow = nullptr);
+                int64_t* labels, const RowAllowSets* allow = nullptr,
+                SearchTiming* timing = nullptr);
 
   // Tombstones every live row whose label satisfies is_removed; returns how
   // many. May compact (see compact_fraction). Sequential mode renumbers.
