@@ -1,0 +1,84 @@
+// Fused attention kernel vs the CPU reference (GPU; skipped without one).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <tuple>
+
+#include "kernels/attention.h"
+#include "kernels/reference/reference.h"
+#include "tests/kernels/gpu_test_util.h"
+
+namespace lookalike {
+namespace kernels {
+namespace {
+
+using testing::AllClose;
+using testing::DefaultTolerance;
+using testing::DeviceBuffer;
+
+TEST(AttentionArgsTest, RejectsUnsupportedHeadDimAndBadSizes) {
+  // Validation happens before any CUDA call, so this runs without a GPU.
+  AttentionParams p;
+  p.batch = 1;
+  p.seq = 4;
+  p.heads = 2;
+  p.head_dim = 96;
+  p.qkv_row_stride = 3 * 192;
+  p.out_row_stride = 192;
+  Status s = Attention(p, nullptr);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("96"), std::string::npos) << s.ToString();
+  p.head_dim = 64;
+  p.seq = 0;
+  EXPECT_EQ(Attention(p, nullptr).code(), StatusCode::kInvalidArgument);
+  p.seq = 4;
+  p.qkv_row_stride = 100;  // < 3 * dim
+  EXPECT_EQ(Attention(p, nullptr).code(), StatusCode::kInvalidArgument);
+}
+
+class AttentionTest
+    : public ::testing::TestWithParam<std::tuple<ElemType, int /*head_dim*/, int /*seq*/>> {};
+
+TEST_P(AttentionTest, MatchesReference) {
+  LOOKALIKE_REQUIRE_GPU();
+  const auto [type, hd, seq] = GetParam();
+  const int batch = 2, heads = 3, dim = heads * hd;
+  // Range 2 makes softmax rows peaked enough for the running max to matter.
+  const auto qkv = testing::RandomValues(static_cast<size_t>(batch) * seq * 3 * dim, type,
+                                         1000 + seq + hd, -2.f, 2.f);
+  const size_t out_n = static_cast<size_t>(batch) * seq * dim;
+  DeviceBuffer d_qkv = testing::Upload(qkv, type);
+  DeviceBuffer d_out = testing::Poisoned(out_n, type);
+  AttentionParams p;
+  p.type = type;
+  p.qkv = d_qkv.get();
+  p.out = d_out.get();
+  p.batch = batch;
+  p.seq = seq;
+  p.heads = heads;
+  p.head_dim = hd;
+  p.qkv_row_stride = 3 * dim;
+  p.out_row_stride = dim;
+  STATUS_ASSERT_OK(Attention(p, nullptr));
+  CUDA_ASSERT_OK(cudaDeviceSynchronize());
+  const auto got = testing::Download(d_out, out_n, type);
+  std::vector<float> want(out_n);
+  ref::Attention(qkv.data(), want.data(), batch, seq, heads, hd, 1.f / std::sqrt(float(hd)));
+  // P is rounded to the input type before P V: one more rounding than the output.
+  testing::Tolerance tol = DefaultTolerance(type);
+  EXPECT_TRUE(AllClose(got, want, tol)) << ElemTypeName(type) << " hd " << hd << " seq " << seq;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Sweep, AttentionTest,
+    ::testing::Combine(::testing::Values(ElemType::kF16, ElemType::kBF16),
+                       ::testing::Values(64, 80, 128),
+                       ::testing::Values(1, 50, 64, 197, 257, 577)),
+    [](const auto& info) {
+      return std::string(ElemTypeName(std::get<0>(info.param))) + "_hd" +
+             std::to_string(std::get<1>(info.param)) + "_seq" + std::to_string(std::get<2>(info.param));
+    });
+
+}  // namespace
+}  // namespace kernels
+}  // namespace lookalike
