@@ -54,6 +54,34 @@ std::optional<ImageSize> ProbeJpeg(const uint8_t* p, size_t n) {
   return std::nullopt;
 }
 
+// True when the JPEG's first scan (SOS) is followed somewhere by an EOI
+// marker. libjpeg decodes a truncated file into a partly gray image with only
+// a warning; this rejects it. Inside entropy-coded data 0xFF is always
+// stuffed (FF 00) or a restart marker, so FF D9 there is the real end.
+bool JpegComplete(const uint8_t* p, size_t n) {
+  size_t pos = 2;
+  while (pos + 4 <= n) {
+    if (p[pos] != 0xFF) return false;
+    const uint8_t marker = p[pos + 1];
+    if (marker == 0xFF) {
+      ++pos;
+      continue;
+    }
+    if (marker == 0x01 || (marker >= 0xD0 && marker <= 0xD7)) {
+      pos += 2;
+      continue;
+    }
+    if (marker == 0xDA) {
+      for (size_t i = pos + 2; i + 1 < n; ++i) {
+        if (p[i] == 0xFF && p[i + 1] == 0xD9) return true;
+      }
+      return false;
+    }
+    pos += 2 + Be16(p + pos + 2);
+  }
+  return false;
+}
+
 std::optional<ImageSize> ProbeWebp(const uint8_t* p, size_t n) {
   if (n < 30) return std::nullopt;
   if (std::memcmp(p + 12, "VP8 ", 4) == 0) {
@@ -326,6 +354,10 @@ StatusOr<DecodedImage> DecodeImage(std::string_view bytes, int64_t max_pixels) {
     }
   }
   StatusOr<DecodedImage> result = InvalidArgumentError(kImageUnsupportedMessage);
+  if (format == ImageFormat::kJpeg &&
+      !JpegComplete(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size())) {
+    return InvalidArgumentError(kImageUnsupportedMessage);
+  }
   if (format == ImageFormat::kGif) {
     result = DecodeGif(bytes, max_pixels);
   } else {
