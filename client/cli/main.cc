@@ -47,7 +47,7 @@ void AddCommonFlags(CLI::App* cmd, CommonFlags* flags) {
                   "Server address HOST:PORT (default: $LOOKALIKE_SERVER or localhost:50051)");
   cmd->add_option("--timeout", flags->timeout_s, "Deadline of each request attempt, in seconds")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Range(0.001, 86400.0));
   cmd->add_option("--attempts", flags->max_attempts,
                   "Attempts per request for UNAVAILABLE / RESOURCE_EXHAUSTED (with backoff)")
       ->capture_default_str()
@@ -644,7 +644,7 @@ int Main(int argc, char** argv) {
   auto* o_vector = c_search->add_option("--vector", search.vector, "Query vector \"a,b,c,...\"");
   o_image->excludes(o_id)->excludes(o_vector);
   o_id->excludes(o_vector);
-  c_search->add_option("--k", search.k, "Number of results")->capture_default_str()->check(CLI::PositiveNumber);
+  c_search->add_option("--k", search.k, "Number of results")->capture_default_str()->check(CLI::Range(1, 1 << 20));
   c_search->add_option("--filter", search.filters,
                        "Metadata condition key=value (repeat; the same key twice means either value)");
   c_search->add_option("--min-score", search.min_score, "Drop hits scoring below this");
