@@ -25,6 +25,11 @@ struct EmbedderOptions {
   std::string device = "cpu";  // "cpu", "cuda", "cuda:N", or "auto" (cuda if available)
   int num_threads = 0;         // CPU backend threads; 0 = all cores
   int max_batch = 64;          // Embed() splits larger batches
+  // What Embed() returns per image: "embedding" (the preset's embedding,
+  // L2-normalized when the preset says so) or "logits" (the reference
+  // model's ImageNet classifier output, {1000}, unnormalized; only presets
+  // with a classifier: resnet*, efficientnet_lite*).
+  std::string output = "embedding";
 };
 
 struct ModelInfo {

@@ -1,0 +1,510 @@
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cmath>
+#include <unordered_map>
+#include <utility>
+
+#include "index/collection_impl.h"
+#include "index/index_factory.h"
+
+namespace lookalike {
+namespace {
+
+constexpr const char* kDbFile = "items.db";
+constexpr const char* kSnapshotFile = "index.snap";
+
+int64_t FileSize(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0 ? static_cast<int64_t>(st.st_size) : 0;
+}
+
+// L2-normalizes `v` in place; false when its norm is zero.
+bool Normalize(float* v, int dim) {
+  double sum = 0;
+  for (int i = 0; i < dim; ++i) sum += static_cast<double>(v[i]) * v[i];
+  if (!(sum > 0) || !std::isfinite(sum)) return false;
+  const float inv = static_cast<float>(1.0 / std::sqrt(sum));
+  for (int i = 0; i < dim; ++i) v[i] *= inv;
+  return true;
+}
+
+std::string Quote(const std::string& s) {
+  constexpr size_t kShown = 64;
+  return "'" + (s.size() > kShown ? s.substr(0, kShown) + "..." : s) + "'";
+}
+
+}  // namespace
+
+const char* MetricName(Metric metric) {
+  switch (metric) {
+    case Metric::kCosine:
+      return "cosine";
+    case Metric::kInnerProduct:
+      return "ip";
+    case Metric::kL2:
+      return "l2";
+  }
+  return "unknown";
+}
+
+StatusOr<Metric> ParseMetric(const std::string& name) {
+  if (name == "cosine") return Metric::kCosine;
+  if (name == "ip") return Metric::kInnerProduct;
+  if (name == "l2") return Metric::kL2;
+  return InvalidArgumentError("unknown metric '" + name + "': expected cosine, ip or l2");
+}
+
+Status ValidateItem(const Item& item, int dim, Metric metric) {
+  if (item.id.empty()) return InvalidArgumentError("id is empty");
+  if (item.id.size() > kMaxIdBytes) {
+    return InvalidArgumentError("id is " + std::to_string(item.id.size()) + " bytes; the limit is " +
+                                std::to_string(kMaxIdBytes));
+  }
+  if (static_cast<int64_t>(item.vector.size()) != dim) {
+    return InvalidArgumentError("item " + Quote(item.id) + ": vector has dimension " +
+                                std::to_string(item.vector.size()) + ", collection dimension is " +
+                                std::to_string(dim));
+  }
+  for (size_t i = 0; i < item.vector.size(); ++i) {
+    if (!std::isfinite(item.vector[i])) {
+      return InvalidArgumentError("item " + Quote(item.id) + ": vector component " +
+                                  std::to_string(i) + " is " +
+                                  (std::isnan(item.vector[i]) ? "NaN" : "infinite"));
+    }
+  }
+  if (metric == Metric::kCosine) {
+    bool nonzero = std::any_of(item.vector.begin(), item.vector.end(), [](float x) { return x != 0; });
+    if (!nonzero) {
+      return InvalidArgumentError("item " + Quote(item.id) +
+                                  ": vector is all zeros, which has no cosine similarity");
+    }
+  }
+  if (item.metadata.size() > kMaxMetadataKeys) {
+    return InvalidArgumentError("item " + Quote(item.id) + ": " +
+                                std::to_string(item.metadata.size()) +
+                                " metadata keys; the limit is " + std::to_string(kMaxMetadataKeys));
+  }
+  for (const auto& kv : item.metadata) {
+    if (kv.first.empty()) return InvalidArgumentError("item " + Quote(item.id) + ": empty metadata key");
+    if (kv.first.size() > kMaxMetadataKeyBytes) {
+      return InvalidArgumentError("item " + Quote(item.id) + ": metadata key " + Quote(kv.first) +
+                                  " is " + std::to_string(kv.first.size()) +
+                                  " bytes; the limit is " + std::to_string(kMaxMetadataKeyBytes));
+    }
+    if (kv.second.size() > kMaxMetadataValueBytes) {
+      return InvalidArgumentError("item " + Quote(item.id) + ": value of metadata key " +
+                                  Quote(kv.first) + " is " + std::to_string(kv.second.size()) +
+                                  " bytes; the limit is " + std::to_string(kMaxMetadataValueBytes));
+    }
+  }
+  return Status::Ok();
+}
+
+Status ValidateCollectionName(const std::string& name) {
+  if (name.empty() || name.size() > 64) {
+    return InvalidArgumentError("collection name must be 1 to 64 characters, got " +
+                                std::to_string(name.size()));
+  }
+  for (char c : name) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '_' || c == '-';
+    if (!ok) {
+      return InvalidArgumentError("collection name " + Quote(name) +
+                                  " may only contain letters, digits, '_' and '-'");
+    }
+  }
+  return Status::Ok();
+}
+
+Status ValidateSpec(const CollectionSpec& spec) {
+  RETURN_IF_ERROR(ValidateCollectionName(spec.name));
+  if (spec.dim < 1 || spec.dim > kMaxDim) {
+    return InvalidArgumentError("dim must be in 1.." + std::to_string(kMaxDim) + ", got " +
+                                std::to_string(spec.dim));
+  }
+  if (spec.index_spec.empty()) return InvalidArgumentError("index_spec is empty");
+  return ValidateIndexSpec(spec);
+}
+
+CollectionImpl::CollectionImpl(std::string dir, CollectionManagerOptions options,
+                               std::unique_ptr<Storage> storage)
+    : dir_(std::move(dir)),
+      snapshot_path_(dir_ + "/" + kSnapshotFile),
+      options_(std::move(options)),
+      storage_(std::move(storage)) {}
+
+CollectionImpl::~CollectionImpl() {
+  if (dropped_) return;
+  std::lock_guard<std::mutex> lock(write_mu_);
+  if (changes_since_snapshot_ > 0) {
+    Status st = SnapshotLocked();
+    if (!st.ok()) spdlog::warn("collection '{}': snapshot at close failed: {}", spec().name, st.ToString());
+  }
+}
+
+StatusOr<std::shared_ptr<CollectionImpl>> CollectionImpl::Create(
+    const std::string& dir, const CollectionSpec& spec, const CollectionManagerOptions& options) {
+  RETURN_IF_ERROR(ValidateSpec(spec));
+  // Fail early (before writing anything) when the device cannot host the index.
+  ASSIGN_OR_RETURN(auto probe, DerivedIndex::Create(spec, options.index_device));
+  ASSIGN_OR_RETURN(auto storage, Storage::Create(dir + "/" + kDbFile, spec));
+  std::shared_ptr<CollectionImpl> c(new CollectionImpl(dir, options, std::move(storage)));
+  c->index_ = std::move(probe);
+  c->applied_seq_ = 0;
+  return c;
+}
+
+StatusOr<std::shared_ptr<CollectionImpl>> CollectionImpl::Open(
+    const std::string& dir, const CollectionManagerOptions& options) {
+  ASSIGN_OR_RETURN(auto storage, Storage::Open(dir + "/" + kDbFile));
+  std::shared_ptr<CollectionImpl> c(new CollectionImpl(dir, options, std::move(storage)));
+  RETURN_IF_ERROR(c->Recover());
+  return c;
+}
+
+StatusOr<std::unique_ptr<DerivedIndex>> CollectionImpl::BuildFromStorage(int64_t* seq) {
+  ASSIGN_OR_RETURN(*seq, storage_->LastSeq());
+  ASSIGN_OR_RETURN(auto index, DerivedIndex::Create(spec(), options_.index_device));
+  std::vector<float> vectors;
+  std::vector<int64_t> ids;
+  const int dim = spec().dim;
+  RETURN_IF_ERROR(storage_->ScanItems(0, [&](int64_t id, const float* v) {
+    ids.push_back(id);
+    vectors.insert(vectors.end(), v, v + dim);
+    return Status::Ok();
+  }));
+  // One Add: a trainable index trains on every stored vector at once.
+  RETURN_IF_ERROR(index->Add(static_cast<int64_t>(ids.size()), vectors.data(), ids.data()));
+  return index;
+}
+
+Status CollectionImpl::Recover() {
+  const std::string& name = spec().name;
+  ASSIGN_OR_RETURN(int64_t last_seq, storage_->LastSeq());
+  ASSIGN_OR_RETURN(int64_t pruned_through, storage_->PrunedThrough());
+  std::unique_ptr<DerivedIndex> index;
+  int64_t snap_seq = 0;
+  bool write_snapshot = false;
+  if (options_.index_device == "cpu") {
+    auto loaded = DerivedIndex::LoadSnapshot(snapshot_path_, spec(), options_.index_device, &snap_seq);
+    if (loaded.ok()) {
+      if (snap_seq > last_seq || snap_seq < pruned_through) {
+        spdlog::warn("collection '{}': snapshot {} covers sequence {} but storage is at {} (pruned "
+                     "through {}); rebuilding the index from storage",
+                     name, snapshot_path_, snap_seq, last_seq, pruned_through);
+      } else {
+        index = std::move(loaded).value();
+      }
+    } else if (loaded.status().code() == StatusCode::kNotFound) {
+      spdlog::info("collection '{}': no index snapshot; building the index from storage", name);
+    } else {
+      spdlog::warn("collection '{}': {}; rebuilding the index from storage", name,
+                   loaded.status().ToString());
+    }
+  }
+  if (index != nullptr && snap_seq < last_seq) {
+    // Replay: removals first, then items written after the snapshot.
+    ASSIGN_OR_RETURN(auto tombstones, storage_->TombstonesAfter(snap_seq));
+    RETURN_IF_ERROR(index->Remove(tombstones));
+    std::vector<float> vectors;
+    std::vector<int64_t> ids;
+    const int dim = spec().dim;
+    RETURN_IF_ERROR(storage_->ScanItems(snap_seq, [&](int64_t id, const float* v) {
+      if (!index->Contains(id)) {
+        ids.push_back(id);
+        vectors.insert(vectors.end(), v, v + dim);
+      }
+      return Status::Ok();
+    }));
+    RETURN_IF_ERROR(index->Add(static_cast<int64_t>(ids.size()), vectors.data(), ids.data()));
+    spdlog::info("collection '{}': replayed {} removals and {} items past snapshot sequence {}",
+                 name, tombstones.size(), ids.size(), snap_seq);
+    write_snapshot = true;
+  }
+  if (index == nullptr) {
+    ASSIGN_OR_RETURN(index, BuildFromStorage(&snap_seq));
+    write_snapshot = index->live_count() > 0 || last_seq > 0;
+  }
+  {
+    std::unique_lock<std::shared_mutex> lock(index_mu_);
+    index_ = std::move(index);
+    applied_seq_ = last_seq;
+  }
+  if (write_snapshot && index_->CanSnapshot()) {
+    std::lock_guard<std::mutex> lock(write_mu_);
+    Status st = SnapshotLocked();
+    if (!st.ok()) spdlog::warn("collection '{}': snapshot after recovery failed: {}", name, st.ToString());
+  }
+  return Status::Ok();
+}
+
+Status CollectionImpl::CheckLive() const {
+  if (dropped_) return NotFoundError("collection '" + storage_->spec().name + "' was dropped");
+  return Status::Ok();
+}
+
+StatusOr<std::vector<Status>> CollectionImpl::Upsert(const std::vector<Item>& items) {
+  const CollectionSpec& s = spec();
+  std::vector<Status> statuses(items.size());
+  std::vector<Item> prepared;
+  std::vector<size_t> source;
+  for (size_t i = 0; i < items.size(); ++i) {
+    statuses[i] = ValidateItem(items[i], s.dim, s.metric);
+    if (!statuses[i].ok()) continue;
+    prepared.push_back(items[i]);
+    if (s.metric == Metric::kCosine) Normalize(prepared.back().vector.data(), s.dim);
+    source.push_back(i);
+  }
+  if (prepared.empty()) return statuses;
+  std::vector<const Item*> ptrs;
+  ptrs.reserve(prepared.size());
+  for (const auto& item : prepared) ptrs.push_back(&item);
+
+  std::lock_guard<std::mutex> lock(write_mu_);
+  RETURN_IF_ERROR(CheckLive());
+  ASSIGN_OR_RETURN(Storage::UpsertResult written, storage_->Upsert(ptrs));
+  std::vector<float> vectors;
+  std::vector<int64_t> ids;
+  for (size_t i = 0; i < prepared.size(); ++i) {
+    if (written.internal_ids[i] < 0) continue;  // replaced later in the same batch
+    ids.push_back(written.internal_ids[i]);
+    vectors.insert(vectors.end(), prepared[i].vector.begin(), prepared[i].vector.end());
+  }
+  Status applied;
+  {
+    std::unique_lock<std::shared_mutex> ilock(index_mu_);
+    applied = index_->Remove(written.replaced);
+    if (applied.ok()) {
+      applied = index_->Add(static_cast<int64_t>(ids.size()), vectors.data(), ids.data());
+    }
+    applied_seq_ = written.seq;
+  }
+  if (!applied.ok()) {
+    // Storage has the batch; bring the index back in line with it.
+    spdlog::error("collection '{}': applying an upsert to the index failed ({}); rebuilding",
+                  s.name, applied.ToString());
+    int64_t seq = 0;
+    auto rebuilt = BuildFromStorage(&seq);
+    if (!rebuilt.ok()) {
+      return InternalError("items were stored but the index could not be updated: " +
+                           rebuilt.status().ToString());
+    }
+    std::unique_lock<std::shared_mutex> ilock(index_mu_);
+    index_ = std::move(rebuilt).value();
+    applied_seq_ = seq;
+  }
+  AfterWriteLocked(static_cast<int64_t>(prepared.size()));
+  return statuses;
+}
+
+StatusOr<int64_t> CollectionImpl::Delete(const std::vector<std::string>& ids) {
+  std::lock_guard<std::mutex> lock(write_mu_);
+  RETURN_IF_ERROR(CheckLive());
+  ASSIGN_OR_RETURN(Storage::DeleteResult removed, storage_->Delete(ids));
+  Status applied;
+  {
+    std::unique_lock<std::shared_mutex> ilock(index_mu_);
+    applied = index_->Remove(removed.removed);
+    applied_seq_ = removed.seq;
+  }
+  if (!applied.ok()) {
+    spdlog::error("collection '{}': applying a delete to the index failed ({}); rebuilding",
+                  spec().name, applied.ToString());
+    int64_t seq = 0;
+    auto rebuilt = BuildFromStorage(&seq);
+    if (!rebuilt.ok()) {
+      return InternalError("items were deleted but the index could not be updated: " +
+                           rebuilt.status().ToString());
+    }
+    std::unique_lock<std::shared_mutex> ilock(index_mu_);
+    index_ = std::move(rebuilt).value();
+    applied_seq_ = seq;
+  }
+  AfterWriteLocked(static_cast<int64_t>(removed.removed.size()));
+  return static_cast<int64_t>(removed.removed.size());
+}
+
+void CollectionImpl::AfterWriteLocked(int64_t changed) {
+  changes_since_snapshot_ += changed;
+  bool compact = false;
+  {
+    std::shared_lock<std::shared_mutex> ilock(index_mu_);
+    compact = index_->NeedsCompaction();
+  }
+  if (compact) {
+    // Built off-lock (searches continue on the old index); writers are held
+    // by write_mu_, so storage cannot move past what the new index covers.
+    int64_t seq = 0;
+    auto rebuilt = BuildFromStorage(&seq);
+    if (rebuilt.ok()) {
+      std::unique_lock<std::shared_mutex> ilock(index_mu_);
+      index_ = std::move(rebuilt).value();
+      applied_seq_ = seq;
+    } else {
+      spdlog::warn("collection '{}': compaction failed: {}", spec().name, rebuilt.status().ToString());
+    }
+  }
+  if (options_.snapshot_every_writes > 0 &&
+      changes_since_snapshot_ >= options_.snapshot_every_writes) {
+    Status st = SnapshotLocked();
+    if (!st.ok()) spdlog::warn("collection '{}': periodic snapshot failed: {}", spec().name, st.ToString());
+  }
+}
+
+Status CollectionImpl::Snapshot() {
+  std::lock_guard<std::mutex> lock(write_mu_);
+  RETURN_IF_ERROR(CheckLive());
+  return SnapshotLocked();
+}
+
+Status CollectionImpl::SnapshotLocked() {
+  int64_t seq = 0;
+  {
+    std::shared_lock<std::shared_mutex> ilock(index_mu_);
+    // The GPU index is rebuilt from storage at open; nothing to write.
+    if (!index_->CanSnapshot()) {
+      changes_since_snapshot_ = 0;
+      return Status::Ok();
+    }
+    seq = applied_seq_;
+    RETURN_IF_ERROR(index_->WriteSnapshot(snapshot_path_, seq));
+  }
+  changes_since_snapshot_ = 0;
+  // The durable snapshot covers every tombstone up to seq.
+  return storage_->PruneTombstones(seq);
+}
+
+StatusOr<std::vector<std::vector<SearchHit>>> CollectionImpl::Search(const float* queries, int nq,
+                                                                      const SearchParams& params) {
+  RETURN_IF_ERROR(CheckLive());
+  const CollectionSpec& s = spec();
+  if (queries == nullptr || nq < 1) return InvalidArgumentError("no query vectors");
+  if (params.k < 1 || params.k > kMaxK) {
+    return InvalidArgumentError("k must be in 1.." + std::to_string(kMaxK) + ", got " +
+                                std::to_string(params.k));
+  }
+  if (params.min_score.has_value() && std::isnan(*params.min_score)) {
+    return InvalidArgumentError("min_score is NaN");
+  }
+  const int dim = s.dim;
+  std::vector<float> q(queries, queries + static_cast<size_t>(nq) * dim);
+  for (int i = 0; i < nq; ++i) {
+    float* row = q.data() + static_cast<size_t>(i) * dim;
+    for (int j = 0; j < dim; ++j) {
+      if (!std::isfinite(row[j])) {
+        return InvalidArgumentError("query " + std::to_string(i) + ": component " +
+                                    std::to_string(j) + " is " +
+                                    (std::isnan(row[j]) ? "NaN" : "infinite"));
+      }
+    }
+    if (s.metric == Metric::kCosine && !Normalize(row, dim)) {
+      return InvalidArgumentError("query " + std::to_string(i) +
+                                  " is all zeros, which has no cosine similarity");
+    }
+  }
+  for (const auto& clause : params.filter.any_of) {
+    if (clause.first.empty()) return InvalidArgumentError("filter has an empty metadata key");
+  }
+
+  std::vector<int64_t> excluded;
+  if (!params.exclude_ids.empty()) {
+    ASSIGN_OR_RETURN(excluded, storage_->ResolveIds(params.exclude_ids));
+  }
+  std::vector<int64_t> allowed;
+  const bool filtered = !params.filter.empty();
+  if (filtered) {
+    ASSIGN_OR_RETURN(allowed, storage_->MatchFilter(params.filter));
+  }
+
+  DerivedIndex::Result result;
+  std::vector<int64_t> fallback_candidates;
+  {
+    std::shared_lock<std::shared_mutex> ilock(index_mu_);
+    DerivedIndex::Query query;
+    query.x = q.data();
+    query.nq = nq;
+    query.k = params.k;
+    query.allowed = filtered ? &allowed : nullptr;
+    query.excluded = &excluded;
+    ASSIGN_OR_RETURN(result, index_->Search(query));
+    if (std::find(result.incomplete.begin(), result.incomplete.end(), true) !=
+        result.incomplete.end()) {
+      fallback_candidates = index_->Candidates(query.allowed, query.excluded);
+    }
+  }
+  if (!fallback_candidates.empty()) {
+    // Exact answer from the stored vectors for the queries the index could
+    // not fully answer.
+    std::vector<int64_t> found;
+    std::vector<float> vectors;
+    RETURN_IF_ERROR(storage_->ReadVectors(fallback_candidates, &found, &vectors));
+    for (int i = 0; i < nq; ++i) {
+      if (!result.incomplete[static_cast<size_t>(i)]) continue;
+      result.hits[static_cast<size_t>(i)] =
+          ExactTopK(q.data() + static_cast<size_t>(i) * dim, dim, s.metric, vectors.data(),
+                    found.data(), static_cast<int64_t>(found.size()), params.k);
+    }
+  }
+
+  std::vector<int64_t> hit_ids;
+  for (auto& hits : result.hits) {
+    if (params.min_score.has_value()) {
+      const float min_score = *params.min_score;
+      hits.erase(std::remove_if(hits.begin(), hits.end(),
+                                [min_score](const ScoredId& h) { return h.score < min_score; }),
+                 hits.end());
+    }
+    for (const auto& h : hits) hit_ids.push_back(h.internal_id);
+  }
+  std::sort(hit_ids.begin(), hit_ids.end());
+  hit_ids.erase(std::unique(hit_ids.begin(), hit_ids.end()), hit_ids.end());
+  ASSIGN_OR_RETURN(auto described, storage_->Describe(hit_ids));
+  std::unordered_map<int64_t, const Storage::Description*> by_id;
+  for (const auto& d : described) {
+    if (d.has_value()) by_id[d->internal_id] = &*d;
+  }
+  std::vector<std::vector<SearchHit>> out(static_cast<size_t>(nq));
+  for (int i = 0; i < nq; ++i) {
+    for (const auto& h : result.hits[static_cast<size_t>(i)]) {
+      auto it = by_id.find(h.internal_id);
+      if (it == by_id.end()) continue;  // deleted since the index was read
+      out[static_cast<size_t>(i)].push_back(SearchHit{it->second->id, h.score, it->second->metadata});
+    }
+  }
+  return out;
+}
+
+StatusOr<std::vector<std::optional<Item>>> CollectionImpl::Get(const std::vector<std::string>& ids) {
+  RETURN_IF_ERROR(CheckLive());
+  return storage_->Get(ids);
+}
+
+CollectionStats CollectionImpl::Stats() {
+  CollectionStats stats;
+  stats.spec = spec();
+  stats.disk_bytes = storage_->DiskBytes() + FileSize(snapshot_path_);
+  const auto device = ParseIndexDevice(options_.index_device);
+  if (device.ok() && *device >= 0) {
+    // Exclusive: the GPU index's byte count is not safe next to searches.
+    std::unique_lock<std::shared_mutex> ilock(index_mu_);
+    stats.index_device = "cuda:" + std::to_string(*device);
+    stats.gpu_bytes = index_->DeviceBytes();
+    stats.count = index_->live_count();
+    stats.index_bytes = index_->HostBytes();
+  } else {
+    std::shared_lock<std::shared_mutex> ilock(index_mu_);
+    stats.index_device = "cpu";
+    stats.count = index_->live_count();
+    stats.index_bytes = index_->HostBytes();
+  }
+  return stats;
+}
+
+void CollectionImpl::MarkDropped() {
+  std::lock_guard<std::mutex> lock(write_mu_);
+  dropped_ = true;
+}
+
+}  // namespace lookalike

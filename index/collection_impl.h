@@ -1,0 +1,97 @@
+// CollectionImpl: Storage (truth) + DerivedIndex (searchable copy) + snapshots.
+// Private to index/; other modules use index/collection.h.
+//
+// Files in the collection directory:
+//   items.db (+ -wal, -shm)  SQLite storage, see index/storage.h
+//   index.snap               derived index snapshot, see DerivedIndex::WriteSnapshot
+//
+// Write path (serialized by write_mu_): validate -> one SQLite transaction
+// (fsynced) -> apply to the derived index under the exclusive index lock ->
+// maybe snapshot. Searches take the index lock shared. A search whose index
+// cannot guarantee k hits (HNSW with a filter, the GPU index with a filter)
+// is answered exactly from the vectors in storage.
+//
+// Recovery at Open: load index.snap when present and valid for this spec,
+// then replay storage past its sequence (tombstones, then newer items).
+// Missing, stale (older than pruned tombstones or newer than storage) or
+// corrupt snapshots are logged and the index is rebuilt from storage. The GPU
+// index is always rebuilt from storage (a flat index has nothing to train).
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+
+#include "index/collection.h"
+#include "index/derived_index.h"
+#include "index/storage.h"
+
+namespace lookalike {
+
+// Limits enforced by Upsert validation.
+constexpr size_t kMaxIdBytes = 512;
+constexpr size_t kMaxMetadataKeys = 64;
+constexpr size_t kMaxMetadataKeyBytes = 128;
+constexpr size_t kMaxMetadataValueBytes = 4096;
+constexpr int kMaxDim = 65536;
+
+// INVALID_ARGUMENT naming the problem, or OK. `dim` is the collection's.
+Status ValidateItem(const Item& item, int dim, Metric metric);
+// Collection name: [A-Za-z0-9_-]{1,64}.
+Status ValidateCollectionName(const std::string& name);
+// Whole spec: name, dim range, index_spec parseable and supported.
+Status ValidateSpec(const CollectionSpec& spec);
+
+class CollectionImpl : public Collection {
+ public:
+  // Creates <dir> contents for a new collection (dir must exist and be empty).
+  static StatusOr<std::shared_ptr<CollectionImpl>> Create(const std::string& dir,
+                                                          const CollectionSpec& spec,
+                                                          const CollectionManagerOptions& options);
+  // Opens and recovers the collection stored in <dir>.
+  static StatusOr<std::shared_ptr<CollectionImpl>> Open(const std::string& dir,
+                                                        const CollectionManagerOptions& options);
+  // Snapshots when there are unsnapshotted changes (unless dropped).
+  ~CollectionImpl() override;
+
+  const CollectionSpec& spec() const override { return storage_->spec(); }
+  StatusOr<std::vector<Status>> Upsert(const std::vector<Item>& items) override;
+  StatusOr<std::vector<std::vector<SearchHit>>> Search(const float* queries, int nq,
+                                                        const SearchParams& params) override;
+  StatusOr<std::vector<std::optional<Item>>> Get(const std::vector<std::string>& ids) override;
+  StatusOr<int64_t> Delete(const std::vector<std::string>& ids) override;
+  CollectionStats Stats() override;
+  Status Snapshot() override;
+
+  // Marks the collection dropped: later calls fail with NOT_FOUND and no
+  // snapshot is written at destruction. Waits for the running write.
+  void MarkDropped();
+  const std::string& dir() const { return dir_; }
+
+ private:
+  CollectionImpl(std::string dir, CollectionManagerOptions options, std::unique_ptr<Storage> storage);
+  Status Recover();
+  // Builds a fresh index from every stored item. Caller holds write_mu_ (or
+  // is the only user, at open). Sets *seq to the storage sequence covered.
+  StatusOr<std::unique_ptr<DerivedIndex>> BuildFromStorage(int64_t* seq);
+  Status SnapshotLocked();       // requires write_mu_
+  void AfterWriteLocked(int64_t changed);  // periodic snapshot + compaction
+  Status CheckLive() const;
+
+  const std::string dir_;
+  const std::string snapshot_path_;
+  const CollectionManagerOptions options_;
+  std::unique_ptr<Storage> storage_;
+  std::atomic<bool> dropped_{false};
+
+  std::mutex write_mu_;                  // serializes writers and snapshots
+  int64_t changes_since_snapshot_ = 0;  // guarded by write_mu_
+
+  mutable std::shared_mutex index_mu_;
+  std::unique_ptr<DerivedIndex> index_;  // guarded by index_mu_
+  int64_t applied_seq_ = 0;             // storage seq the index reflects; index_mu_
+};
+
+}  // namespace lookalike

@@ -1,0 +1,563 @@
+#include "index/derived_index.h"
+
+#include <fcntl.h>
+#include <faiss/IndexFlat.h>
+#include <faiss/IndexHNSW.h>
+#include <faiss/IndexIVF.h>
+#include <faiss/impl/IDSelector.h>
+#include <faiss/impl/io.h>
+#include <faiss/index_io.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <exception>
+#include <fstream>
+#include <iterator>
+
+namespace lookalike {
+namespace {
+
+constexpr char kSnapshotMagic[8] = {'L', 'K', 'S', 'N', 'A', 'P', '0', '1'};
+constexpr uint32_t kSnapshotFormat = 1;
+constexpr size_t kHeaderBytes = 8 + 3 * sizeof(uint64_t);  // magic, seq, payload bytes, checksum
+constexpr int64_t kMinTrainOther = 1000;
+
+// FNV-1a, 64 bit: detects truncation and flipped bytes in snapshot files.
+uint64_t Checksum(const uint8_t* data, size_t n) {
+  uint64_t h = 1469598103934665603ull;
+  for (size_t i = 0; i < n; ++i) {
+    h ^= data[i];
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+template <typename T>
+void Append(std::vector<uint8_t>* out, const T& value) {
+  const auto* p = reinterpret_cast<const uint8_t*>(&value);
+  out->insert(out->end(), p, p + sizeof(T));
+}
+
+// Bounds-checked reader over a snapshot payload.
+class Cursor {
+ public:
+  Cursor(const uint8_t* p, size_t n) : p_(p), n_(n) {}
+  template <typename T>
+  bool Read(T* value) {
+    if (n_ - pos_ < sizeof(T)) return false;
+    std::memcpy(value, p_ + pos_, sizeof(T));
+    pos_ += sizeof(T);
+    return true;
+  }
+  bool ReadBytes(void* out, size_t n) {
+    if (n_ - pos_ < n) return false;
+    std::memcpy(out, p_ + pos_, n);
+    pos_ += n;
+    return true;
+  }
+  size_t pos() const { return pos_; }
+
+ private:
+  const uint8_t* p_;
+  size_t n_;
+  size_t pos_ = 0;
+};
+
+Status WriteAll(int fd, const uint8_t* data, size_t n, const std::string& path) {
+  while (n > 0) {
+    ssize_t w = ::write(fd, data, n);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return InternalError(path + ": write failed: " + std::strerror(errno));
+    }
+    data += w;
+    n -= static_cast<size_t>(w);
+  }
+  return Status::Ok();
+}
+
+// Writes `header` + `payload` to `path` atomically and durably: temp file,
+// fsync, rename over the old file, fsync of the directory.
+Status WriteFileDurably(const std::string& path, const std::vector<uint8_t>& header,
+                        const std::vector<uint8_t>& payload) {
+  const std::string tmp = path + ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return InternalError(tmp + ": cannot create: " + std::strerror(errno));
+  Status st = WriteAll(fd, header.data(), header.size(), tmp);
+  if (st.ok()) st = WriteAll(fd, payload.data(), payload.size(), tmp);
+  if (st.ok() && ::fsync(fd) != 0) st = InternalError(tmp + ": fsync failed: " + std::strerror(errno));
+  ::close(fd);
+  if (!st.ok()) {
+    ::unlink(tmp.c_str());
+    return st;
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    st = InternalError(path + ": rename failed: " + std::strerror(errno));
+    ::unlink(tmp.c_str());
+    return st;
+  }
+  const auto slash = path.find_last_of('/');
+  const std::string dir = slash == std::string::npos ? "." : path.substr(0, slash);
+  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0) return InternalError(dir + ": cannot open directory: " + std::strerror(errno));
+  int rc = ::fsync(dfd);
+  ::close(dfd);
+  if (rc != 0) return InternalError(dir + ": fsync failed: " + std::strerror(errno));
+  return Status::Ok();
+}
+
+int64_t MinTrain(const faiss::Index* index) {
+  if (const auto* ivf = dynamic_cast<const faiss::IndexIVF*>(index)) {
+    return std::max<int64_t>(1, 39 * static_cast<int64_t>(ivf->nlist));
+  }
+  return kMinTrainOther;
+}
+
+// Default probes: enough for good recall on small lists; filtered searches
+// probe every list (see SearchImpl).
+void SetDefaultNprobe(faiss::Index* index) {
+  if (auto* ivf = dynamic_cast<faiss::IndexIVF*>(index)) {
+    ivf->nprobe = std::min<size_t>(ivf->nlist, std::max<size_t>(8, ivf->nlist / 8));
+  }
+}
+
+bool ScoreBetter(const ScoredId& a, const ScoredId& b) {
+  if (a.score != b.score) return a.score > b.score;
+  return a.internal_id < b.internal_id;
+}
+
+}  // namespace
+
+std::vector<ScoredId> ExactTopK(const float* query, int dim, Metric metric, const float* vectors,
+                                const int64_t* internal_ids, int64_t n, int k) {
+  std::vector<ScoredId> all(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    const float* v = vectors + i * dim;
+    double acc = 0;
+    if (metric == Metric::kL2) {
+      for (int j = 0; j < dim; ++j) {
+        double d = static_cast<double>(query[j]) - v[j];
+        acc += d * d;
+      }
+      acc = -acc;
+    } else {
+      for (int j = 0; j < dim; ++j) acc += static_cast<double>(query[j]) * v[j];
+    }
+    all[static_cast<size_t>(i)] = ScoredId{internal_ids[i], static_cast<float>(acc)};
+  }
+  const size_t keep = std::min<size_t>(all.size(), static_cast<size_t>(std::max(k, 0)));
+  std::partial_sort(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(keep), all.end(),
+                    ScoreBetter);
+  all.resize(keep);
+  return all;
+}
+
+DerivedIndex::DerivedIndex(CollectionSpec spec, std::string index_device)
+    : spec_(std::move(spec)), index_device_(std::move(index_device)) {}
+
+DerivedIndex::~DerivedIndex() = default;
+
+StatusOr<std::unique_ptr<DerivedIndex>> DerivedIndex::Create(const CollectionSpec& spec,
+                                                             const std::string& index_device) {
+  ASSIGN_OR_RETURN(DerivedIndexParts parts, MakeDerivedIndex(spec, index_device));
+  std::unique_ptr<DerivedIndex> d(new DerivedIndex(spec, index_device));
+  if (!parts.index->is_trained) {
+    d->exact_mode_ = true;
+    d->min_train_ = MinTrain(parts.index.get());
+    d->index_ = std::make_unique<faiss::IndexFlat>(spec.dim, FaissMetric(spec.metric));
+    d->family_ = IndexFamily::kFlat;
+  } else {
+    d->index_ = std::move(parts.index);
+    d->family_ = parts.family;
+    SetDefaultNprobe(d->index_.get());
+  }
+  return d;
+}
+
+Status DerivedIndex::Add(int64_t n, const float* x, const int64_t* internal_ids) {
+  if (n <= 0) return Status::Ok();
+  const int64_t first_slot = static_cast<int64_t>(slots_.size());
+  try {
+    if (family_ == IndexFamily::kIvf) {
+      std::vector<faiss::Index::idx_t> labels(static_cast<size_t>(n));
+      for (int64_t i = 0; i < n; ++i) labels[static_cast<size_t>(i)] = first_slot + i;
+      index_->add_with_ids(n, x, labels.data());
+    } else {
+      index_->add(n, x);
+    }
+  } catch (const std::exception& e) {
+    return InternalError(std::string("adding vectors to the index: ") + e.what());
+  }
+  slots_.insert(slots_.end(), internal_ids, internal_ids + n);
+  live_bits_.resize((slots_.size() + 7) / 8, 0);
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t slot = first_slot + i;
+    id_to_slot_[internal_ids[i]] = slot;
+    live_bits_[static_cast<size_t>(slot >> 3)] |= static_cast<uint8_t>(1u << (slot & 7));
+  }
+  live_count_ += n;
+  if (exact_mode_ && live_count_ >= min_train_) {
+    Status st = SwitchToMainIndex();
+    if (!st.ok()) {
+      spdlog::warn("collection '{}': training index '{}' on {} vectors failed ({}); searches stay "
+                   "exact, retrying at {} vectors",
+                   spec_.name, spec_.index_spec, live_count_, st.message(), 2 * min_train_);
+      min_train_ *= 2;
+    }
+  }
+  return Status::Ok();
+}
+
+Status DerivedIndex::SwitchToMainIndex() {
+  auto* flat = dynamic_cast<faiss::IndexFlat*>(index_.get());
+  if (flat == nullptr) return InternalError("exact mode without a flat index");
+  ASSIGN_OR_RETURN(DerivedIndexParts parts, MakeDerivedIndex(spec_, index_device_));
+  const int dim = spec_.dim;
+  std::vector<float> vectors;
+  std::vector<int64_t> ids;
+  vectors.reserve(static_cast<size_t>(live_count_) * dim);
+  ids.reserve(static_cast<size_t>(live_count_));
+  const float* xb = flat->get_xb();
+  for (size_t slot = 0; slot < slots_.size(); ++slot) {
+    if (slots_[slot] < 0) continue;
+    vectors.insert(vectors.end(), xb + slot * dim, xb + (slot + 1) * dim);
+    ids.push_back(slots_[slot]);
+  }
+  const int64_t n = static_cast<int64_t>(ids.size());
+  try {
+    parts.index->train(n, vectors.data());
+    SetDefaultNprobe(parts.index.get());
+    if (parts.family == IndexFamily::kIvf) {
+      std::vector<faiss::Index::idx_t> labels(static_cast<size_t>(n));
+      for (int64_t i = 0; i < n; ++i) labels[static_cast<size_t>(i)] = i;
+      parts.index->add_with_ids(n, vectors.data(), labels.data());
+    } else {
+      parts.index->add(n, vectors.data());
+    }
+  } catch (const std::exception& e) {
+    return InternalError(e.what());
+  }
+  index_ = std::move(parts.index);
+  family_ = parts.family;
+  exact_mode_ = false;
+  slots_ = std::move(ids);
+  id_to_slot_.clear();
+  live_bits_.assign((slots_.size() + 7) / 8, 0);
+  for (size_t slot = 0; slot < slots_.size(); ++slot) {
+    id_to_slot_[slots_[slot]] = static_cast<int64_t>(slot);
+    live_bits_[slot >> 3] |= static_cast<uint8_t>(1u << (slot & 7));
+  }
+  removed_in_place_ = 0;
+  spdlog::info("collection '{}': trained index '{}' on {} vectors", spec_.name, spec_.index_spec, n);
+  return Status::Ok();
+}
+
+Status DerivedIndex::Remove(const std::vector<int64_t>& internal_ids) {
+  std::vector<faiss::Index::idx_t> slots;
+  for (int64_t id : internal_ids) {
+    auto it = id_to_slot_.find(id);
+    if (it != id_to_slot_.end()) slots.push_back(it->second);
+  }
+  if (slots.empty()) return Status::Ok();
+  if (family_ == IndexFamily::kIvf) {
+    try {
+      faiss::IDSelectorBatch sel(slots.size(), slots.data());
+      index_->remove_ids(sel);
+    } catch (const std::exception& e) {
+      return InternalError(std::string("removing vectors from the index: ") + e.what());
+    }
+  } else {
+    removed_in_place_ += static_cast<int64_t>(slots.size());
+  }
+  for (auto slot : slots) {
+    id_to_slot_.erase(slots_[static_cast<size_t>(slot)]);
+    slots_[static_cast<size_t>(slot)] = -1;
+    live_bits_[static_cast<size_t>(slot >> 3)] &= static_cast<uint8_t>(~(1u << (slot & 7)));
+  }
+  live_count_ -= static_cast<int64_t>(slots.size());
+  return Status::Ok();
+}
+
+bool DerivedIndex::NeedsCompaction() const {
+  return removed_in_place_ > 1024 && removed_in_place_ > live_count_;
+}
+
+std::vector<uint8_t> DerivedIndex::SelectorBitmap(const Query& query, int64_t* candidates) const {
+  std::vector<uint8_t> bits;
+  if (query.allowed != nullptr) {
+    bits.assign(live_bits_.size(), 0);
+    *candidates = 0;
+    for (int64_t id : *query.allowed) {
+      auto it = id_to_slot_.find(id);
+      if (it == id_to_slot_.end()) continue;
+      const int64_t slot = it->second;
+      uint8_t& byte = bits[static_cast<size_t>(slot >> 3)];
+      const auto mask = static_cast<uint8_t>(1u << (slot & 7));
+      if ((byte & mask) == 0) {
+        byte |= mask;
+        ++*candidates;
+      }
+    }
+  } else {
+    bits = live_bits_;
+    *candidates = live_count_;
+  }
+  if (query.excluded != nullptr) {
+    for (int64_t id : *query.excluded) {
+      auto it = id_to_slot_.find(id);
+      if (it == id_to_slot_.end()) continue;
+      const int64_t slot = it->second;
+      uint8_t& byte = bits[static_cast<size_t>(slot >> 3)];
+      const auto mask = static_cast<uint8_t>(1u << (slot & 7));
+      if ((byte & mask) != 0) {
+        byte &= static_cast<uint8_t>(~mask);
+        --*candidates;
+      }
+    }
+  }
+  return bits;
+}
+
+std::vector<int64_t> DerivedIndex::Candidates(const std::vector<int64_t>* allowed,
+                                              const std::vector<int64_t>* excluded) const {
+  Query q;
+  q.allowed = allowed;
+  q.excluded = excluded;
+  int64_t n = 0;
+  std::vector<uint8_t> bits = SelectorBitmap(q, &n);
+  std::vector<int64_t> out;
+  out.reserve(static_cast<size_t>(n));
+  for (size_t slot = 0; slot < slots_.size(); ++slot) {
+    if (bits[slot >> 3] & (1u << (slot & 7))) out.push_back(slots_[slot]);
+  }
+  return out;
+}
+
+StatusOr<DerivedIndex::Result> DerivedIndex::Search(const Query& query) const {
+  try {
+    return SearchImpl(query);
+  } catch (const std::exception& e) {
+    return InternalError(std::string("index search failed: ") + e.what());
+  }
+}
+
+StatusOr<DerivedIndex::Result> DerivedIndex::SearchImpl(const Query& query) const {
+  Result result;
+  result.hits.resize(static_cast<size_t>(query.nq));
+  result.incomplete.assign(static_cast<size_t>(query.nq), false);
+  int64_t candidates = 0;
+  std::vector<uint8_t> bits = SelectorBitmap(query, &candidates);
+  const int64_t need = std::min<int64_t>(query.k, candidates);
+  if (need <= 0 || query.nq <= 0) return result;
+  const bool restricted = query.allowed != nullptr || candidates < live_count_ ||
+                          removed_in_place_ > 0;
+  faiss::IDSelectorBitmap selector(bits.size(), bits.data());
+
+  // How many labels to ask FAISS for per query, and with which parameters.
+  const int64_t fetch = need;
+  std::vector<float> distances;
+  std::vector<faiss::Index::idx_t> labels;
+  auto run = [&](const faiss::SearchParameters* params) {
+    distances.assign(static_cast<size_t>(query.nq * fetch), 0.f);
+    labels.assign(static_cast<size_t>(query.nq * fetch), -1);
+    index_->search(query.nq, query.x, fetch, distances.data(), labels.data(), params);
+  };
+  auto count_valid = [&](int q) {
+    int64_t c = 0;
+    for (int64_t j = 0; j < fetch; ++j) {
+      const auto label = labels[static_cast<size_t>(q * fetch + j)];
+      if (label >= 0 && (bits[static_cast<size_t>(label >> 3)] & (1u << (label & 7)))) ++c;
+    }
+    return c;
+  };
+
+  switch (family_) {
+    case IndexFamily::kFlat:
+    case IndexFamily::kGpuFlat: {
+      faiss::SearchParameters params;
+      params.sel = &selector;
+      run(restricted ? &params : nullptr);
+      break;
+    }
+    case IndexFamily::kIvf: {
+      const auto* ivf = dynamic_cast<const faiss::IndexIVF*>(index_.get());
+      faiss::SearchParametersIVF params;
+      params.sel = restricted ? &selector : nullptr;
+      // A filter can leave the probed lists nearly empty: probe every list so
+      // a filtered search returns min(k, matches) hits.
+      params.nprobe = query.allowed != nullptr ? ivf->nlist : ivf->nprobe;
+      run(&params);
+      bool short_any = false;
+      for (int q = 0; q < query.nq; ++q) short_any = short_any || count_valid(q) < need;
+      if (short_any && params.nprobe < ivf->nlist) {
+        params.nprobe = ivf->nlist;
+        run(&params);
+      }
+      break;
+    }
+    case IndexFamily::kHnsw: {
+      if (query.allowed != nullptr) {
+        // A restrictive selector starves the graph walk: answer exactly.
+        result.incomplete.assign(static_cast<size_t>(query.nq), true);
+        return result;
+      }
+      const auto* hnsw = dynamic_cast<const faiss::IndexHNSW*>(index_.get());
+      faiss::SearchParametersHNSW params;
+      params.sel = restricted ? &selector : nullptr;
+      params.efSearch = std::max<int>(hnsw->hnsw.efSearch, static_cast<int>(need));
+      run(&params);
+      break;
+    }
+  }
+
+  for (int q = 0; q < query.nq; ++q) {
+    auto& hits = result.hits[static_cast<size_t>(q)];
+    for (int64_t j = 0; j < fetch && static_cast<int64_t>(hits.size()) < need; ++j) {
+      const auto label = labels[static_cast<size_t>(q * fetch + j)];
+      if (label < 0 || static_cast<size_t>(label) >= slots_.size()) continue;
+      if (!(bits[static_cast<size_t>(label >> 3)] & (1u << (label & 7)))) continue;
+      const float d = distances[static_cast<size_t>(q * fetch + j)];
+      hits.push_back(ScoredId{slots_[static_cast<size_t>(label)],
+                              spec_.metric == Metric::kL2 ? -d : d});
+    }
+    if (static_cast<int64_t>(hits.size()) < need) result.incomplete[static_cast<size_t>(q)] = true;
+  }
+  return result;
+}
+
+int64_t DerivedIndex::HostBytes() const {
+  int64_t bytes = static_cast<int64_t>(slots_.size() * sizeof(int64_t) + live_bits_.size() +
+                                       id_to_slot_.size() * 32);
+  const faiss::Index* index = index_.get();
+  if (family_ == IndexFamily::kGpuFlat) return bytes;  // device memory, see Stats
+  if (const auto* ivf = dynamic_cast<const faiss::IndexIVF*>(index)) {
+    bytes += ivf->ntotal * static_cast<int64_t>(ivf->code_size + sizeof(faiss::Index::idx_t));
+    bytes += static_cast<int64_t>(ivf->nlist) * ivf->d * static_cast<int64_t>(sizeof(float));
+  } else if (const auto* hnsw = dynamic_cast<const faiss::IndexHNSW*>(index)) {
+    bytes += static_cast<int64_t>(hnsw->hnsw.neighbors.size() * sizeof(int32_t));
+    bytes += hnsw->ntotal * hnsw->d * static_cast<int64_t>(sizeof(float));
+  } else if (const auto* codes = dynamic_cast<const faiss::IndexFlatCodes*>(index)) {
+    bytes += static_cast<int64_t>(codes->codes.size());
+  }
+  return bytes;
+}
+
+Status DerivedIndex::WriteSnapshot(const std::string& path, int64_t seq) const {
+  if (!CanSnapshot()) return UnimplementedError("the GPU index is not snapshotted");
+  faiss::VectorIOWriter writer;
+  std::vector<uint8_t>& payload = writer.data;
+  Append(&payload, kSnapshotFormat);
+  Append(&payload, static_cast<uint32_t>(exact_mode_ ? 1 : 0));
+  Append(&payload, min_train_);
+  Append(&payload, static_cast<int32_t>(spec_.dim));
+  Append(&payload, static_cast<int32_t>(spec_.metric));
+  Append(&payload, static_cast<uint32_t>(spec_.index_spec.size()));
+  payload.insert(payload.end(), spec_.index_spec.begin(), spec_.index_spec.end());
+  Append(&payload, static_cast<uint64_t>(slots_.size()));
+  const auto* slot_bytes = reinterpret_cast<const uint8_t*>(slots_.data());
+  payload.insert(payload.end(), slot_bytes, slot_bytes + slots_.size() * sizeof(int64_t));
+  try {
+    faiss::write_index(index_.get(), &writer);
+  } catch (const std::exception& e) {
+    return InternalError(std::string("serializing the index: ") + e.what());
+  }
+  std::vector<uint8_t> header(kSnapshotMagic, kSnapshotMagic + 8);
+  Append(&header, static_cast<uint64_t>(seq));
+  Append(&header, static_cast<uint64_t>(payload.size()));
+  Append(&header, Checksum(payload.data(), payload.size()));
+  return WriteFileDurably(path, header, payload);
+}
+
+StatusOr<std::unique_ptr<DerivedIndex>> DerivedIndex::LoadSnapshot(const std::string& path,
+                                                                   const CollectionSpec& spec,
+                                                                   const std::string& index_device,
+                                                                   int64_t* seq) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return NotFoundError(path + ": no snapshot");
+  std::vector<uint8_t> file((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto corrupt = [&](const std::string& why) { return DataLossError(path + ": " + why); };
+  if (file.size() < kHeaderBytes) return corrupt("snapshot truncated (header)");
+  if (std::memcmp(file.data(), kSnapshotMagic, 8) != 0) return corrupt("not a snapshot file");
+  uint64_t file_seq = 0, payload_bytes = 0, checksum = 0;
+  std::memcpy(&file_seq, file.data() + 8, 8);
+  std::memcpy(&payload_bytes, file.data() + 16, 8);
+  std::memcpy(&checksum, file.data() + 24, 8);
+  if (payload_bytes != file.size() - kHeaderBytes) {
+    return corrupt("snapshot truncated: " + std::to_string(file.size() - kHeaderBytes) + " of " +
+                   std::to_string(payload_bytes) + " payload bytes");
+  }
+  const uint8_t* payload = file.data() + kHeaderBytes;
+  if (Checksum(payload, payload_bytes) != checksum) return corrupt("snapshot checksum mismatch");
+  Cursor cur(payload, payload_bytes);
+  uint32_t format = 0, exact = 0, spec_len = 0;
+  int64_t min_train = 0;
+  int32_t dim = 0, metric = 0;
+  if (!cur.Read(&format) || format != kSnapshotFormat) return corrupt("unknown snapshot format");
+  if (!cur.Read(&exact) || !cur.Read(&min_train) || !cur.Read(&dim) || !cur.Read(&metric) ||
+      !cur.Read(&spec_len)) {
+    return corrupt("snapshot header fields truncated");
+  }
+  std::string index_spec(spec_len, '\0');
+  if (!cur.ReadBytes(index_spec.data(), spec_len)) return corrupt("snapshot spec truncated");
+  if (dim != spec.dim || metric != static_cast<int32_t>(spec.metric) ||
+      index_spec != spec.index_spec) {
+    return corrupt("snapshot was written for another spec (dim " + std::to_string(dim) +
+                   ", index '" + index_spec + "')");
+  }
+  uint64_t nslots = 0;
+  if (!cur.Read(&nslots) || nslots > payload_bytes / sizeof(int64_t)) {
+    return corrupt("snapshot slot table truncated");
+  }
+  std::unique_ptr<DerivedIndex> d(new DerivedIndex(spec, index_device));
+  d->slots_.resize(nslots);
+  if (!cur.ReadBytes(d->slots_.data(), nslots * sizeof(int64_t))) {
+    return corrupt("snapshot slot table truncated");
+  }
+  faiss::VectorIOReader reader;
+  reader.data.assign(payload + cur.pos(), payload + payload_bytes);
+  try {
+    d->index_.reset(faiss::read_index(&reader));
+  } catch (const std::exception& e) {
+    return corrupt(std::string("snapshot index unreadable: ") + e.what());
+  }
+  if (d->index_->d != spec.dim || d->index_->metric_type != FaissMetric(spec.metric)) {
+    return corrupt("snapshot index has another dimension or metric");
+  }
+  d->exact_mode_ = exact != 0;
+  d->min_train_ = min_train;
+  if (d->exact_mode_) {
+    if (dynamic_cast<faiss::IndexFlat*>(d->index_.get()) == nullptr) {
+      return corrupt("snapshot in exact mode without a flat index");
+    }
+    d->family_ = IndexFamily::kFlat;
+  } else {
+    auto family = ClassifyIndex(d->index_.get(), spec.index_spec);
+    if (!family.ok()) return corrupt(family.status().message());
+    d->family_ = *family;
+  }
+  d->live_bits_.assign((nslots + 7) / 8, 0);
+  for (size_t slot = 0; slot < nslots; ++slot) {
+    const int64_t id = d->slots_[slot];
+    if (id < 0) continue;
+    if (!d->id_to_slot_.emplace(id, static_cast<int64_t>(slot)).second) {
+      return corrupt("snapshot maps an item twice");
+    }
+    d->live_bits_[slot >> 3] |= static_cast<uint8_t>(1u << (slot & 7));
+  }
+  d->live_count_ = static_cast<int64_t>(d->id_to_slot_.size());
+  if (d->family_ == IndexFamily::kIvf) {
+    if (d->index_->ntotal != d->live_count_) return corrupt("snapshot index and slot table disagree");
+  } else {
+    if (d->index_->ntotal != static_cast<int64_t>(nslots)) {
+      return corrupt("snapshot index and slot table disagree");
+    }
+    d->removed_in_place_ = static_cast<int64_t>(nslots) - d->live_count_;
+  }
+  *seq = static_cast<int64_t>(file_seq);
+  return d;
+}
+
+}  // namespace lookalike

@@ -1,0 +1,773 @@
+// GpuFlatStore host side: memory accounting, storage growth, search tiling,
+// removal, compaction. Contracts are in gpu_flat_store.h; kernels in
+// flat_kernels.cu.
+#include "index/gpu/gpu_flat_store.h"
+
+#include <cublas_v2.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cfloat>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+
+#include "index/gpu/flat_kernels.h"
+
+namespace lookalike {
+
+const char* StorageTypeName(StorageType type) {
+  switch (type) {
+    case StorageType::kFloat32:
+      return "fp32";
+    case StorageType::kFloat16:
+      return "fp16";
+  }
+  return "unknown";
+}
+
+Status CheckGpuFlatStoreOptions(const GpuFlatStoreOptions& o) {
+  if (o.dim < 1 || o.dim > 65536) {
+    return InvalidArgumentError("dim must be in 1..65536, got " + std::to_string(o.dim));
+  }
+  if (o.metric != Metric::kL2 && o.metric != Metric::kInnerProduct && o.metric != Metric::kCosine) {
+    return InvalidArgumentError("metric must be l2, ip or cosine");
+  }
+  if (o.storage != StorageType::kFloat32 && o.storage != StorageType::kFloat16) {
+    return InvalidArgumentError("storage must be fp32 or fp16");
+  }
+  if (o.device < 0) return InvalidArgumentError("device must be >= 0");
+  if (o.memory_budget_bytes < 0) return InvalidArgumentError("memory_budget_bytes must be >= 0");
+  if (!(o.compact_fraction > 0.0 && o.compact_fraction <= 1.0)) {
+    return InvalidArgumentError("compact_fraction must be in (0, 1]");
+  }
+  if (o.workspace_bytes < (int64_t{1} << 20)) {
+    return InvalidArgumentError("workspace_bytes must be >= 1 MiB");
+  }
+  if (o.tile_rows < 0) return InvalidArgumentError("tile_rows must be >= 0");
+  return Status::Ok();
+}
+
+Status CheckSearchArgs(int dim, int64_t nq, const float* queries, int query_dim, int k,
+                       const float* distances, const int64_t* labels) {
+  if (nq < 0) return InvalidArgumentError("nq must be >= 0, got " + std::to_string(nq));
+  if (query_dim != dim) {
+    return InvalidArgumentError("query dim " + std::to_string(query_dim) +
+                                " does not match the index dim " + std::to_string(dim));
+  }
+  if (k < 1 || k > kGpuMaxK) {
+    return InvalidArgumentError("k must be in 1.." + std::to_string(kGpuMaxK) + ", got " +
+                                std::to_string(k));
+  }
+  if (nq > 0 && (queries == nullptr || distances == nullptr || labels == nullptr)) {
+    return InvalidArgumentError("queries, distances and labels must be non-null");
+  }
+  return Status::Ok();
+}
+
+bool GpuAvailable() {
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess) {
+    cudaGetLastError();  // clear the error so later calls are not affected
+    return false;
+  }
+  return count > 0;
+}
+
+namespace {
+
+Status CudaError(cudaError_t err, const char* what) {
+  const std::string msg = std::string(what) + ": " + cudaGetErrorName(err) + " (" +
+                          cudaGetErrorString(err) + ")";
+  if (err == cudaErrorMemoryAllocation) return ResourceExhaustedError(msg);
+  return InternalError(msg);
+}
+
+#define LK_CUDA_RETURN(expr, what)                            \
+  do {                                                        \
+    cudaError_t lk_err_ = (expr);                             \
+    if (lk_err_ != cudaSuccess) return CudaError(lk_err_, what); \
+  } while (0)
+
+Status CublasError(cublasStatus_t st, const char* what) {
+  const std::string msg = std::string(what) + ": cuBLAS status " + std::to_string(static_cast<int>(st));
+  if (st == CUBLAS_STATUS_ALLOC_FAILED) return ResourceExhaustedError(msg);
+  return InternalError(msg);
+}
+
+int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+int NextPow2(int v) {
+  int p = 1;
+  while (p < v) p <<= 1;
+  return p;
+}
+
+std::string Bytes(int64_t b) { return std::to_string(b) + " bytes"; }
+
+// One device allocation, counted against the owner's budget.
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  DeviceBuffer(void* ptr, int64_t bytes, int64_t* used) : ptr_(ptr), bytes_(bytes), used_(used) {}
+  ~DeviceBuffer() { Release(); }
+  DeviceBuffer(DeviceBuffer&& o) noexcept { *this = std::move(o); }
+  DeviceBuffer& operator=(DeviceBuffer&& o) noexcept {
+    if (this != &o) {
+      Release();
+      ptr_ = std::exchange(o.ptr_, nullptr);
+      bytes_ = std::exchange(o.bytes_, 0);
+      used_ = std::exchange(o.used_, nullptr);
+    }
+    return *this;
+  }
+  void Release() {
+    if (ptr_ != nullptr) {
+      cudaFree(ptr_);
+      *used_ -= bytes_;
+    }
+    ptr_ = nullptr;
+    bytes_ = 0;
+  }
+  template <typename T>
+  T* as() const {
+    return static_cast<T*>(ptr_);
+  }
+  int64_t bytes() const { return bytes_; }
+
+ private:
+  void* ptr_ = nullptr;
+  int64_t bytes_ = 0;
+  int64_t* used_ = nullptr;
+};
+
+}  // namespace
+
+struct GpuFlatStore::Impl {
+  GpuFlatStoreOptions opt;
+  std::mutex mu;
+  cudaStream_t stream = nullptr;
+  cublasHandle_t cublas = nullptr;
+  int sm_count = 1;
+  int64_t used = 0;  // device bytes held
+
+  // Storage.
+  DeviceBuffer vecs, norms, ids, tomb;
+  int64_t capacity = 0;
+  int64_t rows = 0;
+  int64_t live = 0;
+  std::vector<int64_t> labels_host;  // per row
+  std::vector<uint32_t> tomb_host;   // ceil(rows / 32) words (sized for capacity)
+  int mode = 0;                      // 0 = unset, 1 = sequential, 2 = explicit
+  std::unordered_map<int64_t, int64_t> id_to_row;  // explicit mode
+  std::vector<int64_t> label_rows;                 // sequential mode: label -> row
+
+  DeviceBuffer workspace;
+
+  ~Impl() {
+    vecs.Release();
+    norms.Release();
+    ids.Release();
+    tomb.Release();
+    workspace.Release();
+    if (cublas != nullptr) cublasDestroy(cublas);
+    if (stream != nullptr) cudaStreamDestroy(stream);
+  }
+
+  int64_t ElemBytes() const { return opt.storage == StorageType::kFloat16 ? 2 : 4; }
+  int64_t RowBytes() const { return ElemBytes() * opt.dim; }
+  int64_t BytesForCapacity(int64_t cap) const {
+    return cap * (RowBytes() + 4 + 8) + CeilDiv(cap, 32) * 4;
+  }
+  bool IsTomb(int64_t r) const { return (tomb_host[r >> 5] >> (r & 31)) & 1u; }
+
+  Status Allocate(int64_t bytes, const char* what, DeviceBuffer* out) {
+    if (bytes <= 0) bytes = 16;
+    if (opt.memory_budget_bytes > 0 && used + bytes > opt.memory_budget_bytes) {
+      return ResourceExhaustedError(std::string("GPU index memory budget exceeded allocating ") +
+                                    what + ": needs " + Bytes(bytes) + ", " + Bytes(used) +
+                                    " in use, budget " + Bytes(opt.memory_budget_bytes));
+    }
+    void* p = nullptr;
+    const cudaError_t err = cudaMalloc(&p, static_cast<size_t>(bytes));
+    if (err != cudaSuccess) {
+      cudaGetLastError();
+      return ResourceExhaustedError(std::string("cudaMalloc of ") + Bytes(bytes) + " for " + what +
+                                    " failed: " + cudaGetErrorString(err));
+    }
+    used += bytes;
+    *out = DeviceBuffer(p, bytes, &used);
+    return Status::Ok();
+  }
+
+  bool FitsBudget(int64_t extra) const {
+    return opt.memory_budget_bytes == 0 || used + extra <= opt.memory_budget_bytes;
+  }
+
+  // Grows capacity to hold `needed` rows, keeping the contents.
+  Status Reserve(int64_t needed) {
+    if (needed <= capacity) return Status::Ok();
+    int64_t cap = std::max<int64_t>({needed, capacity * 2, 1024});
+    if (!FitsBudget(BytesForCapacity(cap))) cap = needed;
+    DeviceBuffer nv, nn, ni, nt;
+    RETURN_IF_ERROR(Allocate(cap * RowBytes(), "vectors", &nv));
+    RETURN_IF_ERROR(Allocate(cap * 4, "norms", &nn));
+    RETURN_IF_ERROR(Allocate(cap * 8, "ids", &ni));
+    RETURN_IF_ERROR(Allocate(CeilDiv(cap, 32) * 4, "tombstones", &nt));
+    if (rows > 0) {
+      LK_CUDA_RETURN(cudaMemcpyAsync(nv.as<void>(), vecs.as<void>(), rows * RowBytes(),
+                                     cudaMemcpyDeviceToDevice, stream),
+                     "copy vectors");
+      LK_CUDA_RETURN(cudaMemcpyAsync(nn.as<void>(), norms.as<void>(), rows * 4,
+                                     cudaMemcpyDeviceToDevice, stream),
+                     "copy norms");
+      LK_CUDA_RETURN(cudaMemcpyAsync(ni.as<void>(), ids.as<void>(), rows * 8,
+                                     cudaMemcpyDeviceToDevice, stream),
+                     "copy ids");
+    }
+    LK_CUDA_RETURN(cudaMemsetAsync(nt.as<void>(), 0, CeilDiv(cap, 32) * 4, stream), "clear tombstones");
+    if (rows > 0) {
+      LK_CUDA_RETURN(cudaMemcpyAsync(nt.as<void>(), tomb.as<void>(), CeilDiv(rows, 32) * 4,
+                                     cudaMemcpyDeviceToDevice, stream),
+                     "copy tombstones");
+    }
+    LK_CUDA_RETURN(cudaStreamSynchronize(stream), "grow storage");
+    vecs = std::move(nv);
+    norms = std::move(nn);
+    ids = std::move(ni);
+    tomb = std::move(nt);
+    capacity = cap;
+    tomb_host.resize(CeilDiv(cap, 32), 0u);
+    return Status::Ok();
+  }
+
+  Status UploadLabels(int64_t first_row, int64_t n) {
+    if (n <= 0) return Status::Ok();
+    LK_CUDA_RETURN(cudaMemcpyAsync(ids.as<int64_t>() + first_row, labels_host.data() + first_row,
+                                   n * 8, cudaMemcpyHostToDevice, stream),
+                   "upload labels");
+    return Status::Ok();
+  }
+
+  Status UploadTombstones() {
+    if (rows <= 0) return Status::Ok();
+    LK_CUDA_RETURN(cudaMemcpyAsync(tomb.as<uint32_t>(), tomb_host.data(), CeilDiv(rows, 32) * 4,
+                                   cudaMemcpyHostToDevice, stream),
+                   "upload tombstones");
+    return Status::Ok();
+  }
+
+  // Sequential mode: labels are the ranks of live rows.
+  void RenumberSequential() {
+    label_rows.clear();
+    label_rows.reserve(live);
+    for (int64_t r = 0; r < rows; ++r) {
+      if (IsTomb(r)) continue;
+      labels_host[r] = static_cast<int64_t>(label_rows.size());
+      label_rows.push_back(r);
+    }
+  }
+
+  int64_t RowOf(int64_t label) const {
+    if (mode == 2) {
+      auto it = id_to_row.find(label);
+      return it == id_to_row.end() ? -1 : it->second;
+    }
+    if (mode == 1 && label >= 0 && label < static_cast<int64_t>(label_rows.size())) {
+      return label_rows[label];
+    }
+    return -1;
+  }
+
+  Status AddLocked(int64_t n, const float* x, const int64_t* new_ids) {
+    if (n < 0) return InvalidArgumentError("n must be >= 0");
+    if (n == 0) return Status::Ok();
+    if (x == nullptr) return InvalidArgumentError("x must be non-null");
+    const int want_mode = new_ids != nullptr ? 2 : 1;
+    if (mode != 0 && mode != want_mode) {
+      return InvalidArgumentError(mode == 2 ? "this index holds explicit ids: add needs ids"
+                                            : "this index uses sequential ids: add cannot take ids");
+    }
+    if (rows + n > std::numeric_limits<int32_t>::max()) {
+      return ResourceExhaustedError("GPU flat index holds at most 2^31-1 rows");
+    }
+    const bool fp16_range = opt.storage == StorageType::kFloat16 && opt.metric != Metric::kCosine;
+    const int64_t total = n * opt.dim;
+    for (int64_t i = 0; i < total; ++i) {
+      const float v = x[i];
+      if (!std::isfinite(v)) {
+        return InvalidArgumentError("vector " + std::to_string(i / opt.dim) + " component " +
+                                    std::to_string(i % opt.dim) + " is not finite");
+      }
+      if (fp16_range && std::fabs(v) > 65504.f) {
+        return InvalidArgumentError("vector " + std::to_string(i / opt.dim) + " component " +
+                                    std::to_string(i % opt.dim) + " is outside the fp16 range");
+      }
+    }
+    if (new_ids != nullptr) {
+      std::unordered_set<int64_t> batch;
+      batch.reserve(n);
+      for (int64_t i = 0; i < n; ++i) {
+        if (id_to_row.count(new_ids[i]) != 0 || !batch.insert(new_ids[i]).second) {
+          return InvalidArgumentError("duplicate id " + std::to_string(new_ids[i]));
+        }
+      }
+    }
+    RETURN_IF_ERROR(Reserve(rows + n));
+
+    // Upload and prepare in chunks through a bounded staging buffer.
+    const int64_t row_in = int64_t{4} * opt.dim;
+    const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(n, (int64_t{32} << 20) / row_in));
+    DeviceBuffer staging;
+    RETURN_IF_ERROR(Allocate(chunk * row_in, "add staging", &staging));
+    const bool normalize = opt.metric == Metric::kCosine;
+    const bool to_fp16 = opt.storage == StorageType::kFloat16;
+    for (int64_t done = 0; done < n; done += chunk) {
+      const int64_t m = std::min(chunk, n - done);
+      LK_CUDA_RETURN(cudaMemcpyAsync(staging.as<float>(), x + done * opt.dim, m * row_in,
+                                     cudaMemcpyHostToDevice, stream),
+                     "upload vectors");
+      char* dst = vecs.as<char>() + (rows + done) * RowBytes();
+      LK_CUDA_RETURN(gpu_detail::LaunchPrepareRows(staging.as<float>(), m, opt.dim, normalize,
+                                                   to_fp16, dst, norms.as<float>() + rows + done,
+                                                   stream),
+                     "prepare rows");
+      // The staging buffer is reused: wait before overwriting it.
+      LK_CUDA_RETURN(cudaStreamSynchronize(stream), "add vectors");
+    }
+    labels_host.resize(rows + n);
+    for (int64_t i = 0; i < n; ++i) {
+      labels_host[rows + i] = new_ids != nullptr ? new_ids[i] : live + i;
+    }
+    RETURN_IF_ERROR(UploadLabels(rows, n));
+    LK_CUDA_RETURN(cudaStreamSynchronize(stream), "add labels");
+    for (int64_t i = 0; i < n; ++i) {
+      if (new_ids != nullptr) {
+        id_to_row[new_ids[i]] = rows + i;
+      } else {
+        label_rows.push_back(rows + i);
+      }
+    }
+    mode = want_mode;
+    rows += n;
+    live += n;
+    return Status::Ok();
+  }
+
+  Status TombstoneRows(const std::vector<int64_t>& doomed) {
+    if (doomed.empty()) return Status::Ok();
+    for (int64_t r : doomed) {
+      tomb_host[r >> 5] |= 1u << (r & 31);
+      if (mode == 2) id_to_row.erase(labels_host[r]);
+    }
+    live -= static_cast<int64_t>(doomed.size());
+    if (mode == 1) {
+      RenumberSequential();
+      RETURN_IF_ERROR(UploadLabels(0, rows));
+    }
+    RETURN_IF_ERROR(UploadTombstones());
+    LK_CUDA_RETURN(cudaStreamSynchronize(stream), "remove");
+    if (opt.compact_fraction < 1.0 &&
+        static_cast<double>(rows - live) > opt.compact_fraction * static_cast<double>(rows)) {
+      const Status st = CompactLocked();
+      if (!st.ok()) {
+        // The removal itself is done; compaction retries at the next removal.
+        spdlog::warn("GPU flat index: compaction skipped: {}", st.ToString());
+      }
+    }
+    return Status::Ok();
+  }
+
+  Status CompactLocked() {
+    if (live == rows) return Status::Ok();
+    std::vector<int32_t> keep;
+    keep.reserve(live);
+    for (int64_t r = 0; r < rows; ++r) {
+      if (!IsTomb(r)) keep.push_back(static_cast<int32_t>(r));
+    }
+    const int64_t cap = std::max<int64_t>(live, 1);
+    DeviceBuffer nv, nn, ni, nt, rowbuf;
+    RETURN_IF_ERROR(Allocate(cap * RowBytes(), "compacted vectors", &nv));
+    RETURN_IF_ERROR(Allocate(cap * 4, "compacted norms", &nn));
+    RETURN_IF_ERROR(Allocate(cap * 8, "compacted ids", &ni));
+    RETURN_IF_ERROR(Allocate(CeilDiv(cap, 32) * 4, "compacted tombstones", &nt));
+    RETURN_IF_ERROR(Allocate(cap * 4, "compaction row list", &rowbuf));
+    std::vector<int64_t> new_labels(live);
+    for (int64_t i = 0; i < live; ++i) new_labels[i] = labels_host[keep[i]];
+    if (live > 0) {
+      LK_CUDA_RETURN(cudaMemcpyAsync(rowbuf.as<int32_t>(), keep.data(), live * 4,
+                                     cudaMemcpyHostToDevice, stream),
+                     "upload row list");
+      LK_CUDA_RETURN(gpu_detail::LaunchGatherRows(vecs.as<uint16_t>(), nv.as<uint16_t>(),
+                                                  rowbuf.as<int32_t>(), live, RowBytes() / 2, stream),
+                     "gather vectors");
+      LK_CUDA_RETURN(gpu_detail::LaunchGatherRows(norms.as<uint16_t>(), nn.as<uint16_t>(),
+                                                  rowbuf.as<int32_t>(), live, 2, stream),
+                     "gather norms");
+      LK_CUDA_RETURN(cudaMemcpyAsync(ni.as<int64_t>(), new_labels.data(), live * 8,
+                                     cudaMemcpyHostToDevice, stream),
+                     "upload compacted ids");
+    }
+    LK_CUDA_RETURN(cudaMemsetAsync(nt.as<void>(), 0, CeilDiv(cap, 32) * 4, stream),
+                   "clear tombstones");
+    LK_CUDA_RETURN(cudaStreamSynchronize(stream), "compact");
+    vecs = std::move(nv);
+    norms = std::move(nn);
+    ids = std::move(ni);
+    tomb = std::move(nt);
+    capacity = cap;
+    rows = live;
+    labels_host = std::move(new_labels);
+    tomb_host.assign(CeilDiv(cap, 32), 0u);
+    if (mode == 2) {
+      id_to_row.clear();
+      for (int64_t r = 0; r < rows; ++r) id_to_row[labels_host[r]] = r;
+    } else {
+      RenumberSequential();
+    }
+    return Status::Ok();
+  }
+
+  Status SearchLocked(int64_t nq, const float* queries, int k, float* distances, int64_t* labels,
+                      const RowAllowSets* allow);
+};
+
+GpuFlatStore::GpuFlatStore(std::unique_ptr<Impl> impl, const GpuFlatStoreOptions& options)
+    : impl_(std::move(impl)), options_(options) {}
+
+GpuFlatStore::~GpuFlatStore() {
+  if (impl_) cudaSetDevice(options_.device);
+}
+
+StatusOr<std::unique_ptr<GpuFlatStore>> GpuFlatStore::Create(const GpuFlatStoreOptions& options) {
+  RETURN_IF_ERROR(CheckGpuFlatStoreOptions(options));
+  int count = 0;
+  const cudaError_t err = cudaGetDeviceCount(&count);
+  if (err != cudaSuccess || count == 0) {
+    cudaGetLastError();
+    return FailedPreconditionError(std::string("no CUDA device is available for the GPU index") +
+                                   (err != cudaSuccess ? std::string(": ") + cudaGetErrorString(err)
+                                                       : std::string()));
+  }
+  if (options.device >= count) {
+    return InvalidArgumentError("CUDA device " + std::to_string(options.device) + " does not exist (" +
+                                std::to_string(count) + " present)");
+  }
+  auto impl = std::make_unique<Impl>();
+  impl->opt = options;
+  LK_CUDA_RETURN(cudaSetDevice(options.device), "cudaSetDevice");
+  LK_CUDA_RETURN(cudaDeviceGetAttribute(&impl->sm_count, cudaDevAttrMultiProcessorCount,
+                                        options.device),
+                 "query SM count");
+  LK_CUDA_RETURN(cudaStreamCreateWithFlags(&impl->stream, cudaStreamNonBlocking), "create stream");
+  const cublasStatus_t st = cublasCreate(&impl->cublas);
+  if (st != CUBLAS_STATUS_SUCCESS) {
+    impl->cublas = nullptr;
+    return CublasError(st, "cublasCreate");
+  }
+  if (cublasSetStream(impl->cublas, impl->stream) != CUBLAS_STATUS_SUCCESS ||
+      cublasSetMathMode(impl->cublas, CUBLAS_DEFAULT_MATH) != CUBLAS_STATUS_SUCCESS) {
+    return InternalError("cuBLAS stream/math mode setup failed");
+  }
+  return std::unique_ptr<GpuFlatStore>(new GpuFlatStore(std::move(impl), options));
+}
+
+Status GpuFlatStore::Add(int64_t n, const float* x, const int64_t* ids) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  LK_CUDA_RETURN(cudaSetDevice(options_.device), "cudaSetDevice");
+  return impl_->AddLocked(n, x, ids);
+}
+
+Status GpuFlatStore::Search(int64_t nq, const float* queries, int query_dim, int k,
+                            float* distances, int64_t* labels, const RowAllowSets* allow) {
+  RETURN_IF_ERROR(CheckSearchArgs(options_.dim, nq, queries, query_dim, k, distances, labels));
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  LK_CUDA_RETURN(cudaSetDevice(options_.device), "cudaSetDevice");
+  return impl_->SearchLocked(nq, queries, k, distances, labels, allow);
+}
+
+Status GpuFlatStore::Impl::SearchLocked(int64_t nq, const float* queries, int k, float* distances,
+                                        int64_t* labels, const RowAllowSets* allow) {
+  if (nq == 0) return Status::Ok();
+  const int64_t words = CeilDiv(rows, 32);
+  if (allow != nullptr) {
+    if (allow->num_sets != 1 && allow->num_sets != nq) {
+      return InvalidArgumentError("allow-set count must be 1 or nq (" + std::to_string(nq) +
+                                  "), got " + std::to_string(allow->num_sets));
+    }
+    if (allow->bits == nullptr || allow->words_per_set < words) {
+      return InvalidArgumentError("allow-set needs " + std::to_string(words) +
+                                  " words per set, got " + std::to_string(allow->words_per_set));
+    }
+  }
+  const bool l2 = opt.metric == Metric::kL2;
+  if (live == 0) {
+    for (int64_t i = 0; i < nq * k; ++i) {
+      labels[i] = -1;
+      distances[i] = l2 ? FLT_MAX : -FLT_MAX;
+    }
+    return Status::Ok();
+  }
+
+  // Plan: query chunk qc, database tile T, segments per tile.
+  const int kp = NextPow2(k);
+  const int64_t min_seg = std::max<int64_t>(4 * kp, 1024);
+  const bool per_query_allow = allow != nullptr && allow->num_sets > 1;
+  int64_t qc = std::min<int64_t>(nq, 1024);
+  int64_t tile = 0;
+  int64_t nseg = 1;
+  int64_t ws_bytes = 0;
+  struct Layout {
+    int64_t qin, qbuf, qnorm, ip, ckeys, cvals, odist, olab, allow;
+  } lay{};
+  int64_t ws_target = opt.workspace_bytes;
+  for (;;) {
+    tile = opt.tile_rows > 0 ? opt.tile_rows : ws_target / (4 * qc);
+    tile = std::max<int64_t>(tile, std::min<int64_t>(rows, 1024));
+    tile = std::min<int64_t>(tile, rows);
+    const int64_t want_blocks = 4 * static_cast<int64_t>(sm_count);
+    nseg = std::max<int64_t>(1, std::min<int64_t>(CeilDiv(want_blocks, qc), tile / min_seg));
+    const int64_t slots = (1 + nseg) * k;
+    const int64_t allow_sets = allow == nullptr ? 0 : (per_query_allow ? qc : 1);
+    auto align = [](int64_t b) { return (b + 255) / 256 * 256; };
+    int64_t off = 0;
+    auto take = [&](int64_t bytes) {
+      const int64_t at = off;
+      off += align(bytes);
+      return at;
+    };
+    lay.qin = take(qc * opt.dim * 4);
+    lay.qbuf = take(qc * RowBytes());
+    lay.qnorm = take(qc * 4);
+    lay.ip = take(qc * tile * 4);
+    lay.ckeys = take(qc * slots * 4);
+    lay.cvals = take(qc * slots * 4);
+    lay.odist = take(qc * k * 4);
+    lay.olab = take(qc * k * 8);
+    lay.allow = take(allow_sets * words * 4);
+    ws_bytes = off;
+    if (FitsBudget(ws_bytes - workspace.bytes())) break;
+    // Over budget: smaller database tiles first, then smaller query chunks.
+    if (opt.tile_rows == 0 && tile > 1024) {
+      ws_target /= 2;
+      continue;
+    }
+    if (qc > 1) {
+      qc = (qc + 1) / 2;
+      ws_target = opt.workspace_bytes;
+      continue;
+    }
+    return ResourceExhaustedError("GPU index search needs a workspace of " + Bytes(ws_bytes) +
+                                  ", " + Bytes(used - workspace.bytes()) + " in use, budget " +
+                                  Bytes(opt.memory_budget_bytes));
+  }
+  if (workspace.bytes() < ws_bytes) {
+    workspace.Release();
+    RETURN_IF_ERROR(Allocate(ws_bytes, "search workspace", &workspace));
+  }
+  char* ws = workspace.as<char>();
+  float* d_qin = reinterpret_cast<float*>(ws + lay.qin);
+  void* d_qbuf = ws + lay.qbuf;
+  float* d_qnorm = reinterpret_cast<float*>(ws + lay.qnorm);
+  float* d_ip = reinterpret_cast<float*>(ws + lay.ip);
+  float* d_ckeys = reinterpret_cast<float*>(ws + lay.ckeys);
+  int32_t* d_cvals = reinterpret_cast<int32_t*>(ws + lay.cvals);
+  float* d_odist = reinterpret_cast<float*>(ws + lay.odist);
+  int64_t* d_olab = reinterpret_cast<int64_t*>(ws + lay.olab);
+  uint32_t* d_allow = reinterpret_cast<uint32_t*>(ws + lay.allow);
+  const int64_t ld = (1 + nseg) * k;
+  const int64_t seg_len = CeilDiv(tile, nseg);
+  const bool fp16 = opt.storage == StorageType::kFloat16;
+
+  if (allow != nullptr && !per_query_allow) {
+    LK_CUDA_RETURN(cudaMemcpyAsync(d_allow, allow->bits, words * 4, cudaMemcpyHostToDevice, stream),
+                   "upload allow-set");
+  }
+  for (int64_t q0 = 0; q0 < nq; q0 += qc) {
+    const int qn = static_cast<int>(std::min(qc, nq - q0));
+    LK_CUDA_RETURN(cudaMemcpyAsync(d_qin, queries + q0 * opt.dim, int64_t{4} * qn * opt.dim,
+                                   cudaMemcpyHostToDevice, stream),
+                   "upload queries");
+    LK_CUDA_RETURN(gpu_detail::LaunchPrepareRows(d_qin, qn, opt.dim, opt.metric == Metric::kCosine,
+                                                 fp16, d_qbuf, d_qnorm, stream),
+                   "prepare queries");
+    if (per_query_allow) {
+      LK_CUDA_RETURN(cudaMemcpy2DAsync(d_allow, words * 4, allow->bits + q0 * allow->words_per_set,
+                                       allow->words_per_set * 4, words * 4, qn,
+                                       cudaMemcpyHostToDevice, stream),
+                     "upload allow-sets");
+    }
+    // Slot 0 of each query holds the running top-k; start it empty.
+    LK_CUDA_RETURN(cudaMemset2DAsync(d_cvals, ld * 4, 0xFF, k * 4, qn, stream), "clear top-k");
+    for (int64_t t0 = 0; t0 < rows; t0 += tile) {
+      const int64_t tn = std::min(tile, rows - t0);
+      const float alpha = 1.f;
+      const float beta = 0.f;
+      const char* base = vecs.as<char>() + t0 * RowBytes();
+      const cudaDataType_t dt = fp16 ? CUDA_R_16F : CUDA_R_32F;
+      // Column-major view: C (tn x qn, ldc tn) = X_tile^T (tn x dim) * Q (dim x qn).
+      const cublasStatus_t st = cublasGemmEx(
+          cublas, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(tn), qn, opt.dim, &alpha, base, dt,
+          opt.dim, d_qbuf, dt, opt.dim, &beta, d_ip, CUDA_R_32F, static_cast<int>(tn),
+          CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+      if (st != CUBLAS_STATUS_SUCCESS) return CublasError(st, "cublasGemmEx distances");
+      gpu_detail::TileSelectArgs a;
+      a.ip = d_ip;
+      a.tile_n = tn;
+      a.tile_row0 = t0;
+      a.nq = qn;
+      a.l2 = l2;
+      a.norms = norms.as<float>();
+      a.tombstones = live < rows ? tomb.as<uint32_t>() : nullptr;
+      a.allow = allow != nullptr ? d_allow : nullptr;
+      a.allow_stride = per_query_allow ? words : 0;
+      a.seg_len = seg_len;
+      a.k = k;
+      a.out_keys = d_ckeys;
+      a.out_vals = d_cvals;
+      a.out_ld = ld;
+      a.out_slot0 = 1;
+      LK_CUDA_RETURN(gpu_detail::LaunchTileSelect(a, stream), "tile selection");
+      const int64_t used_slots = 1 + CeilDiv(tn, seg_len);
+      LK_CUDA_RETURN(gpu_detail::LaunchMergeSelect(d_ckeys, d_cvals, qn, used_slots * k, ld, k, stream),
+                     "merge selection");
+    }
+    LK_CUDA_RETURN(gpu_detail::LaunchFinishResults(d_ckeys, d_cvals, ld, qn, k, l2, d_qnorm,
+                                                   ids.as<int64_t>(), d_odist, d_olab, stream),
+                   "finish results");
+    LK_CUDA_RETURN(cudaMemcpyAsync(distances + q0 * k, d_odist, int64_t{4} * qn * k,
+                                   cudaMemcpyDeviceToHost, stream),
+                   "download distances");
+    LK_CUDA_RETURN(cudaMemcpyAsync(labels + q0 * k, d_olab, int64_t{8} * qn * k,
+                                   cudaMemcpyDeviceToHost, stream),
+                   "download labels");
+    // The query staging buffers are reused by the next chunk.
+    LK_CUDA_RETURN(cudaStreamSynchronize(stream), "search");
+  }
+  return Status::Ok();
+}
+
+StatusOr<int64_t> GpuFlatStore::RemoveIf(const std::function<bool(int64_t)>& is_removed) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  LK_CUDA_RETURN(cudaSetDevice(options_.device), "cudaSetDevice");
+  std::vector<int64_t> doomed;
+  for (int64_t r = 0; r < impl_->rows; ++r) {
+    if (!impl_->IsTomb(r) && is_removed(impl_->labels_host[r])) doomed.push_back(r);
+  }
+  RETURN_IF_ERROR(impl_->TombstoneRows(doomed));
+  return static_cast<int64_t>(doomed.size());
+}
+
+StatusOr<int64_t> GpuFlatStore::Remove(int64_t n, const int64_t* ids) {
+  if (n < 0 || (n > 0 && ids == nullptr)) return InvalidArgumentError("bad id list");
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  LK_CUDA_RETURN(cudaSetDevice(options_.device), "cudaSetDevice");
+  std::vector<int64_t> doomed;
+  std::unordered_set<int64_t> seen;
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t r = impl_->RowOf(ids[i]);
+    if (r >= 0 && seen.insert(r).second) doomed.push_back(r);
+  }
+  RETURN_IF_ERROR(impl_->TombstoneRows(doomed));
+  return static_cast<int64_t>(doomed.size());
+}
+
+Status GpuFlatStore::Reconstruct(int64_t label, float* out) {
+  if (out == nullptr) return InvalidArgumentError("out must be non-null");
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  LK_CUDA_RETURN(cudaSetDevice(options_.device), "cudaSetDevice");
+  const int64_t r = impl_->RowOf(label);
+  if (r < 0) return NotFoundError("no vector with id " + std::to_string(label));
+  const int dim = options_.dim;
+  if (options_.storage == StorageType::kFloat32) {
+    LK_CUDA_RETURN(cudaMemcpy(out, impl_->vecs.as<char>() + r * impl_->RowBytes(), int64_t{4} * dim,
+                              cudaMemcpyDeviceToHost),
+                   "reconstruct");
+  } else {
+    std::vector<__half> h(dim);
+    LK_CUDA_RETURN(cudaMemcpy(h.data(), impl_->vecs.as<char>() + r * impl_->RowBytes(),
+                              int64_t{2} * dim, cudaMemcpyDeviceToHost),
+                   "reconstruct");
+    for (int i = 0; i < dim; ++i) out[i] = __half2float(h[i]);
+  }
+  return Status::Ok();
+}
+
+Status GpuFlatStore::Compact() {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  LK_CUDA_RETURN(cudaSetDevice(options_.device), "cudaSetDevice");
+  return impl_->CompactLocked();
+}
+
+Status GpuFlatStore::Reset() {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  LK_CUDA_RETURN(cudaSetDevice(options_.device), "cudaSetDevice");
+  LK_CUDA_RETURN(cudaStreamSynchronize(impl_->stream), "reset");
+  Impl& m = *impl_;
+  m.vecs.Release();
+  m.norms.Release();
+  m.ids.Release();
+  m.tomb.Release();
+  m.workspace.Release();
+  m.capacity = m.rows = m.live = 0;
+  m.labels_host.clear();
+  m.tomb_host.clear();
+  m.id_to_row.clear();
+  m.label_rows.clear();
+  m.mode = 0;
+  return Status::Ok();
+}
+
+std::vector<uint32_t> GpuFlatStore::MakeRowBitset(const std::function<bool(int64_t)>& allowed) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  std::vector<uint32_t> bits(CeilDiv(impl_->rows, 32), 0u);
+  for (int64_t r = 0; r < impl_->rows; ++r) {
+    if (!impl_->IsTomb(r) && allowed(impl_->labels_host[r])) bits[r >> 5] |= 1u << (r & 31);
+  }
+  return bits;
+}
+
+std::vector<int64_t> GpuFlatStore::RowLabels() {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  return std::vector<int64_t>(impl_->labels_host.begin(), impl_->labels_host.begin() + impl_->rows);
+}
+
+std::vector<uint32_t> GpuFlatStore::TombstoneBits() {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  return std::vector<uint32_t>(impl_->tomb_host.begin(),
+                               impl_->tomb_host.begin() + CeilDiv(impl_->rows, 32));
+}
+
+int64_t GpuFlatStore::size() {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  return impl_->live;
+}
+
+int64_t GpuFlatStore::rows() {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  return impl_->rows;
+}
+
+int64_t GpuFlatStore::RowBitsetWords() {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  return CeilDiv(impl_->rows, 32);
+}
+
+int64_t GpuFlatStore::device_bytes() {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  return impl_->used;
+}
+
+bool GpuFlatStore::explicit_ids() {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  return impl_->mode == 2;
+}
+
+}  // namespace lookalike

@@ -1,0 +1,173 @@
+// GpuFlatStore: exact k-nearest-neighbour search over vectors held on one GPU.
+//
+// This is the FAISS-free core of the GPU flat index: it needs only the CUDA
+// runtime, cuBLAS and spdlog, so it builds on machines without FAISS.
+// lookalike::GpuIndexFlat (gpu_index_flat.h) wraps it behind faiss::Index.
+//
+// Storage (all on the device, owned by the store):
+//   vectors   rows x dim, row-major, fp32 or fp16 (StorageType); row r starts
+//             at element r * dim. Capacity grows by doubling within the budget.
+//   norms     rows fp32, ||x_r||^2 of the stored (rounded) row, used by L2.
+//   ids       rows int64, the label returned for row r.
+//   tombstone ceil(rows / 32) uint32 words; bit (r % 32) of word r / 32 set
+//             means row r was removed. Removed rows are skipped by search and
+//             dropped by Compact(), which rewrites the live rows in order.
+// A host mirror of ids and tombstones answers id -> row lookups.
+//
+// Metrics (distances follow FAISS conventions):
+//   kInnerProduct  distance = <q, x>, larger first.
+//   kCosine        as kInnerProduct on vectors L2-normalized on Add and on
+//                  the query (zero vectors stay zero).
+//   kL2            distance = ||q - x||^2 = ||q||^2 - 2 <q, x> + ||x||^2,
+//                  smaller first, clamped at 0.
+// With fp16 storage the query is rounded to fp16 as well; products are
+// accumulated in fp32, so distances are those of the rounded vectors.
+//
+// Search: for each database tile (tile_rows rows) one cuBLAS GEMM writes the
+// nq x tile inner products into a workspace; a selection kernel keeps the k
+// best per (query, segment of the tile), skipping tombstoned and disallowed
+// rows INSIDE the selection (a filtered search returns k results whenever k
+// allowed rows exist); a merge kernel folds them into the running top-k.
+// The full nq x rows distance matrix never exists. k is 1..kGpuMaxK.
+//
+// Labels: if the first Add passes ids (explicit mode) those are the labels
+// and they stay stable across removals and compaction; duplicates of live ids
+// are rejected. If it passes none (sequential mode), labels are the positions
+// of the live rows in insertion order (0..size()-1) and are renumbered after
+// removals, like faiss::IndexFlat. Modes cannot be mixed.
+//
+// Memory: every device allocation (storage, norms, ids, tombstones, search
+// workspace, add staging) counts against memory_budget_bytes; going over it,
+// or a failing cudaMalloc, returns RESOURCE_EXHAUSTED and leaves the store as
+// it was. Growing the storage briefly holds the old and the new buffer.
+//
+// Thread safety: all methods may be called from several threads; they are
+// serialized by an internal mutex. Results are complete when a call returns.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "common/status.h"
+#include "index/collection.h"  // lookalike::Metric, kMaxK
+
+namespace lookalike {
+
+// Largest k a search accepts (the index-wide limit of index/collection.h).
+constexpr int kGpuMaxK = 2048;
+static_assert(kGpuMaxK == kMaxK, "GPU index and collections must agree on the largest k");
+
+enum class StorageType {
+  kFloat32,
+  kFloat16,
+};
+const char* StorageTypeName(StorageType type);  // "fp32", "fp16"
+
+struct GpuFlatStoreOptions {
+  int dim = 0;  // 1..65536
+  Metric metric = Metric::kL2;
+  StorageType storage = StorageType::kFloat16;
+  int device = 0;  // CUDA device ordinal
+  // Upper bound on device bytes held by this store (0 = only the device's own
+  // limit). Exceeding it returns RESOURCE_EXHAUSTED.
+  int64_t memory_budget_bytes = 0;
+  // Compact() runs automatically after a removal once tombstoned rows exceed
+  // this fraction of all rows (0 < f <= 1; 1 disables automatic compaction).
+  double compact_fraction = 0.25;
+  // Target size of the per-search distance workspace (nq_chunk x tile_rows
+  // fp32). The tile shrinks to fit the budget.
+  int64_t workspace_bytes = int64_t{256} << 20;
+  // If > 0, forces the database tile height (tests use it to exercise the
+  // multi-tile merge on small data).
+  int64_t tile_rows = 0;
+};
+
+// Validates options without touching a device. INVALID_ARGUMENT names the field.
+Status CheckGpuFlatStoreOptions(const GpuFlatStoreOptions& options);
+
+// Validates search arguments without touching a device: queries/distances/
+// labels non-null when nq > 0, nq >= 0, query_dim == dim, 1 <= k <= kGpuMaxK.
+Status CheckSearchArgs(int dim, int64_t nq, const float* queries, int query_dim, int k,
+                       const float* distances, const int64_t* labels);
+
+// Allow-sets for a filtered search, as bitsets over the store's ROWS (not
+// ids): bit (r % 32) of word r / 32 set means row r may be returned. Host
+// memory, read during Search only. num_sets is 1 (one set shared by all
+// queries) or nq (set i for query i, starting at bits + i * words_per_set).
+// words_per_set >= RowBitsetWords() at the time of the search.
+struct RowAllowSets {
+  const uint32_t* bits = nullptr;
+  int64_t words_per_set = 0;
+  int64_t num_sets = 0;
+};
+
+class GpuFlatStore {
+ public:
+  // Checks the options, selects the device, creates the stream and cuBLAS
+  // handle. FAILED_PRECONDITION when no CUDA device is usable.
+  static StatusOr<std::unique_ptr<GpuFlatStore>> Create(const GpuFlatStoreOptions& options);
+  ~GpuFlatStore();
+  GpuFlatStore(const GpuFlatStore&) = delete;
+  GpuFlatStore& operator=(const GpuFlatStore&) = delete;
+
+  // Appends n vectors. x: host, n x dim fp32, row-major. ids: host, n labels
+  // or nullptr (see "Labels" above). Vectors must be finite (and within fp16
+  // range for fp16 storage). On error nothing is added.
+  Status Add(int64_t n, const float* x, const int64_t* ids);
+
+  // queries: host, nq x query_dim fp32 row-major. distances: host, nq x k;
+  // labels: host, nq x k; both row-major, best first. Missing results (fewer
+  // than k allowed live rows) have label -1 and distance +FLT_MAX (L2) or
+  // -FLT_MAX (inner product, cosine). allow: optional row allow-sets.
+  Status Search(int64_t nq, const float* queries, int query_dim, int k, float* distances,
+                int64_t* labels, const RowAllowSets* allow = nullptr);
+
+  // Tombstones every live row whose label satisfies is_removed; returns how
+  // many. May compact (see compact_fraction). Sequential mode renumbers.
+  StatusOr<int64_t> RemoveIf(const std::function<bool(int64_t label)>& is_removed);
+  // Tombstones the live rows labelled ids[0..n); unknown ids are ignored.
+  StatusOr<int64_t> Remove(int64_t n, const int64_t* ids);
+
+  // Copies the stored vector labelled `label` (normalized for cosine, rounded
+  // for fp16) into out (host, dim floats). NOT_FOUND if no live row has it.
+  Status Reconstruct(int64_t label, float* out);
+
+  // Rewrites the live rows contiguously (order kept), dropping tombstones.
+  Status Compact();
+
+  // Drops every vector and frees the storage.
+  Status Reset();
+
+  // Builds a row allow-set from a predicate on labels: bit r is set iff row r
+  // is live and allowed(label of r). Size RowBitsetWords().
+  std::vector<uint32_t> MakeRowBitset(const std::function<bool(int64_t label)>& allowed);
+
+  // Snapshot of the labels per row (tombstoned rows included; check
+  // IsRowLive). For building allow-sets without a per-row callback.
+  std::vector<int64_t> RowLabels();
+  std::vector<uint32_t> TombstoneBits();
+
+  int dim() const { return options_.dim; }
+  Metric metric() const { return options_.metric; }
+  StorageType storage() const { return options_.storage; }
+  const GpuFlatStoreOptions& options() const { return options_; }
+  int64_t size();                 // live rows
+  int64_t rows();                 // rows including tombstoned
+  int64_t RowBitsetWords();       // ceil(rows() / 32)
+  int64_t device_bytes();         // device memory held now
+  bool explicit_ids();            // true once Add received ids
+
+ private:
+  struct Impl;
+  explicit GpuFlatStore(std::unique_ptr<Impl> impl, const GpuFlatStoreOptions& options);
+  std::unique_ptr<Impl> impl_;
+  GpuFlatStoreOptions options_;
+};
+
+// True when at least one CUDA device is usable (cudaGetDeviceCount succeeds
+// and returns > 0). Tests skip GPU cases when false.
+bool GpuAvailable();
+
+}  // namespace lookalike

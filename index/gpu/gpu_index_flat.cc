@@ -1,0 +1,132 @@
+#include "index/gpu/gpu_index_flat.h"
+
+#include <faiss/impl/FaissAssert.h>
+
+#include <utility>
+#include <vector>
+
+#include "index/gpu/id_selector_bitset.h"
+
+namespace lookalike {
+namespace {
+
+faiss::MetricType ToFaiss(Metric metric) {
+  return metric == Metric::kL2 ? faiss::METRIC_L2 : faiss::METRIC_INNER_PRODUCT;
+}
+
+Metric FromFaiss(faiss::MetricType metric) {
+  if (metric == faiss::METRIC_L2) return Metric::kL2;
+  if (metric == faiss::METRIC_INNER_PRODUCT) return Metric::kInnerProduct;
+  FAISS_THROW_FMT("GpuIndexFlat supports METRIC_L2 and METRIC_INNER_PRODUCT, got metric %d",
+                  static_cast<int>(metric));
+}
+
+GpuFlatStoreOptions ToOptions(int dim, Metric metric, const GpuIndexFlatConfig& c) {
+  GpuFlatStoreOptions o;
+  o.dim = dim;
+  o.metric = metric;
+  o.storage = c.storage;
+  o.device = c.device;
+  o.memory_budget_bytes = c.memory_budget_bytes;
+  o.compact_fraction = c.compact_fraction;
+  o.tile_rows = c.tile_rows;
+  return o;
+}
+
+std::unique_ptr<GpuFlatStore> MakeStoreOrThrow(int dim, Metric metric, const GpuIndexFlatConfig& c) {
+  auto store = GpuFlatStore::Create(ToOptions(dim, metric, c));
+  if (!store.ok()) {
+    FAISS_THROW_FMT("GpuIndexFlat: %s", store.status().ToString().c_str());
+  }
+  return std::move(store).value();
+}
+
+void ThrowIfError(const Status& st, const char* what) {
+  if (!st.ok()) FAISS_THROW_FMT("GpuIndexFlat::%s: %s", what, st.ToString().c_str());
+}
+
+}  // namespace
+
+GpuIndexFlat::GpuIndexFlat(int dim, Metric metric, const GpuIndexFlatConfig& config)
+    : GpuIndexFlat(MakeStoreOrThrow(dim, metric, config), metric) {}
+
+GpuIndexFlat::GpuIndexFlat(int dim, faiss::MetricType metric, const GpuIndexFlatConfig& config)
+    : GpuIndexFlat(dim, FromFaiss(metric), config) {}
+
+GpuIndexFlat::GpuIndexFlat(std::unique_ptr<GpuFlatStore> store, Metric metric)
+    : faiss::Index(store->dim(), ToFaiss(metric)), store_(std::move(store)), metric_(metric) {
+  is_trained = true;
+  ntotal = 0;
+}
+
+GpuIndexFlat::~GpuIndexFlat() = default;
+
+StatusOr<std::unique_ptr<GpuIndexFlat>> GpuIndexFlat::Create(int dim, Metric metric,
+                                                             const GpuIndexFlatConfig& config) {
+  ASSIGN_OR_RETURN(std::unique_ptr<GpuFlatStore> store,
+                   GpuFlatStore::Create(ToOptions(dim, metric, config)));
+  return std::unique_ptr<GpuIndexFlat>(new GpuIndexFlat(std::move(store), metric));
+}
+
+void GpuIndexFlat::SyncCount() { ntotal = store_->size(); }
+
+void GpuIndexFlat::add(idx_t n, const float* x) {
+  ThrowIfError(store_->Add(n, x, nullptr), "add");
+  SyncCount();
+}
+
+void GpuIndexFlat::add_with_ids(idx_t n, const float* x, const idx_t* xids) {
+  if (n > 0 && xids == nullptr) FAISS_THROW_MSG("GpuIndexFlat::add_with_ids: xids is null");
+  ThrowIfError(store_->Add(n, x, xids), "add_with_ids");
+  SyncCount();
+}
+
+void GpuIndexFlat::search(idx_t n, const float* x, idx_t k, float* distances, idx_t* labels,
+                          const faiss::SearchParameters* params) const {
+  if (k < 1 || k > kGpuMaxK) {
+    FAISS_THROW_FMT("GpuIndexFlat::search: k must be in 1..%d, got %lld", kGpuMaxK,
+                    static_cast<long long>(k));
+  }
+  std::vector<uint32_t> bits;
+  RowAllowSets allow;
+  const RowAllowSets* allow_ptr = nullptr;
+  if (params != nullptr && params->sel != nullptr) {
+    const std::vector<int64_t> row_labels = store_->RowLabels();
+    const std::vector<uint32_t> tomb = store_->TombstoneBits();
+    bits = RowBitsetFromSelector(*params->sel, row_labels.data(),
+                                 static_cast<int64_t>(row_labels.size()),
+                                 tomb.empty() ? nullptr : tomb.data());
+    allow.bits = bits.data();
+    allow.words_per_set = static_cast<int64_t>(bits.size());
+    allow.num_sets = 1;
+    allow_ptr = &allow;
+  }
+  ThrowIfError(store_->Search(n, x, d, static_cast<int>(k), distances, labels, allow_ptr), "search");
+}
+
+void GpuIndexFlat::reset() {
+  ThrowIfError(store_->Reset(), "reset");
+  SyncCount();
+}
+
+size_t GpuIndexFlat::remove_ids(const faiss::IDSelector& sel) {
+  StatusOr<int64_t> removed = [&]() -> StatusOr<int64_t> {
+    if (const auto* batch = dynamic_cast<const faiss::IDSelectorBatch*>(&sel)) {
+      const std::vector<int64_t> ids(batch->set.begin(), batch->set.end());
+      return store_->Remove(static_cast<int64_t>(ids.size()), ids.data());
+    }
+    if (const auto* array = dynamic_cast<const faiss::IDSelectorArray*>(&sel)) {
+      return store_->Remove(static_cast<int64_t>(array->n), array->ids);
+    }
+    return store_->RemoveIf([&sel](int64_t id) { return sel.is_member(id); });
+  }();
+  ThrowIfError(removed.status(), "remove_ids");
+  SyncCount();
+  return static_cast<size_t>(*removed);
+}
+
+void GpuIndexFlat::reconstruct(idx_t key, float* recons) const {
+  ThrowIfError(store_->Reconstruct(key, recons), "reconstruct");
+}
+
+}  // namespace lookalike

@@ -1,0 +1,100 @@
+#include "index/index_factory.h"
+
+#include <faiss/IndexFlat.h>
+#include <faiss/IndexHNSW.h>
+#include <faiss/IndexIVF.h>
+#include <faiss/IndexScalarQuantizer.h>
+#include <faiss/index_factory.h>
+
+#include <exception>
+
+#if defined(LOOKALIKE_HAVE_GPU_INDEX) && __has_include("index/gpu/gpu_index_flat.h")
+#include "index/gpu/gpu_index_flat.h"
+#define LOOKALIKE_INDEX_USE_GPU 1
+#endif
+
+namespace lookalike {
+
+faiss::MetricType FaissMetric(Metric metric) {
+  return metric == Metric::kL2 ? faiss::METRIC_L2 : faiss::METRIC_INNER_PRODUCT;
+}
+
+StatusOr<int> ParseIndexDevice(const std::string& index_device) {
+  if (index_device == "cpu") return -1;
+  if (index_device == "cuda") return 0;
+  if (index_device.rfind("cuda:", 0) == 0) {
+    const std::string n = index_device.substr(5);
+    if (!n.empty() && n.size() <= 4 && n.find_first_not_of("0123456789") == std::string::npos) {
+      return std::stoi(n);
+    }
+  }
+  return InvalidArgumentError("invalid index_device '" + index_device +
+                              "': expected \"cpu\", \"cuda\" or \"cuda:N\"");
+}
+
+StatusOr<IndexFamily> ClassifyIndex(const faiss::Index* index, const std::string& spec_text) {
+  if (dynamic_cast<const faiss::IndexIVF*>(index) != nullptr) return IndexFamily::kIvf;
+  if (dynamic_cast<const faiss::IndexHNSW*>(index) != nullptr) return IndexFamily::kHnsw;
+  if (dynamic_cast<const faiss::IndexFlat*>(index) != nullptr ||
+      dynamic_cast<const faiss::IndexScalarQuantizer*>(index) != nullptr) {
+    return IndexFamily::kFlat;
+  }
+  return InvalidArgumentError("index_spec '" + spec_text +
+                              "' is not supported; use Flat, SQ<bits>, IVF<nlist>,<codec> "
+                              "(e.g. IVF256,Flat / IVF256,PQ16 / IVF256,SQ8) or HNSW<M>");
+}
+
+StatusOr<DerivedIndexParts> MakeDerivedIndex(const CollectionSpec& spec,
+                                             const std::string& index_device) {
+  ASSIGN_OR_RETURN(int device, ParseIndexDevice(index_device));
+  DerivedIndexParts parts;
+  if (device >= 0) {
+#if defined(LOOKALIKE_INDEX_USE_GPU)
+    if (spec.index_spec != "Flat") {
+      return InvalidArgumentError("index_spec '" + spec.index_spec +
+                                  "' is not available on " + index_device +
+                                  ": the GPU index is flat; use index_spec \"Flat\"");
+    }
+    try {
+      GpuIndexFlatConfig config;
+      config.device = device;
+      // fp32 keeps GPU scores equal to the CPU index's (within float rounding).
+      config.storage = StorageType::kFloat32;
+      // Vectors arrive normalized for cosine, so the GPU index sees inner product.
+      parts.index = std::make_unique<GpuIndexFlat>(spec.dim, FaissMetric(spec.metric), config);
+    } catch (const std::exception& e) {
+      return FailedPreconditionError("creating the GPU index on " + index_device + ": " + e.what());
+    }
+    parts.family = IndexFamily::kGpuFlat;
+    return parts;
+#else
+    (void)device;
+    return FailedPreconditionError("this build has no GPU index; use index_device: cpu");
+#endif
+  }
+  if (spec.dim < 1) return InvalidArgumentError("dim must be >= 1");
+  try {
+    parts.index.reset(faiss::index_factory(spec.dim, spec.index_spec.c_str(),
+                                           FaissMetric(spec.metric)));
+  } catch (const std::exception& e) {
+    return InvalidArgumentError("invalid index_spec '" + spec.index_spec + "': " + e.what());
+  }
+  ASSIGN_OR_RETURN(parts.family, ClassifyIndex(parts.index.get(), spec.index_spec));
+  return parts;
+}
+
+int64_t GpuDeviceBytes(faiss::Index* index) {
+#if defined(LOOKALIKE_INDEX_USE_GPU)
+  if (auto* gpu = dynamic_cast<GpuIndexFlat*>(index)) return gpu->store().device_bytes();
+#else
+  (void)index;
+#endif
+  return 0;
+}
+
+Status ValidateIndexSpec(const CollectionSpec& spec) {
+  auto parts = MakeDerivedIndex(spec, "cpu");
+  return parts.ok() ? Status::Ok() : parts.status();
+}
+
+}  // namespace lookalike

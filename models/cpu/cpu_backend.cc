@@ -1,0 +1,732 @@
+#include "models/cpu/cpu_backend.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <map>
+#include <mutex>
+#include <string>
+#include <tuple>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "dnnl.hpp"
+#include "models/cpu/preprocess.h"
+
+namespace lookalike {
+namespace {
+
+using dnnl::memory;
+using Tag = dnnl::memory::format_tag;
+using Dt = dnnl::memory::data_type;
+
+std::string ShapeStr(const std::vector<int64_t>& s) {
+  std::string r = "[";
+  for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
+  return r + "]";
+}
+
+// Host buffers recycled by exact (64-byte rounded) size: a forward pass asks
+// for the same few sizes over and over, and large fresh allocations would be
+// page-faulted in again each time. Freed buffers beyond `cap_bytes` go back
+// to the allocator.
+class BufferPool : public std::enable_shared_from_this<BufferPool> {
+ public:
+  explicit BufferPool(size_t cap_bytes) : cap_bytes_(cap_bytes) {}
+  ~BufferPool() {
+    for (auto& [size, list] : free_) {
+      for (void* p : list) std::free(p);
+    }
+  }
+
+  // nullptr on allocation failure.
+  std::shared_ptr<void> Get(size_t bytes) {
+    bytes = std::max<size_t>(64, (bytes + 63) / 64 * 64);
+    void* p = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = free_.find(bytes);
+      if (it != free_.end() && !it->second.empty()) {
+        p = it->second.back();
+        it->second.pop_back();
+        cached_bytes_ -= bytes;
+      }
+    }
+    if (p == nullptr) p = std::aligned_alloc(64, bytes);
+    if (p == nullptr) return nullptr;
+    std::shared_ptr<BufferPool> self = shared_from_this();
+    return std::shared_ptr<void>(p, [self, bytes](void* q) { self->Put(q, bytes); });
+  }
+
+ private:
+  void Put(void* p, size_t bytes) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (cached_bytes_ + bytes > cap_bytes_) {
+      std::free(p);
+      return;
+    }
+    free_[bytes].push_back(p);
+    cached_bytes_ += bytes;
+  }
+
+  std::mutex mu_;
+  std::unordered_map<size_t, std::vector<void*>> free_;
+  size_t cached_bytes_ = 0;
+  size_t cap_bytes_;
+};
+
+// Activation -> oneDNN eltwise post-op (algorithm, alpha, beta).
+void AppendActivation(dnnl::post_ops* ops, Activation act) {
+  switch (act) {
+    case Activation::kNone: return;
+    case Activation::kRelu: ops->append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.f, 0.f); return;
+    case Activation::kRelu6: ops->append_eltwise(1.0f, dnnl::algorithm::eltwise_clip, 0.f, 6.f); return;
+    case Activation::kGelu: ops->append_eltwise(1.0f, dnnl::algorithm::eltwise_gelu_erf, 0.f, 0.f); return;
+    case Activation::kGeluTanh:
+      ops->append_eltwise(1.0f, dnnl::algorithm::eltwise_gelu_tanh, 0.f, 0.f);
+      return;
+    case Activation::kQuickGelu:
+      // x * sigmoid(1.702 x) is oneDNN's swish with alpha = 1.702.
+      ops->append_eltwise(1.0f, dnnl::algorithm::eltwise_swish, 1.702f, 0.f);
+      return;
+  }
+}
+
+Status CheckF32Host(const char* op, const char* what, const Tensor& t) {
+  if (t.empty()) return InvalidArgumentError(std::string(op) + ": " + what + " is empty");
+  if (t.dtype() != DType::kF32) {
+    return InvalidArgumentError(std::string(op) + ": " + what + " " + t.ShapeString() +
+                                " has dtype " + DTypeName(t.dtype()) + ", expected f32");
+  }
+  if (t.device() != DeviceKind::kCpu) {
+    return InvalidArgumentError(std::string(op) + ": " + what + " " + t.ShapeString() +
+                                " is not a host tensor");
+  }
+  for (int64_t d : t.shape()) {
+    if (d <= 0) {
+      return InvalidArgumentError(std::string(op) + ": " + what + " " + t.ShapeString() +
+                                  " has a non-positive dimension");
+    }
+  }
+  return Status::Ok();
+}
+
+Status CheckResidual(const char* op, const Tensor* residual, const std::vector<int64_t>& out) {
+  if (residual == nullptr) return Status::Ok();
+  RETURN_IF_ERROR(CheckF32Host(op, "residual", *residual));
+  if (residual->shape() != out) {
+    return InvalidArgumentError(std::string(op) + ": residual " + residual->ShapeString() +
+                                " does not match output " + ShapeStr(out));
+  }
+  return Status::Ok();
+}
+
+// ---- prepared layers --------------------------------------------------------
+
+struct CpuConvLayer : PreparedLayer {
+  ConvSpec spec;
+  int pad_b = 0, pad_r = 0;
+  std::vector<float> weight;  // PyTorch {out, in/groups, kh, kw}
+  std::vector<float> bias;    // {out}; zeros when the layer has none
+  // One primitive per (N, H, W, activation, residual?) seen, with weights in
+  // that primitive's preferred layout (shared between entries whose layouts agree).
+  struct Entry {
+    dnnl::convolution_forward prim;
+    memory weights;
+    memory bias;
+    memory::desc src_md, dst_md;
+  };
+  mutable std::mutex mu;
+  mutable std::map<std::tuple<int64_t, int64_t, int64_t, int, bool>, Entry> cache;
+  mutable std::vector<memory> reordered_weights;
+};
+
+struct CpuLinearLayer : PreparedLayer {
+  int in = 0, out = 0;
+  std::vector<float> weight;  // {out, in}
+  std::vector<float> bias;    // {out}; zeros when none
+  struct Entry {
+    dnnl::matmul prim;
+    memory weights;
+    memory bias;
+    memory::desc src_md, dst_md;
+  };
+  mutable std::mutex mu;
+  mutable std::map<std::tuple<int64_t, int, bool>, Entry> cache;
+  mutable std::vector<memory> reordered_weights;
+};
+
+struct CpuLayerNormLayer : PreparedLayer {
+  int dim = 0;
+  float eps = 1e-5f;
+  std::vector<float> gamma, beta;
+};
+
+// Returns a memory in `md` holding `user` (reordered), reusing one of `pool`
+// when a previous primitive asked for the same layout.
+memory ReorderedWeights(const dnnl::engine& eng, dnnl::stream& strm, const memory& user,
+                        const memory::desc& md, std::vector<memory>* pool) {
+  for (const memory& m : *pool) {
+    if (m.get_desc() == md) return m;
+  }
+  memory m(md, eng);
+  dnnl::reorder(user, m).execute(strm, const_cast<memory&>(user), m);
+  strm.wait();
+  pool->push_back(m);
+  return m;
+}
+
+}  // namespace
+
+struct CpuBackend::Impl {
+  dnnl::engine engine{dnnl::engine::kind::cpu, 0};
+  dnnl::stream stream{engine};
+  std::shared_ptr<BufferPool> pool = std::make_shared<BufferPool>(size_t{1} << 30);
+};
+
+CpuBackend::CpuBackend(const CpuBackendOptions& options) : impl_(std::make_unique<Impl>()) {
+  num_threads_ = options.num_threads > 0 ? options.num_threads : omp_get_num_procs();
+  ApplyThreads();
+}
+
+CpuBackend::~CpuBackend() = default;
+
+void CpuBackend::ApplyThreads() const { omp_set_num_threads(num_threads_); }
+
+StatusOr<Tensor> CpuBackend::Allocate(const std::vector<int64_t>& shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) {
+    if (d <= 0) return InvalidArgumentError("Allocate: shape " + ShapeStr(shape) + " is not positive");
+    n *= d;
+  }
+  std::shared_ptr<void> buf = impl_->pool->Get(static_cast<size_t>(n) * sizeof(float));
+  if (!buf) {
+    return ResourceExhaustedError("Allocate: out of host memory for " + ShapeStr(shape));
+  }
+  void* p = buf.get();
+  return Tensor(shape, DType::kF32, DeviceKind::kCpu, p, std::move(buf));
+}
+
+// ---- preparation --------------------------------------------------------------
+
+StatusOr<LayerPtr> CpuBackend::PrepareConv(const ConvSpec& spec, const float* weight,
+                                           const float* bias) {
+  const ConvSpec& s = spec;
+  if (s.in_channels <= 0 || s.out_channels <= 0 || s.kernel_h <= 0 || s.kernel_w <= 0 ||
+      s.stride_h <= 0 || s.stride_w <= 0 || s.pad_h < 0 || s.pad_w < 0 || s.groups <= 0 ||
+      s.pad_h_end < -1 || s.pad_w_end < -1) {
+    return InvalidArgumentError("PrepareConv: invalid spec (in " + std::to_string(s.in_channels) +
+                                ", out " + std::to_string(s.out_channels) + ", kernel " +
+                                std::to_string(s.kernel_h) + "x" + std::to_string(s.kernel_w) +
+                                ", stride " + std::to_string(s.stride_h) + "x" +
+                                std::to_string(s.stride_w) + ", groups " +
+                                std::to_string(s.groups) + ")");
+  }
+  if (s.in_channels % s.groups != 0 || s.out_channels % s.groups != 0) {
+    return InvalidArgumentError("PrepareConv: channels in " + std::to_string(s.in_channels) +
+                                " / out " + std::to_string(s.out_channels) +
+                                " not divisible by groups " + std::to_string(s.groups));
+  }
+  if (weight == nullptr) return InvalidArgumentError("PrepareConv: weight is null");
+  auto layer = std::make_unique<CpuConvLayer>();
+  layer->spec = s;
+  layer->pad_b = s.pad_h_end < 0 ? s.pad_h : s.pad_h_end;
+  layer->pad_r = s.pad_w_end < 0 ? s.pad_w : s.pad_w_end;
+  const size_t wn = static_cast<size_t>(s.out_channels) * (s.in_channels / s.groups) *
+                    s.kernel_h * s.kernel_w;
+  layer->weight.assign(weight, weight + wn);
+  layer->bias.assign(s.out_channels, 0.0f);
+  if (bias != nullptr) std::copy(bias, bias + s.out_channels, layer->bias.begin());
+  return LayerPtr(std::move(layer));
+}
+
+StatusOr<LayerPtr> CpuBackend::PrepareLinear(int in_features, int out_features,
+                                             const float* weight, const float* bias) {
+  if (in_features <= 0 || out_features <= 0) {
+    return InvalidArgumentError("PrepareLinear: features in " + std::to_string(in_features) +
+                                ", out " + std::to_string(out_features) + " must be positive");
+  }
+  if (weight == nullptr) return InvalidArgumentError("PrepareLinear: weight is null");
+  auto layer = std::make_unique<CpuLinearLayer>();
+  layer->in = in_features;
+  layer->out = out_features;
+  layer->weight.assign(weight, weight + static_cast<size_t>(in_features) * out_features);
+  layer->bias.assign(out_features, 0.0f);
+  if (bias != nullptr) std::copy(bias, bias + out_features, layer->bias.begin());
+  return LayerPtr(std::move(layer));
+}
+
+StatusOr<LayerPtr> CpuBackend::PrepareLayerNorm(int dim, const float* gamma, const float* beta,
+                                                float eps) {
+  if (dim <= 0) return InvalidArgumentError("PrepareLayerNorm: dim " + std::to_string(dim) + " must be positive");
+  if (!(eps >= 0.0f)) return InvalidArgumentError("PrepareLayerNorm: eps must be >= 0");
+  auto layer = std::make_unique<CpuLayerNormLayer>();
+  layer->dim = dim;
+  layer->eps = eps;
+  layer->gamma.assign(dim, 1.0f);
+  layer->beta.assign(dim, 0.0f);
+  if (gamma != nullptr) std::copy(gamma, gamma + dim, layer->gamma.begin());
+  if (beta != nullptr) std::copy(beta, beta + dim, layer->beta.begin());
+  return LayerPtr(std::move(layer));
+}
+
+StatusOr<Tensor> CpuBackend::Constant(const std::vector<int64_t>& shape, const float* data) {
+  if (data == nullptr) return InvalidArgumentError("Constant: data is null for " + ShapeStr(shape));
+  if (shape.empty()) return InvalidArgumentError("Constant: shape is empty");
+  ASSIGN_OR_RETURN(Tensor t, Allocate(shape));
+  std::memcpy(t.data(), data, t.nbytes());
+  return t;
+}
+
+// ---- ops ----------------------------------------------------------------------
+
+StatusOr<Tensor> CpuBackend::Preprocess(const std::vector<ImageView>& images,
+                                        const PreprocessSpec& spec) {
+  if (images.empty()) return InvalidArgumentError("Preprocess: no images");
+  for (size_t i = 0; i < images.size(); ++i) {
+    RETURN_IF_ERROR(ValidatePreprocessInput(images[i], spec).WithPrefix("item " + std::to_string(i)));
+  }
+  ApplyThreads();
+  const int64_t n = static_cast<int64_t>(images.size());
+  ASSIGN_OR_RETURN(Tensor out, Allocate({n, spec.crop_height, spec.crop_width, 3}));
+  const size_t per = static_cast<size_t>(spec.crop_height) * spec.crop_width * 3;
+  float* o = out.data_as<float>();
+  std::vector<Status> errors(images.size());
+  // Across images when there are several; PreprocessImage parallelizes its
+  // rows when called alone (nested regions run serially).
+#pragma omp parallel for schedule(dynamic) if (n > 1)
+  for (int64_t i = 0; i < n; ++i) {
+    errors[i] = PreprocessImage(images[i], spec, o + per * i);
+  }
+  for (size_t i = 0; i < errors.size(); ++i) {
+    RETURN_IF_ERROR(errors[i].WithPrefix("item " + std::to_string(i)));
+  }
+  return out;
+}
+
+StatusOr<Tensor> CpuBackend::Conv2d(const PreparedLayer& conv, const Tensor& x, Activation act,
+                                    const Tensor* residual) {
+  const auto* layer = dynamic_cast<const CpuConvLayer*>(&conv);
+  if (layer == nullptr) return InvalidArgumentError("Conv2d: layer was not prepared by CpuBackend::PrepareConv");
+  RETURN_IF_ERROR(CheckF32Host("Conv2d", "input", x));
+  const ConvSpec& s = layer->spec;
+  if (x.rank() != 4 || x.dim(3) != s.in_channels) {
+    return InvalidArgumentError("Conv2d: input " + x.ShapeString() +
+                                " does not match layer input [N, H, W, " +
+                                std::to_string(s.in_channels) + "]");
+  }
+  const int64_t n = x.dim(0), h = x.dim(1), w = x.dim(2);
+  const int64_t oh_num = h + s.pad_h + layer->pad_b - s.kernel_h;
+  const int64_t ow_num = w + s.pad_w + layer->pad_r - s.kernel_w;
+  if (oh_num < 0 || ow_num < 0) {
+    return InvalidArgumentError("Conv2d: input " + x.ShapeString() + " is smaller than kernel [" +
+                                std::to_string(s.kernel_h) + ", " + std::to_string(s.kernel_w) +
+                                "] with padding");
+  }
+  const int64_t oh = oh_num / s.stride_h + 1, ow = ow_num / s.stride_w + 1;
+  const std::vector<int64_t> out_shape = {n, oh, ow, s.out_channels};
+  RETURN_IF_ERROR(CheckResidual("Conv2d", residual, out_shape));
+  ApplyThreads();
+  ASSIGN_OR_RETURN(Tensor y, Allocate(out_shape));
+  if (residual != nullptr) std::memcpy(y.data(), residual->data(), y.nbytes());
+  try {
+    std::lock_guard<std::mutex> lock(layer->mu);
+    auto key = std::make_tuple(n, h, w, static_cast<int>(act), residual != nullptr);
+    auto it = layer->cache.find(key);
+    if (it == layer->cache.end()) {
+      const memory::dim g = s.groups;
+      const memory::dim ic = s.in_channels, oc = s.out_channels;
+      memory::desc src_md({n, ic, h, w}, Dt::f32, Tag::nhwc);
+      memory::desc dst_md({n, oc, oh, ow}, Dt::f32, Tag::nhwc);
+      memory::desc bias_md({oc}, Dt::f32, Tag::x);
+      memory::dims wdims = g == 1 ? memory::dims{oc, ic, s.kernel_h, s.kernel_w}
+                                  : memory::dims{g, oc / g, ic / g, s.kernel_h, s.kernel_w};
+      memory::desc w_any(wdims, Dt::f32, Tag::any);
+      memory::desc w_user(wdims, Dt::f32, g == 1 ? Tag::oihw : Tag::goihw);
+      dnnl::convolution_forward::desc d(
+          dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, src_md, w_any,
+          bias_md, dst_md, {s.stride_h, s.stride_w}, {s.pad_h, s.pad_w},
+          {layer->pad_b, layer->pad_r});
+      dnnl::post_ops ops;
+      if (residual != nullptr) ops.append_sum(1.0f);
+      AppendActivation(&ops, act);
+      dnnl::primitive_attr attr;
+      attr.set_post_ops(ops);
+      dnnl::convolution_forward::primitive_desc pd(d, attr, impl_->engine);
+      CpuConvLayer::Entry e;
+      e.prim = dnnl::convolution_forward(pd);
+      memory user(w_user, impl_->engine, const_cast<float*>(layer->weight.data()));
+      e.weights = ReorderedWeights(impl_->engine, impl_->stream, user, pd.weights_desc(),
+                                   &layer->reordered_weights);
+      e.bias = memory(bias_md, impl_->engine, const_cast<float*>(layer->bias.data()));
+      e.src_md = src_md;
+      e.dst_md = dst_md;
+      it = layer->cache.emplace(key, std::move(e)).first;
+    }
+    CpuConvLayer::Entry& e = it->second;
+    memory src(e.src_md, impl_->engine, x.data());
+    memory dst(e.dst_md, impl_->engine, y.data());
+    e.prim.execute(impl_->stream, {{DNNL_ARG_SRC, src},
+                                   {DNNL_ARG_WEIGHTS, e.weights},
+                                   {DNNL_ARG_BIAS, e.bias},
+                                   {DNNL_ARG_DST, dst}});
+    impl_->stream.wait();
+  } catch (const dnnl::error& err) {
+    return InternalError(std::string("Conv2d: oneDNN: ") + err.what() + " (input " +
+                         x.ShapeString() + ")");
+  }
+  return y;
+}
+
+StatusOr<Tensor> CpuBackend::Linear(const PreparedLayer& linear, const Tensor& x, Activation act,
+                                    const Tensor* residual) {
+  const auto* layer = dynamic_cast<const CpuLinearLayer*>(&linear);
+  if (layer == nullptr) return InvalidArgumentError("Linear: layer was not prepared by CpuBackend::PrepareLinear");
+  RETURN_IF_ERROR(CheckF32Host("Linear", "input", x));
+  if (x.rank() < 2 || x.dim(-1) != layer->in) {
+    return InvalidArgumentError("Linear: input " + x.ShapeString() +
+                                " does not match layer input [..., " + std::to_string(layer->in) +
+                                "]");
+  }
+  std::vector<int64_t> out_shape = x.shape();
+  out_shape.back() = layer->out;
+  RETURN_IF_ERROR(CheckResidual("Linear", residual, out_shape));
+  const int64_t m = x.numel() / layer->in;
+  ApplyThreads();
+  ASSIGN_OR_RETURN(Tensor y, Allocate(out_shape));
+  if (residual != nullptr) std::memcpy(y.data(), residual->data(), y.nbytes());
+  try {
+    std::lock_guard<std::mutex> lock(layer->mu);
+    auto key = std::make_tuple(m, static_cast<int>(act), residual != nullptr);
+    auto it = layer->cache.find(key);
+    if (it == layer->cache.end()) {
+      const memory::dim k = layer->in, nout = layer->out;
+      memory::desc src_md({m, k}, Dt::f32, Tag::ab);
+      memory::desc dst_md({m, nout}, Dt::f32, Tag::ab);
+      memory::desc bias_md({1, nout}, Dt::f32, Tag::ab);
+      memory::desc w_any({k, nout}, Dt::f32, Tag::any);
+      memory::desc w_user({k, nout}, Dt::f32, Tag::ba);  // torch {out, in} row-major
+      dnnl::matmul::desc d(src_md, w_any, bias_md, dst_md);
+      // y = act(x W^T + b), then + residual (sum post-op reads dst's prior contents).
+      dnnl::post_ops ops;
+      AppendActivation(&ops, act);
+      if (residual != nullptr) ops.append_sum(1.0f);
+      dnnl::primitive_attr attr;
+      attr.set_post_ops(ops);
+      dnnl::matmul::primitive_desc pd(d, attr, impl_->engine);
+      CpuLinearLayer::Entry e;
+      e.prim = dnnl::matmul(pd);
+      memory user(w_user, impl_->engine, const_cast<float*>(layer->weight.data()));
+      e.weights = ReorderedWeights(impl_->engine, impl_->stream, user, pd.weights_desc(),
+                                   &layer->reordered_weights);
+      e.bias = memory(bias_md, impl_->engine, const_cast<float*>(layer->bias.data()));
+      e.src_md = src_md;
+      e.dst_md = dst_md;
+      it = layer->cache.emplace(key, std::move(e)).first;
+    }
+    CpuLinearLayer::Entry& e = it->second;
+    memory src(e.src_md, impl_->engine, x.data());
+    memory dst(e.dst_md, impl_->engine, y.data());
+    e.prim.execute(impl_->stream, {{DNNL_ARG_SRC, src},
+                                   {DNNL_ARG_WEIGHTS, e.weights},
+                                   {DNNL_ARG_BIAS, e.bias},
+                                   {DNNL_ARG_DST, dst}});
+    impl_->stream.wait();
+  } catch (const dnnl::error& err) {
+    return InternalError(std::string("Linear: oneDNN: ") + err.what() + " (input " +
+                         x.ShapeString() + ")");
+  }
+  return y;
+}
+
+StatusOr<Tensor> CpuBackend::LayerNorm(const PreparedLayer& norm, const Tensor& x) {
+  const auto* layer = dynamic_cast<const CpuLayerNormLayer*>(&norm);
+  if (layer == nullptr) return InvalidArgumentError("LayerNorm: layer was not prepared by CpuBackend::PrepareLayerNorm");
+  RETURN_IF_ERROR(CheckF32Host("LayerNorm", "input", x));
+  if (x.dim(-1) != layer->dim) {
+    return InvalidArgumentError("LayerNorm: input " + x.ShapeString() +
+                                " does not match layer [..., " + std::to_string(layer->dim) + "]");
+  }
+  ApplyThreads();
+  ASSIGN_OR_RETURN(Tensor y, Allocate(x.shape()));
+  const int64_t d = layer->dim, rows = x.numel() / d;
+  const float* in = x.data_as<float>();
+  float* out = y.data_as<float>();
+  const float* gamma = layer->gamma.data();
+  const float* beta = layer->beta.data();
+  const float eps = layer->eps;
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* xr = in + r * d;
+    float* yr = out + r * d;
+    // Two passes (mean, then centred variance) in double: biased variance as torch.
+    double sum = 0.0;
+    for (int64_t i = 0; i < d; ++i) sum += xr[i];
+    const double mean = sum / d;
+    double sq = 0.0;
+    for (int64_t i = 0; i < d; ++i) {
+      const double c = xr[i] - mean;
+      sq += c * c;
+    }
+    const float rstd = static_cast<float>(1.0 / std::sqrt(sq / d + eps));
+    const float meanf = static_cast<float>(mean);
+    for (int64_t i = 0; i < d; ++i) yr[i] = (xr[i] - meanf) * rstd * gamma[i] + beta[i];
+  }
+  return y;
+}
+
+StatusOr<Tensor> CpuBackend::Attention(const Tensor& qkv, int heads) {
+  RETURN_IF_ERROR(CheckF32Host("Attention", "qkv", qkv));
+  if (qkv.rank() != 3 || qkv.dim(2) % 3 != 0) {
+    return InvalidArgumentError("Attention: qkv " + qkv.ShapeString() +
+                                " is not [N, T, 3*D]");
+  }
+  const int64_t n = qkv.dim(0), t = qkv.dim(1), d = qkv.dim(2) / 3;
+  if (heads <= 0 || d % heads != 0) {
+    return InvalidArgumentError("Attention: qkv " + qkv.ShapeString() + " width D=" +
+                                std::to_string(d) + " is not divisible into heads=" +
+                                std::to_string(heads));
+  }
+  const int64_t dh = d / heads;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(dh));
+  ApplyThreads();
+  ASSIGN_OR_RETURN(Tensor y, Allocate({n, t, d}));
+  // Per-thread scores {T, T}.
+  const int nthr = num_threads_;
+  ASSIGN_OR_RETURN(Tensor scratch, Allocate({nthr, t, t}));
+  const float* base = qkv.data_as<float>();
+  float* out = y.data_as<float>();
+  const int64_t ld = 3 * d;
+  int failed = 0;
+  // One (image, head) per task; oneDNN's sgemm runs single-threaded inside
+  // the parallel region.
+#pragma omp parallel for schedule(dynamic) num_threads(nthr) reduction(+ : failed)
+  for (int64_t job = 0; job < n * heads; ++job) {
+    const int64_t b = job / heads, hd = job % heads;
+    float* s = scratch.data_as<float>() + static_cast<int64_t>(omp_get_thread_num()) * t * t;
+    const float* q = base + b * t * ld + hd * dh;
+    const float* k = q + d;
+    const float* v = q + 2 * d;
+    // S = scale * Q K^T  (row-major: Q {T, dh} ld 3D, K {T, dh} ld 3D).
+    if (dnnl_sgemm('N', 'T', t, t, dh, scale, q, ld, k, ld, 0.0f, s, t) != dnnl_success) {
+      ++failed;
+      continue;
+    }
+    for (int64_t i = 0; i < t; ++i) {
+      float* row = s + i * t;
+      float mx = -std::numeric_limits<float>::infinity();
+      for (int64_t j = 0; j < t; ++j) mx = std::max(mx, row[j]);
+      float sum = 0.0f;
+      for (int64_t j = 0; j < t; ++j) {
+        row[j] = std::exp(row[j] - mx);
+        sum += row[j];
+      }
+      for (int64_t j = 0; j < t; ++j) row[j] /= sum;
+    }
+    // O = P V, written into head `hd`'s slice of {N, T, D}.
+    if (dnnl_sgemm('N', 'N', t, dh, t, 1.0f, s, t, v, ld, 0.0f, out + b * t * d + hd * dh, d) !=
+        dnnl_success) {
+      ++failed;
+    }
+  }
+  if (failed) return InternalError("Attention: oneDNN sgemm failed for qkv " + qkv.ShapeString());
+  return y;
+}
+
+StatusOr<Tensor> CpuBackend::MaxPool2d(const Tensor& x, int kernel, int stride, int pad) {
+  RETURN_IF_ERROR(CheckF32Host("MaxPool2d", "input", x));
+  if (x.rank() != 4) return InvalidArgumentError("MaxPool2d: input " + x.ShapeString() + " is not [N, H, W, C]");
+  if (kernel <= 0 || stride <= 0 || pad < 0 || pad > kernel / 2) {
+    return InvalidArgumentError("MaxPool2d: kernel " + std::to_string(kernel) + ", stride " +
+                                std::to_string(stride) + ", pad " + std::to_string(pad) +
+                                " invalid (need kernel, stride > 0 and 0 <= pad <= kernel/2)");
+  }
+  const int64_t n = x.dim(0), h = x.dim(1), w = x.dim(2), c = x.dim(3);
+  if (h + 2 * pad < kernel || w + 2 * pad < kernel) {
+    return InvalidArgumentError("MaxPool2d: input " + x.ShapeString() + " smaller than kernel " +
+                                std::to_string(kernel));
+  }
+  const int64_t oh = (h + 2 * pad - kernel) / stride + 1, ow = (w + 2 * pad - kernel) / stride + 1;
+  ApplyThreads();
+  ASSIGN_OR_RETURN(Tensor y, Allocate({n, oh, ow, c}));
+  const float* in = x.data_as<float>();
+  float* out = y.data_as<float>();
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t b = 0; b < n; ++b) {
+    for (int64_t oy = 0; oy < oh; ++oy) {
+      for (int64_t ox = 0; ox < ow; ++ox) {
+        float* o = out + ((b * oh + oy) * ow + ox) * c;
+        std::fill(o, o + c, -std::numeric_limits<float>::infinity());
+        for (int ky = 0; ky < kernel; ++ky) {
+          const int64_t iy = oy * stride - pad + ky;
+          if (iy < 0 || iy >= h) continue;
+          for (int kx = 0; kx < kernel; ++kx) {
+            const int64_t ix = ox * stride - pad + kx;
+            if (ix < 0 || ix >= w) continue;
+            const float* p = in + ((b * h + iy) * w + ix) * c;
+            for (int64_t ch = 0; ch < c; ++ch) o[ch] = std::max(o[ch], p[ch]);
+          }
+        }
+      }
+    }
+  }
+  return y;
+}
+
+StatusOr<Tensor> CpuBackend::MeanPool(const Tensor& x, int token_begin) {
+  RETURN_IF_ERROR(CheckF32Host("MeanPool", "input", x));
+  int64_t n, rows, d, begin;
+  if (x.rank() == 4) {
+    if (token_begin != 0) {
+      return InvalidArgumentError("MeanPool: token_begin " + std::to_string(token_begin) +
+                                  " must be 0 for a feature map " + x.ShapeString());
+    }
+    n = x.dim(0), rows = x.dim(1) * x.dim(2), d = x.dim(3), begin = 0;
+  } else if (x.rank() == 3) {
+    n = x.dim(0), rows = x.dim(1), d = x.dim(2), begin = token_begin;
+    if (token_begin < 0 || token_begin >= rows) {
+      return InvalidArgumentError("MeanPool: token_begin " + std::to_string(token_begin) +
+                                  " out of range for tokens " + x.ShapeString());
+    }
+  } else {
+    return InvalidArgumentError("MeanPool: input " + x.ShapeString() +
+                                " is not [N, H, W, C] or [N, T, D]");
+  }
+  ApplyThreads();
+  ASSIGN_OR_RETURN(Tensor y, Allocate({n, d}));
+  const float* in = x.data_as<float>();
+  float* out = y.data_as<float>();
+  const int64_t count = rows - begin;
+#pragma omp parallel for schedule(static)
+  for (int64_t b = 0; b < n; ++b) {
+    std::vector<double> acc(d, 0.0);
+    for (int64_t r = begin; r < rows; ++r) {
+      const float* p = in + (b * rows + r) * d;
+      for (int64_t i = 0; i < d; ++i) acc[i] += p[i];
+    }
+    for (int64_t i = 0; i < d; ++i) out[b * d + i] = static_cast<float>(acc[i] / count);
+  }
+  return y;
+}
+
+StatusOr<Tensor> CpuBackend::SelectToken(const Tensor& x, int index) {
+  RETURN_IF_ERROR(CheckF32Host("SelectToken", "input", x));
+  if (x.rank() != 3) return InvalidArgumentError("SelectToken: input " + x.ShapeString() + " is not [N, T, D]");
+  if (index < 0 || index >= x.dim(1)) {
+    return InvalidArgumentError("SelectToken: index " + std::to_string(index) +
+                                " out of range for " + x.ShapeString());
+  }
+  const int64_t n = x.dim(0), t = x.dim(1), d = x.dim(2);
+  ASSIGN_OR_RETURN(Tensor y, Allocate({n, d}));
+  for (int64_t b = 0; b < n; ++b) {
+    std::memcpy(y.data_as<float>() + b * d, x.data_as<float>() + (b * t + index) * d,
+                d * sizeof(float));
+  }
+  return y;
+}
+
+StatusOr<Tensor> CpuBackend::PrependTokensAddPos(const Tensor& patches, const Tensor* prefix_tokens,
+                                                 const Tensor& pos, bool pos_applies_to_prefix) {
+  RETURN_IF_ERROR(CheckF32Host("PrependTokensAddPos", "patches", patches));
+  RETURN_IF_ERROR(CheckF32Host("PrependTokensAddPos", "pos", pos));
+  if (patches.rank() != 3) {
+    return InvalidArgumentError("PrependTokensAddPos: patches " + patches.ShapeString() +
+                                " is not [N, P, D]");
+  }
+  const int64_t n = patches.dim(0), p = patches.dim(1), d = patches.dim(2);
+  int64_t prefix = 0;
+  if (prefix_tokens != nullptr) {
+    RETURN_IF_ERROR(CheckF32Host("PrependTokensAddPos", "prefix_tokens", *prefix_tokens));
+    const Tensor& pt = *prefix_tokens;
+    const bool ok = (pt.rank() == 2 && pt.dim(1) == d) ||
+                    (pt.rank() == 3 && pt.dim(0) == 1 && pt.dim(2) == d);
+    if (!ok) {
+      return InvalidArgumentError("PrependTokensAddPos: prefix_tokens " + pt.ShapeString() +
+                                  " does not match patches " + patches.ShapeString() +
+                                  " (expected [prefix, D] or [1, prefix, D])");
+    }
+    prefix = pt.rank() == 2 ? pt.dim(0) : pt.dim(1);
+  }
+  const int64_t pos_rows = pos_applies_to_prefix ? prefix + p : p;
+  const bool pos_ok = (pos.rank() == 3 && pos.dim(0) == 1 && pos.dim(1) == pos_rows &&
+                       pos.dim(2) == d) ||
+                      (pos.rank() == 2 && pos.dim(0) == pos_rows && pos.dim(1) == d);
+  if (!pos_ok) {
+    return InvalidArgumentError("PrependTokensAddPos: pos " + pos.ShapeString() +
+                                " does not match patches " + patches.ShapeString() + " (expected [1, " +
+                                std::to_string(pos_rows) + ", " + std::to_string(d) + "])");
+  }
+  ApplyThreads();
+  const int64_t t = prefix + p;
+  ASSIGN_OR_RETURN(Tensor y, Allocate({n, t, d}));
+  const float* pin = patches.data_as<float>();
+  const float* pre = prefix_tokens ? prefix_tokens->data_as<float>() : nullptr;
+  const float* ps = pos.data_as<float>();
+  float* out = y.data_as<float>();
+  const int64_t pos_offset = pos_applies_to_prefix ? 0 : prefix;  // token row -> pos row
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t b = 0; b < n; ++b) {
+    for (int64_t r = 0; r < t; ++r) {
+      const float* src = r < prefix ? pre + r * d : pin + (b * p + (r - prefix)) * d;
+      float* o = out + (b * t + r) * d;
+      const int64_t pr = r - pos_offset;
+      if (pr >= 0) {
+        const float* pp = ps + pr * d;
+        for (int64_t i = 0; i < d; ++i) o[i] = src[i] + pp[i];
+      } else {
+        std::memcpy(o, src, d * sizeof(float));
+      }
+    }
+  }
+  return y;
+}
+
+StatusOr<Tensor> CpuBackend::Add(const Tensor& a, const Tensor& b) {
+  RETURN_IF_ERROR(CheckF32Host("Add", "a", a));
+  RETURN_IF_ERROR(CheckF32Host("Add", "b", b));
+  if (a.shape() != b.shape()) {
+    return InvalidArgumentError("Add: a " + a.ShapeString() + " and b " + b.ShapeString() +
+                                " differ");
+  }
+  ApplyThreads();
+  ASSIGN_OR_RETURN(Tensor y, Allocate(a.shape()));
+  const float* pa = a.data_as<float>();
+  const float* pb = b.data_as<float>();
+  float* o = y.data_as<float>();
+  const int64_t n = a.numel();
+#pragma omp parallel for schedule(static) if (n > (1 << 16))
+  for (int64_t i = 0; i < n; ++i) o[i] = pa[i] + pb[i];
+  return y;
+}
+
+StatusOr<Tensor> CpuBackend::L2Normalize(const Tensor& x) {
+  RETURN_IF_ERROR(CheckF32Host("L2Normalize", "input", x));
+  if (x.rank() != 2) return InvalidArgumentError("L2Normalize: input " + x.ShapeString() + " is not [N, D]");
+  const int64_t n = x.dim(0), d = x.dim(1);
+  ASSIGN_OR_RETURN(Tensor y, Allocate(x.shape()));
+  const float* in = x.data_as<float>();
+  float* out = y.data_as<float>();
+  for (int64_t b = 0; b < n; ++b) {
+    double sq = 0.0;
+    for (int64_t i = 0; i < d; ++i) sq += static_cast<double>(in[b * d + i]) * in[b * d + i];
+    // torch.nn.functional.normalize: x / max(||x||, 1e-12).
+    const double norm = std::max(std::sqrt(sq), 1e-12);
+    const float inv = static_cast<float>(1.0 / norm);
+    for (int64_t i = 0; i < d; ++i) out[b * d + i] = in[b * d + i] * inv;
+  }
+  return y;
+}
+
+Status CpuBackend::ToHost(const Tensor& x, std::vector<float>* out) {
+  if (out == nullptr) return InvalidArgumentError("ToHost: out is null");
+  RETURN_IF_ERROR(CheckF32Host("ToHost", "input", x));
+  out->assign(x.data_as<float>(), x.data_as<float>() + x.numel());
+  return Status::Ok();
+}
+
+}  // namespace lookalike

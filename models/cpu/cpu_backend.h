@@ -1,0 +1,78 @@
+// CpuBackend: the embedded default backend and the reference the CUDA
+// backend is tested against.
+//
+// All activations are fp32 on the host, dense and row-major in the layouts of
+// models/tensor.h (NHWC feature maps, NTD token sequences, ND vectors).
+// Convolutions and linear layers run on oneDNN (NHWC source/destination,
+// weights reordered once per shape into oneDNN's preferred layout, bias /
+// activation / residual fused as post-ops); attention runs oneDNN's sgemm per
+// (image, head) with an exact softmax between; the element-wise ops are plain
+// OpenMP loops. docs/benchmarks/cpu.md records why (measurements).
+//
+// Threads: `num_threads` OpenMP threads for every op (0 = all cores). The
+// setting applies to the calling thread's OpenMP parallel regions, so each
+// op re-applies it; one CpuBackend per model replica, not thread-safe (as
+// models/backend.h states).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "models/backend.h"
+
+namespace lookalike {
+
+struct CpuBackendOptions {
+  int num_threads = 0;  // 0 = all cores (omp_get_num_procs())
+};
+
+class CpuBackend : public Backend {
+ public:
+  explicit CpuBackend(const CpuBackendOptions& options = {});
+  ~CpuBackend() override;
+
+  std::string name() const override { return "cpu"; }
+  DeviceKind device() const override { return DeviceKind::kCpu; }
+  DType compute_dtype() const override { return DType::kF32; }
+  int num_threads() const { return num_threads_; }
+
+  StatusOr<LayerPtr> PrepareConv(const ConvSpec& spec, const float* weight,
+                                 const float* bias) override;
+  StatusOr<LayerPtr> PrepareLinear(int in_features, int out_features, const float* weight,
+                                   const float* bias) override;
+  StatusOr<LayerPtr> PrepareLayerNorm(int dim, const float* gamma, const float* beta,
+                                      float eps) override;
+  StatusOr<Tensor> Constant(const std::vector<int64_t>& shape, const float* data) override;
+
+  StatusOr<Tensor> Preprocess(const std::vector<ImageView>& images,
+                              const PreprocessSpec& spec) override;
+  StatusOr<Tensor> Conv2d(const PreparedLayer& conv, const Tensor& x, Activation act,
+                          const Tensor* residual) override;
+  StatusOr<Tensor> Linear(const PreparedLayer& linear, const Tensor& x, Activation act,
+                          const Tensor* residual) override;
+  StatusOr<Tensor> LayerNorm(const PreparedLayer& norm, const Tensor& x) override;
+  StatusOr<Tensor> Attention(const Tensor& qkv, int heads) override;
+  StatusOr<Tensor> MaxPool2d(const Tensor& x, int kernel, int stride, int pad) override;
+  StatusOr<Tensor> MeanPool(const Tensor& x, int token_begin) override;
+  StatusOr<Tensor> SelectToken(const Tensor& x, int index) override;
+  StatusOr<Tensor> PrependTokensAddPos(const Tensor& patches, const Tensor* prefix_tokens,
+                                       const Tensor& pos, bool pos_applies_to_prefix) override;
+  StatusOr<Tensor> Add(const Tensor& a, const Tensor& b) override;
+  StatusOr<Tensor> L2Normalize(const Tensor& x) override;
+  Status ToHost(const Tensor& x, std::vector<float>* out) override;
+
+  // A fresh host fp32 tensor of `shape` from this backend's buffer pool
+  // (contents unspecified). Public for tests and callers that fill inputs.
+  StatusOr<Tensor> Allocate(const std::vector<int64_t>& shape);
+
+  struct Impl;  // oneDNN engine/stream and the buffer pool (cpu_backend.cc)
+
+ private:
+  void ApplyThreads() const;
+
+  int num_threads_ = 1;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace lookalike

@@ -1,0 +1,123 @@
+#include "models/embedder.h"
+
+#include <algorithm>
+#include <mutex>
+
+#include "models/backend_factory.h"
+#include "models/model.h"
+#include "models/presets.h"
+#include "models/weights.h"
+
+namespace lookalike {
+namespace {
+
+class ModelEmbedder : public Embedder {
+ public:
+  const ModelInfo& info() const override { return info_; }
+
+  Status Embed(const std::vector<ImageView>& images, std::vector<float>* out) override {
+    if (out == nullptr) return InvalidArgumentError("Embed: output vector is null");
+    for (size_t i = 0; i < images.size(); ++i) {
+      const ImageView& im = images[i];
+      const std::string where = "image " + std::to_string(i) + ": ";
+      if (im.data == nullptr) return InvalidArgumentError(where + "data is null");
+      if (im.width <= 0 || im.height <= 0) {
+        return InvalidArgumentError(where + "size " + std::to_string(im.width) + "x" +
+                                    std::to_string(im.height) + " is not positive");
+      }
+      if (im.stride_bytes < 3 * im.width) {
+        return InvalidArgumentError(where + "stride_bytes " + std::to_string(im.stride_bytes) +
+                                    " is less than 3 * width = " + std::to_string(3 * im.width));
+      }
+    }
+    const size_t dim = static_cast<size_t>(info_.dim);
+    std::vector<float> result;
+    result.reserve(images.size() * dim);
+    std::lock_guard<std::mutex> lock(mu_);
+    std::vector<float> host;
+    for (size_t begin = 0; begin < images.size(); begin += max_batch_) {
+      const size_t end = std::min(images.size(), begin + max_batch_);
+      std::vector<ImageView> chunk(images.begin() + begin, images.begin() + end);
+      ASSIGN_OR_RETURN(Tensor x, backend_->Preprocess(chunk, preset_.preprocess));
+      ASSIGN_OR_RETURN(Tensor y, model_->Forward(*backend_, x));
+      if (classifier_) {
+        ASSIGN_OR_RETURN(y, backend_->Linear(*classifier_, y, Activation::kNone, nullptr));
+      } else if (info_.l2_normalized) {
+        ASSIGN_OR_RETURN(y, backend_->L2Normalize(y));
+      }
+      RETURN_IF_ERROR(backend_->ToHost(y, &host));
+      if (host.size() != chunk.size() * dim) {
+        return InternalError("model '" + info_.preset + "' produced " +
+                             std::to_string(host.size()) + " values for " +
+                             std::to_string(chunk.size()) + " images of dim " +
+                             std::to_string(dim));
+      }
+      result.insert(result.end(), host.begin(), host.end());
+    }
+    *out = std::move(result);
+    return Status::Ok();
+  }
+
+  Preset preset_;
+  ModelInfo info_;
+  size_t max_batch_ = 64;
+  std::unique_ptr<Backend> backend_;
+  std::unique_ptr<Model> model_;
+  LayerPtr classifier_;
+  std::mutex mu_;
+};
+
+}  // namespace
+
+StatusOr<std::unique_ptr<Embedder>> Embedder::Load(const EmbedderOptions& options) {
+  if (options.max_batch < 1) {
+    return InvalidArgumentError("max_batch must be >= 1, got " + std::to_string(options.max_batch));
+  }
+  if (options.output != "embedding" && options.output != "logits") {
+    return InvalidArgumentError("output must be \"embedding\" or \"logits\", got \"" +
+                                options.output + "\"");
+  }
+  ASSIGN_OR_RETURN(Preset preset, FindPreset(options.preset));
+  const bool logits = options.output == "logits";
+  if (logits && preset.classifier.empty()) {
+    return InvalidArgumentError("preset '" + preset.name +
+                                "' has no classifier head; output \"logits\" is unavailable");
+  }
+  if (options.weights_path.empty()) {
+    return InvalidArgumentError("preset '" + preset.name + "': weights_path is empty");
+  }
+  ASSIGN_OR_RETURN(std::unique_ptr<WeightStore> weights, WeightStore::Open(options.weights_path));
+  ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend,
+                   MakeBackend(options.device, options.num_threads));
+
+  auto embedder = std::make_unique<ModelEmbedder>();
+  Status built = [&]() -> Status {
+    ASSIGN_OR_RETURN(embedder->model_, BuildModel(preset, *weights, *backend));
+    if (logits) {
+      const int64_t in = preset.embedding_dim, out = preset.num_classes;
+      ASSIGN_OR_RETURN(std::vector<float> w, weights->Get(preset.classifier + ".weight", {out, in}));
+      ASSIGN_OR_RETURN(std::vector<float> b, weights->Get(preset.classifier + ".bias", {out}));
+      ASSIGN_OR_RETURN(embedder->classifier_,
+                       backend->PrepareLinear(static_cast<int>(in), static_cast<int>(out),
+                                              w.data(), b.data()));
+    }
+    return weights->CheckAllUsed(preset.ignored_tensors);
+  }();
+  if (!built.ok()) return built.WithPrefix("loading preset '" + preset.name + "'");
+
+  ModelInfo& info = embedder->info_;
+  info.preset = preset.name;
+  info.family = preset.family;
+  info.dim = logits ? preset.num_classes : preset.embedding_dim;
+  info.input_height = preset.preprocess.crop_height;
+  info.input_width = preset.preprocess.crop_width;
+  info.l2_normalized = !logits && preset.l2_normalize;
+  info.backend = backend->name();
+  info.preprocess = preset.preprocess;
+  embedder->preset_ = std::move(preset);
+  embedder->max_batch_ = static_cast<size_t>(options.max_batch);
+  embedder->backend_ = std::move(backend);
+  return std::unique_ptr<Embedder>(std::move(embedder));
+}
+
+}  // namespace lookalike

@@ -1,0 +1,15 @@
+#include "models/model.h"
+
+namespace lookalike {
+
+StatusOr<std::unique_ptr<Model>> BuildModel(const Preset& preset, WeightStore& weights,
+                                            Backend& backend) {
+  if (preset.family == "resnet") return BuildResNet(preset, weights, backend);
+  if (preset.family == "vit" || preset.family == "clip_vit" || preset.family == "dinov2") {
+    return BuildVit(preset, weights, backend);
+  }
+  if (preset.family == "efficientnet_lite") return BuildEfficientNetLite(preset, weights, backend);
+  return InvalidArgumentError("preset '" + preset.name + "': unknown family '" + preset.family + "'");
+}
+
+}  // namespace lookalike

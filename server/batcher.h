@@ -1,0 +1,101 @@
+// Batcher: per-model dynamic batching of embedding work.
+//
+// Requests submit their decoded images; one worker thread per model takes up
+// to `max_batch` queued images (from one or many requests, in arrival order)
+// once the batch is full or the oldest queued image has waited `max_delay`,
+// runs the embedding function on them, and hands each request its vectors
+// when all of its images are done. A request larger than max_batch spans
+// several batches. The queue is bounded (in images): a request that does not
+// fit is refused at once with RESOURCE_EXHAUSTED and nothing of it is queued.
+//
+// The embedding function is a std::function so tests can run without a model;
+// the server passes Embedder::Embed.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/status.h"
+#include "models/backend.h"  // ImageView
+
+namespace lookalike {
+
+struct BatcherOptions {
+  int max_batch = 32;                          // images per embedding call, >= 1
+  std::chrono::microseconds max_delay{2000};   // >= 0
+  int queue_capacity = 1024;                   // images waiting, >= 1
+};
+
+class Batcher {
+ public:
+  // images -> out (images.size() * dim floats, row-major). Called on the
+  // worker thread only, never concurrently.
+  using EmbedFn = std::function<Status(const std::vector<ImageView>& images,
+                                       std::vector<float>* out)>;
+  // Status and images.size() * dim floats (empty on error).
+  using DoneFn = std::function<void(Status status, std::vector<float> vectors)>;
+  // Observes each batch run (metrics): its size.
+  using BatchObserver = std::function<void(int batch_size)>;
+
+  Batcher(std::string name, int dim, EmbedFn embed, BatcherOptions options,
+          BatchObserver observer = nullptr);
+  // Finishes the queued work, then stops the worker.
+  ~Batcher();
+  Batcher(const Batcher&) = delete;
+  Batcher& operator=(const Batcher&) = delete;
+
+  // Queues `images` (views must stay valid until `done` runs). On OK, `done`
+  // is called exactly once, on the worker thread. On error (queue full:
+  // RESOURCE_EXHAUSTED; shut down: UNAVAILABLE; empty: INVALID_ARGUMENT)
+  // `done` is not called.
+  Status Submit(std::vector<ImageView> images, DoneFn done);
+
+  // Blocking form of Submit.
+  StatusOr<std::vector<float>> Embed(std::vector<ImageView> images);
+
+  // Images waiting for a batch.
+  int queue_depth() const;
+  int dim() const { return dim_; }
+  const std::string& name() const { return name_; }
+
+  // Stops accepting work, finishes what is queued, joins the worker.
+  void Shutdown();
+
+ private:
+  struct Job {
+    std::vector<ImageView> images;
+    DoneFn done;
+    std::vector<float> vectors;
+    Status status;
+    size_t remaining = 0;
+  };
+  struct Entry {
+    std::shared_ptr<Job> job;
+    size_t index;  // image index within the job
+    std::chrono::steady_clock::time_point enqueued;
+  };
+
+  void Run();
+
+  const std::string name_;
+  const int dim_;
+  const EmbedFn embed_;
+  const BatcherOptions options_;
+  const BatchObserver observer_;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Entry> queue_;
+  bool stopping_ = false;
+  std::thread worker_;
+};
+
+}  // namespace lookalike

@@ -1,0 +1,428 @@
+#include "server/config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <limits>
+#include <map>
+#include <regex>
+#include <set>
+#include <sstream>
+
+namespace lookalike {
+namespace {
+
+// ---- scalar parsing shared by YAML and flags -------------------------------
+
+Status ParseInt64(const std::string& key, const std::string& text, int64_t* out) {
+  if (text.empty()) return InvalidArgumentError(key + ": expected an integer, got an empty value");
+  errno = 0;
+  char* end = nullptr;
+  long long v = std::strtoll(text.c_str(), &end, 10);
+  if (errno != 0 || end == text.c_str() || *end != '\0') {
+    return InvalidArgumentError(key + ": expected an integer, got \"" + text + "\"");
+  }
+  *out = v;
+  return Status::Ok();
+}
+
+Status ParseInt(const std::string& key, const std::string& text, int* out) {
+  int64_t v = 0;
+  RETURN_IF_ERROR(ParseInt64(key, text, &v));
+  if (v < std::numeric_limits<int>::min() || v > std::numeric_limits<int>::max()) {
+    return InvalidArgumentError(key + ": " + text + " is out of range");
+  }
+  *out = static_cast<int>(v);
+  return Status::Ok();
+}
+
+// One settable scalar key: how to parse a string into the config.
+using Setter = std::function<Status(const std::string& key, const std::string& value,
+                                    ServerConfig* config)>;
+
+Setter StringField(std::string ServerConfig::*field) {
+  return [field](const std::string&, const std::string& v, ServerConfig* c) {
+    c->*field = v;
+    return Status::Ok();
+  };
+}
+template <typename Sub, typename T>
+Setter IntField(Sub ServerConfig::*sub, T Sub::*field) {
+  return [sub, field](const std::string& key, const std::string& v, ServerConfig* c) {
+    if constexpr (std::is_same_v<T, int64_t>) {
+      return ParseInt64(key, v, &(c->*sub.*field));
+    } else {
+      return ParseInt(key, v, &(c->*sub.*field));
+    }
+  };
+}
+
+// Top-level scalar keys (YAML key -> setter). Section keys use "section.key".
+const std::map<std::string, Setter>& ScalarKeys() {
+  static const auto* keys = new std::map<std::string, Setter>{
+      {"listen", StringField(&ServerConfig::listen)},
+      {"metrics_listen", StringField(&ServerConfig::metrics_listen)},
+      {"data_dir", StringField(&ServerConfig::data_dir)},
+      {"device", StringField(&ServerConfig::device)},
+      {"index_device", StringField(&ServerConfig::index_device)},
+      {"log_level", StringField(&ServerConfig::log_level)},
+      {"default_model", StringField(&ServerConfig::default_model)},
+      {"engine_threads",
+       [](const std::string& k, const std::string& v, ServerConfig* c) {
+         return ParseInt(k, v, &c->engine_threads);
+       }},
+      {"snapshot_every_writes",
+       [](const std::string& k, const std::string& v, ServerConfig* c) {
+         return ParseInt64(k, v, &c->snapshot_every_writes);
+       }},
+      {"limits.max_message_bytes",
+       IntField(&ServerConfig::limits, &LimitsConfig::max_message_bytes)},
+      {"limits.max_images_per_request",
+       IntField(&ServerConfig::limits, &LimitsConfig::max_images_per_request)},
+      {"limits.max_items_per_upsert",
+       IntField(&ServerConfig::limits, &LimitsConfig::max_items_per_upsert)},
+      {"limits.max_queries_per_search",
+       IntField(&ServerConfig::limits, &LimitsConfig::max_queries_per_search)},
+      {"limits.max_k", IntField(&ServerConfig::limits, &LimitsConfig::max_k)},
+      {"limits.max_image_pixels",
+       IntField(&ServerConfig::limits, &LimitsConfig::max_image_pixels)},
+      {"limits.decode_threads", IntField(&ServerConfig::limits, &LimitsConfig::decode_threads)},
+      {"batcher.max_batch", IntField(&ServerConfig::batcher, &BatcherConfig::max_batch)},
+      {"batcher.max_delay_us", IntField(&ServerConfig::batcher, &BatcherConfig::max_delay_us)},
+      {"batcher.queue_capacity",
+       IntField(&ServerConfig::batcher, &BatcherConfig::queue_capacity)},
+  };
+  return *keys;
+}
+
+// Flags map onto the same keys: --data-dir -> data_dir, --max-k -> limits.max_k.
+const std::map<std::string, std::string>& FlagKeys() {
+  static const auto* flags = new std::map<std::string, std::string>{
+      {"listen", "listen"},
+      {"metrics-listen", "metrics_listen"},
+      {"data-dir", "data_dir"},
+      {"device", "device"},
+      {"index-device", "index_device"},
+      {"log-level", "log_level"},
+      {"default-model", "default_model"},
+      {"engine-threads", "engine_threads"},
+      {"snapshot-every-writes", "snapshot_every_writes"},
+      {"max-message-bytes", "limits.max_message_bytes"},
+      {"max-images-per-request", "limits.max_images_per_request"},
+      {"max-items-per-upsert", "limits.max_items_per_upsert"},
+      {"max-queries-per-search", "limits.max_queries_per_search"},
+      {"max-k", "limits.max_k"},
+      {"max-image-pixels", "limits.max_image_pixels"},
+      {"decode-threads", "limits.decode_threads"},
+      {"max-batch", "batcher.max_batch"},
+      {"max-delay-us", "batcher.max_delay_us"},
+      {"queue-capacity", "batcher.queue_capacity"},
+  };
+  return *flags;
+}
+
+std::string Where(const std::string& source, const YAML::Node& node) {
+  const YAML::Mark mark = node.Mark();
+  if (mark.line < 0) return source;
+  return source + ":" + std::to_string(mark.line + 1);
+}
+
+Status ScalarOf(const std::string& source, const std::string& key, const YAML::Node& node,
+                std::string* out) {
+  if (!node.IsScalar() && !node.IsNull()) {
+    return InvalidArgumentError(Where(source, node) + ": " + key + ": expected a scalar value");
+  }
+  *out = node.IsNull() ? "" : node.Scalar();
+  return Status::Ok();
+}
+
+Status ApplyModels(const std::string& source, const YAML::Node& node, ServerConfig* config) {
+  if (!node.IsSequence()) {
+    return InvalidArgumentError(Where(source, node) +
+                                ": models: expected a list of {name, preset, weights}");
+  }
+  std::vector<ModelConfig> models;
+  for (size_t i = 0; i < node.size(); ++i) {
+    const YAML::Node& m = node[i];
+    const std::string key = "models[" + std::to_string(i) + "]";
+    if (!m.IsMap()) {
+      return InvalidArgumentError(Where(source, m) + ": " + key +
+                                  ": expected a map with name, preset, weights");
+    }
+    ModelConfig model;
+    for (const auto& kv : m) {
+      const std::string sub = kv.first.as<std::string>();
+      std::string value;
+      RETURN_IF_ERROR(ScalarOf(source, key + "." + sub, kv.second, &value));
+      if (sub == "name") {
+        model.name = value;
+      } else if (sub == "preset") {
+        model.preset = value;
+      } else if (sub == "weights") {
+        model.weights = value;
+      } else {
+        return InvalidArgumentError(Where(source, kv.first) + ": unknown key \"" + key + "." +
+                                    sub + "\" (expected name, preset, weights)");
+      }
+    }
+    if (model.preset.empty()) model.preset = model.name;
+    models.push_back(std::move(model));
+  }
+  config->models = std::move(models);
+  return Status::Ok();
+}
+
+bool ValidAddress(const std::string& address) {
+  // host:port, [v6]:port or unix:path (gRPC syntax).
+  if (address.rfind("unix:", 0) == 0) return address.size() > 5;
+  const size_t colon = address.rfind(':');
+  if (colon == std::string::npos || colon == 0) return false;
+  const std::string port = address.substr(colon + 1);
+  if (port.empty() || port.size() > 5) return false;
+  for (char ch : port) {
+    if (ch < '0' || ch > '9') return false;
+  }
+  return std::stoi(port) <= 65535;
+}
+
+bool ValidDevice(const std::string& device, bool allow_auto) {
+  if (device == "cpu" || device == "cuda") return true;
+  if (allow_auto && device == "auto") return true;
+  static const std::regex cuda_n("cuda:[0-9]{1,3}");
+  return std::regex_match(device, cuda_n);
+}
+
+Status CheckRange(const std::string& key, int64_t value, int64_t lo, int64_t hi) {
+  if (value < lo || value > hi) {
+    return InvalidArgumentError(key + ": " + std::to_string(value) + " is out of range [" +
+                                std::to_string(lo) + ", " + std::to_string(hi) + "]");
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status ApplyYamlConfig(const std::string& yaml_text, const std::string& source,
+                       ServerConfig* config) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml_text);
+  } catch (const YAML::Exception& e) {
+    return InvalidArgumentError(source + ": invalid YAML: " + e.what());
+  }
+  if (root.IsNull()) return Status::Ok();  // empty file: defaults
+  if (!root.IsMap()) return InvalidArgumentError(source + ": expected a map of settings");
+  try {
+    for (const auto& kv : root) {
+      const std::string key = kv.first.as<std::string>();
+      if (key == "models") {
+        RETURN_IF_ERROR(ApplyModels(source, kv.second, config));
+        continue;
+      }
+      if (key == "limits" || key == "batcher") {
+        if (!kv.second.IsMap()) {
+          return InvalidArgumentError(Where(source, kv.second) + ": " + key +
+                                      ": expected a map");
+        }
+        for (const auto& sub : kv.second) {
+          const std::string full = key + "." + sub.first.as<std::string>();
+          auto it = ScalarKeys().find(full);
+          if (it == ScalarKeys().end()) {
+            return InvalidArgumentError(Where(source, sub.first) + ": unknown key \"" + full +
+                                        "\"");
+          }
+          std::string value;
+          RETURN_IF_ERROR(ScalarOf(source, full, sub.second, &value));
+          RETURN_IF_ERROR(
+              it->second(full, value, config).WithPrefix(Where(source, sub.second)));
+        }
+        continue;
+      }
+      auto it = ScalarKeys().find(key);
+      if (it == ScalarKeys().end() || key.find('.') != std::string::npos) {
+        return InvalidArgumentError(Where(source, kv.first) + ": unknown key \"" + key + "\"");
+      }
+      std::string value;
+      RETURN_IF_ERROR(ScalarOf(source, key, kv.second, &value));
+      RETURN_IF_ERROR(it->second(key, value, config).WithPrefix(Where(source, kv.second)));
+    }
+  } catch (const YAML::Exception& e) {
+    return InvalidArgumentError(source + ": invalid YAML: " + e.what());
+  }
+  return Status::Ok();
+}
+
+StatusOr<ModelConfig> ParseModelFlag(const std::string& value) {
+  // NAME=PRESET:WEIGHTS; the weights path may itself contain ':'.
+  const size_t eq = value.find('=');
+  const size_t colon = eq == std::string::npos ? std::string::npos : value.find(':', eq + 1);
+  if (eq == std::string::npos || colon == std::string::npos || eq == 0 || colon == eq + 1 ||
+      colon + 1 == value.size()) {
+    return InvalidArgumentError("--model: expected NAME=PRESET:WEIGHTS, got \"" + value + "\"");
+  }
+  ModelConfig model;
+  model.name = value.substr(0, eq);
+  model.preset = value.substr(eq + 1, colon - eq - 1);
+  model.weights = value.substr(colon + 1);
+  return model;
+}
+
+Status ApplyFlags(const std::vector<std::string>& args, ServerConfig* config) {
+  std::vector<ModelConfig> flag_models;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& arg = args[i];
+    if (arg.rfind("--", 0) != 0) {
+      return InvalidArgumentError("unexpected argument \"" + arg + "\" (flags start with --)");
+    }
+    std::string name = arg.substr(2);
+    std::string value;
+    const size_t eq = name.find('=');
+    if (eq != std::string::npos) {
+      value = name.substr(eq + 1);
+      name = name.substr(0, eq);
+    } else if (name != "help") {
+      if (i + 1 >= args.size()) return InvalidArgumentError("--" + name + ": missing value");
+      value = args[++i];
+    }
+    if (name == "config" || name == "help") continue;  // handled by LoadServerConfig
+    if (name == "model") {
+      ASSIGN_OR_RETURN(ModelConfig model, ParseModelFlag(value));
+      flag_models.push_back(std::move(model));
+      continue;
+    }
+    auto flag = FlagKeys().find(name);
+    if (flag == FlagKeys().end()) {
+      return InvalidArgumentError("unknown flag --" + name + " (see --help)");
+    }
+    RETURN_IF_ERROR(ScalarKeys().at(flag->second)("--" + name, value, config));
+  }
+  // --model replaces the configured model list (repeat it to serve several).
+  if (!flag_models.empty()) config->models = std::move(flag_models);
+  return Status::Ok();
+}
+
+Status ValidateConfig(const ServerConfig& c) {
+  if (!ValidAddress(c.listen)) {
+    return InvalidArgumentError("listen: \"" + c.listen + "\" is not HOST:PORT or unix:PATH");
+  }
+  if (!c.metrics_listen.empty() && !ValidAddress(c.metrics_listen)) {
+    return InvalidArgumentError("metrics_listen: \"" + c.metrics_listen +
+                                "\" is not HOST:PORT (or empty to disable)");
+  }
+  if (c.data_dir.empty()) return InvalidArgumentError("data_dir: must not be empty");
+  if (!ValidDevice(c.device, /*allow_auto=*/true)) {
+    return InvalidArgumentError("device: \"" + c.device +
+                                "\" is not one of auto, cpu, cuda, cuda:N");
+  }
+  if (!ValidDevice(c.index_device, /*allow_auto=*/false)) {
+    return InvalidArgumentError("index_device: \"" + c.index_device +
+                                "\" is not one of cpu, cuda, cuda:N");
+  }
+  static const std::set<std::string> levels = {"trace", "debug", "info",    "warn",
+                                               "error", "critical", "off"};
+  if (!levels.count(c.log_level)) {
+    return InvalidArgumentError("log_level: \"" + c.log_level +
+                                "\" is not one of trace, debug, info, warn, error, critical, off");
+  }
+  RETURN_IF_ERROR(CheckRange("engine_threads", c.engine_threads, 0, 1024));
+  RETURN_IF_ERROR(CheckRange("snapshot_every_writes", c.snapshot_every_writes, 1,
+                             std::numeric_limits<int64_t>::max()));
+  static const std::regex model_name("[A-Za-z0-9_.-]{1,64}");
+  std::set<std::string> names;
+  for (size_t i = 0; i < c.models.size(); ++i) {
+    const ModelConfig& m = c.models[i];
+    const std::string key = "models[" + std::to_string(i) + "]";
+    if (!std::regex_match(m.name, model_name)) {
+      return InvalidArgumentError(key + ".name: \"" + m.name +
+                                  "\" must match [A-Za-z0-9_.-]{1,64}");
+    }
+    if (!names.insert(m.name).second) {
+      return InvalidArgumentError(key + ".name: \"" + m.name + "\" is listed twice");
+    }
+    if (m.preset.empty()) return InvalidArgumentError(key + ".preset: must not be empty");
+    if (m.weights.empty()) return InvalidArgumentError(key + ".weights: must not be empty");
+  }
+  if (!c.models.empty() && !names.count(c.default_model)) {
+    return InvalidArgumentError("default_model: \"" + c.default_model +
+                                "\" is not one of the configured models");
+  }
+  const LimitsConfig& l = c.limits;
+  // gRPC takes an int for message sizes.
+  RETURN_IF_ERROR(CheckRange("limits.max_message_bytes", l.max_message_bytes, 1024,
+                             std::numeric_limits<int>::max()));
+  RETURN_IF_ERROR(CheckRange("limits.max_images_per_request", l.max_images_per_request, 1,
+                             1 << 20));
+  RETURN_IF_ERROR(CheckRange("limits.max_items_per_upsert", l.max_items_per_upsert, 1, 1 << 20));
+  RETURN_IF_ERROR(
+      CheckRange("limits.max_queries_per_search", l.max_queries_per_search, 1, 1 << 16));
+  RETURN_IF_ERROR(CheckRange("limits.max_k", l.max_k, 1, 2048));
+  RETURN_IF_ERROR(CheckRange("limits.max_image_pixels", l.max_image_pixels, 1, 1ll << 32));
+  RETURN_IF_ERROR(CheckRange("limits.decode_threads", l.decode_threads, 0, 1024));
+  const BatcherConfig& b = c.batcher;
+  RETURN_IF_ERROR(CheckRange("batcher.max_batch", b.max_batch, 1, 4096));
+  RETURN_IF_ERROR(CheckRange("batcher.max_delay_us", b.max_delay_us, 0, 10'000'000));
+  RETURN_IF_ERROR(CheckRange("batcher.queue_capacity", b.queue_capacity, 1, 1 << 24));
+  // A request's images are queued all at once, so one request must fit.
+  if (b.queue_capacity < l.max_images_per_request) {
+    return InvalidArgumentError("batcher.queue_capacity: " + std::to_string(b.queue_capacity) +
+                                " is below limits.max_images_per_request (" +
+                                std::to_string(l.max_images_per_request) + ")");
+  }
+  return Status::Ok();
+}
+
+StatusOr<ServerConfig> LoadServerConfig(const std::vector<std::string>& args, bool* help) {
+  *help = false;
+  ServerConfig config;
+  std::string config_path;
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--help" || args[i] == "-h") {
+      *help = true;
+      return config;
+    }
+    if (args[i] == "--config") {
+      if (i + 1 >= args.size()) return InvalidArgumentError("--config: missing value");
+      config_path = args[i + 1];
+    } else if (args[i].rfind("--config=", 0) == 0) {
+      config_path = args[i].substr(9);
+    }
+  }
+  if (!config_path.empty()) {
+    std::ifstream in(config_path, std::ios::binary);
+    if (!in) return InvalidArgumentError("--config: cannot read \"" + config_path + "\"");
+    std::stringstream text;
+    text << in.rdbuf();
+    RETURN_IF_ERROR(ApplyYamlConfig(text.str(), config_path, &config));
+  }
+  RETURN_IF_ERROR(ApplyFlags(args, &config));
+  RETURN_IF_ERROR(ValidateConfig(config));
+  return config;
+}
+
+std::string ConfigUsage() {
+  return R"(Usage: lookalike-server [--config FILE] [flags]
+
+Settings come from built-in defaults, then the YAML file (configs/lookalike.yaml
+documents every key), then these flags:
+  --config FILE                 YAML configuration file
+  --listen HOST:PORT            gRPC address (default 127.0.0.1:50051)
+  --metrics-listen HOST:PORT    HTTP /metrics and /healthz ("" disables; default 127.0.0.1:9090)
+  --data-dir DIR                collection storage (default data)
+  --device auto|cpu|cuda[:N]    where models run (auto: cuda when available)
+  --index-device cpu|cuda[:N]   where search indexes live (default cpu)
+  --model NAME=PRESET:WEIGHTS   serve a model (repeatable; replaces the configured list)
+  --default-model NAME          model for requests and collections that name none
+  --engine-threads N            CPU backend threads per model (0 = all cores)
+  --snapshot-every-writes N     index snapshot after N changed items
+  --log-level LEVEL             trace|debug|info|warn|error|critical|off
+  --max-message-bytes N         --max-images-per-request N   --max-items-per-upsert N
+  --max-queries-per-search N    --max-k N (<= 2048)          --max-image-pixels N
+  --decode-threads N            --max-batch N                --max-delay-us N
+  --queue-capacity N
+)";
+}
+
+}  // namespace lookalike

@@ -1,0 +1,82 @@
+// Server configuration: one schema, read from YAML (configs/lookalike.yaml
+// documents every key) and overridden by command-line flags.
+//
+//   ASSIGN_OR_RETURN(ServerConfig config, LoadServerConfig(argc, argv));
+//
+// Precedence: built-in defaults < the YAML file named by --config < flags.
+// Everything is validated once at start-up; errors name the key (or flag) and
+// the bad value. Unknown YAML keys and unknown flags are errors.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+
+namespace lookalike {
+
+// One served model: `name` is what requests and collections use.
+struct ModelConfig {
+  std::string name;     // [A-Za-z0-9_.-]{1,64}
+  std::string preset;   // a models/ preset, e.g. "efficientnet_lite0"
+  std::string weights;  // .safetensors path (relative paths are relative to the working directory)
+};
+
+// Request limits. Requests over a limit fail with INVALID_ARGUMENT.
+struct LimitsConfig {
+  int64_t max_message_bytes = 64ll << 20;   // gRPC receive/send limit per message
+  int max_images_per_request = 256;          // Embed images, and image items/queries per request
+  int max_items_per_upsert = 4096;           // items per Upsert request or stream message
+  int max_queries_per_search = 256;
+  int max_k = 2048;                          // <= 2048 (the index's limit)
+  int64_t max_image_pixels = 50'000'000;     // width * height of one decoded image
+  int decode_threads = 0;                    // 0 = number of cores
+};
+
+// Dynamic batching of embedding work, per model.
+struct BatcherConfig {
+  int max_batch = 32;          // images per Embed call on the engine
+  int max_delay_us = 2000;     // how long the first queued image may wait for company
+  int queue_capacity = 1024;   // queued images per model; beyond it: RESOURCE_EXHAUSTED
+};
+
+struct ServerConfig {
+  std::string listen = "127.0.0.1:50051";          // gRPC address
+  std::string metrics_listen = "127.0.0.1:9090";   // HTTP /metrics, /healthz; "" = off
+  std::string data_dir = "data";                   // collections live here
+  std::string device = "auto";                     // auto | cpu | cuda | cuda:N (models)
+  std::string index_device = "cpu";                // cpu | cuda | cuda:N (search indexes)
+  int engine_threads = 0;                          // CPU backend threads per model; 0 = all cores
+  int64_t snapshot_every_writes = 10000;           // index snapshot after this many changed items
+  std::string log_level = "info";                  // trace|debug|info|warn|error|critical|off
+  std::string default_model = "efficientnet_lite0";
+  std::vector<ModelConfig> models = {
+      {"efficientnet_lite0", "efficientnet_lite0", "weights/efficientnet_lite0.safetensors"}};
+  LimitsConfig limits;
+  BatcherConfig batcher;
+};
+
+// Parses YAML text over `config` (keys not present keep their value).
+// `source` names the text in errors (a file path).
+Status ApplyYamlConfig(const std::string& yaml_text, const std::string& source,
+                       ServerConfig* config);
+
+// Applies flags (argv[1..]) over `config`, except --config which the caller
+// handles. Both "--key value" and "--key=value" are accepted.
+Status ApplyFlags(const std::vector<std::string>& args, ServerConfig* config);
+
+// Checks every value; the first problem is returned naming key and value.
+Status ValidateConfig(const ServerConfig& config);
+
+// Defaults, then --config FILE (if given), then the other flags, then
+// validation. `help` is set (and an OK config returned) for --help.
+StatusOr<ServerConfig> LoadServerConfig(const std::vector<std::string>& args, bool* help);
+
+// Text for --help.
+std::string ConfigUsage();
+
+// Parses "NAME=PRESET:WEIGHTS" (the --model flag).
+StatusOr<ModelConfig> ParseModelFlag(const std::string& value);
+
+}  // namespace lookalike

@@ -1,0 +1,178 @@
+// lookalike-server: loads the configured models, opens the collections of the
+// data directory and serves lookalike.v1 over gRPC (plus /metrics over HTTP)
+// until SIGTERM or SIGINT, then drains calls and snapshots every collection.
+//
+// Exit codes: 0 clean shutdown, 1 start-up failure, 2 bad configuration.
+#include <signal.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "index/collection.h"
+#include "models/embedder.h"
+#include "server/config.h"
+#include "server/decode.h"
+#include "server/grpc_server.h"
+#include "server/metrics.h"
+#include "server/service.h"
+
+namespace lookalike {
+namespace {
+
+// OpenCV reads OPENCV_IO_MAX_IMAGE_PIXELS once, when libopencv_imgcodecs is
+// loaded, which is before main(). To apply limits.max_image_pixels to
+// OpenCV's own check we set the variable and re-execute this binary once.
+// The server's header check applies the limit either way.
+void ApplyOpenCvPixelLimit(int64_t max_pixels, char** argv) {
+  if (SetOpenCvPixelLimitEnv(max_pixels)) return;
+  if (std::getenv("LOOKALIKE_SERVER_REEXEC") != nullptr) return;  // never loop
+  setenv("LOOKALIKE_SERVER_REEXEC", "1", 1);
+  execv("/proc/self/exe", argv);
+  // execv only returns on failure: carry on with the header check alone.
+  std::fprintf(stderr, "lookalike-server: warning: could not re-execute to apply "
+                       "OPENCV_IO_MAX_IMAGE_PIXELS; relying on header checks\n");
+}
+
+int Run(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  bool help = false;
+  StatusOr<ServerConfig> loaded = LoadServerConfig(args, &help);
+  if (help) {
+    std::cout << ConfigUsage();
+    return 0;
+  }
+  if (!loaded.ok()) {
+    std::cerr << "lookalike-server: configuration error: " << loaded.status().message() << "\n";
+    return 2;
+  }
+  const ServerConfig config = std::move(loaded).value();
+  ApplyOpenCvPixelLimit(config.limits.max_image_pixels, argv);
+
+  spdlog::set_default_logger(spdlog::stderr_color_mt("lookalike"));
+  spdlog::set_level(spdlog::level::from_str(config.log_level));
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+
+  // Signals are taken synchronously by this thread (sigwait below); every
+  // thread started from here on inherits the blocked mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  std::string device = config.device;
+  if (device == "auto") device = CudaAvailable() ? "cuda" : "cpu";
+  spdlog::info("models run on {}", device);
+
+  std::vector<ServedModel> models;
+  for (const ModelConfig& m : config.models) {
+    EmbedderOptions options;
+    options.preset = m.preset;
+    options.weights_path = m.weights;
+    options.device = device;
+    options.num_threads = config.engine_threads;
+    options.max_batch = config.batcher.max_batch;
+    StatusOr<std::unique_ptr<Embedder>> embedder = Embedder::Load(options);
+    if (!embedder.ok()) {
+      spdlog::critical("model \"{}\" (preset {}, weights {}): {}", m.name, m.preset, m.weights,
+                       embedder.status().ToString());
+      return 1;
+    }
+    ServedModel served;
+    served.name = m.name;
+    served.info = (*embedder)->info();
+    served.embedder = std::shared_ptr<Embedder>(std::move(*embedder));
+    spdlog::info("model \"{}\": preset {}, dim {}, input {}x{}, backend {}", m.name,
+                 served.info.preset, served.info.dim, served.info.input_height,
+                 served.info.input_width, served.info.backend);
+    models.push_back(std::move(served));
+  }
+
+  std::error_code ec;
+  std::filesystem::create_directories(config.data_dir, ec);
+  if (ec) {
+    spdlog::critical("data_dir \"{}\": {}", config.data_dir, ec.message());
+    return 1;
+  }
+  CollectionManagerOptions manager_options;
+  manager_options.data_dir = config.data_dir;
+  manager_options.index_device = config.index_device;
+  manager_options.snapshot_every_writes = config.snapshot_every_writes;
+  StatusOr<std::unique_ptr<CollectionManager>> manager =
+      CollectionManager::Open(manager_options);
+  if (!manager.ok()) {
+    spdlog::critical("data_dir \"{}\": {}", config.data_dir, manager.status().ToString());
+    return 1;
+  }
+  spdlog::info("data_dir \"{}\": {} collection(s)", config.data_dir, (*manager)->List().size());
+
+  Metrics metrics;
+  ServiceOptions service_options;
+  service_options.limits = config.limits;
+  service_options.batcher = config.batcher;
+  service_options.default_model = config.models.empty() ? "" : config.default_model;
+  LookalikeService service(service_options, manager->get(), std::move(models), &metrics);
+  metrics.SetQueueDepthSampler([&service] { return service.QueueDepths(); });
+  CollectionManager* collections = manager->get();
+  metrics.SetCollectionItemsSampler([collections] {
+    std::vector<std::pair<std::string, double>> out;
+    for (const std::string& name : collections->List()) {
+      StatusOr<std::shared_ptr<Collection>> c = collections->Get(name);
+      if (c.ok()) out.emplace_back(name, static_cast<double>((*c)->Stats().count));
+    }
+    return out;
+  });
+
+  StatusOr<std::unique_ptr<GrpcServer>> grpc_server =
+      GrpcServer::Start(config.listen, config.limits.max_message_bytes, &service);
+  if (!grpc_server.ok()) {
+    spdlog::critical("{}", grpc_server.status().message());
+    return 1;
+  }
+  GrpcServer* server = grpc_server->get();
+  MetricsHttpServer http(&metrics, [server] { return server->serving(); });
+  if (!config.metrics_listen.empty()) {
+    Status s = http.Start(config.metrics_listen);
+    if (!s.ok()) {
+      spdlog::critical("{}", s.message());
+      return 1;
+    }
+    spdlog::info("metrics on http://{}/metrics", config.metrics_listen);
+  }
+  server->SetServing(true);
+  const size_t colon = config.listen.rfind(':');
+  spdlog::info("serving lookalike.v1 on {}:{}", config.listen.substr(0, colon), server->port());
+
+  int signal_number = 0;
+  sigwait(&signals, &signal_number);
+  spdlog::info("signal {}: draining calls", signal_number);
+  server->Shutdown(std::chrono::seconds(10));
+  service.Shutdown();
+  http.Stop();
+  int failures = 0;
+  for (const std::string& name : collections->List()) {
+    StatusOr<std::shared_ptr<Collection>> c = collections->Get(name);
+    if (!c.ok()) continue;
+    Status s = (*c)->Snapshot();
+    if (!s.ok()) {
+      ++failures;
+      spdlog::error("collection \"{}\": snapshot failed: {}", name, s.ToString());
+    }
+  }
+  spdlog::info("stopped ({} snapshot failure(s))", failures);
+  return 0;
+}
+
+}  // namespace
+}  // namespace lookalike
+
+int main(int argc, char** argv) { return lookalike::Run(argc, argv); }

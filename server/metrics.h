@@ -1,0 +1,87 @@
+// Metrics: Prometheus counters, gauges and histograms (prometheus-cpp core),
+// exposed as text on an HTTP port (civetweb) at GET /metrics, with GET
+// /healthz answering 200 "SERVING" or 503 "NOT_SERVING".
+//
+// Families:
+//   lookalike_requests_total{method,code}          RPCs finished, by gRPC code name
+//   lookalike_request_errors_total{method,code}    the non-OK subset
+//   lookalike_request_duration_seconds{method}     histogram
+//   lookalike_embed_batch_size{model}              histogram of images per engine call
+//   lookalike_embed_queue_depth{model}             images waiting (sampled at scrape)
+//   lookalike_collection_items{collection}         live items (sampled at scrape)
+//
+// The HTTP server runs on its own threads; it never touches gRPC's. Malformed
+// HTTP is answered (or dropped) by civetweb.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/status.h"
+
+namespace prometheus {
+class Registry;
+class Gauge;
+template <typename T>
+class Family;
+}  // namespace prometheus
+
+struct mg_context;
+struct mg_connection;
+
+namespace lookalike {
+
+class Metrics {
+ public:
+  Metrics();
+  ~Metrics();
+
+  // One finished RPC. `code` is the gRPC status code number (0 = OK).
+  void ObserveRequest(const std::string& method, int code, double seconds);
+  void ObserveBatch(const std::string& model, int batch_size);
+
+  // Sampled just before each scrape: (label value, value) pairs.
+  using Sampler = std::function<std::vector<std::pair<std::string, double>>()>;
+  void SetQueueDepthSampler(Sampler sampler);
+  void SetCollectionItemsSampler(Sampler sampler);
+
+  // The text exposition format (version 0.0.4).
+  std::string Render();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Serves Metrics over HTTP/1.1.
+class MetricsHttpServer {
+ public:
+  // `healthy` answers /healthz; both must outlive the server.
+  MetricsHttpServer(Metrics* metrics, std::function<bool()> healthy);
+  ~MetricsHttpServer();
+
+  // address "HOST:PORT" (PORT 0 picks a free port; see port()).
+  Status Start(const std::string& address);
+  void Stop();
+  int port() const { return port_; }
+
+ private:
+  static int HandleMetrics(::mg_connection* conn, void* self);
+  static int HandleHealth(::mg_connection* conn, void* self);
+
+  Metrics* metrics_;
+  std::function<bool()> healthy_;
+  ::mg_context* ctx_ = nullptr;
+  int port_ = 0;
+};
+
+// "OK", "INVALID_ARGUMENT", ... for gRPC code numbers 0..16.
+const char* GrpcCodeName(int code);
+
+}  // namespace lookalike

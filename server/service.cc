@@ -1,0 +1,768 @@
+#include "server/service.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <set>
+#include <thread>
+#include <utility>
+
+#include "server/grpc_status.h"
+
+namespace lookalike {
+namespace pb = ::lookalike::v1;
+
+namespace {
+
+constexpr int kDefaultK = 10;
+
+// items[3] (id "x"); long ids are shortened so messages stay readable.
+std::string ItemLabel(const char* field, int64_t index, const std::string& id) {
+  std::string shown = id.size() > 80 ? id.substr(0, 77) + "..." : id;
+  return std::string(field) + "[" + std::to_string(index) + "] (id \"" + shown + "\")";
+}
+std::string IndexLabel(const char* field, int64_t index) {
+  return std::string(field) + "[" + std::to_string(index) + "]";
+}
+
+Status CheckVector(const pb::Vector& vector, int dim) {
+  if (vector.values_size() != dim) {
+    return InvalidArgumentError("vector has " + std::to_string(vector.values_size()) +
+                                " values; the collection's dim is " + std::to_string(dim));
+  }
+  for (int i = 0; i < vector.values_size(); ++i) {
+    if (!std::isfinite(vector.values(i))) {
+      return InvalidArgumentError("vector has a non-finite value (NaN or Inf) at index " +
+                                  std::to_string(i));
+    }
+  }
+  return Status::Ok();
+}
+
+StatusOr<Metric> FromProtoMetric(pb::Metric metric) {
+  switch (metric) {
+    case pb::METRIC_UNSPECIFIED:
+    case pb::COSINE:
+      return Metric::kCosine;
+    case pb::INNER_PRODUCT:
+      return Metric::kInnerProduct;
+    case pb::L2:
+      return Metric::kL2;
+    default:
+      return InvalidArgumentError("metric: unknown value " + std::to_string(metric));
+  }
+}
+
+pb::Metric ToProtoMetric(Metric metric) {
+  switch (metric) {
+    case Metric::kCosine: return pb::COSINE;
+    case Metric::kInnerProduct: return pb::INNER_PRODUCT;
+    case Metric::kL2: return pb::L2;
+  }
+  return pb::METRIC_UNSPECIFIED;
+}
+
+void FillModelInfo(const ServedModel& model, pb::ModelInfo* out) {
+  out->set_name(model.name);
+  out->set_preset(model.info.preset);
+  out->set_dim(model.info.dim);
+  out->set_l2_normalized(model.info.l2_normalized);
+  out->set_input_height(model.info.input_height);
+  out->set_input_width(model.info.input_width);
+  out->set_backend(model.info.backend);
+}
+
+// Runs `work`, turning escaped exceptions into statuses: the engine and index
+// report errors as values, but allocation failures surface as bad_alloc.
+Status Guard(const std::function<Status()>& work) {
+  try {
+    return work();
+  } catch (const std::bad_alloc&) {
+    return ResourceExhaustedError("out of memory; retry later or send smaller requests");
+  } catch (const std::exception& e) {
+    return InternalError(std::string("internal error: ") + e.what());
+  }
+}
+
+}  // namespace
+
+LookalikeService::LookalikeService(ServiceOptions options, CollectionManager* collections,
+                                   std::vector<ServedModel> models, Metrics* metrics)
+    : options_(std::move(options)),
+      collections_(collections),
+      metrics_(metrics),
+      decode_pool_(options_.limits.decode_threads),
+      handlers_(options_.handler_threads > 0
+                    ? options_.handler_threads
+                    : std::max(8, 4 * static_cast<int>(std::thread::hardware_concurrency()))) {
+  BatcherOptions batcher_options;
+  batcher_options.max_batch = options_.batcher.max_batch;
+  batcher_options.max_delay = std::chrono::microseconds(options_.batcher.max_delay_us);
+  batcher_options.queue_capacity = options_.batcher.queue_capacity;
+  for (ServedModel& served : models) {
+    auto model = std::make_unique<Model>();
+    model->served = std::move(served);
+    Batcher::EmbedFn fn = model->served.embed;
+    if (!fn) {
+      std::shared_ptr<Embedder> embedder = model->served.embedder;
+      fn = [embedder](const std::vector<ImageView>& images, std::vector<float>* out) {
+        return embedder->Embed(images, out);
+      };
+    }
+    const std::string name = model->served.name;
+    Metrics* m = metrics_;
+    model->batcher = std::make_unique<Batcher>(
+        name, model->served.info.dim, std::move(fn), batcher_options,
+        [m, name](int size) {
+          if (m) m->ObserveBatch(name, size);
+        });
+    models_[name] = std::move(model);
+  }
+}
+
+LookalikeService::~LookalikeService() { Shutdown(); }
+
+void LookalikeService::Shutdown() {
+  for (auto& [name, model] : models_) model->batcher->Shutdown();
+}
+
+std::vector<std::pair<std::string, double>> LookalikeService::QueueDepths() const {
+  std::vector<std::pair<std::string, double>> out;
+  for (const auto& [name, model] : models_) out.emplace_back(name, model->batcher->queue_depth());
+  return out;
+}
+
+void LookalikeService::Record(const char* method, const Status& status, double seconds) {
+  if (metrics_) metrics_->ObserveRequest(method, static_cast<int>(status.code()), seconds);
+  if (!status.ok()) {
+    spdlog::debug("{}: {}", method, status.ToString());
+  }
+}
+
+grpc::ServerUnaryReactor* LookalikeService::RunUnary(grpc::CallbackServerContext* ctx,
+                                                     const char* method,
+                                                     std::function<Status()> work) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  const auto start = std::chrono::steady_clock::now();
+  handlers_.Submit([this, reactor, method, start, work = std::move(work)] {
+    const Status status = Guard(work);
+    Record(method, status,
+           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    reactor->Finish(ToGrpcStatus(status));
+  });
+  return reactor;
+}
+
+StatusOr<LookalikeService::Model*> LookalikeService::FindModel(const std::string& name) {
+  const std::string& want = name.empty() ? options_.default_model : name;
+  if (want.empty()) return NotFoundError("this server has no default model; name one");
+  auto it = models_.find(want);
+  if (it == models_.end()) {
+    return NotFoundError("model \"" + want + "\" is not served (see ListModels)");
+  }
+  return it->second.get();
+}
+
+Status LookalikeService::EmbedPayloads(Model& model, const std::vector<std::string_view>& payloads,
+                                       std::vector<Status>* item_status,
+                                       std::vector<float>* vectors) {
+  const int dim = model.served.info.dim;
+  std::vector<StatusOr<DecodedImage>> decoded =
+      decode_pool_.DecodeAll(payloads, options_.limits.max_image_pixels);
+  item_status->assign(payloads.size(), Status::Ok());
+  vectors->assign(payloads.size() * static_cast<size_t>(dim), 0.f);
+  std::vector<ImageView> views;
+  std::vector<size_t> positions;
+  for (size_t i = 0; i < decoded.size(); ++i) {
+    if (!decoded[i].ok()) {
+      (*item_status)[i] = decoded[i].status();
+      continue;
+    }
+    views.push_back(decoded[i]->view());
+    positions.push_back(i);
+  }
+  if (views.empty()) return Status::Ok();
+  ASSIGN_OR_RETURN(std::vector<float> out, model.batcher->Embed(std::move(views)));
+  for (size_t j = 0; j < positions.size(); ++j) {
+    std::copy(out.begin() + j * dim, out.begin() + (j + 1) * dim,
+              vectors->begin() + positions[j] * dim);
+  }
+  return Status::Ok();
+}
+
+void LookalikeService::FillCollectionInfo(Collection& collection, pb::CollectionInfo* info) {
+  const CollectionStats stats = collection.Stats();
+  info->set_name(stats.spec.name);
+  info->set_model(stats.spec.model.empty() ? kNoModel : stats.spec.model);
+  info->set_dim(stats.spec.dim);
+  info->set_metric(ToProtoMetric(stats.spec.metric));
+  info->set_index_spec(stats.spec.index_spec);
+  info->set_count(stats.count);
+  info->set_disk_bytes(stats.disk_bytes);
+  info->set_index_bytes(stats.index_bytes);
+  info->set_gpu_bytes(stats.gpu_bytes);
+  info->set_index_device(stats.index_device);
+}
+
+// ---- Embed --------------------------------------------------------------------
+
+Status LookalikeService::DoEmbed(const pb::EmbedRequest& request, pb::EmbedResponse* response) {
+  ASSIGN_OR_RETURN(Model * model, FindModel(request.model()));
+  const int n = request.images_size();
+  if (n == 0) return InvalidArgumentError("images: at least one image is required");
+  if (n > options_.limits.max_images_per_request) {
+    return InvalidArgumentError("images: " + std::to_string(n) +
+                                " images is over the limit of " +
+                                std::to_string(options_.limits.max_images_per_request));
+  }
+  std::vector<std::string_view> payloads(request.images().begin(), request.images().end());
+  std::vector<Status> item_status;
+  std::vector<float> vectors;
+  RETURN_IF_ERROR(EmbedPayloads(*model, payloads, &item_status, &vectors));
+  for (int i = 0; i < n; ++i) {
+    if (!item_status[i].ok()) {
+      return Status(item_status[i].code(),
+                    IndexLabel("images", i) + ": " + item_status[i].message());
+    }
+  }
+  FillModelInfo(model->served, response->mutable_model());
+  const int dim = model->served.info.dim;
+  for (int i = 0; i < n; ++i) {
+    auto* values = response->add_vectors()->mutable_values();
+    values->Add(vectors.begin() + static_cast<size_t>(i) * dim,
+                vectors.begin() + static_cast<size_t>(i + 1) * dim);
+  }
+  return Status::Ok();
+}
+
+// ---- collections ------------------------------------------------------------------
+
+Status LookalikeService::DoCreateCollection(const pb::CreateCollectionRequest& request,
+                                            pb::CollectionInfo* response) {
+  if (request.dim() < 0) {
+    return InvalidArgumentError("dim: " + std::to_string(request.dim()) + " is negative");
+  }
+  CollectionSpec spec;
+  spec.name = request.name();
+  ASSIGN_OR_RETURN(spec.metric, FromProtoMetric(request.metric()));
+  if (!request.index_spec().empty()) spec.index_spec = request.index_spec();
+  if (request.model() == kNoModel) {
+    spec.model = "";
+    spec.dim = request.dim();
+  } else if (request.model().empty()) {
+    auto it = models_.find(options_.default_model);
+    if (it != models_.end() &&
+        (request.dim() == 0 || request.dim() == it->second->served.info.dim)) {
+      spec.model = it->first;
+      spec.dim = it->second->served.info.dim;
+    } else {
+      spec.model = "";  // vectors only
+      spec.dim = request.dim();
+    }
+  } else {
+    ASSIGN_OR_RETURN(Model * model, FindModel(request.model()));
+    const int model_dim = model->served.info.dim;
+    if (request.dim() != 0 && request.dim() != model_dim) {
+      return InvalidArgumentError("dim: " + std::to_string(request.dim()) + " differs from model \"" +
+                                  request.model() + "\"'s dim " + std::to_string(model_dim));
+    }
+    spec.model = model->served.name;
+    spec.dim = model_dim;
+  }
+  if (spec.dim == 0) {
+    return InvalidArgumentError(
+        "dim: required for a vectors-only collection (no model to take it from)");
+  }
+  ASSIGN_OR_RETURN(std::shared_ptr<Collection> collection, collections_->Create(spec));
+  FillCollectionInfo(*collection, response);
+  return Status::Ok();
+}
+
+Status LookalikeService::DoListCollections(pb::ListCollectionsResponse* response) {
+  for (const std::string& name : collections_->List()) {
+    StatusOr<std::shared_ptr<Collection>> collection = collections_->Get(name);
+    if (!collection.ok()) continue;  // dropped meanwhile
+    FillCollectionInfo(**collection, response->add_collections());
+  }
+  return Status::Ok();
+}
+
+Status LookalikeService::DoDescribeCollection(const std::string& name,
+                                              pb::CollectionInfo* response) {
+  ASSIGN_OR_RETURN(std::shared_ptr<Collection> collection, collections_->Get(name));
+  FillCollectionInfo(*collection, response);
+  return Status::Ok();
+}
+
+Status LookalikeService::DoDropCollection(const std::string& name) {
+  return collections_->Drop(name);
+}
+
+// ---- Upsert ---------------------------------------------------------------------
+
+Status LookalikeService::DoUpsert(const pb::UpsertRequest& request, int64_t index_base,
+                                  pb::UpsertResponse* response) {
+  ASSIGN_OR_RETURN(std::shared_ptr<Collection> collection,
+                   collections_->Get(request.collection()));
+  const int n = request.items_size();
+  if (n > options_.limits.max_items_per_upsert) {
+    return InvalidArgumentError("items: " + std::to_string(n) + " items is over the limit of " +
+                                std::to_string(options_.limits.max_items_per_upsert));
+  }
+  const CollectionSpec& spec = collection->spec();
+  std::vector<Status> status(n, Status::Ok());
+  std::vector<int> image_items;
+  for (int i = 0; i < n; ++i) {
+    const pb::Item& item = request.items(i);
+    switch (item.content_case()) {
+      case pb::Item::kVector:
+        status[i] = CheckVector(item.vector(), spec.dim);
+        break;
+      case pb::Item::kImage:
+        image_items.push_back(i);
+        break;
+      default:
+        status[i] = InvalidArgumentError("item has neither an image nor a vector");
+    }
+  }
+  // Images: decode and embed with the collection's model.
+  std::vector<float> image_vectors;
+  if (!image_items.empty()) {
+    if (static_cast<int>(image_items.size()) > options_.limits.max_images_per_request) {
+      return InvalidArgumentError(
+          "items: " + std::to_string(image_items.size()) + " images is over the limit of " +
+          std::to_string(options_.limits.max_images_per_request) + " per request");
+    }
+    Model* model = nullptr;
+    Status model_status;
+    if (spec.model.empty()) {
+      model_status = InvalidArgumentError(
+          "collection \"" + spec.name + "\" stores vectors only (no model); send a vector");
+    } else {
+      auto it = models_.find(spec.model);
+      if (it == models_.end()) {
+        model_status = FailedPreconditionError("collection \"" + spec.name + "\"'s model \"" +
+                                               spec.model + "\" is not served");
+      } else {
+        model = it->second.get();
+      }
+    }
+    if (model == nullptr) {
+      for (int i : image_items) status[i] = model_status;
+      image_items.clear();
+    } else {
+      std::vector<std::string_view> payloads;
+      for (int i : image_items) payloads.push_back(request.items(i).image());
+      std::vector<Status> decode_status;
+      RETURN_IF_ERROR(EmbedPayloads(*model, payloads, &decode_status, &image_vectors));
+      for (size_t j = 0; j < image_items.size(); ++j) status[image_items[j]] = decode_status[j];
+    }
+  }
+  // Write the valid items in one durable batch.
+  std::vector<Item> items;
+  std::vector<int> written;  // request index of items[k]
+  items.reserve(n);
+  size_t image_j = 0;
+  for (int i = 0; i < n; ++i) {
+    const pb::Item& item = request.items(i);
+    const bool is_image = item.content_case() == pb::Item::kImage && !image_items.empty() &&
+                          image_j < image_items.size() && image_items[image_j] == i;
+    const size_t j = is_image ? image_j++ : 0;
+    if (!status[i].ok()) continue;
+    Item out;
+    out.id = item.id();
+    if (is_image) {
+      out.vector.assign(image_vectors.begin() + j * spec.dim,
+                        image_vectors.begin() + (j + 1) * spec.dim);
+    } else {
+      out.vector.assign(item.vector().values().begin(), item.vector().values().end());
+    }
+    out.metadata.insert(item.metadata().begin(), item.metadata().end());
+    items.push_back(std::move(out));
+    written.push_back(i);
+  }
+  if (!items.empty()) {
+    ASSIGN_OR_RETURN(std::vector<Status> results, collection->Upsert(items));
+    for (size_t k = 0; k < written.size() && k < results.size(); ++k) {
+      status[written[k]] = results[k];
+    }
+  }
+  for (int i = 0; i < n; ++i) {
+    pb::ItemStatus* out = response->add_statuses();
+    out->set_id(request.items(i).id());
+    out->set_code(static_cast<int>(status[i].code()));
+    if (status[i].ok()) {
+      response->set_upserted(response->upserted() + 1);
+    } else {
+      out->set_message(ItemLabel("items", index_base + i, request.items(i).id()) + ": " +
+                       status[i].message());
+      response->set_failed(response->failed() + 1);
+    }
+  }
+  return Status::Ok();
+}
+
+// Client-streaming bulk ingest: each message is written as it arrives (one at
+// a time, in order), then one reply summarises them all.
+class LookalikeService::UpsertStreamReactor final
+    : public grpc::ServerReadReactor<pb::UpsertRequest> {
+ public:
+  UpsertStreamReactor(LookalikeService* service, pb::UpsertResponse* response)
+      : service_(service), response_(response), start_(std::chrono::steady_clock::now()) {
+    StartRead(&message_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {  // client finished sending (or the call broke)
+      Done(Status::Ok());
+      return;
+    }
+    service_->handlers_.Submit([this] {
+      const Status status = Guard([this] { return WriteMessage(); });
+      if (!status.ok()) {
+        Done(status);
+        return;
+      }
+      StartRead(&message_);
+    });
+  }
+
+  void OnCancel() override {}
+  void OnDone() override { delete this; }
+
+ private:
+  Status WriteMessage() {
+    if (collection_.empty()) {
+      if (message_.collection().empty()) {
+        return InvalidArgumentError("collection: the first message must name the collection");
+      }
+      collection_ = message_.collection();
+    } else if (!message_.collection().empty() && message_.collection() != collection_) {
+      return InvalidArgumentError("collection: message names \"" + message_.collection() +
+                                  "\" but the stream writes to \"" + collection_ + "\"");
+    }
+    message_.set_collection(collection_);
+    pb::UpsertResponse part;
+    RETURN_IF_ERROR(service_->DoUpsert(message_, items_seen_, &part));
+    items_seen_ += message_.items_size();
+    response_->mutable_statuses()->MergeFrom(part.statuses());
+    response_->set_upserted(response_->upserted() + part.upserted());
+    response_->set_failed(response_->failed() + part.failed());
+    message_.Clear();
+    return Status::Ok();
+  }
+
+  void Done(const Status& status) {
+    service_->Record("UpsertStream", status,
+                     std::chrono::duration<double>(std::chrono::steady_clock::now() - start_)
+                         .count());
+    Finish(ToGrpcStatus(status));
+  }
+
+  LookalikeService* const service_;
+  pb::UpsertResponse* const response_;
+  const std::chrono::steady_clock::time_point start_;
+  pb::UpsertRequest message_;
+  std::string collection_;
+  int64_t items_seen_ = 0;
+};
+
+// ---- Search ----------------------------------------------------------------------
+
+Status LookalikeService::DoSearch(const pb::SearchRequest& request, pb::SearchResponse* response) {
+  ASSIGN_OR_RETURN(std::shared_ptr<Collection> collection,
+                   collections_->Get(request.collection()));
+  const CollectionSpec& spec = collection->spec();
+  const int nq = request.queries_size();
+  if (nq == 0) return InvalidArgumentError("queries: at least one query is required");
+  if (nq > options_.limits.max_queries_per_search) {
+    return InvalidArgumentError("queries: " + std::to_string(nq) +
+                                " queries is over the limit of " +
+                                std::to_string(options_.limits.max_queries_per_search));
+  }
+  const int k = request.k() == 0 ? kDefaultK : request.k();
+  if (k < 1 || k > options_.limits.max_k) {
+    return InvalidArgumentError("k: " + std::to_string(request.k()) + " is out of range [1, " +
+                                std::to_string(options_.limits.max_k) + "]");
+  }
+  SearchParams params;
+  params.k = k;
+  if (request.has_min_score()) {
+    if (!std::isfinite(request.min_score())) {
+      return InvalidArgumentError("min_score: must be a finite number");
+    }
+    params.min_score = request.min_score();
+  }
+  for (int f = 0; f < request.filter_size(); ++f) {
+    const pb::FieldFilter& filter = request.filter(f);
+    if (filter.key().empty()) {
+      return InvalidArgumentError(IndexLabel("filter", f) + ": key is empty");
+    }
+    if (filter.values_size() == 0) {
+      return InvalidArgumentError(IndexLabel("filter", f) + " (key \"" + filter.key() +
+                                  "\"): at least one value is required");
+    }
+    std::vector<std::string> values(filter.values().begin(), filter.values().end());
+    auto it = params.filter.any_of.find(filter.key());
+    if (it == params.filter.any_of.end()) {
+      params.filter.any_of[filter.key()] = std::move(values);
+    } else {  // two conditions on one key: both must hold
+      std::vector<std::string> both;
+      for (const std::string& v : it->second) {
+        if (std::find(values.begin(), values.end(), v) != values.end()) both.push_back(v);
+      }
+      it->second = std::move(both);
+    }
+  }
+
+  // Resolve every query to a vector.
+  const int dim = spec.dim;
+  std::vector<float> queries(static_cast<size_t>(nq) * dim);
+  std::vector<int> image_queries;
+  std::vector<std::string> query_ids(nq);
+  for (int q = 0; q < nq; ++q) {
+    const pb::Query& query = request.queries(q);
+    switch (query.query_case()) {
+      case pb::Query::kVector: {
+        Status s = CheckVector(query.vector(), dim);
+        if (!s.ok()) return InvalidArgumentError(IndexLabel("queries", q) + ": " + s.message());
+        std::copy(query.vector().values().begin(), query.vector().values().end(),
+                  queries.begin() + static_cast<size_t>(q) * dim);
+        break;
+      }
+      case pb::Query::kId: {
+        ASSIGN_OR_RETURN(std::vector<std::optional<Item>> found, collection->Get({query.id()}));
+        if (found.empty() || !found[0].has_value()) {
+          return NotFoundError(IndexLabel("queries", q) + ": id \"" + query.id() +
+                               "\" is not in collection \"" + spec.name + "\"");
+        }
+        if (static_cast<int>(found[0]->vector.size()) != dim) {
+          return InternalError(IndexLabel("queries", q) + ": stored vector has the wrong dim");
+        }
+        std::copy(found[0]->vector.begin(), found[0]->vector.end(),
+                  queries.begin() + static_cast<size_t>(q) * dim);
+        query_ids[q] = query.id();
+        break;
+      }
+      case pb::Query::kImage:
+        image_queries.push_back(q);
+        break;
+      default:
+        return InvalidArgumentError(IndexLabel("queries", q) +
+                                    ": set one of image, vector or id");
+    }
+  }
+  if (!image_queries.empty()) {
+    if (spec.model.empty()) {
+      return InvalidArgumentError(IndexLabel("queries", image_queries[0]) + ": collection \"" +
+                                  spec.name + "\" stores vectors only (no model); send a vector");
+    }
+    if (static_cast<int>(image_queries.size()) > options_.limits.max_images_per_request) {
+      return InvalidArgumentError("queries: " + std::to_string(image_queries.size()) +
+                                  " images is over the limit of " +
+                                  std::to_string(options_.limits.max_images_per_request));
+    }
+    auto it = models_.find(spec.model);
+    if (it == models_.end()) {
+      return FailedPreconditionError("collection \"" + spec.name + "\"'s model \"" + spec.model +
+                                     "\" is not served");
+    }
+    std::vector<std::string_view> payloads;
+    for (int q : image_queries) payloads.push_back(request.queries(q).image());
+    std::vector<Status> decode_status;
+    std::vector<float> vectors;
+    RETURN_IF_ERROR(EmbedPayloads(*it->second, payloads, &decode_status, &vectors));
+    for (size_t j = 0; j < image_queries.size(); ++j) {
+      if (!decode_status[j].ok()) {
+        return Status(decode_status[j].code(), IndexLabel("queries", image_queries[j]) + ": " +
+                                                   decode_status[j].message());
+      }
+      std::copy(vectors.begin() + j * dim, vectors.begin() + (j + 1) * dim,
+                queries.begin() + static_cast<size_t>(image_queries[j]) * dim);
+    }
+  }
+
+  // Queries without an id exclusion run together; each by-id query runs
+  // alone with its own id excluded.
+  std::vector<std::vector<SearchHit>> hits(nq);
+  std::vector<int> plain;
+  for (int q = 0; q < nq; ++q) {
+    if (query_ids[q].empty()) plain.push_back(q);
+  }
+  if (!plain.empty()) {
+    std::vector<float> batch(plain.size() * dim);
+    for (size_t j = 0; j < plain.size(); ++j) {
+      std::copy(queries.begin() + static_cast<size_t>(plain[j]) * dim,
+                queries.begin() + static_cast<size_t>(plain[j] + 1) * dim,
+                batch.begin() + j * dim);
+    }
+    ASSIGN_OR_RETURN(auto results,
+                     collection->Search(batch.data(), static_cast<int>(plain.size()), params));
+    for (size_t j = 0; j < plain.size() && j < results.size(); ++j) {
+      hits[plain[j]] = std::move(results[j]);
+    }
+  }
+  for (int q = 0; q < nq; ++q) {
+    if (query_ids[q].empty()) continue;
+    SearchParams own = params;
+    own.exclude_ids = {query_ids[q]};
+    ASSIGN_OR_RETURN(auto results,
+                     collection->Search(queries.data() + static_cast<size_t>(q) * dim, 1, own));
+    if (!results.empty()) hits[q] = std::move(results[0]);
+  }
+
+  // Vectors of the hits, when asked for: one Get for all of them.
+  std::map<std::string, std::vector<float>> hit_vectors;
+  if (request.include_vectors()) {
+    std::vector<std::string> ids;
+    for (const auto& list : hits) {
+      for (const SearchHit& hit : list) ids.push_back(hit.id);
+    }
+    std::sort(ids.begin(), ids.end());
+    ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+    if (!ids.empty()) {
+      ASSIGN_OR_RETURN(auto found, collection->Get(ids));
+      for (size_t i = 0; i < ids.size() && i < found.size(); ++i) {
+        if (found[i].has_value()) hit_vectors[ids[i]] = std::move(found[i]->vector);
+      }
+    }
+  }
+  for (int q = 0; q < nq; ++q) {
+    pb::QueryResult* result = response->add_results();
+    for (const SearchHit& hit : hits[q]) {
+      pb::Hit* out = result->add_hits();
+      out->set_id(hit.id);
+      out->set_score(hit.score);
+      if (request.include_metadata()) {
+        out->mutable_metadata()->insert(hit.metadata.begin(), hit.metadata.end());
+      }
+      if (request.include_vectors()) {
+        auto it = hit_vectors.find(hit.id);
+        if (it != hit_vectors.end()) {
+          out->mutable_vector()->mutable_values()->Add(it->second.begin(), it->second.end());
+        }
+      }
+    }
+  }
+  return Status::Ok();
+}
+
+// ---- Get / Delete / ListModels ------------------------------------------------------
+
+Status LookalikeService::DoGet(const pb::GetRequest& request, pb::GetResponse* response) {
+  ASSIGN_OR_RETURN(std::shared_ptr<Collection> collection,
+                   collections_->Get(request.collection()));
+  if (request.ids_size() > options_.limits.max_items_per_upsert) {
+    return InvalidArgumentError("ids: " + std::to_string(request.ids_size()) +
+                                " ids is over the limit of " +
+                                std::to_string(options_.limits.max_items_per_upsert));
+  }
+  std::vector<std::string> ids(request.ids().begin(), request.ids().end());
+  ASSIGN_OR_RETURN(auto found, collection->Get(ids));
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (i >= found.size() || !found[i].has_value()) {
+      response->add_missing_ids(ids[i]);
+      continue;
+    }
+    pb::Item* item = response->add_items();
+    item->set_id(found[i]->id);
+    item->mutable_metadata()->insert(found[i]->metadata.begin(), found[i]->metadata.end());
+    if (request.include_vectors()) {
+      item->mutable_vector()->mutable_values()->Add(found[i]->vector.begin(),
+                                                    found[i]->vector.end());
+    }
+  }
+  return Status::Ok();
+}
+
+Status LookalikeService::DoDelete(const pb::DeleteRequest& request,
+                                  pb::DeleteResponse* response) {
+  ASSIGN_OR_RETURN(std::shared_ptr<Collection> collection,
+                   collections_->Get(request.collection()));
+  if (request.ids_size() > options_.limits.max_items_per_upsert) {
+    return InvalidArgumentError("ids: " + std::to_string(request.ids_size()) +
+                                " ids is over the limit of " +
+                                std::to_string(options_.limits.max_items_per_upsert));
+  }
+  std::vector<std::string> ids(request.ids().begin(), request.ids().end());
+  ASSIGN_OR_RETURN(int64_t deleted, collection->Delete(ids));
+  response->set_deleted(deleted);
+  return Status::Ok();
+}
+
+Status LookalikeService::DoListModels(pb::ListModelsResponse* response) {
+  for (const auto& [name, model] : models_) FillModelInfo(model->served, response->add_models());
+  return Status::Ok();
+}
+
+// ---- gRPC entry points ----------------------------------------------------------------
+
+grpc::ServerUnaryReactor* LookalikeService::Embed(grpc::CallbackServerContext* ctx,
+                                                  const pb::EmbedRequest* request,
+                                                  pb::EmbedResponse* response) {
+  return RunUnary(ctx, "Embed", [=] { return DoEmbed(*request, response); });
+}
+
+grpc::ServerUnaryReactor* LookalikeService::CreateCollection(
+    grpc::CallbackServerContext* ctx, const pb::CreateCollectionRequest* request,
+    pb::CollectionInfo* response) {
+  return RunUnary(ctx, "CreateCollection", [=] { return DoCreateCollection(*request, response); });
+}
+
+grpc::ServerUnaryReactor* LookalikeService::ListCollections(
+    grpc::CallbackServerContext* ctx, const pb::ListCollectionsRequest*,
+    pb::ListCollectionsResponse* response) {
+  return RunUnary(ctx, "ListCollections", [=] { return DoListCollections(response); });
+}
+
+grpc::ServerUnaryReactor* LookalikeService::DescribeCollection(
+    grpc::CallbackServerContext* ctx, const pb::DescribeCollectionRequest* request,
+    pb::CollectionInfo* response) {
+  return RunUnary(ctx, "DescribeCollection",
+                  [=] { return DoDescribeCollection(request->name(), response); });
+}
+
+grpc::ServerUnaryReactor* LookalikeService::DropCollection(grpc::CallbackServerContext* ctx,
+                                                           const pb::DropCollectionRequest* request,
+                                                           pb::DropCollectionResponse*) {
+  return RunUnary(ctx, "DropCollection", [=] { return DoDropCollection(request->name()); });
+}
+
+grpc::ServerUnaryReactor* LookalikeService::Upsert(grpc::CallbackServerContext* ctx,
+                                                   const pb::UpsertRequest* request,
+                                                   pb::UpsertResponse* response) {
+  return RunUnary(ctx, "Upsert", [=] { return DoUpsert(*request, 0, response); });
+}
+
+grpc::ServerReadReactor<pb::UpsertRequest>* LookalikeService::UpsertStream(
+    grpc::CallbackServerContext*, pb::UpsertResponse* response) {
+  return new UpsertStreamReactor(this, response);
+}
+
+grpc::ServerUnaryReactor* LookalikeService::Search(grpc::CallbackServerContext* ctx,
+                                                   const pb::SearchRequest* request,
+                                                   pb::SearchResponse* response) {
+  return RunUnary(ctx, "Search", [=] { return DoSearch(*request, response); });
+}
+
+grpc::ServerUnaryReactor* LookalikeService::Get(grpc::CallbackServerContext* ctx,
+                                                const pb::GetRequest* request,
+                                                pb::GetResponse* response) {
+  return RunUnary(ctx, "Get", [=] { return DoGet(*request, response); });
+}
+
+grpc::ServerUnaryReactor* LookalikeService::Delete(grpc::CallbackServerContext* ctx,
+                                                   const pb::DeleteRequest* request,
+                                                   pb::DeleteResponse* response) {
+  return RunUnary(ctx, "Delete", [=] { return DoDelete(*request, response); });
+}
+
+grpc::ServerUnaryReactor* LookalikeService::ListModels(grpc::CallbackServerContext* ctx,
+                                                       const pb::ListModelsRequest*,
+                                                       pb::ListModelsResponse* response) {
+  return RunUnary(ctx, "ListModels", [=] { return DoListModels(response); });
+}
+
+}  // namespace lookalike

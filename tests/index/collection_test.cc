@@ -1,0 +1,522 @@
+// Collection behaviour through the public API: CRUD, validation, exact search
+// against a brute-force reference, filters, min_score, exclude_ids, trainable
+// specs, concurrency and the manager.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cmath>
+#include <filesystem>
+#include <limits>
+#include <set>
+#include <thread>
+
+#include "index/collection.h"
+#include "test_util.h"
+
+namespace lookalike {
+namespace {
+
+using testing::BruteForce;
+using testing::MakeItems;
+using testing::RandomVectors;
+using testing::RefHit;
+using testing::TempDir;
+
+constexpr float kTol = 1e-4f;
+
+// Hits equal the reference: same length, scores within kTol, ids equal
+// unless the reference has a tie at that score.
+void ExpectSameHits(const std::vector<SearchHit>& hits, const std::vector<RefHit>& ref) {
+  ASSERT_EQ(hits.size(), ref.size());
+  for (size_t i = 0; i < ref.size(); ++i) {
+    EXPECT_NEAR(hits[i].score, ref[i].score, kTol) << "rank " << i;
+    if (hits[i].id != ref[i].id) {
+      // Allowed only when another reference hit has the same score.
+      bool tie = false;
+      for (const auto& r : ref) tie = tie || (r.id == hits[i].id && std::fabs(r.score - ref[i].score) < kTol);
+      EXPECT_TRUE(tie) << "rank " << i << ": got " << hits[i].id << ", want " << ref[i].id;
+    }
+  }
+}
+
+class CollectionTest : public ::testing::Test {
+ protected:
+  std::shared_ptr<Collection> Make(int dim, Metric metric, const std::string& index_spec = "Flat",
+                                   const std::string& name = "c") {
+    if (!manager_) {
+      CollectionManagerOptions options;
+      options.data_dir = dir_.path();
+      auto m = CollectionManager::Open(options);
+      EXPECT_TRUE(m.ok()) << m.status().ToString();
+      manager_ = std::move(m).value();
+    }
+    CollectionSpec spec;
+    spec.name = name;
+    spec.dim = dim;
+    spec.metric = metric;
+    spec.index_spec = index_spec;
+    auto c = manager_->Create(spec);
+    EXPECT_TRUE(c.ok()) << c.status().ToString();
+    return c.ok() ? c.value() : nullptr;
+  }
+
+  static void UpsertAll(Collection& c, const std::vector<Item>& items) {
+    auto st = c.Upsert(items);
+    ASSERT_TRUE(st.ok()) << st.status().ToString();
+    for (const auto& s : *st) ASSERT_TRUE(s.ok()) << s.ToString();
+  }
+
+  TempDir dir_;
+  std::unique_ptr<CollectionManager> manager_;
+};
+
+TEST_F(CollectionTest, UpsertGetDeleteReplace) {
+  auto c = Make(4, Metric::kL2);
+  ASSERT_NE(c, nullptr);
+  UpsertAll(*c, {{"a", {1, 2, 3, 4}, {{"k", "v"}}}, {"b", {0, 0, 0, 1}, {}}});
+  auto got = c->Get({"a", "missing", "b"});
+  ASSERT_TRUE(got.ok());
+  ASSERT_EQ(got->size(), 3u);
+  ASSERT_TRUE((*got)[0].has_value());
+  EXPECT_EQ((*got)[0]->vector, (std::vector<float>{1, 2, 3, 4}));
+  EXPECT_EQ((*got)[0]->metadata, (Metadata{{"k", "v"}}));
+  EXPECT_FALSE((*got)[1].has_value());
+  EXPECT_EQ(c->Stats().count, 2);
+
+  // Replace "a": new vector and metadata, still one item.
+  UpsertAll(*c, {{"a", {9, 9, 9, 9}, {{"k2", "v2"}}}});
+  got = c->Get({"a"});
+  ASSERT_TRUE(got.ok() && (*got)[0].has_value());
+  EXPECT_EQ((*got)[0]->vector, (std::vector<float>{9, 9, 9, 9}));
+  EXPECT_EQ((*got)[0]->metadata, (Metadata{{"k2", "v2"}}));
+  EXPECT_EQ(c->Stats().count, 2);
+  const float q[4] = {9, 9, 9, 9};
+  SearchParams p;
+  p.k = 5;
+  auto hits = c->Search(q, 1, p);
+  ASSERT_TRUE(hits.ok());
+  ASSERT_EQ((*hits)[0].size(), 2u);
+  EXPECT_EQ((*hits)[0][0].id, "a");
+  EXPECT_NEAR((*hits)[0][0].score, 0.f, kTol);
+  EXPECT_EQ((*hits)[0][0].metadata, (Metadata{{"k2", "v2"}}));
+
+  // Same id twice in a batch: the later one wins.
+  UpsertAll(*c, {{"d", {1, 1, 1, 1}, {}}, {"d", {2, 2, 2, 2}, {}}});
+  got = c->Get({"d"});
+  ASSERT_TRUE(got.ok() && (*got)[0].has_value());
+  EXPECT_EQ((*got)[0]->vector, (std::vector<float>{2, 2, 2, 2}));
+  EXPECT_EQ(c->Stats().count, 3);
+
+  auto deleted = c->Delete({"a", "nope", "d"});
+  ASSERT_TRUE(deleted.ok());
+  EXPECT_EQ(*deleted, 2);
+  EXPECT_EQ(c->Stats().count, 1);
+  hits = c->Search(q, 1, p);
+  ASSERT_TRUE(hits.ok());
+  ASSERT_EQ((*hits)[0].size(), 1u);
+  EXPECT_EQ((*hits)[0][0].id, "b");
+}
+
+TEST_F(CollectionTest, ValidationNamesTheProblem) {
+  auto c = Make(3, Metric::kCosine);
+  ASSERT_NE(c, nullptr);
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  std::vector<Item> items = {
+      {"ok", {1, 0, 0}, {}},
+      {"", {1, 0, 0}, {}},
+      {std::string(513, 'x'), {1, 0, 0}, {}},
+      {"short", {1, 0}, {}},
+      {"nan", {1, nan, 0}, {}},
+      {"inf", {1, 0, std::numeric_limits<float>::infinity()}, {}},
+      {"zero", {0, 0, 0}, {}},
+      {"bigkey", {1, 0, 0}, {{std::string(200, 'k'), "v"}}},
+      {"bigvalue", {1, 0, 0}, {{"k", std::string(5000, 'v')}}},
+  };
+  auto st = c->Upsert(items);
+  ASSERT_TRUE(st.ok());
+  ASSERT_EQ(st->size(), items.size());
+  EXPECT_TRUE((*st)[0].ok());
+  for (size_t i = 1; i < items.size(); ++i) {
+    EXPECT_EQ((*st)[i].code(), StatusCode::kInvalidArgument) << i;
+  }
+  EXPECT_NE((*st)[1].message().find("empty"), std::string::npos);
+  EXPECT_NE((*st)[2].message().find("513"), std::string::npos);
+  EXPECT_NE((*st)[3].message().find("dimension 2"), std::string::npos) << (*st)[3].message();
+  EXPECT_NE((*st)[3].message().find("dimension is 3"), std::string::npos) << (*st)[3].message();
+  EXPECT_NE((*st)[4].message().find("component 1 is NaN"), std::string::npos) << (*st)[4].message();
+  EXPECT_NE((*st)[5].message().find("component 2 is infinite"), std::string::npos);
+  EXPECT_NE((*st)[6].message().find("zeros"), std::string::npos);
+  EXPECT_NE((*st)[7].message().find("metadata key"), std::string::npos);
+  EXPECT_NE((*st)[8].message().find("value of metadata key"), std::string::npos);
+  // Only the valid item was written; cosine stores it normalized.
+  EXPECT_EQ(c->Stats().count, 1);
+  auto got = c->Get({"ok", "nan"});
+  ASSERT_TRUE(got.ok());
+  EXPECT_TRUE((*got)[0].has_value());
+  EXPECT_FALSE((*got)[1].has_value());
+
+  // Search validation.
+  const float q[3] = {1, 0, 0};
+  SearchParams p;
+  p.k = 0;
+  EXPECT_EQ(c->Search(q, 1, p).status().code(), StatusCode::kInvalidArgument);
+  p.k = kMaxK + 1;
+  EXPECT_EQ(c->Search(q, 1, p).status().code(), StatusCode::kInvalidArgument);
+  p.k = 1;
+  const float bad[3] = {1, nan, 0};
+  auto r = c->Search(bad, 1, p);
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("component 1"), std::string::npos);
+  EXPECT_EQ(c->Search(nullptr, 1, p).status().code(), StatusCode::kInvalidArgument);
+}
+
+class ExactSearchTest : public CollectionTest, public ::testing::WithParamInterface<Metric> {};
+
+TEST_P(ExactSearchTest, MatchesBruteForce) {
+  const Metric metric = GetParam();
+  const int dim = 16, n = 500, nq = 5, k = 10;
+  auto c = Make(dim, metric);
+  ASSERT_NE(c, nullptr);
+  const auto items = MakeItems(n, dim, 7);
+  UpsertAll(*c, items);
+  const auto queries = RandomVectors(nq, dim, 99);
+  SearchParams p;
+  p.k = k;
+  auto hits = c->Search(queries.data(), nq, p);
+  ASSERT_TRUE(hits.ok()) << hits.status().ToString();
+  ASSERT_EQ(hits->size(), static_cast<size_t>(nq));
+  for (int q = 0; q < nq; ++q) {
+    ExpectSameHits((*hits)[q], BruteForce(items, queries.data() + q * dim, dim, metric, k));
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Metrics, ExactSearchTest,
+                         ::testing::Values(Metric::kCosine, Metric::kInnerProduct, Metric::kL2),
+                         [](const auto& info) { return std::string(MetricName(info.param)); });
+
+// Reference restricted to items passing `keep`.
+template <typename Pred>
+std::vector<RefHit> FilteredRef(const std::vector<Item>& items, const float* q, int dim, Metric m,
+                                int k, Pred keep) {
+  std::vector<Item> subset;
+  for (const auto& item : items) {
+    if (keep(item)) subset.push_back(item);
+  }
+  return BruteForce(subset, q, dim, m, k);
+}
+
+void CheckFilters(Collection& c, const std::vector<Item>& items, int dim, Metric metric) {
+  const auto queries = RandomVectors(3, dim, 5);
+  for (int q = 0; q < 3; ++q) {
+    const float* query = queries.data() + q * dim;
+    SearchParams p;
+    p.k = 10;
+    // Equality.
+    p.filter.any_of = {{"color", {"red"}}};
+    auto hits = c.Search(query, 1, p);
+    ASSERT_TRUE(hits.ok()) << hits.status().ToString();
+    ExpectSameHits((*hits)[0], FilteredRef(items, query, dim, metric, 10, [](const Item& i) {
+                     return i.metadata.at("color") == "red";
+                   }));
+    for (const auto& h : (*hits)[0]) EXPECT_EQ(h.metadata.at("color"), "red");
+    // In-list.
+    p.filter.any_of = {{"color", {"green", "blue"}}};
+    hits = c.Search(query, 1, p);
+    ASSERT_TRUE(hits.ok());
+    ExpectSameHits((*hits)[0], FilteredRef(items, query, dim, metric, 10, [](const Item& i) {
+                     return i.metadata.at("color") == "green" || i.metadata.at("color") == "blue";
+                   }));
+    // Combination: color in {red} and shape in {star}: only 1 in 15 items.
+    p.filter.any_of = {{"color", {"red"}}, {"shape", {"star"}}};
+    p.k = 20;
+    hits = c.Search(query, 1, p);
+    ASSERT_TRUE(hits.ok());
+    auto ref = FilteredRef(items, query, dim, metric, 20, [](const Item& i) {
+      return i.metadata.at("color") == "red" && i.metadata.at("shape") == "star";
+    });
+    ASSERT_EQ(ref.size(), 20u);  // k results exist, so k come back
+    ExpectSameHits((*hits)[0], ref);
+    // No match.
+    p.filter.any_of = {{"color", {"purple"}}};
+    hits = c.Search(query, 1, p);
+    ASSERT_TRUE(hits.ok());
+    EXPECT_TRUE((*hits)[0].empty());
+  }
+}
+
+TEST_F(CollectionTest, FiltersReturnKWhenKExist) {
+  const int dim = 8;
+  auto c = Make(dim, Metric::kInnerProduct);
+  ASSERT_NE(c, nullptr);
+  const auto items = MakeItems(600, dim, 11);
+  UpsertAll(*c, items);
+  CheckFilters(*c, items, dim, Metric::kInnerProduct);
+}
+
+TEST_F(CollectionTest, MinScoreAndExcludeIds) {
+  const int dim = 8;
+  auto c = Make(dim, Metric::kCosine);
+  ASSERT_NE(c, nullptr);
+  const auto items = MakeItems(200, dim, 3);
+  UpsertAll(*c, items);
+  const float* query = items[17].vector.data();
+  SearchParams p;
+  p.k = 10;
+  p.exclude_ids = {"item-17", "unknown-id"};
+  auto hits = c->Search(query, 1, p);
+  ASSERT_TRUE(hits.ok());
+  ASSERT_EQ((*hits)[0].size(), 10u);  // still k despite the exclusion
+  std::vector<Item> others;
+  for (const auto& i : items) {
+    if (i.id != "item-17") others.push_back(i);
+  }
+  ExpectSameHits((*hits)[0], BruteForce(others, query, dim, Metric::kCosine, 10));
+
+  // min_score between the 3rd and 4th reference score keeps exactly 3.
+  auto ref = BruteForce(others, query, dim, Metric::kCosine, 10);
+  p.min_score = (ref[2].score + ref[3].score) / 2;
+  hits = c->Search(query, 1, p);
+  ASSERT_TRUE(hits.ok());
+  ASSERT_EQ((*hits)[0].size(), 3u);
+  for (const auto& h : (*hits)[0]) EXPECT_GE(h.score, *p.min_score);
+  p.min_score = 2.0f;  // above any cosine
+  hits = c->Search(query, 1, p);
+  ASSERT_TRUE(hits.ok());
+  EXPECT_TRUE((*hits)[0].empty());
+}
+
+TEST_F(CollectionTest, IvfExactBeforeTrainingThenTrained) {
+  const int dim = 8;
+  auto c = Make(dim, Metric::kL2, "IVF16,Flat");
+  ASSERT_NE(c, nullptr);
+  // 39 * 16 = 624 vectors are needed to train; below that, exact search.
+  const auto items = MakeItems(1200, dim, 21);
+  std::vector<Item> first(items.begin(), items.begin() + 300);
+  UpsertAll(*c, first);
+  const auto queries = RandomVectors(4, dim, 8);
+  SearchParams p;
+  p.k = 10;
+  for (int q = 0; q < 4; ++q) {
+    auto hits = c->Search(queries.data() + q * dim, 1, p);
+    ASSERT_TRUE(hits.ok());
+    ExpectSameHits((*hits)[0], BruteForce(first, queries.data() + q * dim, dim, Metric::kL2, 10));
+  }
+  ASSERT_TRUE(c->Delete({"item-0", "item-1"}).ok());
+  std::vector<Item> rest(items.begin() + 300, items.end());
+  UpsertAll(*c, rest);  // crosses the training threshold
+  std::vector<Item> live(items.begin() + 2, items.end());
+  EXPECT_EQ(c->Stats().count, static_cast<int64_t>(live.size()));
+  // Trained: scores of returned ids are exact; recall against the reference is high.
+  int found = 0, total = 0;
+  for (int q = 0; q < 4; ++q) {
+    const float* query = queries.data() + q * dim;
+    auto hits = c->Search(query, 1, p);
+    ASSERT_TRUE(hits.ok());
+    ASSERT_EQ((*hits)[0].size(), 10u);
+    auto ref = BruteForce(live, query, dim, Metric::kL2, 10);
+    std::set<std::string> ref_ids;
+    for (const auto& r : ref) ref_ids.insert(r.id);
+    for (const auto& h : (*hits)[0]) {
+      EXPECT_NE(h.id, "item-0");
+      auto exact = BruteForce({items[std::stoi(h.id.substr(5))]}, query, dim, Metric::kL2, 1);
+      EXPECT_NEAR(h.score, exact[0].score, kTol);
+      found += ref_ids.count(h.id);
+      ++total;
+    }
+  }
+  EXPECT_GE(found, total * 8 / 10);
+  // Filtered searches probe every list: exact over the allowed set.
+  CheckFilters(*c, live, dim, Metric::kL2);
+  // Deletes hide at once after training too.
+  auto top = c->Search(queries.data(), 1, p);
+  ASSERT_TRUE(top.ok());
+  const std::string best = (*top)[0][0].id;
+  ASSERT_TRUE(c->Delete({best}).ok());
+  top = c->Search(queries.data(), 1, p);
+  ASSERT_TRUE(top.ok());
+  for (const auto& h : (*top)[0]) EXPECT_NE(h.id, best);
+}
+
+TEST_F(CollectionTest, HnswFiltersAndDeletesStayCorrect) {
+  const int dim = 8;
+  auto c = Make(dim, Metric::kInnerProduct, "HNSW16");
+  ASSERT_NE(c, nullptr);
+  auto items = MakeItems(600, dim, 4);
+  UpsertAll(*c, items);
+  CheckFilters(*c, items, dim, Metric::kInnerProduct);
+  // Delete most items: the survivors are still found.
+  std::vector<std::string> doomed;
+  std::vector<Item> live;
+  for (const auto& i : items) {
+    if (i.metadata.at("shape") != "star") doomed.push_back(i.id); else live.push_back(i);
+  }
+  ASSERT_TRUE(c->Delete(doomed).ok());
+  const auto queries = RandomVectors(2, dim, 6);
+  SearchParams p;
+  p.k = 10;
+  for (int q = 0; q < 2; ++q) {
+    auto hits = c->Search(queries.data() + q * dim, 1, p);
+    ASSERT_TRUE(hits.ok());
+    ASSERT_EQ((*hits)[0].size(), 10u);
+    for (const auto& h : (*hits)[0]) EXPECT_EQ(h.metadata.at("shape"), "star");
+  }
+}
+
+TEST_F(CollectionTest, ConcurrentSearchesWhileWriting) {
+  const int dim = 8;
+  auto c = Make(dim, Metric::kCosine);
+  ASSERT_NE(c, nullptr);
+  const auto items = MakeItems(400, dim, 2);
+  UpsertAll(*c, std::vector<Item>(items.begin(), items.begin() + 100));
+  std::atomic<bool> stop{false};
+  std::atomic<int> errors{0}, searches{0};
+  std::vector<std::thread> readers;
+  for (int t = 0; t < 3; ++t) {
+    readers.emplace_back([&, t] {
+      const auto queries = RandomVectors(8, dim, 100 + t);
+      SearchParams p;
+      p.k = 5;
+      while (!stop) {
+        for (int q = 0; q < 8; ++q) {
+          if (t == 2) p.filter.any_of = {{"color", {"red"}}};
+          auto hits = c->Search(queries.data() + q * dim, 1, p);
+          if (!hits.ok() || (*hits)[0].size() != 5u) {
+            ++errors;
+            continue;
+          }
+          for (size_t i = 1; i < (*hits)[0].size(); ++i) {
+            if ((*hits)[0][i].score > (*hits)[0][i - 1].score + kTol) ++errors;
+          }
+          ++searches;
+        }
+      }
+    });
+  }
+  for (size_t i = 100; i < items.size(); i += 20) {
+    UpsertAll(*c, std::vector<Item>(items.begin() + static_cast<ptrdiff_t>(i),
+                                    items.begin() + static_cast<ptrdiff_t>(i + 20)));
+    ASSERT_TRUE(c->Delete({items[i - 50].id}).ok());
+  }
+  stop = true;
+  for (auto& t : readers) t.join();
+  EXPECT_EQ(errors.load(), 0);
+  EXPECT_GT(searches.load(), 0);
+  EXPECT_EQ(c->Stats().count, 400 - 15);
+}
+
+TEST_F(CollectionTest, ManagerLifecycle) {
+  auto c = Make(4, Metric::kL2, "Flat", "first");
+  ASSERT_NE(c, nullptr);
+  CollectionSpec spec;
+  spec.name = "first";
+  spec.dim = 4;
+  EXPECT_EQ(manager_->Create(spec).status().code(), StatusCode::kAlreadyExists);
+  spec.name = "bad name!";
+  EXPECT_EQ(manager_->Create(spec).status().code(), StatusCode::kInvalidArgument);
+  spec.name = std::string(65, 'a');
+  EXPECT_EQ(manager_->Create(spec).status().code(), StatusCode::kInvalidArgument);
+  spec.name = "second";
+  spec.dim = 0;
+  EXPECT_EQ(manager_->Create(spec).status().code(), StatusCode::kInvalidArgument);
+  spec.dim = 4;
+  spec.index_spec = "NotAnIndex";
+  auto bad = manager_->Create(spec);
+  EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.status().message().find("NotAnIndex"), std::string::npos);
+  spec.index_spec = "Flat";
+  ASSERT_TRUE(manager_->Create(spec).ok());
+  EXPECT_EQ(manager_->List(), (std::vector<std::string>{"first", "second"}));
+  EXPECT_EQ(manager_->Get("nope").status().code(), StatusCode::kNotFound);
+  ASSERT_TRUE(manager_->Get("second").ok());
+
+  UpsertAll(*c, {{"x", {1, 2, 3, 4}, {}}});
+  auto stats = c->Stats();
+  EXPECT_EQ(stats.count, 1);
+  EXPECT_GT(stats.disk_bytes, 0);
+  EXPECT_GE(stats.index_bytes, 16);
+  EXPECT_EQ(stats.index_device, "cpu");
+  EXPECT_EQ(stats.spec.dim, 4);
+
+  ASSERT_TRUE(manager_->Drop("first").ok());
+  EXPECT_FALSE(std::filesystem::exists(dir_.path() + "/first"));
+  EXPECT_EQ(manager_->Drop("first").code(), StatusCode::kNotFound);
+  EXPECT_EQ(manager_->Get("first").status().code(), StatusCode::kNotFound);
+  // A handle kept across Drop fails cleanly.
+  EXPECT_EQ(c->Upsert({{"y", {1, 1, 1, 1}, {}}}).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(manager_->List(), (std::vector<std::string>{"second"}));
+  // The name can be reused.
+  spec.name = "first";
+  EXPECT_TRUE(manager_->Create(spec).ok());
+}
+
+TEST(CollectionManagerDevice, InvalidDeviceIsInvalidArgument) {
+  TempDir dir;
+  CollectionManagerOptions options;
+  options.data_dir = dir.path();
+  options.index_device = "tpu";
+  EXPECT_EQ(CollectionManager::Open(options).status().code(), StatusCode::kInvalidArgument);
+  options.index_device = "cuda:x";
+  EXPECT_EQ(CollectionManager::Open(options).status().code(), StatusCode::kInvalidArgument);
+}
+
+#if !defined(LOOKALIKE_HAVE_GPU_INDEX)
+TEST(CollectionManagerDevice, CudaWithoutGpuIndexIsFailedPrecondition) {
+  TempDir dir;
+  CollectionManagerOptions options;
+  options.data_dir = dir.path();
+  options.index_device = "cuda:0";
+  auto m = CollectionManager::Open(options);
+  ASSERT_TRUE(m.ok());
+  CollectionSpec spec;
+  spec.name = "g";
+  spec.dim = 4;
+  auto c = (*m)->Create(spec);
+  EXPECT_EQ(c.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(c.status().message(), "this build has no GPU index; use index_device: cpu");
+  EXPECT_TRUE((*m)->List().empty());
+}
+#else
+// The GPU flat index behind the collection: same answers as the brute-force
+// reference, filters and deletes included. Skipped without a CUDA device.
+TEST(CollectionManagerDevice, GpuFlatMatchesBruteForce) {
+  TempDir dir;
+  CollectionManagerOptions options;
+  options.data_dir = dir.path();
+  options.index_device = "cuda:0";
+  auto m = CollectionManager::Open(options);
+  ASSERT_TRUE(m.ok());
+  CollectionSpec spec;
+  spec.name = "g";
+  spec.dim = 16;
+  spec.metric = Metric::kCosine;
+  auto created = (*m)->Create(spec);
+  if (!created.ok() && created.status().code() == StatusCode::kFailedPrecondition) {
+    GTEST_SKIP() << "no usable CUDA device: " << created.status().message();
+  }
+  ASSERT_TRUE(created.ok()) << created.status().ToString();
+  auto c = *created;
+  spec.name = "h";
+  spec.index_spec = "IVF4,Flat";
+  EXPECT_EQ((*m)->Create(spec).status().code(), StatusCode::kInvalidArgument);
+  auto items = MakeItems(500, 16, 31);
+  auto st = c->Upsert(items);
+  ASSERT_TRUE(st.ok());
+  ASSERT_TRUE(c->Delete({"item-0", "item-7"}).ok());
+  items.erase(items.begin() + 7);
+  items.erase(items.begin());
+  const auto queries = RandomVectors(3, 16, 4);
+  SearchParams p;
+  p.k = 10;
+  auto hits = c->Search(queries.data(), 3, p);
+  ASSERT_TRUE(hits.ok()) << hits.status().ToString();
+  for (int q = 0; q < 3; ++q) {
+    ExpectSameHits((*hits)[q], BruteForce(items, queries.data() + q * 16, 16, Metric::kCosine, 10));
+  }
+  CheckFilters(*c, items, 16, Metric::kCosine);
+  EXPECT_EQ(c->Stats().index_device, "cuda:0");
+  EXPECT_GT(c->Stats().gpu_bytes, 0);
+}
+#endif
+
+}  // namespace
+}  // namespace lookalike

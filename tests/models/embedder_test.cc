@@ -1,0 +1,105 @@
+// Embedder::Load / MakeBackend argument checks and weight-name errors
+// (full models run in parity_test.cc against the reference fixtures).
+#include "models/embedder.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include "models/backend_factory.h"
+#include "models/safetensors.h"
+
+namespace lookalike {
+namespace {
+
+std::string TempPath(const std::string& name) {
+  return ::testing::TempDir() + "/embedder_test_" + std::to_string(::getpid()) + "_" + name;
+}
+
+TEST(BackendFactoryTest, Devices) {
+  auto cpu = MakeBackend("cpu", 1);
+  ASSERT_TRUE(cpu.ok()) << cpu.status().ToString();
+  EXPECT_EQ((*cpu)->name(), "cpu");
+  EXPECT_EQ((*cpu)->device(), DeviceKind::kCpu);
+
+  auto unknown = MakeBackend("tpu", 1);
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_EQ(unknown.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(unknown.status().message().find("'tpu'"), std::string::npos);
+  EXPECT_EQ(MakeBackend("cuda:x", 1).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(MakeBackend("cpu", -1).status().code(), StatusCode::kInvalidArgument);
+#if !defined(LOOKALIKE_HAVE_CUDA_BACKEND)
+  EXPECT_FALSE(CudaAvailable());
+  auto cuda = MakeBackend("cuda:0", 1);
+  ASSERT_FALSE(cuda.ok());
+  EXPECT_EQ(cuda.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(cuda.status().message().find("this build has no CUDA backend"), std::string::npos);
+  auto autodev = MakeBackend("auto", 1);
+  ASSERT_TRUE(autodev.ok());
+  EXPECT_EQ((*autodev)->name(), "cpu");
+#endif
+}
+
+TEST(EmbedderLoadTest, RejectsBadOptions) {
+  EmbedderOptions o;
+  o.preset = "resnet18";
+  o.weights_path = TempPath("none.safetensors");
+  o.num_threads = 1;
+
+  EmbedderOptions bad = o;
+  bad.preset = "alexnet";
+  EXPECT_NE(Embedder::Load(bad).status().message().find("unknown preset 'alexnet'"),
+            std::string::npos);
+  bad = o;
+  bad.max_batch = 0;
+  EXPECT_EQ(Embedder::Load(bad).status().code(), StatusCode::kInvalidArgument);
+  bad = o;
+  bad.output = "features";
+  EXPECT_NE(Embedder::Load(bad).status().message().find("output must be"), std::string::npos);
+  bad = o;
+  bad.preset = "vit_s16";
+  bad.output = "logits";
+  EXPECT_NE(Embedder::Load(bad).status().message().find("has no classifier head"),
+            std::string::npos);
+  auto missing = Embedder::Load(o);
+  EXPECT_EQ(missing.status().code(), StatusCode::kNotFound);
+  EXPECT_NE(missing.status().message().find("none.safetensors"), std::string::npos);
+}
+
+TEST(EmbedderLoadTest, WeightErrorsNameTheTensor) {
+  EmbedderOptions o;
+  o.preset = "resnet18";
+  o.num_threads = 1;
+  o.weights_path = TempPath("empty.safetensors");
+  ASSERT_TRUE(WriteSafetensors(o.weights_path, {MakeF32Tensor("unrelated", {1}, {0})}).ok());
+  auto r = Embedder::Load(o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("missing tensor 'conv1.weight' (expected shape [64, 3, 7, 7])"),
+            std::string::npos)
+      << r.status().ToString();
+
+  o.weights_path = TempPath("misshaped.safetensors");
+  ASSERT_TRUE(WriteSafetensors(o.weights_path,
+                               {MakeF32Tensor("conv1.weight", {64, 3, 3, 3},
+                                              std::vector<float>(64 * 27))})
+                  .ok());
+  r = Embedder::Load(o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("tensor 'conv1.weight' has shape [64, 3, 3, 3], expected [64, 3, 7, 7]"),
+            std::string::npos)
+      << r.status().ToString();
+
+  o.preset = "clip_vit_b32";
+  o.weights_path = TempPath("clip.safetensors");
+  ASSERT_TRUE(WriteSafetensors(o.weights_path, {MakeF32Tensor("x", {1}, {0})}).ok());
+  r = Embedder::Load(o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find(
+                "missing tensor 'vision_model.embeddings.patch_embedding.weight' (expected shape "
+                "[768, 3, 32, 32])"),
+            std::string::npos)
+      << r.status().ToString();
+}
+
+}  // namespace
+}  // namespace lookalike

@@ -1,0 +1,332 @@
+// Parity of our engine (CPU backend, fp32) with the reference implementations
+// on a fixture written by tools/make_reference.py (see
+// tests/models/CMakeLists.txt). Environment:
+//   LOOKALIKE_PARITY_PRESET  preset name
+//   LOOKALIKE_PARITY_DIR     fixture directory: weights.safetensors, reference.safetensors
+//                            (or SKIPPED holding the reason the Python reference stack is absent)
+// Metric (TEAM contract): for every image ||ours - ref|| <= 1% of the median
+// pairwise distance between the reference embeddings of different images.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "models/backend_factory.h"
+#include "models/embedder.h"
+#include "models/model.h"
+#include "models/pos_embed.h"
+#include "models/presets.h"
+#include "models/safetensors.h"
+#include "models/weights.h"
+
+namespace lookalike {
+namespace {
+
+constexpr double kParityFraction = 0.01;
+
+class ParityTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const char* preset = std::getenv("LOOKALIKE_PARITY_PRESET");
+    const char* dir = std::getenv("LOOKALIKE_PARITY_DIR");
+    if (preset == nullptr || dir == nullptr) {
+      GTEST_SKIP() << "LOOKALIKE_PARITY_PRESET / LOOKALIKE_PARITY_DIR not set (run through ctest)";
+    }
+    preset_name_ = preset;
+    dir_ = dir;
+    std::ifstream skipped(dir_ + "/SKIPPED");
+    if (skipped) {
+      std::stringstream reason;
+      reason << skipped.rdbuf();
+      GTEST_SKIP() << reason.str();
+    }
+    auto p = FindPreset(preset_name_);
+    ASSERT_TRUE(p.ok()) << p.status().ToString();
+    preset_ = *p;
+    weights_path_ = dir_ + "/weights.safetensors";
+    auto ref = SafetensorsFile::Open(dir_ + "/reference.safetensors");
+    ASSERT_TRUE(ref.ok()) << ref.status().ToString();
+    ref_ = std::move(*ref);
+    for (int i = 0;; ++i) {
+      const SafeTensorInfo* t = ref_->Find("image_" + std::to_string(i));
+      if (t == nullptr) break;
+      ASSERT_EQ(t->shape.size(), 3u);
+      ASSERT_EQ(t->shape[2], 3);
+      images_.push_back(*ref_->ReadU8(t->name));
+      ImageView v;
+      v.height = static_cast<int>(t->shape[0]);
+      v.width = static_cast<int>(t->shape[1]);
+      v.stride_bytes = 3 * v.width;
+      v.data = images_.back().data();
+      views_.push_back(v);
+    }
+    for (size_t i = 0; i < views_.size(); ++i) views_[i].data = images_[i].data();
+    n_ = static_cast<int>(views_.size());
+    ASSERT_GE(n_, 2) << "fixture needs at least two photos";
+    const SafeTensorInfo* e = ref_->Find("embeddings");
+    ASSERT_NE(e, nullptr);
+    ASSERT_EQ(e->shape, (std::vector<int64_t>{n_, preset_.embedding_dim}));
+    ref_embeddings_ = *ref_->ReadF32("embeddings");
+    std::vector<double> dists;
+    const int d = preset_.embedding_dim;
+    for (int i = 0; i < n_; ++i)
+      for (int j = i + 1; j < n_; ++j) dists.push_back(Distance(&ref_embeddings_[i * d], &ref_embeddings_[j * d], d));
+    std::sort(dists.begin(), dists.end());
+    median_ = dists.size() % 2 ? dists[dists.size() / 2]
+                               : 0.5 * (dists[dists.size() / 2 - 1] + dists[dists.size() / 2]);
+    ASSERT_GT(median_, 1e-3) << "reference embeddings of different photos coincide";
+  }
+
+  static double Distance(const float* a, const float* b, int d) {
+    double s = 0;
+    for (int k = 0; k < d; ++k) s += (static_cast<double>(a[k]) - b[k]) * (static_cast<double>(a[k]) - b[k]);
+    return std::sqrt(s);
+  }
+
+  // Asserts the contract metric for `ours` {N, dim} and reports the ratio.
+  void ExpectParity(const std::vector<float>& ours, const std::string& what) {
+    const int d = preset_.embedding_dim;
+    ASSERT_EQ(ours.size(), static_cast<size_t>(n_) * d);
+    double worst = 0;
+    for (int i = 0; i < n_; ++i) {
+      const double ratio = Distance(&ours[i * d], &ref_embeddings_[i * d], d) / median_;
+      worst = std::max(worst, ratio);
+      EXPECT_LE(ratio, kParityFraction) << what << ": image " << i << " ||ours - ref|| / median = "
+                                        << ratio;
+    }
+    std::printf("[parity] %s %s: max ||ours - ref|| / median pairwise distance = %.3e (%.4f%%; "
+                "limit 1%%), median = %.4f, images = %d\n",
+                preset_name_.c_str(), what.c_str(), worst, worst * 100.0, median_, n_);
+    RecordProperty(what + "_ratio", std::to_string(worst));
+  }
+
+  std::unique_ptr<Embedder> LoadEmbedder(const std::string& output, int max_batch) {
+    EmbedderOptions o;
+    o.preset = preset_name_;
+    o.weights_path = weights_path_;
+    o.device = "cpu";
+    o.max_batch = max_batch;
+    o.output = output;
+    auto e = Embedder::Load(o);
+    EXPECT_TRUE(e.ok()) << e.status().ToString();
+    return e.ok() ? std::move(*e) : nullptr;
+  }
+
+  std::string preset_name_, dir_, weights_path_;
+  Preset preset_;
+  std::unique_ptr<SafetensorsFile> ref_;
+  std::vector<std::vector<uint8_t>> images_;
+  std::vector<ImageView> views_;
+  int n_ = 0;
+  std::vector<float> ref_embeddings_;
+  double median_ = 0;
+};
+
+TEST_F(ParityTest, PresetMatchesFixtureTransform) {
+  const auto& meta = ref_->metadata();
+  ASSERT_TRUE(meta.count("config")) << "reference.safetensors has no config metadata";
+  const auto cfg = nlohmann::json::parse(meta.at("config"));
+  const PreprocessSpec& s = preset_.preprocess;
+  EXPECT_EQ(cfg.at("resize_shorter").get<int>(), s.resize_shorter);
+  EXPECT_EQ(cfg.at("crop_height").get<int>(), s.crop_height);
+  EXPECT_EQ(cfg.at("crop_width").get<int>(), s.crop_width);
+  EXPECT_EQ(cfg.at("interpolation").get<std::string>(),
+            s.interpolation == Interpolation::kBicubic ? "bicubic" : "bilinear");
+  EXPECT_EQ(cfg.at("dim").get<int>(), preset_.embedding_dim);
+  for (int c = 0; c < 3; ++c) {
+    EXPECT_NEAR(cfg.at("mean")[c].get<double>(), s.mean[c], 1e-7) << c;
+    EXPECT_NEAR(cfg.at("std")[c].get<double>(), s.std[c], 1e-7) << c;
+  }
+}
+
+TEST_F(ParityTest, Preprocessing) {
+  auto backend = MakeBackend("cpu", 0);
+  ASSERT_TRUE(backend.ok()) << backend.status().ToString();
+  auto x = (*backend)->Preprocess(views_, preset_.preprocess);
+  ASSERT_TRUE(x.ok()) << x.status().ToString();
+  const int h = preset_.preprocess.crop_height, w = preset_.preprocess.crop_width;
+  ASSERT_EQ(x->shape(), (std::vector<int64_t>{n_, h, w, 3}));
+  std::vector<float> ours;
+  ASSERT_TRUE((*backend)->ToHost(x->Reshape({n_, static_cast<int64_t>(h) * w * 3}), &ours).ok());
+  auto ref = ref_->ReadF32("preprocessed");
+  ASSERT_TRUE(ref.ok());
+  ASSERT_EQ(ref->size(), ours.size());
+  double max_diff = 0;
+  size_t mismatched = 0;
+  for (size_t i = 0; i < ours.size(); ++i) {
+    const double diff = std::fabs(static_cast<double>(ours[i]) - (*ref)[i]);
+    max_diff = std::max(max_diff, diff);
+    if (diff > 1e-5) ++mismatched;
+  }
+  std::printf("[parity] %s preprocessing: max |ours - ref| = %.3e, values off by > 1e-5: %zu of %zu\n",
+              preset_name_.c_str(), max_diff, mismatched, ours.size());
+  // PIL's uint8 arithmetic is reproduced exactly, so only fp32 rounding of
+  // the normalization may differ.
+  EXPECT_LE(max_diff, 1e-5);
+}
+
+TEST_F(ParityTest, ModelOnReferenceInput) {
+  // The backbone alone, fed the reference's own preprocessed tensor.
+  auto backend = MakeBackend("cpu", 0);
+  ASSERT_TRUE(backend.ok());
+  auto store = WeightStore::Open(weights_path_);
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  auto model = BuildModel(preset_, **store, **backend);
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  auto pre = ref_->ReadF32("preprocessed");
+  ASSERT_TRUE(pre.ok());
+  const int64_t h = preset_.input_size;
+  auto x = (*backend)->Constant({n_, h, h, 3}, pre->data());
+  ASSERT_TRUE(x.ok()) << x.status().ToString();
+  auto y = (*model)->Forward(**backend, *x);
+  ASSERT_TRUE(y.ok()) << y.status().ToString();
+  auto yn = (*backend)->L2Normalize(*y);
+  ASSERT_TRUE(yn.ok());
+  std::vector<float> ours;
+  ASSERT_TRUE((*backend)->ToHost(*yn, &ours).ok());
+  ExpectParity(ours, "model_on_reference_input");
+}
+
+TEST_F(ParityTest, EndToEnd) {
+  // Decoded photos in, embeddings out; max_batch 3 splits the batch.
+  auto embedder = LoadEmbedder("embedding", 3);
+  ASSERT_NE(embedder, nullptr);
+  EXPECT_EQ(embedder->info().dim, preset_.embedding_dim);
+  EXPECT_TRUE(embedder->info().l2_normalized);
+  EXPECT_EQ(embedder->info().backend, "cpu");
+  std::vector<float> ours;
+  Status s = embedder->Embed(views_, &ours);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  ExpectParity(ours, "end_to_end");
+  for (int i = 0; i < n_; ++i) {
+    double norm = 0;
+    for (int k = 0; k < preset_.embedding_dim; ++k) norm += ours[i * preset_.embedding_dim + k] * ours[i * preset_.embedding_dim + k];
+    EXPECT_NEAR(std::sqrt(norm), 1.0, 1e-4) << i;
+  }
+
+  // Bad images are rejected by index, nothing is computed.
+  std::vector<ImageView> bad = {views_[0], views_[1]};
+  bad[1].data = nullptr;
+  s = embedder->Embed(bad, &ours);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("image 1"), std::string::npos) << s.ToString();
+  bad[1] = views_[1];
+  bad[0].width = 0;
+  s = embedder->Embed(bad, &ours);
+  EXPECT_NE(s.message().find("image 0"), std::string::npos) << s.ToString();
+  s = embedder->Embed({}, &ours);
+  EXPECT_TRUE(s.ok());
+  EXPECT_TRUE(ours.empty());
+}
+
+TEST_F(ParityTest, Logits) {
+  if (ref_->Find("logits") == nullptr) {
+    GTEST_SKIP() << "fixture has no logits (random weights): nothing to compare";
+  }
+  auto embedder = LoadEmbedder("logits", 64);
+  ASSERT_NE(embedder, nullptr);
+  ASSERT_EQ(embedder->info().dim, 1000);
+  std::vector<float> ours;
+  Status s = embedder->Embed(views_, &ours);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  const auto ref = *ref_->ReadF32("logits");
+  const auto labels = *ref_->ReadInt("labels");
+  ASSERT_EQ(ref.size(), ours.size());
+  ASSERT_EQ(labels.size(), static_cast<size_t>(n_));
+  int known = 0;
+  double worst = 0;
+  for (int i = 0; i < n_; ++i) {
+    const float* o = &ours[i * 1000];
+    const float* r = &ref[i * 1000];
+    double diff = 0, norm = 0;
+    for (int k = 0; k < 1000; ++k) {
+      diff += (o[k] - r[k]) * (o[k] - r[k]);
+      norm += r[k] * r[k];
+    }
+    const double rel = std::sqrt(diff / norm);
+    worst = std::max(worst, rel);
+    EXPECT_LE(rel, kParityFraction) << "image " << i << " ||logits - ref|| / ||ref|| = " << rel;
+    const int top1 = static_cast<int>(std::max_element(o, o + 1000) - o);
+    const int ref_top1 = static_cast<int>(std::max_element(r, r + 1000) - r);
+    EXPECT_EQ(top1, ref_top1) << "image " << i;
+    if (labels[i] >= 0) {
+      ++known;
+      EXPECT_EQ(top1, labels[i]) << "image " << i << ": ImageNet top-1";
+    }
+  }
+  std::printf("[parity] %s logits: max ||ours - ref|| / ||ref|| = %.3e; ImageNet top-1 checked on "
+              "%d of %d photos\n",
+              preset_name_.c_str(), worst, known, n_);
+  EXPECT_GE(known, 3) << "too few photos with a known ImageNet class to check top-1";
+}
+
+TEST_F(ParityTest, PositionEmbeddingResampling) {
+  if (ref_->Find("pos_embed_resampled") == nullptr) {
+    GTEST_SKIP() << "fixture has no resampled position embedding (only DINOv2 presets)";
+  }
+  auto store = WeightStore::Open(weights_path_);
+  ASSERT_TRUE(store.ok());
+  std::vector<int64_t> shape;
+  auto pos = (*store)->GetAnyShape("pos_embed", {1, -1, preset_.vit.width}, &shape);
+  ASSERT_TRUE(pos.ok());
+  const int prefix = preset_.vit.pos_embed_has_prefix ? 1 + preset_.vit.num_register_tokens : 0;
+  const int old_grid = static_cast<int>(std::lround(std::sqrt(static_cast<double>(shape[1] - prefix))));
+  ASSERT_EQ(old_grid, preset_.vit.checkpoint_grid);
+  const int grid = preset_.input_size / preset_.vit.patch;
+  const int d = preset_.vit.width;
+  auto ours = ResamplePosEmbedBicubicAA(pos->data() + prefix * d, old_grid, old_grid, d, grid, grid);
+  auto ref = *ref_->ReadF32("pos_embed_resampled");
+  ASSERT_EQ(ref.size(), static_cast<size_t>(prefix + grid * grid) * d);
+  double max_diff = 0;
+  for (int i = 0; i < prefix * d; ++i) max_diff = std::max(max_diff, std::fabs(double(ref[i]) - (*pos)[i]));
+  for (size_t i = 0; i < ours.size(); ++i) max_diff = std::max(max_diff, std::fabs(double(ref[prefix * d + i]) - ours[i]));
+  std::printf("[parity] %s position embedding %dx%d -> %dx%d: max |ours - timm| = %.3e\n",
+              preset_name_.c_str(), old_grid, old_grid, grid, grid, max_diff);
+  EXPECT_LE(max_diff, 1e-5);
+}
+
+TEST_F(ParityTest, WeightNameErrorsOnARealStateDict) {
+  if (preset_name_ != "resnet18") GTEST_SKIP() << "checked on the resnet18 fixture only";
+  auto src = SafetensorsFile::Open(weights_path_);
+  ASSERT_TRUE(src.ok());
+  std::vector<SafeTensorToWrite> tensors;
+  for (const std::string& name : (*src)->names()) {
+    if (name == "layer3.1.bn2.running_var") continue;
+    tensors.push_back(MakeF32Tensor(name, (*src)->Find(name)->shape, *(*src)->ReadF32(name)));
+  }
+  const std::string dir = ::testing::TempDir();
+  EmbedderOptions o;
+  o.preset = "resnet18";
+  o.weights_path = dir + "/parity_missing_" + std::to_string(::getpid()) + ".safetensors";
+  ASSERT_TRUE(WriteSafetensors(o.weights_path, tensors).ok());
+  auto r = Embedder::Load(o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("missing tensor 'layer3.1.bn2.running_var' (expected shape [256])"),
+            std::string::npos)
+      << r.status().ToString();
+
+  tensors.push_back(MakeF32Tensor("layer3.1.bn2.running_var", {256}, std::vector<float>(256, 1.0f)));
+  tensors.push_back(MakeF32Tensor("layer5.0.conv1.weight", {1}, {0.0f}));
+  tensors.push_back(MakeF32Tensor("extra_scale", {2}, {0.0f, 1.0f}));
+  o.weights_path = dir + "/parity_extra_" + std::to_string(::getpid()) + ".safetensors";
+  ASSERT_TRUE(WriteSafetensors(o.weights_path, tensors).ok());
+  r = Embedder::Load(o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("2 unexpected tensor(s) not used by the model: "
+                                      "'layer5.0.conv1.weight', 'extra_scale'"),
+            std::string::npos)
+      << r.status().ToString();
+  std::remove(o.weights_path.c_str());
+}
+
+}  // namespace
+}  // namespace lookalike

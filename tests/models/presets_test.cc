@@ -1,0 +1,95 @@
+#include "models/presets.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "models/pos_embed.h"
+
+namespace lookalike {
+namespace {
+
+TEST(PresetsTest, AllContractNamesExist) {
+  for (const char* name :
+       {"resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "vit_s16", "vit_b16",
+        "vit_l16", "vit_b32", "clip_vit_b32", "clip_vit_b16", "clip_vit_l14", "dinov2_vits14",
+        "dinov2_vitb14", "dinov2_vits14_reg", "dinov2_vitb14_reg", "efficientnet_lite0",
+        "efficientnet_lite1", "efficientnet_lite2"}) {
+    auto p = FindPreset(name);
+    ASSERT_TRUE(p.ok()) << name;
+    EXPECT_EQ(p->name, name);
+    EXPECT_GT(p->embedding_dim, 0);
+    EXPECT_TRUE(p->l2_normalize);
+    EXPECT_EQ(p->preprocess.crop_height, p->input_size);
+  }
+  EXPECT_EQ(PresetNames().size(), 19u);
+  auto bad = FindPreset("resnet19");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.status().message().find("unknown preset 'resnet19'"), std::string::npos);
+  EXPECT_NE(bad.status().message().find("efficientnet_lite0"), std::string::npos);
+}
+
+TEST(PresetsTest, ReferenceTransforms) {
+  auto r = *FindPreset("resnet50");
+  EXPECT_EQ(r.preprocess.resize_shorter, 256);
+  EXPECT_EQ(r.preprocess.interpolation, Interpolation::kBilinear);
+  EXPECT_FLOAT_EQ(r.preprocess.mean[0], 0.485f);
+  EXPECT_EQ(r.embedding_dim, 2048);
+  EXPECT_EQ((*FindPreset("resnet34")).embedding_dim, 512);
+
+  auto v = *FindPreset("vit_b16");  // timm crop_pct 0.9
+  EXPECT_EQ(v.preprocess.resize_shorter, 248);
+  EXPECT_EQ(v.preprocess.interpolation, Interpolation::kBicubic);
+  EXPECT_FLOAT_EQ(v.preprocess.std[2], 0.5f);
+
+  auto c = *FindPreset("clip_vit_l14");
+  EXPECT_EQ(c.preprocess.resize_shorter, 224);
+  EXPECT_FLOAT_EQ(c.preprocess.mean[0], 0.48145466f);
+  EXPECT_EQ(c.embedding_dim, 768);
+  EXPECT_EQ(c.vit.mlp_act, Activation::kQuickGelu);
+
+  auto d = *FindPreset("dinov2_vits14_reg");
+  EXPECT_EQ(d.vit.num_register_tokens, 4);
+  EXPECT_FALSE(d.vit.pos_embed_has_prefix);
+  EXPECT_TRUE((*FindPreset("dinov2_vitb14")).vit.pos_embed_has_prefix);
+
+  auto e = *FindPreset("efficientnet_lite2");
+  EXPECT_EQ(e.input_size, 260);
+  EXPECT_EQ(e.preprocess.resize_shorter, 292);
+  EXPECT_FLOAT_EQ(e.preprocess.std[0], 128.0f / 255.0f);
+}
+
+TEST(PosEmbedTest, SameGridIsIdentityAndConstantsStayConstant) {
+  std::mt19937 rng(1);
+  std::normal_distribution<float> n;
+  std::vector<float> grid(5 * 5 * 3);
+  for (float& x : grid) x = n(rng);
+  const auto same = ResamplePosEmbedBicubicAA(grid.data(), 5, 5, 3, 5, 5);
+  ASSERT_EQ(same.size(), grid.size());
+  for (size_t i = 0; i < grid.size(); ++i) EXPECT_NEAR(same[i], grid[i], 1e-6f);
+
+  std::vector<float> ones(37 * 37 * 2, 1.5f);
+  for (auto [h, w] : {std::pair<int, int>{16, 16}, {40, 45}, {3, 7}}) {
+    const auto out = ResamplePosEmbedBicubicAA(ones.data(), 37, 37, 2, h, w);
+    ASSERT_EQ(out.size(), static_cast<size_t>(h * w * 2));
+    for (float x : out) ASSERT_NEAR(x, 1.5f, 1e-5f);
+  }
+}
+
+TEST(PosEmbedTest, DownsampledLinearRampIsSymmetric) {
+  // A ramp along x resampled 8 -> 4: the kernel is symmetric, so output
+  // columns mirror around the centre.
+  std::vector<float> ramp(8 * 8);
+  for (int y = 0; y < 8; ++y)
+    for (int x = 0; x < 8; ++x) ramp[y * 8 + x] = static_cast<float>(x) - 3.5f;
+  const auto out = ResamplePosEmbedBicubicAA(ramp.data(), 8, 8, 1, 4, 4);
+  for (int y = 0; y < 4; ++y) {
+    for (int x = 0; x < 4; ++x) EXPECT_NEAR(out[y * 4 + x], -out[y * 4 + 3 - x], 1e-5f);
+    EXPECT_LT(out[y * 4 + 0], out[y * 4 + 1]);
+  }
+}
+
+}  // namespace
+}  // namespace lookalike

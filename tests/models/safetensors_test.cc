@@ -1,0 +1,184 @@
+#include "models/safetensors.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <string>
+#include <vector>
+
+namespace lookalike {
+namespace {
+
+std::string TempPath(const std::string& name) {
+  return ::testing::TempDir() + "/safetensors_test_" + std::to_string(::getpid()) + "_" + name;
+}
+
+// Writes [u64 header length][header][data] verbatim.
+std::string WriteRaw(const std::string& name, const std::string& header,
+                     const std::vector<uint8_t>& data, int64_t declared_len = -1) {
+  const std::string path = TempPath(name);
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  const uint64_t n = declared_len >= 0 ? static_cast<uint64_t>(declared_len) : header.size();
+  for (int i = 0; i < 8; ++i) out.put(static_cast<char>(n >> (8 * i)));
+  out.write(header.data(), static_cast<std::streamsize>(header.size()));
+  out.write(reinterpret_cast<const char*>(data.data()), static_cast<std::streamsize>(data.size()));
+  return path;
+}
+
+// Expects INVALID_ARGUMENT whose message names the file and contains `what`.
+void ExpectBad(const std::string& path, const std::string& what) {
+  auto file = SafetensorsFile::Open(path);
+  ASSERT_FALSE(file.ok()) << path;
+  EXPECT_EQ(file.status().code(), StatusCode::kInvalidArgument) << file.status().ToString();
+  EXPECT_NE(file.status().message().find(path), std::string::npos) << file.status().ToString();
+  EXPECT_NE(file.status().message().find(what), std::string::npos)
+      << "expected '" << what << "' in: " << file.status().ToString();
+}
+
+TEST(SafetensorsTest, RoundTripsAllDtypes) {
+  const std::vector<float> values = {1.0f, -2.5f, 0.0f, 3.14159f, 65504.0f, 1e-6f};
+  std::vector<SafeTensorToWrite> tensors;
+  tensors.push_back(MakeF32Tensor("a.f32", {2, 3}, values));
+  SafeTensorToWrite h{"b.f16", SafeDType::kF16, {6}, {}};
+  SafeTensorToWrite bf{"c.bf16", SafeDType::kBF16, {3, 2}, {}};
+  for (float v : values) {
+    const uint16_t hv = FloatToHalf(v), bv = FloatToBFloat16(v);
+    h.bytes.push_back(hv & 0xff);
+    h.bytes.push_back(hv >> 8);
+    bf.bytes.push_back(bv & 0xff);
+    bf.bytes.push_back(bv >> 8);
+  }
+  tensors.push_back(h);
+  tensors.push_back(bf);
+  tensors.push_back({"d.u8", SafeDType::kU8, {2, 2, 1}, {0, 7, 200, 255}});
+  SafeTensorToWrite i32{"e.i32", SafeDType::kI32, {2}, std::vector<uint8_t>(8)};
+  const int32_t iv[2] = {-5, 123456};
+  std::memcpy(i32.bytes.data(), iv, 8);
+  tensors.push_back(i32);
+  tensors.push_back({"f.empty", SafeDType::kF32, {0, 4}, {}});
+  const std::string path = TempPath("good.safetensors");
+  ASSERT_TRUE(WriteSafetensors(path, tensors, {{"format", "pt"}}).ok());
+
+  auto file = SafetensorsFile::Open(path);
+  ASSERT_TRUE(file.ok()) << file.status().ToString();
+  const SafetensorsFile& f = **file;
+  EXPECT_EQ(f.names().size(), 6u);
+  EXPECT_EQ(f.metadata().at("format"), "pt");
+  ASSERT_NE(f.Find("a.f32"), nullptr);
+  EXPECT_EQ(f.Find("a.f32")->shape, (std::vector<int64_t>{2, 3}));
+  EXPECT_EQ(f.Find("missing"), nullptr);
+
+  auto a = f.ReadF32("a.f32");
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(*a, values);
+  auto b = f.ReadF32("b.f16");
+  ASSERT_TRUE(b.ok());
+  auto c = f.ReadF32("c.bf16");
+  ASSERT_TRUE(c.ok());
+  for (size_t i = 0; i < values.size(); ++i) {
+    EXPECT_NEAR((*b)[i], values[i], std::fabs(values[i]) * 1e-3 + 1e-7) << i;
+    EXPECT_NEAR((*c)[i], values[i], std::fabs(values[i]) * 8e-3 + 1e-9) << i;
+  }
+  EXPECT_EQ((*b)[4], 65504.0f);  // largest half, exact
+  auto d = f.ReadU8("d.u8");
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(*d, (std::vector<uint8_t>{0, 7, 200, 255}));
+  EXPECT_FALSE(f.ReadU8("a.f32").ok());
+  auto e = f.ReadInt("e.i32");
+  ASSERT_TRUE(e.ok());
+  EXPECT_EQ(*e, (std::vector<int64_t>{-5, 123456}));
+  auto empty = f.ReadF32("f.empty");
+  ASSERT_TRUE(empty.ok());
+  EXPECT_TRUE(empty->empty());
+  auto missing = f.ReadF32("nope");
+  EXPECT_EQ(missing.status().code(), StatusCode::kNotFound);
+}
+
+TEST(SafetensorsTest, HalfConversionsAreExact) {
+  EXPECT_EQ(HalfToFloat(0x3c00), 1.0f);
+  EXPECT_EQ(HalfToFloat(0xc000), -2.0f);
+  EXPECT_EQ(HalfToFloat(0x0001), std::ldexp(1.0f, -24));  // smallest subnormal
+  EXPECT_EQ(HalfToFloat(0x7bff), 65504.0f);
+  EXPECT_TRUE(std::isinf(HalfToFloat(0x7c00)));
+  EXPECT_TRUE(std::isnan(HalfToFloat(0x7e00)));
+  EXPECT_EQ(BFloat16ToFloat(0x3f80), 1.0f);
+  EXPECT_EQ(BFloat16ToFloat(0xc0a0), -5.0f);
+  // Every finite half survives half -> float -> half.
+  for (uint32_t h = 0; h < 0x10000; ++h) {
+    if ((h & 0x7c00) == 0x7c00) continue;
+    ASSERT_EQ(FloatToHalf(HalfToFloat(static_cast<uint16_t>(h))), h) << std::hex << h;
+  }
+  EXPECT_EQ(FloatToHalf(1.0f + std::ldexp(1.0f, -11)), 0x3c00);  // tie -> even
+  EXPECT_EQ(FloatToHalf(1e6f), 0x7c00);
+}
+
+TEST(SafetensorsTest, MissingFileIsNotFound) {
+  auto file = SafetensorsFile::Open(TempPath("does_not_exist.safetensors"));
+  ASSERT_FALSE(file.ok());
+  EXPECT_EQ(file.status().code(), StatusCode::kNotFound);
+  EXPECT_NE(file.status().message().find("does_not_exist"), std::string::npos);
+}
+
+TEST(SafetensorsTest, TruncatedFiles) {
+  const std::string tiny = TempPath("tiny.safetensors");
+  { std::ofstream(tiny, std::ios::binary) << "abc"; }
+  ExpectBad(tiny, "truncated");
+  // Header length larger than what follows.
+  ExpectBad(WriteRaw("shortheader.safetensors", "{}", {}, 1000), "truncated: header length 1000");
+  // Data cut off: the tensor's range runs past the end of the file.
+  ExpectBad(WriteRaw("cutdata.safetensors",
+                     R"({"w":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}})",
+                     std::vector<uint8_t>(10)),
+            "out of range");
+  ExpectBad(WriteRaw("zero.safetensors", "", {}), "header length is 0");
+}
+
+TEST(SafetensorsTest, BadJson) {
+  ExpectBad(WriteRaw("badjson.safetensors", R"({"w": {"dtype": "F32", )", {}), "not valid JSON");
+  ExpectBad(WriteRaw("array.safetensors", "[1, 2]", {}), "not an object");
+  ExpectBad(WriteRaw("entry.safetensors", R"({"w": 5})", {}), "tensor 'w': entry is not an object");
+  ExpectBad(WriteRaw("nodtype.safetensors", R"({"w":{"shape":[1],"data_offsets":[0,4]}})",
+                     std::vector<uint8_t>(4)),
+            "tensor 'w': missing or non-string 'dtype'");
+  ExpectBad(WriteRaw("meta.safetensors", R"({"__metadata__":{"a":1}})", {}), "not a string");
+}
+
+TEST(SafetensorsTest, BadShapesAndDtypes) {
+  ExpectBad(WriteRaw("dtype.safetensors", R"({"w":{"dtype":"F8","shape":[1],"data_offsets":[0,1]}})",
+                     std::vector<uint8_t>(1)),
+            "unsupported dtype 'F8'");
+  ExpectBad(WriteRaw("negshape.safetensors",
+                     R"({"w":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}})",
+                     std::vector<uint8_t>(4)),
+            "non-negative integers");
+  // Byte range does not match dtype x shape (F16 {3} needs 6 bytes, not 12).
+  ExpectBad(WriteRaw("size.safetensors",
+                     R"({"w":{"dtype":"F16","shape":[3],"data_offsets":[0,12]}})",
+                     std::vector<uint8_t>(12)),
+            "tensor 'w': byte range [0, 12) holds 12 bytes but dtype F16 with shape [3] needs 6");
+}
+
+TEST(SafetensorsTest, BadOffsets) {
+  ExpectBad(WriteRaw("range.safetensors",
+                     R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}})",
+                     std::vector<uint8_t>(8)),
+            "tensor 'w': data_offsets [8, 16] out of range: the data section has 8 bytes");
+  ExpectBad(WriteRaw("order.safetensors",
+                     R"({"w":{"dtype":"F32","shape":[0],"data_offsets":[8,4]}})",
+                     std::vector<uint8_t>(8)),
+            "begin > end");
+  ExpectBad(WriteRaw("overlap.safetensors",
+                     R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
+                     R"("b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
+                     std::vector<uint8_t>(12)),
+            "tensors 'a' [0, 8) and 'b' [4, 12) overlap");
+  ExpectBad(WriteRaw("offsets.safetensors", R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0]}})",
+                     std::vector<uint8_t>(4)),
+            "'data_offsets' must be an array [begin, end]");
+}
+
+}  // namespace
+}  // namespace lookalike

@@ -1,0 +1,162 @@
+#include "server/config.h"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <sstream>
+
+namespace lookalike {
+namespace {
+
+std::string ErrorOf(const std::string& yaml) {
+  ServerConfig config;
+  Status s = ApplyYamlConfig(yaml, "test.yaml", &config);
+  if (s.ok()) s = ValidateConfig(config);
+  return s.ok() ? "" : s.message();
+}
+
+TEST(ConfigTest, DefaultsAreValid) {
+  ServerConfig config;
+  EXPECT_TRUE(ValidateConfig(config).ok());
+  EXPECT_EQ(config.listen, "127.0.0.1:50051");
+  EXPECT_EQ(config.metrics_listen, "127.0.0.1:9090");
+  ASSERT_EQ(config.models.size(), 1u);
+  EXPECT_EQ(config.models[0].weights, "weights/efficientnet_lite0.safetensors");
+}
+
+// The shipped file documents the defaults: loading it must change nothing.
+TEST(ConfigTest, ShippedYamlEqualsDefaults) {
+  std::ifstream in(std::string(LOOKALIKE_SOURCE_DIR) + "/configs/lookalike.yaml");
+  ASSERT_TRUE(in.good());
+  std::stringstream text;
+  text << in.rdbuf();
+  ServerConfig loaded;
+  // Start from different values so every key in the file must be applied.
+  loaded.listen = "x:1";
+  loaded.limits.max_k = 5;
+  loaded.batcher.max_delay_us = 7;
+  loaded.models.clear();
+  ASSERT_TRUE(ApplyYamlConfig(text.str(), "lookalike.yaml", &loaded).ok());
+  ServerConfig defaults;
+  EXPECT_EQ(loaded.listen, defaults.listen);
+  EXPECT_EQ(loaded.metrics_listen, defaults.metrics_listen);
+  EXPECT_EQ(loaded.data_dir, defaults.data_dir);
+  EXPECT_EQ(loaded.device, defaults.device);
+  EXPECT_EQ(loaded.index_device, defaults.index_device);
+  EXPECT_EQ(loaded.engine_threads, defaults.engine_threads);
+  EXPECT_EQ(loaded.snapshot_every_writes, defaults.snapshot_every_writes);
+  EXPECT_EQ(loaded.log_level, defaults.log_level);
+  EXPECT_EQ(loaded.default_model, defaults.default_model);
+  ASSERT_EQ(loaded.models.size(), 1u);
+  EXPECT_EQ(loaded.models[0].name, defaults.models[0].name);
+  EXPECT_EQ(loaded.models[0].preset, defaults.models[0].preset);
+  EXPECT_EQ(loaded.models[0].weights, defaults.models[0].weights);
+  EXPECT_EQ(loaded.limits.max_message_bytes, defaults.limits.max_message_bytes);
+  EXPECT_EQ(loaded.limits.max_images_per_request, defaults.limits.max_images_per_request);
+  EXPECT_EQ(loaded.limits.max_items_per_upsert, defaults.limits.max_items_per_upsert);
+  EXPECT_EQ(loaded.limits.max_queries_per_search, defaults.limits.max_queries_per_search);
+  EXPECT_EQ(loaded.limits.max_k, defaults.limits.max_k);
+  EXPECT_EQ(loaded.limits.max_image_pixels, defaults.limits.max_image_pixels);
+  EXPECT_EQ(loaded.limits.decode_threads, defaults.limits.decode_threads);
+  EXPECT_EQ(loaded.batcher.max_batch, defaults.batcher.max_batch);
+  EXPECT_EQ(loaded.batcher.max_delay_us, defaults.batcher.max_delay_us);
+  EXPECT_EQ(loaded.batcher.queue_capacity, defaults.batcher.queue_capacity);
+}
+
+TEST(ConfigTest, YamlOverridesNestedKeys) {
+  ServerConfig config;
+  ASSERT_TRUE(ApplyYamlConfig(R"(
+listen: 0.0.0.0:6000
+limits:
+  max_k: 100
+batcher:
+  max_batch: 8
+models:
+  - name: a
+    preset: resnet18
+    weights: /w/a.safetensors
+  - name: b
+    weights: /w/b.safetensors
+default_model: b
+)",
+                              "t.yaml", &config)
+                  .ok());
+  EXPECT_EQ(config.listen, "0.0.0.0:6000");
+  EXPECT_EQ(config.limits.max_k, 100);
+  EXPECT_EQ(config.limits.max_items_per_upsert, 4096);  // untouched
+  EXPECT_EQ(config.batcher.max_batch, 8);
+  ASSERT_EQ(config.models.size(), 2u);
+  EXPECT_EQ(config.models[1].preset, "b");  // preset defaults to the name
+  EXPECT_TRUE(ValidateConfig(config).ok());
+}
+
+TEST(ConfigTest, UnknownKeysAreErrors) {
+  EXPECT_EQ(ErrorOf("listn: a:1\n"), "test.yaml:1: unknown key \"listn\"");
+  EXPECT_EQ(ErrorOf("limits:\n  max_kk: 3\n"), "test.yaml:2: unknown key \"limits.max_kk\"");
+  EXPECT_EQ(ErrorOf("models:\n  - name: a\n    weight: w\n"),
+            "test.yaml:3: unknown key \"models[0].weight\" (expected name, preset, weights)");
+}
+
+TEST(ConfigTest, BadValuesNameKeyAndValue) {
+  EXPECT_EQ(ErrorOf("limits:\n  max_k: lots\n"),
+            "test.yaml:2: limits.max_k: expected an integer, got \"lots\"");
+  EXPECT_EQ(ErrorOf("limits:\n  max_k: 4096\n"),
+            "limits.max_k: 4096 is out of range [1, 2048]");
+  EXPECT_EQ(ErrorOf("device: tpu\n"), "device: \"tpu\" is not one of auto, cpu, cuda, cuda:N");
+  EXPECT_EQ(ErrorOf("listen: nowhere\n"), "listen: \"nowhere\" is not HOST:PORT or unix:PATH");
+  EXPECT_EQ(ErrorOf("log_level: loud\n"),
+            "log_level: \"loud\" is not one of trace, debug, info, warn, error, critical, off");
+  EXPECT_EQ(ErrorOf("default_model: nope\n"),
+            "default_model: \"nope\" is not one of the configured models");
+  EXPECT_EQ(ErrorOf("batcher:\n  queue_capacity: 10\n"),
+            "batcher.queue_capacity: 10 is below limits.max_images_per_request (256)");
+  EXPECT_EQ(ErrorOf("limits: 3\n"), "test.yaml:1: limits: expected a map");
+  EXPECT_NE(ErrorOf("listen: [a\n").find("test.yaml: invalid YAML"), std::string::npos);
+}
+
+TEST(ConfigTest, FlagsOverrideYamlAndModelsRepeat) {
+  const std::string path = testing::TempDir() + "/flags.yaml";
+  {
+    std::ofstream out(path);
+    out << "listen: 127.0.0.1:1111\ndata_dir: /from/yaml\nlimits:\n  max_k: 50\n";
+  }
+  bool help = false;
+  StatusOr<ServerConfig> config = LoadServerConfig(
+      {"--config", path, "--listen=0.0.0.0:2222", "--max-k", "60", "--model",
+       "a=resnet18:/w/a.safetensors", "--model", "b=vit_b16:C:/w/b.safetensors",
+       "--default-model", "b", "--device", "cuda:1"},
+      &help);
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_FALSE(help);
+  EXPECT_EQ(config->listen, "0.0.0.0:2222");
+  EXPECT_EQ(config->data_dir, "/from/yaml");
+  EXPECT_EQ(config->limits.max_k, 60);
+  EXPECT_EQ(config->device, "cuda:1");
+  ASSERT_EQ(config->models.size(), 2u);
+  EXPECT_EQ(config->models[0].name, "a");
+  EXPECT_EQ(config->models[0].preset, "resnet18");
+  EXPECT_EQ(config->models[1].weights, "C:/w/b.safetensors");  // ':' kept after the first
+}
+
+TEST(ConfigTest, FlagErrors) {
+  bool help = false;
+  auto error = [&](std::vector<std::string> args) {
+    StatusOr<ServerConfig> c = LoadServerConfig(args, &help);
+    return c.ok() ? std::string() : c.status().message();
+  };
+  EXPECT_EQ(error({"--nope", "1"}), "unknown flag --nope (see --help)");
+  EXPECT_EQ(error({"--max-batch"}), "--max-batch: missing value");
+  EXPECT_EQ(error({"--max-batch", "x"}), "--max-batch: expected an integer, got \"x\"");
+  EXPECT_EQ(error({"--model", "resnet18"}),
+            "--model: expected NAME=PRESET:WEIGHTS, got \"resnet18\"");
+  EXPECT_EQ(error({"--config", "/does/not/exist.yaml"}),
+            "--config: cannot read \"/does/not/exist.yaml\"");
+  EXPECT_EQ(error({"stray"}), "unexpected argument \"stray\" (flags start with --)");
+  EXPECT_EQ(error({"--model", "x=resnet18:w"}),
+            "default_model: \"efficientnet_lite0\" is not one of the configured models");
+  StatusOr<ServerConfig> c = LoadServerConfig({"--help"}, &help);
+  EXPECT_TRUE(help);
+}
+
+}  // namespace
+}  // namespace lookalike

@@ -1,0 +1,543 @@
+// Service tests through a real gRPC server on a loopback port with raw stubs.
+// Collections live in memory (memory_collections.h); the model is a fake
+// embedding function (each image's mean R, G, B and a constant), so image
+// paths (decode -> batcher -> service) are covered without model weights.
+#include "server/service.h"
+
+#include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <future>
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
+
+#include "memory_collections.h"
+#include "server/grpc_server.h"
+
+namespace lookalike {
+namespace {
+
+namespace pb = ::lookalike::v1;
+
+constexpr int kFakeDim = 4;
+
+// Vector of an image: {mean R, mean G, mean B, 100} / 255.
+Status FakeEmbed(const std::vector<ImageView>& images, std::vector<float>* out) {
+  out->clear();
+  for (const ImageView& v : images) {
+    double sum[3] = {0, 0, 0};
+    for (int y = 0; y < v.height; ++y) {
+      const uint8_t* row = v.data + static_cast<size_t>(y) * v.stride_bytes;
+      for (int x = 0; x < v.width; ++x) {
+        for (int c = 0; c < 3; ++c) sum[c] += row[3 * x + c];
+      }
+    }
+    const double n = double(v.width) * v.height;
+    for (int c = 0; c < 3; ++c) out->push_back(static_cast<float>(sum[c] / n / 255.0));
+    out->push_back(100.f / 255.f);
+  }
+  return Status::Ok();
+}
+
+std::string Png(int r, int g, int b, int w = 8, int h = 6) {
+  cv::Mat bgr(h, w, CV_8UC3, cv::Scalar(b, g, r));
+  std::vector<uint8_t> buf;
+  cv::imencode(".png", bgr, buf);
+  return std::string(buf.begin(), buf.end());
+}
+
+pb::Vector Vec(std::vector<float> values) {
+  pb::Vector v;
+  v.mutable_values()->Add(values.begin(), values.end());
+  return v;
+}
+
+class ServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ServedModel model;
+    model.name = "fake";
+    model.info.preset = "fake_preset";
+    model.info.dim = kFakeDim;
+    model.info.input_height = 8;
+    model.info.input_width = 8;
+    model.info.backend = "cpu";
+    model.embed = FakeEmbed;
+    ServiceOptions options;
+    options.default_model = "fake";
+    options.limits.max_images_per_request = 4;
+    options.limits.max_queries_per_search = 5;
+    options.limits.max_k = 100;
+    options.limits.max_image_pixels = 10000;
+    options.limits.decode_threads = 2;
+    options.batcher.max_batch = 8;
+    options.batcher.max_delay_us = 500;
+    options.handler_threads = 4;
+    std::vector<ServedModel> models;
+    models.push_back(std::move(model));
+    service_ = std::make_unique<LookalikeService>(options, &collections_, std::move(models),
+                                                  &metrics_);
+    StatusOr<std::unique_ptr<GrpcServer>> server =
+        GrpcServer::Start("127.0.0.1:0", 4 << 20, service_.get());
+    ASSERT_TRUE(server.ok()) << server.status().ToString();
+    server_ = std::move(server).value();
+    server_->SetServing(true);
+    channel_ = grpc::CreateChannel("127.0.0.1:" + std::to_string(server_->port()),
+                                   grpc::InsecureChannelCredentials());
+    stub_ = pb::Lookalike::NewStub(channel_);
+  }
+
+  void TearDown() override {
+    if (server_) server_->Shutdown(std::chrono::seconds(2));
+    service_.reset();
+  }
+
+  void CreateVectors(const std::string& name, int dim, pb::Metric metric = pb::COSINE) {
+    grpc::ClientContext ctx;
+    pb::CreateCollectionRequest req;
+    req.set_name(name);
+    req.set_model(kNoModel);
+    req.set_dim(dim);
+    req.set_metric(metric);
+    pb::CollectionInfo info;
+    grpc::Status s = stub_->CreateCollection(&ctx, req, &info);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+  }
+
+  pb::UpsertResponse Upsert(const pb::UpsertRequest& req, grpc::Status* status) {
+    grpc::ClientContext ctx;
+    pb::UpsertResponse resp;
+    *status = stub_->Upsert(&ctx, req, &resp);
+    return resp;
+  }
+
+  pb::SearchResponse Search(const pb::SearchRequest& req, grpc::Status* status) {
+    grpc::ClientContext ctx;
+    pb::SearchResponse resp;
+    *status = stub_->Search(&ctx, req, &resp);
+    return resp;
+  }
+
+  testing::MemoryCollectionManager collections_;
+  Metrics metrics_;
+  std::unique_ptr<LookalikeService> service_;
+  std::unique_ptr<GrpcServer> server_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<pb::Lookalike::Stub> stub_;
+};
+
+TEST_F(ServiceTest, HealthIsServing) {
+  // grpc.health.v1.Health/Check with an empty request ("" = the server);
+  // the reply {status: SERVING} is the bytes 08 01.
+  grpc::GenericStub generic(channel_);
+  grpc::Slice empty;
+  grpc::ByteBuffer request(&empty, 1);
+  grpc::ByteBuffer response;
+  grpc::ClientContext ctx;
+  std::promise<grpc::Status> done;
+  generic.UnaryCall(&ctx, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request,
+                    &response, [&](grpc::Status s) { done.set_value(s); });
+  grpc::Status s = done.get_future().get();
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  std::vector<grpc::Slice> slices;
+  ASSERT_TRUE(response.Dump(&slices).ok());
+  std::string bytes;
+  for (const grpc::Slice& slice : slices) {
+    bytes.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
+  }
+  EXPECT_EQ(bytes, std::string("\x08\x01", 2));
+}
+
+TEST_F(ServiceTest, ListModels) {
+  grpc::ClientContext ctx;
+  pb::ListModelsResponse resp;
+  ASSERT_TRUE(stub_->ListModels(&ctx, pb::ListModelsRequest(), &resp).ok());
+  ASSERT_EQ(resp.models_size(), 1);
+  EXPECT_EQ(resp.models(0).name(), "fake");
+  EXPECT_EQ(resp.models(0).preset(), "fake_preset");
+  EXPECT_EQ(resp.models(0).dim(), kFakeDim);
+  EXPECT_EQ(resp.models(0).backend(), "cpu");
+}
+
+TEST_F(ServiceTest, EmbedDecodesAndEmbedsInOrder) {
+  pb::EmbedRequest req;
+  req.add_images(Png(255, 0, 0));
+  req.add_images(Png(0, 51, 255));
+  grpc::ClientContext ctx;
+  pb::EmbedResponse resp;
+  grpc::Status s = stub_->Embed(&ctx, req, &resp);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(resp.model().name(), "fake");
+  ASSERT_EQ(resp.vectors_size(), 2);
+  ASSERT_EQ(resp.vectors(0).values_size(), kFakeDim);
+  EXPECT_FLOAT_EQ(resp.vectors(0).values(0), 1.f);
+  EXPECT_FLOAT_EQ(resp.vectors(0).values(2), 0.f);
+  EXPECT_FLOAT_EQ(resp.vectors(1).values(1), 0.2f);
+  EXPECT_FLOAT_EQ(resp.vectors(1).values(2), 1.f);
+}
+
+TEST_F(ServiceTest, EmbedErrors) {
+  auto call = [&](const pb::EmbedRequest& req) {
+    grpc::ClientContext ctx;
+    pb::EmbedResponse resp;
+    return stub_->Embed(&ctx, req, &resp);
+  };
+  pb::EmbedRequest req;
+  req.add_images(Png(1, 2, 3));
+  req.add_images("");
+  grpc::Status s = call(req);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(s.error_message(), "images[1]: image is empty");
+
+  req.set_images(1, "not an image");
+  s = call(req);
+  EXPECT_EQ(s.error_message(), std::string("images[1]: ") + kImageUnsupportedMessage);
+
+  req.set_images(1, Png(1, 2, 3, 200, 100));  // 20000 pixels > 10000
+  s = call(req);
+  EXPECT_EQ(s.error_message(),
+            "images[1]: image is 200 x 100 = 20000 pixels, over the limit of 10000 pixels");
+
+  pb::EmbedRequest many;
+  for (int i = 0; i < 5; ++i) many.add_images(Png(1, 2, 3));
+  s = call(many);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(s.error_message(), "images: 5 images is over the limit of 4");
+
+  EXPECT_EQ(call(pb::EmbedRequest()).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+
+  pb::EmbedRequest unknown;
+  unknown.set_model("nope");
+  unknown.add_images(Png(1, 2, 3));
+  s = call(unknown);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(s.error_message(), "model \"nope\" is not served (see ListModels)");
+}
+
+TEST_F(ServiceTest, CreateDescribeListDrop) {
+  auto create = [&](const std::string& name, const std::string& model, int dim,
+                    pb::CollectionInfo* info) {
+    grpc::ClientContext ctx;
+    pb::CreateCollectionRequest req;
+    req.set_name(name);
+    req.set_model(model);
+    req.set_dim(dim);
+    return stub_->CreateCollection(&ctx, req, info);
+  };
+  pb::CollectionInfo info;
+  ASSERT_TRUE(create("photos", "", 0, &info).ok());
+  EXPECT_EQ(info.model(), "fake");  // the default model
+  EXPECT_EQ(info.dim(), kFakeDim);  // the model's dim
+  EXPECT_EQ(info.metric(), pb::COSINE);
+  EXPECT_EQ(info.index_spec(), "Flat");
+  EXPECT_EQ(info.count(), 0);
+
+  ASSERT_TRUE(create("raw", "", 8, &info).ok());  // dim differs: vectors only
+  EXPECT_EQ(info.model(), kNoModel);
+  EXPECT_EQ(info.dim(), 8);
+
+  grpc::Status s = create("photos", "", 0, &info);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::ALREADY_EXISTS);
+  s = create("x", "fake", 3, &info);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(s.error_message(), "dim: 3 differs from model \"fake\"'s dim 4");
+  s = create("y", kNoModel, 0, &info);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  s = create("z", "missing", 0, &info);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND);
+  s = create("bad name!", "", 0, &info);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+
+  {
+    grpc::ClientContext ctx;
+    pb::ListCollectionsResponse list;
+    ASSERT_TRUE(stub_->ListCollections(&ctx, pb::ListCollectionsRequest(), &list).ok());
+    ASSERT_EQ(list.collections_size(), 2);
+    EXPECT_EQ(list.collections(0).name(), "photos");
+    EXPECT_EQ(list.collections(1).name(), "raw");
+  }
+  {
+    grpc::ClientContext ctx;
+    pb::DropCollectionRequest req;
+    req.set_name("raw");
+    pb::DropCollectionResponse resp;
+    ASSERT_TRUE(stub_->DropCollection(&ctx, req, &resp).ok());
+  }
+  {
+    grpc::ClientContext ctx;
+    pb::DescribeCollectionRequest req;
+    req.set_name("raw");
+    s = stub_->DescribeCollection(&ctx, req, &info);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND);
+  }
+}
+
+TEST_F(ServiceTest, UpsertReportsEachItem) {
+  CreateVectors("raw", 3);
+  pb::UpsertRequest req;
+  req.set_collection("raw");
+  auto add = [&](const std::string& id) {
+    pb::Item* item = req.add_items();
+    item->set_id(id);
+    return item;
+  };
+  *add("a")->mutable_vector() = Vec({1, 0, 0});
+  *add("b")->mutable_vector() = Vec({1, 0});
+  *add("c")->mutable_vector() = Vec({1, NAN, 0});
+  add("d");
+  pb::Item* e = add("e");
+  *e->mutable_vector() = Vec({0, 1, 0});
+  (*e->mutable_metadata())["color"] = "green";
+  add("f")->set_image(Png(1, 2, 3));
+  *add("")->mutable_vector() = Vec({0, 0, 1});
+  grpc::Status s;
+  pb::UpsertResponse resp = Upsert(req, &s);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  ASSERT_EQ(resp.statuses_size(), 7);
+  EXPECT_EQ(resp.upserted(), 2);
+  EXPECT_EQ(resp.failed(), 5);
+  EXPECT_EQ(resp.statuses(0).code(), 0);
+  EXPECT_EQ(resp.statuses(0).id(), "a");
+  EXPECT_EQ(resp.statuses(1).code(), 3);
+  EXPECT_EQ(resp.statuses(1).message(),
+            "items[1] (id \"b\"): vector has 2 values; the collection's dim is 3");
+  EXPECT_EQ(resp.statuses(2).message(),
+            "items[2] (id \"c\"): vector has a non-finite value (NaN or Inf) at index 1");
+  EXPECT_EQ(resp.statuses(3).message(), "items[3] (id \"d\"): item has neither an image nor a vector");
+  EXPECT_EQ(resp.statuses(4).code(), 0);
+  EXPECT_EQ(resp.statuses(5).message(),
+            "items[5] (id \"f\"): collection \"raw\" stores vectors only (no model); send a vector");
+  EXPECT_EQ(resp.statuses(6).code(), 3);  // the collection refuses an empty id
+  EXPECT_EQ(resp.statuses(6).message().rfind("items[6] (id \"\"): ", 0), 0u);
+
+  grpc::ClientContext ctx;
+  pb::GetRequest get;
+  get.set_collection("raw");
+  get.add_ids("e");
+  get.add_ids("b");
+  get.add_ids("a");
+  get.set_include_vectors(true);
+  pb::GetResponse got;
+  ASSERT_TRUE(stub_->Get(&ctx, get, &got).ok());
+  ASSERT_EQ(got.items_size(), 2);
+  EXPECT_EQ(got.items(0).id(), "e");
+  EXPECT_EQ(got.items(0).metadata().at("color"), "green");
+  ASSERT_EQ(got.items(0).vector().values_size(), 3);
+  EXPECT_FLOAT_EQ(got.items(0).vector().values(1), 1.f);
+  EXPECT_EQ(got.items(1).id(), "a");
+  ASSERT_EQ(got.missing_ids_size(), 1);
+  EXPECT_EQ(got.missing_ids(0), "b");
+
+  pb::UpsertRequest missing;
+  missing.set_collection("nope");
+  Upsert(missing, &s);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(ServiceTest, ImageItemsAndImageQueries) {
+  pb::CollectionInfo info;
+  {
+    grpc::ClientContext ctx;
+    pb::CreateCollectionRequest req;
+    req.set_name("photos");
+    ASSERT_TRUE(stub_->CreateCollection(&ctx, req, &info).ok());
+  }
+  pb::UpsertRequest req;
+  req.set_collection("photos");
+  const int colors[3][3] = {{255, 0, 0}, {0, 255, 0}, {0, 0, 255}};
+  const char* ids[3] = {"red", "green", "blue"};
+  for (int i = 0; i < 3; ++i) {
+    pb::Item* item = req.add_items();
+    item->set_id(ids[i]);
+    item->set_image(Png(colors[i][0], colors[i][1], colors[i][2]));
+  }
+  pb::Item* bad = req.add_items();
+  bad->set_id("broken.jpg");
+  bad->set_image(std::string("\xFF\xD8\xFF\xE0\x00\x10JFIF", 10));
+  grpc::Status s;
+  pb::UpsertResponse resp = Upsert(req, &s);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(resp.upserted(), 3);
+  ASSERT_EQ(resp.statuses_size(), 4);
+  EXPECT_EQ(resp.statuses(3).code(), 3);
+  EXPECT_EQ(resp.statuses(3).message(),
+            std::string("items[3] (id \"broken.jpg\"): ") + kImageUnsupportedMessage);
+
+  pb::SearchRequest search;
+  search.set_collection("photos");
+  search.add_queries()->set_image(Png(10, 0, 240));  // bluish
+  search.set_k(2);
+  pb::SearchResponse found = Search(search, &s);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  ASSERT_EQ(found.results_size(), 1);
+  ASSERT_EQ(found.results(0).hits_size(), 2);
+  EXPECT_EQ(found.results(0).hits(0).id(), "blue");
+
+  search.mutable_queries(0)->set_image("garbage");
+  Search(search, &s);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(s.error_message(), std::string("queries[0]: ") + kImageUnsupportedMessage);
+}
+
+TEST_F(ServiceTest, SearchByVectorIdFiltersScoresAndExtras) {
+  CreateVectors("raw", 2);
+  pb::UpsertRequest req;
+  req.set_collection("raw");
+  const std::vector<std::pair<std::string, std::vector<float>>> points = {
+      {"east", {1, 0}}, {"northeast", {1, 1}}, {"north", {0, 1}}, {"west", {-1, 0}}};
+  for (const auto& [id, v] : points) {
+    pb::Item* item = req.add_items();
+    item->set_id(id);
+    *item->mutable_vector() = Vec(v);
+    (*item->mutable_metadata())["half"] = v[0] >= 0 ? "right" : "left";
+  }
+  grpc::Status s;
+  ASSERT_EQ(Upsert(req, &s).upserted(), 4);
+
+  pb::SearchRequest search;
+  search.set_collection("raw");
+  *search.add_queries()->mutable_vector() = Vec({2, 0});
+  search.add_queries()->set_id("north");
+  search.set_k(3);
+  search.set_include_metadata(true);
+  search.set_include_vectors(true);
+  pb::SearchResponse resp = Search(search, &s);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  ASSERT_EQ(resp.results_size(), 2);
+  ASSERT_EQ(resp.results(0).hits_size(), 3);
+  EXPECT_EQ(resp.results(0).hits(0).id(), "east");
+  EXPECT_NEAR(resp.results(0).hits(0).score(), 1.f, 1e-5);
+  EXPECT_EQ(resp.results(0).hits(1).id(), "northeast");
+  EXPECT_EQ(resp.results(0).hits(0).metadata().at("half"), "right");
+  ASSERT_EQ(resp.results(0).hits(0).vector().values_size(), 2);
+  // By id: "north" itself is excluded.
+  ASSERT_EQ(resp.results(1).hits_size(), 3);
+  EXPECT_EQ(resp.results(1).hits(0).id(), "northeast");
+  for (const pb::Hit& hit : resp.results(1).hits()) EXPECT_NE(hit.id(), "north");
+
+  // Filter + min_score, no extras.
+  pb::SearchRequest filtered;
+  filtered.set_collection("raw");
+  *filtered.add_queries()->mutable_vector() = Vec({0, 1});
+  pb::FieldFilter* f = filtered.add_filter();
+  f->set_key("half");
+  f->add_values("right");
+  filtered.set_min_score(0.5f);
+  resp = Search(filtered, &s);
+  ASSERT_TRUE(s.ok());
+  ASSERT_EQ(resp.results(0).hits_size(), 2);  // north 1.0, northeast 0.707; east 0 dropped
+  EXPECT_EQ(resp.results(0).hits(0).id(), "north");
+  EXPECT_EQ(resp.results(0).hits(1).id(), "northeast");
+  EXPECT_TRUE(resp.results(0).hits(0).metadata().empty());
+  EXPECT_EQ(resp.results(0).hits(0).vector().values_size(), 0);
+
+  // Errors name the query or field.
+  pb::SearchRequest bad = filtered;
+  bad.set_k(101);
+  Search(bad, &s);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(s.error_message(), "k: 101 is out of range [1, 100]");
+  bad = filtered;
+  *bad.add_queries()->mutable_vector() = Vec({INFINITY, 0});
+  Search(bad, &s);
+  EXPECT_EQ(s.error_message(),
+            "queries[1]: vector has a non-finite value (NaN or Inf) at index 0");
+  bad = filtered;
+  bad.add_queries()->set_id("nobody");
+  Search(bad, &s);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(s.error_message(), "queries[1]: id \"nobody\" is not in collection \"raw\"");
+  bad = filtered;
+  bad.clear_queries();
+  Search(bad, &s);
+  EXPECT_EQ(s.error_message(), "queries: at least one query is required");
+  bad = filtered;
+  for (int i = 0; i < 5; ++i) *bad.add_queries()->mutable_vector() = Vec({1, 1});
+  Search(bad, &s);
+  EXPECT_EQ(s.error_message(), "queries: 6 queries is over the limit of 5");
+  bad = filtered;
+  bad.add_queries();
+  Search(bad, &s);
+  EXPECT_EQ(s.error_message(), "queries[1]: set one of image, vector or id");
+}
+
+TEST_F(ServiceTest, UpsertStreamWritesEveryBatch) {
+  CreateVectors("raw", 2);
+  grpc::ClientContext ctx;
+  pb::UpsertResponse resp;
+  auto writer = stub_->UpsertStream(&ctx, &resp);
+  for (int batch = 0; batch < 3; ++batch) {
+    pb::UpsertRequest req;
+    if (batch == 0) req.set_collection("raw");
+    for (int i = 0; i < 2; ++i) {
+      pb::Item* item = req.add_items();
+      item->set_id("b" + std::to_string(batch) + "_" + std::to_string(i));
+      *item->mutable_vector() = (batch == 1 && i == 1) ? Vec({1}) : Vec({1, float(i)});
+    }
+    ASSERT_TRUE(writer->Write(req));
+  }
+  writer->WritesDone();
+  grpc::Status s = writer->Finish();
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(resp.upserted(), 5);
+  EXPECT_EQ(resp.failed(), 1);
+  ASSERT_EQ(resp.statuses_size(), 6);
+  EXPECT_EQ(resp.statuses(3).message(),
+            "items[3] (id \"b1_1\"): vector has 1 values; the collection's dim is 2");
+  EXPECT_EQ(resp.statuses(5).id(), "b2_1");
+
+  pb::DescribeCollectionRequest describe;
+  describe.set_name("raw");
+  pb::CollectionInfo info;
+  grpc::ClientContext ctx2;
+  ASSERT_TRUE(stub_->DescribeCollection(&ctx2, describe, &info).ok());
+  EXPECT_EQ(info.count(), 5);
+
+  // A stream that names no collection fails as a whole.
+  grpc::ClientContext ctx3;
+  pb::UpsertResponse resp3;
+  auto unnamed = stub_->UpsertStream(&ctx3, &resp3);
+  pb::UpsertRequest req;
+  req.add_items()->set_id("x");
+  unnamed->Write(req);
+  unnamed->WritesDone();
+  s = unnamed->Finish();
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(s.error_message(), "collection: the first message must name the collection");
+}
+
+TEST_F(ServiceTest, DeleteAndMetrics) {
+  CreateVectors("raw", 2);
+  pb::UpsertRequest req;
+  req.set_collection("raw");
+  for (const char* id : {"a", "b"}) {
+    pb::Item* item = req.add_items();
+    item->set_id(id);
+    *item->mutable_vector() = Vec({1, 2});
+  }
+  grpc::Status s;
+  Upsert(req, &s);
+  ASSERT_TRUE(s.ok());
+  grpc::ClientContext ctx;
+  pb::DeleteRequest del;
+  del.set_collection("raw");
+  del.add_ids("a");
+  del.add_ids("zzz");
+  pb::DeleteResponse deleted;
+  ASSERT_TRUE(stub_->Delete(&ctx, del, &deleted).ok());
+  EXPECT_EQ(deleted.deleted(), 1);
+
+  const std::string text = metrics_.Render();
+  EXPECT_NE(text.find("lookalike_requests_total{code=\"OK\",method=\"Upsert\"} 1"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("lookalike_requests_total{code=\"OK\",method=\"Delete\"} 1"),
+            std::string::npos);
+  EXPECT_NE(text.find("lookalike_request_duration_seconds_count{method=\"CreateCollection\"} 1"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace lookalike
