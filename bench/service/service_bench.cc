@@ -1,0 +1,338 @@
+// Load generator for lookalike-server over gRPC: Upsert and Search throughput
+// and latency (p50/p99) with vector payloads and with image payloads, each
+// phase bounded by a request count and a time limit.
+//
+//   lookalike-service-bench --server 127.0.0.1:50051 --images DIR
+//       [--concurrency 4] [--requests 400] [--seconds 20] [--batch 16] [--k 10]
+//
+// Phases (each on a fresh collection, dropped afterwards unless --keep):
+//   upsert_vectors  Upsert of --batch random unit vectors per request
+//   search_vectors  Search with one random vector per request
+//   upsert_images   Upsert of --image-batch encoded images per request (the server embeds them)
+//   search_images   Search with one encoded image per request
+// Latency is per request, measured by the client from send to reply
+// (includes loopback gRPC, queueing, decode and embedding).
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <mutex>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "client/cli/ingest_files.h"
+#include "client/lookalike_client.h"
+
+namespace lookalike {
+namespace {
+
+struct Config {
+  std::string server;
+  std::string images_dir;
+  std::string model;
+  int concurrency = 4;
+  int requests = 400;     // per phase, upper bound
+  double seconds = 20.0;  // per phase, upper bound
+  int batch = 64;         // vectors per Upsert
+  int image_batch = 8;    // images per Upsert
+  int k = 10;
+  int preload = 5000;     // vectors stored before search_vectors
+  std::string phases = "upsert_vectors,search_vectors,upsert_images,search_images";
+  std::string json_out;
+  bool keep = false;
+};
+
+struct PhaseResult {
+  std::string name;
+  int64_t requests = 0;
+  int64_t items = 0;  // vectors or images carried
+  int64_t errors = 0;
+  double seconds = 0;
+  double p50_ms = 0, p99_ms = 0, mean_ms = 0;
+  std::string first_error;
+};
+
+double Percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  double rank = p / 100.0 * static_cast<double>(v.size() - 1);
+  size_t lo = static_cast<size_t>(std::floor(rank)), hi = static_cast<size_t>(std::ceil(rank));
+  return v[lo] + (v[hi] - v[lo]) * (rank - static_cast<double>(lo));
+}
+
+// Runs `one(worker, seq)` (returns items carried or an error) from
+// `concurrency` threads until `requests` calls or `seconds` elapsed.
+PhaseResult RunPhase(const std::string& name, const Config& cfg,
+                     const std::function<StatusOr<int>(int worker, int64_t seq)>& one) {
+  PhaseResult r;
+  r.name = name;
+  std::atomic<int64_t> next{0};
+  std::mutex mu;
+  std::vector<double> latencies;
+  auto start = std::chrono::steady_clock::now();
+  auto deadline = start + std::chrono::milliseconds(static_cast<int64_t>(cfg.seconds * 1000));
+  std::vector<std::thread> threads;
+  for (int w = 0; w < cfg.concurrency; ++w) {
+    threads.emplace_back([&, w] {
+      std::vector<double> local;
+      int64_t items = 0, errors = 0;
+      std::string first_error;
+      for (;;) {
+        int64_t seq = next.fetch_add(1);
+        if (seq >= cfg.requests || std::chrono::steady_clock::now() >= deadline) break;
+        auto t0 = std::chrono::steady_clock::now();
+        auto n = one(w, seq);
+        double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+        if (n.ok()) {
+          local.push_back(ms);
+          items += *n;
+        } else {
+          ++errors;
+          if (first_error.empty()) first_error = n.status().ToString();
+        }
+      }
+      std::lock_guard<std::mutex> lock(mu);
+      latencies.insert(latencies.end(), local.begin(), local.end());
+      r.items += items;
+      r.errors += errors;
+      if (r.first_error.empty()) r.first_error = first_error;
+    });
+  }
+  for (auto& t : threads) t.join();
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  r.requests = static_cast<int64_t>(latencies.size());
+  r.p50_ms = Percentile(latencies, 50);
+  r.p99_ms = Percentile(latencies, 99);
+  double sum = 0;
+  for (double x : latencies) sum += x;
+  r.mean_ms = latencies.empty() ? 0 : sum / static_cast<double>(latencies.size());
+  return r;
+}
+
+std::vector<float> RandomUnit(std::mt19937& rng, int dim) {
+  std::normal_distribution<float> n(0.f, 1.f);
+  std::vector<float> v(static_cast<size_t>(dim));
+  double norm = 0;
+  for (float& x : v) {
+    x = n(rng);
+    norm += static_cast<double>(x) * x;
+  }
+  for (float& x : v) x = static_cast<float>(x / std::sqrt(norm));
+  return v;
+}
+
+void SetVector(v1::Vector* out, const std::vector<float>& v) {
+  out->mutable_values()->Reserve(static_cast<int>(v.size()));
+  for (float x : v) out->add_values(x);
+}
+
+Status Check(const StatusOr<v1::UpsertResponse>& r) {
+  if (!r.ok()) return r.status();
+  if (r->failed() > 0) {
+    for (const auto& s : r->statuses()) {
+      if (s.code() != 0) return Status(static_cast<StatusCode>(s.code()), s.id() + ": " + s.message());
+    }
+  }
+  return Status::Ok();
+}
+
+int Main(int argc, char** argv) {
+  Config cfg;
+  CLI::App app{"Load generator for lookalike-server: Upsert/Search throughput and latency", "lookalike-service-bench"};
+  app.add_option("--server", cfg.server, "HOST:PORT (default $LOOKALIKE_SERVER or localhost:50051)");
+  app.add_option("--images", cfg.images_dir, "Folder of images for the image phases")->check(CLI::ExistingDirectory);
+  app.add_option("--model", cfg.model, "Model of the collections (default: the server's default)");
+  app.add_option("--concurrency", cfg.concurrency, "Requests in flight")->capture_default_str()->check(CLI::Range(1, 256));
+  app.add_option("--requests", cfg.requests, "Requests per phase (upper bound)")->capture_default_str();
+  app.add_option("--seconds", cfg.seconds, "Seconds per phase (upper bound)")->capture_default_str();
+  app.add_option("--batch", cfg.batch, "Vectors per Upsert request")->capture_default_str();
+  app.add_option("--image-batch", cfg.image_batch, "Images per Upsert request")->capture_default_str();
+  app.add_option("--k", cfg.k, "Results per search")->capture_default_str();
+  app.add_option("--preload", cfg.preload, "Vectors stored before search_vectors")->capture_default_str();
+  app.add_option("--phases", cfg.phases, "Comma-separated phases to run")->capture_default_str();
+  app.add_option("--json", cfg.json_out, "Also write the results to this JSON file");
+  app.add_flag("--keep", cfg.keep, "Keep the bench collections");
+  CLI11_PARSE(app, argc, argv);
+
+  ClientOptions copts;
+  copts.server = cfg.server;
+  copts.timeout = std::chrono::seconds(120);
+  auto client_or = Client::Connect(copts);
+  if (!client_or.ok()) {
+    std::fprintf(stderr, "%s\n", client_or.status().ToString().c_str());
+    return 1;
+  }
+  Client& client = **client_or;
+  auto models = client.ListModels();
+  if (!models.ok() || models->empty()) {
+    std::fprintf(stderr, "cannot list models: %s\n", models.ok() ? "none served" : models.status().ToString().c_str());
+    return 1;
+  }
+  v1::ModelInfo model = (*models)[0];
+  for (const auto& m : *models) {
+    if (m.name() == cfg.model) model = m;
+  }
+  const int dim = model.dim();
+  auto want = [&](const std::string& phase) { return ("," + cfg.phases + ",").find("," + phase + ",") != std::string::npos; };
+
+  std::vector<std::string> images;
+  if (want("upsert_images") || want("search_images")) {
+    if (cfg.images_dir.empty()) {
+      std::fprintf(stderr, "--images DIR is required for the image phases (or pass --phases)\n");
+      return 1;
+    }
+    auto files = CollectImageFiles({cfg.images_dir});
+    if (!files.ok() || files->empty()) {
+      std::fprintf(stderr, "no images under %s\n", cfg.images_dir.c_str());
+      return 1;
+    }
+    for (const auto& f : *files) {
+      auto bytes = ReadFileBytes(f.path);
+      if (bytes.ok()) images.push_back(std::move(*bytes));
+    }
+  }
+  double mean_image_kib = 0;
+  for (const auto& im : images) mean_image_kib += static_cast<double>(im.size()) / 1024.0;
+  if (!images.empty()) mean_image_kib /= static_cast<double>(images.size());
+
+  const std::string suffix = std::to_string(::getpid());
+  const std::string vec_coll = "bench_vectors_" + suffix, img_coll = "bench_images_" + suffix;
+  auto create = [&](const std::string& name) -> Status {
+    v1::CreateCollectionRequest req;
+    req.set_name(name);
+    req.set_model(model.name());
+    req.set_dim(dim);
+    req.set_metric(v1::COSINE);
+    auto r = client.CreateCollection(req);
+    return r.ok() ? Status::Ok() : r.status();
+  };
+
+  std::vector<PhaseResult> results;
+  std::vector<std::mt19937> rngs;
+  for (int w = 0; w < cfg.concurrency; ++w) rngs.emplace_back(1234 + w);
+
+  if (want("upsert_vectors") || want("search_vectors")) {
+    if (Status s = create(vec_coll); !s.ok()) {
+      std::fprintf(stderr, "create %s: %s\n", vec_coll.c_str(), s.ToString().c_str());
+      return 1;
+    }
+    if (want("upsert_vectors")) {
+      results.push_back(RunPhase("upsert_vectors", cfg, [&](int w, int64_t seq) -> StatusOr<int> {
+        v1::UpsertRequest req;
+        req.set_collection(vec_coll);
+        for (int i = 0; i < cfg.batch; ++i) {
+          v1::Item* item = req.add_items();
+          item->set_id("v" + std::to_string(seq) + "_" + std::to_string(i));
+          SetVector(item->mutable_vector(), RandomUnit(rngs[w], dim));
+        }
+        RETURN_IF_ERROR(Check(client.Upsert(req)));
+        return cfg.batch;
+      }));
+    }
+    if (want("search_vectors")) {
+      // Bring the collection to --preload items so searches scan a known size.
+      auto info = client.DescribeCollection(vec_coll);
+      int64_t have = info.ok() ? info->count() : 0;
+      std::mt19937 rng(99);
+      for (int64_t i = have; i < cfg.preload; i += 256) {
+        v1::UpsertRequest req;
+        req.set_collection(vec_coll);
+        for (int64_t j = i; j < std::min<int64_t>(cfg.preload, i + 256); ++j) {
+          v1::Item* item = req.add_items();
+          item->set_id("pre" + std::to_string(j));
+          SetVector(item->mutable_vector(), RandomUnit(rng, dim));
+        }
+        if (Status s = Check(client.Upsert(req)); !s.ok()) {
+          std::fprintf(stderr, "preload: %s\n", s.ToString().c_str());
+          return 1;
+        }
+      }
+      results.push_back(RunPhase("search_vectors", cfg, [&](int w, int64_t) -> StatusOr<int> {
+        v1::SearchRequest req;
+        req.set_collection(vec_coll);
+        req.set_k(cfg.k);
+        SetVector(req.add_queries()->mutable_vector(), RandomUnit(rngs[w], dim));
+        auto r = client.Search(req);
+        if (!r.ok()) return r.status();
+        return 1;
+      }));
+    }
+    if (!cfg.keep) (void)client.DropCollection(vec_coll);
+  }
+
+  if (!images.empty()) {
+    if (Status s = create(img_coll); !s.ok()) {
+      std::fprintf(stderr, "create %s: %s\n", img_coll.c_str(), s.ToString().c_str());
+      return 1;
+    }
+    if (want("upsert_images")) {
+      results.push_back(RunPhase("upsert_images", cfg, [&](int, int64_t seq) -> StatusOr<int> {
+        v1::UpsertRequest req;
+        req.set_collection(img_coll);
+        for (int i = 0; i < cfg.image_batch; ++i) {
+          size_t idx = static_cast<size_t>(seq * cfg.image_batch + i) % images.size();
+          v1::Item* item = req.add_items();
+          item->set_id("i" + std::to_string(seq) + "_" + std::to_string(i));
+          item->set_image(images[idx]);
+        }
+        RETURN_IF_ERROR(Check(client.Upsert(req)));
+        return cfg.image_batch;
+      }));
+    }
+    if (want("search_images")) {
+      results.push_back(RunPhase("search_images", cfg, [&](int, int64_t seq) -> StatusOr<int> {
+        v1::SearchRequest req;
+        req.set_collection(img_coll);
+        req.set_k(cfg.k);
+        req.add_queries()->set_image(images[static_cast<size_t>(seq) % images.size()]);
+        auto r = client.Search(req);
+        if (!r.ok()) return r.status();
+        return 1;
+      }));
+    }
+    if (!cfg.keep) (void)client.DropCollection(img_coll);
+  }
+
+  std::printf("server %s, model %s (dim %d, backend %s), concurrency %d, vector batch %d, image batch %d, "
+              "k %d, %zu images (mean %.1f KiB)\n",
+              client.server().c_str(), model.name().c_str(), dim, model.backend().c_str(), cfg.concurrency, cfg.batch,
+              cfg.image_batch, cfg.k, images.size(), mean_image_kib);
+  std::printf("%-16s %9s %9s %12s %12s %10s %10s %10s %7s\n", "phase", "requests", "seconds", "requests/s", "items/s",
+              "p50 ms", "p99 ms", "mean ms", "errors");
+  nlohmann::json j = nlohmann::json::array();
+  int rc = 0;
+  for (const auto& r : results) {
+    std::printf("%-16s %9lld %9.2f %12.1f %12.1f %10.2f %10.2f %10.2f %7lld\n", r.name.c_str(),
+                static_cast<long long>(r.requests), r.seconds, static_cast<double>(r.requests) / r.seconds,
+                static_cast<double>(r.items) / r.seconds, r.p50_ms, r.p99_ms, r.mean_ms,
+                static_cast<long long>(r.errors));
+    if (!r.first_error.empty()) {
+      std::printf("  first error: %s\n", r.first_error.c_str());
+      rc = 1;
+    }
+    j.push_back({{"phase", r.name}, {"requests", r.requests}, {"items", r.items}, {"seconds", r.seconds},
+                 {"p50_ms", r.p50_ms}, {"p99_ms", r.p99_ms}, {"mean_ms", r.mean_ms}, {"errors", r.errors}});
+  }
+  if (!cfg.json_out.empty()) {
+    std::FILE* f = std::fopen(cfg.json_out.c_str(), "w");
+    if (f) {
+      std::fprintf(f, "%s\n", j.dump(2).c_str());
+      std::fclose(f);
+    }
+  }
+  return rc;
+}
+
+}  // namespace
+}  // namespace lookalike
+
+int main(int argc, char** argv) { return lookalike::Main(argc, argv); }

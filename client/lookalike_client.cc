@@ -1,0 +1,387 @@
+#include "client/lookalike_client.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <random>
+#include <utility>
+
+#include <grpcpp/generic/generic_stub.h>
+
+namespace lookalike {
+
+std::string ResolveServerAddress(const std::string& flag) {
+  if (!flag.empty()) return flag;
+  const char* env = std::getenv(kServerEnvVar);
+  if (env != nullptr && env[0] != '\0') return env;
+  return kDefaultServer;
+}
+
+Status FromGrpcStatus(const grpc::Status& status) {
+  if (status.ok()) return Status::Ok();
+  int code = static_cast<int>(status.error_code());
+  if (code < 0 || code > static_cast<int>(StatusCode::kDataLoss)) code = static_cast<int>(StatusCode::kUnknown);
+  std::string message = status.error_message();
+  if (message.empty()) message = "(no message from server)";
+  return Status(static_cast<StatusCode>(code), std::move(message));
+}
+
+bool IsRetryable(StatusCode code) {
+  return code == StatusCode::kUnavailable || code == StatusCode::kResourceExhausted;
+}
+
+StatusOr<std::unique_ptr<Client>> Client::Connect(const ClientOptions& options) {
+  ClientOptions resolved = options;
+  resolved.server = ResolveServerAddress(options.server);
+  if (resolved.server.find_first_of(" \t\r\n") != std::string::npos) {
+    return InvalidArgumentError("server address \"" + resolved.server + "\" contains whitespace; expected HOST:PORT");
+  }
+  if (resolved.max_attempts < 1) return InvalidArgumentError("max_attempts must be >= 1");
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(resolved.max_message_bytes);
+  args.SetMaxSendMessageSize(resolved.max_message_bytes);
+  // Retries are done here (CallWithRetry) so they are visible and bounded in
+  // one place; keep gRPC's own transparent retries off to avoid multiplying.
+  args.SetInt(GRPC_ARG_ENABLE_RETRIES, 0);
+  auto channel = grpc::CreateCustomChannel(resolved.server, grpc::InsecureChannelCredentials(), args);
+  if (channel == nullptr) return InvalidArgumentError("cannot create a channel to \"" + resolved.server + "\"");
+  return std::make_unique<Client>(std::move(channel), std::move(resolved));
+}
+
+Client::Client(std::shared_ptr<grpc::Channel> channel, ClientOptions options)
+    : channel_(std::move(channel)), stub_(v1::Lookalike::NewStub(channel_)), options_(std::move(options)) {}
+
+Status Client::WaitForConnected(std::chrono::milliseconds timeout) {
+  if (channel_->WaitForConnected(std::chrono::system_clock::now() + timeout)) return Status::Ok();
+  return UnavailableError("cannot connect to the server at " + options_.server + " within " +
+                          std::to_string(timeout.count()) + " ms (is lookalike-server running? set --server or " +
+                          kServerEnvVar + ")");
+}
+
+namespace {
+
+// grpc.health.v1 messages are tiny; encoding them by hand avoids shipping a
+// copy of health.proto. HealthCheckRequest { string service = 1; }
+// HealthCheckResponse { ServingStatus status = 1; }, SERVING = 1.
+std::string EncodeHealthRequest(const std::string& service) {
+  std::string out;
+  if (service.empty()) return out;
+  out.push_back(0x0a);  // field 1, length-delimited
+  uint64_t n = service.size();
+  while (n >= 0x80) {
+    out.push_back(static_cast<char>((n & 0x7f) | 0x80));
+    n >>= 7;
+  }
+  out.push_back(static_cast<char>(n));
+  out += service;
+  return out;
+}
+
+// Returns the ServingStatus enum value (0 when absent = UNKNOWN), or -1 when
+// the bytes are not a HealthCheckResponse.
+int DecodeHealthStatus(const std::string& bytes) {
+  size_t i = 0;
+  int status = 0;
+  auto read_varint = [&](uint64_t* v) {
+    *v = 0;
+    for (int shift = 0; i < bytes.size() && shift < 64; shift += 7) {
+      uint8_t b = static_cast<uint8_t>(bytes[i++]);
+      *v |= static_cast<uint64_t>(b & 0x7f) << shift;
+      if ((b & 0x80) == 0) return true;
+    }
+    return false;
+  };
+  while (i < bytes.size()) {
+    uint64_t key;
+    if (!read_varint(&key)) return -1;
+    uint64_t field = key >> 3, wire = key & 7;
+    uint64_t v;
+    if (wire == 0) {
+      if (!read_varint(&v)) return -1;
+      if (field == 1) status = static_cast<int>(v);
+    } else if (wire == 2) {
+      if (!read_varint(&v) || i + v > bytes.size()) return -1;
+      i += v;
+    } else {
+      return -1;
+    }
+  }
+  return status;
+}
+
+}  // namespace
+
+StatusOr<bool> Client::CheckHealth(const std::string& service, std::chrono::milliseconds timeout) {
+  grpc::GenericStub generic(channel_);
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + timeout);
+  std::string request_bytes = EncodeHealthRequest(service);
+  grpc::Slice slice(request_bytes);
+  grpc::ByteBuffer request(&slice, 1);
+  grpc::ByteBuffer response;
+  grpc::CompletionQueue cq;
+  auto call = generic.PrepareUnaryCall(&context, "/grpc.health.v1.Health/Check", request, &cq);
+  call->StartCall();
+  grpc::Status status;
+  call->Finish(&response, &status, reinterpret_cast<void*>(1));
+  void* tag = nullptr;
+  bool ok = false;
+  if (!cq.Next(&tag, &ok)) return InternalError("health check: completion queue shut down");
+  cq.Shutdown();
+  while (cq.Next(&tag, &ok)) {
+  }
+  RETURN_IF_ERROR(FromGrpcStatus(status).WithPrefix("health check of " + options_.server));
+  grpc::Slice out;
+  std::string bytes;
+  if (response.Length() > 0) {
+    if (!response.DumpToSingleSlice(&out).ok()) return InternalError("health check: unreadable reply");
+    bytes.assign(reinterpret_cast<const char*>(out.begin()), out.size());
+  }
+  int serving = DecodeHealthStatus(bytes);
+  if (serving < 0) return InternalError("health check: malformed HealthCheckResponse");
+  return serving == 1;
+}
+
+Status Client::CallWithRetry(const char* method,
+                             const std::function<grpc::Status(grpc::ClientContext*)>& call) {
+  thread_local std::mt19937 rng(std::random_device{}());
+  double backoff_ms = static_cast<double>(options_.initial_backoff.count());
+  Status last;
+  for (int attempt = 1; attempt <= options_.max_attempts; ++attempt) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + options_.timeout);
+    last = FromGrpcStatus(call(&context));
+    if (last.ok() || !IsRetryable(last.code()) || attempt == options_.max_attempts) break;
+    retries_.fetch_add(1);
+    // Full jitter in [backoff/2, backoff] spreads the retries of concurrent
+    // callers so they do not hit a recovering server at the same instant.
+    std::uniform_real_distribution<double> jitter(0.5, 1.0);
+    std::this_thread::sleep_for(std::chrono::milliseconds(static_cast<int64_t>(backoff_ms * jitter(rng))));
+    backoff_ms = std::min(backoff_ms * options_.backoff_multiplier, static_cast<double>(options_.max_backoff.count()));
+  }
+  if (!last.ok() && last.code() == StatusCode::kUnavailable) {
+    return Status(last.code(), last.message() + " (server " + options_.server + ", method " + method + ")");
+  }
+  return last;
+}
+
+StatusOr<std::vector<v1::ModelInfo>> Client::ListModels() {
+  v1::ListModelsRequest request;
+  v1::ListModelsResponse response;
+  RETURN_IF_ERROR(CallWithRetry("ListModels", [&](grpc::ClientContext* c) {
+    return stub_->ListModels(c, request, &response);
+  }));
+  return std::vector<v1::ModelInfo>(response.models().begin(), response.models().end());
+}
+
+StatusOr<v1::EmbedResponse> Client::Embed(const v1::EmbedRequest& request) {
+  v1::EmbedResponse response;
+  RETURN_IF_ERROR(CallWithRetry("Embed", [&](grpc::ClientContext* c) { return stub_->Embed(c, request, &response); }));
+  return response;
+}
+
+StatusOr<v1::CollectionInfo> Client::CreateCollection(const v1::CreateCollectionRequest& request) {
+  v1::CollectionInfo response;
+  RETURN_IF_ERROR(CallWithRetry("CreateCollection", [&](grpc::ClientContext* c) {
+    return stub_->CreateCollection(c, request, &response);
+  }));
+  return response;
+}
+
+StatusOr<std::vector<v1::CollectionInfo>> Client::ListCollections() {
+  v1::ListCollectionsRequest request;
+  v1::ListCollectionsResponse response;
+  RETURN_IF_ERROR(CallWithRetry("ListCollections", [&](grpc::ClientContext* c) {
+    return stub_->ListCollections(c, request, &response);
+  }));
+  return std::vector<v1::CollectionInfo>(response.collections().begin(), response.collections().end());
+}
+
+StatusOr<v1::CollectionInfo> Client::DescribeCollection(const std::string& name) {
+  v1::DescribeCollectionRequest request;
+  request.set_name(name);
+  v1::CollectionInfo response;
+  RETURN_IF_ERROR(CallWithRetry("DescribeCollection", [&](grpc::ClientContext* c) {
+    return stub_->DescribeCollection(c, request, &response);
+  }));
+  return response;
+}
+
+Status Client::DropCollection(const std::string& name) {
+  v1::DropCollectionRequest request;
+  request.set_name(name);
+  v1::DropCollectionResponse response;
+  return CallWithRetry("DropCollection", [&](grpc::ClientContext* c) {
+    return stub_->DropCollection(c, request, &response);
+  });
+}
+
+StatusOr<v1::UpsertResponse> Client::Upsert(const v1::UpsertRequest& request) {
+  v1::UpsertResponse response;
+  RETURN_IF_ERROR(
+      CallWithRetry("Upsert", [&](grpc::ClientContext* c) { return stub_->Upsert(c, request, &response); }));
+  return response;
+}
+
+StatusOr<v1::UpsertResponse> Client::UpsertStream(const std::string& collection,
+                                                  const std::vector<v1::UpsertRequest>& batches) {
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + options_.timeout);
+  v1::UpsertResponse response;
+  auto writer = stub_->UpsertStream(&context, &response);
+  bool first = true;
+  for (const auto& batch : batches) {
+    v1::UpsertRequest message = batch;
+    if (first && message.collection().empty()) message.set_collection(collection);
+    first = false;
+    if (!writer->Write(message)) break;  // the server ended the call; Finish() says why
+  }
+  writer->WritesDone();
+  RETURN_IF_ERROR(FromGrpcStatus(writer->Finish()));
+  return response;
+}
+
+StatusOr<v1::SearchResponse> Client::Search(const v1::SearchRequest& request) {
+  v1::SearchResponse response;
+  RETURN_IF_ERROR(
+      CallWithRetry("Search", [&](grpc::ClientContext* c) { return stub_->Search(c, request, &response); }));
+  return response;
+}
+
+StatusOr<v1::GetResponse> Client::Get(const v1::GetRequest& request) {
+  v1::GetResponse response;
+  RETURN_IF_ERROR(CallWithRetry("Get", [&](grpc::ClientContext* c) { return stub_->Get(c, request, &response); }));
+  return response;
+}
+
+StatusOr<int64_t> Client::Delete(const std::string& collection, const std::vector<std::string>& ids) {
+  v1::DeleteRequest request;
+  request.set_collection(collection);
+  for (const auto& id : ids) request.add_ids(id);
+  v1::DeleteResponse response;
+  RETURN_IF_ERROR(
+      CallWithRetry("Delete", [&](grpc::ClientContext* c) { return stub_->Delete(c, request, &response); }));
+  return response.deleted();
+}
+
+// ---------------------------------------------------------- BulkUploader ---
+
+BulkUploader::BulkUploader(Client* client, std::string collection, BulkUploadOptions options,
+                           BatchCallback on_batch)
+    : client_(client), collection_(std::move(collection)), options_(options), on_batch_(std::move(on_batch)) {
+  options_.concurrency = std::max(1, options_.concurrency);
+  options_.batch_items = std::max(1, options_.batch_items);
+  options_.batch_bytes = std::max<int64_t>(1, options_.batch_bytes);
+  pending_.request.set_collection(collection_);
+  for (int i = 0; i < options_.concurrency; ++i) workers_.emplace_back([this] { Worker(); });
+}
+
+BulkUploader::~BulkUploader() { Finish(); }
+
+void BulkUploader::Add(v1::Item item, int64_t tag) {
+  std::unique_lock<std::mutex> lock(mu_);
+  int64_t bytes = static_cast<int64_t>(item.ByteSizeLong());
+  if (pending_.request.items_size() > 0 &&
+      (pending_.request.items_size() >= options_.batch_items || pending_.bytes + bytes > options_.batch_bytes)) {
+    // Wait for a free slot in the window before handing the batch over.
+    cv_.wait(lock, [this] { return in_flight_ < options_.concurrency; });
+    FlushLocked();
+  }
+  *pending_.request.add_items() = std::move(item);
+  pending_.tags.push_back(tag);
+  pending_.bytes += bytes;
+}
+
+void BulkUploader::FlushLocked() {
+  if (pending_.request.items_size() == 0) return;
+  queue_.push_back(std::move(pending_));
+  ++in_flight_;
+  pending_ = Batch();
+  pending_.request.set_collection(collection_);
+  cv_.notify_all();
+}
+
+void BulkUploader::Finish() {
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (finished_) return;
+    finished_ = true;
+    cv_.wait(lock, [this] { return in_flight_ < options_.concurrency; });
+    FlushLocked();
+    closing_ = true;
+    cv_.notify_all();
+  }
+  for (auto& t : workers_) t.join();
+  workers_.clear();
+}
+
+std::vector<BulkItemResult> BulkUploader::SendBatch(const Batch& batch) {
+  const int n = batch.request.items_size();
+  std::vector<BulkItemResult> results(n);
+  for (int i = 0; i < n; ++i) {
+    results[i].id = batch.request.items(i).id();
+    results[i].tag = batch.tags[i];
+  }
+  // Whole-call failures are retried inside Client::Upsert. Items the server
+  // rejected one by one with a retryable code (e.g. RESOURCE_EXHAUSTED when
+  // its queue is full) are re-sent here, alone, with the same backoff policy.
+  std::vector<int> todo(n);
+  for (int i = 0; i < n; ++i) todo[i] = i;
+  const ClientOptions& copts = client_->options();
+  double backoff_ms = static_cast<double>(copts.initial_backoff.count());
+  for (int attempt = 1; !todo.empty(); ++attempt) {
+    v1::UpsertRequest request;
+    request.set_collection(batch.request.collection());
+    for (int i : todo) *request.add_items() = batch.request.items(i);
+    auto reply = client_->Upsert(request);
+    std::vector<int> again;
+    if (!reply.ok()) {
+      for (int i : todo) results[i].status = reply.status();
+    } else if (reply->statuses_size() != request.items_size()) {
+      Status bad = InternalError("server replied with " + std::to_string(reply->statuses_size()) +
+                                 " item statuses for " + std::to_string(request.items_size()) + " items");
+      for (int i : todo) results[i].status = bad;
+    } else {
+      for (int j = 0; j < reply->statuses_size(); ++j) {
+        const auto& s = reply->statuses(j);
+        int i = todo[j];
+        if (s.code() == 0) {
+          results[i].status = Status::Ok();
+          continue;
+        }
+        int code = s.code() > 0 && s.code() <= static_cast<int>(StatusCode::kDataLoss) ? s.code() : 2;
+        results[i].status = Status(static_cast<StatusCode>(code), s.message());
+        if (IsRetryable(results[i].status.code())) again.push_back(i);
+      }
+    }
+    if (again.empty() || attempt >= copts.max_attempts) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(static_cast<int64_t>(backoff_ms)));
+    backoff_ms = std::min(backoff_ms * copts.backoff_multiplier, static_cast<double>(copts.max_backoff.count()));
+    todo = std::move(again);
+  }
+  return results;
+}
+
+void BulkUploader::Worker() {
+  for (;;) {
+    Batch batch;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [this] { return !queue_.empty() || closing_; });
+      if (queue_.empty()) return;  // closing and drained
+      batch = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    std::vector<BulkItemResult> results = SendBatch(batch);
+    {
+      std::lock_guard<std::mutex> callback_lock(callback_mu_);
+      if (on_batch_) on_batch_(results);
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      --in_flight_;
+    }
+    cv_.notify_all();
+  }
+}
+
+}  // namespace lookalike

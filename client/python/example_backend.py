@@ -1,0 +1,185 @@
+#!/usr/bin/env python3
+"""A web backend that asks lookalike-server for similar products.
+
+The shape most shops need: an HTTP endpoint receives a photo, the backend calls
+Lookalike's Search over gRPC with the image bytes, and returns the most similar
+catalogue items (ids, scores, metadata) as JSON.
+
+    python client/python/example_backend.py --server localhost:50051 \
+        --collection products --port 8080
+    curl --data-binary @shoe.jpg 'http://localhost:8080/similar?k=5'
+
+Python stubs are generated at start-up from proto/lookalike/v1/lookalike.proto
+with grpcio-tools into a temporary folder (pinned in tools/requirements.txt),
+so nothing generated is checked in.
+
+Library use:
+    backend = SimilarityBackend("localhost:50051", "products")
+    backend.similar_products(open("shoe.jpg", "rb").read(), k=5)
+"""
+
+import argparse
+import importlib
+import json
+import os
+import sys
+import tempfile
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import grpc
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PROTO_DIR = os.path.join(REPO_ROOT, "proto")
+PROTO_FILE = "lookalike/v1/lookalike.proto"
+
+_stubs = None
+
+
+def load_stubs(proto_dir=PROTO_DIR):
+    """Generates and imports lookalike_pb2 / lookalike_pb2_grpc (once per process)."""
+    global _stubs
+    if _stubs is not None:
+        return _stubs
+    from grpc_tools import protoc  # imported lazily: only needed once
+
+    out_dir = tempfile.mkdtemp(prefix="lookalike_stubs_")
+    include = os.path.join(os.path.dirname(protoc.__file__), "_proto")
+    rc = protoc.main(["protoc", f"-I{proto_dir}", f"-I{include}", f"--python_out={out_dir}",
+                      f"--grpc_python_out={out_dir}", os.path.join(proto_dir, PROTO_FILE)])
+    if rc != 0:
+        raise RuntimeError(f"protoc failed ({rc}) on {os.path.join(proto_dir, PROTO_FILE)}")
+    sys.path.insert(0, out_dir)
+    pb2 = importlib.import_module("lookalike.v1.lookalike_pb2")
+    pb2_grpc = importlib.import_module("lookalike.v1.lookalike_pb2_grpc")
+    _stubs = (pb2, pb2_grpc)
+    return _stubs
+
+
+class SimilarityBackend:
+    """Thin wrapper over the Lookalike stub; one channel shared by all requests."""
+
+    def __init__(self, server, collection, timeout_s=10.0):
+        self.pb2, pb2_grpc = load_stubs()
+        self.collection = collection
+        self.timeout_s = timeout_s
+        self.channel = grpc.insecure_channel(
+            server, options=[("grpc.max_send_message_length", 64 << 20),
+                             ("grpc.max_receive_message_length", 64 << 20)])
+        self.stub = pb2_grpc.LookalikeStub(self.channel)
+
+    def similar_products(self, image_bytes, k=10, filters=None, min_score=None):
+        """Returns [{"id", "score", "metadata"}] best first.
+
+        filters: {"key": "value" or ["v1", "v2"]}; raises grpc.RpcError with the
+        server's code and message on bad input (e.g. INVALID_ARGUMENT for bytes
+        that are not an image).
+        """
+        request = self.pb2.SearchRequest(collection=self.collection, k=k, include_metadata=True)
+        request.queries.add(image=image_bytes)
+        for key, values in (filters or {}).items():
+            if isinstance(values, str):
+                values = [values]
+            request.filter.add(key=key, values=list(values))
+        if min_score is not None:
+            request.min_score = min_score
+        response = self.stub.Search(request, timeout=self.timeout_s)
+        return [{"id": h.id, "score": h.score, "metadata": dict(h.metadata)}
+                for h in response.results[0].hits]
+
+    def close(self):
+        self.channel.close()
+
+
+# gRPC code -> HTTP status for the endpoint's errors.
+_HTTP_STATUS = {
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 503,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+}
+
+
+def make_handler(backend):
+    class Handler(BaseHTTPRequestHandler):
+        def _reply(self, status, body):
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self):  # noqa: N802 (http.server naming)
+            if urllib.parse.urlparse(self.path).path == "/healthz":
+                self._reply(200, {"ok": True})
+            else:
+                self._reply(404, {"error": "POST an image to /similar?k=N"})
+
+        def do_POST(self):  # noqa: N802
+            url = urllib.parse.urlparse(self.path)
+            if url.path != "/similar":
+                self._reply(404, {"error": "POST an image to /similar?k=N"})
+                return
+            params = urllib.parse.parse_qs(url.query)
+            try:
+                k = int(params.get("k", ["10"])[0])
+            except ValueError:
+                self._reply(400, {"error": "k must be an integer"})
+                return
+            filters = {}
+            for spec in params.get("filter", []):
+                key, _, value = spec.partition("=")
+                filters.setdefault(key, []).append(value)
+            length = int(self.headers.get("Content-Length", "0"))
+            image = self.rfile.read(length)
+            try:
+                hits = backend.similar_products(image, k=k, filters=filters)
+            except grpc.RpcError as e:
+                self._reply(_HTTP_STATUS.get(e.code(), 502),
+                            {"error": e.details(), "code": e.code().name})
+                return
+            self._reply(200, {"results": hits})
+
+        def log_message(self, fmt, *args):  # keep test output quiet
+            if os.environ.get("LOOKALIKE_EXAMPLE_LOG"):
+                super().log_message(fmt, *args)
+
+    return Handler
+
+
+def serve(backend, port, host="127.0.0.1"):
+    """Returns a started ThreadingHTTPServer (call .serve_forever() or run it in a thread)."""
+    return ThreadingHTTPServer((host, port), make_handler(backend))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--server", default=os.environ.get("LOOKALIKE_SERVER", "localhost:50051"))
+    parser.add_argument("--collection", required=True)
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--query", help="instead of serving HTTP: print the results for this image file as JSON")
+    parser.add_argument("--k", type=int, default=10)
+    args = parser.parse_args(argv)
+    backend = SimilarityBackend(args.server, args.collection)
+    if args.query:
+        with open(args.query, "rb") as f:
+            try:
+                print(json.dumps(backend.similar_products(f.read(), k=args.k), indent=2))
+            except grpc.RpcError as e:
+                print(f"error: {e.code().name}: {e.details()}", file=sys.stderr)
+                return 1
+        return 0
+    httpd = serve(backend, args.port)
+    print(f"listening on http://127.0.0.1:{args.port}/similar (Lookalike at {args.server}, "
+          f"collection {args.collection})", flush=True)
+    try:
+        httpd.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

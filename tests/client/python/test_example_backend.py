@@ -1,0 +1,97 @@
+"""client/python/example_backend.py against an in-process fake Lookalike servicer.
+
+Checks what the example sends (collection, k, image bytes, filters) and how it
+maps replies and gRPC errors to its function result and HTTP endpoint. The same
+example is run against the real server by tests/integration.
+"""
+
+import json
+import os
+import sys
+import threading
+import urllib.error
+import urllib.request
+from concurrent import futures
+
+import grpc
+import pytest
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
+sys.path.insert(0, os.path.join(REPO, "client", "python"))
+import example_backend  # noqa: E402
+
+pb2, pb2_grpc = example_backend.load_stubs()
+
+
+class FakeLookalike(pb2_grpc.LookalikeServicer):
+    def __init__(self):
+        self.requests = []
+
+    def Search(self, request, context):
+        self.requests.append(request)
+        if request.collection != "products":
+            context.abort(grpc.StatusCode.NOT_FOUND, f'collection "{request.collection}" not found')
+        if request.queries[0].image == b"not an image":
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "queries[0]: cannot decode image")
+        hits = [pb2.Hit(id=f"p{i}", score=1.0 - 0.1 * i, metadata={"rank": str(i)}) for i in range(request.k)]
+        return pb2.SearchResponse(results=[pb2.QueryResult(hits=hits)])
+
+
+@pytest.fixture()
+def fake_server():
+    servicer = FakeLookalike()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    pb2_grpc.add_LookalikeServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    yield servicer, f"127.0.0.1:{port}"
+    server.stop(None)
+
+
+def test_similar_products_sends_request_and_maps_hits(fake_server):
+    servicer, address = fake_server
+    backend = example_backend.SimilarityBackend(address, "products")
+    hits = backend.similar_products(b"\xff\xd8jpeg", k=3, filters={"color": "red", "size": ["S", "M"]},
+                                    min_score=0.25)
+    assert [h["id"] for h in hits] == ["p0", "p1", "p2"]
+    assert hits[1]["score"] == pytest.approx(0.9)
+    assert hits[2]["metadata"] == {"rank": "2"}
+    req = servicer.requests[-1]
+    assert req.collection == "products" and req.k == 3 and req.include_metadata
+    assert req.queries[0].image == b"\xff\xd8jpeg"
+    assert {f.key: list(f.values) for f in req.filter} == {"color": ["red"], "size": ["S", "M"]}
+    assert req.HasField("min_score") and req.min_score == pytest.approx(0.25)
+    backend.close()
+
+
+def test_similar_products_raises_server_error(fake_server):
+    _, address = fake_server
+    backend = example_backend.SimilarityBackend(address, "nope")
+    with pytest.raises(grpc.RpcError) as err:
+        backend.similar_products(b"x", k=1)
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    assert "nope" in err.value.details()
+
+
+def test_http_endpoint(fake_server):
+    _, address = fake_server
+    backend = example_backend.SimilarityBackend(address, "products")
+    httpd = example_backend.serve(backend, 0)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{httpd.server_address[1]}"
+    try:
+        with urllib.request.urlopen(urllib.request.Request(base + "/similar?k=2&filter=color%3Dred",
+                                                           data=b"\xff\xd8jpeg")) as r:
+            body = json.loads(r.read())
+        assert r.status == 200
+        assert [h["id"] for h in body["results"]] == ["p0", "p1"]
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(urllib.request.Request(base + "/similar?k=2", data=b"not an image"))
+        assert err.value.code == 400
+        assert "cannot decode" in json.loads(err.value.read())["error"]
+        with urllib.request.urlopen(base + "/healthz") as r:
+            assert json.loads(r.read()) == {"ok": True}
+    finally:
+        httpd.shutdown()
+        backend.close()
