@@ -5,11 +5,13 @@
 //   build/bench/cpu/lookalike_cpu_op_bench [--threads N] [--reps R]
 //
 // Timing: one untimed warm-up call (primitive creation, weight reorder, page
-// faults), then R timed calls; the median is printed. Inputs rotate between
+// faults), then R timed calls; the medians of wall time and of process CPU
+// time are printed, and throughput per CPU-second. Inputs rotate between
 // two buffers so the timed call does not start from a warm cache of its own
 // output.
 #include <cblas.h>
 #include <omp.h>
+#include <time.h>
 
 #include <algorithm>
 #include <chrono>
@@ -29,16 +31,30 @@ extern "C" void openblas_set_num_threads(int);
 namespace lookalike {
 namespace {
 
-double MedianMs(int reps, const std::function<void()>& fn) {
+double CpuMs() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
+}
+
+struct Timing {
+  double wall_ms;  // median wall time
+  double cpu_ms;   // median process CPU time (all threads)
+};
+
+Timing MedianMs(int reps, const std::function<void()>& fn) {
   fn();  // warm-up
-  std::vector<double> t;
+  std::vector<double> t, c;
   for (int i = 0; i < reps; ++i) {
+    const double c0 = CpuMs();
     const auto a = std::chrono::steady_clock::now();
     fn();
     t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - a).count());
+    c.push_back(CpuMs() - c0);
   }
   std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
+  std::sort(c.begin(), c.end());
+  return {t[t.size() / 2], c[c.size() / 2]};
 }
 
 std::vector<float> Rand(size_t n, int seed) {
@@ -49,8 +65,11 @@ std::vector<float> Rand(size_t n, int seed) {
   return v;
 }
 
-void Report(const char* op, const char* shape, const char* impl, double ms, double gflop) {
-  std::printf("%-10s %-34s %-26s %9.2f ms %8.1f GFLOP/s\n", op, shape, impl, ms, gflop / ms * 1e3);
+// GFLOP/s per CPU-second: throughput per core actually used, which a
+// shared, loaded machine disturbs far less than wall time.
+void Report(const char* op, const char* shape, const char* impl, Timing t, double gflop) {
+  std::printf("%-10s %-32s %-31s %9.2f ms wall %9.2f ms cpu %7.1f GFLOP/cpu-s\n", op, shape,
+              impl, t.wall_ms, t.cpu_ms, gflop / t.cpu_ms * 1e3);
 }
 
 Tensor Input(CpuBackend& be, const std::vector<int64_t>& shape, int seed) {
@@ -104,7 +123,7 @@ void ConvCase(CpuBackend& be, int threads, int reps, const char* name, int n, in
   char shape[96];
   std::snprintf(shape, sizeof(shape), "%dx%dx%dx%d k%d s%d oc%d g%d", n, h, w, c, k, s, oc, groups);
   int it = 0;
-  const double ms_dnnl = MedianMs(reps, [&] {
+  const Timing ms_dnnl = MedianMs(reps, [&] {
     auto y = be.Conv2d(**layer, x[it++ % 2], Activation::kRelu, nullptr);
     if (!y.ok()) std::abort();
   });
@@ -119,7 +138,7 @@ void ConvCase(CpuBackend& be, int threads, int reps, const char* name, int n, in
           wk[((size_t(ky) * k + kx) * c + i) * oc + o] = wt[((size_t(o) * c + i) * k + ky) * k + kx];
   std::vector<float> y(size_t(n) * oh * ow * oc), col;
   openblas_set_num_threads(threads);
-  const double ms_blas = MedianMs(reps, [&] {
+  const Timing ms_blas = MedianMs(reps, [&] {
     const float* xi = x[it++ % 2].data_as<float>();
     if (k == 1 && s == 1) {
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int64_t(n) * h * w, oc, c, 1.0f, xi,
