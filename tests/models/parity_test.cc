@@ -18,10 +18,9 @@
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "models/backend_factory.h"
 #include "models/embedder.h"
+#include "models/json.h"
 #include "models/model.h"
 #include "models/pos_embed.h"
 #include "models/presets.h"
@@ -134,17 +133,27 @@ class ParityTest : public ::testing::Test {
 TEST_F(ParityTest, PresetMatchesFixtureTransform) {
   const auto& meta = ref_->metadata();
   ASSERT_TRUE(meta.count("config")) << "reference.safetensors has no config metadata";
-  const auto cfg = nlohmann::json::parse(meta.at("config"));
+  auto parsed = ParseJson(meta.at("config"));
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  const JsonValue& cfg = *parsed;
+  auto field = [&](const char* key) -> const JsonValue& {
+    static const JsonValue kNull;
+    const JsonValue* v = cfg.Find(key);
+    EXPECT_NE(v, nullptr) << "fixture config has no '" << key << "'";
+    return v ? *v : kNull;
+  };
   const PreprocessSpec& s = preset_.preprocess;
-  EXPECT_EQ(cfg.at("resize_shorter").get<int>(), s.resize_shorter);
-  EXPECT_EQ(cfg.at("crop_height").get<int>(), s.crop_height);
-  EXPECT_EQ(cfg.at("crop_width").get<int>(), s.crop_width);
-  EXPECT_EQ(cfg.at("interpolation").get<std::string>(),
+  EXPECT_EQ(field("resize_shorter").as_int(), s.resize_shorter);
+  EXPECT_EQ(field("crop_height").as_int(), s.crop_height);
+  EXPECT_EQ(field("crop_width").as_int(), s.crop_width);
+  EXPECT_EQ(field("interpolation").as_string(),
             s.interpolation == Interpolation::kBicubic ? "bicubic" : "bilinear");
-  EXPECT_EQ(cfg.at("dim").get<int>(), preset_.embedding_dim);
+  EXPECT_EQ(field("dim").as_int(), preset_.embedding_dim);
+  ASSERT_EQ(field("mean").items().size(), 3u);
+  ASSERT_EQ(field("std").items().size(), 3u);
   for (int c = 0; c < 3; ++c) {
-    EXPECT_NEAR(cfg.at("mean")[c].get<double>(), s.mean[c], 1e-7) << c;
-    EXPECT_NEAR(cfg.at("std")[c].get<double>(), s.std[c], 1e-7) << c;
+    EXPECT_NEAR(field("mean").items()[c].as_double(), s.mean[c], 1e-7) << c;
+    EXPECT_NEAR(field("std").items()[c].as_double(), s.std[c], 1e-7) << c;
   }
 }
 
