@@ -4,8 +4,10 @@
 //   LOOKALIKE_PARITY_PRESET  preset name
 //   LOOKALIKE_PARITY_DIR     fixture directory: weights.safetensors, reference.safetensors
 //                            (or SKIPPED holding the reason the Python reference stack is absent)
-// Metric (TEAM contract): for every image ||ours - ref|| <= 1% of the median
-// pairwise distance between the reference embeddings of different images.
+//   LOOKALIKE_PARITY_DEVICE  optional: "cpu" (default) or "cuda[:N]" (skipped without a GPU)
+// Metric: for every image ||ours - ref|| <= 1% of the median pairwise
+// distance between the reference embeddings of different images on the fp32
+// CPU backend, 5% on a backend computing in fp16/bf16.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -30,7 +32,8 @@
 namespace lookalike {
 namespace {
 
-constexpr double kParityFraction = 0.01;
+constexpr double kParityFractionF32 = 0.01;
+constexpr double kParityFractionHalf = 0.05;
 
 class ParityTest : public ::testing::Test {
  protected:
@@ -42,6 +45,17 @@ class ParityTest : public ::testing::Test {
     }
     preset_name_ = preset;
     dir_ = dir;
+    const char* device = std::getenv("LOOKALIKE_PARITY_DEVICE");
+    device_ = device != nullptr && *device ? device : "cpu";
+    if (device_ != "cpu" && !CudaAvailable()) {
+      GTEST_SKIP() << "device " << device_ << ": no usable GPU (or no CUDA backend in this build)";
+    }
+    {
+      auto backend = MakeBackend(device_, 0);
+      ASSERT_TRUE(backend.ok()) << backend.status().ToString();
+      tolerance_ = (*backend)->compute_dtype() == DType::kF32 ? kParityFractionF32
+                                                              : kParityFractionHalf;
+    }
     std::ifstream skipped(dir_ + "/SKIPPED");
     if (skipped) {
       std::stringstream reason;
@@ -99,12 +113,13 @@ class ParityTest : public ::testing::Test {
     for (int i = 0; i < n_; ++i) {
       const double ratio = Distance(&ours[i * d], &ref_embeddings_[i * d], d) / median_;
       worst = std::max(worst, ratio);
-      EXPECT_LE(ratio, kParityFraction) << what << ": image " << i << " ||ours - ref|| / median = "
+      EXPECT_LE(ratio, tolerance_) << what << ": image " << i << " ||ours - ref|| / median = "
                                         << ratio;
     }
-    std::printf("[parity] %s %s: max ||ours - ref|| / median pairwise distance = %.3e (%.4f%%; "
-                "limit 1%%), median = %.4f, images = %d\n",
-                preset_name_.c_str(), what.c_str(), worst, worst * 100.0, median_, n_);
+    std::printf("[parity] %s %s on %s: max ||ours - ref|| / median pairwise distance = %.3e "
+                "(%.4f%%; limit %.0f%%), median = %.4f, images = %d\n",
+                preset_name_.c_str(), what.c_str(), device_.c_str(), worst, worst * 100.0,
+                tolerance_ * 100.0, median_, n_);
     RecordProperty(what + "_ratio", std::to_string(worst));
   }
 
@@ -112,7 +127,7 @@ class ParityTest : public ::testing::Test {
     EmbedderOptions o;
     o.preset = preset_name_;
     o.weights_path = weights_path_;
-    o.device = "cpu";
+    o.device = device_;
     o.max_batch = max_batch;
     o.output = output;
     auto e = Embedder::Load(o);
@@ -120,7 +135,8 @@ class ParityTest : public ::testing::Test {
     return e.ok() ? std::move(*e) : nullptr;
   }
 
-  std::string preset_name_, dir_, weights_path_;
+  std::string preset_name_, dir_, weights_path_, device_;
+  double tolerance_ = kParityFractionF32;
   Preset preset_;
   std::unique_ptr<SafetensorsFile> ref_;
   std::vector<std::vector<uint8_t>> images_;
@@ -158,7 +174,7 @@ TEST_F(ParityTest, PresetMatchesFixtureTransform) {
 }
 
 TEST_F(ParityTest, Preprocessing) {
-  auto backend = MakeBackend("cpu", 0);
+  auto backend = MakeBackend(device_, 0);
   ASSERT_TRUE(backend.ok()) << backend.status().ToString();
   auto x = (*backend)->Preprocess(views_, preset_.preprocess);
   ASSERT_TRUE(x.ok()) << x.status().ToString();
@@ -179,13 +195,13 @@ TEST_F(ParityTest, Preprocessing) {
   std::printf("[parity] %s preprocessing: max |ours - ref| = %.3e, values off by > 1e-5: %zu of %zu\n",
               preset_name_.c_str(), max_diff, mismatched, ours.size());
   // PIL's uint8 arithmetic is reproduced exactly, so only fp32 rounding of
-  // the normalization may differ.
-  EXPECT_LE(max_diff, 1e-5);
+  // the normalization may differ (fp16 activations: half an fp16 ulp at |x| < 4).
+  EXPECT_LE(max_diff, (*backend)->compute_dtype() == DType::kF32 ? 1e-5 : 2e-3);
 }
 
 TEST_F(ParityTest, ModelOnReferenceInput) {
   // The backbone alone, fed the reference's own preprocessed tensor.
-  auto backend = MakeBackend("cpu", 0);
+  auto backend = MakeBackend(device_, 0);
   ASSERT_TRUE(backend.ok());
   auto store = WeightStore::Open(weights_path_);
   ASSERT_TRUE(store.ok()) << store.status().ToString();
@@ -211,7 +227,7 @@ TEST_F(ParityTest, EndToEnd) {
   ASSERT_NE(embedder, nullptr);
   EXPECT_EQ(embedder->info().dim, preset_.embedding_dim);
   EXPECT_TRUE(embedder->info().l2_normalized);
-  EXPECT_EQ(embedder->info().backend, "cpu");
+  EXPECT_EQ(embedder->info().backend.substr(0, 4), device_.substr(0, 4));
   std::vector<float> ours;
   Status s = embedder->Embed(views_, &ours);
   ASSERT_TRUE(s.ok()) << s.ToString();
@@ -263,7 +279,7 @@ TEST_F(ParityTest, Logits) {
     }
     const double rel = std::sqrt(diff / norm);
     worst = std::max(worst, rel);
-    EXPECT_LE(rel, kParityFraction) << "image " << i << " ||logits - ref|| / ||ref|| = " << rel;
+    EXPECT_LE(rel, tolerance_) << "image " << i << " ||logits - ref|| / ||ref|| = " << rel;
     const int top1 = static_cast<int>(std::max_element(o, o + 1000) - o);
     const int ref_top1 = static_cast<int>(std::max_element(r, r + 1000) - r);
     EXPECT_EQ(top1, ref_top1) << "image " << i;
@@ -304,7 +320,9 @@ TEST_F(ParityTest, PositionEmbeddingResampling) {
 }
 
 TEST_F(ParityTest, WeightNameErrorsOnARealStateDict) {
-  if (preset_name_ != "resnet18") GTEST_SKIP() << "checked on the resnet18 fixture only";
+  if (preset_name_ != "resnet18" || device_ != "cpu") {
+    GTEST_SKIP() << "checked on the resnet18 fixture on cpu only";
+  }
   auto src = SafetensorsFile::Open(weights_path_);
   ASSERT_TRUE(src.ok());
   std::vector<SafeTensorToWrite> tensors;
