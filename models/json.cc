@@ -148,10 +148,14 @@ class JsonParser {
     for (int i = 0; i < 4; ++i) {
       const char h = *p_++;
       v <<= 4;
-      if (h >= '0' && h <= '9') v |= h - '0';
-      else if (h >= 'a' && h <= 'f') v |= h - 'a' + 10;
-      else if (h >= 'A' && h <= 'F') v |= h - 'A' + 10;
-      else return Error("bad hex digit in \\u escape");
+      if (h >= '0' && h <= '9')
+        v |= h - '0';
+      else if (h >= 'a' && h <= 'f')
+        v |= h - 'a' + 10;
+      else if (h >= 'A' && h <= 'F')
+        v |= h - 'A' + 10;
+      else
+        return Error("bad hex digit in \\u escape");
     }
     *out = v;
     return Status::Ok();
@@ -171,14 +175,30 @@ class JsonParser {
       if (p_ == end_) return Error("unterminated escape");
       const char e = *p_++;
       switch (e) {
-        case '"': out->push_back('"'); break;
-        case '\\': out->push_back('\\'); break;
-        case '/': out->push_back('/'); break;
-        case 'b': out->push_back('\b'); break;
-        case 'f': out->push_back('\f'); break;
-        case 'n': out->push_back('\n'); break;
-        case 'r': out->push_back('\r'); break;
-        case 't': out->push_back('\t'); break;
+        case '"':
+          out->push_back('"');
+          break;
+        case '\\':
+          out->push_back('\\');
+          break;
+        case '/':
+          out->push_back('/');
+          break;
+        case 'b':
+          out->push_back('\b');
+          break;
+        case 'f':
+          out->push_back('\f');
+          break;
+        case 'n':
+          out->push_back('\n');
+          break;
+        case 'r':
+          out->push_back('\r');
+          break;
+        case 't':
+          out->push_back('\t');
+          break;
         case 'u': {
           uint32_t cp;
           RETURN_IF_ERROR(ParseHex4(&cp));
@@ -251,11 +271,21 @@ std::string JsonQuote(const std::string& s) {
   std::string out = "\"";
   for (const char c : s) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (static_cast<unsigned char>(c) < 0x20) {
           char buf[8];
@@ -271,8 +301,10 @@ std::string JsonQuote(const std::string& s) {
 
 std::string JsonValue::Dump() const {
   switch (type_) {
-    case Type::kNull: return "null";
-    case Type::kBool: return bool_ ? "true" : "false";
+    case Type::kNull:
+      return "null";
+    case Type::kBool:
+      return bool_ ? "true" : "false";
     case Type::kNumber: {
       if (is_int_) return std::to_string(int_);
       std::ostringstream os;
@@ -280,7 +312,8 @@ std::string JsonValue::Dump() const {
       os << number_;
       return os.str();
     }
-    case Type::kString: return JsonQuote(string_);
+    case Type::kString:
+      return JsonQuote(string_);
     case Type::kArray: {
       std::string s = "[";
       for (size_t i = 0; i < items_.size(); ++i) s += (i ? "," : "") + items_[i].Dump();

@@ -24,9 +24,9 @@ struct DTypeEntry {
   size_t size;
 };
 constexpr DTypeEntry kDTypes[] = {
-    {"F64", SafeDType::kF64, 8},  {"F32", SafeDType::kF32, 4},   {"F16", SafeDType::kF16, 2},
-    {"BF16", SafeDType::kBF16, 2}, {"I64", SafeDType::kI64, 8},  {"I32", SafeDType::kI32, 4},
-    {"I16", SafeDType::kI16, 2},  {"I8", SafeDType::kI8, 1},     {"U8", SafeDType::kU8, 1},
+    {"F64", SafeDType::kF64, 8},   {"F32", SafeDType::kF32, 4}, {"F16", SafeDType::kF16, 2},
+    {"BF16", SafeDType::kBF16, 2}, {"I64", SafeDType::kI64, 8}, {"I32", SafeDType::kI32, 4},
+    {"I16", SafeDType::kI16, 2},   {"I8", SafeDType::kI8, 1},   {"U8", SafeDType::kU8, 1},
     {"BOOL", SafeDType::kBool, 1},
 };
 
@@ -109,9 +109,10 @@ uint16_t FloatToHalf(float f) {
   std::memcpy(&x, &f, 4);
   const uint32_t sign = (x >> 16) & 0x8000u;
   x &= 0x7fffffffu;
-  if (x >= 0x7f800000u) return static_cast<uint16_t>(sign | 0x7c00u | (x > 0x7f800000u ? 0x200u : 0));
+  if (x >= 0x7f800000u)
+    return static_cast<uint16_t>(sign | 0x7c00u | (x > 0x7f800000u ? 0x200u : 0));
   if (x >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // overflow -> inf
-  if (x < 0x38800000u) {  // subnormal or zero in half
+  if (x < 0x38800000u) {                                               // subnormal or zero in half
     if (x < 0x33000000u) return static_cast<uint16_t>(sign);
     const uint32_t e = x >> 23;
     uint32_t m = (x & 0x7fffffu) | 0x800000u;
@@ -201,7 +202,8 @@ Status SafetensorsFile::Parse() {
     if (name == "__metadata__") {
       if (!v.is_object()) return Error("__metadata__ is not an object");
       for (const auto& m : v.members()) {
-        if (!m.second.is_string()) return Error("__metadata__ value '" + m.first + "' is not a string");
+        if (!m.second.is_string())
+          return Error("__metadata__ value '" + m.first + "' is not a string");
         metadata_[m.first] = m.second.as_string();
       }
       continue;
@@ -291,7 +293,8 @@ const SafeTensorInfo* SafetensorsFile::Find(const std::string& name) const {
 
 StatusOr<std::vector<float>> SafetensorsFile::ReadF32(const std::string& name) const {
   const SafeTensorInfo* t = Find(name);
-  if (t == nullptr) return NotFoundError("safetensors file '" + path_ + "': no tensor '" + name + "'");
+  if (t == nullptr)
+    return NotFoundError("safetensors file '" + path_ + "': no tensor '" + name + "'");
   std::vector<float> out(static_cast<size_t>(t->numel));
   const uint8_t* p = t->data;
   const size_t n = out.size();
@@ -330,7 +333,8 @@ StatusOr<std::vector<float>> SafetensorsFile::ReadF32(const std::string& name) c
 
 StatusOr<std::vector<uint8_t>> SafetensorsFile::ReadU8(const std::string& name) const {
   const SafeTensorInfo* t = Find(name);
-  if (t == nullptr) return NotFoundError("safetensors file '" + path_ + "': no tensor '" + name + "'");
+  if (t == nullptr)
+    return NotFoundError("safetensors file '" + path_ + "': no tensor '" + name + "'");
   if (t->dtype != SafeDType::kU8) {
     return Error("tensor '" + name + "' has dtype " + SafeDTypeName(t->dtype) + ", expected U8");
   }
@@ -339,7 +343,8 @@ StatusOr<std::vector<uint8_t>> SafetensorsFile::ReadU8(const std::string& name) 
 
 StatusOr<std::vector<int64_t>> SafetensorsFile::ReadInt(const std::string& name) const {
   const SafeTensorInfo* t = Find(name);
-  if (t == nullptr) return NotFoundError("safetensors file '" + path_ + "': no tensor '" + name + "'");
+  if (t == nullptr)
+    return NotFoundError("safetensors file '" + path_ + "': no tensor '" + name + "'");
   std::vector<int64_t> out(static_cast<size_t>(t->numel));
   if (t->dtype == SafeDType::kI64) {
     for (size_t i = 0; i < out.size(); ++i) out[i] = LoadUnaligned<int64_t>(t->data + 8 * i);
@@ -370,7 +375,8 @@ Status WriteSafetensors(const std::string& path, const std::vector<SafeTensorToW
   if (!metadata.empty()) {
     json += "\"__metadata__\":{";
     for (auto it = metadata.begin(); it != metadata.end(); ++it) {
-      json += (it == metadata.begin() ? "" : ",") + JsonQuote(it->first) + ":" + JsonQuote(it->second);
+      json +=
+          (it == metadata.begin() ? "" : ",") + JsonQuote(it->first) + ":" + JsonQuote(it->second);
     }
     json += "}";
     first = false;
@@ -378,7 +384,8 @@ Status WriteSafetensors(const std::string& path, const std::vector<SafeTensorToW
   uint64_t offset = 0;
   for (const auto& t : tensors) {
     std::string shape = "[";
-    for (size_t i = 0; i < t.shape.size(); ++i) shape += (i ? "," : "") + std::to_string(t.shape[i]);
+    for (size_t i = 0; i < t.shape.size(); ++i)
+      shape += (i ? "," : "") + std::to_string(t.shape[i]);
     shape += "]";
     json += (first ? "" : ",") + JsonQuote(t.name) + ":{\"dtype\":\"" + SafeDTypeName(t.dtype) +
             "\",\"shape\":" + shape + ",\"data_offsets\":[" + std::to_string(offset) + "," +

@@ -30,8 +30,8 @@ TEST(JsonTest, ParsesValues) {
 }
 
 TEST(JsonTest, RejectsMalformed) {
-  for (const char* bad : {"", "{", "{\"a\" 1}", "[1,]", "{\"a\":1,}", "tru", "\"abc", "01",
-                          "1.", "{} x", "\"\\q\"", "[1 2]", "-"}) {
+  for (const char* bad : {"", "{", "{\"a\" 1}", "[1,]", "{\"a\":1,}", "tru", "\"abc", "01", "1.",
+                          "{} x", "\"\\q\"", "[1 2]", "-"}) {
     auto v = ParseJson(bad);
     EXPECT_FALSE(v.ok()) << "accepted: " << bad;
     if (!v.ok()) {
