@@ -18,6 +18,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "models/backend_factory.h"
@@ -261,6 +262,32 @@ TEST_F(ParityTest, EndToEnd) {
   s = embedder->Embed({}, &ours);
   EXPECT_TRUE(s.ok());
   EXPECT_TRUE(ours.empty());
+}
+
+TEST_F(ParityTest, ConcurrentEmbedCallsAgree) {
+  // Embed() is callable from several threads (calls are serialized); every
+  // thread must get the single-threaded result.
+  if (preset_name_ != "resnet18") GTEST_SKIP() << "checked on the resnet18 fixture only";
+  auto embedder = LoadEmbedder("embedding", 2);
+  ASSERT_NE(embedder, nullptr);
+  const std::vector<ImageView> batch = {views_[0], views_[1], views_[2]};
+  std::vector<float> expected;
+  ASSERT_TRUE(embedder->Embed(batch, &expected).ok());
+  constexpr int kThreads = 3;
+  std::vector<std::vector<float>> results(kThreads);
+  std::vector<Status> statuses(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] { statuses[t] = embedder->Embed(batch, &results[t]); });
+  }
+  for (auto& th : threads) th.join();
+  for (int t = 0; t < kThreads; ++t) {
+    ASSERT_TRUE(statuses[t].ok()) << statuses[t].ToString();
+    ASSERT_EQ(results[t].size(), expected.size());
+    for (size_t i = 0; i < expected.size(); ++i) {
+      ASSERT_NEAR(results[t][i], expected[i], 1e-6f) << "thread " << t << " value " << i;
+    }
+  }
 }
 
 TEST_F(ParityTest, Logits) {
