@@ -361,6 +361,46 @@ TEST_F(ParityTest, PositionEmbeddingResampling) {
   EXPECT_LE(max_diff, 1e-5);
 }
 
+TEST_F(ParityTest, HalfPrecisionWeightFiles) {
+  // The same state_dict stored as F16 and as BF16 loads (converted to fp32
+  // on read) and still meets the parity limit (F16) / 5% (BF16, 8-bit mantissa).
+  if (preset_name_ != "resnet18" || device_ != "cpu") {
+    GTEST_SKIP() << "checked on the resnet18 fixture on cpu only";
+  }
+  auto src = SafetensorsFile::Open(weights_path_);
+  ASSERT_TRUE(src.ok());
+  for (const SafeDType dtype : {SafeDType::kF16, SafeDType::kBF16}) {
+    std::vector<SafeTensorToWrite> tensors;
+    for (const std::string& name : (*src)->names()) {
+      SafeTensorToWrite t;
+      t.name = name;
+      t.dtype = dtype;
+      t.shape = (*src)->Find(name)->shape;
+      const std::vector<float> values = *(*src)->ReadF32(name);
+      for (float v : values) {
+        const uint16_t bits = dtype == SafeDType::kF16 ? FloatToHalf(v) : FloatToBFloat16(v);
+        t.bytes.push_back(static_cast<uint8_t>(bits & 0xff));
+        t.bytes.push_back(static_cast<uint8_t>(bits >> 8));
+      }
+      tensors.push_back(std::move(t));
+    }
+    EmbedderOptions o;
+    o.preset = preset_name_;
+    o.weights_path = ::testing::TempDir() + "/parity_" + SafeDTypeName(dtype) + "_" +
+                     std::to_string(::getpid()) + ".safetensors";
+    ASSERT_TRUE(WriteSafetensors(o.weights_path, tensors).ok());
+    auto embedder = Embedder::Load(o);
+    ASSERT_TRUE(embedder.ok()) << embedder.status().ToString();
+    std::vector<float> ours;
+    ASSERT_TRUE((*embedder)->Embed(views_, &ours).ok());
+    const double saved = tolerance_;
+    if (dtype == SafeDType::kBF16) tolerance_ = kParityFractionHalf;
+    ExpectParity(ours, std::string("weights_") + SafeDTypeName(dtype));
+    tolerance_ = saved;
+    std::remove(o.weights_path.c_str());
+  }
+}
+
 TEST_F(ParityTest, WeightNameErrorsOnARealStateDict) {
   if (preset_name_ != "resnet18" || device_ != "cpu") {
     GTEST_SKIP() << "checked on the resnet18 fixture on cpu only";
