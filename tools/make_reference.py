@@ -56,7 +56,6 @@ align_corners=False). The resampled table is stored as pos_embed_resampled.
 
 import argparse
 import json
-import math
 import os
 import sys
 from dataclasses import dataclass, field

@@ -84,7 +84,7 @@ def time_model(args):
     for b in [int(x) for x in args.batches.split(",")]:
         g = torch.Generator().manual_seed(b)
         x0 = torch.randn(b, 3, 224, 224, generator=g)
-        results = {}
+        results, best_ms, cpu_ms = {}, {}, {}
         for fmt in formats:
             mm = m.to(memory_format=torch.channels_last) if fmt == "channels_last" else \
                 m.to(memory_format=torch.contiguous_format)
@@ -92,17 +92,22 @@ def time_model(args):
             x = x0.contiguous(memory_format=torch.channels_last) if fmt == "channels_last" else x0
             with torch.inference_mode():
                 fn(x)  # warm-up
-                ms = []
+                ms, cpu = [], []
                 for _ in range(args.reps):
+                    c0 = time.process_time()
                     t0 = time.perf_counter()
                     fn(x)
                     ms.append((time.perf_counter() - t0) * 1e3)
+                    cpu.append((time.process_time() - c0) * 1e3)
             results[fmt] = statistics.median(ms)
+            best_ms[fmt] = min(ms)
+            cpu_ms[fmt] = statistics.median(cpu)
         best = min(results, key=results.get)
         med = results[best]
         print(json.dumps({
             "impl": "pytorch", "model": args.model, "batch": b, "threads": args.threads,
             "images_per_s": round(b * 1e3 / med, 3), "ms_per_batch": round(med, 2),
+            "best_ms": round(best_ms[best], 2), "cpu_ms_per_batch": round(cpu_ms[best], 2),
             "memory_format": best,
             "ms_by_format": {k: round(v, 2) for k, v in results.items()},
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
@@ -110,24 +115,37 @@ def time_model(args):
 
 
 def table(args):
-    rows = {}
+    """Aggregates rounds: per (model, batch, engine) the median over rounds of
+    the per-process median wall time, the best wall time seen, and the median
+    process CPU time; ratios are Lookalike / PyTorch throughput (> 1: faster)."""
+    runs = {}
     for line in open(args.file):
         line = line.strip()
         if not line.startswith("{"):
             continue
         r = json.loads(line)
-        rows.setdefault((r["model"], r["batch"]), {})[r["impl"]] = r
-    print(f"{'model':<20} {'batch':>5} {'lookalike img/s':>16} {'pytorch img/s':>14} "
-          f"{'ratio':>6} {'lookalike RSS MB':>17} {'pytorch RSS MB':>15}")
-    for (model, batch), r in sorted(rows.items(), key=lambda kv: (list(MODELS).index(kv[0][0])
-                                                                   if kv[0][0] in MODELS else 99,
-                                                                   kv[0][1])):
-        ours, peer = r.get("lookalike"), r.get("pytorch")
-        ratio = f"{ours['images_per_s'] / peer['images_per_s']:.2f}x" if ours and peer else "n/a"
-        fmt = lambda d, k: f"{d[k]:.1f}" if d else "n/a"  # noqa: E731
-        print(f"{model:<20} {batch:>5} {fmt(ours, 'images_per_s'):>16} "
-              f"{fmt(peer, 'images_per_s'):>14} {ratio:>6} {fmt(ours, 'peak_rss_mb'):>17} "
-              f"{fmt(peer, 'peak_rss_mb'):>15}")
+        runs.setdefault((r["model"], r["batch"]), {}).setdefault(r["impl"], []).append(r)
+
+    def agg(rs):
+        return {"med": statistics.median(r["ms_per_batch"] for r in rs),
+                "best": min(r["best_ms"] for r in rs),
+                "cpu": statistics.median(r["cpu_ms_per_batch"] for r in rs),
+                "rss": max(r["peak_rss_mb"] for r in rs), "n": len(rs)}
+
+    hdr = (f"{'model':<19}{'batch':>6}{'ours img/s':>11}{'torch img/s':>12}{'ratio':>7}"
+           f"{'best ratio':>11}{'cpu ratio':>10}{'ours RSS MB':>12}{'torch RSS MB':>13}{'rounds':>7}")
+    print(hdr)
+    order = list(MODELS)
+    for (model, batch), r in sorted(runs.items(), key=lambda kv: (
+            order.index(kv[0][0]) if kv[0][0] in order else 99, kv[0][1])):
+        if "lookalike" not in r or "pytorch" not in r:
+            print(f"{model:<19}{batch:>6}  (missing one engine)")
+            continue
+        o, p = agg(r["lookalike"]), agg(r["pytorch"])
+        print(f"{model:<19}{batch:>6}{batch * 1e3 / o['med']:>11.2f}{batch * 1e3 / p['med']:>12.2f}"
+              f"{p['med'] / o['med']:>6.2f}x{p['best'] / o['best']:>10.2f}x"
+              f"{p['cpu'] / o['cpu']:>9.2f}x{o['rss']:>12.0f}{p['rss']:>13.0f}"
+              f"{min(o['n'], p['n']):>7}")
 
 
 def main():
