@@ -79,6 +79,10 @@ class CollectionImpl : public Collection {
   Status SnapshotLocked();       // requires write_mu_
   void AfterWriteLocked(int64_t changed);  // periodic snapshot + compaction
   Status CheckLive() const;
+  // One search over normalized queries; *raced when a hit vanished from
+  // storage before its row was read.
+  StatusOr<std::vector<std::vector<SearchHit>>> SearchOnce(const float* q, int nq,
+                                                           const SearchParams& params, bool* raced);
 
   const std::string dir_;
   const std::string snapshot_path_;
