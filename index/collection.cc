@@ -144,16 +144,12 @@ CollectionImpl::~CollectionImpl() {
   }
 }
 
-StatusOr<std::shared_ptr<CollectionImpl>> CollectionImpl::Create(
-    const std::string& dir, const CollectionSpec& spec, const CollectionManagerOptions& options) {
+Status CollectionImpl::Initialize(const std::string& dir, const CollectionSpec& spec,
+                                  const CollectionManagerOptions& options) {
   RETURN_IF_ERROR(ValidateSpec(spec));
   // Fail early (before writing anything) when the device cannot host the index.
-  ASSIGN_OR_RETURN(auto probe, DerivedIndex::Create(spec, options.index_device));
-  ASSIGN_OR_RETURN(auto storage, Storage::Create(dir + "/" + kDbFile, spec));
-  std::shared_ptr<CollectionImpl> c(new CollectionImpl(dir, options, std::move(storage)));
-  c->index_ = std::move(probe);
-  c->applied_seq_ = 0;
-  return c;
+  RETURN_IF_ERROR(DerivedIndex::Create(spec, options.index_device).status());
+  return Storage::Create(dir + "/" + kDbFile, spec).status();
 }
 
 StatusOr<std::shared_ptr<CollectionImpl>> CollectionImpl::Open(

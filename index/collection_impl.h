@@ -46,10 +46,10 @@ Status ValidateSpec(const CollectionSpec& spec);
 
 class CollectionImpl : public Collection {
  public:
-  // Creates <dir> contents for a new collection (dir must exist and be empty).
-  static StatusOr<std::shared_ptr<CollectionImpl>> Create(const std::string& dir,
-                                                          const CollectionSpec& spec,
-                                                          const CollectionManagerOptions& options);
+  // Writes the database of a new collection into <dir> (existing, empty) and
+  // closes it; the manager then renames <dir> into place and Opens it.
+  static Status Initialize(const std::string& dir, const CollectionSpec& spec,
+                           const CollectionManagerOptions& options);
   // Opens and recovers the collection stored in <dir>.
   static StatusOr<std::shared_ptr<CollectionImpl>> Open(const std::string& dir,
                                                         const CollectionManagerOptions& options);

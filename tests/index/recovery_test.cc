@@ -299,6 +299,30 @@ TEST(RecoveryTest, MassDeleteCompactsAndStaysCorrect) {
   }
 }
 
+TEST(RecoveryTest, UnfinishedCreateOrDropIsCleanedUpAtOpen) {
+  TempDir dir;
+  {
+    auto m = OpenManager(dir.path());
+    auto c = CreateCollection(*m, "Flat");
+    UpsertAll(*c, MakeItems(10, kDim, 1));
+  }
+  // What a crash inside Create / Drop leaves behind.
+  for (const char* leftover : {".creating-new", ".dropping-old"}) {
+    const std::string path = dir.path() + "/" + leftover;
+    std::filesystem::create_directories(path);
+    std::ofstream(path + "/items.db") << "partial";
+  }
+  auto m = OpenManager(dir.path());
+  ASSERT_NE(m, nullptr);
+  EXPECT_EQ(m->List(), std::vector<std::string>{"c"});
+  EXPECT_FALSE(std::filesystem::exists(dir.path() + "/.creating-new"));
+  EXPECT_FALSE(std::filesystem::exists(dir.path() + "/.dropping-old"));
+  CollectionSpec spec;
+  spec.name = "new";
+  spec.dim = kDim;
+  EXPECT_TRUE(m->Create(spec).ok());
+}
+
 // The child upserts batches and reports each acknowledged batch number on a
 // pipe; the parent SIGKILLs it mid-ingest, then checks every acknowledged
 // item is present exactly once with the right vector.
