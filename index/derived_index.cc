@@ -259,25 +259,27 @@ Status DerivedIndex::Remove(const std::vector<int64_t>& internal_ids) {
   std::vector<faiss::Index::idx_t> slots;
   for (int64_t id : internal_ids) {
     auto it = id_to_slot_.find(id);
-    if (it != id_to_slot_.end()) slots.push_back(it->second);
+    if (it == id_to_slot_.end()) continue;  // unknown, or listed twice
+    slots.push_back(it->second);
+    id_to_slot_.erase(it);
   }
   if (slots.empty()) return Status::Ok();
-  if (family_ == IndexFamily::kIvf) {
-    try {
-      faiss::IDSelectorBatch sel(slots.size(), slots.data());
-      index_->remove_ids(sel);
-    } catch (const std::exception& e) {
-      return InternalError(std::string("removing vectors from the index: ") + e.what());
-    }
-  } else {
-    removed_in_place_ += static_cast<int64_t>(slots.size());
-  }
   for (auto slot : slots) {
-    id_to_slot_.erase(slots_[static_cast<size_t>(slot)]);
     slots_[static_cast<size_t>(slot)] = -1;
     live_bits_[static_cast<size_t>(slot >> 3)] &= static_cast<uint8_t>(~(1u << (slot & 7)));
   }
   live_count_ -= static_cast<int64_t>(slots.size());
+  if (family_ != IndexFamily::kIvf) {
+    removed_in_place_ += static_cast<int64_t>(slots.size());
+    return Status::Ok();
+  }
+  try {
+    faiss::IDSelectorBatch sel(slots.size(), slots.data());
+    index_->remove_ids(sel);
+  } catch (const std::exception& e) {
+    // The maps already hide the ids; the caller rebuilds the index.
+    return InternalError(std::string("removing vectors from the index: ") + e.what());
+  }
   return Status::Ok();
 }
 

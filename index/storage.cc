@@ -101,7 +101,11 @@ class Storage::Connection {
   }
 
   // Transaction helpers. Rollback is best effort (used on error paths).
+  // Writers take the write lock up front (no deadlock-prone lock upgrade);
+  // readers use a deferred transaction: a WAL read snapshot that never
+  // blocks the writer or other readers.
   Status Begin() { return Exec("BEGIN IMMEDIATE"); }
+  Status BeginRead() { return Exec("BEGIN DEFERRED"); }
   Status Commit() { return Exec("COMMIT"); }
   void Rollback() {
     if (!sqlite3_get_autocommit(db_)) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
@@ -441,7 +445,7 @@ StatusOr<std::vector<std::optional<Item>>> Storage::Get(const std::vector<std::s
   Connection& conn = *lease.conn;
   std::vector<std::optional<Item>> out;
   out.reserve(ids.size());
-  RETURN_IF_ERROR(conn.Begin());  // one consistent read snapshot
+  RETURN_IF_ERROR(conn.BeginRead());  // one consistent read snapshot
   auto body = [&]() -> Status {
     for (const auto& id : ids) {
       ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
@@ -497,7 +501,7 @@ StatusOr<std::vector<int64_t>> Storage::MatchFilter(const Filter& filter) {
   Connection& conn = *lease.conn;
   std::vector<int64_t> result;
   bool first = true;
-  RETURN_IF_ERROR(conn.Begin());
+  RETURN_IF_ERROR(conn.BeginRead());
   auto body = [&]() -> Status {
     for (const auto& clause : filter.any_of) {
       std::vector<int64_t> matches;
@@ -539,7 +543,7 @@ StatusOr<std::vector<std::optional<Storage::Description>>> Storage::Describe(
   Connection& conn = *lease.conn;
   std::vector<std::optional<Description>> out;
   out.reserve(internal_ids.size());
-  RETURN_IF_ERROR(conn.Begin());
+  RETURN_IF_ERROR(conn.BeginRead());
   auto body = [&]() -> Status {
     for (int64_t internal_id : internal_ids) {
       ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
@@ -574,7 +578,7 @@ Status Storage::ReadVectors(const std::vector<int64_t>& internal_ids, std::vecto
   Connection& conn = *lease.conn;
   found->clear();
   vectors->clear();
-  RETURN_IF_ERROR(conn.Begin());
+  RETURN_IF_ERROR(conn.BeginRead());
   auto body = [&]() -> Status {
     for (int64_t internal_id : internal_ids) {
       ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
@@ -600,7 +604,7 @@ Status Storage::ScanItems(int64_t after_seq,
                           const std::function<Status(int64_t, const float*)>& fn) {
   ASSIGN_OR_RETURN(auto lease, BorrowReader());
   Connection& conn = *lease.conn;
-  RETURN_IF_ERROR(conn.Begin());
+  RETURN_IF_ERROR(conn.BeginRead());
   auto body = [&]() -> Status {
     ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
                      conn.Prepare(after_seq <= 0

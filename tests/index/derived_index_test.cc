@@ -1,0 +1,100 @@
+// DerivedIndex on its own: removal bookkeeping, the training switch and
+// snapshot round trips in exact and trained mode.
+#include "index/derived_index.h"
+
+#include <gtest/gtest.h>
+
+#include <numeric>
+
+#include "test_util.h"
+
+namespace lookalike {
+namespace {
+
+using testing::RandomVectors;
+using testing::TempDir;
+
+CollectionSpec Spec(const std::string& index_spec) {
+  CollectionSpec spec;
+  spec.name = "d";
+  spec.dim = 4;
+  spec.metric = Metric::kL2;
+  spec.index_spec = index_spec;
+  return spec;
+}
+
+std::vector<int64_t> Ids(int64_t first, int64_t n) {
+  std::vector<int64_t> ids(static_cast<size_t>(n));
+  std::iota(ids.begin(), ids.end(), first);
+  return ids;
+}
+
+TEST(DerivedIndexTest, RemoveCountsEachIdOnce) {
+  auto d = DerivedIndex::Create(Spec("Flat"), "cpu");
+  ASSERT_TRUE(d.ok());
+  const auto x = RandomVectors(10, 4, 1);
+  const auto ids = Ids(100, 10);
+  ASSERT_TRUE((*d)->Add(10, x.data(), ids.data()).ok());
+  ASSERT_TRUE((*d)->Remove({101, 101, 999, 105}).ok());
+  EXPECT_EQ((*d)->live_count(), 8);
+  EXPECT_FALSE((*d)->Contains(101));
+  EXPECT_TRUE((*d)->Contains(102));
+  auto candidates = (*d)->Candidates(nullptr, nullptr);
+  EXPECT_EQ(candidates.size(), 8u);
+  DerivedIndex::Query q;
+  q.x = x.data() + 4;  // the vector of the removed id 101
+  q.nq = 1;
+  q.k = 10;
+  auto r = (*d)->Search(q);
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(r->hits[0].size(), 8u);
+  for (const auto& h : r->hits[0]) EXPECT_TRUE(h.internal_id != 101 && h.internal_id != 105);
+}
+
+TEST(DerivedIndexTest, ExactUntilTrainedAndSnapshotsRoundTrip) {
+  TempDir dir;
+  const std::string path = dir.path() + "/index.snap";
+  auto d = DerivedIndex::Create(Spec("IVF2,Flat"), "cpu");
+  ASSERT_TRUE(d.ok());
+  EXPECT_TRUE((*d)->exact_mode());
+  EXPECT_EQ((*d)->min_train(), 78);  // 39 * nlist
+  const auto x = RandomVectors(100, 4, 2);
+  const auto ids = Ids(1, 100);
+  ASSERT_TRUE((*d)->Add(50, x.data(), ids.data()).ok());
+  EXPECT_TRUE((*d)->exact_mode());
+  ASSERT_TRUE((*d)->WriteSnapshot(path, 7).ok());
+
+  int64_t seq = 0;
+  auto loaded = DerivedIndex::LoadSnapshot(path, Spec("IVF2,Flat"), "cpu", &seq);
+  ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+  EXPECT_EQ(seq, 7);
+  EXPECT_TRUE((*loaded)->exact_mode());
+  EXPECT_EQ((*loaded)->live_count(), 50);
+  // Another spec's snapshot is refused.
+  EXPECT_EQ(DerivedIndex::LoadSnapshot(path, Spec("Flat"), "cpu", &seq).status().code(),
+            StatusCode::kDataLoss);
+  // Crossing the threshold trains; the trained index snapshots too.
+  ASSERT_TRUE((*loaded)->Add(50, x.data() + 50 * 4, ids.data() + 50).ok());
+  EXPECT_FALSE((*loaded)->exact_mode());
+  ASSERT_TRUE((*loaded)->Remove({3}).ok());
+  ASSERT_TRUE((*loaded)->WriteSnapshot(path, 9).ok());
+  auto again = DerivedIndex::LoadSnapshot(path, Spec("IVF2,Flat"), "cpu", &seq);
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_EQ(seq, 9);
+  EXPECT_FALSE((*again)->exact_mode());
+  EXPECT_EQ((*again)->live_count(), 99);
+  EXPECT_FALSE((*again)->Contains(3));
+  // Its own vector is the nearest hit of every stored item (IVF2 probes all lists).
+  DerivedIndex::Query q;
+  q.x = x.data() + 10 * 4;
+  q.nq = 1;
+  q.k = 1;
+  auto r = (*again)->Search(q);
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(r->hits[0].size(), 1u);
+  EXPECT_EQ(r->hits[0][0].internal_id, 11);
+  EXPECT_NEAR(r->hits[0][0].score, 0.f, 1e-5f);
+}
+
+}  // namespace
+}  // namespace lookalike
