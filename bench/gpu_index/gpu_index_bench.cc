@@ -13,6 +13,10 @@
 // Data: uniform(-1, 1) from a fixed xorshift seed (the Python peer draws the
 // same distribution with torch). Usage:
 //   gpu_index_bench [--quick] [--json FILE] [--min-seconds S] [--peak-tflops T]
+//                   [--workspace-mb M] [--no-fused]
+// --workspace-mb sets the distance-tile workspace (GpuFlatStoreOptions::
+// workspace_bytes; smaller tiles can stay in L2 at the cost of more launches);
+// --no-fused sends small batches through the GEMM path too.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -75,6 +79,8 @@ int main(int argc, char** argv) {
   double min_seconds = 1.0;
   int min_iters = 5;
   double peak_tflops_flag = 0.0;
+  int64_t workspace_mb = 0;
+  bool fused = true;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--quick") {
@@ -85,8 +91,13 @@ int main(int argc, char** argv) {
       min_seconds = std::atof(argv[++i]);
     } else if (a == "--peak-tflops" && i + 1 < argc) {
       peak_tflops_flag = std::atof(argv[++i]);
+    } else if (a == "--workspace-mb" && i + 1 < argc) {
+      workspace_mb = std::atoll(argv[++i]);
+    } else if (a == "--no-fused") {
+      fused = false;
     } else {
-      std::fprintf(stderr, "usage: %s [--quick] [--json FILE] [--min-seconds S] [--peak-tflops T]\n",
+      std::fprintf(stderr, "usage: %s [--quick] [--json FILE] [--min-seconds S] [--peak-tflops T] "
+                   "[--workspace-mb M] [--no-fused]\n",
                    argv[0]);
       return 2;
     }
@@ -108,13 +119,15 @@ int main(int argc, char** argv) {
   const int ks[] = {10, 100};
 
   FILE* json = json_path.empty() ? nullptr : std::fopen(json_path.c_str(), "w");
-  std::printf("| database | batch | k | latency ms | wall ms | QPS | DB GB/s | HBM frac | TC frac |\n");
-  std::printf("|---|---|---|---|---|---|---|---|---|\n");
+  std::printf("| database | batch | k | path | latency ms | wall ms | QPS | DB GB/s | HBM frac | TC frac |\n");
+  std::printf("|---|---|---|---|---|---|---|---|---|---|\n");
   for (const Dataset& ds : datasets) {
     GpuFlatStoreOptions o;
     o.dim = ds.dim;
     o.metric = Metric::kInnerProduct;
     o.storage = StorageType::kFloat16;
+    o.fused_small_batch = fused;
+    if (workspace_mb > 0) o.workspace_bytes = workspace_mb << 20;
     auto created = GpuFlatStore::Create(o);
     if (!created.ok()) {
       std::fprintf(stderr, "create: %s\n", created.status().ToString().c_str());
@@ -171,15 +184,18 @@ int main(int argc, char** argv) {
         const double tflops = 2.0 * nq * static_cast<double>(ds.rows) * ds.dim / (lat / 1e3) / 1e12;
         const double hbm_frac = hbm_peak > 0 ? gbps / hbm_peak : 0.0;
         const double tc_frac = tc_peak > 0 ? tflops / tc_peak : 0.0;
-        std::printf("| %s | %d | %d | %.3f | %.3f | %.0f | %.0f | %.2f | %.3f |\n", ds.name, nq, k,
-                    lat, wall, qps, gbps, hbm_frac, tc_frac);
+        const std::string path =
+            t.tile_rows == 0 ? "fused" : "gemm tile " + std::to_string(t.tile_rows);
+        std::printf("| %s | %d | %d | %s | %.3f | %.3f | %.0f | %.0f | %.2f | %.3f |\n", ds.name,
+                    nq, k, path.c_str(), lat, wall, qps, gbps, hbm_frac, tc_frac);
         std::fflush(stdout);
         if (json) {
           std::fprintf(json,
                        "{\"impl\": \"lookalike\", \"rows\": %lld, \"dim\": %d, \"batch\": %d, "
-                       "\"k\": %d, \"latency_ms\": %.4f, \"wall_ms\": %.4f, \"qps\": %.1f, "
+                       "\"k\": %d, \"tile_rows\": %lld, \"latency_ms\": %.4f, \"wall_ms\": %.4f, \"qps\": %.1f, "
                        "\"db_gbps\": %.1f, \"hbm_frac\": %.3f, \"tc_frac\": %.4f, \"iters\": %d}\n",
-                       static_cast<long long>(ds.rows), ds.dim, nq, k, lat, wall, qps, gbps,
+                       static_cast<long long>(ds.rows), ds.dim, nq, k,
+                       static_cast<long long>(t.tile_rows), lat, wall, qps, gbps,
                        hbm_frac, tc_frac, iters);
         }
       }

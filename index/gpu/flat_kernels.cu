@@ -293,7 +293,167 @@ __global__ void GatherRowsKernel(const uint16_t* __restrict__ src, uint16_t* __r
   for (int64_t u = threadIdx.x; u < units_per_row; u += blockDim.x) d[u] = s[u];
 }
 
+template <bool kFp16>
+__global__ void __launch_bounds__(kFusedChunk) FusedSmallBatchKernel(FusedArgs a) {
+  constexpr int kVec = kFp16 ? 8 : 4;  // elements per 16-byte load
+  extern __shared__ __align__(16) unsigned char smem[];
+  const int nq = a.nq;
+  const int kp = NextPow2(a.k);
+  const int qp = max(kp, kFusedChunk);
+  float* qs = reinterpret_cast<float*>(smem);       // nq x dim
+  float* scores = qs + nq * a.dim;                  // nq x kFusedChunk
+  float* thresh = scores + nq * kFusedChunk;        // kFusedMaxQueries
+  float* top_keys = thresh + kFusedMaxQueries;      // nq x kp
+  int32_t* top_vals = reinterpret_cast<int32_t*>(top_keys + nq * kp);
+  float* q_keys = reinterpret_cast<float*>(top_vals + nq * kp);  // qp
+  int32_t* q_vals = reinterpret_cast<int32_t*>(q_keys + qp);
+  __shared__ int q_count;
+
+  for (int i = threadIdx.x; i < nq * a.dim; i += blockDim.x) {
+    qs[i] = kFp16 ? __half2float(static_cast<const __half*>(a.queries)[i])
+                  : static_cast<const float*>(a.queries)[i];
+  }
+  for (int i = threadIdx.x; i < nq * kp; i += blockDim.x) {
+    top_keys[i] = FLT_MAX;
+    top_vals[i] = -1;
+  }
+  if (threadIdx.x < kFusedMaxQueries) thresh[threadIdx.x] = FLT_MAX;
+  if (threadIdx.x == 0) q_count = 0;
+  __syncthreads();
+
+  const int warp = threadIdx.x >> 5;
+  const int lane = threadIdx.x & 31;
+  constexpr int kWarps = kFusedChunk / 32;
+  constexpr int kRowsPerWarp = kFusedChunk / kWarps;
+  const int units = a.dim / kVec;
+  const int64_t begin = static_cast<int64_t>(blockIdx.x) * a.seg_len;
+  const int64_t end = min(a.rows, begin + a.seg_len);
+  for (int64_t chunk = begin; chunk < end; chunk += kFusedChunk) {
+    for (int rr = 0; rr < kRowsPerWarp; ++rr) {
+      const int local = warp * kRowsPerWarp + rr;
+      const int64_t r = chunk + local;
+      const bool dead = r >= end ||
+                        (a.tombstones && ((a.tombstones[r >> 5] >> (r & 31)) & 1u));
+      float acc[kFusedMaxQueries];
+#pragma unroll
+      for (int q = 0; q < kFusedMaxQueries; ++q) acc[q] = 0.f;
+      if (!dead) {
+        const uint4* row = reinterpret_cast<const uint4*>(
+            static_cast<const char*>(a.vecs) + r * a.dim * (kFp16 ? 2 : 4));
+        for (int u = lane; u < units; u += 32) {
+          const uint4 v = __ldg(row + u);
+          float x[kVec];
+          if constexpr (kFp16) {
+            const __half2* h = reinterpret_cast<const __half2*>(&v);
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+              const float2 f = __half22float2(h[e]);
+              x[2 * e] = f.x;
+              x[2 * e + 1] = f.y;
+            }
+          } else {
+            const float* f = reinterpret_cast<const float*>(&v);
+#pragma unroll
+            for (int e = 0; e < 4; ++e) x[e] = f[e];
+          }
+#pragma unroll
+          for (int q = 0; q < kFusedMaxQueries; ++q) {
+            if (q < nq) {
+              const float4* qq = reinterpret_cast<const float4*>(qs + q * a.dim + u * kVec);
+#pragma unroll
+              for (int e = 0; e < kVec / 4; ++e) {
+                const float4 w = qq[e];
+                acc[q] = fmaf(x[4 * e], w.x, acc[q]);
+                acc[q] = fmaf(x[4 * e + 1], w.y, acc[q]);
+                acc[q] = fmaf(x[4 * e + 2], w.z, acc[q]);
+                acc[q] = fmaf(x[4 * e + 3], w.w, acc[q]);
+              }
+            }
+          }
+        }
+#pragma unroll
+        for (int q = 0; q < kFusedMaxQueries; ++q) {
+          if (q < nq) {
+            for (int off = 16; off > 0; off >>= 1) acc[q] += __shfl_xor_sync(0xffffffffu, acc[q], off);
+          }
+        }
+      }
+      if (lane == 0) {
+#pragma unroll
+        for (int q = 0; q < kFusedMaxQueries; ++q) {
+          if (q < nq) {
+            bool ok = !dead;
+            if (ok && a.allow) ok = (a.allow[q * a.allow_stride + (r >> 5)] >> (r & 31)) & 1u;
+            const float key = a.l2 ? a.norms[ok ? r : 0] - 2.f * acc[q] : -acc[q];
+            scores[q * kFusedChunk + local] = ok ? key : FLT_MAX;
+          }
+        }
+      }
+    }
+    __syncthreads();
+    for (int q = 0; q < nq; ++q) {
+      const float key = scores[q * kFusedChunk + threadIdx.x];
+      if (key < thresh[q]) {
+        const int pos = atomicAdd(&q_count, 1);
+        q_keys[pos] = key;
+        q_vals[pos] = static_cast<int32_t>(chunk + threadIdx.x);
+      }
+      __syncthreads();
+      const int pending = q_count;
+      __syncthreads();
+      if (pending > 0) {
+        SelectState s;
+        s.top_keys = top_keys + q * kp;
+        s.top_vals = top_vals + q * kp;
+        s.q_keys = q_keys;
+        s.q_vals = q_vals;
+        s.kp = kp;
+        s.k = a.k;
+        Flush(s, &q_count, &thresh[q]);
+      }
+    }
+  }
+  for (int q = 0; q < nq; ++q) {
+    float* out_k = a.out_keys + q * a.out_ld + (a.out_slot0 + blockIdx.x) * a.k;
+    int32_t* out_v = a.out_vals + q * a.out_ld + (a.out_slot0 + blockIdx.x) * a.k;
+    for (int i = threadIdx.x; i < a.k; i += blockDim.x) {
+      out_k[i] = top_keys[q * kp + i];
+      out_v[i] = top_vals[q * kp + i];
+    }
+  }
+}
+
 }  // namespace
+
+size_t FusedSharedBytes(int nq, int k, int dim) {
+  const int kp = NextPow2(k);
+  const int qp = kp > kFusedChunk ? kp : kFusedChunk;
+  return sizeof(float) * (static_cast<size_t>(nq) * dim + static_cast<size_t>(nq) * kFusedChunk +
+                          kFusedMaxQueries) +
+         (sizeof(float) + sizeof(int32_t)) * (static_cast<size_t>(nq) * kp + qp);
+}
+
+cudaError_t LaunchFusedSmallBatch(const FusedArgs& args, cudaStream_t stream) {
+  if (args.nq <= 0 || args.rows <= 0) return cudaSuccess;
+  if (args.nq > kFusedMaxQueries || args.k > kFusedMaxK || args.seg_len % kFusedChunk != 0) {
+    return cudaErrorInvalidValue;
+  }
+  const size_t smem = FusedSharedBytes(args.nq, args.k, args.dim);
+  const unsigned blocks = static_cast<unsigned>((args.rows + args.seg_len - 1) / args.seg_len);
+  cudaError_t err;
+  if (args.fp16) {
+    err = cudaFuncSetAttribute(FusedSmallBatchKernel<true>,
+                               cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+    if (err != cudaSuccess) return err;
+    FusedSmallBatchKernel<true><<<blocks, kFusedChunk, smem, stream>>>(args);
+  } else {
+    err = cudaFuncSetAttribute(FusedSmallBatchKernel<false>,
+                               cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+    if (err != cudaSuccess) return err;
+    FusedSmallBatchKernel<false><<<blocks, kFusedChunk, smem, stream>>>(args);
+  }
+  return cudaGetLastError();
+}
 
 cudaError_t LaunchPrepareRows(const float* src, int64_t n, int dim, bool normalize, bool to_fp16,
                               void* dst, float* norms, cudaStream_t stream) {

@@ -65,6 +65,39 @@ cudaError_t LaunchFinishResults(const float* keys, const int32_t* vals, int64_t 
                                 bool l2, const float* qnorms, const int64_t* row_labels,
                                 float* distances, int64_t* labels, cudaStream_t stream);
 
+// Fused small-batch search: each block streams one segment of the database
+// (16-byte loads, one warp per row), computes the inner products with all nq
+// (<= kFusedMaxQueries) queries held in shared memory, and keeps per-query
+// top-k lists in shared memory; no distance matrix is written. Output as
+// LaunchTileSelect: block s writes query q's k best to
+// out_keys/out_vals + q * out_ld + (out_slot0 + s) * k (values = rows).
+// Requires dim % (16 / element bytes) == 0 (rows 16-byte aligned) and
+// k <= kFusedMaxK. queries: nq x dim in the storage type.
+constexpr int kFusedMaxQueries = 16;
+constexpr int kFusedMaxK = 128;
+constexpr int kFusedChunk = 256;  // rows scored per block step (= threads)
+struct FusedArgs {
+  const void* vecs = nullptr;
+  bool fp16 = true;
+  int dim = 0;
+  int64_t rows = 0;
+  const void* queries = nullptr;
+  int nq = 0;
+  bool l2 = false;
+  const float* norms = nullptr;
+  const uint32_t* tombstones = nullptr;
+  const uint32_t* allow = nullptr;
+  int64_t allow_stride = 0;
+  int64_t seg_len = 0;  // multiple of kFusedChunk
+  int k = 0;
+  float* out_keys = nullptr;
+  int32_t* out_vals = nullptr;
+  int64_t out_ld = 0;
+  int64_t out_slot0 = 0;
+};
+size_t FusedSharedBytes(int nq, int k, int dim);
+cudaError_t LaunchFusedSmallBatch(const FusedArgs& args, cudaStream_t stream);
+
 // dst row i = src row rows[i], rows of units_per_row 16-bit units (i < n).
 cudaError_t LaunchGatherRows(const uint16_t* src, uint16_t* dst, const int32_t* rows, int64_t n,
                              int64_t units_per_row, cudaStream_t stream);

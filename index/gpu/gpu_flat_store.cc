@@ -156,6 +156,7 @@ struct GpuFlatStore::Impl {
   cudaStream_t stream = nullptr;
   cublasHandle_t cublas = nullptr;
   int sm_count = 1;
+  int smem_optin = 48 * 1024;  // largest dynamic shared memory per block
   int64_t used = 0;  // device bytes held
 
   // Storage.
@@ -470,6 +471,9 @@ StatusOr<std::unique_ptr<GpuFlatStore>> GpuFlatStore::Create(const GpuFlatStoreO
   LK_CUDA_RETURN(cudaDeviceGetAttribute(&impl->sm_count, cudaDevAttrMultiProcessorCount,
                                         options.device),
                  "query SM count");
+  LK_CUDA_RETURN(cudaDeviceGetAttribute(&impl->smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin,
+                                        options.device),
+                 "query shared memory size");
   LK_CUDA_RETURN(cudaStreamCreateWithFlags(&impl->stream, cudaStreamNonBlocking), "create stream");
   const cublasStatus_t st = cublasCreate(&impl->cublas);
   if (st != CUBLAS_STATUS_SUCCESS) {
@@ -534,12 +538,25 @@ Status GpuFlatStore::Impl::SearchLocked(int64_t nq, const float* queries, int k,
     int64_t qin, qbuf, qnorm, ip, ckeys, cvals, odist, olab, allow;
   } lay{};
   int64_t ws_target = opt.workspace_bytes;
+  const bool fp16_rows = opt.storage == StorageType::kFloat16;
+  bool fused = opt.fused_small_batch && nq <= gpu_detail::kFusedMaxQueries &&
+               k <= gpu_detail::kFusedMaxK && opt.dim % (fp16_rows ? 8 : 4) == 0 &&
+               gpu_detail::FusedSharedBytes(static_cast<int>(nq), k, opt.dim) <=
+                   static_cast<size_t>(smem_optin);
+  int64_t fused_seg = 0;
   for (;;) {
     tile = opt.tile_rows > 0 ? opt.tile_rows : ws_target / (4 * qc);
     if (opt.tile_rows == 0) tile = std::max<int64_t>(tile, std::min<int64_t>(rows, 1024));
     tile = std::min<int64_t>(tile, rows);
     const int64_t want_blocks = 4 * static_cast<int64_t>(sm_count);
     nseg = std::max<int64_t>(1, std::min<int64_t>(CeilDiv(want_blocks, qc), tile / min_seg));
+    if (fused) {
+      // One pass over all rows: segments of whole kFusedChunk steps.
+      tile = 0;
+      fused_seg = CeilDiv(CeilDiv(rows, want_blocks), gpu_detail::kFusedChunk) *
+                  gpu_detail::kFusedChunk;
+      nseg = CeilDiv(rows, fused_seg);
+    }
     const int64_t slots = (1 + nseg) * k;
     const int64_t allow_sets = allow == nullptr ? 0 : (per_query_allow ? qc : 1);
     auto align = [](int64_t b) { return (b + 255) / 256 * 256; };
@@ -560,6 +577,10 @@ Status GpuFlatStore::Impl::SearchLocked(int64_t nq, const float* queries, int k,
     lay.allow = take(allow_sets * words * 4);
     ws_bytes = off;
     if (FitsBudget(ws_bytes - workspace.bytes())) break;
+    if (fused) {  // the segment lists do not fit: tile through the GEMM path
+      fused = false;
+      continue;
+    }
     // Over budget: smaller database tiles first, then smaller query chunks.
     if (opt.tile_rows == 0 && tile > 1024) {
       ws_target /= 2;
@@ -627,7 +648,30 @@ Status GpuFlatStore::Impl::SearchLocked(int64_t nq, const float* queries, int k,
     }
     // Slot 0 of each query holds the running top-k; start it empty.
     LK_CUDA_RETURN(cudaMemset2DAsync(d_cvals, ld * 4, 0xFF, k * 4, qn, stream), "clear top-k");
-    for (int64_t t0 = 0; t0 < rows; t0 += tile) {
+    if (fused) {
+      gpu_detail::FusedArgs f;
+      f.vecs = vecs.as<void>();
+      f.fp16 = fp16;
+      f.dim = opt.dim;
+      f.rows = rows;
+      f.queries = d_qbuf;
+      f.nq = qn;
+      f.l2 = l2;
+      f.norms = norms.as<float>();
+      f.tombstones = live < rows ? tomb.as<uint32_t>() : nullptr;
+      f.allow = allow != nullptr ? d_allow : nullptr;
+      f.allow_stride = per_query_allow ? words : 0;
+      f.seg_len = fused_seg;
+      f.k = k;
+      f.out_keys = d_ckeys;
+      f.out_vals = d_cvals;
+      f.out_ld = ld;
+      f.out_slot0 = 1;
+      LK_CUDA_RETURN(gpu_detail::LaunchFusedSmallBatch(f, stream), "fused small-batch search");
+      LK_CUDA_RETURN(gpu_detail::LaunchMergeSelect(d_ckeys, d_cvals, qn, ld, ld, k, stream),
+                     "merge selection");
+    }
+    for (int64_t t0 = 0; !fused && t0 < rows; t0 += tile) {
       const int64_t tn = std::min(tile, rows - t0);
       const float alpha = 1.f;
       const float beta = 0.f;

@@ -23,6 +23,11 @@
 // With fp16 storage the query is rounded to fp16 as well; products are
 // accumulated in fp32, so distances are those of the rounded vectors.
 //
+// Small batches (<= 16 queries, k <= 128, dim a multiple of 8 for fp16 or 4
+// for fp32) take a fused path instead: each block streams a segment of the
+// database once, scores it against all queries and keeps per-query top-k in
+// shared memory; the segment lists are merged as below.
+//
 // Search: for each database tile (tile_rows rows) one cuBLAS GEMM writes the
 // nq x tile inner products into a workspace; a selection kernel keeps the k
 // best per (query, segment of the tile), skipping tombstoned and disallowed
@@ -79,6 +84,10 @@ struct GpuFlatStoreOptions {
   // Target size of the per-search distance workspace (nq_chunk x tile_rows
   // fp32). The tile shrinks to fit the budget.
   int64_t workspace_bytes = int64_t{256} << 20;
+  // Batches of at most 16 queries with k <= 128 use the fused kernel (one
+  // pass over the database, no distance workspace) when the dim allows
+  // 16-byte row loads; false forces the GEMM path (tests cover both).
+  bool fused_small_batch = true;
   // If > 0, forces the database tile height (tests use it to exercise the
   // multi-tile merge on small data).
   int64_t tile_rows = 0;
@@ -108,7 +117,7 @@ struct RowAllowSets {
 struct SearchTiming {
   float device_ms = 0.f;
   int query_chunks = 0;   // times the database was streamed
-  int64_t tile_rows = 0;  // database rows per GEMM tile
+  int64_t tile_rows = 0;  // database rows per GEMM tile; 0 = fused small-batch path
 };
 
 class GpuFlatStore {

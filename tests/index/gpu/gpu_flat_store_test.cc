@@ -42,6 +42,7 @@ struct KnnCase {
   StorageType storage;
   bool clustered;
   int64_t tile_rows;  // 0 = automatic
+  bool fused = true;  // allow the fused small-batch kernel (nq <= 16, k <= 128)
 };
 
 void PrintTo(const KnnCase& c, std::ostream* os) {
@@ -54,7 +55,8 @@ std::string CaseName(const ::testing::TestParamInfo<KnnCase>& info) {
   return std::string(testing_util::MetricLabel(c.metric)) + "_" + StorageTypeName(c.storage) + "_d" +
          std::to_string(c.dim) + "_k" + std::to_string(c.k) + "_nq" + std::to_string(c.nq) +
          "_nb" + std::to_string(c.nb) + (c.clustered ? "_clustered" : "_random") +
-         (c.tile_rows > 0 ? "_tile" + std::to_string(c.tile_rows) : "");
+         (c.tile_rows > 0 ? "_tile" + std::to_string(c.tile_rows) : "") +
+         (c.fused ? "" : "_gemm");
 }
 
 class GpuFlatStoreKnnTest : public ::testing::TestWithParam<KnnCase> {};
@@ -67,6 +69,7 @@ TEST_P(GpuFlatStoreKnnTest, MatchesCpuBruteForce) {
   o.metric = c.metric;
   o.storage = c.storage;
   o.tile_rows = c.tile_rows;
+  o.fused_small_batch = c.fused;
   auto store = MakeStore(o);
   ASSERT_NE(store, nullptr);
   const std::vector<float> base = c.clustered ? ClusteredVectors(c.nb, c.dim, 32, 11)
@@ -116,7 +119,15 @@ INSTANTIATE_TEST_SUITE_P(
         KnnCase{64, 1024, 256, 10000, Metric::kL2, StorageType::kFloat16, true, 3000},
         KnnCase{128, 1, 1000, 10000, Metric::kCosine, StorageType::kFloat32, true, 0},
         KnnCase{768, 10, 1, 50000, Metric::kInnerProduct, StorageType::kFloat16, false, 0},
-        KnnCase{1024, 2048, 256, 2500, Metric::kL2, StorageType::kFloat32, true, 1000}),
+        KnnCase{1024, 2048, 256, 2500, Metric::kL2, StorageType::kFloat32, true, 1000},
+        // Small batches: fused kernel vs forced GEMM path, and dims that rule
+        // the fused kernel out (100 is not a multiple of 8 for fp16).
+        KnnCase{128, 10, 16, 5000, Metric::kInnerProduct, StorageType::kFloat16, true, 0, false},
+        KnnCase{768, 100, 16, 3000, Metric::kCosine, StorageType::kFloat32, false, 0, true},
+        KnnCase{768, 100, 16, 3000, Metric::kCosine, StorageType::kFloat32, false, 0, false},
+        KnnCase{100, 10, 4, 3000, Metric::kL2, StorageType::kFloat16, false, 0, true},
+        KnnCase{100, 128, 16, 3000, Metric::kL2, StorageType::kFloat32, true, 0, true},
+        KnnCase{1024, 128, 16, 4000, Metric::kL2, StorageType::kFloat16, true, 0, true}),
     CaseName);
 
 // Common fixture for the behaviour tests: 3000 x 64 random fp32 L2 vectors
@@ -147,11 +158,11 @@ class GpuFlatStoreTest : public ::testing::Test {
 
   // Searches `store` and checks against the brute force over the rows whose
   // ids satisfy `live` (and the allow predicate).
+  // nq <= 16 with k <= 128 takes the fused kernel, nq = 20 the GEMM path.
   void CheckSearch(GpuFlatStore& store, Metric metric, StorageType storage, int k,
                    const std::function<bool(int64_t)>& live,
                    const std::function<bool(int64_t, int64_t)>& allowed = nullptr,
-                   const RowAllowSets* allow = nullptr) {
-    const int nq = 20;
+                   const RowAllowSets* allow = nullptr, int nq = 20) {
     std::vector<float> dist(nq * k);
     std::vector<int64_t> lab(nq * k);
     const Status st = store.Search(nq, queries_.data(), kDim, k, dist.data(), lab.data(), allow);
@@ -197,6 +208,8 @@ TEST_F(GpuFlatStoreTest, RemoveThenSearchSkipsTombstones) {
     EXPECT_EQ(store->size(), kN - kN / 3);
     EXPECT_EQ(store->rows(), kN);  // compaction disabled: tombstones only
     CheckSearch(*store, Metric::kL2, storage, 100, [](int64_t id) { return (id / 7) % 3 != 0; });
+    CheckSearch(*store, Metric::kL2, storage, 100, [](int64_t id) { return (id / 7) % 3 != 0; },
+                nullptr, nullptr, /*nq=*/16);
     // Removing again finds nothing; unknown ids are ignored.
     const int64_t again[] = {1000, 1021, -5};
     auto r2 = store->Remove(3, again);
@@ -245,8 +258,10 @@ TEST_F(GpuFlatStoreTest, SelectiveAllowSetReturnsKWhenKExist) {
     auto allowed_id = [](int64_t id) { return (id / 7) % 20 == 3; };
     std::vector<uint32_t> bits = store->MakeRowBitset(allowed_id);
     RowAllowSets allow{bits.data(), static_cast<int64_t>(bits.size()), 1};
-    CheckSearch(*store, metric, StorageType::kFloat16, 100, [](int64_t) { return true; },
-                [&](int64_t, int64_t id) { return allowed_id(id); }, &allow);
+    for (int nq : {20, 16}) {
+      CheckSearch(*store, metric, StorageType::kFloat16, 100, [](int64_t) { return true; },
+                  [&](int64_t, int64_t id) { return allowed_id(id); }, &allow, nq);
+    }
     // Fewer allowed than k: all of them, then -1.
     auto few = [](int64_t id) { return (id / 7) % 500 == 1; };  // 6 ids
     bits = store->MakeRowBitset(few);
@@ -271,6 +286,10 @@ TEST_F(GpuFlatStoreTest, PerQueryAllowSetsWithTombstones) {
   RowAllowSets allow{bits.data(), words, nq};
   CheckSearch(*store, Metric::kL2, StorageType::kFloat32, 64,
               [](int64_t id) { return (id / 7) % 5 != 0; }, allowed, &allow);
+  // The first 16 sets with 16 queries: the fused kernel path.
+  RowAllowSets first16{bits.data(), words, 16};
+  CheckSearch(*store, Metric::kL2, StorageType::kFloat32, 64,
+              [](int64_t id) { return (id / 7) % 5 != 0; }, allowed, &first16, 16);
 }
 
 TEST_F(GpuFlatStoreTest, MemoryBudgetIsResourceExhausted) {

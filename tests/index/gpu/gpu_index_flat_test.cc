@@ -5,6 +5,7 @@
 
 #include <faiss/IndexFlat.h>
 #include <faiss/IndexIDMap.h>
+#include <faiss/IndexReplicas.h>
 #include <faiss/IndexShards.h>
 #include <faiss/impl/FaissException.h>
 #include <gtest/gtest.h>
@@ -195,6 +196,25 @@ TEST_F(GpuIndexFlatTest, IndexShardsOverTwoGpuIndexes) {
   shards.search(kQ, queries_.data(), k, gd.data(), gl.data());
   cpu.search(kQ, queries_.data(), k, cd.data(), cl.data());
   for (int i = 0; i < kQ * k; ++i) EXPECT_NEAR(gd[i], cd[i], 2e-5 * (std::fabs(cd[i]) + 2 * kDim));
+}
+
+TEST_F(GpuIndexFlatTest, IndexReplicasOverTwoGpuIndexes) {
+  faiss::IndexReplicas replicas(kDim, /*threaded=*/true);
+  GpuIndexFlat a(kDim, faiss::METRIC_INNER_PRODUCT, Fp32());
+  GpuIndexFlat b(kDim, faiss::METRIC_INNER_PRODUCT, Fp32());
+  replicas.addIndex(&a);
+  replicas.addIndex(&b);
+  faiss::IndexFlatIP cpu(kDim);
+  replicas.add(kN, base_.data());
+  cpu.add(kN, base_.data());
+  EXPECT_EQ(a.ntotal, kN);  // every replica holds everything
+  EXPECT_EQ(b.ntotal, kN);
+  const int k = 10;
+  std::vector<float> gd(kQ * k), cd(kQ * k);
+  std::vector<faiss::Index::idx_t> gl(kQ * k), cl(kQ * k);
+  replicas.search(kQ, queries_.data(), k, gd.data(), gl.data());
+  cpu.search(kQ, queries_.data(), k, cd.data(), cl.data());
+  for (int i = 0; i < kQ * k; ++i) EXPECT_NEAR(gd[i], cd[i], 2e-5 * kDim) << i;
 }
 
 TEST_F(GpuIndexFlatTest, KAboveLimitThrows) {
