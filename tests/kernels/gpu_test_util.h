@@ -83,10 +83,12 @@ inline std::vector<float> RandomValues(size_t n, ElemType type, uint32_t seed, f
   std::uniform_real_distribution<float> dist(lo, hi);
   std::vector<float> v(n);
   for (float& x : v) {
-    float r = dist(rng);
-    if (r == 0.f) r = 0.5f * hi;
-    if (type == ElemType::kF16) r = ref::RoundHalf(r);
-    if (type == ElemType::kBF16) r = ref::RoundBf16(r);
+    float r = 0.f;
+    while (r == 0.f) {  // redraw zeros (also values that round to zero)
+      r = dist(rng);
+      if (type == ElemType::kF16) r = ref::RoundHalf(r);
+      if (type == ElemType::kBF16) r = ref::RoundBf16(r);
+    }
     x = r;
   }
   return v;

@@ -1,0 +1,731 @@
+#include "models/cuda/cuda_backend.h"
+
+#include <cuda_runtime.h>
+
+#include <map>
+#include <mutex>
+#include <string>
+
+#include "kernels/attention.h"
+#include "kernels/conv.h"
+#include "kernels/elementwise.h"
+#include "kernels/linear.h"
+#include "kernels/preprocess.h"
+#include "kernels/reference/half.h"
+#include "models/backend_factory.h"
+
+namespace lookalike {
+namespace {
+
+using kernels::ElemType;
+
+std::string Bytes(size_t n) { return std::to_string(n) + " bytes"; }
+
+ElemType ToElem(DType t) {
+  switch (t) {
+    case DType::kF32: return ElemType::kF32;
+    case DType::kF16: return ElemType::kF16;
+    case DType::kBF16: return ElemType::kBF16;
+  }
+  return ElemType::kF16;
+}
+
+kernels::Act ToAct(Activation a) {
+  switch (a) {
+    case Activation::kNone: return kernels::Act::kNone;
+    case Activation::kRelu: return kernels::Act::kRelu;
+    case Activation::kRelu6: return kernels::Act::kRelu6;
+    case Activation::kGelu: return kernels::Act::kGelu;
+    case Activation::kGeluTanh: return kernels::Act::kGeluTanh;
+    case Activation::kQuickGelu: return kernels::Act::kQuickGelu;
+  }
+  return kernels::Act::kNone;
+}
+
+// A cudaMalloc block freed when the last owner goes (weights, constants).
+StatusOr<std::shared_ptr<void>> DeviceAlloc(size_t bytes, const std::string& what) {
+  void* p = nullptr;
+  const cudaError_t err = cudaMalloc(&p, bytes == 0 ? 1 : bytes);
+  if (err != cudaSuccess) {
+    cudaGetLastError();
+    return ResourceExhaustedError("cuda: cudaMalloc of " + Bytes(bytes) + " for " + what +
+                                  " failed: " + cudaGetErrorString(err));
+  }
+  return std::shared_ptr<void>(p, [](void* q) { cudaFree(q); });
+}
+
+// Host floats -> device buffer of `type` (synchronous copy: preparation only).
+StatusOr<std::shared_ptr<void>> UploadAs(const float* data, size_t n, ElemType type,
+                                         const std::string& what) {
+  ASSIGN_OR_RETURN(std::shared_ptr<void> buf, DeviceAlloc(n * kernels::ElemSize(type), what));
+  cudaError_t err;
+  if (type == ElemType::kF32) {
+    err = cudaMemcpy(buf.get(), data, n * 4, cudaMemcpyHostToDevice);
+  } else {
+    std::vector<uint16_t> bits(n);
+    for (size_t i = 0; i < n; ++i) {
+      bits[i] = type == ElemType::kBF16 ? kernels::ref::FloatToBf16(data[i])
+                                        : kernels::ref::FloatToHalf(data[i]);
+    }
+    err = cudaMemcpy(buf.get(), bits.data(), n * 2, cudaMemcpyHostToDevice);
+  }
+  RETURN_IF_ERROR(kernels::CudaStatus(err, "cuda: uploading " + what));
+  return buf;
+}
+
+// Caching allocator for activations. Blocks are rounded up (512 B, then 2 MiB
+// above 4 MiB) and reused best-fit within 2x of the request.
+class DevicePool : public std::enable_shared_from_this<DevicePool> {
+ public:
+  ~DevicePool() {
+    for (auto& kv : free_) cudaFree(kv.second);
+  }
+
+  StatusOr<std::shared_ptr<void>> Get(size_t bytes) {
+    const size_t size = Round(bytes);
+    void* p = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = free_.lower_bound(size);
+      if (it != free_.end() && it->first <= 2 * size) {
+        p = it->second;
+        const size_t block = it->first;
+        free_.erase(it);
+        return Wrap(p, block);
+      }
+    }
+    cudaError_t err = cudaMalloc(&p, size);
+    if (err != cudaSuccess) {
+      cudaGetLastError();
+      ReleaseCached();
+      err = cudaMalloc(&p, size);
+    }
+    if (err != cudaSuccess) {
+      cudaGetLastError();
+      return ResourceExhaustedError("cuda: cudaMalloc of " + Bytes(size) +
+                                    " for activations failed (" + cudaGetErrorString(err) +
+                                    "); pool holds " + Bytes(total_));
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    total_ += size;
+    return Wrap(p, size);
+  }
+
+  size_t total() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return total_;
+  }
+
+ private:
+  static size_t Round(size_t b) {
+    if (b == 0) b = 1;
+    if (b > (4u << 20)) return (b + (2u << 20) - 1) / (2u << 20) * (2u << 20);
+    return (b + 511) / 512 * 512;
+  }
+  std::shared_ptr<void> Wrap(void* p, size_t size) {
+    std::shared_ptr<DevicePool> self = shared_from_this();
+    return std::shared_ptr<void>(p, [self, size](void* q) {
+      std::lock_guard<std::mutex> lock(self->mu_);
+      self->free_.emplace(size, q);
+    });
+  }
+  void ReleaseCached() {
+    cudaStreamSynchronize(nullptr);
+    std::lock_guard<std::mutex> lock(mu_);
+    cudaDeviceSynchronize();
+    for (auto& kv : free_) {
+      cudaFree(kv.second);
+      total_ -= kv.first;
+    }
+    free_.clear();
+  }
+
+  mutable std::mutex mu_;
+  std::multimap<size_t, void*> free_;
+  size_t total_ = 0;
+};
+
+struct ConvLayer : PreparedLayer {
+  ConvSpec spec;
+  bool depthwise = false;
+  int64_t ldw = 0;
+  std::shared_ptr<void> weight;  // compute dtype
+  std::shared_ptr<void> bias;    // fp32 or null
+};
+
+struct LinearLayer : PreparedLayer {
+  int in = 0, out = 0;
+  std::shared_ptr<void> weight;    // {out, in} compute dtype
+  std::shared_ptr<void> bias;      // {out} compute dtype (cuBLASLt epilogue) or null
+  std::shared_ptr<void> bias_f32;  // {out} fp32 or null
+};
+
+struct NormLayer : PreparedLayer {
+  int dim = 0;
+  float eps = 0.f;
+  std::shared_ptr<void> gamma, beta;  // fp32
+};
+
+Status ShapeError(const std::string& op, const std::string& what, const Tensor& t) {
+  return InvalidArgumentError(op + ": " + what + ", got " + t.ShapeString());
+}
+
+}  // namespace
+
+struct CudaBackend::Impl {
+  int device = 0;
+  DType dtype = DType::kF16;
+  cudaStream_t stream = nullptr;
+  std::shared_ptr<DevicePool> pool = std::make_shared<DevicePool>();
+  std::unique_ptr<kernels::LinearRunner> linear;
+
+  ~Impl() {
+    cudaSetDevice(device);
+    if (stream) {
+      cudaStreamSynchronize(stream);
+      cudaStreamDestroy(stream);
+    }
+  }
+
+  ElemType elem() const { return ToElem(dtype); }
+
+  Status Activate() { return kernels::CudaStatus(cudaSetDevice(device), "cudaSetDevice"); }
+
+  StatusOr<Tensor> NewTensor(std::vector<int64_t> shape, DType type) {
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    ASSIGN_OR_RETURN(std::shared_ptr<void> block, pool->Get(static_cast<size_t>(n) * DTypeSize(type)));
+    void* p = block.get();
+    return Tensor(std::move(shape), type, DeviceKind::kCuda, p, std::move(block));
+  }
+  StatusOr<Tensor> NewTensor(std::vector<int64_t> shape) { return NewTensor(std::move(shape), dtype); }
+
+  Status CheckInput(const std::string& op, const Tensor& t, int min_rank, int max_rank) const {
+    if (t.empty() || t.device() != DeviceKind::kCuda) {
+      return InvalidArgumentError(op + ": input is not a CUDA tensor");
+    }
+    if (t.dtype() != dtype) {
+      return InvalidArgumentError(op + ": input dtype " + DTypeName(t.dtype()) +
+                                  ", backend computes in " + DTypeName(dtype));
+    }
+    if (t.rank() < min_rank || t.rank() > max_rank) {
+      return InvalidArgumentError(op + ": input rank " + std::to_string(t.rank()) + " (shape " +
+                                  t.ShapeString() + ") outside [" + std::to_string(min_rank) +
+                                  ", " + std::to_string(max_rank) + "]");
+    }
+    for (int i = 0; i < t.rank(); ++i) {
+      if (t.dim(i) <= 0) return ShapeError(op, "empty dimension", t);
+    }
+    return Status::Ok();
+  }
+};
+
+CudaBackend::CudaBackend(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+CudaBackend::~CudaBackend() = default;
+
+StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(const CudaBackendOptions& options) {
+  if (options.dtype != DType::kF16 && options.dtype != DType::kBF16) {
+    return InvalidArgumentError(std::string("cuda backend: compute dtype must be f16 or bf16, got ") +
+                                DTypeName(options.dtype));
+  }
+  const int count = CudaDeviceCount();
+  if (count == 0) return FailedPreconditionError("cuda backend: no usable CUDA device");
+  if (options.device < 0 || options.device >= count) {
+    return NotFoundError("cuda backend: device cuda:" + std::to_string(options.device) +
+                         " not present (" + std::to_string(count) + " device(s))");
+  }
+  auto impl = std::make_unique<Impl>();
+  impl->device = options.device;
+  impl->dtype = options.dtype;
+  RETURN_IF_ERROR(impl->Activate());
+  cudaDeviceProp prop{};
+  RETURN_IF_ERROR(kernels::CudaStatus(cudaGetDeviceProperties(&prop, options.device),
+                                      "cudaGetDeviceProperties"));
+  if (prop.major < 8) {
+    return FailedPreconditionError("cuda backend: " + std::string(prop.name) + " has compute capability " +
+                                   std::to_string(prop.major) + "." + std::to_string(prop.minor) +
+                                   "; 8.0 or newer is required");
+  }
+  RETURN_IF_ERROR(kernels::CudaStatus(cudaStreamCreateWithFlags(&impl->stream, cudaStreamNonBlocking),
+                                      "cudaStreamCreate"));
+  ASSIGN_OR_RETURN(impl->linear, kernels::LinearRunner::Create(options.matmul_workspace_bytes));
+  return std::unique_ptr<CudaBackend>(new CudaBackend(std::move(impl)));
+}
+
+std::string CudaBackend::name() const { return "cuda:" + std::to_string(impl_->device); }
+DType CudaBackend::compute_dtype() const { return impl_->dtype; }
+size_t CudaBackend::pool_bytes() const { return impl_->pool->total(); }
+
+// ---- preparation -------------------------------------------------------------
+
+StatusOr<LayerPtr> CudaBackend::PrepareConv(const ConvSpec& spec, const float* weight,
+                                            const float* bias) {
+  RETURN_IF_ERROR(impl_->Activate());
+  if (weight == nullptr || spec.in_channels <= 0 || spec.out_channels <= 0 || spec.kernel_h <= 0 ||
+      spec.kernel_w <= 0 || spec.stride_h <= 0 || spec.stride_w <= 0 || spec.groups <= 0 ||
+      spec.pad_h < 0 || spec.pad_w < 0) {
+    return InvalidArgumentError("PrepareConv: invalid spec or missing weight");
+  }
+  auto layer = std::make_unique<ConvLayer>();
+  layer->spec = spec;
+  const int kh = spec.kernel_h, kw = spec.kernel_w;
+  if (spec.groups == 1) {
+    const int64_t k = static_cast<int64_t>(kh) * kw * spec.in_channels;
+    layer->ldw = kernels::ConvWeightRowStride(k);
+    std::vector<float> ohwi(static_cast<size_t>(spec.out_channels) * layer->ldw, 0.f);
+    for (int o = 0; o < spec.out_channels; ++o)
+      for (int c = 0; c < spec.in_channels; ++c)
+        for (int r = 0; r < kh; ++r)
+          for (int s = 0; s < kw; ++s) {
+            ohwi[o * layer->ldw + (r * kw + s) * spec.in_channels + c] =
+                weight[((static_cast<int64_t>(o) * spec.in_channels + c) * kh + r) * kw + s];
+          }
+    ASSIGN_OR_RETURN(layer->weight, UploadAs(ohwi.data(), ohwi.size(), impl_->elem(), "conv weight"));
+  } else if (spec.groups == spec.in_channels && spec.groups == spec.out_channels) {
+    layer->depthwise = true;
+    const int c = spec.in_channels;
+    std::vector<float> taps(static_cast<size_t>(kh) * kw * c);
+    for (int ch = 0; ch < c; ++ch)
+      for (int t = 0; t < kh * kw; ++t) taps[static_cast<size_t>(t) * c + ch] = weight[ch * kh * kw + t];
+    ASSIGN_OR_RETURN(layer->weight, UploadAs(taps.data(), taps.size(), impl_->elem(), "depthwise weight"));
+  } else {
+    return UnimplementedError("PrepareConv: groups " + std::to_string(spec.groups) +
+                              " (only 1 and depthwise are supported on cuda)");
+  }
+  if (bias != nullptr) {
+    ASSIGN_OR_RETURN(layer->bias, UploadAs(bias, spec.out_channels, ElemType::kF32, "conv bias"));
+  }
+  return LayerPtr(std::move(layer));
+}
+
+StatusOr<LayerPtr> CudaBackend::PrepareLinear(int in_features, int out_features,
+                                              const float* weight, const float* bias) {
+  RETURN_IF_ERROR(impl_->Activate());
+  if (in_features <= 0 || out_features <= 0 || weight == nullptr) {
+    return InvalidArgumentError("PrepareLinear: in " + std::to_string(in_features) + ", out " +
+                                std::to_string(out_features) + " or missing weight");
+  }
+  auto layer = std::make_unique<LinearLayer>();
+  layer->in = in_features;
+  layer->out = out_features;
+  ASSIGN_OR_RETURN(layer->weight, UploadAs(weight, static_cast<size_t>(in_features) * out_features,
+                                           impl_->elem(), "linear weight"));
+  if (bias != nullptr) {
+    ASSIGN_OR_RETURN(layer->bias, UploadAs(bias, out_features, impl_->elem(), "linear bias"));
+    ASSIGN_OR_RETURN(layer->bias_f32, UploadAs(bias, out_features, ElemType::kF32, "linear bias"));
+  }
+  return LayerPtr(std::move(layer));
+}
+
+StatusOr<LayerPtr> CudaBackend::PrepareLayerNorm(int dim, const float* gamma, const float* beta,
+                                                 float eps) {
+  RETURN_IF_ERROR(impl_->Activate());
+  if (dim <= 0 || gamma == nullptr || beta == nullptr || !(eps >= 0.f)) {
+    return InvalidArgumentError("PrepareLayerNorm: dim " + std::to_string(dim) +
+                                ", gamma/beta required, eps >= 0");
+  }
+  auto layer = std::make_unique<NormLayer>();
+  layer->dim = dim;
+  layer->eps = eps;
+  ASSIGN_OR_RETURN(layer->gamma, UploadAs(gamma, dim, ElemType::kF32, "layer norm gamma"));
+  ASSIGN_OR_RETURN(layer->beta, UploadAs(beta, dim, ElemType::kF32, "layer norm beta"));
+  return LayerPtr(std::move(layer));
+}
+
+StatusOr<Tensor> CudaBackend::Constant(const std::vector<int64_t>& shape, const float* data) {
+  RETURN_IF_ERROR(impl_->Activate());
+  int64_t n = 1;
+  for (int64_t d : shape) {
+    if (d <= 0) return InvalidArgumentError("Constant: non-positive dimension in shape");
+    n *= d;
+  }
+  if (data == nullptr) return InvalidArgumentError("Constant: no data");
+  ASSIGN_OR_RETURN(std::shared_ptr<void> buf, UploadAs(data, n, impl_->elem(), "constant"));
+  void* p = buf.get();
+  return Tensor(shape, impl_->dtype, DeviceKind::kCuda, p, std::move(buf));
+}
+
+StatusOr<Tensor> CudaBackend::Upload(const std::vector<int64_t>& shape, const float* data) {
+  return Constant(shape, data);
+}
+
+Status CudaBackend::Synchronize() {
+  RETURN_IF_ERROR(impl_->Activate());
+  return kernels::CudaStatus(cudaStreamSynchronize(impl_->stream), "cuda: stream execution");
+}
+
+// ---- ops ------------------------------------------------------------------------
+
+StatusOr<Tensor> CudaBackend::Preprocess(const std::vector<ImageView>& images,
+                                         const PreprocessSpec& spec) {
+  RETURN_IF_ERROR(impl_->Activate());
+  if (images.empty()) return InvalidArgumentError("Preprocess: no images");
+  size_t total = 0;
+  for (size_t i = 0; i < images.size(); ++i) {
+    const ImageView& im = images[i];
+    if (im.data == nullptr || im.width <= 0 || im.height <= 0 || im.stride_bytes < 3 * im.width) {
+      return InvalidArgumentError("Preprocess: item " + std::to_string(i) + ": image " +
+                                  std::to_string(im.width) + "x" + std::to_string(im.height) +
+                                  " with stride " + std::to_string(im.stride_bytes) +
+                                  " is empty or malformed");
+    }
+    total += (static_cast<size_t>(im.width) * 3 * im.height + 15) / 16 * 16;
+  }
+  ASSIGN_OR_RETURN(std::shared_ptr<void> pixels, impl_->pool->Get(total));
+  std::vector<kernels::DeviceImage> descs(images.size());
+  size_t offset = 0;
+  for (size_t i = 0; i < images.size(); ++i) {
+    const ImageView& im = images[i];
+    uint8_t* dst = static_cast<uint8_t*>(pixels.get()) + offset;
+    // Pageable source: the call returns once the pixels are staged.
+    RETURN_IF_ERROR(kernels::CudaStatus(
+        cudaMemcpy2DAsync(dst, static_cast<size_t>(im.width) * 3, im.data, im.stride_bytes,
+                          static_cast<size_t>(im.width) * 3, im.height, cudaMemcpyHostToDevice,
+                          impl_->stream),
+        "Preprocess: uploading image " + std::to_string(i)));
+    descs[i] = {dst, im.width, im.height, im.width * 3};
+    offset += (static_cast<size_t>(im.width) * 3 * im.height + 15) / 16 * 16;
+  }
+  kernels::PreprocessParams p;
+  p.type = impl_->elem();
+  p.images = descs.data();
+  p.count = static_cast<int>(descs.size());
+  p.resize_shorter = spec.resize_shorter;
+  p.crop_h = spec.crop_height;
+  p.crop_w = spec.crop_width;
+  p.bicubic = spec.interpolation == Interpolation::kBicubic;
+  p.antialias = spec.antialias;
+  for (int c = 0; c < 3; ++c) {
+    p.mean[c] = spec.mean[c];
+    p.std[c] = spec.std[c];
+  }
+  ASSIGN_OR_RETURN(size_t ws_bytes, kernels::PreprocessWorkspaceBytes(p));
+  ASSIGN_OR_RETURN(std::shared_ptr<void> ws, impl_->pool->Get(ws_bytes));
+  ASSIGN_OR_RETURN(Tensor out, impl_->NewTensor({static_cast<int64_t>(images.size()),
+                                                 spec.crop_height, spec.crop_width, 3}));
+  p.workspace = ws.get();
+  p.workspace_bytes = ws_bytes;
+  p.output = out.data();
+  RETURN_IF_ERROR(kernels::Preprocess(p, impl_->stream));
+  return out;  // `pixels` and `ws` return to the pool; later ops are stream-ordered after this one
+}
+
+StatusOr<Tensor> CudaBackend::Conv2d(const PreparedLayer& layer, const Tensor& x, Activation act,
+                                     const Tensor* residual) {
+  RETURN_IF_ERROR(impl_->Activate());
+  const auto* conv = dynamic_cast<const ConvLayer*>(&layer);
+  if (conv == nullptr) return InvalidArgumentError("Conv2d: layer was not prepared by PrepareConv on cuda");
+  RETURN_IF_ERROR(impl_->CheckInput("Conv2d", x, 4, 4));
+  const ConvSpec& s = conv->spec;
+  if (x.dim(3) != s.in_channels) {
+    return ShapeError("Conv2d", "expected {N, H, W, " + std::to_string(s.in_channels) + "}", x);
+  }
+  kernels::ConvGeometry g;
+  g.batch = static_cast<int>(x.dim(0));
+  g.in_h = static_cast<int>(x.dim(1));
+  g.in_w = static_cast<int>(x.dim(2));
+  g.in_channels = s.in_channels;
+  g.out_channels = s.out_channels;
+  g.kernel_h = s.kernel_h;
+  g.kernel_w = s.kernel_w;
+  g.stride_h = s.stride_h;
+  g.stride_w = s.stride_w;
+  g.pad_top = s.pad_h;
+  g.pad_left = s.pad_w;
+  g.pad_bottom = s.pad_h_end < 0 ? s.pad_h : s.pad_h_end;
+  g.pad_right = s.pad_w_end < 0 ? s.pad_w : s.pad_w_end;
+  if (g.out_h() <= 0 || g.out_w() <= 0) {
+    return ShapeError("Conv2d", "input smaller than the " + std::to_string(s.kernel_h) + "x" +
+                                    std::to_string(s.kernel_w) + " kernel", x);
+  }
+  const std::vector<int64_t> out_shape = {x.dim(0), g.out_h(), g.out_w(), s.out_channels};
+  if (residual != nullptr) {
+    RETURN_IF_ERROR(impl_->CheckInput("Conv2d residual", *residual, 4, 4));
+    if (residual->shape() != out_shape) {
+      return InvalidArgumentError("Conv2d: residual " + residual->ShapeString() +
+                                  " does not match output " + Tensor(out_shape, impl_->dtype, DeviceKind::kCuda, nullptr, nullptr).ShapeString());
+    }
+  }
+  ASSIGN_OR_RETURN(Tensor y, impl_->NewTensor(out_shape));
+  if (conv->depthwise) {
+    kernels::DepthwiseParams p;
+    p.type = impl_->elem();
+    p.geo = g;
+    p.input = x.data();
+    p.weight = conv->weight.get();
+    p.bias = static_cast<const float*>(conv->bias.get());
+    p.residual = residual ? residual->data() : nullptr;
+    p.output = y.data();
+    p.act = ToAct(act);
+    RETURN_IF_ERROR(kernels::DepthwiseConv2d(p, impl_->stream));
+  } else {
+    kernels::ConvParams p;
+    p.type = impl_->elem();
+    p.geo = g;
+    p.input = x.data();
+    p.weight = conv->weight.get();
+    p.weight_row_stride = conv->ldw;
+    p.bias = static_cast<const float*>(conv->bias.get());
+    p.residual = residual ? residual->data() : nullptr;
+    p.output = y.data();
+    p.act = ToAct(act);
+    RETURN_IF_ERROR(kernels::Conv2d(p, impl_->stream));
+  }
+  return y;
+}
+
+StatusOr<Tensor> CudaBackend::Linear(const PreparedLayer& layer, const Tensor& x, Activation act,
+                                     const Tensor* residual) {
+  RETURN_IF_ERROR(impl_->Activate());
+  const auto* lin = dynamic_cast<const LinearLayer*>(&layer);
+  if (lin == nullptr) return InvalidArgumentError("Linear: layer was not prepared by PrepareLinear on cuda");
+  RETURN_IF_ERROR(impl_->CheckInput("Linear", x, 2, 4));
+  if (x.dim(-1) != lin->in) {
+    return ShapeError("Linear", "expected last dimension " + std::to_string(lin->in), x);
+  }
+  std::vector<int64_t> out_shape = x.shape();
+  out_shape.back() = lin->out;
+  if (residual != nullptr) {
+    RETURN_IF_ERROR(impl_->CheckInput("Linear residual", *residual, 2, 4));
+    if (residual->shape() != out_shape) {
+      return InvalidArgumentError("Linear: residual " + residual->ShapeString() +
+                                  " does not match the output shape");
+    }
+  }
+  ASSIGN_OR_RETURN(Tensor y, impl_->NewTensor(out_shape));
+  kernels::LinearParams p;
+  p.type = impl_->elem();
+  p.x = x.data();
+  p.weight = lin->weight.get();
+  p.bias = lin->bias.get();
+  p.bias_f32 = static_cast<const float*>(lin->bias_f32.get());
+  p.residual = residual ? residual->data() : nullptr;
+  p.y = y.data();
+  p.rows = x.numel() / lin->in;
+  p.in_features = lin->in;
+  p.out_features = lin->out;
+  p.act = ToAct(act);
+  RETURN_IF_ERROR(impl_->linear->Run(p, impl_->stream));
+  return y;
+}
+
+StatusOr<Tensor> CudaBackend::LayerNorm(const PreparedLayer& layer, const Tensor& x) {
+  RETURN_IF_ERROR(impl_->Activate());
+  const auto* norm = dynamic_cast<const NormLayer*>(&layer);
+  if (norm == nullptr) return InvalidArgumentError("LayerNorm: layer was not prepared by PrepareLayerNorm on cuda");
+  RETURN_IF_ERROR(impl_->CheckInput("LayerNorm", x, 2, 4));
+  if (x.dim(-1) != norm->dim) {
+    return ShapeError("LayerNorm", "expected last dimension " + std::to_string(norm->dim), x);
+  }
+  ASSIGN_OR_RETURN(Tensor y, impl_->NewTensor(x.shape()));
+  kernels::LayerNormParams p;
+  p.type = impl_->elem();
+  p.input = x.data();
+  p.output = y.data();
+  p.gamma = static_cast<const float*>(norm->gamma.get());
+  p.beta = static_cast<const float*>(norm->beta.get());
+  p.rows = x.numel() / norm->dim;
+  p.dim = norm->dim;
+  p.eps = norm->eps;
+  RETURN_IF_ERROR(kernels::LayerNorm(p, impl_->stream));
+  return y;
+}
+
+StatusOr<Tensor> CudaBackend::Attention(const Tensor& qkv, int heads) {
+  RETURN_IF_ERROR(impl_->Activate());
+  RETURN_IF_ERROR(impl_->CheckInput("Attention", qkv, 3, 3));
+  if (heads <= 0 || qkv.dim(2) % (3 * static_cast<int64_t>(heads)) != 0) {
+    return ShapeError("Attention", "qkv {N, T, 3*D} with D divisible by " + std::to_string(heads) +
+                                       " heads", qkv);
+  }
+  const int64_t d = qkv.dim(2) / 3;
+  ASSIGN_OR_RETURN(Tensor y, impl_->NewTensor({qkv.dim(0), qkv.dim(1), d}));
+  kernels::AttentionParams p;
+  p.type = impl_->elem();
+  p.qkv = qkv.data();
+  p.out = y.data();
+  p.batch = static_cast<int>(qkv.dim(0));
+  p.seq = static_cast<int>(qkv.dim(1));
+  p.heads = heads;
+  p.head_dim = static_cast<int>(d / heads);
+  p.qkv_row_stride = 3 * d;
+  p.out_row_stride = d;
+  RETURN_IF_ERROR(kernels::Attention(p, impl_->stream));
+  return y;
+}
+
+StatusOr<Tensor> CudaBackend::MaxPool2d(const Tensor& x, int kernel, int stride, int pad) {
+  RETURN_IF_ERROR(impl_->Activate());
+  RETURN_IF_ERROR(impl_->CheckInput("MaxPool2d", x, 4, 4));
+  if (kernel <= 0 || stride <= 0 || pad < 0 || 2 * pad > kernel) {
+    return InvalidArgumentError("MaxPool2d: kernel " + std::to_string(kernel) + ", stride " +
+                                std::to_string(stride) + ", pad " + std::to_string(pad) + " invalid");
+  }
+  const int64_t oh = (x.dim(1) + 2 * pad - kernel) / stride + 1;
+  const int64_t ow = (x.dim(2) + 2 * pad - kernel) / stride + 1;
+  if (oh <= 0 || ow <= 0) return ShapeError("MaxPool2d", "input smaller than the window", x);
+  ASSIGN_OR_RETURN(Tensor y, impl_->NewTensor({x.dim(0), oh, ow, x.dim(3)}));
+  kernels::MaxPoolParams p;
+  p.type = impl_->elem();
+  p.input = x.data();
+  p.output = y.data();
+  p.batch = static_cast<int>(x.dim(0));
+  p.in_h = static_cast<int>(x.dim(1));
+  p.in_w = static_cast<int>(x.dim(2));
+  p.channels = static_cast<int>(x.dim(3));
+  p.kernel = kernel;
+  p.stride = stride;
+  p.pad = pad;
+  RETURN_IF_ERROR(kernels::MaxPool2d(p, impl_->stream));
+  return y;
+}
+
+StatusOr<Tensor> CudaBackend::MeanPool(const Tensor& x, int token_begin) {
+  RETURN_IF_ERROR(impl_->Activate());
+  RETURN_IF_ERROR(impl_->CheckInput("MeanPool", x, 3, 4));
+  const int64_t tokens = x.rank() == 4 ? x.dim(1) * x.dim(2) : x.dim(1);
+  if (token_begin < 0 || token_begin >= tokens) {
+    return ShapeError("MeanPool", "token_begin " + std::to_string(token_begin) + " out of range", x);
+  }
+  ASSIGN_OR_RETURN(Tensor y, impl_->NewTensor({x.dim(0), x.dim(-1)}));
+  kernels::MeanPoolParams p;
+  p.type = impl_->elem();
+  p.input = x.data();
+  p.output = y.data();
+  p.batch = static_cast<int>(x.dim(0));
+  p.tokens = static_cast<int>(tokens);
+  p.channels = static_cast<int>(x.dim(-1));
+  p.token_begin = token_begin;
+  RETURN_IF_ERROR(kernels::MeanPool(p, impl_->stream));
+  return y;
+}
+
+StatusOr<Tensor> CudaBackend::SelectToken(const Tensor& x, int index) {
+  RETURN_IF_ERROR(impl_->Activate());
+  RETURN_IF_ERROR(impl_->CheckInput("SelectToken", x, 3, 3));
+  if (index < 0 || index >= x.dim(1)) {
+    return ShapeError("SelectToken", "index " + std::to_string(index) + " out of range", x);
+  }
+  ASSIGN_OR_RETURN(Tensor y, impl_->NewTensor({x.dim(0), x.dim(2)}));
+  kernels::SelectTokenParams p;
+  p.type = impl_->elem();
+  p.input = x.data();
+  p.output = y.data();
+  p.batch = static_cast<int>(x.dim(0));
+  p.tokens = static_cast<int>(x.dim(1));
+  p.dim = static_cast<int>(x.dim(2));
+  p.index = index;
+  RETURN_IF_ERROR(kernels::SelectToken(p, impl_->stream));
+  return y;
+}
+
+StatusOr<Tensor> CudaBackend::PrependTokensAddPos(const Tensor& patches,
+                                                  const Tensor* prefix_tokens, const Tensor& pos,
+                                                  bool pos_applies_to_prefix) {
+  RETURN_IF_ERROR(impl_->Activate());
+  RETURN_IF_ERROR(impl_->CheckInput("PrependTokensAddPos", patches, 3, 3));
+  const int64_t d = patches.dim(2);
+  int64_t prefix = 0;
+  if (prefix_tokens != nullptr && !prefix_tokens->empty()) {
+    RETURN_IF_ERROR(impl_->CheckInput("PrependTokensAddPos prefix", *prefix_tokens, 2, 3));
+    if (prefix_tokens->dim(-1) != d) {
+      return ShapeError("PrependTokensAddPos", "prefix tokens must be {prefix, " + std::to_string(d) + "}",
+                        *prefix_tokens);
+    }
+    prefix = prefix_tokens->numel() / d;
+  }
+  RETURN_IF_ERROR(impl_->CheckInput("PrependTokensAddPos pos", pos, 2, 3));
+  const int64_t pos_rows = pos.numel() / pos.dim(-1);
+  const int64_t want_rows = pos_applies_to_prefix ? prefix + patches.dim(1) : patches.dim(1);
+  if (pos.dim(-1) != d || pos_rows != want_rows) {
+    return ShapeError("PrependTokensAddPos", "pos must be {1, " + std::to_string(want_rows) + ", " +
+                                                 std::to_string(d) + "} for patches " +
+                                                 patches.ShapeString(), pos);
+  }
+  ASSIGN_OR_RETURN(Tensor y, impl_->NewTensor({patches.dim(0), prefix + patches.dim(1), d}));
+  kernels::PrependTokensParams p;
+  p.type = impl_->elem();
+  p.patches = patches.data();
+  p.prefix_tokens = prefix > 0 ? prefix_tokens->data() : nullptr;
+  p.pos = pos.data();
+  p.output = y.data();
+  p.batch = static_cast<int>(patches.dim(0));
+  p.num_patches = static_cast<int>(patches.dim(1));
+  p.prefix = static_cast<int>(prefix);
+  p.dim = static_cast<int>(d);
+  p.pos_applies_to_prefix = pos_applies_to_prefix;
+  RETURN_IF_ERROR(kernels::PrependTokensAddPos(p, impl_->stream));
+  return y;
+}
+
+StatusOr<Tensor> CudaBackend::Add(const Tensor& a, const Tensor& b) {
+  RETURN_IF_ERROR(impl_->Activate());
+  RETURN_IF_ERROR(impl_->CheckInput("Add", a, 1, 8));
+  RETURN_IF_ERROR(impl_->CheckInput("Add", b, 1, 8));
+  if (a.shape() != b.shape()) {
+    return InvalidArgumentError("Add: shapes " + a.ShapeString() + " and " + b.ShapeString() + " differ");
+  }
+  ASSIGN_OR_RETURN(Tensor y, impl_->NewTensor(a.shape()));
+  kernels::AddParams p;
+  p.type = impl_->elem();
+  p.a = a.data();
+  p.b = b.data();
+  p.out = y.data();
+  p.n = a.numel();
+  RETURN_IF_ERROR(kernels::Add(p, impl_->stream));
+  return y;
+}
+
+StatusOr<Tensor> CudaBackend::L2Normalize(const Tensor& x) {
+  RETURN_IF_ERROR(impl_->Activate());
+  RETURN_IF_ERROR(impl_->CheckInput("L2Normalize", x, 2, 2));
+  ASSIGN_OR_RETURN(Tensor y, impl_->NewTensor(x.shape()));
+  kernels::L2NormalizeParams p;
+  p.type = impl_->elem();
+  p.input = x.data();
+  p.output = y.data();
+  p.rows = x.dim(0);
+  p.dim = static_cast<int>(x.dim(1));
+  RETURN_IF_ERROR(kernels::L2Normalize(p, impl_->stream));
+  return y;
+}
+
+Status CudaBackend::ToHost(const Tensor& x, std::vector<float>* out) {
+  RETURN_IF_ERROR(impl_->Activate());
+  if (out == nullptr) return InvalidArgumentError("ToHost: no output vector");
+  RETURN_IF_ERROR(impl_->CheckInput("ToHost", x, 1, 8));
+  ASSIGN_OR_RETURN(Tensor f, impl_->NewTensor(x.shape(), DType::kF32));
+  kernels::ConvertParams p;
+  p.src_type = ToElem(x.dtype());
+  p.dst_type = ElemType::kF32;
+  p.src = x.data();
+  p.dst = f.data();
+  p.n = x.numel();
+  RETURN_IF_ERROR(kernels::Convert(p, impl_->stream));
+  out->resize(static_cast<size_t>(x.numel()));
+  RETURN_IF_ERROR(kernels::CudaStatus(
+      cudaMemcpyAsync(out->data(), f.data(), f.nbytes(), cudaMemcpyDeviceToHost, impl_->stream),
+      "ToHost: copy to host"));
+  return kernels::CudaStatus(cudaStreamSynchronize(impl_->stream),
+                             "ToHost: executing the queued CUDA work");
+}
+
+// ---- factory hooks (models/backend_factory.h) ---------------------------------------
+
+int CudaDeviceCount() {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    cudaGetLastError();  // clear the sticky "no driver / no device" error
+    return 0;
+  }
+  return n;
+}
+
+StatusOr<std::unique_ptr<Backend>> MakeCudaBackend(int device_index) {
+  CudaBackendOptions options;
+  options.device = device_index;
+  ASSIGN_OR_RETURN(std::unique_ptr<CudaBackend> backend, CudaBackend::Create(options));
+  return std::unique_ptr<Backend>(std::move(backend));
+}
+
+}  // namespace lookalike

@@ -1,0 +1,87 @@
+// CudaBackend: the Backend op set (models/backend.h) on one GPU, running the
+// kernels of kernels/ on the backend's own CUDA stream.
+//
+// - Activations are f16 (default) or bf16 NHWC / NTD tensors in device memory;
+//   every reduction, softmax and epilogue computes in fp32.
+// - Weights are converted, reordered (conv: OHWI rows padded to 8; depthwise:
+//   tap-major) and uploaded once by Prepare*(); biases stay fp32 (plus a
+//   compute-dtype copy for cuBLASLt's bias epilogue).
+// - Activation buffers come from a per-backend caching pool: a released
+//   tensor's block goes back to a free list and is reused by later ops on the
+//   same stream (stream order makes that safe), so after the first inference
+//   at a batch size no cudaMalloc happens. A failed cudaMalloc first returns
+//   the cached free blocks to the driver, then fails with RESOURCE_EXHAUSTED
+//   naming the bytes.
+// - Ops enqueue work and return; ToHost() synchronizes and reports errors of
+//   kernels that failed asynchronously.
+// - Not thread-safe (one backend per model replica / stream), as Backend says.
+// CUDA Graph capture per batch size is not implemented.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "models/backend.h"
+
+namespace lookalike {
+
+struct CudaBackendOptions {
+  int device = 0;                 // CUDA device index
+  DType dtype = DType::kF16;      // activation / weight dtype: kF16 or kBF16
+  size_t matmul_workspace_bytes = 32u << 20;  // cuBLASLt workspace
+};
+
+class CudaBackend : public Backend {
+ public:
+  // FAILED_PRECONDITION when no CUDA device is usable or the device is older
+  // than compute capability 8.0 (the kernels use bf16 mma.sync); NOT_FOUND
+  // when `device` is out of range; INVALID_ARGUMENT for a dtype other than
+  // f16 / bf16.
+  static StatusOr<std::unique_ptr<CudaBackend>> Create(const CudaBackendOptions& options);
+  ~CudaBackend() override;
+
+  std::string name() const override;
+  DeviceKind device() const override { return DeviceKind::kCuda; }
+  DType compute_dtype() const override;
+
+  StatusOr<LayerPtr> PrepareConv(const ConvSpec& spec, const float* weight,
+                                 const float* bias) override;
+  StatusOr<LayerPtr> PrepareLinear(int in_features, int out_features, const float* weight,
+                                   const float* bias) override;
+  StatusOr<LayerPtr> PrepareLayerNorm(int dim, const float* gamma, const float* beta,
+                                      float eps) override;
+  StatusOr<Tensor> Constant(const std::vector<int64_t>& shape, const float* data) override;
+
+  StatusOr<Tensor> Preprocess(const std::vector<ImageView>& images,
+                              const PreprocessSpec& spec) override;
+  StatusOr<Tensor> Conv2d(const PreparedLayer& conv, const Tensor& x, Activation act,
+                          const Tensor* residual) override;
+  StatusOr<Tensor> Linear(const PreparedLayer& linear, const Tensor& x, Activation act,
+                          const Tensor* residual) override;
+  StatusOr<Tensor> LayerNorm(const PreparedLayer& norm, const Tensor& x) override;
+  StatusOr<Tensor> Attention(const Tensor& qkv, int heads) override;
+  StatusOr<Tensor> MaxPool2d(const Tensor& x, int kernel, int stride, int pad) override;
+  StatusOr<Tensor> MeanPool(const Tensor& x, int token_begin) override;
+  StatusOr<Tensor> SelectToken(const Tensor& x, int index) override;
+  StatusOr<Tensor> PrependTokensAddPos(const Tensor& patches, const Tensor* prefix_tokens,
+                                       const Tensor& pos, bool pos_applies_to_prefix) override;
+  StatusOr<Tensor> Add(const Tensor& a, const Tensor& b) override;
+  StatusOr<Tensor> L2Normalize(const Tensor& x) override;
+  Status ToHost(const Tensor& x, std::vector<float>* out) override;
+
+  // Host fp32 {shape} -> a device tensor in the compute dtype (tests, benchmarks).
+  StatusOr<Tensor> Upload(const std::vector<int64_t>& shape, const float* data);
+  // Blocks until the stream's work is done; reports asynchronous kernel errors.
+  Status Synchronize();
+  // Bytes held by the activation pool (in use + cached).
+  size_t pool_bytes() const;
+
+  struct Impl;
+
+ private:
+  explicit CudaBackend(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace lookalike
