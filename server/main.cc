@@ -146,7 +146,8 @@ int Run(int argc, char** argv) {
       spdlog::critical("{}", s.message());
       return 1;
     }
-    spdlog::info("metrics on http://{}/metrics", config.metrics_listen);
+    const std::string host = config.metrics_listen.substr(0, config.metrics_listen.rfind(':'));
+    spdlog::info("metrics on http://{}:{}/metrics", host, http.port());
   }
   server->SetServing(true);
   const size_t colon = config.listen.rfind(':');
