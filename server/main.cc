@@ -119,6 +119,7 @@ int Run(int argc, char** argv) {
   ServiceOptions service_options;
   service_options.limits = config.limits;
   service_options.batcher = config.batcher;
+  service_options.handler_threads = config.handler_threads;
   service_options.default_model = config.models.empty() ? "" : config.default_model;
   LookalikeService service(service_options, manager->get(), std::move(models), &metrics);
   metrics.SetQueueDepthSampler([&service] { return service.QueueDepths(); });
