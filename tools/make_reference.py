@@ -149,7 +149,7 @@ def _crop(box):
 
 FIXTURE_PHOTOS: List[Tuple[str, str, Callable[[Image.Image], Image.Image]]] = [
     ("chelsea", "as shipped, 451x300", lambda im: im),
-    ("coffee", "as shipped, 600x400", lambda im: im),
+    ("coffee", "downscaled to 512x341", lambda im: photos.limit_size(im, 512)),
     ("astronaut", "as shipped, 512x512", lambda im: im),
     ("rocket", "downscaled to 512 wide", lambda im: photos.limit_size(im, 512)),
     ("motorcycle", "downscaled to 512 wide", lambda im: photos.limit_size(im, 512)),

@@ -1,0 +1,103 @@
+"""tools/convert_weights.py: .pth -> .safetensors keeps every weight exactly."""
+import os
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import convert_weights
+
+
+class _Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 8, 3)
+        self.bn = torch.nn.BatchNorm2d(8)
+        self.fc = torch.nn.Linear(8, 4)
+
+
+def _random_net(seed=0):
+    torch.manual_seed(seed)
+    net = _Net()
+    with torch.no_grad():
+        for t in list(net.parameters()) + [net.bn.running_mean, net.bn.running_var]:
+            t.copy_(torch.randn_like(t))
+    net.bn.num_batches_tracked.fill_(7)
+    return net
+
+
+def test_state_dict_round_trip_is_exact(tmp_path):
+    net = _random_net()
+    src = tmp_path / "net.pth"
+    torch.save(net.state_dict(), src)
+    summary = convert_weights.convert(str(src), str(tmp_path / "net.safetensors"), quiet=True)
+    out = load_file(tmp_path / "net.safetensors")
+    expected = {k: v for k, v in net.state_dict().items() if not k.endswith("num_batches_tracked")}
+    assert set(out) == set(expected)
+    for k, v in expected.items():
+        assert out[k].dtype == torch.float32
+        assert torch.equal(out[k], v), k
+    assert summary["tensors"] == len(expected) and summary["dropped"] == 1
+
+
+def test_pickled_module_and_wrapped_checkpoints_give_the_same_names(tmp_path):
+    net = _random_net(1)
+    torch.save(net, tmp_path / "full.pt")
+    torch.save({"epoch": 3, "state_dict": {"module." + k: v for k, v in net.state_dict().items()}},
+               tmp_path / "dp.pth")
+    convert_weights.convert(str(tmp_path / "full.pt"), str(tmp_path / "a.safetensors"), quiet=True)
+    convert_weights.convert(str(tmp_path / "dp.pth"), str(tmp_path / "b.safetensors"), quiet=True)
+    a, b = load_file(tmp_path / "a.safetensors"), load_file(tmp_path / "b.safetensors")
+    assert set(a) == set(b) == {"conv.weight", "conv.bias", "bn.weight", "bn.bias",
+                                "bn.running_mean", "bn.running_var", "fc.weight", "fc.bias"}
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_shared_and_non_contiguous_tensors_are_written_as_copies(tmp_path):
+    base = torch.randn(6, 4)
+    state = {"emb.weight": base, "head.weight": base,          # tied
+             "t.weight": base.t(),                              # non-contiguous view
+             "half.weight": base[:3]}                           # slice of the same storage
+    torch.save(state, tmp_path / "tied.pth")
+    convert_weights.convert(str(tmp_path / "tied.pth"), str(tmp_path / "tied.safetensors"),
+                            quiet=True)
+    out = load_file(tmp_path / "tied.safetensors")
+    assert torch.equal(out["emb.weight"], base) and torch.equal(out["head.weight"], base)
+    assert torch.equal(out["t.weight"], base.t()) and out["t.weight"].shape == (4, 6)
+    assert torch.equal(out["half.weight"], base[:3])
+    _, _, shared = convert_weights.prepare_tensors(torch.load(tmp_path / "tied.pth"))
+    assert sorted(map(sorted, shared)) == [["emb.weight", "half.weight", "head.weight",
+                                            "t.weight"]]
+
+
+@pytest.mark.parametrize("dtype,torch_dtype", [("f16", torch.float16), ("bf16", torch.bfloat16)])
+def test_dtype_cast(tmp_path, dtype, torch_dtype):
+    net = _random_net(2)
+    torch.save(net.state_dict(), tmp_path / "n.pth")
+    convert_weights.convert(str(tmp_path / "n.pth"), str(tmp_path / "n.safetensors"), dtype=dtype,
+                            quiet=True)
+    out = load_file(tmp_path / "n.safetensors")
+    assert out["fc.weight"].dtype == torch_dtype
+    assert torch.equal(out["fc.weight"], net.fc.weight.detach().to(torch_dtype))
+
+
+def test_kept_half_precision_and_f64_becomes_f32(tmp_path):
+    state = {"a": torch.randn(3, dtype=torch.float16), "b": torch.randn(3, dtype=torch.float64)}
+    torch.save(state, tmp_path / "m.pth")
+    convert_weights.convert(str(tmp_path / "m.pth"), str(tmp_path / "m.safetensors"), quiet=True)
+    out = load_file(tmp_path / "m.safetensors")
+    assert out["a"].dtype == torch.float16 and torch.equal(out["a"], state["a"])
+    assert out["b"].dtype == torch.float32 and torch.equal(out["b"], state["b"].float())
+
+
+def test_bad_inputs_are_errors(tmp_path):
+    torch.save({"w": torch.tensor([1.0, float("nan")])}, tmp_path / "nan.pth")
+    with pytest.raises(convert_weights.ConversionError, match="w: contains NaN"):
+        convert_weights.convert(str(tmp_path / "nan.pth"), str(tmp_path / "x.safetensors"))
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
+    assert convert_weights.main([str(tmp_path / "junk.pth"), str(tmp_path / "y.safetensors")]) == 1
+    assert not os.path.exists(tmp_path / "x.safetensors")
+    assert not os.path.exists(tmp_path / "y.safetensors")
+    with pytest.raises(convert_weights.ConversionError, match="no such file"):
+        convert_weights.convert(str(tmp_path / "missing.pth"), str(tmp_path / "z.safetensors"))

