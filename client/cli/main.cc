@@ -575,7 +575,7 @@ int Main(int argc, char** argv) {
   CreateArgs create;
   CLI::App* c_create = collections->add_subcommand("create", "Create a collection");
   c_create->add_option("NAME", create.name, "Collection name, [A-Za-z0-9_-]{1,64}")->required();
-  c_create->add_option("--model", create.model, "Model that embeds its images (default: the server's default)");
+  c_create->add_option("--model", create.model, "Model that embeds its images (default: the server's default; \"none\" = vectors only, needs --dim)");
   c_create->add_option("--dim", create.dim, "Vector dimension (default: the model's)")->check(CLI::NonNegativeNumber);
   c_create->add_option("--metric", create.metric, "Similarity: cosine, ip (inner product) or l2")
       ->capture_default_str()
