@@ -319,7 +319,7 @@ int RunIndex(const CommonFlags& flags, const IndexArgs& a) {
     }
     uploader.Finish();
   }
-  if (a.progress) bar.Finish(done, static_cast<int64_t>(failures.size()));
+  if (a.progress && !todo.empty()) bar.Finish(done, static_cast<int64_t>(failures.size()));
   double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
   std::sort(failures.begin(), failures.end(), [](const Failure& x, const Failure& y) { return x.path < y.path; });
