@@ -319,7 +319,7 @@ int RunIndex(const CommonFlags& flags, const IndexArgs& a) {
     }
     uploader.Finish();
   }
-  if (a.progress) bar.Finish(done, static_cast<int64_t>(failures.size()));
+  if (a.progress && !todo.empty()) bar.Finish(done, static_cast<int64_t>(failures.size()));
   double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
   std::sort(failures.begin(), failures.end(), [](const Failure& x, const Failure& y) { return x.path < y.path; });
@@ -575,7 +575,7 @@ int Main(int argc, char** argv) {
   CreateArgs create;
   CLI::App* c_create = collections->add_subcommand("create", "Create a collection");
   c_create->add_option("NAME", create.name, "Collection name, [A-Za-z0-9_-]{1,64}")->required();
-  c_create->add_option("--model", create.model, "Model that embeds its images (default: the server's default)");
+  c_create->add_option("--model", create.model, "Model that embeds its images (default: the server's default; \"none\" = vectors only, needs --dim)");
   c_create->add_option("--dim", create.dim, "Vector dimension (default: the model's)")->check(CLI::NonNegativeNumber);
   c_create->add_option("--metric", create.metric, "Similarity: cosine, ip (inner product) or l2")
       ->capture_default_str()

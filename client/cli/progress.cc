@@ -55,6 +55,8 @@ void ProgressBar::Update(int64_t done, int64_t failed) {
   }
   last_draw_ = now;
   drawn_ = true;
+  last_done_ = done;
+  last_failed_ = failed;
   double elapsed = std::chrono::duration<double>(now - start_).count();
   std::string line = Render(done, failed, elapsed);
   if (tty_) {
@@ -66,6 +68,8 @@ void ProgressBar::Update(int64_t done, int64_t failed) {
 }
 
 void ProgressBar::Finish(int64_t done, int64_t failed) {
+  // A plain-line log already ending with this state needs no repeat.
+  if (!tty_ && drawn_ && done == last_done_ && failed == last_failed_) return;
   double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
   std::string line = Render(done, failed, elapsed);
   if (tty_) {

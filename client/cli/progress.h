@@ -37,6 +37,7 @@ class ProgressBar {
   std::chrono::steady_clock::time_point start_;
   std::chrono::steady_clock::time_point last_draw_;
   bool drawn_ = false;
+  int64_t last_done_ = -1, last_failed_ = -1;
 };
 
 }  // namespace lookalike

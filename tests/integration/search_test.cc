@@ -201,8 +201,9 @@ TEST_F(SearchTest, FiltersRestrictResults) {
     args.insert(args.end(), extra.begin(), extra.end());
     CommandResult r = RunCli(*server_, args);
     EXPECT_EQ(r.exit_code, 0) << r.err;
+    const json parsed = ParseJson(r);  // kept alive for the loop below
     std::vector<json> hits;
-    for (const auto& h : ParseJson(r)["hits"]) hits.push_back(h);
+    for (const auto& h : parsed["hits"]) hits.push_back(h);
     return hits;
   };
   auto coffee = ids_of({"--filter", "source=coffee"});
