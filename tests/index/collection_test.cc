@@ -511,6 +511,12 @@ TEST_F(CollectionTest, ManagerLifecycle) {
   // The name can be reused.
   spec.name = "first";
   EXPECT_TRUE(manager_->Create(spec).ok());
+  // A second manager on the same data directory is refused.
+  CollectionManagerOptions options;
+  options.data_dir = dir_.path();
+  auto second = CollectionManager::Open(options);
+  EXPECT_EQ(second.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(second.status().message().find("in use"), std::string::npos);
 }
 
 TEST(CollectionManagerDevice, InvalidDeviceIsInvalidArgument) {
