@@ -405,13 +405,15 @@ StatusOr<std::vector<std::vector<SearchHit>>> CollectionImpl::Search(const float
   }
 
   // A write between reading the index and reading the hits' rows (storage
-  // commits before the index is updated) can remove a hit; then search again
-  // so k hits come back whenever k exist.
+  // commits before the index is updated) can remove a hit. Then wait for
+  // the write in flight to reach the index (it holds write_mu_ until it
+  // has) and search again, so k hits come back whenever k exist.
   constexpr int kAttempts = 4;
   for (int attempt = 1;; ++attempt) {
     bool raced = false;
     auto out = SearchOnce(q.data(), nq, params, &raced);
     if (!out.ok() || !raced || attempt == kAttempts) return out;
+    std::lock_guard<std::mutex> wait_for_writer(write_mu_);
   }
 }
 

@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -35,6 +36,26 @@ void SyncDirectory(const std::string& dir) {
 class CollectionManagerImpl : public CollectionManager {
  public:
   explicit CollectionManagerImpl(CollectionManagerOptions options) : options_(std::move(options)) {}
+  ~CollectionManagerImpl() override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      collections_.clear();  // close (and snapshot) before releasing the lock file
+    }
+    if (lock_fd_ >= 0) ::close(lock_fd_);
+  }
+
+  // One process per data directory: two would each keep their own derived
+  // index of the same storage. The kernel drops the lock if the process dies.
+  Status LockDataDir() {
+    const std::string path = options_.data_dir + "/.lock";
+    lock_fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (lock_fd_ < 0) return FailedPreconditionError(path + ": cannot open: " + std::strerror(errno));
+    if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+      return FailedPreconditionError(options_.data_dir + " is in use by another process (" +
+                                     std::strerror(errno) + ")");
+    }
+    return Status::Ok();
+  }
 
   Status LoadAll() {
     std::error_code ec;
@@ -151,6 +172,7 @@ class CollectionManagerImpl : public CollectionManager {
 
  private:
   const CollectionManagerOptions options_;
+  int lock_fd_ = -1;
   std::mutex mu_;
   std::map<std::string, std::shared_ptr<CollectionImpl>> collections_;  // guarded by mu_
 };
@@ -165,6 +187,7 @@ StatusOr<std::unique_ptr<CollectionManager>> CollectionManager::Open(
   std::filesystem::create_directories(options.data_dir, ec);
   if (ec) return FailedPreconditionError(options.data_dir + ": cannot create: " + ec.message());
   auto manager = std::make_unique<CollectionManagerImpl>(options);
+  RETURN_IF_ERROR(manager->LockDataDir());
   RETURN_IF_ERROR(manager->LoadAll());
   return std::unique_ptr<CollectionManager>(std::move(manager));
 }

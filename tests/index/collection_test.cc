@@ -8,6 +8,7 @@
 #include <cmath>
 #include <filesystem>
 #include <limits>
+#include <mutex>
 #include <set>
 #include <thread>
 
@@ -424,6 +425,8 @@ TEST_F(CollectionTest, ConcurrentSearchesWhileWriting) {
   UpsertAll(*c, std::vector<Item>(items.begin(), items.begin() + 100));
   std::atomic<bool> stop{false};
   std::atomic<int> errors{0}, searches{0};
+  std::mutex error_mu;
+  std::string first_error;  // guarded by error_mu
   std::vector<std::thread> readers;
   for (int t = 0; t < 3; ++t) {
     readers.emplace_back([&, t] {
@@ -435,11 +438,18 @@ TEST_F(CollectionTest, ConcurrentSearchesWhileWriting) {
           if (t == 2) p.filter.any_of = {{"color", {"red"}}};
           auto hits = c->Search(queries.data() + q * dim, 1, p);
           if (!hits.ok() || (*hits)[0].size() != 5u) {
-            ++errors;
+            std::lock_guard<std::mutex> lock(error_mu);
+            if (errors++ == 0) {
+              first_error = hits.ok() ? std::to_string((*hits)[0].size()) + " hits"
+                                      : hits.status().ToString();
+            }
             continue;
           }
           for (size_t i = 1; i < (*hits)[0].size(); ++i) {
-            if ((*hits)[0][i].score > (*hits)[0][i - 1].score + kTol) ++errors;
+            if ((*hits)[0][i].score > (*hits)[0][i - 1].score + kTol) {
+              std::lock_guard<std::mutex> lock(error_mu);
+              if (errors++ == 0) first_error = "hits out of order";
+            }
           }
           ++searches;
         }
@@ -453,7 +463,7 @@ TEST_F(CollectionTest, ConcurrentSearchesWhileWriting) {
   }
   stop = true;
   for (auto& t : readers) t.join();
-  EXPECT_EQ(errors.load(), 0);
+  EXPECT_EQ(errors.load(), 0) << first_error;
   EXPECT_GT(searches.load(), 0);
   EXPECT_EQ(c->Stats().count, 400 - 15);
 }
@@ -501,6 +511,12 @@ TEST_F(CollectionTest, ManagerLifecycle) {
   // The name can be reused.
   spec.name = "first";
   EXPECT_TRUE(manager_->Create(spec).ok());
+  // A second manager on the same data directory is refused.
+  CollectionManagerOptions options;
+  options.data_dir = dir_.path();
+  auto second = CollectionManager::Open(options);
+  EXPECT_EQ(second.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(second.status().message().find("in use"), std::string::npos);
 }
 
 TEST(CollectionManagerDevice, InvalidDeviceIsInvalidArgument) {
