@@ -47,7 +47,7 @@ struct ServiceOptions {
   std::string default_model;  // "" = none
   // Threads running RPC bodies. Each request blocks one while its images are
   // decoded and embedded, so this bounds how many requests can share a batch.
-  int handler_threads = 0;    // 0 = max(32, 4 * cores)
+  int handler_threads = 0;  // 0 = max(32, 4 * cores)
 };
 
 // Model name for "vectors only" collections.
@@ -77,9 +77,9 @@ class LookalikeService final : public lookalike::v1::Lookalike::CallbackService 
   grpc::ServerUnaryReactor* DescribeCollection(
       grpc::CallbackServerContext* ctx, const lookalike::v1::DescribeCollectionRequest* request,
       lookalike::v1::CollectionInfo* response) override;
-  grpc::ServerUnaryReactor* DropCollection(grpc::CallbackServerContext* ctx,
-                                           const lookalike::v1::DropCollectionRequest* request,
-                                           lookalike::v1::DropCollectionResponse* response) override;
+  grpc::ServerUnaryReactor* DropCollection(
+      grpc::CallbackServerContext* ctx, const lookalike::v1::DropCollectionRequest* request,
+      lookalike::v1::DropCollectionResponse* response) override;
   grpc::ServerUnaryReactor* Upsert(grpc::CallbackServerContext* ctx,
                                    const lookalike::v1::UpsertRequest* request,
                                    lookalike::v1::UpsertResponse* response) override;

@@ -6,10 +6,10 @@
 // (decode -> batcher -> service) are covered without model weights.
 #include "server/service.h"
 
-#include <unistd.h>
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <filesystem>
@@ -159,8 +159,8 @@ TEST_P(ServiceTest, HealthIsServing) {
   grpc::ByteBuffer response;
   grpc::ClientContext ctx;
   std::promise<grpc::Status> done;
-  generic.UnaryCall(&ctx, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request,
-                    &response, [&](grpc::Status s) { done.set_value(s); });
+  generic.UnaryCall(&ctx, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request, &response,
+                    [&](grpc::Status s) { done.set_value(s); });
   grpc::Status s = done.get_future().get();
   ASSERT_TRUE(s.ok()) << s.error_message();
   std::vector<grpc::Slice> slices;
@@ -327,10 +327,12 @@ TEST_P(ServiceTest, UpsertReportsEachItem) {
             "items[1] (id \"b\"): vector has 2 values; the collection's dim is 3");
   EXPECT_EQ(resp.statuses(2).message(),
             "items[2] (id \"c\"): vector has a non-finite value (NaN or Inf) at index 1");
-  EXPECT_EQ(resp.statuses(3).message(), "items[3] (id \"d\"): item has neither an image nor a vector");
+  EXPECT_EQ(resp.statuses(3).message(),
+            "items[3] (id \"d\"): item has neither an image nor a vector");
   EXPECT_EQ(resp.statuses(4).code(), 0);
-  EXPECT_EQ(resp.statuses(5).message(),
-            "items[5] (id \"f\"): collection \"raw\" stores vectors only (no model); send a vector");
+  EXPECT_EQ(
+      resp.statuses(5).message(),
+      "items[5] (id \"f\"): collection \"raw\" stores vectors only (no model); send a vector");
   EXPECT_EQ(resp.statuses(6).code(), 3);  // the collection refuses an empty id
   EXPECT_EQ(resp.statuses(6).message().rfind("items[6] (id \"\"): ", 0), 0u);
 
@@ -464,8 +466,7 @@ TEST_P(ServiceTest, SearchByVectorIdFiltersScoresAndExtras) {
   bad = filtered;
   *bad.add_queries()->mutable_vector() = Vec({INFINITY, 0});
   Search(bad, &s);
-  EXPECT_EQ(s.error_message(),
-            "queries[1]: vector has a non-finite value (NaN or Inf) at index 0");
+  EXPECT_EQ(s.error_message(), "queries[1]: vector has a non-finite value (NaN or Inf) at index 0");
   bad = filtered;
   bad.add_queries()->set_id("nobody");
   Search(bad, &s);
