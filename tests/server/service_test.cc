@@ -11,11 +11,13 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cmath>
 #include <filesystem>
 #include <future>
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
+#include <thread>
 
 #include "memory_collections.h"
 #include "server/grpc_server.h"
@@ -560,6 +562,56 @@ TEST_P(ServiceTest, DeleteAndMetrics) {
             std::string::npos);
   EXPECT_NE(text.find("lookalike_request_duration_seconds_count{method=\"CreateCollection\"} 1"),
             std::string::npos);
+}
+
+// Many clients at once: every Embed gets its own image's vector back (batches
+// mix requests), and concurrent writes all land.
+TEST_P(ServiceTest, ConcurrentClientsGetTheirOwnResults) {
+  CreateVectors("raw", 2);
+  constexpr int kThreads = 8;
+  constexpr int kItems = 10;
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      auto stub = pb::Lookalike::NewStub(channel_);
+      for (int round = 0; round < 3; ++round) {
+        pb::EmbedRequest embed;
+        const int red = 10 * t + round;
+        embed.add_images(Png(red, 0, 0));
+        grpc::ClientContext ctx;
+        pb::EmbedResponse resp;
+        if (!stub->Embed(&ctx, embed, &resp).ok() || resp.vectors_size() != 1 ||
+            std::abs(resp.vectors(0).values(0) - red / 255.f) > 1e-6) {
+          ++failures;
+        }
+      }
+      pb::UpsertRequest upsert;
+      upsert.set_collection("raw");
+      for (int i = 0; i < kItems; ++i) {
+        pb::Item* item = upsert.add_items();
+        item->set_id("t" + std::to_string(t) + "_" + std::to_string(i));
+        *item->mutable_vector() = Vec({float(t + 1), float(i)});
+      }
+      grpc::ClientContext ctx;
+      pb::UpsertResponse resp;
+      if (!stub->Upsert(&ctx, upsert, &resp).ok() || resp.upserted() != kItems) ++failures;
+      pb::SearchRequest search;
+      search.set_collection("raw");
+      *search.add_queries()->mutable_vector() = Vec({1, 0});
+      grpc::ClientContext sctx;
+      pb::SearchResponse found;
+      if (!stub->Search(&sctx, search, &found).ok() || found.results_size() != 1) ++failures;
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(failures.load(), 0);
+  grpc::ClientContext ctx;
+  pb::DescribeCollectionRequest describe;
+  describe.set_name("raw");
+  pb::CollectionInfo info;
+  ASSERT_TRUE(stub_->DescribeCollection(&ctx, describe, &info).ok());
+  EXPECT_EQ(info.count(), kThreads * kItems);
 }
 
 std::vector<std::string> Managers() {
