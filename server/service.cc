@@ -168,7 +168,7 @@ StatusOr<LookalikeService::Model*> LookalikeService::FindModel(const std::string
 }
 
 Status LookalikeService::EmbedPayloads(Model& model, const std::vector<std::string_view>& payloads,
-                                       std::vector<Status>* item_status,
+                                       bool all_or_nothing, std::vector<Status>* item_status,
                                        std::vector<float>* vectors) {
   const int dim = model.served.info.dim;
   std::vector<StatusOr<DecodedImage>> decoded =
@@ -185,7 +185,7 @@ Status LookalikeService::EmbedPayloads(Model& model, const std::vector<std::stri
     views.push_back(decoded[i]->view());
     positions.push_back(i);
   }
-  if (views.empty()) return Status::Ok();
+  if (views.empty() || (all_or_nothing && views.size() < payloads.size())) return Status::Ok();
   ASSIGN_OR_RETURN(std::vector<float> out, model.batcher->Embed(std::move(views)));
   for (size_t j = 0; j < positions.size(); ++j) {
     std::copy(out.begin() + j * dim, out.begin() + (j + 1) * dim,
@@ -221,7 +221,7 @@ Status LookalikeService::DoEmbed(const pb::EmbedRequest& request, pb::EmbedRespo
   std::vector<std::string_view> payloads(request.images().begin(), request.images().end());
   std::vector<Status> item_status;
   std::vector<float> vectors;
-  RETURN_IF_ERROR(EmbedPayloads(*model, payloads, &item_status, &vectors));
+  RETURN_IF_ERROR(EmbedPayloads(*model, payloads, /*all_or_nothing=*/true, &item_status, &vectors));
   for (int i = 0; i < n; ++i) {
     if (!item_status[i].ok()) {
       return Status(item_status[i].code(),
@@ -357,7 +357,8 @@ Status LookalikeService::DoUpsert(const pb::UpsertRequest& request, int64_t inde
       std::vector<std::string_view> payloads;
       for (int i : image_items) payloads.push_back(request.items(i).image());
       std::vector<Status> decode_status;
-      RETURN_IF_ERROR(EmbedPayloads(*model, payloads, &decode_status, &image_vectors));
+      RETURN_IF_ERROR(EmbedPayloads(*model, payloads, /*all_or_nothing=*/false, &decode_status,
+                                    &image_vectors));
       for (size_t j = 0; j < image_items.size(); ++j) status[image_items[j]] = decode_status[j];
     }
   }
@@ -572,7 +573,8 @@ Status LookalikeService::DoSearch(const pb::SearchRequest& request, pb::SearchRe
     for (int q : image_queries) payloads.push_back(request.queries(q).image());
     std::vector<Status> decode_status;
     std::vector<float> vectors;
-    RETURN_IF_ERROR(EmbedPayloads(*it->second, payloads, &decode_status, &vectors));
+    RETURN_IF_ERROR(
+        EmbedPayloads(*it->second, payloads, /*all_or_nothing=*/true, &decode_status, &vectors));
     for (size_t j = 0; j < image_queries.size(); ++j) {
       if (!decode_status[j].ok()) {
         return Status(decode_status[j].code(),

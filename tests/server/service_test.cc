@@ -238,6 +238,8 @@ TEST_P(ServiceTest, EmbedErrors) {
   s = call(unknown);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND);
   EXPECT_EQ(s.error_message(), "model \"nope\" is not served (see ListModels)");
+  // A call that fails on one image never reaches the engine.
+  EXPECT_EQ(metrics_.Render().find("lookalike_embed_batch_size_count"), std::string::npos);
 }
 
 TEST_P(ServiceTest, CreateDescribeListDrop) {
