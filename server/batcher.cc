@@ -44,10 +44,9 @@ Status Batcher::Submit(std::vector<ImageView> images, DoneFn done) {
     std::lock_guard<std::mutex> lock(mu_);
     if (stopping_) return UnavailableError("model \"" + name_ + "\" is shutting down");
     if (queue_.size() + job->images.size() > static_cast<size_t>(options_.queue_capacity)) {
-      return ResourceExhaustedError("model \"" + name_ + "\" embedding queue is full (" +
-                                    std::to_string(queue_.size()) + " of " +
-                                    std::to_string(options_.queue_capacity) +
-                                    " images queued); retry later");
+      return ResourceExhaustedError(
+          "model \"" + name_ + "\" embedding queue is full (" + std::to_string(queue_.size()) +
+          " of " + std::to_string(options_.queue_capacity) + " images queued); retry later");
     }
     for (size_t i = 0; i < job->images.size(); ++i) queue_.push_back(Entry{job, i, now});
   }
@@ -79,8 +78,7 @@ void Batcher::Run() {
       // Wait for a full batch until the oldest image's deadline; when stopping,
       // run what is there at once.
       const auto deadline = queue_.front().enqueued + options_.max_delay;
-      cv_.wait_until(lock, deadline,
-                     [&] { return stopping_ || queue_.size() >= max_batch; });
+      cv_.wait_until(lock, deadline, [&] { return stopping_ || queue_.size() >= max_batch; });
       const size_t n = std::min(max_batch, queue_.size());
       batch.assign(std::make_move_iterator(queue_.begin()),
                    std::make_move_iterator(queue_.begin() + n));

@@ -29,17 +29,17 @@
 namespace lookalike {
 
 struct BatcherOptions {
-  int max_batch = 32;                          // images per embedding call, >= 1
-  std::chrono::microseconds max_delay{2000};   // >= 0
-  int queue_capacity = 1024;                   // images waiting, >= 1
+  int max_batch = 32;                         // images per embedding call, >= 1
+  std::chrono::microseconds max_delay{2000};  // >= 0
+  int queue_capacity = 1024;                  // images waiting, >= 1
 };
 
 class Batcher {
  public:
   // images -> out (images.size() * dim floats, row-major). Called on the
   // worker thread only, never concurrently.
-  using EmbedFn = std::function<Status(const std::vector<ImageView>& images,
-                                       std::vector<float>* out)>;
+  using EmbedFn =
+      std::function<Status(const std::vector<ImageView>& images, std::vector<float>* out)>;
   // Status and images.size() * dim floats (empty on error).
   using DoneFn = std::function<void(Status status, std::vector<float> vectors)>;
   // Observes each batch run (metrics): its size.

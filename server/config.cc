@@ -40,8 +40,8 @@ Status ParseInt(const std::string& key, const std::string& text, int* out) {
 }
 
 // One settable scalar key: how to parse a string into the config.
-using Setter = std::function<Status(const std::string& key, const std::string& value,
-                                    ServerConfig* config)>;
+using Setter =
+    std::function<Status(const std::string& key, const std::string& value, ServerConfig* config)>;
 
 Setter StringField(std::string ServerConfig::*field) {
   return [field](const std::string&, const std::string& v, ServerConfig* c) {
@@ -70,14 +70,10 @@ const std::map<std::string, Setter>& ScalarKeys() {
       {"index_device", StringField(&ServerConfig::index_device)},
       {"log_level", StringField(&ServerConfig::log_level)},
       {"default_model", StringField(&ServerConfig::default_model)},
-      {"engine_threads",
-       [](const std::string& k, const std::string& v, ServerConfig* c) {
-         return ParseInt(k, v, &c->engine_threads);
-       }},
-      {"handler_threads",
-       [](const std::string& k, const std::string& v, ServerConfig* c) {
-         return ParseInt(k, v, &c->handler_threads);
-       }},
+      {"engine_threads", [](const std::string& k, const std::string& v,
+                            ServerConfig* c) { return ParseInt(k, v, &c->engine_threads); }},
+      {"handler_threads", [](const std::string& k, const std::string& v,
+                             ServerConfig* c) { return ParseInt(k, v, &c->handler_threads); }},
       {"snapshot_every_writes",
        [](const std::string& k, const std::string& v, ServerConfig* c) {
          return ParseInt64(k, v, &c->snapshot_every_writes);
@@ -91,13 +87,11 @@ const std::map<std::string, Setter>& ScalarKeys() {
       {"limits.max_queries_per_search",
        IntField(&ServerConfig::limits, &LimitsConfig::max_queries_per_search)},
       {"limits.max_k", IntField(&ServerConfig::limits, &LimitsConfig::max_k)},
-      {"limits.max_image_pixels",
-       IntField(&ServerConfig::limits, &LimitsConfig::max_image_pixels)},
+      {"limits.max_image_pixels", IntField(&ServerConfig::limits, &LimitsConfig::max_image_pixels)},
       {"limits.decode_threads", IntField(&ServerConfig::limits, &LimitsConfig::decode_threads)},
       {"batcher.max_batch", IntField(&ServerConfig::batcher, &BatcherConfig::max_batch)},
       {"batcher.max_delay_us", IntField(&ServerConfig::batcher, &BatcherConfig::max_delay_us)},
-      {"batcher.queue_capacity",
-       IntField(&ServerConfig::batcher, &BatcherConfig::queue_capacity)},
+      {"batcher.queue_capacity", IntField(&ServerConfig::batcher, &BatcherConfig::queue_capacity)},
   };
   return *keys;
 }
@@ -169,8 +163,8 @@ Status ApplyModels(const std::string& source, const YAML::Node& node, ServerConf
       } else if (sub == "weights") {
         model.weights = value;
       } else {
-        return InvalidArgumentError(Where(source, kv.first) + ": unknown key \"" + key + "." +
-                                    sub + "\" (expected name, preset, weights)");
+        return InvalidArgumentError(Where(source, kv.first) + ": unknown key \"" + key + "." + sub +
+                                    "\" (expected name, preset, weights)");
       }
     }
     if (model.preset.empty()) model.preset = model.name;
@@ -229,8 +223,7 @@ Status ApplyYamlConfig(const std::string& yaml_text, const std::string& source,
       }
       if (key == "limits" || key == "batcher") {
         if (!kv.second.IsMap()) {
-          return InvalidArgumentError(Where(source, kv.second) + ": " + key +
-                                      ": expected a map");
+          return InvalidArgumentError(Where(source, kv.second) + ": " + key + ": expected a map");
         }
         for (const auto& sub : kv.second) {
           const std::string full = key + "." + sub.first.as<std::string>();
@@ -241,8 +234,7 @@ Status ApplyYamlConfig(const std::string& yaml_text, const std::string& source,
           }
           std::string value;
           RETURN_IF_ERROR(ScalarOf(source, full, sub.second, &value));
-          RETURN_IF_ERROR(
-              it->second(full, value, config).WithPrefix(Where(source, sub.second)));
+          RETURN_IF_ERROR(it->second(full, value, config).WithPrefix(Where(source, sub.second)));
         }
         continue;
       }
@@ -326,7 +318,7 @@ Status ValidateConfig(const ServerConfig& c) {
     return InvalidArgumentError("index_device: \"" + c.index_device +
                                 "\" is not one of cpu, cuda, cuda:N");
   }
-  static const std::set<std::string> levels = {"trace", "debug", "info",    "warn",
+  static const std::set<std::string> levels = {"trace", "debug",    "info", "warn",
                                                "error", "critical", "off"};
   if (!levels.count(c.log_level)) {
     return InvalidArgumentError("log_level: \"" + c.log_level +
@@ -359,8 +351,8 @@ Status ValidateConfig(const ServerConfig& c) {
   // gRPC takes an int for message sizes.
   RETURN_IF_ERROR(CheckRange("limits.max_message_bytes", l.max_message_bytes, 1024,
                              std::numeric_limits<int>::max()));
-  RETURN_IF_ERROR(CheckRange("limits.max_images_per_request", l.max_images_per_request, 1,
-                             1 << 20));
+  RETURN_IF_ERROR(
+      CheckRange("limits.max_images_per_request", l.max_images_per_request, 1, 1 << 20));
   RETURN_IF_ERROR(CheckRange("limits.max_items_per_upsert", l.max_items_per_upsert, 1, 1 << 20));
   RETURN_IF_ERROR(
       CheckRange("limits.max_queries_per_search", l.max_queries_per_search, 1, 1 << 16));

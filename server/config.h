@@ -25,32 +25,32 @@ struct ModelConfig {
 
 // Request limits. Requests over a limit fail with INVALID_ARGUMENT.
 struct LimitsConfig {
-  int64_t max_message_bytes = 64ll << 20;   // gRPC receive/send limit per message
-  int max_images_per_request = 256;          // Embed images, and image items/queries per request
-  int max_items_per_upsert = 4096;           // items per Upsert request or stream message
+  int64_t max_message_bytes = 64ll << 20;  // gRPC receive/send limit per message
+  int max_images_per_request = 256;        // Embed images, and image items/queries per request
+  int max_items_per_upsert = 4096;         // items per Upsert request or stream message
   int max_queries_per_search = 256;
-  int max_k = 2048;                          // <= 2048 (the index's limit)
-  int64_t max_image_pixels = 50'000'000;     // width * height of one decoded image
-  int decode_threads = 0;                    // 0 = number of cores
+  int max_k = 2048;                       // <= 2048 (the index's limit)
+  int64_t max_image_pixels = 50'000'000;  // width * height of one decoded image
+  int decode_threads = 0;                 // 0 = number of cores
 };
 
 // Dynamic batching of embedding work, per model.
 struct BatcherConfig {
-  int max_batch = 32;          // images per Embed call on the engine
-  int max_delay_us = 2000;     // how long the first queued image may wait for company
-  int queue_capacity = 1024;   // queued images per model; beyond it: RESOURCE_EXHAUSTED
+  int max_batch = 32;         // images per Embed call on the engine
+  int max_delay_us = 2000;    // how long the first queued image may wait for company
+  int queue_capacity = 1024;  // queued images per model; beyond it: RESOURCE_EXHAUSTED
 };
 
 struct ServerConfig {
-  std::string listen = "127.0.0.1:50051";          // gRPC address
-  std::string metrics_listen = "127.0.0.1:9090";   // HTTP /metrics, /healthz; "" = off
-  std::string data_dir = "data";                   // collections live here
-  std::string device = "auto";                     // auto | cpu | cuda | cuda:N (models)
-  std::string index_device = "cpu";                // cpu | cuda | cuda:N (search indexes)
-  int engine_threads = 0;                          // CPU backend threads per model; 0 = all cores
-  int handler_threads = 0;                         // RPC worker threads; 0 = max(32, 4 x cores)
-  int64_t snapshot_every_writes = 10000;           // index snapshot after this many changed items
-  std::string log_level = "info";                  // trace|debug|info|warn|error|critical|off
+  std::string listen = "127.0.0.1:50051";         // gRPC address
+  std::string metrics_listen = "127.0.0.1:9090";  // HTTP /metrics, /healthz; "" = off
+  std::string data_dir = "data";                  // collections live here
+  std::string device = "auto";                    // auto | cpu | cuda | cuda:N (models)
+  std::string index_device = "cpu";               // cpu | cuda | cuda:N (search indexes)
+  int engine_threads = 0;                         // CPU backend threads per model; 0 = all cores
+  int handler_threads = 0;                        // RPC worker threads; 0 = max(32, 4 x cores)
+  int64_t snapshot_every_writes = 10000;          // index snapshot after this many changed items
+  std::string log_level = "info";                 // trace|debug|info|warn|error|critical|off
   std::string default_model = "efficientnet_lite0";
   std::vector<ModelConfig> models = {
       {"efficientnet_lite0", "efficientnet_lite0", "weights/efficientnet_lite0.safetensors"}};

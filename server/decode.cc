@@ -42,8 +42,8 @@ std::optional<ImageSize> ProbeJpeg(const uint8_t* p, size_t n) {
     }
     const uint32_t len = Be16(p + pos + 2);
     if (len < 2) return std::nullopt;
-    const bool sof = marker >= 0xC0 && marker <= 0xCF && marker != 0xC4 && marker != 0xC8 &&
-                     marker != 0xCC;
+    const bool sof =
+        marker >= 0xC0 && marker <= 0xCF && marker != 0xC4 && marker != 0xC8 && marker != 0xCC;
     if (sof) {
       if (pos + 9 > n) return std::nullopt;
       return Make(Be16(p + pos + 7), Be16(p + pos + 5));
@@ -279,13 +279,20 @@ StatusOr<DecodedImage> ToRgb8(cv::Mat mat) {
 
 const char* ImageFormatName(ImageFormat format) {
   switch (format) {
-    case ImageFormat::kJpeg: return "jpeg";
-    case ImageFormat::kPng: return "png";
-    case ImageFormat::kGif: return "gif";
-    case ImageFormat::kBmp: return "bmp";
-    case ImageFormat::kWebp: return "webp";
-    case ImageFormat::kTiff: return "tiff";
-    case ImageFormat::kUnknown: break;
+    case ImageFormat::kJpeg:
+      return "jpeg";
+    case ImageFormat::kPng:
+      return "png";
+    case ImageFormat::kGif:
+      return "gif";
+    case ImageFormat::kBmp:
+      return "bmp";
+    case ImageFormat::kWebp:
+      return "webp";
+    case ImageFormat::kTiff:
+      return "tiff";
+    case ImageFormat::kUnknown:
+      break;
   }
   return "unknown";
 }

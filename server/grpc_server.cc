@@ -6,8 +6,8 @@
 namespace lookalike {
 
 StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(const std::string& listen,
-                                                       int64_t max_message_bytes,
-                                                       LookalikeService* service) {
+                                                        int64_t max_message_bytes,
+                                                        LookalikeService* service) {
   // Both are process-wide switches read when a server is built.
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();

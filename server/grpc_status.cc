@@ -6,9 +6,8 @@ grpc::Status ToGrpcStatus(const Status& status) {
   if (status.ok()) return grpc::Status::OK;
   const int code = static_cast<int>(status.code());
   // Out-of-range values cannot come from StatusCode, but keep the mapping total.
-  const grpc::StatusCode grpc_code = (code >= 1 && code <= 16)
-                                         ? static_cast<grpc::StatusCode>(code)
-                                         : grpc::StatusCode::UNKNOWN;
+  const grpc::StatusCode grpc_code =
+      (code >= 1 && code <= 16) ? static_cast<grpc::StatusCode>(code) : grpc::StatusCode::UNKNOWN;
   return grpc::Status(grpc_code, status.message());
 }
 

@@ -38,8 +38,9 @@ void ApplyOpenCvPixelLimit(int64_t max_pixels, char** argv) {
   setenv("LOOKALIKE_SERVER_REEXEC", "1", 1);
   execv("/proc/self/exe", argv);
   // execv only returns on failure: carry on with the header check alone.
-  std::fprintf(stderr, "lookalike-server: warning: could not re-execute to apply "
-                       "OPENCV_IO_MAX_IMAGE_PIXELS; relying on header checks\n");
+  std::fprintf(stderr,
+               "lookalike-server: warning: could not re-execute to apply "
+               "OPENCV_IO_MAX_IMAGE_PIXELS; relying on header checks\n");
 }
 
 int Run(int argc, char** argv) {
@@ -107,8 +108,7 @@ int Run(int argc, char** argv) {
   manager_options.data_dir = config.data_dir;
   manager_options.index_device = config.index_device;
   manager_options.snapshot_every_writes = config.snapshot_every_writes;
-  StatusOr<std::unique_ptr<CollectionManager>> manager =
-      CollectionManager::Open(manager_options);
+  StatusOr<std::unique_ptr<CollectionManager>> manager = CollectionManager::Open(manager_options);
   if (!manager.ok()) {
     spdlog::critical("data_dir \"{}\": {}", config.data_dir, manager.status().ToString());
     return 1;

@@ -1,17 +1,16 @@
 #include "server/metrics.h"
 
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
 #include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
-
-#include <arpa/inet.h>
-#include <fcntl.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -22,12 +21,23 @@
 namespace lookalike {
 
 const char* GrpcCodeName(int code) {
-  static const char* const kNames[] = {
-      "OK",        "CANCELLED",          "UNKNOWN",           "INVALID_ARGUMENT",
-      "DEADLINE_EXCEEDED", "NOT_FOUND",  "ALREADY_EXISTS",    "PERMISSION_DENIED",
-      "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
-      "UNIMPLEMENTED", "INTERNAL",       "UNAVAILABLE",       "DATA_LOSS",
-      "UNAUTHENTICATED"};
+  static const char* const kNames[] = {"OK",
+                                       "CANCELLED",
+                                       "UNKNOWN",
+                                       "INVALID_ARGUMENT",
+                                       "DEADLINE_EXCEEDED",
+                                       "NOT_FOUND",
+                                       "ALREADY_EXISTS",
+                                       "PERMISSION_DENIED",
+                                       "RESOURCE_EXHAUSTED",
+                                       "FAILED_PRECONDITION",
+                                       "ABORTED",
+                                       "OUT_OF_RANGE",
+                                       "UNIMPLEMENTED",
+                                       "INTERNAL",
+                                       "UNAVAILABLE",
+                                       "DATA_LOSS",
+                                       "UNAUTHENTICATED"};
   return (code >= 0 && code <= 16) ? kNames[code] : "UNKNOWN";
 }
 
@@ -58,11 +68,10 @@ struct Metrics::Impl {
           .Name("lookalike_embed_queue_depth")
           .Help("Images waiting in the model's batching queue")
           .Register(registry);
-  prometheus::Family<prometheus::Gauge>& collection_items =
-      prometheus::BuildGauge()
-          .Name("lookalike_collection_items")
-          .Help("Live items per collection")
-          .Register(registry);
+  prometheus::Family<prometheus::Gauge>& collection_items = prometheus::BuildGauge()
+                                                                .Name("lookalike_collection_items")
+                                                                .Help("Live items per collection")
+                                                                .Register(registry);
 
   std::mutex mu;  // guards samplers and the sampled gauges below
   Sampler queue_sampler;
@@ -121,8 +130,7 @@ std::string Metrics::Render() {
   {
     std::lock_guard<std::mutex> lock(impl_->mu);
     Impl::Refresh(impl_->queue_sampler, "model", impl_->queue_depth, impl_->queue_gauges);
-    Impl::Refresh(impl_->items_sampler, "collection", impl_->collection_items,
-                  impl_->item_gauges);
+    Impl::Refresh(impl_->items_sampler, "collection", impl_->collection_items, impl_->item_gauges);
   }
   return prometheus::TextSerializer().Serialize(impl_->registry.Collect());
 }
@@ -171,8 +179,7 @@ bool ReadHead(int fd, std::string* head, bool* too_large) {
   const auto deadline =
       std::chrono::steady_clock::now() + std::chrono::milliseconds(kReadDeadlineMs);
   char buf[2048];
-  while (head->find("\r\n\r\n") == std::string::npos &&
-         head->find("\n\n") == std::string::npos) {
+  while (head->find("\r\n\r\n") == std::string::npos && head->find("\n\n") == std::string::npos) {
     if (head->size() > kMaxRequestHead) {
       *too_large = true;
       return false;
@@ -297,9 +304,8 @@ Status MetricsHttpServer::Start(const std::string& address) {
   sockaddr_storage bound{};
   socklen_t len = sizeof(bound);
   getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &len);
-  port_ = ntohs(bound.ss_family == AF_INET6
-                    ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
-                    : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+  port_ = ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
+                                            : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
   if (pipe2(stop_pipe_, O_CLOEXEC) != 0) {
     close(fd);
     return InternalError("metrics server: cannot create a pipe");

@@ -33,7 +33,6 @@ template <typename T>
 class Family;
 }  // namespace prometheus
 
-
 namespace lookalike {
 
 class Metrics {
@@ -71,7 +70,7 @@ class MetricsHttpServer {
   int port() const { return port_; }
 
  private:
-  void Serve();                              // the accept loop
+  void Serve();                                 // the accept loop
   std::string Answer(const std::string& head);  // full HTTP response to one request
 
   Metrics* metrics_;

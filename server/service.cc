@@ -57,9 +57,12 @@ StatusOr<Metric> FromProtoMetric(pb::Metric metric) {
 
 pb::Metric ToProtoMetric(Metric metric) {
   switch (metric) {
-    case Metric::kCosine: return pb::COSINE;
-    case Metric::kInnerProduct: return pb::INNER_PRODUCT;
-    case Metric::kL2: return pb::L2;
+    case Metric::kCosine:
+      return pb::COSINE;
+    case Metric::kInnerProduct:
+      return pb::INNER_PRODUCT;
+    case Metric::kL2:
+      return pb::L2;
   }
   return pb::METRIC_UNSPECIFIED;
 }
@@ -113,11 +116,10 @@ LookalikeService::LookalikeService(ServiceOptions options, CollectionManager* co
     }
     const std::string name = model->served.name;
     Metrics* m = metrics_;
-    model->batcher = std::make_unique<Batcher>(
-        name, model->served.info.dim, std::move(fn), batcher_options,
-        [m, name](int size) {
-          if (m) m->ObserveBatch(name, size);
-        });
+    model->batcher = std::make_unique<Batcher>(name, model->served.info.dim, std::move(fn),
+                                               batcher_options, [m, name](int size) {
+                                                 if (m) m->ObserveBatch(name, size);
+                                               });
     models_[name] = std::move(model);
   }
 }
@@ -166,7 +168,7 @@ StatusOr<LookalikeService::Model*> LookalikeService::FindModel(const std::string
 }
 
 Status LookalikeService::EmbedPayloads(Model& model, const std::vector<std::string_view>& payloads,
-                                       std::vector<Status>* item_status,
+                                       bool all_or_nothing, std::vector<Status>* item_status,
                                        std::vector<float>* vectors) {
   const int dim = model.served.info.dim;
   std::vector<StatusOr<DecodedImage>> decoded =
@@ -183,7 +185,7 @@ Status LookalikeService::EmbedPayloads(Model& model, const std::vector<std::stri
     views.push_back(decoded[i]->view());
     positions.push_back(i);
   }
-  if (views.empty()) return Status::Ok();
+  if (views.empty() || (all_or_nothing && views.size() < payloads.size())) return Status::Ok();
   ASSIGN_OR_RETURN(std::vector<float> out, model.batcher->Embed(std::move(views)));
   for (size_t j = 0; j < positions.size(); ++j) {
     std::copy(out.begin() + j * dim, out.begin() + (j + 1) * dim,
@@ -213,14 +215,13 @@ Status LookalikeService::DoEmbed(const pb::EmbedRequest& request, pb::EmbedRespo
   const int n = request.images_size();
   if (n == 0) return InvalidArgumentError("images: at least one image is required");
   if (n > options_.limits.max_images_per_request) {
-    return InvalidArgumentError("images: " + std::to_string(n) +
-                                " images is over the limit of " +
+    return InvalidArgumentError("images: " + std::to_string(n) + " images is over the limit of " +
                                 std::to_string(options_.limits.max_images_per_request));
   }
   std::vector<std::string_view> payloads(request.images().begin(), request.images().end());
   std::vector<Status> item_status;
   std::vector<float> vectors;
-  RETURN_IF_ERROR(EmbedPayloads(*model, payloads, &item_status, &vectors));
+  RETURN_IF_ERROR(EmbedPayloads(*model, payloads, /*all_or_nothing=*/true, &item_status, &vectors));
   for (int i = 0; i < n; ++i) {
     if (!item_status[i].ok()) {
       return Status(item_status[i].code(),
@@ -265,8 +266,9 @@ Status LookalikeService::DoCreateCollection(const pb::CreateCollectionRequest& r
     ASSIGN_OR_RETURN(Model * model, FindModel(request.model()));
     const int model_dim = model->served.info.dim;
     if (request.dim() != 0 && request.dim() != model_dim) {
-      return InvalidArgumentError("dim: " + std::to_string(request.dim()) + " differs from model \"" +
-                                  request.model() + "\"'s dim " + std::to_string(model_dim));
+      return InvalidArgumentError("dim: " + std::to_string(request.dim()) +
+                                  " differs from model \"" + request.model() + "\"'s dim " +
+                                  std::to_string(model_dim));
     }
     spec.model = model->served.name;
     spec.dim = model_dim;
@@ -304,8 +306,7 @@ Status LookalikeService::DoDropCollection(const std::string& name) {
 
 Status LookalikeService::DoUpsert(const pb::UpsertRequest& request, int64_t index_base,
                                   pb::UpsertResponse* response) {
-  ASSIGN_OR_RETURN(std::shared_ptr<Collection> collection,
-                   collections_->Get(request.collection()));
+  ASSIGN_OR_RETURN(std::shared_ptr<Collection> collection, collections_->Get(request.collection()));
   const int n = request.items_size();
   if (n > options_.limits.max_items_per_upsert) {
     return InvalidArgumentError("items: " + std::to_string(n) + " items is over the limit of " +
@@ -338,8 +339,8 @@ Status LookalikeService::DoUpsert(const pb::UpsertRequest& request, int64_t inde
     Model* model = nullptr;
     Status model_status;
     if (spec.model.empty()) {
-      model_status = InvalidArgumentError(
-          "collection \"" + spec.name + "\" stores vectors only (no model); send a vector");
+      model_status = InvalidArgumentError("collection \"" + spec.name +
+                                          "\" stores vectors only (no model); send a vector");
     } else {
       auto it = models_.find(spec.model);
       if (it == models_.end()) {
@@ -356,7 +357,8 @@ Status LookalikeService::DoUpsert(const pb::UpsertRequest& request, int64_t inde
       std::vector<std::string_view> payloads;
       for (int i : image_items) payloads.push_back(request.items(i).image());
       std::vector<Status> decode_status;
-      RETURN_IF_ERROR(EmbedPayloads(*model, payloads, &decode_status, &image_vectors));
+      RETURN_IF_ERROR(EmbedPayloads(*model, payloads, /*all_or_nothing=*/false, &decode_status,
+                                    &image_vectors));
       for (size_t j = 0; j < image_items.size(); ++j) status[image_items[j]] = decode_status[j];
     }
   }
@@ -455,9 +457,9 @@ class LookalikeService::UpsertStreamReactor final
   }
 
   void Done(const Status& status) {
-    service_->Record("UpsertStream", status,
-                     std::chrono::duration<double>(std::chrono::steady_clock::now() - start_)
-                         .count());
+    service_->Record(
+        "UpsertStream", status,
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count());
     Finish(ToGrpcStatus(status));
   }
 
@@ -472,8 +474,7 @@ class LookalikeService::UpsertStreamReactor final
 // ---- Search ----------------------------------------------------------------------
 
 Status LookalikeService::DoSearch(const pb::SearchRequest& request, pb::SearchResponse* response) {
-  ASSIGN_OR_RETURN(std::shared_ptr<Collection> collection,
-                   collections_->Get(request.collection()));
+  ASSIGN_OR_RETURN(std::shared_ptr<Collection> collection, collections_->Get(request.collection()));
   const CollectionSpec& spec = collection->spec();
   const int nq = request.queries_size();
   if (nq == 0) return InvalidArgumentError("queries: at least one query is required");
@@ -550,8 +551,7 @@ Status LookalikeService::DoSearch(const pb::SearchRequest& request, pb::SearchRe
         image_queries.push_back(q);
         break;
       default:
-        return InvalidArgumentError(IndexLabel("queries", q) +
-                                    ": set one of image, vector or id");
+        return InvalidArgumentError(IndexLabel("queries", q) + ": set one of image, vector or id");
     }
   }
   if (!image_queries.empty()) {
@@ -573,11 +573,12 @@ Status LookalikeService::DoSearch(const pb::SearchRequest& request, pb::SearchRe
     for (int q : image_queries) payloads.push_back(request.queries(q).image());
     std::vector<Status> decode_status;
     std::vector<float> vectors;
-    RETURN_IF_ERROR(EmbedPayloads(*it->second, payloads, &decode_status, &vectors));
+    RETURN_IF_ERROR(
+        EmbedPayloads(*it->second, payloads, /*all_or_nothing=*/true, &decode_status, &vectors));
     for (size_t j = 0; j < image_queries.size(); ++j) {
       if (!decode_status[j].ok()) {
-        return Status(decode_status[j].code(), IndexLabel("queries", image_queries[j]) + ": " +
-                                                   decode_status[j].message());
+        return Status(decode_status[j].code(),
+                      IndexLabel("queries", image_queries[j]) + ": " + decode_status[j].message());
       }
       std::copy(vectors.begin() + j * dim, vectors.begin() + (j + 1) * dim,
                 queries.begin() + static_cast<size_t>(image_queries[j]) * dim);
@@ -595,8 +596,7 @@ Status LookalikeService::DoSearch(const pb::SearchRequest& request, pb::SearchRe
     std::vector<float> batch(plain.size() * dim);
     for (size_t j = 0; j < plain.size(); ++j) {
       std::copy(queries.begin() + static_cast<size_t>(plain[j]) * dim,
-                queries.begin() + static_cast<size_t>(plain[j] + 1) * dim,
-                batch.begin() + j * dim);
+                queries.begin() + static_cast<size_t>(plain[j] + 1) * dim, batch.begin() + j * dim);
     }
     ASSIGN_OR_RETURN(auto results,
                      collection->Search(batch.data(), static_cast<int>(plain.size()), params));
@@ -652,8 +652,7 @@ Status LookalikeService::DoSearch(const pb::SearchRequest& request, pb::SearchRe
 // ---- Get / Delete / ListModels ------------------------------------------------------
 
 Status LookalikeService::DoGet(const pb::GetRequest& request, pb::GetResponse* response) {
-  ASSIGN_OR_RETURN(std::shared_ptr<Collection> collection,
-                   collections_->Get(request.collection()));
+  ASSIGN_OR_RETURN(std::shared_ptr<Collection> collection, collections_->Get(request.collection()));
   if (request.ids_size() > options_.limits.max_items_per_upsert) {
     return InvalidArgumentError("ids: " + std::to_string(request.ids_size()) +
                                 " ids is over the limit of " +
@@ -677,10 +676,8 @@ Status LookalikeService::DoGet(const pb::GetRequest& request, pb::GetResponse* r
   return Status::Ok();
 }
 
-Status LookalikeService::DoDelete(const pb::DeleteRequest& request,
-                                  pb::DeleteResponse* response) {
-  ASSIGN_OR_RETURN(std::shared_ptr<Collection> collection,
-                   collections_->Get(request.collection()));
+Status LookalikeService::DoDelete(const pb::DeleteRequest& request, pb::DeleteResponse* response) {
+  ASSIGN_OR_RETURN(std::shared_ptr<Collection> collection, collections_->Get(request.collection()));
   if (request.ids_size() > options_.limits.max_items_per_upsert) {
     return InvalidArgumentError("ids: " + std::to_string(request.ids_size()) +
                                 " ids is over the limit of " +
@@ -711,9 +708,9 @@ grpc::ServerUnaryReactor* LookalikeService::CreateCollection(
   return RunUnary(ctx, "CreateCollection", [=] { return DoCreateCollection(*request, response); });
 }
 
-grpc::ServerUnaryReactor* LookalikeService::ListCollections(
-    grpc::CallbackServerContext* ctx, const pb::ListCollectionsRequest*,
-    pb::ListCollectionsResponse* response) {
+grpc::ServerUnaryReactor* LookalikeService::ListCollections(grpc::CallbackServerContext* ctx,
+                                                            const pb::ListCollectionsRequest*,
+                                                            pb::ListCollectionsResponse* response) {
   return RunUnary(ctx, "ListCollections", [=] { return DoListCollections(response); });
 }
 

@@ -47,7 +47,7 @@ struct ServiceOptions {
   std::string default_model;  // "" = none
   // Threads running RPC bodies. Each request blocks one while its images are
   // decoded and embedded, so this bounds how many requests can share a batch.
-  int handler_threads = 0;    // 0 = max(32, 4 * cores)
+  int handler_threads = 0;  // 0 = max(32, 4 * cores)
 };
 
 // Model name for "vectors only" collections.
@@ -77,9 +77,9 @@ class LookalikeService final : public lookalike::v1::Lookalike::CallbackService 
   grpc::ServerUnaryReactor* DescribeCollection(
       grpc::CallbackServerContext* ctx, const lookalike::v1::DescribeCollectionRequest* request,
       lookalike::v1::CollectionInfo* response) override;
-  grpc::ServerUnaryReactor* DropCollection(grpc::CallbackServerContext* ctx,
-                                           const lookalike::v1::DropCollectionRequest* request,
-                                           lookalike::v1::DropCollectionResponse* response) override;
+  grpc::ServerUnaryReactor* DropCollection(
+      grpc::CallbackServerContext* ctx, const lookalike::v1::DropCollectionRequest* request,
+      lookalike::v1::DropCollectionResponse* response) override;
   grpc::ServerUnaryReactor* Upsert(grpc::CallbackServerContext* ctx,
                                    const lookalike::v1::UpsertRequest* request,
                                    lookalike::v1::UpsertResponse* response) override;
@@ -136,9 +136,12 @@ class LookalikeService final : public lookalike::v1::Lookalike::CallbackService 
   // Decodes and embeds `payloads` with `model`. item_status[i] is the decode
   // result of payload i; vectors holds payloads.size() * dim floats (rows of
   // failed payloads are zero). The return is the failure of the embedding
-  // itself (queue full, engine error), which fails the whole request.
+  // itself (queue full, engine error), which fails the whole request. With
+  // `all_or_nothing` (Embed, Search: one bad image fails the call) nothing is
+  // embedded once any payload fails to decode.
   Status EmbedPayloads(Model& model, const std::vector<std::string_view>& payloads,
-                       std::vector<Status>* item_status, std::vector<float>* vectors);
+                       bool all_or_nothing, std::vector<Status>* item_status,
+                       std::vector<float>* vectors);
   void FillCollectionInfo(Collection& collection, lookalike::v1::CollectionInfo* info);
 
   const ServiceOptions options_;

@@ -45,9 +45,8 @@ TEST(BatcherTest, CoalescesConcurrentRequestsIntoOneFullBatch) {
   Batcher batcher("m", 2, engine.Fn(), BatcherOptions{8, 60s, 64});
   std::vector<std::future<StatusOr<std::vector<float>>>> results;
   for (int i = 1; i <= 8; ++i) {
-    results.push_back(std::async(std::launch::async, [&batcher, i] {
-      return batcher.Embed({View(i)});
-    }));
+    results.push_back(
+        std::async(std::launch::async, [&batcher, i] { return batcher.Embed({View(i)}); }));
   }
   for (int i = 1; i <= 8; ++i) {
     StatusOr<std::vector<float>> r = results[i - 1].get();
@@ -96,9 +95,8 @@ TEST(BatcherTest, FullQueueIsResourceExhausted) {
   };
   Batcher batcher("m", 1, fn, BatcherOptions{1, 0us, 4});
   std::promise<Status> done0;
-  ASSERT_TRUE(batcher.Submit({View(1)}, [&](Status s, std::vector<float>) {
-    done0.set_value(s);
-  }).ok());
+  ASSERT_TRUE(
+      batcher.Submit({View(1)}, [&](Status s, std::vector<float>) { done0.set_value(s); }).ok());
   entered.get_future().wait();  // the worker holds image 1; the queue is empty
   std::atomic<int> finished{0};
   auto count = [&](Status s, std::vector<float> v) {
@@ -143,10 +141,13 @@ TEST(BatcherTest, ShutdownDrainsThenRefuses) {
   FakeEngine engine;
   Batcher batcher("m", 2, engine.Fn(), BatcherOptions{100, 60s, 64});
   std::promise<Status> done;
-  ASSERT_TRUE(batcher.Submit({View(7)}, [&](Status s, std::vector<float> v) {
-    EXPECT_EQ(v, (std::vector<float>{7, -7}));
-    done.set_value(s);
-  }).ok());
+  ASSERT_TRUE(batcher
+                  .Submit({View(7)},
+                          [&](Status s, std::vector<float> v) {
+                            EXPECT_EQ(v, (std::vector<float>{7, -7}));
+                            done.set_value(s);
+                          })
+                  .ok());
   batcher.Shutdown();  // must not wait the 60 s delay
   EXPECT_TRUE(done.get_future().get().ok());
   Status after = batcher.Submit({View(1)}, [](Status, std::vector<float>) {});

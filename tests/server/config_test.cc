@@ -102,8 +102,7 @@ TEST(ConfigTest, UnknownKeysAreErrors) {
 TEST(ConfigTest, BadValuesNameKeyAndValue) {
   EXPECT_EQ(ErrorOf("limits:\n  max_k: lots\n"),
             "test.yaml:2: limits.max_k: expected an integer, got \"lots\"");
-  EXPECT_EQ(ErrorOf("limits:\n  max_k: 4096\n"),
-            "limits.max_k: 4096 is out of range [1, 2048]");
+  EXPECT_EQ(ErrorOf("limits:\n  max_k: 4096\n"), "limits.max_k: 4096 is out of range [1, 2048]");
   EXPECT_EQ(ErrorOf("device: tpu\n"), "device: \"tpu\" is not one of auto, cpu, cuda, cuda:N");
   EXPECT_EQ(ErrorOf("listen: nowhere\n"), "listen: \"nowhere\" is not HOST:PORT or unix:PATH");
   EXPECT_EQ(ErrorOf("log_level: loud\n"),
@@ -123,11 +122,11 @@ TEST(ConfigTest, FlagsOverrideYamlAndModelsRepeat) {
     out << "listen: 127.0.0.1:1111\ndata_dir: /from/yaml\nlimits:\n  max_k: 50\n";
   }
   bool help = false;
-  StatusOr<ServerConfig> config = LoadServerConfig(
-      {"--config", path, "--listen=0.0.0.0:2222", "--max-k", "60", "--model",
-       "a=resnet18:/w/a.safetensors", "--model", "b=vit_b16:C:/w/b.safetensors",
-       "--default-model", "b", "--device", "cuda:1"},
-      &help);
+  StatusOr<ServerConfig> config =
+      LoadServerConfig({"--config", path, "--listen=0.0.0.0:2222", "--max-k", "60", "--model",
+                        "a=resnet18:/w/a.safetensors", "--model", "b=vit_b16:C:/w/b.safetensors",
+                        "--default-model", "b", "--device", "cuda:1"},
+                       &help);
   ASSERT_TRUE(config.ok()) << config.status().ToString();
   EXPECT_FALSE(help);
   EXPECT_EQ(config->listen, "0.0.0.0:2222");
@@ -142,13 +141,39 @@ TEST(ConfigTest, FlagsOverrideYamlAndModelsRepeat) {
 
 TEST(ConfigTest, EveryFlagReachesItsKey) {
   bool help = false;
-  StatusOr<ServerConfig> c = LoadServerConfig(
-      {"--metrics-listen", "", "--data-dir", "/d", "--index-device", "cuda:0", "--log-level",
-       "debug", "--engine-threads", "3", "--handler-threads", "5", "--snapshot-every-writes", "7",
-       "--max-message-bytes", "2048", "--max-images-per-request", "9", "--max-items-per-upsert",
-       "10", "--max-queries-per-search", "11", "--max-image-pixels", "12", "--decode-threads",
-       "13", "--max-batch", "14", "--max-delay-us", "15", "--queue-capacity", "16"},
-      &help);
+  StatusOr<ServerConfig> c = LoadServerConfig({"--metrics-listen",
+                                               "",
+                                               "--data-dir",
+                                               "/d",
+                                               "--index-device",
+                                               "cuda:0",
+                                               "--log-level",
+                                               "debug",
+                                               "--engine-threads",
+                                               "3",
+                                               "--handler-threads",
+                                               "5",
+                                               "--snapshot-every-writes",
+                                               "7",
+                                               "--max-message-bytes",
+                                               "2048",
+                                               "--max-images-per-request",
+                                               "9",
+                                               "--max-items-per-upsert",
+                                               "10",
+                                               "--max-queries-per-search",
+                                               "11",
+                                               "--max-image-pixels",
+                                               "12",
+                                               "--decode-threads",
+                                               "13",
+                                               "--max-batch",
+                                               "14",
+                                               "--max-delay-us",
+                                               "15",
+                                               "--queue-capacity",
+                                               "16"},
+                                              &help);
   ASSERT_TRUE(c.ok()) << c.status().ToString();
   EXPECT_EQ(c->metrics_listen, "");
   EXPECT_EQ(c->data_dir, "/d");

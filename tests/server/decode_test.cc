@@ -1,10 +1,10 @@
 #include "server/decode.h"
 
 #include <gif_lib.h>
-#include <stdio.h>  // jpeglib.h needs FILE
+#include <gtest/gtest.h>
 #include <jpeglib.h>
 #include <png.h>
-#include <gtest/gtest.h>
+#include <stdio.h>  // jpeglib.h needs FILE
 
 #include <array>
 #include <cstdlib>

@@ -34,7 +34,7 @@ class MemoryCollection final : public Collection {
   }
 
   StatusOr<std::vector<std::vector<SearchHit>>> Search(const float* queries, int nq,
-                                                        const SearchParams& params) override {
+                                                       const SearchParams& params) override {
     std::lock_guard<std::mutex> lock(mu_);
     std::vector<std::vector<SearchHit>> out(nq);
     for (int q = 0; q < nq; ++q) {

@@ -61,8 +61,9 @@ TEST(MetricsTest, RendersRequestsErrorsLatencyBatchesAndSamples) {
   EXPECT_EQ(text.find("lookalike_request_errors_total{code=\"OK\""), std::string::npos);
   EXPECT_NE(text.find("lookalike_request_duration_seconds_count{method=\"Search\"} 2"),
             std::string::npos);
-  EXPECT_NE(text.find("lookalike_request_duration_seconds_bucket{method=\"Search\",le=\"0.005\"} 2"),
-            std::string::npos);
+  EXPECT_NE(
+      text.find("lookalike_request_duration_seconds_bucket{method=\"Search\",le=\"0.005\"} 2"),
+      std::string::npos);
   EXPECT_NE(text.find("lookalike_embed_batch_size_sum{model=\"efficientnet_lite0\"} 5"),
             std::string::npos);
   EXPECT_NE(text.find("lookalike_embed_queue_depth{model=\"efficientnet_lite0\"} 3"),

@@ -23,8 +23,8 @@ namespace {
 
 namespace pb = ::lookalike::v1;
 
-const std::string kWeights = std::string(LOOKALIKE_SOURCE_DIR) +
-                             "/weights/efficientnet_lite0.safetensors";
+const std::string kWeights =
+    std::string(LOOKALIKE_SOURCE_DIR) + "/weights/efficientnet_lite0.safetensors";
 
 // Distinct synthetic scenes (BGR), 160 x 120.
 cv::Mat Scene(int kind) {
@@ -72,8 +72,8 @@ TEST(RealModelTest, EmbedUpsertSearchWithEfficientNetLite0) {
   model.embedder = std::shared_ptr<Embedder>(std::move(*embedder));
   const int dim = model.info.dim;
 
-  const std::string data_dir = ::testing::TempDir() + "/lookalike_real_model_" +
-                               std::to_string(getpid());
+  const std::string data_dir =
+      ::testing::TempDir() + "/lookalike_real_model_" + std::to_string(getpid());
   std::filesystem::remove_all(data_dir);
   CollectionManagerOptions manager_options;
   manager_options.data_dir = data_dir;

@@ -6,16 +6,18 @@
 // (decode -> batcher -> service) are covered without model weights.
 #include "server/service.h"
 
-#include <unistd.h>
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
+#include <atomic>
 #include <cmath>
 #include <filesystem>
 #include <future>
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
+#include <thread>
 
 #include "memory_collections.h"
 #include "server/grpc_server.h"
@@ -159,8 +161,8 @@ TEST_P(ServiceTest, HealthIsServing) {
   grpc::ByteBuffer response;
   grpc::ClientContext ctx;
   std::promise<grpc::Status> done;
-  generic.UnaryCall(&ctx, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request,
-                    &response, [&](grpc::Status s) { done.set_value(s); });
+  generic.UnaryCall(&ctx, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request, &response,
+                    [&](grpc::Status s) { done.set_value(s); });
   grpc::Status s = done.get_future().get();
   ASSERT_TRUE(s.ok()) << s.error_message();
   std::vector<grpc::Slice> slices;
@@ -236,6 +238,8 @@ TEST_P(ServiceTest, EmbedErrors) {
   s = call(unknown);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND);
   EXPECT_EQ(s.error_message(), "model \"nope\" is not served (see ListModels)");
+  // A call that fails on one image never reaches the engine.
+  EXPECT_EQ(metrics_.Render().find("lookalike_embed_batch_size_count"), std::string::npos);
 }
 
 TEST_P(ServiceTest, CreateDescribeListDrop) {
@@ -327,10 +331,12 @@ TEST_P(ServiceTest, UpsertReportsEachItem) {
             "items[1] (id \"b\"): vector has 2 values; the collection's dim is 3");
   EXPECT_EQ(resp.statuses(2).message(),
             "items[2] (id \"c\"): vector has a non-finite value (NaN or Inf) at index 1");
-  EXPECT_EQ(resp.statuses(3).message(), "items[3] (id \"d\"): item has neither an image nor a vector");
+  EXPECT_EQ(resp.statuses(3).message(),
+            "items[3] (id \"d\"): item has neither an image nor a vector");
   EXPECT_EQ(resp.statuses(4).code(), 0);
-  EXPECT_EQ(resp.statuses(5).message(),
-            "items[5] (id \"f\"): collection \"raw\" stores vectors only (no model); send a vector");
+  EXPECT_EQ(
+      resp.statuses(5).message(),
+      "items[5] (id \"f\"): collection \"raw\" stores vectors only (no model); send a vector");
   EXPECT_EQ(resp.statuses(6).code(), 3);  // the collection refuses an empty id
   EXPECT_EQ(resp.statuses(6).message().rfind("items[6] (id \"\"): ", 0), 0u);
 
@@ -464,8 +470,7 @@ TEST_P(ServiceTest, SearchByVectorIdFiltersScoresAndExtras) {
   bad = filtered;
   *bad.add_queries()->mutable_vector() = Vec({INFINITY, 0});
   Search(bad, &s);
-  EXPECT_EQ(s.error_message(),
-            "queries[1]: vector has a non-finite value (NaN or Inf) at index 0");
+  EXPECT_EQ(s.error_message(), "queries[1]: vector has a non-finite value (NaN or Inf) at index 0");
   bad = filtered;
   bad.add_queries()->set_id("nobody");
   Search(bad, &s);
@@ -559,6 +564,56 @@ TEST_P(ServiceTest, DeleteAndMetrics) {
             std::string::npos);
   EXPECT_NE(text.find("lookalike_request_duration_seconds_count{method=\"CreateCollection\"} 1"),
             std::string::npos);
+}
+
+// Many clients at once: every Embed gets its own image's vector back (batches
+// mix requests), and concurrent writes all land.
+TEST_P(ServiceTest, ConcurrentClientsGetTheirOwnResults) {
+  CreateVectors("raw", 2);
+  constexpr int kThreads = 8;
+  constexpr int kItems = 10;
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      auto stub = pb::Lookalike::NewStub(channel_);
+      for (int round = 0; round < 3; ++round) {
+        pb::EmbedRequest embed;
+        const int red = 10 * t + round;
+        embed.add_images(Png(red, 0, 0));
+        grpc::ClientContext ctx;
+        pb::EmbedResponse resp;
+        if (!stub->Embed(&ctx, embed, &resp).ok() || resp.vectors_size() != 1 ||
+            std::abs(resp.vectors(0).values(0) - red / 255.f) > 1e-6) {
+          ++failures;
+        }
+      }
+      pb::UpsertRequest upsert;
+      upsert.set_collection("raw");
+      for (int i = 0; i < kItems; ++i) {
+        pb::Item* item = upsert.add_items();
+        item->set_id("t" + std::to_string(t) + "_" + std::to_string(i));
+        *item->mutable_vector() = Vec({float(t + 1), float(i)});
+      }
+      grpc::ClientContext ctx;
+      pb::UpsertResponse resp;
+      if (!stub->Upsert(&ctx, upsert, &resp).ok() || resp.upserted() != kItems) ++failures;
+      pb::SearchRequest search;
+      search.set_collection("raw");
+      *search.add_queries()->mutable_vector() = Vec({1, 0});
+      grpc::ClientContext sctx;
+      pb::SearchResponse found;
+      if (!stub->Search(&sctx, search, &found).ok() || found.results_size() != 1) ++failures;
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(failures.load(), 0);
+  grpc::ClientContext ctx;
+  pb::DescribeCollectionRequest describe;
+  describe.set_name("raw");
+  pb::CollectionInfo info;
+  ASSERT_TRUE(stub_->DescribeCollection(&ctx, describe, &info).ok());
+  EXPECT_EQ(info.count(), kThreads * kItems);
 }
 
 std::vector<std::string> Managers() {
