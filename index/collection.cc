@@ -144,16 +144,12 @@ CollectionImpl::~CollectionImpl() {
   }
 }
 
-StatusOr<std::shared_ptr<CollectionImpl>> CollectionImpl::Create(
-    const std::string& dir, const CollectionSpec& spec, const CollectionManagerOptions& options) {
+Status CollectionImpl::Initialize(const std::string& dir, const CollectionSpec& spec,
+                                  const CollectionManagerOptions& options) {
   RETURN_IF_ERROR(ValidateSpec(spec));
   // Fail early (before writing anything) when the device cannot host the index.
-  ASSIGN_OR_RETURN(auto probe, DerivedIndex::Create(spec, options.index_device));
-  ASSIGN_OR_RETURN(auto storage, Storage::Create(dir + "/" + kDbFile, spec));
-  std::shared_ptr<CollectionImpl> c(new CollectionImpl(dir, options, std::move(storage)));
-  c->index_ = std::move(probe);
-  c->applied_seq_ = 0;
-  return c;
+  RETURN_IF_ERROR(DerivedIndex::Create(spec, options.index_device).status());
+  return Storage::Create(dir + "/" + kDbFile, spec).status();
 }
 
 StatusOr<std::shared_ptr<CollectionImpl>> CollectionImpl::Open(
@@ -408,6 +404,21 @@ StatusOr<std::vector<std::vector<SearchHit>>> CollectionImpl::Search(const float
     if (clause.first.empty()) return InvalidArgumentError("filter has an empty metadata key");
   }
 
+  // A write between reading the index and reading the hits' rows (storage
+  // commits before the index is updated) can remove a hit; then search again
+  // so k hits come back whenever k exist.
+  constexpr int kAttempts = 4;
+  for (int attempt = 1;; ++attempt) {
+    bool raced = false;
+    auto out = SearchOnce(q.data(), nq, params, &raced);
+    if (!out.ok() || !raced || attempt == kAttempts) return out;
+  }
+}
+
+StatusOr<std::vector<std::vector<SearchHit>>> CollectionImpl::SearchOnce(
+    const float* q, int nq, const SearchParams& params, bool* raced) {
+  const CollectionSpec& s = spec();
+  const int dim = s.dim;
   std::vector<int64_t> excluded;
   if (!params.exclude_ids.empty()) {
     ASSIGN_OR_RETURN(excluded, storage_->ResolveIds(params.exclude_ids));
@@ -423,7 +434,7 @@ StatusOr<std::vector<std::vector<SearchHit>>> CollectionImpl::Search(const float
   {
     std::shared_lock<std::shared_mutex> ilock(index_mu_);
     DerivedIndex::Query query;
-    query.x = q.data();
+    query.x = q;
     query.nq = nq;
     query.k = params.k;
     query.allowed = filtered ? &allowed : nullptr;
@@ -443,7 +454,7 @@ StatusOr<std::vector<std::vector<SearchHit>>> CollectionImpl::Search(const float
     for (int i = 0; i < nq; ++i) {
       if (!result.incomplete[static_cast<size_t>(i)]) continue;
       result.hits[static_cast<size_t>(i)] =
-          ExactTopK(q.data() + static_cast<size_t>(i) * dim, dim, s.metric, vectors.data(),
+          ExactTopK(q + static_cast<size_t>(i) * dim, dim, s.metric, vectors.data(),
                     found.data(), static_cast<int64_t>(found.size()), params.k);
     }
   }
@@ -469,7 +480,10 @@ StatusOr<std::vector<std::vector<SearchHit>>> CollectionImpl::Search(const float
   for (int i = 0; i < nq; ++i) {
     for (const auto& h : result.hits[static_cast<size_t>(i)]) {
       auto it = by_id.find(h.internal_id);
-      if (it == by_id.end()) continue;  // deleted since the index was read
+      if (it == by_id.end()) {
+        *raced = true;  // removed since the index was read
+        continue;
+      }
       out[static_cast<size_t>(i)].push_back(SearchHit{it->second->id, h.score, it->second->metadata});
     }
   }

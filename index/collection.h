@@ -10,6 +10,8 @@
 //
 // Thread safety: every method may be called concurrently; searches run in
 // parallel with each other, writes are serialized.
+//
+// Design notes (training rule, filter strategy, snapshot format): index/README.md.
 #pragma once
 
 #include <cstdint>
@@ -88,6 +90,9 @@ class Collection {
   // Status per item (OK or INVALID_ARGUMENT naming what was wrong). The valid
   // items are written in one transaction, synced, then made searchable.
   // Existing ids are replaced. A non-OK return means nothing was written.
+  // Cosine collections store (and Get returns) the L2-normalized vector; an
+  // all-zero vector is INVALID_ARGUMENT there. Limits: id 1..512 bytes, up to
+  // 64 metadata keys of 1..128 bytes, values up to 4096 bytes.
   virtual StatusOr<std::vector<Status>> Upsert(const std::vector<Item>& items) = 0;
 
   // queries: nq x dim, row-major. Returns nq hit lists, best first.
@@ -102,7 +107,8 @@ class Collection {
 
   virtual CollectionStats Stats() = 0;
 
-  // Writes an index snapshot now (also done periodically and at close).
+  // Writes an index snapshot now (also done periodically and at close). A
+  // GPU index is rebuilt from storage at open instead, so this is a no-op.
   virtual Status Snapshot() = 0;
 };
 
@@ -116,7 +122,8 @@ struct CollectionManagerOptions {
 class CollectionManager {
  public:
   virtual ~CollectionManager() = default;
-  // Opens every collection found in data_dir (recovering each).
+  // Opens every collection found in data_dir (recovering each); the first
+  // collection that cannot be opened (e.g. DATA_LOSS) fails the whole Open.
   static StatusOr<std::unique_ptr<CollectionManager>> Open(const CollectionManagerOptions& options);
 
   virtual StatusOr<std::shared_ptr<Collection>> Create(const CollectionSpec& spec) = 0;  // ALREADY_EXISTS

@@ -46,10 +46,10 @@ Status ValidateSpec(const CollectionSpec& spec);
 
 class CollectionImpl : public Collection {
  public:
-  // Creates <dir> contents for a new collection (dir must exist and be empty).
-  static StatusOr<std::shared_ptr<CollectionImpl>> Create(const std::string& dir,
-                                                          const CollectionSpec& spec,
-                                                          const CollectionManagerOptions& options);
+  // Writes the database of a new collection into <dir> (existing, empty) and
+  // closes it; the manager then renames <dir> into place and Opens it.
+  static Status Initialize(const std::string& dir, const CollectionSpec& spec,
+                           const CollectionManagerOptions& options);
   // Opens and recovers the collection stored in <dir>.
   static StatusOr<std::shared_ptr<CollectionImpl>> Open(const std::string& dir,
                                                         const CollectionManagerOptions& options);
@@ -79,6 +79,10 @@ class CollectionImpl : public Collection {
   Status SnapshotLocked();       // requires write_mu_
   void AfterWriteLocked(int64_t changed);  // periodic snapshot + compaction
   Status CheckLive() const;
+  // One search over normalized queries; *raced when a hit vanished from
+  // storage before its row was read.
+  StatusOr<std::vector<std::vector<SearchHit>>> SearchOnce(const float* q, int nq,
+                                                           const SearchParams& params, bool* raced);
 
   const std::string dir_;
   const std::string snapshot_path_;

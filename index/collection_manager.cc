@@ -19,6 +19,11 @@
 namespace lookalike {
 namespace {
 
+// Directory prefixes of a collection being created or dropped (not valid
+// names); leftovers of a crash are removed at Open.
+constexpr const char* kCreatingPrefix = ".creating-";
+constexpr const char* kDroppingPrefix = ".dropping-";
+
 // fsync of a directory, so a created or removed entry in it is durable.
 void SyncDirectory(const std::string& dir) {
   int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -33,15 +38,23 @@ class CollectionManagerImpl : public CollectionManager {
 
   Status LoadAll() {
     std::error_code ec;
-    std::vector<std::string> names;
+    std::vector<std::string> names, unfinished;
     for (const auto& entry : std::filesystem::directory_iterator(options_.data_dir, ec)) {
       if (!entry.is_directory()) continue;
       const std::string name = entry.path().filename().string();
+      if (name.rfind(kCreatingPrefix, 0) == 0 || name.rfind(kDroppingPrefix, 0) == 0) {
+        unfinished.push_back(entry.path().string());
+        continue;
+      }
       if (!ValidateCollectionName(name).ok()) continue;
       if (!std::filesystem::exists(entry.path() / "items.db")) continue;
       names.push_back(name);
     }
     if (ec) return InternalError(options_.data_dir + ": cannot list: " + ec.message());
+    for (const auto& path : unfinished) {
+      spdlog::warn("removing {}: a collection create or drop that did not finish", path);
+      std::filesystem::remove_all(path, ec);
+    }
     std::sort(names.begin(), names.end());
     for (const auto& name : names) {
       const std::string dir = options_.data_dir + "/" + name;
@@ -67,16 +80,28 @@ class CollectionManagerImpl : public CollectionManager {
     if (std::filesystem::exists(dir, ec)) {
       return AlreadyExistsError(dir + " already exists but is not an open collection; remove it");
     }
-    if (::mkdir(dir.c_str(), 0755) != 0) {
-      return InternalError(dir + ": cannot create directory: " + std::strerror(errno));
+    // Built under a temporary name and renamed into place, so a crash
+    // mid-create leaves no half-made collection for the next Open.
+    const std::string tmp = options_.data_dir + "/" + kCreatingPrefix + spec.name;
+    std::filesystem::remove_all(tmp, ec);
+    if (::mkdir(tmp.c_str(), 0755) != 0) {
+      return InternalError(tmp + ": cannot create directory: " + std::strerror(errno));
+    }
+    Status st = CollectionImpl::Initialize(tmp, spec, options_);
+    if (st.ok()) {
+      SyncDirectory(tmp);
+      if (::rename(tmp.c_str(), dir.c_str()) != 0) {
+        st = InternalError(dir + ": cannot rename new collection into place: " +
+                           std::strerror(errno));
+      }
+    }
+    if (!st.ok()) {
+      std::filesystem::remove_all(tmp, ec);
+      return st;
     }
     SyncDirectory(options_.data_dir);
-    auto c = CollectionImpl::Create(dir, spec, options_);
-    if (!c.ok()) {
-      std::filesystem::remove_all(dir, ec);
-      return c.status();
-    }
-    SyncDirectory(dir);
+    auto c = CollectionImpl::Open(dir, options_);
+    if (!c.ok()) return c.status();
     collections_[spec.name] = c.value();
     spdlog::info("created collection '{}' (dim {}, {}, index '{}')", spec.name, spec.dim,
                  MetricName(spec.metric), spec.index_spec);
@@ -92,7 +117,7 @@ class CollectionManagerImpl : public CollectionManager {
 
   std::vector<std::string> List() override {
     std::lock_guard<std::mutex> lock(mu_);
-    std::vector<std::string> names;
+    std::vector<std::string> names, unfinished;
     for (const auto& entry : collections_) names.push_back(entry.first);
     return names;
   }
@@ -109,10 +134,17 @@ class CollectionManagerImpl : public CollectionManager {
     // Holders of the shared_ptr get NOT_FOUND from now on; their open file
     // handles stay valid until they let go.
     c->MarkDropped();
+    // Renamed first (atomic), so a crash mid-removal leaves no half-removed
+    // collection under its name.
+    const std::string doomed = options_.data_dir + "/" + kDroppingPrefix + name;
     std::error_code ec;
-    std::filesystem::remove_all(c->dir(), ec);
-    if (ec) return InternalError(c->dir() + ": cannot remove: " + ec.message());
+    std::filesystem::remove_all(doomed, ec);
+    if (::rename(c->dir().c_str(), doomed.c_str()) != 0) {
+      return InternalError(c->dir() + ": cannot remove: " + std::strerror(errno));
+    }
     SyncDirectory(options_.data_dir);
+    std::filesystem::remove_all(doomed, ec);
+    if (ec) spdlog::warn("{}: removal incomplete ({}); it is removed at the next open", doomed, ec.message());
     spdlog::info("dropped collection '{}'", name);
     return Status::Ok();
   }

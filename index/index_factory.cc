@@ -3,6 +3,7 @@
 #include <faiss/IndexFlat.h>
 #include <faiss/IndexHNSW.h>
 #include <faiss/IndexIVF.h>
+#include <faiss/IndexIVFPQ.h>
 #include <faiss/IndexScalarQuantizer.h>
 #include <faiss/index_factory.h>
 
@@ -80,6 +81,12 @@ StatusOr<DerivedIndexParts> MakeDerivedIndex(const CollectionSpec& spec,
     return InvalidArgumentError("invalid index_spec '" + spec.index_spec + "': " + e.what());
   }
   ASSIGN_OR_RETURN(parts.family, ClassifyIndex(parts.index.get(), spec.index_spec));
+  // Polysemous codebook training (on by default for IVF..,PQ.. from the
+  // factory) only serves Hamming-filtered search, which we never use, and
+  // costs minutes of simulated annealing.
+  if (auto* ivfpq = dynamic_cast<faiss::IndexIVFPQ*>(parts.index.get())) {
+    ivfpq->do_polysemous_training = false;
+  }
   return parts;
 }
 

@@ -20,3 +20,9 @@ if(TARGET lookalike_gpu_index AND LOOKALIKE_GPU_INDEX_HAVE_FAISS)
   target_link_libraries(lookalike_index PRIVATE lookalike_gpu_index)
   target_compile_definitions(lookalike_index PUBLIC LOOKALIKE_HAVE_GPU_INDEX=1)
 endif()
+
+# Throughput measurement (not a test): build/index/index_throughput.
+if(LOOKALIKE_BUILD_BENCHMARKS)
+  add_executable(index_throughput ${CMAKE_CURRENT_LIST_DIR}/tools/index_throughput.cc)
+  target_link_libraries(index_throughput PRIVATE lookalike_index)
+endif()

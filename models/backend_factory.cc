@@ -2,7 +2,9 @@
 
 #include <cstdlib>
 
+#if defined(LOOKALIKE_HAVE_CPU_BACKEND)
 #include "models/cpu/cpu_backend.h"
+#endif
 #include "models/embedder.h"
 
 namespace lookalike {
@@ -20,9 +22,13 @@ StatusOr<std::unique_ptr<Backend>> MakeBackend(const std::string& device, int th
     return InvalidArgumentError("backend threads must be >= 0, got " + std::to_string(threads));
   }
   if (device == "cpu") {
+#if defined(LOOKALIKE_HAVE_CPU_BACKEND)
     CpuBackendOptions options;
     options.num_threads = threads;
     return std::unique_ptr<Backend>(std::make_unique<CpuBackend>(options));
+#else
+    return FailedPreconditionError("device 'cpu': this build has no CPU backend");
+#endif
   }
   if (device == "auto") return MakeBackend(CudaAvailable() ? "cuda" : "cpu", threads);
   if (device == "cuda" || device.rfind("cuda:", 0) == 0) {

@@ -17,14 +17,13 @@ namespace lookalike {
 
 StatusOr<std::unique_ptr<Backend>> MakeBackend(const std::string& device, int threads);
 
-#if defined(LOOKALIKE_HAVE_CUDA_BACKEND)
-// Provided by the CUDA backend (target lookalike_cuda_backend, models/cuda/);
-// LOOKALIKE_HAVE_CUDA_BACKEND is defined when that target is built and
-// linked. MakeCudaBackend: a backend on GPU `device_index` (FAILED_PRECONDITION
-// naming the index when that GPU is absent). CudaDeviceCount: the number of
-// usable GPUs (0 when the driver or devices are missing; never fails).
+// Defined by the CUDA backend (target lookalike_cuda_backend, models/cuda/),
+// which exists only in CUDA builds; LOOKALIKE_HAVE_CUDA_BACKEND is defined
+// where it is linked, and only then does MakeBackend() call these.
+// MakeCudaBackend: a backend on GPU `device_index` (FAILED_PRECONDITION naming
+// the index when that GPU is absent). CudaDeviceCount: the number of usable
+// GPUs (0 when the driver or devices are missing; never fails).
 StatusOr<std::unique_ptr<Backend>> MakeCudaBackend(int device_index);
 int CudaDeviceCount();
-#endif
 
 }  // namespace lookalike

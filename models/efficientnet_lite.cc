@@ -29,9 +29,8 @@ struct StageArgs {
 };
 // efficientnet_lite(): 'r1_k3_s11_e1_i32_o16', 'r2_k3_s22_e6_i16_o24', ...
 constexpr StageArgs kStages[] = {
-    {1, 3, 1, 1, 32, 16},   {2, 3, 2, 6, 16, 24},   {2, 5, 2, 6, 24, 40},
-    {3, 3, 2, 6, 40, 80},   {3, 5, 1, 6, 80, 112},  {4, 5, 2, 6, 112, 192},
-    {1, 3, 1, 6, 192, 320},
+    {1, 3, 1, 1, 32, 16},  {2, 3, 2, 6, 16, 24},   {2, 5, 2, 6, 24, 40},   {3, 3, 2, 6, 40, 80},
+    {3, 5, 1, 6, 80, 112}, {4, 5, 2, 6, 112, 192}, {1, 3, 1, 6, 192, 320},
 };
 
 int RoundFilters(int filters, double multiplier) {
@@ -58,7 +57,8 @@ StatusOr<LayerPtr> ConvBnSame(Backend& backend, WeightStore& w, const std::strin
                               const std::string& bn, int in, int out, int kernel, int stride,
                               int groups, int image_size) {
   const int in_per_group = in / groups;
-  ASSIGN_OR_RETURN(FoldedConv f, LoadConvBn(w, conv, bn, out, in_per_group, kernel, kernel, kBnEps));
+  ASSIGN_OR_RETURN(FoldedConv f,
+                   LoadConvBn(w, conv, bn, out, in_per_group, kernel, kernel, kBnEps));
   ConvSpec spec;
   spec.in_channels = in;
   spec.out_channels = out;
@@ -124,11 +124,11 @@ StatusOr<std::unique_ptr<Model>> BuildEfficientNetLite(const Preset& preset, Wei
       const int mid = in * a.expand;
       MBConv blk;
       if (a.expand != 1) {
-        ASSIGN_OR_RETURN(blk.expand, ConvBnSame(backend, w, p + "_expand_conv", p + "_bn0", in,
-                                                mid, 1, 1, 1, size));
+        ASSIGN_OR_RETURN(blk.expand, ConvBnSame(backend, w, p + "_expand_conv", p + "_bn0", in, mid,
+                                                1, 1, 1, size));
       }
-      ASSIGN_OR_RETURN(blk.depthwise, ConvBnSame(backend, w, p + "_depthwise_conv", p + "_bn1",
-                                                 mid, mid, a.kernel, stride, mid, size));
+      ASSIGN_OR_RETURN(blk.depthwise, ConvBnSame(backend, w, p + "_depthwise_conv", p + "_bn1", mid,
+                                                 mid, a.kernel, stride, mid, size));
       size = (size + stride - 1) / stride;
       ASSIGN_OR_RETURN(blk.project, ConvBnSame(backend, w, p + "_project_conv", p + "_bn2", mid,
                                                out, 1, 1, 1, size));

@@ -95,11 +95,12 @@ StatusOr<std::unique_ptr<Embedder>> Embedder::Load(const EmbedderOptions& option
     ASSIGN_OR_RETURN(embedder->model_, BuildModel(preset, *weights, *backend));
     if (logits) {
       const int64_t in = preset.embedding_dim, out = preset.num_classes;
-      ASSIGN_OR_RETURN(std::vector<float> w, weights->Get(preset.classifier + ".weight", {out, in}));
+      ASSIGN_OR_RETURN(std::vector<float> w,
+                       weights->Get(preset.classifier + ".weight", {out, in}));
       ASSIGN_OR_RETURN(std::vector<float> b, weights->Get(preset.classifier + ".bias", {out}));
-      ASSIGN_OR_RETURN(embedder->classifier_,
-                       backend->PrepareLinear(static_cast<int>(in), static_cast<int>(out),
-                                              w.data(), b.data()));
+      ASSIGN_OR_RETURN(
+          embedder->classifier_,
+          backend->PrepareLinear(static_cast<int>(in), static_cast<int>(out), w.data(), b.data()));
     }
     return weights->CheckAllUsed(preset.ignored_tensors);
   }();

@@ -9,7 +9,8 @@ StatusOr<std::unique_ptr<Model>> BuildModel(const Preset& preset, WeightStore& w
     return BuildVit(preset, weights, backend);
   }
   if (preset.family == "efficientnet_lite") return BuildEfficientNetLite(preset, weights, backend);
-  return InvalidArgumentError("preset '" + preset.name + "': unknown family '" + preset.family + "'");
+  return InvalidArgumentError("preset '" + preset.name + "': unknown family '" + preset.family +
+                              "'");
 }
 
 }  // namespace lookalike

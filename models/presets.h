@@ -35,19 +35,19 @@ enum class Pooling {
 
 struct VitConfig {
   int patch = 16;
-  int width = 768;       // embedding dim D
-  int depth = 12;        // transformer blocks
+  int width = 768;  // embedding dim D
+  int depth = 12;   // transformer blocks
   int heads = 12;
   int mlp_hidden = 3072;
-  int num_register_tokens = 0;   // DINOv2-reg: 4, placed after the class token
+  int num_register_tokens = 0;       // DINOv2-reg: 4, placed after the class token
   bool pos_embed_has_prefix = true;  // false: pos_embed covers patches only (timm no_embed_class)
-  int checkpoint_grid = 0;       // pos_embed grid of the checkpoint (0: same as the input grid)
-  bool layer_scale = false;      // blocks.N.ls1.gamma / ls2.gamma (folded at load)
+  int checkpoint_grid = 0;           // pos_embed grid of the checkpoint (0: same as the input grid)
+  bool layer_scale = false;          // blocks.N.ls1.gamma / ls2.gamma (folded at load)
   bool patch_bias = true;
-  bool pre_norm = false;         // CLIP pre_layrnorm on the embeddings
+  bool pre_norm = false;  // CLIP pre_layrnorm on the embeddings
   float ln_eps = 1e-6f;
   Activation mlp_act = Activation::kGelu;
-  int projection_dim = 0;        // CLIP visual_projection output (0: none)
+  int projection_dim = 0;  // CLIP visual_projection output (0: none)
 };
 
 struct EfficientNetLiteConfig {
@@ -57,7 +57,7 @@ struct EfficientNetLiteConfig {
 
 struct Preset {
   std::string name;
-  std::string family;  // "resnet", "vit", "clip_vit", "dinov2", "efficientnet_lite"
+  std::string family;    // "resnet", "vit", "clip_vit", "dinov2", "efficientnet_lite"
   int resnet_depth = 0;  // 18, 34, 50, 101, 152
   VitConfig vit;
   EfficientNetLiteConfig effnet;

@@ -14,7 +14,6 @@ namespace {
 
 constexpr float kBnEps = 1e-5f;  // torch.nn.BatchNorm2d default
 
-
 StatusOr<LayerPtr> PrepareConvBn(Backend& backend, WeightStore& w, const std::string& conv,
                                  const std::string& bn, int in, int out, int k, int stride,
                                  int pad) {
@@ -66,11 +65,24 @@ StatusOr<std::unique_ptr<Model>> BuildResNet(const Preset& preset, WeightStore& 
   std::vector<int> layers;
   bool bottleneck = false;
   switch (preset.resnet_depth) {
-    case 18: layers = {2, 2, 2, 2}; break;
-    case 34: layers = {3, 4, 6, 3}; break;
-    case 50: layers = {3, 4, 6, 3}; bottleneck = true; break;
-    case 101: layers = {3, 4, 23, 3}; bottleneck = true; break;
-    case 152: layers = {3, 8, 36, 3}; bottleneck = true; break;
+    case 18:
+      layers = {2, 2, 2, 2};
+      break;
+    case 34:
+      layers = {3, 4, 6, 3};
+      break;
+    case 50:
+      layers = {3, 4, 6, 3};
+      bottleneck = true;
+      break;
+    case 101:
+      layers = {3, 4, 23, 3};
+      bottleneck = true;
+      break;
+    case 152:
+      layers = {3, 8, 36, 3};
+      bottleneck = true;
+      break;
     default:
       return InvalidArgumentError("preset '" + preset.name + "': unsupported ResNet depth " +
                                   std::to_string(preset.resnet_depth));
@@ -88,12 +100,17 @@ StatusOr<std::unique_ptr<Model>> BuildResNet(const Preset& preset, WeightStore& 
       const int out = planes * expansion;
       Block blk;
       if (bottleneck) {
-        ASSIGN_OR_RETURN(blk.conv1, PrepareConvBn(backend, w, p + "conv1", p + "bn1", in, planes, 1, 1, 0));
-        ASSIGN_OR_RETURN(blk.conv2, PrepareConvBn(backend, w, p + "conv2", p + "bn2", planes, planes, 3, stride, 1));
-        ASSIGN_OR_RETURN(blk.conv3, PrepareConvBn(backend, w, p + "conv3", p + "bn3", planes, out, 1, 1, 0));
+        ASSIGN_OR_RETURN(blk.conv1,
+                         PrepareConvBn(backend, w, p + "conv1", p + "bn1", in, planes, 1, 1, 0));
+        ASSIGN_OR_RETURN(blk.conv2, PrepareConvBn(backend, w, p + "conv2", p + "bn2", planes,
+                                                  planes, 3, stride, 1));
+        ASSIGN_OR_RETURN(blk.conv3,
+                         PrepareConvBn(backend, w, p + "conv3", p + "bn3", planes, out, 1, 1, 0));
       } else {
-        ASSIGN_OR_RETURN(blk.conv1, PrepareConvBn(backend, w, p + "conv1", p + "bn1", in, planes, 3, stride, 1));
-        ASSIGN_OR_RETURN(blk.conv2, PrepareConvBn(backend, w, p + "conv2", p + "bn2", planes, planes, 3, 1, 1));
+        ASSIGN_OR_RETURN(
+            blk.conv1, PrepareConvBn(backend, w, p + "conv1", p + "bn1", in, planes, 3, stride, 1));
+        ASSIGN_OR_RETURN(
+            blk.conv2, PrepareConvBn(backend, w, p + "conv2", p + "bn2", planes, planes, 3, 1, 1));
       }
       if (stride != 1 || in != out) {
         ASSIGN_OR_RETURN(blk.downsample, PrepareConvBn(backend, w, p + "downsample.0",

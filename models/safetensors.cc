@@ -13,7 +13,7 @@
 #include <limits>
 #include <sstream>
 
-#include <nlohmann/json.hpp>
+#include "models/json.h"
 
 namespace lookalike {
 namespace {
@@ -24,9 +24,9 @@ struct DTypeEntry {
   size_t size;
 };
 constexpr DTypeEntry kDTypes[] = {
-    {"F64", SafeDType::kF64, 8},  {"F32", SafeDType::kF32, 4},   {"F16", SafeDType::kF16, 2},
-    {"BF16", SafeDType::kBF16, 2}, {"I64", SafeDType::kI64, 8},  {"I32", SafeDType::kI32, 4},
-    {"I16", SafeDType::kI16, 2},  {"I8", SafeDType::kI8, 1},     {"U8", SafeDType::kU8, 1},
+    {"F64", SafeDType::kF64, 8},   {"F32", SafeDType::kF32, 4}, {"F16", SafeDType::kF16, 2},
+    {"BF16", SafeDType::kBF16, 2}, {"I64", SafeDType::kI64, 8}, {"I32", SafeDType::kI32, 4},
+    {"I16", SafeDType::kI16, 2},   {"I8", SafeDType::kI8, 1},   {"U8", SafeDType::kU8, 1},
     {"BOOL", SafeDType::kBool, 1},
 };
 
@@ -109,9 +109,10 @@ uint16_t FloatToHalf(float f) {
   std::memcpy(&x, &f, 4);
   const uint32_t sign = (x >> 16) & 0x8000u;
   x &= 0x7fffffffu;
-  if (x >= 0x7f800000u) return static_cast<uint16_t>(sign | 0x7c00u | (x > 0x7f800000u ? 0x200u : 0));
+  if (x >= 0x7f800000u)
+    return static_cast<uint16_t>(sign | 0x7c00u | (x > 0x7f800000u ? 0x200u : 0));
   if (x >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // overflow -> inf
-  if (x < 0x38800000u) {  // subnormal or zero in half
+  if (x < 0x38800000u) {                                               // subnormal or zero in half
     if (x < 0x33000000u) return static_cast<uint16_t>(sign);
     const uint32_t e = x >> 23;
     uint32_t m = (x & 0x7fffffu) | 0x800000u;
@@ -182,12 +183,9 @@ Status SafetensorsFile::Parse() {
   }
   const char* hbegin = reinterpret_cast<const char*>(map_ + 8);
   const char* hend = hbegin + header_len;
-  nlohmann::json header;
-  try {
-    header = nlohmann::json::parse(hbegin, hend);
-  } catch (const std::exception& e) {
-    return Error(std::string("header is not valid JSON: ") + e.what());
-  }
+  auto parsed = ParseJson(hbegin, static_cast<size_t>(header_len));
+  if (!parsed.ok()) return Error("header is not valid JSON: " + parsed.status().message());
+  const JsonValue& header = *parsed;
   if (!header.is_object()) return Error("header JSON is not an object");
 
   const uint8_t* data = map_ + 8 + header_len;
@@ -198,30 +196,32 @@ Status SafetensorsFile::Parse() {
     const std::string* name;
   };
   std::vector<Range> ranges;
-  for (auto it = header.begin(); it != header.end(); ++it) {
-    const std::string& name = it.key();
-    const nlohmann::json& v = it.value();
+  for (const auto& member : header.members()) {
+    const std::string& name = member.first;
+    const JsonValue& v = member.second;
     if (name == "__metadata__") {
       if (!v.is_object()) return Error("__metadata__ is not an object");
-      for (auto m = v.begin(); m != v.end(); ++m) {
-        if (!m.value().is_string()) return Error("__metadata__ value '" + m.key() + "' is not a string");
-        metadata_[m.key()] = m.value().get<std::string>();
+      for (const auto& m : v.members()) {
+        if (!m.second.is_string())
+          return Error("__metadata__ value '" + m.first + "' is not a string");
+        metadata_[m.first] = m.second.as_string();
       }
       continue;
     }
     const std::string where = "tensor '" + name + "': ";
+    if (tensors_.count(name)) return Error(where + "appears twice in the header");
     if (!v.is_object()) return Error(where + "entry is not an object");
-    auto dt = v.find("dtype");
-    auto sh = v.find("shape");
-    auto off = v.find("data_offsets");
-    if (dt == v.end() || !dt->is_string()) return Error(where + "missing or non-string 'dtype'");
-    if (sh == v.end() || !sh->is_array()) return Error(where + "missing or non-array 'shape'");
-    if (off == v.end() || !off->is_array() || off->size() != 2) {
+    const JsonValue* dt = v.Find("dtype");
+    const JsonValue* sh = v.Find("shape");
+    const JsonValue* off = v.Find("data_offsets");
+    if (dt == nullptr || !dt->is_string()) return Error(where + "missing or non-string 'dtype'");
+    if (sh == nullptr || !sh->is_array()) return Error(where + "missing or non-array 'shape'");
+    if (off == nullptr || !off->is_array() || off->items().size() != 2) {
       return Error(where + "'data_offsets' must be an array [begin, end]");
     }
     SafeTensorInfo info;
     info.name = name;
-    const std::string dname = dt->get<std::string>();
+    const std::string dname = dt->as_string();
     size_t esize = 0;
     for (const auto& e : kDTypes) {
       if (dname == e.name) {
@@ -231,24 +231,24 @@ Status SafetensorsFile::Parse() {
     }
     if (esize == 0) return Error(where + "unsupported dtype '" + dname + "'");
     uint64_t numel = 1;
-    for (const auto& d : *sh) {
-      if (!d.is_number_integer() || d.get<int64_t>() < 0) {
-        return Error(where + "shape entries must be non-negative integers, got " + sh->dump());
+    for (const JsonValue& d : sh->items()) {
+      if (!d.is_integer() || d.as_int() < 0) {
+        return Error(where + "shape entries must be non-negative integers, got " + sh->Dump());
       }
-      const uint64_t dim = d.get<uint64_t>();
+      const uint64_t dim = static_cast<uint64_t>(d.as_int());
       if (dim != 0 && numel > std::numeric_limits<uint64_t>::max() / 16 / dim) {
-        return Error(where + "shape " + sh->dump() + " is too large");
+        return Error(where + "shape " + sh->Dump() + " is too large");
       }
       numel *= dim;
       info.shape.push_back(static_cast<int64_t>(dim));
     }
-    for (const auto& o : *off) {
-      if (!o.is_number_integer() || o.get<int64_t>() < 0) {
-        return Error(where + "data_offsets must be non-negative integers, got " + off->dump());
+    for (const JsonValue& o : off->items()) {
+      if (!o.is_integer() || o.as_int() < 0) {
+        return Error(where + "data_offsets must be non-negative integers, got " + off->Dump());
       }
     }
-    const uint64_t begin = (*off)[0].get<uint64_t>();
-    const uint64_t end = (*off)[1].get<uint64_t>();
+    const uint64_t begin = static_cast<uint64_t>(off->items()[0].as_int());
+    const uint64_t end = static_cast<uint64_t>(off->items()[1].as_int());
     if (begin > end) {
       return Error(where + "data_offsets [" + std::to_string(begin) + ", " + std::to_string(end) +
                    "] has begin > end");
@@ -293,7 +293,8 @@ const SafeTensorInfo* SafetensorsFile::Find(const std::string& name) const {
 
 StatusOr<std::vector<float>> SafetensorsFile::ReadF32(const std::string& name) const {
   const SafeTensorInfo* t = Find(name);
-  if (t == nullptr) return NotFoundError("safetensors file '" + path_ + "': no tensor '" + name + "'");
+  if (t == nullptr)
+    return NotFoundError("safetensors file '" + path_ + "': no tensor '" + name + "'");
   std::vector<float> out(static_cast<size_t>(t->numel));
   const uint8_t* p = t->data;
   const size_t n = out.size();
@@ -332,7 +333,8 @@ StatusOr<std::vector<float>> SafetensorsFile::ReadF32(const std::string& name) c
 
 StatusOr<std::vector<uint8_t>> SafetensorsFile::ReadU8(const std::string& name) const {
   const SafeTensorInfo* t = Find(name);
-  if (t == nullptr) return NotFoundError("safetensors file '" + path_ + "': no tensor '" + name + "'");
+  if (t == nullptr)
+    return NotFoundError("safetensors file '" + path_ + "': no tensor '" + name + "'");
   if (t->dtype != SafeDType::kU8) {
     return Error("tensor '" + name + "' has dtype " + SafeDTypeName(t->dtype) + ", expected U8");
   }
@@ -341,7 +343,8 @@ StatusOr<std::vector<uint8_t>> SafetensorsFile::ReadU8(const std::string& name) 
 
 StatusOr<std::vector<int64_t>> SafetensorsFile::ReadInt(const std::string& name) const {
   const SafeTensorInfo* t = Find(name);
-  if (t == nullptr) return NotFoundError("safetensors file '" + path_ + "': no tensor '" + name + "'");
+  if (t == nullptr)
+    return NotFoundError("safetensors file '" + path_ + "': no tensor '" + name + "'");
   std::vector<int64_t> out(static_cast<size_t>(t->numel));
   if (t->dtype == SafeDType::kI64) {
     for (size_t i = 0; i < out.size(); ++i) out[i] = LoadUnaligned<int64_t>(t->data + 8 * i);
@@ -367,16 +370,30 @@ SafeTensorToWrite MakeF32Tensor(const std::string& name, std::vector<int64_t> sh
 
 Status WriteSafetensors(const std::string& path, const std::vector<SafeTensorToWrite>& tensors,
                         const std::map<std::string, std::string>& metadata) {
-  nlohmann::ordered_json header = nlohmann::ordered_json::object();
-  if (!metadata.empty()) header["__metadata__"] = metadata;
+  std::string json = "{";
+  bool first = true;
+  if (!metadata.empty()) {
+    json += "\"__metadata__\":{";
+    for (auto it = metadata.begin(); it != metadata.end(); ++it) {
+      json +=
+          (it == metadata.begin() ? "" : ",") + JsonQuote(it->first) + ":" + JsonQuote(it->second);
+    }
+    json += "}";
+    first = false;
+  }
   uint64_t offset = 0;
   for (const auto& t : tensors) {
-    header[t.name] = {{"dtype", SafeDTypeName(t.dtype)},
-                      {"shape", t.shape},
-                      {"data_offsets", {offset, offset + t.bytes.size()}}};
+    std::string shape = "[";
+    for (size_t i = 0; i < t.shape.size(); ++i)
+      shape += (i ? "," : "") + std::to_string(t.shape[i]);
+    shape += "]";
+    json += (first ? "" : ",") + JsonQuote(t.name) + ":{\"dtype\":\"" + SafeDTypeName(t.dtype) +
+            "\",\"shape\":" + shape + ",\"data_offsets\":[" + std::to_string(offset) + "," +
+            std::to_string(offset + t.bytes.size()) + "]}";
+    first = false;
     offset += t.bytes.size();
   }
-  std::string json = header.dump();
+  json += "}";
   while ((json.size() + 8) % 8 != 0) json.push_back(' ');  // align the data section
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   if (!out) return InvalidArgumentError("cannot create safetensors file '" + path + "'");

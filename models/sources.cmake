@@ -1,9 +1,8 @@
 # lookalike_models: backbone definitions, presets, safetensors weights and the
 # Embedder (the engine's public API). Included from models/CMakeLists.txt after
 # the backends, so their targets exist here.
-find_package(nlohmann_json REQUIRED)
-
 add_library(lookalike_models STATIC
+  ${CMAKE_CURRENT_LIST_DIR}/json.cc
   ${CMAKE_CURRENT_LIST_DIR}/safetensors.cc
   ${CMAKE_CURRENT_LIST_DIR}/weights.cc
   ${CMAKE_CURRENT_LIST_DIR}/presets.cc
@@ -16,13 +15,14 @@ add_library(lookalike_models STATIC
   ${CMAKE_CURRENT_LIST_DIR}/embedder.cc
 )
 target_include_directories(lookalike_models PUBLIC ${PROJECT_SOURCE_DIR})
-target_link_libraries(lookalike_models
-  PUBLIC lookalike_models_core lookalike_common
-  PRIVATE nlohmann_json::nlohmann_json)
+target_link_libraries(lookalike_models PUBLIC lookalike_models_core lookalike_common)
+# The CPU backend (models/cpu/) is the default device; without it "cpu" is a
+# FAILED_PRECONDITION from MakeBackend().
 if(TARGET lookalike_cpu_backend)
   target_link_libraries(lookalike_models PUBLIC lookalike_cpu_backend)
+  target_compile_definitions(lookalike_models PUBLIC LOOKALIKE_HAVE_CPU_BACKEND=1)
 else()
-  message(FATAL_ERROR "lookalike_models needs the CPU backend (models/cpu/)")
+  message(WARNING "lookalike_models: no CPU backend target (models/cpu/); device \"cpu\" unavailable")
 endif()
 # The CUDA backend (models/cuda/, built only with CUDA) provides
 # MakeCudaBackend() / CudaDeviceCount() declared in models/backend_factory.h.

@@ -38,18 +38,18 @@ class VitModel : public Model {
   Tensor prefix_tokens;  // {num_prefix, D}
   Tensor pos;            // {1, T or g*g, D}
   bool pos_applies_to_prefix = true;
-  LayerPtr pre_norm;     // CLIP only
+  LayerPtr pre_norm;  // CLIP only
   std::vector<VitBlock> blocks;
-  LayerPtr final_norm;   // timm: norm (on all tokens); CLIP: post_layernorm (on the pooled token)
-  LayerPtr projection;   // CLIP visual_projection
+  LayerPtr final_norm;  // timm: norm (on all tokens); CLIP: post_layernorm (on the pooled token)
+  LayerPtr projection;  // CLIP visual_projection
   bool clip = false;
 
   StatusOr<Tensor> Forward(Backend& b, const Tensor& x) override {
     ASSIGN_OR_RETURN(Tensor p, b.Conv2d(*patch_embed, x, Activation::kNone, nullptr));
     const int64_t n = p.dim(0);
     Tensor patches = p.Reshape({n, p.dim(1) * p.dim(2), p.dim(3)});
-    ASSIGN_OR_RETURN(Tensor h, b.PrependTokensAddPos(patches, &prefix_tokens, pos,
-                                                     pos_applies_to_prefix));
+    ASSIGN_OR_RETURN(Tensor h,
+                     b.PrependTokensAddPos(patches, &prefix_tokens, pos, pos_applies_to_prefix));
     if (pre_norm) {
       ASSIGN_OR_RETURN(h, b.LayerNorm(*pre_norm, h));
     }
@@ -89,8 +89,8 @@ StatusOr<LayerPtr> LoadLinear(Backend& backend, WeightStore& w, const std::strin
   return backend.PrepareLinear(in, out, weight.data(), bias ? b.data() : nullptr);
 }
 
-StatusOr<LayerPtr> LoadLayerNorm(Backend& backend, WeightStore& w, const std::string& name,
-                                 int dim, float eps) {
+StatusOr<LayerPtr> LoadLayerNorm(Backend& backend, WeightStore& w, const std::string& name, int dim,
+                                 float eps) {
   ASSIGN_OR_RETURN(std::vector<float> gamma, w.Get(name + ".weight", {dim}));
   ASSIGN_OR_RETURN(std::vector<float> beta, w.Get(name + ".bias", {dim}));
   return backend.PrepareLayerNorm(dim, gamma.data(), beta.data(), eps);
@@ -105,10 +105,9 @@ StatusOr<std::unique_ptr<Model>> BuildVit(const Preset& preset, WeightStore& w, 
     return InvalidArgumentError("preset '" + preset.name + "': width not divisible by heads");
   }
   if (preset.input_size % cfg.patch != 0) {
-    return InvalidArgumentError("preset '" + preset.name + "': input size " +
-                                std::to_string(preset.input_size) +
-                                " is not a multiple of the patch size " +
-                                std::to_string(cfg.patch));
+    return InvalidArgumentError(
+        "preset '" + preset.name + "': input size " + std::to_string(preset.input_size) +
+        " is not a multiple of the patch size " + std::to_string(cfg.patch));
   }
   const int grid = preset.input_size / cfg.patch;
   const bool clip = preset.family == "clip_vit";
@@ -124,7 +123,8 @@ StatusOr<std::unique_ptr<Model>> BuildVit(const Preset& preset, WeightStore& w, 
   {
     const std::string name =
         clip ? pre + "embeddings.patch_embedding" : std::string("patch_embed.proj");
-    ASSIGN_OR_RETURN(std::vector<float> weight, w.Get(name + ".weight", {d, 3, cfg.patch, cfg.patch}));
+    ASSIGN_OR_RETURN(std::vector<float> weight,
+                     w.Get(name + ".weight", {d, 3, cfg.patch, cfg.patch}));
     std::vector<float> bias;
     if (cfg.patch_bias) {
       ASSIGN_OR_RETURN(bias, w.Get(name + ".bias", {d}));
@@ -134,8 +134,9 @@ StatusOr<std::unique_ptr<Model>> BuildVit(const Preset& preset, WeightStore& w, 
     spec.out_channels = d;
     spec.kernel_h = spec.kernel_w = cfg.patch;
     spec.stride_h = spec.stride_w = cfg.patch;
-    ASSIGN_OR_RETURN(model->patch_embed,
-                     backend.PrepareConv(spec, weight.data(), cfg.patch_bias ? bias.data() : nullptr));
+    ASSIGN_OR_RETURN(
+        model->patch_embed,
+        backend.PrepareConv(spec, weight.data(), cfg.patch_bias ? bias.data() : nullptr));
   }
   // Prefix tokens: class token, then register tokens.
   {
@@ -145,12 +146,12 @@ StatusOr<std::unique_ptr<Model>> BuildVit(const Preset& preset, WeightStore& w, 
     } else {
       ASSIGN_OR_RETURN(prefix, w.Get("cls_token", {1, 1, d}));
       if (cfg.num_register_tokens > 0) {
-        ASSIGN_OR_RETURN(std::vector<float> reg, w.Get("reg_token", {1, cfg.num_register_tokens, d}));
+        ASSIGN_OR_RETURN(std::vector<float> reg,
+                         w.Get("reg_token", {1, cfg.num_register_tokens, d}));
         prefix.insert(prefix.end(), reg.begin(), reg.end());
       }
     }
-    ASSIGN_OR_RETURN(model->prefix_tokens,
-                     backend.Constant({model->num_prefix, d}, prefix.data()));
+    ASSIGN_OR_RETURN(model->prefix_tokens, backend.Constant({model->num_prefix, d}, prefix.data()));
   }
   // Position embedding, resampled to the input grid when the checkpoint's differs.
   {
@@ -174,10 +175,10 @@ StatusOr<std::unique_ptr<Model>> BuildVit(const Preset& preset, WeightStore& w, 
     }
     if (old_grid != grid) {
       if (clip) {
-        return InvalidArgumentError(
-            "weights '" + w.path() + "': tensor '" + name + "' covers a " +
-            std::to_string(old_grid) + "x" + std::to_string(old_grid) + " grid but preset '" +
-            preset.name + "' needs " + std::to_string(grid) + "x" + std::to_string(grid));
+        return InvalidArgumentError("weights '" + w.path() + "': tensor '" + name + "' covers a " +
+                                    std::to_string(old_grid) + "x" + std::to_string(old_grid) +
+                                    " grid but preset '" + preset.name + "' needs " +
+                                    std::to_string(grid) + "x" + std::to_string(grid));
       }
       std::vector<float> resampled = ResamplePosEmbedBicubicAA(
           pos.data() + static_cast<size_t>(pos_prefix) * d, old_grid, old_grid, d, grid, grid);
@@ -187,7 +188,8 @@ StatusOr<std::unique_ptr<Model>> BuildVit(const Preset& preset, WeightStore& w, 
     ASSIGN_OR_RETURN(model->pos, backend.Constant({1, pos_prefix + grid * grid, d}, pos.data()));
   }
   if (clip) {
-    ASSIGN_OR_RETURN(model->pre_norm, LoadLayerNorm(backend, w, pre + "pre_layrnorm", d, cfg.ln_eps));
+    ASSIGN_OR_RETURN(model->pre_norm,
+                     LoadLayerNorm(backend, w, pre + "pre_layrnorm", d, cfg.ln_eps));
   }
   // Blocks.
   for (int i = 0; i < cfg.depth; ++i) {
@@ -227,7 +229,8 @@ StatusOr<std::unique_ptr<Model>> BuildVit(const Preset& preset, WeightStore& w, 
     model->blocks.push_back(std::move(blk));
   }
   if (clip) {
-    ASSIGN_OR_RETURN(model->final_norm, LoadLayerNorm(backend, w, pre + "post_layernorm", d, cfg.ln_eps));
+    ASSIGN_OR_RETURN(model->final_norm,
+                     LoadLayerNorm(backend, w, pre + "post_layernorm", d, cfg.ln_eps));
     ASSIGN_OR_RETURN(model->projection,
                      LoadLinear(backend, w, "visual_projection", d, cfg.projection_dim, false));
   } else {

@@ -28,8 +28,7 @@ StatusOr<std::vector<float>> WeightStore::Get(const std::string& name,
   }
   if (t->shape != expected) {
     return InvalidArgumentError("weights '" + path() + "': tensor '" + name + "' has shape " +
-                                ShapeToString(t->shape) + ", expected " +
-                                ShapeToString(expected));
+                                ShapeToString(t->shape) + ", expected " + ShapeToString(expected));
   }
   used_.insert(name);
   return file_->ReadF32(name);
@@ -117,7 +116,8 @@ void FoldBatchNorm(int out_channels, const std::vector<float>& gamma,
   for (int o = 0; o < out_channels; ++o) {
     // Computed in double: var + eps can be tiny and the product is applied to
     // thousands of weights.
-    const double scale = static_cast<double>(gamma[o]) / std::sqrt(static_cast<double>(var[o]) + eps);
+    const double scale =
+        static_cast<double>(gamma[o]) / std::sqrt(static_cast<double>(var[o]) + eps);
     float* w = weight->data() + static_cast<size_t>(o) * per_out;
     for (size_t i = 0; i < per_out; ++i) w[i] = static_cast<float>(w[i] * scale);
     (*bias)[o] = static_cast<float>((static_cast<double>((*bias)[o]) - mean[o]) * scale + beta[o]);

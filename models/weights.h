@@ -87,9 +87,8 @@ struct FoldedConv {
 // Reads `<conv>.weight` {out, in_per_group, kh, kw} (and `<conv>.bias` when
 // conv_has_bias) plus `<bn>.weight/.bias/.running_mean/.running_var` {out}
 // and folds them; `<bn>.num_batches_tracked` is marked used when present.
-StatusOr<FoldedConv> LoadConvBn(WeightStore& store, const std::string& conv,
-                                const std::string& bn, int out_channels, int in_per_group,
-                                int kernel_h, int kernel_w, float eps,
-                                bool conv_has_bias = false);
+StatusOr<FoldedConv> LoadConvBn(WeightStore& store, const std::string& conv, const std::string& bn,
+                                int out_channels, int in_per_group, int kernel_h, int kernel_w,
+                                float eps, bool conv_has_bias = false);
 
 }  // namespace lookalike

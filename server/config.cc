@@ -74,6 +74,10 @@ const std::map<std::string, Setter>& ScalarKeys() {
        [](const std::string& k, const std::string& v, ServerConfig* c) {
          return ParseInt(k, v, &c->engine_threads);
        }},
+      {"handler_threads",
+       [](const std::string& k, const std::string& v, ServerConfig* c) {
+         return ParseInt(k, v, &c->handler_threads);
+       }},
       {"snapshot_every_writes",
        [](const std::string& k, const std::string& v, ServerConfig* c) {
          return ParseInt64(k, v, &c->snapshot_every_writes);
@@ -109,6 +113,7 @@ const std::map<std::string, std::string>& FlagKeys() {
       {"log-level", "log_level"},
       {"default-model", "default_model"},
       {"engine-threads", "engine_threads"},
+      {"handler-threads", "handler_threads"},
       {"snapshot-every-writes", "snapshot_every_writes"},
       {"max-message-bytes", "limits.max_message_bytes"},
       {"max-images-per-request", "limits.max_images_per_request"},
@@ -328,6 +333,7 @@ Status ValidateConfig(const ServerConfig& c) {
                                 "\" is not one of trace, debug, info, warn, error, critical, off");
   }
   RETURN_IF_ERROR(CheckRange("engine_threads", c.engine_threads, 0, 1024));
+  RETURN_IF_ERROR(CheckRange("handler_threads", c.handler_threads, 0, 4096));
   RETURN_IF_ERROR(CheckRange("snapshot_every_writes", c.snapshot_every_writes, 1,
                              std::numeric_limits<int64_t>::max()));
   static const std::regex model_name("[A-Za-z0-9_.-]{1,64}");
@@ -416,6 +422,7 @@ documents every key), then these flags:
   --model NAME=PRESET:WEIGHTS   serve a model (repeatable; replaces the configured list)
   --default-model NAME          model for requests and collections that name none
   --engine-threads N            CPU backend threads per model (0 = all cores)
+  --handler-threads N           RPC worker threads (0 = max(32, 4 x cores))
   --snapshot-every-writes N     index snapshot after N changed items
   --log-level LEVEL             trace|debug|info|warn|error|critical|off
   --max-message-bytes N         --max-images-per-request N   --max-items-per-upsert N

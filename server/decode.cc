@@ -397,7 +397,12 @@ bool SetOpenCvPixelLimitEnv(int64_t max_pixels) {
   return false;
 }
 
-DecodePool::DecodePool(int threads) : pool_(threads) {}
+DecodePool::DecodePool(int threads) : pool_(threads) {
+  // The pool parallelizes across images; OpenCV's own thread pool inside each
+  // decode would only oversubscribe the cores. (Process-wide: the server uses
+  // OpenCV for decoding only.)
+  cv::setNumThreads(1);
+}
 
 std::vector<StatusOr<DecodedImage>> DecodePool::DecodeAll(
     const std::vector<std::string_view>& payloads, int64_t max_pixels) {

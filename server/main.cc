@@ -119,6 +119,7 @@ int Run(int argc, char** argv) {
   ServiceOptions service_options;
   service_options.limits = config.limits;
   service_options.batcher = config.batcher;
+  service_options.handler_threads = config.handler_threads;
   service_options.default_model = config.models.empty() ? "" : config.default_model;
   LookalikeService service(service_options, manager->get(), std::move(models), &metrics);
   metrics.SetQueueDepthSampler([&service] { return service.QueueDepths(); });
@@ -146,7 +147,8 @@ int Run(int argc, char** argv) {
       spdlog::critical("{}", s.message());
       return 1;
     }
-    spdlog::info("metrics on http://{}/metrics", config.metrics_listen);
+    const std::string host = config.metrics_listen.substr(0, config.metrics_listen.rfind(':'));
+    spdlog::info("metrics on http://{}:{}/metrics", host, http.port());
   }
   server->SetServing(true);
   const size_t colon = config.listen.rfind(':');

@@ -1,6 +1,5 @@
 #include "server/metrics.h"
 
-#include <civetweb.h>
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
 #include <prometheus/gauge.h>
@@ -8,6 +7,16 @@
 #include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
 
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
 #include <cstring>
 
 namespace lookalike {
@@ -119,95 +128,196 @@ std::string Metrics::Render() {
 }
 
 // ---- HTTP ---------------------------------------------------------------------
+//
+// A deliberately small HTTP/1.1 responder: one thread accepts connections and
+// answers each (GET or HEAD of /metrics or /healthz) before the next, then
+// closes it. Every socket read has a deadline, request heads are capped at
+// 8 KiB, and anything malformed gets a 4xx, so a bad client can delay a
+// scrape by at most the deadline and never reaches gRPC. (civetweb was the
+// first choice, but its worker threads use a small fixed stack that cannot
+// hold this process's static TLS once CUDA and BLAS libraries are linked.)
+
+namespace {
+
+constexpr size_t kMaxRequestHead = 8192;
+constexpr int kReadDeadlineMs = 2000;
+
+void SendAll(int fd, const std::string& data) {
+  size_t sent = 0;
+  while (sent < data.size()) {
+    const ssize_t n = send(fd, data.data() + sent, data.size() - sent, MSG_NOSIGNAL);
+    if (n <= 0) {
+      if (n < 0 && errno == EINTR) continue;
+      return;
+    }
+    sent += static_cast<size_t>(n);
+  }
+}
+
+std::string Response(int code, const char* reason, const std::string& content_type,
+                     const std::string& body, bool head_only) {
+  std::string out = "HTTP/1.1 " + std::to_string(code) + " " + reason +
+                    "\r\nContent-Type: " + content_type +
+                    "\r\nContent-Length: " + std::to_string(body.size()) +
+                    "\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n";
+  if (!head_only) out += body;
+  return out;
+}
+
+// Reads the request head (up to the blank line). False on timeout, close,
+// or a head over the cap (then *too_large is set).
+bool ReadHead(int fd, std::string* head, bool* too_large) {
+  *too_large = false;
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(kReadDeadlineMs);
+  char buf[2048];
+  while (head->find("\r\n\r\n") == std::string::npos &&
+         head->find("\n\n") == std::string::npos) {
+    if (head->size() > kMaxRequestHead) {
+      *too_large = true;
+      return false;
+    }
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          deadline - std::chrono::steady_clock::now())
+                          .count();
+    if (left <= 0) return false;
+    pollfd p{fd, POLLIN, 0};
+    const int r = poll(&p, 1, static_cast<int>(left));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return false;
+    const ssize_t n = recv(fd, buf, sizeof(buf), 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    head->append(buf, static_cast<size_t>(n));
+  }
+  return true;
+}
+
+}  // namespace
 
 MetricsHttpServer::MetricsHttpServer(Metrics* metrics, std::function<bool()> healthy)
     : metrics_(metrics), healthy_(std::move(healthy)) {}
 
 MetricsHttpServer::~MetricsHttpServer() { Stop(); }
 
-namespace {
-
-bool IsGetOrHead(mg_connection* conn) {
-  const mg_request_info* info = mg_get_request_info(conn);
-  return info != nullptr && info->request_method != nullptr &&
-         (std::strcmp(info->request_method, "GET") == 0 ||
-          std::strcmp(info->request_method, "HEAD") == 0);
-}
-
-void Reply(mg_connection* conn, int code, const char* reason, const std::string& content_type,
-           const std::string& body) {
-  const mg_request_info* info = mg_get_request_info(conn);
-  const bool head = info && info->request_method && std::strcmp(info->request_method, "HEAD") == 0;
-  mg_printf(conn,
-            "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-            "Cache-Control: no-store\r\nConnection: close\r\n\r\n",
-            code, reason, content_type.c_str(), body.size());
-  if (!head) mg_write(conn, body.data(), body.size());
-}
-
-}  // namespace
-
-int MetricsHttpServer::HandleMetrics(mg_connection* conn, void* self) {
-  if (!IsGetOrHead(conn)) {
-    Reply(conn, 405, "Method Not Allowed", "text/plain", "only GET\n");
-    return 405;
+std::string MetricsHttpServer::Answer(const std::string& head) {
+  // Request line: METHOD SP TARGET SP HTTP/1.x
+  const size_t eol = head.find_first_of("\r\n");
+  const std::string line = head.substr(0, eol);
+  const size_t sp1 = line.find(' ');
+  const size_t sp2 = sp1 == std::string::npos ? std::string::npos : line.find(' ', sp1 + 1);
+  if (sp1 == std::string::npos || sp2 == std::string::npos ||
+      line.compare(sp2 + 1, 5, "HTTP/") != 0) {
+    return Response(400, "Bad Request", "text/plain", "malformed request line\n", false);
+  }
+  const std::string method = line.substr(0, sp1);
+  std::string path = line.substr(sp1 + 1, sp2 - sp1 - 1);
+  path = path.substr(0, path.find('?'));
+  const bool head_only = method == "HEAD";
+  if (path != "/metrics" && path != "/healthz") {
+    return Response(404, "Not Found", "text/plain", "try /metrics or /healthz\n", head_only);
+  }
+  if (method != "GET" && method != "HEAD") {
+    return Response(405, "Method Not Allowed", "text/plain", "only GET\n", false);
+  }
+  if (path == "/healthz") {
+    if (healthy_ && healthy_()) {
+      return Response(200, "OK", "text/plain", "SERVING\n", head_only);
+    }
+    return Response(503, "Service Unavailable", "text/plain", "NOT_SERVING\n", head_only);
   }
   try {
-    const std::string body = static_cast<MetricsHttpServer*>(self)->metrics_->Render();
-    Reply(conn, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", body);
-    return 200;
+    return Response(200, "OK", "text/plain; version=0.0.4; charset=utf-8", metrics_->Render(),
+                    head_only);
   } catch (const std::exception& e) {
-    Reply(conn, 500, "Internal Server Error", "text/plain", std::string(e.what()) + "\n");
-    return 500;
+    return Response(500, "Internal Server Error", "text/plain", std::string(e.what()) + "\n",
+                    head_only);
   }
 }
 
-int MetricsHttpServer::HandleHealth(mg_connection* conn, void* self) {
-  if (!IsGetOrHead(conn)) {
-    Reply(conn, 405, "Method Not Allowed", "text/plain", "only GET\n");
-    return 405;
+void MetricsHttpServer::Serve() {
+  for (;;) {
+    pollfd fds[2] = {{listen_fd_, POLLIN, 0}, {stop_pipe_[0], POLLIN, 0}};
+    const int r = poll(fds, 2, -1);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0 || (fds[1].revents & POLLIN)) return;
+    if (!(fds[0].revents & POLLIN)) continue;
+    const int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd < 0) continue;  // e.g. the client gave up already
+    std::string head;
+    bool too_large = false;
+    if (ReadHead(fd, &head, &too_large)) {
+      SendAll(fd, Answer(head));
+    } else if (too_large) {
+      SendAll(fd, Response(431, "Request Header Fields Too Large", "text/plain",
+                           "request head over 8 KiB\n", false));
+    } else if (!head.empty()) {
+      SendAll(fd, Response(400, "Bad Request", "text/plain", "incomplete request\n", false));
+    }
+    close(fd);
   }
-  auto* server = static_cast<MetricsHttpServer*>(self);
-  const bool ok = server->healthy_ && server->healthy_();
-  if (ok) {
-    Reply(conn, 200, "OK", "text/plain", "SERVING\n");
-    return 200;
-  }
-  Reply(conn, 503, "Service Unavailable", "text/plain", "NOT_SERVING\n");
-  return 503;
 }
 
 Status MetricsHttpServer::Start(const std::string& address) {
-  if (ctx_ != nullptr) return FailedPreconditionError("metrics server already started");
-  static const unsigned kInit = mg_init_library(0);
-  (void)kInit;
-  // civetweb takes "HOST:PORT" and "[V6]:PORT" listening specs.
-  const char* options[] = {"listening_ports", address.c_str(),
-                           "num_threads",     "2",
-                           "request_timeout_ms", "10000",
-                           "enable_keep_alive", "no",
-                           nullptr};
-  mg_callbacks callbacks;
-  std::memset(&callbacks, 0, sizeof(callbacks));
-  // Silence civetweb's own stderr logging; failures surface via mg_start.
-  callbacks.log_message = [](const mg_connection*, const char*) { return 1; };
-  ctx_ = mg_start(&callbacks, this, options);
-  if (ctx_ == nullptr) {
-    return UnavailableError("metrics_listen: cannot listen on \"" + address + "\"");
+  if (listen_fd_ >= 0) return FailedPreconditionError("metrics server already started");
+  const size_t colon = address.rfind(':');
+  if (colon == std::string::npos) {
+    return InvalidArgumentError("metrics_listen: \"" + address + "\" is not HOST:PORT");
   }
-  mg_set_request_handler(ctx_, "/metrics$", &MetricsHttpServer::HandleMetrics, this);
-  mg_set_request_handler(ctx_, "/healthz$", &MetricsHttpServer::HandleHealth, this);
-  mg_server_port ports[4];
-  const int n = mg_get_server_ports(ctx_, 4, ports);
-  port_ = n > 0 ? ports[0].port : 0;
+  std::string host = address.substr(0, colon);
+  const std::string port = address.substr(colon + 1);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  addrinfo* found = nullptr;
+  if (getaddrinfo(host.empty() ? nullptr : host.c_str(), port.c_str(), &hints, &found) != 0 ||
+      found == nullptr) {
+    return InvalidArgumentError("metrics_listen: cannot resolve \"" + address + "\"");
+  }
+  int fd = -1;
+  for (addrinfo* ai = found; ai != nullptr && fd < 0; ai = ai->ai_next) {
+    fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+    if (fd < 0) continue;
+    const int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 64) != 0) {
+      close(fd);
+      fd = -1;
+    }
+  }
+  freeaddrinfo(found);
+  if (fd < 0) {
+    return UnavailableError("metrics_listen: cannot listen on \"" + address +
+                            "\" (address in use or not valid)");
+  }
+  sockaddr_storage bound{};
+  socklen_t len = sizeof(bound);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &len);
+  port_ = ntohs(bound.ss_family == AF_INET6
+                    ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
+                    : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+  if (pipe2(stop_pipe_, O_CLOEXEC) != 0) {
+    close(fd);
+    return InternalError("metrics server: cannot create a pipe");
+  }
+  listen_fd_ = fd;
+  thread_ = std::thread([this] { Serve(); });
   return Status::Ok();
 }
 
 void MetricsHttpServer::Stop() {
-  if (ctx_ != nullptr) {
-    mg_stop(ctx_);
-    ctx_ = nullptr;
-  }
+  if (listen_fd_ < 0) return;
+  const char byte = 1;
+  (void)!write(stop_pipe_[1], &byte, 1);
+  thread_.join();
+  close(listen_fd_);
+  close(stop_pipe_[0]);
+  close(stop_pipe_[1]);
+  listen_fd_ = -1;
 }
 
 }  // namespace lookalike

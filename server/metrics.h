@@ -1,5 +1,5 @@
 // Metrics: Prometheus counters, gauges and histograms (prometheus-cpp core),
-// exposed as text on an HTTP port (civetweb) at GET /metrics, with GET
+// exposed as text on an HTTP port at GET /metrics, with GET
 // /healthz answering 200 "SERVING" or 503 "NOT_SERVING".
 //
 // Families:
@@ -10,8 +10,8 @@
 //   lookalike_embed_queue_depth{model}             images waiting (sampled at scrape)
 //   lookalike_collection_items{collection}         live items (sampled at scrape)
 //
-// The HTTP server runs on its own threads; it never touches gRPC's. Malformed
-// HTTP is answered (or dropped) by civetweb.
+// The HTTP server runs on its own thread; it never touches gRPC's. Malformed
+// HTTP gets a 4xx and the connection is closed.
 #pragma once
 
 #include <cstdint>
@@ -20,6 +20,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -32,8 +33,6 @@ template <typename T>
 class Family;
 }  // namespace prometheus
 
-struct mg_context;
-struct mg_connection;
 
 namespace lookalike {
 
@@ -72,13 +71,15 @@ class MetricsHttpServer {
   int port() const { return port_; }
 
  private:
-  static int HandleMetrics(::mg_connection* conn, void* self);
-  static int HandleHealth(::mg_connection* conn, void* self);
+  void Serve();                              // the accept loop
+  std::string Answer(const std::string& head);  // full HTTP response to one request
 
   Metrics* metrics_;
   std::function<bool()> healthy_;
-  ::mg_context* ctx_ = nullptr;
+  int listen_fd_ = -1;
+  int stop_pipe_[2] = {-1, -1};
   int port_ = 0;
+  std::thread thread_;
 };
 
 // "OK", "INVALID_ARGUMENT", ... for gRPC code numbers 0..16.

@@ -96,7 +96,7 @@ LookalikeService::LookalikeService(ServiceOptions options, CollectionManager* co
       decode_pool_(options_.limits.decode_threads),
       handlers_(options_.handler_threads > 0
                     ? options_.handler_threads
-                    : std::max(8, 4 * static_cast<int>(std::thread::hardware_concurrency()))) {
+                    : std::max(32, 4 * static_cast<int>(std::thread::hardware_concurrency()))) {
   BatcherOptions batcher_options;
   batcher_options.max_batch = options_.batcher.max_batch;
   batcher_options.max_delay = std::chrono::microseconds(options_.batcher.max_delay_us);

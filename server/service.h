@@ -45,7 +45,9 @@ struct ServiceOptions {
   LimitsConfig limits;
   BatcherConfig batcher;
   std::string default_model;  // "" = none
-  int handler_threads = 0;    // 0 = max(8, 4 * cores)
+  // Threads running RPC bodies. Each request blocks one while its images are
+  // decoded and embedded, so this bounds how many requests can share a batch.
+  int handler_threads = 0;    // 0 = max(32, 4 * cores)
 };
 
 // Model name for "vectors only" collections.

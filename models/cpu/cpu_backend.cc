@@ -131,7 +131,8 @@ Status CheckResidual(const char* op, const Tensor* residual, const std::vector<i
 struct CpuConvLayer : PreparedLayer {
   ConvSpec spec;
   int pad_b = 0, pad_r = 0;
-  std::vector<float> weight;  // PyTorch {out, in/groups, kh, kw}
+  // PyTorch {out, in/groups, kh, kw}; freed once the first reordered copy exists.
+  mutable std::vector<float> weight;
   std::vector<float> bias;    // {out}; zeros when the layer has none
   // One primitive per (N, H, W, activation, residual?) seen, with weights in
   // that primitive's preferred layout (shared between entries whose layouts agree).
@@ -158,7 +159,6 @@ struct CpuLinearLayer : PreparedLayer {
   };
   mutable std::mutex mu;
   mutable std::map<std::tuple<int64_t, int, bool>, Entry> cache;
-  mutable std::vector<memory> reordered_weights;
 };
 
 struct CpuLayerNormLayer : PreparedLayer {
@@ -167,17 +167,26 @@ struct CpuLayerNormLayer : PreparedLayer {
   std::vector<float> gamma, beta;
 };
 
-// Returns a memory in `md` holding `user` (reordered), reusing one of `pool`
-// when a previous primitive asked for the same layout.
-memory ReorderedWeights(const dnnl::engine& eng, dnnl::stream& strm, const memory& user,
-                        const memory::desc& md, std::vector<memory>* pool) {
+// Returns a memory in layout `md` holding the layer's weights, reusing one
+// of `pool` when a previous primitive asked for the same layout. The first
+// reorder reads `user` (the PyTorch-layout copy, which the caller then
+// frees); later ones read the first reordered copy, so each layer keeps its
+// weights once per distinct layout, not twice.
+memory ReorderedWeights(const dnnl::engine& eng, dnnl::stream& strm, const memory::desc& user_md,
+                        std::vector<float>* user, const memory::desc& md,
+                        std::vector<memory>* pool) {
   for (const memory& m : *pool) {
     if (m.get_desc() == md) return m;
   }
   memory m(md, eng);
-  dnnl::reorder(user, m).execute(strm, const_cast<memory&>(user), m);
+  memory src = pool->empty() ? memory(user_md, eng, user->data()) : pool->front();
+  dnnl::reorder(src, m).execute(strm, src, m);
   strm.wait();
   pool->push_back(m);
+  if (pool->size() == 1) {
+    user->clear();
+    user->shrink_to_fit();
+  }
   return m;
 }
 
@@ -360,9 +369,8 @@ StatusOr<Tensor> CpuBackend::Conv2d(const PreparedLayer& conv, const Tensor& x, 
       dnnl::convolution_forward::primitive_desc pd(d, attr, impl_->engine);
       CpuConvLayer::Entry e;
       e.prim = dnnl::convolution_forward(pd);
-      memory user(w_user, impl_->engine, const_cast<float*>(layer->weight.data()));
-      e.weights = ReorderedWeights(impl_->engine, impl_->stream, user, pd.weights_desc(),
-                                   &layer->reordered_weights);
+      e.weights = ReorderedWeights(impl_->engine, impl_->stream, w_user, &layer->weight,
+                                   pd.weights_desc(), &layer->reordered_weights);
       e.bias = memory(bias_md, impl_->engine, const_cast<float*>(layer->bias.data()));
       e.src_md = src_md;
       e.dst_md = dst_md;
@@ -409,9 +417,11 @@ StatusOr<Tensor> CpuBackend::Linear(const PreparedLayer& linear, const Tensor& x
       memory::desc src_md({m, k}, Dt::f32, Tag::ab);
       memory::desc dst_md({m, nout}, Dt::f32, Tag::ab);
       memory::desc bias_md({1, nout}, Dt::f32, Tag::ab);
-      memory::desc w_any({k, nout}, Dt::f32, Tag::any);
-      memory::desc w_user({k, nout}, Dt::f32, Tag::ba);  // torch {out, in} row-major
-      dnnl::matmul::desc d(src_md, w_any, bias_md, dst_md);
+      // Weights stay in torch's {out, in} row-major layout, i.e. {in, out} "ba":
+      // the gemm-based matmul reads it transposed at full speed, so the layer
+      // needs no second, reordered copy.
+      memory::desc w_md({k, nout}, Dt::f32, Tag::ba);
+      dnnl::matmul::desc d(src_md, w_md, bias_md, dst_md);
       // y = act(x W^T + b), then + residual (sum post-op reads dst's prior contents).
       dnnl::post_ops ops;
       AppendActivation(&ops, act);
@@ -421,9 +431,11 @@ StatusOr<Tensor> CpuBackend::Linear(const PreparedLayer& linear, const Tensor& x
       dnnl::matmul::primitive_desc pd(d, attr, impl_->engine);
       CpuLinearLayer::Entry e;
       e.prim = dnnl::matmul(pd);
-      memory user(w_user, impl_->engine, const_cast<float*>(layer->weight.data()));
-      e.weights = ReorderedWeights(impl_->engine, impl_->stream, user, pd.weights_desc(),
-                                   &layer->reordered_weights);
+      if (pd.weights_desc() != w_md) {
+        return InternalError("Linear: oneDNN matmul did not accept plain weights for input " +
+                             x.ShapeString());
+      }
+      e.weights = memory(w_md, impl_->engine, const_cast<float*>(layer->weight.data()));
       e.bias = memory(bias_md, impl_->engine, const_cast<float*>(layer->bias.data()));
       e.src_md = src_md;
       e.dst_md = dst_md;

@@ -3,6 +3,7 @@
 // specs, concurrency and the manager.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <filesystem>
@@ -361,6 +362,59 @@ TEST_F(CollectionTest, HnswFiltersAndDeletesStayCorrect) {
     for (const auto& h : (*hits)[0]) EXPECT_EQ(h.metadata.at("shape"), "star");
   }
 }
+
+// Every supported approximate family, through training (IVF4,PQ4 first fails
+// to train its 256-centroid codebooks at 156 vectors and retries): own
+// vectors are found, filters return k matching hits, deletes never return.
+class ApproximateSpecTest : public CollectionTest,
+                            public ::testing::WithParamInterface<const char*> {};
+
+TEST_P(ApproximateSpecTest, FindsOwnVectorsFiltersAndHidesDeletes) {
+  const int dim = 8;
+  auto c = Make(dim, Metric::kL2, GetParam());
+  ASSERT_NE(c, nullptr);
+  const auto items = MakeItems(1500, dim, 41);
+  for (size_t i = 0; i < items.size(); i += 250) {
+    UpsertAll(*c, std::vector<Item>(items.begin() + static_cast<ptrdiff_t>(i),
+                                    items.begin() + static_cast<ptrdiff_t>(i + 250)));
+  }
+  std::vector<std::string> doomed;
+  for (int i = 0; i < 40; i += 2) doomed.push_back(items[static_cast<size_t>(i)].id);
+  ASSERT_TRUE(c->Delete(doomed).ok());
+  EXPECT_EQ(c->Stats().count, 1480);
+  SearchParams p;
+  p.k = 5;
+  int own_first = 0;
+  for (int i = 1; i < 40; i += 2) {
+    auto hits = c->Search(items[static_cast<size_t>(i)].vector.data(), 1, p);
+    ASSERT_TRUE(hits.ok()) << hits.status().ToString();
+    ASSERT_EQ((*hits)[0].size(), 5u);
+    own_first += (*hits)[0][0].id == items[static_cast<size_t>(i)].id;
+  }
+  EXPECT_GE(own_first, 18);  // of 20
+  for (int i = 0; i < 40; i += 2) {
+    auto hits = c->Search(items[static_cast<size_t>(i)].vector.data(), 1, p);
+    ASSERT_TRUE(hits.ok());
+    for (const auto& h : (*hits)[0]) EXPECT_NE(h.id, items[static_cast<size_t>(i)].id);
+  }
+  p.k = 30;
+  p.filter.any_of = {{"color", {"red"}}, {"shape", {"star"}}};  // 100 items, 1 in 15
+  auto hits = c->Search(items[7].vector.data(), 1, p);
+  ASSERT_TRUE(hits.ok());
+  ASSERT_EQ((*hits)[0].size(), 30u);
+  for (const auto& h : (*hits)[0]) {
+    EXPECT_EQ(h.metadata.at("color"), "red");
+    EXPECT_EQ(h.metadata.at("shape"), "star");
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Specs, ApproximateSpecTest,
+                         ::testing::Values("SQ8", "IVF4,PQ4", "IVF8,SQ8", "HNSW16"),
+                         [](const auto& info) {
+                           std::string name = info.param;
+                           name.erase(std::remove(name.begin(), name.end(), ','), name.end());
+                           return name;
+                         });
 
 TEST_F(CollectionTest, ConcurrentSearchesWhileWriting) {
   const int dim = 8;

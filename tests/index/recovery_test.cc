@@ -234,6 +234,95 @@ TEST(RecoveryTest, CorruptDatabaseIsDataLossNamingThePath) {
   EXPECT_NE(m.status().message().find(db), std::string::npos) << m.status().ToString();
 }
 
+TEST(RecoveryTest, PeriodicSnapshotAfterNChangedItems) {
+  TempDir dir;
+  auto m = OpenManager(dir.path(), /*snapshot_every=*/100);
+  auto c = CreateCollection(*m, "Flat");
+  const auto items = MakeItems(250, kDim, 3);
+  UpsertAll(*c, std::vector<Item>(items.begin(), items.begin() + 60));
+  EXPECT_FALSE(std::filesystem::exists(dir.path() + "/c/index.snap"));
+  UpsertAll(*c, std::vector<Item>(items.begin() + 60, items.begin() + 120));  // 120 >= 100
+  const int64_t first = SnapshotSeq(dir.path(), c->spec());
+  EXPECT_EQ(first, 2);
+  UpsertAll(*c, std::vector<Item>(items.begin() + 120, items.end()));  // 130 more
+  EXPECT_EQ(SnapshotSeq(dir.path(), c->spec()), 3);
+}
+
+TEST(RecoveryTest, SnapshotNewerThanStorageIsRebuilt) {
+  TempDir dir, image;
+  const auto items = MakeItems(300, kDim, 8);
+  auto m = OpenManager(dir.path());
+  auto c = CreateCollection(*m, "Flat");
+  UpsertAll(*c, std::vector<Item>(items.begin(), items.begin() + 100));
+  ASSERT_TRUE(c->Snapshot().ok());
+  CopyCrashImage(dir.path(), image.path());  // storage at seq 1
+  const auto expected = Probe(*c);
+  UpsertAll(*c, std::vector<Item>(items.begin() + 100, items.end()));
+  ASSERT_TRUE(c->Snapshot().ok());  // seq 2, covers items the image lacks
+  std::filesystem::copy_file(dir.path() + "/c/index.snap", image.path() + "/c/index.snap",
+                             std::filesystem::copy_options::overwrite_existing);
+  auto m2 = OpenManager(image.path());
+  auto c2 = m2->Get("c");
+  ASSERT_TRUE(c2.ok());
+  EXPECT_EQ((*c2)->Stats().count, 100);
+  ExpectSameProbe(expected, Probe(**c2));
+  EXPECT_EQ(SnapshotSeq(image.path(), c->spec()), 1);  // rewritten from storage
+}
+
+TEST(RecoveryTest, MassDeleteCompactsAndStaysCorrect) {
+  TempDir dir;
+  auto m = OpenManager(dir.path());
+  auto c = CreateCollection(*m, "Flat", Metric::kInnerProduct);
+  auto items = MakeItems(3000, kDim, 12);
+  UpsertAll(*c, items);
+  const int64_t bytes_before = c->Stats().index_bytes;
+  std::vector<std::string> doomed;
+  for (int i = 0; i < 2500; ++i) doomed.push_back(items[static_cast<size_t>(i)].id);
+  auto n = c->Delete(doomed);
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(*n, 2500);
+  items.erase(items.begin(), items.begin() + 2500);
+  EXPECT_EQ(c->Stats().count, 500);
+  EXPECT_LT(c->Stats().index_bytes, bytes_before / 2);  // removed vectors are gone
+  const auto queries = RandomVectors(3, kDim, 13);
+  SearchParams p;
+  p.k = 7;
+  auto hits = c->Search(queries.data(), 3, p);
+  ASSERT_TRUE(hits.ok());
+  for (int q = 0; q < 3; ++q) {
+    auto ref = BruteForce(items, queries.data() + q * kDim, kDim, Metric::kInnerProduct, 7);
+    ASSERT_EQ((*hits)[q].size(), ref.size());
+    for (size_t i = 0; i < ref.size(); ++i) {
+      EXPECT_EQ((*hits)[q][i].id, ref[i].id);
+      EXPECT_NEAR((*hits)[q][i].score, ref[i].score, 1e-4f);
+    }
+  }
+}
+
+TEST(RecoveryTest, UnfinishedCreateOrDropIsCleanedUpAtOpen) {
+  TempDir dir;
+  {
+    auto m = OpenManager(dir.path());
+    auto c = CreateCollection(*m, "Flat");
+    UpsertAll(*c, MakeItems(10, kDim, 1));
+  }
+  // What a crash inside Create / Drop leaves behind.
+  for (const char* leftover : {".creating-new", ".dropping-old"}) {
+    const std::string path = dir.path() + "/" + leftover;
+    std::filesystem::create_directories(path);
+    std::ofstream(path + "/items.db") << "partial";
+  }
+  auto m = OpenManager(dir.path());
+  ASSERT_NE(m, nullptr);
+  EXPECT_EQ(m->List(), std::vector<std::string>{"c"});
+  EXPECT_FALSE(std::filesystem::exists(dir.path() + "/.creating-new"));
+  EXPECT_FALSE(std::filesystem::exists(dir.path() + "/.dropping-old"));
+  CollectionSpec spec;
+  spec.name = "new";
+  spec.dim = kDim;
+  EXPECT_TRUE(m->Create(spec).ok());
+}
+
 // The child upserts batches and reports each acknowledged batch number on a
 // pipe; the parent SIGKILLs it mid-ingest, then checks every acknowledged
 // item is present exactly once with the right vector.

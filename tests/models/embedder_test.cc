@@ -74,18 +74,19 @@ TEST(EmbedderLoadTest, WeightErrorsNameTheTensor) {
   auto r = Embedder::Load(o);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
-  EXPECT_NE(r.status().message().find("missing tensor 'conv1.weight' (expected shape [64, 3, 7, 7])"),
-            std::string::npos)
+  EXPECT_NE(
+      r.status().message().find("missing tensor 'conv1.weight' (expected shape [64, 3, 7, 7])"),
+      std::string::npos)
       << r.status().ToString();
 
   o.weights_path = TempPath("misshaped.safetensors");
-  ASSERT_TRUE(WriteSafetensors(o.weights_path,
-                               {MakeF32Tensor("conv1.weight", {64, 3, 3, 3},
-                                              std::vector<float>(64 * 27))})
+  ASSERT_TRUE(WriteSafetensors(o.weights_path, {MakeF32Tensor("conv1.weight", {64, 3, 3, 3},
+                                                              std::vector<float>(64 * 27))})
                   .ok());
   r = Embedder::Load(o);
   ASSERT_FALSE(r.ok());
-  EXPECT_NE(r.status().message().find("tensor 'conv1.weight' has shape [64, 3, 3, 3], expected [64, 3, 7, 7]"),
+  EXPECT_NE(r.status().message().find(
+                "tensor 'conv1.weight' has shape [64, 3, 3, 3], expected [64, 3, 7, 7]"),
             std::string::npos)
       << r.status().ToString();
 

@@ -129,10 +129,10 @@ TEST(SafetensorsTest, TruncatedFiles) {
   // Header length larger than what follows.
   ExpectBad(WriteRaw("shortheader.safetensors", "{}", {}, 1000), "truncated: header length 1000");
   // Data cut off: the tensor's range runs past the end of the file.
-  ExpectBad(WriteRaw("cutdata.safetensors",
-                     R"({"w":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}})",
-                     std::vector<uint8_t>(10)),
-            "out of range");
+  ExpectBad(
+      WriteRaw("cutdata.safetensors", R"({"w":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}})",
+               std::vector<uint8_t>(10)),
+      "out of range");
   ExpectBad(WriteRaw("zero.safetensors", "", {}), "header length is 0");
 }
 
@@ -147,37 +147,39 @@ TEST(SafetensorsTest, BadJson) {
 }
 
 TEST(SafetensorsTest, BadShapesAndDtypes) {
-  ExpectBad(WriteRaw("dtype.safetensors", R"({"w":{"dtype":"F8","shape":[1],"data_offsets":[0,1]}})",
-                     std::vector<uint8_t>(1)),
-            "unsupported dtype 'F8'");
-  ExpectBad(WriteRaw("negshape.safetensors",
-                     R"({"w":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}})",
-                     std::vector<uint8_t>(4)),
-            "non-negative integers");
+  ExpectBad(
+      WriteRaw("dtype.safetensors", R"({"w":{"dtype":"F8","shape":[1],"data_offsets":[0,1]}})",
+               std::vector<uint8_t>(1)),
+      "unsupported dtype 'F8'");
+  ExpectBad(
+      WriteRaw("negshape.safetensors", R"({"w":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}})",
+               std::vector<uint8_t>(4)),
+      "non-negative integers");
   // Byte range does not match dtype x shape (F16 {3} needs 6 bytes, not 12).
-  ExpectBad(WriteRaw("size.safetensors",
-                     R"({"w":{"dtype":"F16","shape":[3],"data_offsets":[0,12]}})",
-                     std::vector<uint8_t>(12)),
-            "tensor 'w': byte range [0, 12) holds 12 bytes but dtype F16 with shape [3] needs 6");
+  ExpectBad(
+      WriteRaw("size.safetensors", R"({"w":{"dtype":"F16","shape":[3],"data_offsets":[0,12]}})",
+               std::vector<uint8_t>(12)),
+      "tensor 'w': byte range [0, 12) holds 12 bytes but dtype F16 with shape [3] needs 6");
 }
 
 TEST(SafetensorsTest, BadOffsets) {
-  ExpectBad(WriteRaw("range.safetensors",
-                     R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}})",
-                     std::vector<uint8_t>(8)),
-            "tensor 'w': data_offsets [8, 16] out of range: the data section has 8 bytes");
-  ExpectBad(WriteRaw("order.safetensors",
-                     R"({"w":{"dtype":"F32","shape":[0],"data_offsets":[8,4]}})",
-                     std::vector<uint8_t>(8)),
-            "begin > end");
+  ExpectBad(
+      WriteRaw("range.safetensors", R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}})",
+               std::vector<uint8_t>(8)),
+      "tensor 'w': data_offsets [8, 16] out of range: the data section has 8 bytes");
+  ExpectBad(
+      WriteRaw("order.safetensors", R"({"w":{"dtype":"F32","shape":[0],"data_offsets":[8,4]}})",
+               std::vector<uint8_t>(8)),
+      "begin > end");
   ExpectBad(WriteRaw("overlap.safetensors",
                      R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
                      R"("b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
                      std::vector<uint8_t>(12)),
             "tensors 'a' [0, 8) and 'b' [4, 12) overlap");
-  ExpectBad(WriteRaw("offsets.safetensors", R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0]}})",
-                     std::vector<uint8_t>(4)),
-            "'data_offsets' must be an array [begin, end]");
+  ExpectBad(
+      WriteRaw("offsets.safetensors", R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0]}})",
+               std::vector<uint8_t>(4)),
+      "'data_offsets' must be an array [begin, end]");
 }
 
 }  // namespace

@@ -32,8 +32,9 @@ std::unique_ptr<WeightStore> Store(const std::string& name,
 }
 
 TEST(WeightStoreTest, GetChecksShapes) {
-  auto store = Store("shapes.safetensors", {MakeF32Tensor("layer.weight", {2, 3}, {1, 2, 3, 4, 5, 6}),
-                                            MakeF32Tensor("layer.bias", {2}, {7, 8})});
+  auto store =
+      Store("shapes.safetensors", {MakeF32Tensor("layer.weight", {2, 3}, {1, 2, 3, 4, 5, 6}),
+                                   MakeF32Tensor("layer.bias", {2}, {7, 8})});
   ASSERT_NE(store, nullptr);
   auto w = store->Get("layer.weight", {2, 3});
   ASSERT_TRUE(w.ok());
@@ -42,7 +43,8 @@ TEST(WeightStoreTest, GetChecksShapes) {
   auto missing = store->Get("layer2.weight", {4, 3, 3, 3});
   ASSERT_FALSE(missing.ok());
   EXPECT_EQ(missing.status().code(), StatusCode::kInvalidArgument);
-  EXPECT_NE(missing.status().message().find("missing tensor 'layer2.weight' (expected shape [4, 3, 3, 3])"),
+  EXPECT_NE(missing.status().message().find(
+                "missing tensor 'layer2.weight' (expected shape [4, 3, 3, 3])"),
             std::string::npos)
       << missing.status().ToString();
   EXPECT_NE(missing.status().message().find(store->path()), std::string::npos);
@@ -174,26 +176,28 @@ TEST(BatchNormFoldTest, LoadConvBnReadsAndFolds) {
   const auto weight = Random(4 * 2 * 1 * 1, rng);
   const std::vector<float> gamma = {1, 2, 0.5f, 1}, beta = {0, 1, -1, 0.5f},
                            mean = {0.5f, 0, 1, -1}, var = {1, 4, 0.25f, 1};
-  auto store = Store("convbn.safetensors",
-                     {MakeF32Tensor("conv.weight", {4, 2, 1, 1}, weight),
-                      MakeF32Tensor("bn.weight", {4}, gamma), MakeF32Tensor("bn.bias", {4}, beta),
-                      MakeF32Tensor("bn.running_mean", {4}, mean),
-                      MakeF32Tensor("bn.running_var", {4}, var),
-                      MakeF32Tensor("bn.num_batches_tracked", {}, {0})});
+  auto store =
+      Store("convbn.safetensors",
+            {MakeF32Tensor("conv.weight", {4, 2, 1, 1}, weight),
+             MakeF32Tensor("bn.weight", {4}, gamma), MakeF32Tensor("bn.bias", {4}, beta),
+             MakeF32Tensor("bn.running_mean", {4}, mean), MakeF32Tensor("bn.running_var", {4}, var),
+             MakeF32Tensor("bn.num_batches_tracked", {}, {0})});
   ASSERT_NE(store, nullptr);
   auto folded = LoadConvBn(*store, "conv", "bn", 4, 2, 1, 1, 0.0f);
   ASSERT_TRUE(folded.ok()) << folded.status().ToString();
   for (int o = 0; o < 4; ++o) {
     const float scale = gamma[o] / std::sqrt(var[o]);
     EXPECT_NEAR(folded->bias[o], -mean[o] * scale + beta[o], 1e-6f);
-    for (int i = 0; i < 2; ++i) EXPECT_NEAR(folded->weight[o * 2 + i], weight[o * 2 + i] * scale, 1e-6f);
+    for (int i = 0; i < 2; ++i)
+      EXPECT_NEAR(folded->weight[o * 2 + i], weight[o * 2 + i] * scale, 1e-6f);
   }
   EXPECT_TRUE(store->CheckAllUsed({}).ok());
 
   // Mis-shaped BN vector names the tensor and both shapes.
   auto bad = LoadConvBn(*store, "conv", "bn", 4, 2, 3, 3, 1e-5f);
   ASSERT_FALSE(bad.ok());
-  EXPECT_NE(bad.status().message().find("tensor 'conv.weight' has shape [4, 2, 1, 1], expected [4, 2, 3, 3]"),
+  EXPECT_NE(bad.status().message().find(
+                "tensor 'conv.weight' has shape [4, 2, 1, 1], expected [4, 2, 3, 3]"),
             std::string::npos)
       << bad.status().ToString();
 }

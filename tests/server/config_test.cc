@@ -36,6 +36,7 @@ TEST(ConfigTest, ShippedYamlEqualsDefaults) {
   loaded.limits.max_k = 5;
   loaded.batcher.max_delay_us = 7;
   loaded.models.clear();
+  loaded.handler_threads = 3;
   ASSERT_TRUE(ApplyYamlConfig(text.str(), "lookalike.yaml", &loaded).ok());
   ServerConfig defaults;
   EXPECT_EQ(loaded.listen, defaults.listen);
@@ -44,6 +45,7 @@ TEST(ConfigTest, ShippedYamlEqualsDefaults) {
   EXPECT_EQ(loaded.device, defaults.device);
   EXPECT_EQ(loaded.index_device, defaults.index_device);
   EXPECT_EQ(loaded.engine_threads, defaults.engine_threads);
+  EXPECT_EQ(loaded.handler_threads, defaults.handler_threads);
   EXPECT_EQ(loaded.snapshot_every_writes, defaults.snapshot_every_writes);
   EXPECT_EQ(loaded.log_level, defaults.log_level);
   EXPECT_EQ(loaded.default_model, defaults.default_model);
@@ -136,6 +138,34 @@ TEST(ConfigTest, FlagsOverrideYamlAndModelsRepeat) {
   EXPECT_EQ(config->models[0].name, "a");
   EXPECT_EQ(config->models[0].preset, "resnet18");
   EXPECT_EQ(config->models[1].weights, "C:/w/b.safetensors");  // ':' kept after the first
+}
+
+TEST(ConfigTest, EveryFlagReachesItsKey) {
+  bool help = false;
+  StatusOr<ServerConfig> c = LoadServerConfig(
+      {"--metrics-listen", "", "--data-dir", "/d", "--index-device", "cuda:0", "--log-level",
+       "debug", "--engine-threads", "3", "--handler-threads", "5", "--snapshot-every-writes", "7",
+       "--max-message-bytes", "2048", "--max-images-per-request", "9", "--max-items-per-upsert",
+       "10", "--max-queries-per-search", "11", "--max-image-pixels", "12", "--decode-threads",
+       "13", "--max-batch", "14", "--max-delay-us", "15", "--queue-capacity", "16"},
+      &help);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->metrics_listen, "");
+  EXPECT_EQ(c->data_dir, "/d");
+  EXPECT_EQ(c->index_device, "cuda:0");
+  EXPECT_EQ(c->log_level, "debug");
+  EXPECT_EQ(c->engine_threads, 3);
+  EXPECT_EQ(c->handler_threads, 5);
+  EXPECT_EQ(c->snapshot_every_writes, 7);
+  EXPECT_EQ(c->limits.max_message_bytes, 2048);
+  EXPECT_EQ(c->limits.max_images_per_request, 9);
+  EXPECT_EQ(c->limits.max_items_per_upsert, 10);
+  EXPECT_EQ(c->limits.max_queries_per_search, 11);
+  EXPECT_EQ(c->limits.max_image_pixels, 12);
+  EXPECT_EQ(c->limits.decode_threads, 13);
+  EXPECT_EQ(c->batcher.max_batch, 14);
+  EXPECT_EQ(c->batcher.max_delay_us, 15);
+  EXPECT_EQ(c->batcher.queue_capacity, 16);
 }
 
 TEST(ConfigTest, FlagErrors) {

@@ -103,9 +103,17 @@ TEST(MetricsTest, HttpServesMetricsHealthAndSurvivesGarbage) {
   r = Exchange(port, "GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n");
   EXPECT_EQ(r.rfind("HTTP/1.1 404", 0), 0u) << r;
   // Malformed requests: answered with an error or closed, never a crash.
-  Exchange(port, "\x01\x02\x03 garbage\r\n\r\n");
-  Exchange(port, std::string(20000, 'A') + "\r\n\r\n");
-  Exchange(port, "GET\r\n\r\n");
+  r = Exchange(port, "\x01\x02\x03 garbage\r\n\r\n");
+  EXPECT_EQ(r.rfind("HTTP/1.1 400", 0), 0u) << r;
+  r = Exchange(port, "GET\r\n\r\n");
+  EXPECT_EQ(r.rfind("HTTP/1.1 400", 0), 0u) << r;
+  r = Exchange(port, "GET /metrics HTTP/1.1\r\nHost: x\r\n");  // head never ends
+  EXPECT_EQ(r.rfind("HTTP/1.1 400", 0), 0u) << r;
+  Exchange(port, std::string(20000, 'A') + "\r\n\r\n");  // 431, or reset while sending
+  healthy = false;
+  r = Exchange(port, "HEAD /healthz HTTP/1.0\r\n\r\n");
+  EXPECT_EQ(r.rfind("HTTP/1.1 503", 0), 0u) << r;
+  EXPECT_EQ(r.find("NOT_SERVING"), std::string::npos) << "HEAD has no body";
   r = Exchange(port, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
   EXPECT_EQ(r.rfind("HTTP/1.1 200", 0), 0u) << "server still serves after garbage";
 

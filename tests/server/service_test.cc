@@ -1,14 +1,18 @@
 // Service tests through a real gRPC server on a loopback port with raw stubs.
-// Collections live in memory (memory_collections.h); the model is a fake
-// embedding function (each image's mean R, G, B and a constant), so image
-// paths (decode -> batcher -> service) are covered without model weights.
+// Every test runs twice: with collections in memory (memory_collections.h)
+// and, when the build has the index library, with the real CollectionManager
+// (SQLite + FAISS) in a temporary directory. The model is a fake embedding
+// function (each image's mean R, G, B and a constant), so image paths
+// (decode -> batcher -> service) are covered without model weights.
 #include "server/service.h"
 
+#include <unistd.h>
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <filesystem>
 #include <future>
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
@@ -54,9 +58,24 @@ pb::Vector Vec(std::vector<float> values) {
   return v;
 }
 
-class ServiceTest : public ::testing::Test {
+class ServiceTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
+    if (GetParam() == "memory") {
+      collections_ = std::make_unique<testing::MemoryCollectionManager>();
+    } else {
+      const ::testing::TestInfo* test = ::testing::UnitTest::GetInstance()->current_test_info();
+      data_dir_ = ::testing::TempDir() + "/lookalike_service_test_" + std::to_string(getpid()) +
+                  "_" + test->name();
+      std::filesystem::remove_all(data_dir_);
+#ifdef LOOKALIKE_TEST_WITH_INDEX
+      CollectionManagerOptions options;
+      options.data_dir = data_dir_;
+      StatusOr<std::unique_ptr<CollectionManager>> manager = CollectionManager::Open(options);
+      ASSERT_TRUE(manager.ok()) << manager.status().ToString();
+      collections_ = std::move(manager).value();
+#endif
+    }
     ServedModel model;
     model.name = "fake";
     model.info.preset = "fake_preset";
@@ -77,7 +96,7 @@ class ServiceTest : public ::testing::Test {
     options.handler_threads = 4;
     std::vector<ServedModel> models;
     models.push_back(std::move(model));
-    service_ = std::make_unique<LookalikeService>(options, &collections_, std::move(models),
+    service_ = std::make_unique<LookalikeService>(options, collections_.get(), std::move(models),
                                                   &metrics_);
     StatusOr<std::unique_ptr<GrpcServer>> server =
         GrpcServer::Start("127.0.0.1:0", 4 << 20, service_.get());
@@ -92,6 +111,8 @@ class ServiceTest : public ::testing::Test {
   void TearDown() override {
     if (server_) server_->Shutdown(std::chrono::seconds(2));
     service_.reset();
+    collections_.reset();
+    if (!data_dir_.empty()) std::filesystem::remove_all(data_dir_);
   }
 
   void CreateVectors(const std::string& name, int dim, pb::Metric metric = pb::COSINE) {
@@ -120,7 +141,8 @@ class ServiceTest : public ::testing::Test {
     return resp;
   }
 
-  testing::MemoryCollectionManager collections_;
+  std::string data_dir_;
+  std::unique_ptr<CollectionManager> collections_;
   Metrics metrics_;
   std::unique_ptr<LookalikeService> service_;
   std::unique_ptr<GrpcServer> server_;
@@ -128,7 +150,7 @@ class ServiceTest : public ::testing::Test {
   std::unique_ptr<pb::Lookalike::Stub> stub_;
 };
 
-TEST_F(ServiceTest, HealthIsServing) {
+TEST_P(ServiceTest, HealthIsServing) {
   // grpc.health.v1.Health/Check with an empty request ("" = the server);
   // the reply {status: SERVING} is the bytes 08 01.
   grpc::GenericStub generic(channel_);
@@ -150,7 +172,7 @@ TEST_F(ServiceTest, HealthIsServing) {
   EXPECT_EQ(bytes, std::string("\x08\x01", 2));
 }
 
-TEST_F(ServiceTest, ListModels) {
+TEST_P(ServiceTest, ListModels) {
   grpc::ClientContext ctx;
   pb::ListModelsResponse resp;
   ASSERT_TRUE(stub_->ListModels(&ctx, pb::ListModelsRequest(), &resp).ok());
@@ -161,7 +183,7 @@ TEST_F(ServiceTest, ListModels) {
   EXPECT_EQ(resp.models(0).backend(), "cpu");
 }
 
-TEST_F(ServiceTest, EmbedDecodesAndEmbedsInOrder) {
+TEST_P(ServiceTest, EmbedDecodesAndEmbedsInOrder) {
   pb::EmbedRequest req;
   req.add_images(Png(255, 0, 0));
   req.add_images(Png(0, 51, 255));
@@ -178,7 +200,7 @@ TEST_F(ServiceTest, EmbedDecodesAndEmbedsInOrder) {
   EXPECT_FLOAT_EQ(resp.vectors(1).values(2), 1.f);
 }
 
-TEST_F(ServiceTest, EmbedErrors) {
+TEST_P(ServiceTest, EmbedErrors) {
   auto call = [&](const pb::EmbedRequest& req) {
     grpc::ClientContext ctx;
     pb::EmbedResponse resp;
@@ -216,7 +238,7 @@ TEST_F(ServiceTest, EmbedErrors) {
   EXPECT_EQ(s.error_message(), "model \"nope\" is not served (see ListModels)");
 }
 
-TEST_F(ServiceTest, CreateDescribeListDrop) {
+TEST_P(ServiceTest, CreateDescribeListDrop) {
   auto create = [&](const std::string& name, const std::string& model, int dim,
                     pb::CollectionInfo* info) {
     grpc::ClientContext ctx;
@@ -274,7 +296,7 @@ TEST_F(ServiceTest, CreateDescribeListDrop) {
   }
 }
 
-TEST_F(ServiceTest, UpsertReportsEachItem) {
+TEST_P(ServiceTest, UpsertReportsEachItem) {
   CreateVectors("raw", 3);
   pb::UpsertRequest req;
   req.set_collection("raw");
@@ -336,7 +358,7 @@ TEST_F(ServiceTest, UpsertReportsEachItem) {
   EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND);
 }
 
-TEST_F(ServiceTest, ImageItemsAndImageQueries) {
+TEST_P(ServiceTest, ImageItemsAndImageQueries) {
   pb::CollectionInfo info;
   {
     grpc::ClientContext ctx;
@@ -381,7 +403,7 @@ TEST_F(ServiceTest, ImageItemsAndImageQueries) {
   EXPECT_EQ(s.error_message(), std::string("queries[0]: ") + kImageUnsupportedMessage);
 }
 
-TEST_F(ServiceTest, SearchByVectorIdFiltersScoresAndExtras) {
+TEST_P(ServiceTest, SearchByVectorIdFiltersScoresAndExtras) {
   CreateVectors("raw", 2);
   pb::UpsertRequest req;
   req.set_collection("raw");
@@ -463,7 +485,7 @@ TEST_F(ServiceTest, SearchByVectorIdFiltersScoresAndExtras) {
   EXPECT_EQ(s.error_message(), "queries[1]: set one of image, vector or id");
 }
 
-TEST_F(ServiceTest, UpsertStreamWritesEveryBatch) {
+TEST_P(ServiceTest, UpsertStreamWritesEveryBatch) {
   CreateVectors("raw", 2);
   grpc::ClientContext ctx;
   pb::UpsertResponse resp;
@@ -508,7 +530,7 @@ TEST_F(ServiceTest, UpsertStreamWritesEveryBatch) {
   EXPECT_EQ(s.error_message(), "collection: the first message must name the collection");
 }
 
-TEST_F(ServiceTest, DeleteAndMetrics) {
+TEST_P(ServiceTest, DeleteAndMetrics) {
   CreateVectors("raw", 2);
   pb::UpsertRequest req;
   req.set_collection("raw");
@@ -538,6 +560,19 @@ TEST_F(ServiceTest, DeleteAndMetrics) {
   EXPECT_NE(text.find("lookalike_request_duration_seconds_count{method=\"CreateCollection\"} 1"),
             std::string::npos);
 }
+
+std::vector<std::string> Managers() {
+#ifdef LOOKALIKE_TEST_WITH_INDEX
+  return {"memory", "index"};
+#else
+  return {"memory"};
+#endif
+}
+
+INSTANTIATE_TEST_SUITE_P(Collections, ServiceTest, ::testing::ValuesIn(Managers()),
+                         [](const ::testing::TestParamInfo<std::string>& info) {
+                           return info.param;
+                         });
 
 }  // namespace
 }  // namespace lookalike

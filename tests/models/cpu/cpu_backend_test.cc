@@ -167,6 +167,56 @@ TEST(CpuBackendTest, Conv2dMatchesNaiveLoop) {
   }
 }
 
+TEST(CpuBackendTest, ConvLayerServesSeveralInputShapes) {
+  // One prepared layer, inputs of several batch and spatial sizes (a new
+  // primitive per shape; weights reordered from the first layout when oneDNN
+  // picks another), interleaved so cached entries are reused too.
+  CpuBackend be({2});
+  for (int k : {1, 3}) {
+    ConvSpec spec;
+    spec.in_channels = 16;
+    spec.out_channels = 24;
+    spec.kernel_h = spec.kernel_w = k;
+    spec.pad_h = spec.pad_w = k / 2;
+    const std::vector<float> wt = RandomVec(24 * 16 * k * k, 40 + k);
+    auto layer = be.PrepareConv(spec, wt.data(), nullptr);
+    ASSERT_TRUE(layer.ok());
+    const std::vector<std::vector<int64_t>> shapes = {
+        {1, 5, 5, 16}, {3, 17, 11, 16}, {1, 56, 56, 16}, {1, 5, 5, 16}, {2, 1, 1, 16}};
+    for (const auto& shape : shapes) {
+      SCOPED_TRACE("k=" + std::to_string(k) + " input " + std::to_string(shape[0]) + "x" +
+                   std::to_string(shape[1]) + "x" + std::to_string(shape[2]));
+      const Tensor x = MakeTensor(be, shape, static_cast<uint32_t>(shape[1] * 31 + shape[0]));
+      auto y = be.Conv2d(**layer, x, Activation::kNone, nullptr);
+      ASSERT_TRUE(y.ok()) << y.status().ToString();
+      const int64_t n = shape[0], h = shape[1], w = shape[2];
+      ASSERT_EQ(y->shape(), (std::vector<int64_t>{n, h, w, 24}));
+      std::vector<double> want(y->numel()), mag(y->numel());
+      for (int64_t b = 0; b < n; ++b)
+        for (int64_t oy = 0; oy < h; ++oy)
+          for (int64_t ox = 0; ox < w; ++ox)
+            for (int o = 0; o < 24; ++o) {
+              double acc = 0, m = 0;
+              for (int ky = 0; ky < k; ++ky)
+                for (int kx = 0; kx < k; ++kx) {
+                  const int64_t iy = oy - k / 2 + ky, ix = ox - k / 2 + kx;
+                  if (iy < 0 || iy >= h || ix < 0 || ix >= w) continue;
+                  for (int i = 0; i < 16; ++i) {
+                    const double p = double(x.data_as<float>()[((b * h + iy) * w + ix) * 16 + i]) *
+                                     wt[((o * 16 + i) * k + ky) * k + kx];
+                    acc += p;
+                    m += std::fabs(p);
+                  }
+                }
+              const size_t idx = ((b * h + oy) * w + ox) * 24 + o;
+              want[idx] = acc;
+              mag[idx] = m;
+            }
+      ExpectNear(y->data_as<float>(), want, mag, want.size());
+    }
+  }
+}
+
 TEST(CpuBackendTest, LinearMatchesNaiveLoop) {
   struct Case {
     std::vector<int64_t> xshape;

@@ -1,0 +1,123 @@
+// End-to-end CPU engine benchmark: Embedder::Embed (preprocessing from
+// decoded RGB8 images, backbone, pooling, L2 normalization) on the CPU
+// backend, one preset per process so peak RSS is that model's.
+//
+//   lookalike_cpu_embedder_bench --preset resnet50 --weights W.safetensors
+//       [--threads 2] [--batches 1,16] [--reps 5] [--image 320x240]
+//
+// Prints one JSON object per batch size:
+//   {"impl": "lookalike", "model": ..., "batch": B, "threads": T,
+//    "images_per_s": ..., "ms_per_batch": ..., "peak_rss_mb": ...}
+// Timing: one untimed warm-up Embed per batch size (primitive creation,
+// weight reorders, buffer pool fill), then `reps` timed calls; the median is
+// reported. Peak RSS (getrusage ru_maxrss) covers the whole process: weights,
+// prepared layers, activations of the largest batch.
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "models/embedder.h"
+
+namespace {
+
+double PeakRssMb() {
+  struct rusage ru {};
+  getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_maxrss / 1024.0;  // kilobytes on Linux
+}
+
+std::vector<int> ParseList(const std::string& s) {
+  std::vector<int> v;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ',')) v.push_back(std::atoi(item.c_str()));
+  return v;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string preset, weights, batches = "1,16", image = "320x240";
+  int threads = 2, reps = 5;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string k = argv[i], v = argv[i + 1];
+    if (k == "--preset") preset = v;
+    else if (k == "--weights") weights = v;
+    else if (k == "--threads") threads = std::atoi(v.c_str());
+    else if (k == "--batches") batches = v;
+    else if (k == "--reps") reps = std::atoi(v.c_str());
+    else if (k == "--image") image = v;
+    else {
+      std::fprintf(stderr, "unknown flag %s\n", k.c_str());
+      return 2;
+    }
+  }
+  if (preset.empty() || weights.empty() || reps < 1) {
+    std::fprintf(stderr, "usage: %s --preset P --weights FILE [--threads T] [--batches 1,16] "
+                         "[--reps R] [--image WxH]\n", argv[0]);
+    return 2;
+  }
+  int iw = 320, ih = 240;
+  if (std::sscanf(image.c_str(), "%dx%d", &iw, &ih) != 2 || iw <= 0 || ih <= 0) {
+    std::fprintf(stderr, "bad --image %s\n", image.c_str());
+    return 2;
+  }
+  const std::vector<int> batch_sizes = ParseList(batches);
+  const int max_batch = *std::max_element(batch_sizes.begin(), batch_sizes.end());
+
+  lookalike::EmbedderOptions options;
+  options.preset = preset;
+  options.weights_path = weights;
+  options.device = "cpu";
+  options.num_threads = threads;
+  options.max_batch = std::max(max_batch, 1);
+  auto embedder = lookalike::Embedder::Load(options);
+  if (!embedder.ok()) {
+    std::fprintf(stderr, "load failed: %s\n", embedder.status().ToString().c_str());
+    return 1;
+  }
+
+  // Random decoded photos (speed does not depend on pixel values).
+  std::mt19937 rng(1);
+  std::vector<std::vector<uint8_t>> pixels(max_batch);
+  std::vector<lookalike::ImageView> all;
+  for (auto& p : pixels) {
+    p.resize(static_cast<size_t>(iw) * ih * 3);
+    for (auto& b : p) b = static_cast<uint8_t>(rng());
+    all.push_back({p.data(), iw, ih, iw * 3});
+  }
+  std::vector<float> out;
+  for (int b : batch_sizes) {
+    const std::vector<lookalike::ImageView> images(all.begin(), all.begin() + b);
+    lookalike::Status warm = (*embedder)->Embed(images, &out);
+    if (!warm.ok()) {
+      std::fprintf(stderr, "embed failed: %s\n", warm.ToString().c_str());
+      return 1;
+    }
+    std::vector<double> ms;
+    for (int r = 0; r < reps; ++r) {
+      const auto t0 = std::chrono::steady_clock::now();
+      lookalike::Status s = (*embedder)->Embed(images, &out);
+      const auto t1 = std::chrono::steady_clock::now();
+      if (!s.ok()) {
+        std::fprintf(stderr, "embed failed: %s\n", s.ToString().c_str());
+        return 1;
+      }
+      ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+    }
+    std::sort(ms.begin(), ms.end());
+    const double med = ms[ms.size() / 2];
+    std::printf("{\"impl\": \"lookalike\", \"model\": \"%s\", \"batch\": %d, \"threads\": %d, "
+                "\"images_per_s\": %.3f, \"ms_per_batch\": %.2f, \"peak_rss_mb\": %.1f}\n",
+                preset.c_str(), b, threads, b * 1000.0 / med, med, PeakRssMb());
+    std::fflush(stdout);
+  }
+  return 0;
+}

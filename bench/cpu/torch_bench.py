@@ -1,0 +1,152 @@
+"""PyTorch CPU peer for the CPU engine benchmark (bench/cpu/run.sh).
+
+  torch_bench.py make-weights --model M --out W.safetensors
+      Builds the reference model (torchvision resnet50, timm
+      vit_base_patch16_224, efficientnet_lite_pytorch efficientnet-lite0) with
+      its default random init (fixed seed) and saves its state_dict (fp32,
+      reference tensor names, no num_batches_tracked) for both engines to load.
+  torch_bench.py time --model M --weights W.safetensors --threads T --batches 1,16 --reps R
+      Loads those weights and times the embedding forward (backbone -> pooled
+      features -> L2 normalize) under torch.inference_mode() in eval mode with
+      torch.set_num_threads(T) on a preprocessed {B, 3, 224, 224} batch.
+      ConvNets are timed in both contiguous and channels_last memory formats
+      (both reported; the table takes the faster). One untimed warm-up per
+      configuration, then the median of R timed calls. Preprocessing is NOT
+      included on the PyTorch side (the Lookalike side includes it), so the
+      ratio is conservative for Lookalike.
+  torch_bench.py table FILE.jsonl
+      Prints the comparison table from both engines' JSON lines.
+"""
+import argparse
+import json
+import resource
+import statistics
+import sys
+import time
+
+import torch
+
+MODELS = {
+    # preset name: (reference, embedding)
+    "resnet50": "torchvision.models.resnet50",
+    "vit_b16": "timm vit_base_patch16_224",
+    "efficientnet_lite0": "efficientnet_lite_pytorch efficientnet-lite0",
+}
+CONVNETS = ("resnet50", "efficientnet_lite0")
+
+
+def build(model):
+    if model == "resnet50":
+        import torchvision
+        return torchvision.models.resnet50(weights=None)
+    if model == "vit_b16":
+        import timm
+        return timm.create_model("vit_base_patch16_224", pretrained=False)
+    if model == "efficientnet_lite0":
+        from efficientnet_lite_pytorch import EfficientNet
+        return EfficientNet.from_name("efficientnet-lite0")
+    raise SystemExit(f"unknown model {model}")
+
+
+def embed_fn(model_name, m):
+    if model_name == "resnet50":
+        body = torch.nn.Sequential(*list(m.children())[:-1])
+        return lambda x: torch.nn.functional.normalize(body(x).flatten(1), dim=1)
+    if model_name == "vit_b16":
+        return lambda x: torch.nn.functional.normalize(
+            m.forward_head(m.forward_features(x), pre_logits=True), dim=1)
+    if model_name == "efficientnet_lite0":
+        return lambda x: torch.nn.functional.normalize(
+            m._avg_pooling(m.extract_features(x)).flatten(1), dim=1)
+    raise SystemExit(model_name)
+
+
+def make_weights(args):
+    from safetensors.torch import save_file
+    torch.manual_seed(0)
+    m = build(args.model)
+    sd = {k: v.detach().to(torch.float32).contiguous().clone()
+          for k, v in m.state_dict().items() if not k.endswith("num_batches_tracked")}
+    save_file(sd, args.out)
+    print(f"wrote {len(sd)} tensors to {args.out}", file=sys.stderr)
+
+
+def time_model(args):
+    from safetensors.torch import load_file
+    torch.set_num_threads(args.threads)
+    torch.set_num_interop_threads(1)
+    m = build(args.model)
+    missing, unexpected = m.load_state_dict(load_file(args.weights), strict=False)
+    if [k for k in missing if not k.endswith("num_batches_tracked")] or unexpected:
+        raise SystemExit(f"weights mismatch: missing {missing[:3]} unexpected {unexpected[:3]}")
+    m.eval()
+    formats = ["contiguous", "channels_last"] if args.model in CONVNETS else ["contiguous"]
+    for b in [int(x) for x in args.batches.split(",")]:
+        g = torch.Generator().manual_seed(b)
+        x0 = torch.randn(b, 3, 224, 224, generator=g)
+        results = {}
+        for fmt in formats:
+            mm = m.to(memory_format=torch.channels_last) if fmt == "channels_last" else \
+                m.to(memory_format=torch.contiguous_format)
+            fn = embed_fn(args.model, mm)
+            x = x0.contiguous(memory_format=torch.channels_last) if fmt == "channels_last" else x0
+            with torch.inference_mode():
+                fn(x)  # warm-up
+                ms = []
+                for _ in range(args.reps):
+                    t0 = time.perf_counter()
+                    fn(x)
+                    ms.append((time.perf_counter() - t0) * 1e3)
+            results[fmt] = statistics.median(ms)
+        best = min(results, key=results.get)
+        med = results[best]
+        print(json.dumps({
+            "impl": "pytorch", "model": args.model, "batch": b, "threads": args.threads,
+            "images_per_s": round(b * 1e3 / med, 3), "ms_per_batch": round(med, 2),
+            "memory_format": best,
+            "ms_by_format": {k: round(v, 2) for k, v in results.items()},
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "torch": torch.__version__}), flush=True)
+
+
+def table(args):
+    rows = {}
+    for line in open(args.file):
+        line = line.strip()
+        if not line.startswith("{"):
+            continue
+        r = json.loads(line)
+        rows.setdefault((r["model"], r["batch"]), {})[r["impl"]] = r
+    print(f"{'model':<20} {'batch':>5} {'lookalike img/s':>16} {'pytorch img/s':>14} "
+          f"{'ratio':>6} {'lookalike RSS MB':>17} {'pytorch RSS MB':>15}")
+    for (model, batch), r in sorted(rows.items(), key=lambda kv: (list(MODELS).index(kv[0][0])
+                                                                   if kv[0][0] in MODELS else 99,
+                                                                   kv[0][1])):
+        ours, peer = r.get("lookalike"), r.get("pytorch")
+        ratio = f"{ours['images_per_s'] / peer['images_per_s']:.2f}x" if ours and peer else "n/a"
+        fmt = lambda d, k: f"{d[k]:.1f}" if d else "n/a"  # noqa: E731
+        print(f"{model:<20} {batch:>5} {fmt(ours, 'images_per_s'):>16} "
+              f"{fmt(peer, 'images_per_s'):>14} {ratio:>6} {fmt(ours, 'peak_rss_mb'):>17} "
+              f"{fmt(peer, 'peak_rss_mb'):>15}")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    w = sub.add_parser("make-weights")
+    w.add_argument("--model", required=True, choices=list(MODELS))
+    w.add_argument("--out", required=True)
+    t = sub.add_parser("time")
+    t.add_argument("--model", required=True, choices=list(MODELS))
+    t.add_argument("--weights", required=True)
+    t.add_argument("--threads", type=int, default=2)
+    t.add_argument("--batches", default="1,16")
+    t.add_argument("--reps", type=int, default=5)
+    tb = sub.add_parser("table")
+    tb.add_argument("file")
+    args = ap.parse_args()
+    {"make-weights": make_weights, "time": time_model, "table": table}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,34 @@
+#include "server/grpc_status.h"
+
+#include <gtest/gtest.h>
+
+namespace lookalike {
+namespace {
+
+TEST(GrpcStatusTest, CodesAndMessagesMapOneToOne) {
+  EXPECT_TRUE(ToGrpcStatus(Status::Ok()).ok());
+  const std::pair<Status, grpc::StatusCode> cases[] = {
+      {InvalidArgumentError("items[0] (id \"a\"): bad"), grpc::StatusCode::INVALID_ARGUMENT},
+      {NotFoundError("n"), grpc::StatusCode::NOT_FOUND},
+      {AlreadyExistsError("a"), grpc::StatusCode::ALREADY_EXISTS},
+      {ResourceExhaustedError("r"), grpc::StatusCode::RESOURCE_EXHAUSTED},
+      {FailedPreconditionError("f"), grpc::StatusCode::FAILED_PRECONDITION},
+      {UnavailableError("u"), grpc::StatusCode::UNAVAILABLE},
+      {InternalError("i"), grpc::StatusCode::INTERNAL},
+      {DataLossError("d"), grpc::StatusCode::DATA_LOSS},
+      {CancelledError("c"), grpc::StatusCode::CANCELLED},
+      {UnimplementedError("x"), grpc::StatusCode::UNIMPLEMENTED},
+      {OutOfRangeError("o"), grpc::StatusCode::OUT_OF_RANGE},
+  };
+  for (const auto& [status, code] : cases) {
+    grpc::Status g = ToGrpcStatus(status);
+    EXPECT_EQ(g.error_code(), code) << status.ToString();
+    EXPECT_EQ(g.error_message(), status.message());
+    EXPECT_EQ(FromGrpcStatus(g), status);
+  }
+  EXPECT_EQ(FromGrpcStatus(grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "who")).code(),
+            StatusCode::kUnknown);
+}
+
+}  // namespace
+}  // namespace lookalike
