@@ -53,8 +53,8 @@ bool IsRetryable(StatusCode code);
 struct ClientOptions {
   std::string server;                          // HOST:PORT; "" = ResolveServerAddress("")
   std::chrono::milliseconds timeout{60000};    // deadline of each attempt
-  int max_attempts = 5;                        // 1 = no retries
-  std::chrono::milliseconds initial_backoff{100};
+  int max_attempts = 6;                        // 1 = no retries; 6 waits ~6 s in all
+  std::chrono::milliseconds initial_backoff{200};
   std::chrono::milliseconds max_backoff{5000};
   double backoff_multiplier = 2.0;
   int max_message_bytes = 64 << 20;  // receive/send limit of this channel

@@ -39,7 +39,7 @@ using json = nlohmann::json;
 struct CommonFlags {
   std::string server;
   double timeout_s = 60.0;
-  int max_attempts = 5;
+  int max_attempts = 6;
 };
 
 void AddCommonFlags(CLI::App* cmd, CommonFlags* flags) {

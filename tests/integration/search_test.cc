@@ -328,6 +328,16 @@ TEST_F(SearchTest, ModelsAndCollectionsCommands) {
     }
   }
   EXPECT_TRUE(found) << list.out;
+  // Search by id: the item itself is left out, its variants come first.
+  CommandResult by_id = RunCli(*server_, {"search", kCollection, "--id", "rocket/flip.jpg", "--k", "8", "--json"});
+  ASSERT_EQ(by_id.exit_code, 0) << by_id.err;
+  const json id_hits = ParseJson(by_id)["hits"];
+  ASSERT_EQ(id_hits.size(), 8u);
+  for (const auto& h : id_hits) {
+    EXPECT_NE(h["id"], "rocket/flip.jpg");
+    EXPECT_EQ(h["metadata"]["source"], "rocket") << h.dump();
+  }
+
   CommandResult health = RunCli(*server_, {"health"});
   EXPECT_EQ(health.exit_code, 0) << health.err;
   EXPECT_NE(health.out.find("SERVING"), std::string::npos);
