@@ -13,7 +13,7 @@ APT_PACKAGES=(
   libsqlite3-dev sqlite3 libspdlog-dev libfmt-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-venv python3-pip python3-numpy python3-torch python3-torchvision
-  libyaml-cpp-dev curl
+  libyaml-cpp-dev libcli11-dev prometheus-cpp-dev libgif-dev libjpeg-dev libpng-dev curl
 )
 
 missing=()
