@@ -15,15 +15,26 @@
 #include <utility>
 #include <vector>
 
-#include "dnnl.hpp"
 #include "models/cpu/preprocess.h"
+
+// LOOKALIKE_CPU_HAVE_DNNL=0 (no oneDNN on the build machine, e.g. the GPU
+// build island) keeps every op with portable OpenMP loops: the same results
+// up to fp32 rounding, far slower; meant for reference use in tests there.
+#ifndef LOOKALIKE_CPU_HAVE_DNNL
+#define LOOKALIKE_CPU_HAVE_DNNL 1
+#endif
+#if LOOKALIKE_CPU_HAVE_DNNL
+#include "dnnl.hpp"
+#endif
 
 namespace lookalike {
 namespace {
 
+#if LOOKALIKE_CPU_HAVE_DNNL
 using dnnl::memory;
 using Tag = dnnl::memory::format_tag;
 using Dt = dnnl::memory::data_type;
+#endif
 
 std::string ShapeStr(const std::vector<int64_t>& s) {
   std::string r = "[";
@@ -80,6 +91,54 @@ class BufferPool : public std::enable_shared_from_this<BufferPool> {
   size_t cap_bytes_;
 };
 
+// Scalar activation (portable path).
+inline float ApplyActivation(float x, Activation act) {
+  switch (act) {
+    case Activation::kNone: return x;
+    case Activation::kRelu: return x > 0.0f ? x : 0.0f;
+    case Activation::kRelu6: return std::min(std::max(x, 0.0f), 6.0f);
+    case Activation::kGelu: return 0.5f * x * (1.0f + std::erf(x * 0.70710678118654752f));
+    case Activation::kGeluTanh:
+      return 0.5f * x * (1.0f + std::tanh(0.79788456080286536f * (x + 0.044715f * x * x * x)));
+    case Activation::kQuickGelu: return x / (1.0f + std::exp(-1.702f * x));
+  }
+  return x;
+}
+
+// Row-major C {M, N} = alpha * A {M, K} * op(B) (+ beta C); op(B) = B {K, N}
+// or, with trans_b, B^T where B is {N, K}. oneDNN's sgemm, or a plain loop.
+void Sgemm(bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+           int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc, bool* ok) {
+#if LOOKALIKE_CPU_HAVE_DNNL
+  if (dnnl_sgemm('N', trans_b ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb, 0.0f, c, ldc) !=
+      dnnl_success) {
+    *ok = false;
+  }
+#else
+  for (int64_t i = 0; i < m; ++i) {
+    const float* ai = a + i * lda;
+    float* ci = c + i * ldc;
+    if (trans_b) {
+      for (int64_t j = 0; j < n; ++j) {
+        const float* bj = b + j * ldb;
+        float acc = 0.0f;
+        for (int64_t p = 0; p < k; ++p) acc += ai[p] * bj[p];
+        ci[j] = alpha * acc;
+      }
+    } else {
+      std::fill(ci, ci + n, 0.0f);
+      for (int64_t p = 0; p < k; ++p) {
+        const float av = alpha * ai[p];
+        const float* bp = b + p * ldb;
+        for (int64_t j = 0; j < n; ++j) ci[j] += av * bp[j];
+      }
+    }
+  }
+  (void)ok;
+#endif
+}
+
+#if LOOKALIKE_CPU_HAVE_DNNL
 // Activation -> oneDNN eltwise post-op (algorithm, alpha, beta).
 void AppendActivation(dnnl::post_ops* ops, Activation act) {
   switch (act) {
@@ -96,6 +155,8 @@ void AppendActivation(dnnl::post_ops* ops, Activation act) {
       return;
   }
 }
+
+#endif  // LOOKALIKE_CPU_HAVE_DNNL
 
 Status CheckF32Host(const char* op, const char* what, const Tensor& t) {
   if (t.empty()) return InvalidArgumentError(std::string(op) + ": " + what + " is empty");
@@ -201,6 +262,7 @@ struct CpuConvLayer : PreparedLayer {
   std::vector<float> bias;    // {out}; zeros when the layer has none
   // One primitive per (N, H, W, activation, residual?) seen, with weights in
   // that primitive's preferred layout (shared between entries whose layouts agree).
+#if LOOKALIKE_CPU_HAVE_DNNL
   struct Entry {
     dnnl::convolution_forward prim;
     memory weights;
@@ -216,12 +278,14 @@ struct CpuConvLayer : PreparedLayer {
   mutable std::mutex mu;
   mutable std::map<std::tuple<int64_t, int64_t, int64_t, int, bool>, Entry> cache;
   mutable std::vector<memory> reordered_weights;
+#endif
 };
 
 struct CpuLinearLayer : PreparedLayer {
   int in = 0, out = 0;
   std::vector<float> weight;  // {out, in}
   std::vector<float> bias;    // {out}; zeros when none
+#if LOOKALIKE_CPU_HAVE_DNNL
   struct Entry {
     dnnl::matmul prim;
     memory weights;
@@ -230,6 +294,7 @@ struct CpuLinearLayer : PreparedLayer {
   };
   mutable std::mutex mu;
   mutable std::map<std::tuple<int64_t, int, bool>, Entry> cache;
+#endif
 };
 
 struct CpuLayerNormLayer : PreparedLayer {
@@ -238,6 +303,7 @@ struct CpuLayerNormLayer : PreparedLayer {
   std::vector<float> gamma, beta;
 };
 
+#if LOOKALIKE_CPU_HAVE_DNNL
 // Returns a memory in layout `md` holding the layer's weights, reusing one
 // of `pool` when a previous primitive asked for the same layout. The first
 // reorder reads `user` (the PyTorch-layout copy, which the caller then
@@ -271,12 +337,15 @@ bool BlockedSpatialConvs() {
   }();
   return enabled;
 }
+#endif  // LOOKALIKE_CPU_HAVE_DNNL
 
 }  // namespace
 
 struct CpuBackend::Impl {
+#if LOOKALIKE_CPU_HAVE_DNNL
   dnnl::engine engine{dnnl::engine::kind::cpu, 0};
   dnnl::stream stream{engine};
+#endif
   std::shared_ptr<BufferPool> pool = std::make_shared<BufferPool>(size_t{1} << 30);
 };
 
@@ -424,6 +493,41 @@ StatusOr<Tensor> CpuBackend::Conv2d(const PreparedLayer& conv, const Tensor& x, 
   RETURN_IF_ERROR(CheckResidual("Conv2d", residual, out_shape));
   ApplyThreads();
   ASSIGN_OR_RETURN(Tensor y, Allocate(out_shape));
+#if !LOOKALIKE_CPU_HAVE_DNNL
+  {
+    const int g = s.groups, cig = s.in_channels / g, cog = s.out_channels / g;
+    const float* xi = x.data_as<float>();
+    const float* wt = layer->weight.data();
+    const float* res = residual ? residual->data_as<float>() : nullptr;
+    float* yo = y.data_as<float>();
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t b = 0; b < n; ++b) {
+      for (int64_t oy = 0; oy < oh; ++oy) {
+        for (int64_t ox = 0; ox < ow; ++ox) {
+          const size_t obase = ((static_cast<size_t>(b) * oh + oy) * ow + ox) * s.out_channels;
+          for (int o = 0; o < s.out_channels; ++o) {
+            const int gi = o / cog;
+            float acc = layer->bias[o];
+            for (int ky = 0; ky < s.kernel_h; ++ky) {
+              const int64_t iy = oy * s.stride_h - s.pad_h + ky;
+              if (iy < 0 || iy >= h) continue;
+              for (int kx = 0; kx < s.kernel_w; ++kx) {
+                const int64_t ix = ox * s.stride_w - s.pad_w + kx;
+                if (ix < 0 || ix >= w) continue;
+                const float* xp = xi + ((b * h + iy) * w + ix) * s.in_channels + gi * cig;
+                const float* wp = wt + (static_cast<size_t>(o) * cig * s.kernel_h + ky) * s.kernel_w + kx;
+                for (int i = 0; i < cig; ++i) acc += xp[i] * wp[static_cast<size_t>(i) * s.kernel_h * s.kernel_w];
+              }
+            }
+            if (res) acc += res[obase + o];
+            yo[obase + o] = ApplyActivation(acc, act);
+          }
+        }
+      }
+    }
+  }
+  return y;
+#else
   try {
     std::lock_guard<std::mutex> lock(layer->mu);
     auto key = std::make_tuple(n, h, w, static_cast<int>(act), residual != nullptr);
@@ -514,6 +618,7 @@ StatusOr<Tensor> CpuBackend::Conv2d(const PreparedLayer& conv, const Tensor& x, 
                          x.ShapeString() + ")");
   }
   return y;
+#endif
 }
 
 StatusOr<Tensor> CpuBackend::Linear(const PreparedLayer& linear, const Tensor& x, Activation act,
@@ -532,6 +637,28 @@ StatusOr<Tensor> CpuBackend::Linear(const PreparedLayer& linear, const Tensor& x
   const int64_t m = x.numel() / layer->in;
   ApplyThreads();
   ASSIGN_OR_RETURN(Tensor y, Allocate(out_shape));
+#if !LOOKALIKE_CPU_HAVE_DNNL
+  {
+    const int64_t k = layer->in, nout = layer->out;
+    const float* xi = x.data_as<float>();
+    const float* wt = layer->weight.data();
+    const float* res = residual ? residual->data_as<float>() : nullptr;
+    float* yo = y.data_as<float>();
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < m; ++r) {
+      for (int64_t o = 0; o < nout; ++o) {
+        const float* wr = wt + o * k;
+        const float* xr = xi + r * k;
+        float acc = 0.0f;
+        for (int64_t i = 0; i < k; ++i) acc += xr[i] * wr[i];
+        float v = ApplyActivation(acc + layer->bias[o], act);
+        if (res) v += res[r * nout + o];
+        yo[r * nout + o] = v;
+      }
+    }
+  }
+  return y;
+#else
   if (residual != nullptr) std::memcpy(y.data(), residual->data(), y.nbytes());
   try {
     std::lock_guard<std::mutex> lock(layer->mu);
@@ -579,6 +706,7 @@ StatusOr<Tensor> CpuBackend::Linear(const PreparedLayer& linear, const Tensor& x
                          x.ShapeString() + ")");
   }
   return y;
+#endif
 }
 
 StatusOr<Tensor> CpuBackend::LayerNorm(const PreparedLayer& norm, const Tensor& x) {
@@ -650,16 +778,16 @@ StatusOr<Tensor> CpuBackend::Attention(const Tensor& qkv, int heads) {
     const float* k = q + d;
     const float* v = q + 2 * d;
     // S = scale * Q K^T  (row-major: Q {T, dh} ld 3D, K {T, dh} ld 3D).
-    if (dnnl_sgemm('N', 'T', t, t, dh, scale, q, ld, k, ld, 0.0f, s, t) != dnnl_success) {
+    bool ok = true;
+    Sgemm(/*trans_b=*/true, t, t, dh, scale, q, ld, k, ld, s, t, &ok);
+    if (!ok) {
       ++failed;
       continue;
     }
     for (int64_t i = 0; i < t; ++i) SoftmaxRow(s + i * t, t);
     // O = P V, written into head `hd`'s slice of {N, T, D}.
-    if (dnnl_sgemm('N', 'N', t, dh, t, 1.0f, s, t, v, ld, 0.0f, out + b * t * d + hd * dh, d) !=
-        dnnl_success) {
-      ++failed;
-    }
+    Sgemm(/*trans_b=*/false, t, dh, t, 1.0f, s, t, v, ld, out + b * t * d + hd * dh, d, &ok);
+    if (!ok) ++failed;
   }
   if (failed) return InternalError("Attention: oneDNN sgemm failed for qkv " + qkv.ShapeString());
   return y;

@@ -9,7 +9,10 @@
 // kernel's layout, linear weights used as PyTorch stores them; bias /
 // activation / residual fused as post-ops); attention runs oneDNN's sgemm per
 // (image, head) with an exact softmax between; the element-wise ops are plain
-// OpenMP loops. docs/benchmarks/cpu.md records why (measurements).
+// OpenMP loops. docs/benchmarks/cpu.md records why (measurements). Built
+// without oneDNN (LOOKALIKE_CPU_USE_DNNL=OFF, or no libdnnl on the machine),
+// every op runs on portable loops instead: same results up to fp32 rounding,
+// far slower (reference use on machines without oneDNN).
 //
 // Threads: `num_threads` OpenMP threads for every op (0 = all cores). The
 // setting applies to the calling thread's OpenMP parallel regions, so each
