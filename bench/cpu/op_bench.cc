@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "dnnl.hpp"
 #include "models/cpu/cpu_backend.h"
 
 extern "C" void openblas_set_num_threads(int);
@@ -160,23 +161,20 @@ void LinearCase(CpuBackend& be, int threads, int reps, int m, int in, int out) {
   Tensor x[2] = {Input(be, {m, in}, 7), Input(be, {m, in}, 8)};
   const double gflop = 2.0 * m * in * out * 1e-9;
   char shape[96];
-  std::snprintf(shape, sizeof(shape), "M%d K%d N%d +gelu", m, in, out);
+  std::snprintf(shape, sizeof(shape), "M%d K%d N%d +bias", m, in, out);
   int it = 0;
   Report("linear", shape, "oneDNN matmul (CpuBackend)", MedianMs(reps, [&] {
-           auto y = be.Linear(**layer, x[it++ % 2], Activation::kGelu, nullptr);
+           auto y = be.Linear(**layer, x[it++ % 2], Activation::kNone, nullptr);
            if (!y.ok()) std::abort();
          }), gflop);
   std::vector<float> y(size_t(m) * out);
   openblas_set_num_threads(threads);
-  Report("linear", shape, "OpenBLAS sgemm + erf GELU", MedianMs(reps, [&] {
+  Report("linear", shape, "OpenBLAS sgemm + bias", MedianMs(reps, [&] {
            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, out, in, 1.0f,
                        x[it++ % 2].data_as<float>(), in, wt.data(), in, 0.0f, y.data(), out);
 #pragma omp parallel for
            for (int64_t r = 0; r < m; ++r)
-             for (int o = 0; o < out; ++o) {
-               const float v = y[r * out + o] + bias[o];
-               y[r * out + o] = 0.5f * v * (1.0f + std::erf(v * 0.70710678f));
-             }
+             for (int o = 0; o < out; ++o) y[r * out + o] += bias[o];
          }), gflop);
 }
 
@@ -194,7 +192,7 @@ void AttentionCase(CpuBackend& be, int threads, int reps, int n, int heads, int 
   // OpenBLAS, one (image, head) per OpenMP task with single-threaded sgemm.
   std::vector<float> y(size_t(n) * t * d), s(size_t(threads) * t * t);
   const float scale = 1.0f / std::sqrt(float(dh));
-  Report("attention", shape, "OpenBLAS sgemm/head", MedianMs(reps, [&] {
+  Report("attention", shape, "OpenBLAS sgemm/head, std::exp", MedianMs(reps, [&] {
            openblas_set_num_threads(1);
            const float* base = qkv[it++ % 2].data_as<float>();
 #pragma omp parallel for schedule(dynamic) num_threads(threads)
@@ -215,6 +213,80 @@ void AttentionCase(CpuBackend& be, int threads, int reps, int n, int heads, int 
            }
            openblas_set_num_threads(threads);
          }), gflop);
+}
+
+// Layout question behind keeping NHWC: the same oneDNN convolution with
+// NHWC source/destination vs oneDNN's preferred (blocked) layouts, the latter
+// including the reorders in and out that NHWC public tensors would need.
+void ConvLayoutCase(int reps, int n, int h, int c, int oc, int k) {
+  using dnnl::memory;
+  using Tag = memory::format_tag;
+  dnnl::engine eng(dnnl::engine::kind::cpu, 0);
+  dnnl::stream strm(eng);
+  const int p = k / 2;
+  char shape[96];
+  std::snprintf(shape, sizeof(shape), "%dx%dx%dx%d k%d oc%d", n, h, h, c, k, oc);
+  const double gflop = 2.0 * n * h * h * oc * c * k * k * 1e-9;
+  for (Tag tag : {Tag::nhwc, Tag::any}) {
+    memory::desc src({n, c, h, h}, memory::data_type::f32, tag);
+    memory::desc dst({n, oc, h, h}, memory::data_type::f32, tag);
+    memory::desc wts({oc, c, k, k}, memory::data_type::f32, Tag::any);
+    memory::desc bias({oc}, memory::data_type::f32, Tag::x);
+    dnnl::post_ops ops;
+    ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
+    dnnl::primitive_attr attr;
+    attr.set_post_ops(ops);
+    dnnl::convolution_forward::primitive_desc pd(
+        dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference,
+                                        dnnl::algorithm::convolution_direct, src, wts, bias, dst,
+                                        {1, 1}, {p, p}, {p, p}),
+        attr, eng);
+    dnnl::convolution_forward conv(pd);
+    memory x_nhwc({{n, c, h, h}, memory::data_type::f32, Tag::nhwc}, eng);
+    memory y_nhwc({{n, oc, h, h}, memory::data_type::f32, Tag::nhwc}, eng);
+    auto xv = Rand(size_t(n) * c * h * h, 11);
+    std::memcpy(x_nhwc.get_data_handle(), xv.data(), xv.size() * sizeof(float));
+    memory x(pd.src_desc(), eng), w(pd.weights_desc(), eng), b(bias, eng), y(pd.dst_desc(), eng);
+    const bool blocked = tag == Tag::any;
+    const Timing t = MedianMs(reps, [&] {
+      if (blocked) dnnl::reorder(x_nhwc, x).execute(strm, x_nhwc, x);
+      conv.execute(strm, {{DNNL_ARG_SRC, blocked ? x : x_nhwc},
+                          {DNNL_ARG_WEIGHTS, w},
+                          {DNNL_ARG_BIAS, b},
+                          {DNNL_ARG_DST, blocked ? y : y_nhwc}});
+      if (blocked) dnnl::reorder(y, y_nhwc).execute(strm, y, y_nhwc);
+      strm.wait();
+    });
+    Report("layout", shape, blocked ? "oneDNN blocked + 2 reorders" : "oneDNN NHWC", t, gflop);
+  }
+}
+
+// Weight layout for Linear: torch's {out, in} as is ("ba" of {in, out}) vs
+// the layout oneDNN picks when asked ("any").
+void MatmulWeightsCase(int reps, int m, int k, int nout) {
+  using dnnl::memory;
+  using Tag = memory::format_tag;
+  dnnl::engine eng(dnnl::engine::kind::cpu, 0);
+  dnnl::stream strm(eng);
+  char shape[96];
+  std::snprintf(shape, sizeof(shape), "M%d K%d N%d", m, k, nout);
+  const double gflop = 2.0 * m * k * nout * 1e-9;
+  for (Tag tag : {Tag::ba, Tag::any}) {
+    memory::desc src({m, k}, memory::data_type::f32, Tag::ab);
+    memory::desc wts({k, nout}, memory::data_type::f32, tag);
+    memory::desc dst({m, nout}, memory::data_type::f32, Tag::ab);
+    dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(src, wts, dst), eng);
+    dnnl::matmul mm(pd);
+    memory x(src, eng), w(pd.weights_desc(), eng), y(dst, eng);
+    auto xv = Rand(size_t(m) * k, 12);
+    std::memcpy(x.get_data_handle(), xv.data(), xv.size() * sizeof(float));
+    const Timing t = MedianMs(reps, [&] {
+      mm.execute(strm, {{DNNL_ARG_SRC, x}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_DST, y}});
+      strm.wait();
+    });
+    Report("weights", shape, tag == Tag::ba ? "matmul, torch layout (ba)" : "matmul, oneDNN's choice (any)",
+           t, gflop);
+  }
 }
 
 }  // namespace
@@ -241,5 +313,10 @@ int main(int argc, char** argv) {
   lookalike::LinearCase(be, threads, reps, 197, 768, 2304);       // ViT-B qkv, batch 1
   lookalike::AttentionCase(be, threads, reps, 16, 12, 197, 64);
   lookalike::AttentionCase(be, threads, reps, 1, 12, 197, 64);
+  lookalike::ConvLayoutCase(reps, 8, 56, 64, 64, 3);
+  lookalike::ConvLayoutCase(reps, 8, 14, 256, 256, 3);
+  lookalike::ConvLayoutCase(reps, 8, 56, 64, 256, 1);
+  lookalike::MatmulWeightsCase(reps, 197, 768, 3072);
+  lookalike::MatmulWeightsCase(reps, 16 * 197, 768, 3072);
   return 0;
 }

@@ -15,15 +15,26 @@
 #include <utility>
 #include <vector>
 
-#include "dnnl.hpp"
 #include "models/cpu/preprocess.h"
+
+// LOOKALIKE_CPU_HAVE_DNNL=0 (no oneDNN on the build machine, e.g. the GPU
+// build island) keeps every op with portable OpenMP loops: the same results
+// up to fp32 rounding, far slower; meant for reference use in tests there.
+#ifndef LOOKALIKE_CPU_HAVE_DNNL
+#define LOOKALIKE_CPU_HAVE_DNNL 1
+#endif
+#if LOOKALIKE_CPU_HAVE_DNNL
+#include "dnnl.hpp"
+#endif
 
 namespace lookalike {
 namespace {
 
+#if LOOKALIKE_CPU_HAVE_DNNL
 using dnnl::memory;
 using Tag = dnnl::memory::format_tag;
 using Dt = dnnl::memory::data_type;
+#endif
 
 std::string ShapeStr(const std::vector<int64_t>& s) {
   std::string r = "[";
@@ -80,6 +91,54 @@ class BufferPool : public std::enable_shared_from_this<BufferPool> {
   size_t cap_bytes_;
 };
 
+// Scalar activation (portable path).
+inline float ApplyActivation(float x, Activation act) {
+  switch (act) {
+    case Activation::kNone: return x;
+    case Activation::kRelu: return x > 0.0f ? x : 0.0f;
+    case Activation::kRelu6: return std::min(std::max(x, 0.0f), 6.0f);
+    case Activation::kGelu: return 0.5f * x * (1.0f + std::erf(x * 0.70710678118654752f));
+    case Activation::kGeluTanh:
+      return 0.5f * x * (1.0f + std::tanh(0.79788456080286536f * (x + 0.044715f * x * x * x)));
+    case Activation::kQuickGelu: return x / (1.0f + std::exp(-1.702f * x));
+  }
+  return x;
+}
+
+// Row-major C {M, N} = alpha * A {M, K} * op(B) (+ beta C); op(B) = B {K, N}
+// or, with trans_b, B^T where B is {N, K}. oneDNN's sgemm, or a plain loop.
+void Sgemm(bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+           int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc, bool* ok) {
+#if LOOKALIKE_CPU_HAVE_DNNL
+  if (dnnl_sgemm('N', trans_b ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb, 0.0f, c, ldc) !=
+      dnnl_success) {
+    *ok = false;
+  }
+#else
+  for (int64_t i = 0; i < m; ++i) {
+    const float* ai = a + i * lda;
+    float* ci = c + i * ldc;
+    if (trans_b) {
+      for (int64_t j = 0; j < n; ++j) {
+        const float* bj = b + j * ldb;
+        float acc = 0.0f;
+        for (int64_t p = 0; p < k; ++p) acc += ai[p] * bj[p];
+        ci[j] = alpha * acc;
+      }
+    } else {
+      std::fill(ci, ci + n, 0.0f);
+      for (int64_t p = 0; p < k; ++p) {
+        const float av = alpha * ai[p];
+        const float* bp = b + p * ldb;
+        for (int64_t j = 0; j < n; ++j) ci[j] += av * bp[j];
+      }
+    }
+  }
+  (void)ok;
+#endif
+}
+
+#if LOOKALIKE_CPU_HAVE_DNNL
 // Activation -> oneDNN eltwise post-op (algorithm, alpha, beta).
 void AppendActivation(dnnl::post_ops* ops, Activation act) {
   switch (act) {
@@ -96,6 +155,8 @@ void AppendActivation(dnnl::post_ops* ops, Activation act) {
       return;
   }
 }
+
+#endif  // LOOKALIKE_CPU_HAVE_DNNL
 
 Status CheckF32Host(const char* op, const char* what, const Tensor& t) {
   if (t.empty()) return InvalidArgumentError(std::string(op) + ": " + what + " is empty");
@@ -201,21 +262,30 @@ struct CpuConvLayer : PreparedLayer {
   std::vector<float> bias;    // {out}; zeros when the layer has none
   // One primitive per (N, H, W, activation, residual?) seen, with weights in
   // that primitive's preferred layout (shared between entries whose layouts agree).
+#if LOOKALIKE_CPU_HAVE_DNNL
   struct Entry {
     dnnl::convolution_forward prim;
     memory weights;
     memory bias;
-    memory::desc src_md, dst_md;
+    memory::desc src_md, dst_md;  // the public NHWC tensors
+    // Spatial (k > 1) dense convolutions run on oneDNN's blocked layouts,
+    // measured faster than NHWC even counting the reorders in and out
+    // (docs/benchmarks/cpu.md); then these are set. Public tensors stay NHWC.
+    bool blocked = false;
+    memory::desc conv_src_md, conv_dst_md;
+    dnnl::reorder src_in, dst_out, residual_in;
   };
   mutable std::mutex mu;
   mutable std::map<std::tuple<int64_t, int64_t, int64_t, int, bool>, Entry> cache;
   mutable std::vector<memory> reordered_weights;
+#endif
 };
 
 struct CpuLinearLayer : PreparedLayer {
   int in = 0, out = 0;
   std::vector<float> weight;  // {out, in}
   std::vector<float> bias;    // {out}; zeros when none
+#if LOOKALIKE_CPU_HAVE_DNNL
   struct Entry {
     dnnl::matmul prim;
     memory weights;
@@ -224,6 +294,7 @@ struct CpuLinearLayer : PreparedLayer {
   };
   mutable std::mutex mu;
   mutable std::map<std::tuple<int64_t, int, bool>, Entry> cache;
+#endif
 };
 
 struct CpuLayerNormLayer : PreparedLayer {
@@ -232,6 +303,7 @@ struct CpuLayerNormLayer : PreparedLayer {
   std::vector<float> gamma, beta;
 };
 
+#if LOOKALIKE_CPU_HAVE_DNNL
 // Returns a memory in layout `md` holding the layer's weights, reusing one
 // of `pool` when a previous primitive asked for the same layout. The first
 // reorder reads `user` (the PyTorch-layout copy, which the caller then
@@ -255,11 +327,25 @@ memory ReorderedWeights(const dnnl::engine& eng, dnnl::stream& strm, const memor
   return m;
 }
 
+// LOOKALIKE_CPU_NHWC_ONLY=1 runs every convolution on NHWC: the A/B switch
+// for the layout measurement in docs/benchmarks/cpu.md (results are the same
+// either way up to fp32 rounding).
+bool BlockedSpatialConvs() {
+  static const bool enabled = [] {
+    const char* v = std::getenv("LOOKALIKE_CPU_NHWC_ONLY");
+    return !(v != nullptr && v[0] == '1');
+  }();
+  return enabled;
+}
+#endif  // LOOKALIKE_CPU_HAVE_DNNL
+
 }  // namespace
 
 struct CpuBackend::Impl {
+#if LOOKALIKE_CPU_HAVE_DNNL
   dnnl::engine engine{dnnl::engine::kind::cpu, 0};
   dnnl::stream stream{engine};
+#endif
   std::shared_ptr<BufferPool> pool = std::make_shared<BufferPool>(size_t{1} << 30);
 };
 
@@ -407,7 +493,41 @@ StatusOr<Tensor> CpuBackend::Conv2d(const PreparedLayer& conv, const Tensor& x, 
   RETURN_IF_ERROR(CheckResidual("Conv2d", residual, out_shape));
   ApplyThreads();
   ASSIGN_OR_RETURN(Tensor y, Allocate(out_shape));
-  if (residual != nullptr) std::memcpy(y.data(), residual->data(), y.nbytes());
+#if !LOOKALIKE_CPU_HAVE_DNNL
+  {
+    const int g = s.groups, cig = s.in_channels / g, cog = s.out_channels / g;
+    const float* xi = x.data_as<float>();
+    const float* wt = layer->weight.data();
+    const float* res = residual ? residual->data_as<float>() : nullptr;
+    float* yo = y.data_as<float>();
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t b = 0; b < n; ++b) {
+      for (int64_t oy = 0; oy < oh; ++oy) {
+        for (int64_t ox = 0; ox < ow; ++ox) {
+          const size_t obase = ((static_cast<size_t>(b) * oh + oy) * ow + ox) * s.out_channels;
+          for (int o = 0; o < s.out_channels; ++o) {
+            const int gi = o / cog;
+            float acc = layer->bias[o];
+            for (int ky = 0; ky < s.kernel_h; ++ky) {
+              const int64_t iy = oy * s.stride_h - s.pad_h + ky;
+              if (iy < 0 || iy >= h) continue;
+              for (int kx = 0; kx < s.kernel_w; ++kx) {
+                const int64_t ix = ox * s.stride_w - s.pad_w + kx;
+                if (ix < 0 || ix >= w) continue;
+                const float* xp = xi + ((b * h + iy) * w + ix) * s.in_channels + gi * cig;
+                const float* wp = wt + (static_cast<size_t>(o) * cig * s.kernel_h + ky) * s.kernel_w + kx;
+                for (int i = 0; i < cig; ++i) acc += xp[i] * wp[static_cast<size_t>(i) * s.kernel_h * s.kernel_w];
+              }
+            }
+            if (res) acc += res[obase + o];
+            yo[obase + o] = ApplyActivation(acc, act);
+          }
+        }
+      }
+    }
+  }
+  return y;
+#else
   try {
     std::lock_guard<std::mutex> lock(layer->mu);
     auto key = std::make_tuple(n, h, w, static_cast<int>(act), residual != nullptr);
@@ -422,9 +542,16 @@ StatusOr<Tensor> CpuBackend::Conv2d(const PreparedLayer& conv, const Tensor& x, 
                                   : memory::dims{g, oc / g, ic / g, s.kernel_h, s.kernel_w};
       memory::desc w_any(wdims, Dt::f32, Tag::any);
       memory::desc w_user(wdims, Dt::f32, g == 1 ? Tag::oihw : Tag::goihw);
+      // Blocked candidates: dense spatial convolutions with enough channels to
+      // fill the 8-wide blocks (not the RGB stem / patch embedding, not 1x1).
+      const bool try_blocked = g == 1 && (s.kernel_h > 1 || s.kernel_w > 1) && ic % 8 == 0 &&
+                               oc % 8 == 0 && BlockedSpatialConvs();
+      memory::desc conv_src = try_blocked ? memory::desc({n, ic, h, w}, Dt::f32, Tag::any) : src_md;
+      memory::desc conv_dst =
+          try_blocked ? memory::desc({n, oc, oh, ow}, Dt::f32, Tag::any) : dst_md;
       dnnl::convolution_forward::desc d(
-          dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, src_md, w_any,
-          bias_md, dst_md, {s.stride_h, s.stride_w}, {s.pad_h, s.pad_w},
+          dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, conv_src, w_any,
+          bias_md, conv_dst, {s.stride_h, s.stride_w}, {s.pad_h, s.pad_w},
           {layer->pad_b, layer->pad_r});
       dnnl::post_ops ops;
       if (residual != nullptr) ops.append_sum(1.0f);
@@ -439,21 +566,59 @@ StatusOr<Tensor> CpuBackend::Conv2d(const PreparedLayer& conv, const Tensor& x, 
       e.bias = memory(bias_md, impl_->engine, const_cast<float*>(layer->bias.data()));
       e.src_md = src_md;
       e.dst_md = dst_md;
+      e.conv_src_md = pd.src_desc();
+      e.conv_dst_md = pd.dst_desc();
+      e.blocked = e.conv_src_md != src_md || e.conv_dst_md != dst_md;
+      if (e.blocked) {
+        e.src_in = dnnl::reorder(dnnl::reorder::primitive_desc(impl_->engine, src_md,
+                                                               impl_->engine, e.conv_src_md));
+        e.dst_out = dnnl::reorder(dnnl::reorder::primitive_desc(impl_->engine, e.conv_dst_md,
+                                                                impl_->engine, dst_md));
+        if (residual != nullptr) {
+          e.residual_in = dnnl::reorder(dnnl::reorder::primitive_desc(
+              impl_->engine, dst_md, impl_->engine, e.conv_dst_md));
+        }
+      }
       it = layer->cache.emplace(key, std::move(e)).first;
     }
     CpuConvLayer::Entry& e = it->second;
     memory src(e.src_md, impl_->engine, x.data());
     memory dst(e.dst_md, impl_->engine, y.data());
-    e.prim.execute(impl_->stream, {{DNNL_ARG_SRC, src},
-                                   {DNNL_ARG_WEIGHTS, e.weights},
-                                   {DNNL_ARG_BIAS, e.bias},
-                                   {DNNL_ARG_DST, dst}});
+    if (!e.blocked) {
+      // The sum post-op adds the destination's prior contents: the residual.
+      if (residual != nullptr) std::memcpy(y.data(), residual->data(), y.nbytes());
+      e.prim.execute(impl_->stream, {{DNNL_ARG_SRC, src},
+                                     {DNNL_ARG_WEIGHTS, e.weights},
+                                     {DNNL_ARG_BIAS, e.bias},
+                                     {DNNL_ARG_DST, dst}});
+    } else {
+      // Blocked scratch from the buffer pool (sizes include any block padding).
+      std::shared_ptr<void> src_buf = impl_->pool->Get(e.conv_src_md.get_size());
+      std::shared_ptr<void> dst_buf = impl_->pool->Get(e.conv_dst_md.get_size());
+      if (!src_buf || !dst_buf) {
+        return ResourceExhaustedError("Conv2d: out of host memory for input " + x.ShapeString());
+      }
+      memory bsrc(e.conv_src_md, impl_->engine, src_buf.get());
+      memory bdst(e.conv_dst_md, impl_->engine, dst_buf.get());
+      e.src_in.execute(impl_->stream, src, bsrc);
+      if (residual != nullptr) {
+        memory res(e.dst_md, impl_->engine, residual->data());
+        e.residual_in.execute(impl_->stream, res, bdst);
+      }
+      e.prim.execute(impl_->stream, {{DNNL_ARG_SRC, bsrc},
+                                     {DNNL_ARG_WEIGHTS, e.weights},
+                                     {DNNL_ARG_BIAS, e.bias},
+                                     {DNNL_ARG_DST, bdst}});
+      e.dst_out.execute(impl_->stream, bdst, dst);
+      impl_->stream.wait();
+    }
     impl_->stream.wait();
   } catch (const dnnl::error& err) {
     return InternalError(std::string("Conv2d: oneDNN: ") + err.what() + " (input " +
                          x.ShapeString() + ")");
   }
   return y;
+#endif
 }
 
 StatusOr<Tensor> CpuBackend::Linear(const PreparedLayer& linear, const Tensor& x, Activation act,
@@ -472,6 +637,28 @@ StatusOr<Tensor> CpuBackend::Linear(const PreparedLayer& linear, const Tensor& x
   const int64_t m = x.numel() / layer->in;
   ApplyThreads();
   ASSIGN_OR_RETURN(Tensor y, Allocate(out_shape));
+#if !LOOKALIKE_CPU_HAVE_DNNL
+  {
+    const int64_t k = layer->in, nout = layer->out;
+    const float* xi = x.data_as<float>();
+    const float* wt = layer->weight.data();
+    const float* res = residual ? residual->data_as<float>() : nullptr;
+    float* yo = y.data_as<float>();
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < m; ++r) {
+      for (int64_t o = 0; o < nout; ++o) {
+        const float* wr = wt + o * k;
+        const float* xr = xi + r * k;
+        float acc = 0.0f;
+        for (int64_t i = 0; i < k; ++i) acc += xr[i] * wr[i];
+        float v = ApplyActivation(acc + layer->bias[o], act);
+        if (res) v += res[r * nout + o];
+        yo[r * nout + o] = v;
+      }
+    }
+  }
+  return y;
+#else
   if (residual != nullptr) std::memcpy(y.data(), residual->data(), y.nbytes());
   try {
     std::lock_guard<std::mutex> lock(layer->mu);
@@ -519,6 +706,7 @@ StatusOr<Tensor> CpuBackend::Linear(const PreparedLayer& linear, const Tensor& x
                          x.ShapeString() + ")");
   }
   return y;
+#endif
 }
 
 StatusOr<Tensor> CpuBackend::LayerNorm(const PreparedLayer& norm, const Tensor& x) {
@@ -590,16 +778,16 @@ StatusOr<Tensor> CpuBackend::Attention(const Tensor& qkv, int heads) {
     const float* k = q + d;
     const float* v = q + 2 * d;
     // S = scale * Q K^T  (row-major: Q {T, dh} ld 3D, K {T, dh} ld 3D).
-    if (dnnl_sgemm('N', 'T', t, t, dh, scale, q, ld, k, ld, 0.0f, s, t) != dnnl_success) {
+    bool ok = true;
+    Sgemm(/*trans_b=*/true, t, t, dh, scale, q, ld, k, ld, s, t, &ok);
+    if (!ok) {
       ++failed;
       continue;
     }
     for (int64_t i = 0; i < t; ++i) SoftmaxRow(s + i * t, t);
     // O = P V, written into head `hd`'s slice of {N, T, D}.
-    if (dnnl_sgemm('N', 'N', t, dh, t, 1.0f, s, t, v, ld, 0.0f, out + b * t * d + hd * dh, d) !=
-        dnnl_success) {
-      ++failed;
-    }
+    Sgemm(/*trans_b=*/false, t, dh, t, 1.0f, s, t, v, ld, out + b * t * d + hd * dh, d, &ok);
+    if (!ok) ++failed;
   }
   if (failed) return InternalError("Attention: oneDNN sgemm failed for qkv " + qkv.ShapeString());
   return y;

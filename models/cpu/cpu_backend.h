@@ -3,11 +3,16 @@
 //
 // All activations are fp32 on the host, dense and row-major in the layouts of
 // models/tensor.h (NHWC feature maps, NTD token sequences, ND vectors).
-// Convolutions and linear layers run on oneDNN (NHWC source/destination,
-// weights reordered once per shape into oneDNN's preferred layout, bias /
+// Convolutions and linear layers run on oneDNN (NHWC tensors in and out;
+// dense k > 1 convolutions reorder to oneDNN's blocked layout around the
+// kernel, the rest read NHWC directly; conv weights reordered once into the
+// kernel's layout, linear weights used as PyTorch stores them; bias /
 // activation / residual fused as post-ops); attention runs oneDNN's sgemm per
 // (image, head) with an exact softmax between; the element-wise ops are plain
-// OpenMP loops. docs/benchmarks/cpu.md records why (measurements).
+// OpenMP loops. docs/benchmarks/cpu.md records why (measurements). Built
+// without oneDNN (LOOKALIKE_CPU_USE_DNNL=OFF, or no libdnnl on the machine),
+// every op runs on portable loops instead: same results up to fp32 rounding,
+// far slower (reference use on machines without oneDNN).
 //
 // Threads: `num_threads` OpenMP threads for every op (0 = all cores). The
 // setting applies to the calling thread's OpenMP parallel regions, so each

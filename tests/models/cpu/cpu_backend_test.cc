@@ -95,6 +95,11 @@ TEST(CpuBackendTest, Conv2dMatchesNaiveLoop) {
       {1, 64, 64, 3, 8, 32, 32, 32, 32, 0, 0, -1, -1, 1, Activation::kNone, false},   // patch 32
       {3, 5, 5, 7, 9, 1, 1, 2, 2, 0, 0, -1, -1, 1, Activation::kQuickGelu, true},     // 1x1 s2
       {1, 6, 8, 4, 6, 3, 3, 1, 1, 0, 0, 2, 1, 2, Activation::kGeluTanh, true},       // end pad only
+      // Dense spatial convolutions with channels in multiples of 8 run on blocked
+      // layouts (reorders in/out, residual reordered into the destination).
+      {2, 9, 9, 16, 16, 3, 3, 1, 1, 1, 1, -1, -1, 1, Activation::kRelu, true},
+      {1, 14, 13, 8, 24, 3, 3, 2, 2, 1, 1, 0, 0, 1, Activation::kRelu6, true},
+      {1, 10, 10, 16, 8, 5, 5, 1, 1, 2, 2, -1, -1, 1, Activation::kNone, false},
   };
   CpuBackend be({/*num_threads=*/2});
   uint32_t seed = 1;
