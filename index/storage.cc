@@ -111,6 +111,19 @@ class Storage::Connection {
     if (!sqlite3_get_autocommit(db_)) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
   }
 
+  enum class Txn { kWrite, kRead };
+  // Begins a transaction (Begin for kWrite, BeginRead for kRead), runs `body`
+  // and commits. A failed begin is returned as is; when `body` or the commit
+  // fails the transaction is rolled back and that error returned.
+  template <typename F>
+  Status InTransaction(Txn txn, F&& body) {
+    RETURN_IF_ERROR(txn == Txn::kWrite ? Begin() : BeginRead());
+    Status st = body();
+    if (st.ok()) st = Commit();
+    if (!st.ok()) Rollback();
+    return st;
+  }
+
  private:
   sqlite3* db_;
   std::string path_;
@@ -171,37 +184,29 @@ StatusOr<std::unique_ptr<Storage>> Storage::Create(const std::string& path,
                                                    const CollectionSpec& spec) {
   if (FileSize(path) > 0) return AlreadyExistsError(path + ": database already exists");
   ASSIGN_OR_RETURN(auto conn, OpenConnection(path, /*create=*/true));
-  RETURN_IF_ERROR(conn->Begin());
-  Status st = conn->Exec(kSchema);
-  const std::vector<std::pair<std::string, std::string>> rows = {
-      {"schema_version", std::to_string(kSchemaVersion)},
-      {"name", spec.name},
-      {"model", spec.model},
-      {"dim", std::to_string(spec.dim)},
-      {"metric", MetricName(spec.metric)},
-      {"index_spec", spec.index_spec},
-      {"last_seq", "0"},
-      {"pruned_through", "0"},
+  auto body = [&]() -> Status {
+    RETURN_IF_ERROR(conn->Exec(kSchema));
+    const std::vector<std::pair<std::string, std::string>> rows = {
+        {"schema_version", std::to_string(kSchemaVersion)},
+        {"name", spec.name},
+        {"model", spec.model},
+        {"dim", std::to_string(spec.dim)},
+        {"metric", MetricName(spec.metric)},
+        {"index_spec", spec.index_spec},
+        {"last_seq", "0"},
+        {"pruned_through", "0"},
+    };
+    for (const auto& row : rows) {
+      ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
+                       conn->Prepare("INSERT INTO collection(key, value) VALUES(?, ?)"));
+      RETURN_IF_ERROR(BindText(stmt, 1, row.first));
+      RETURN_IF_ERROR(BindText(stmt, 2, row.second));
+      int rc = sqlite3_step(stmt);
+      if (rc != SQLITE_DONE) return conn->Error(rc, "writing collection spec");
+    }
+    return Status::Ok();
   };
-  for (const auto& row : rows) {
-    if (!st.ok()) break;
-    auto stmt = conn->Prepare("INSERT INTO collection(key, value) VALUES(?, ?)");
-    if (!stmt.ok()) {
-      st = stmt.status();
-      break;
-    }
-    st = BindText(*stmt, 1, row.first);
-    if (st.ok()) st = BindText(*stmt, 2, row.second);
-    if (st.ok()) {
-      int rc = sqlite3_step(*stmt);
-      if (rc != SQLITE_DONE) st = conn->Error(rc, "writing collection spec");
-    }
-  }
-  if (st.ok()) st = conn->Commit();
-  if (!st.ok()) {
-    conn->Rollback();
-    return st;
-  }
+  RETURN_IF_ERROR(conn->InTransaction(Connection::Txn::kWrite, body));
   auto storage = std::unique_ptr<Storage>(new Storage(path, spec));
   storage->writer_ = std::move(conn);
   return storage;
@@ -342,7 +347,6 @@ Status RemoveRow(Conn& conn, const std::string& external_id, int64_t seq, int64_
 StatusOr<Storage::UpsertResult> Storage::Upsert(const std::vector<const Item*>& items) {
   std::lock_guard<std::mutex> lock(write_mu_);
   Connection& conn = *writer_;
-  RETURN_IF_ERROR(conn.Begin());
   UpsertResult result;
   auto body = [&]() -> Status {
     ASSIGN_OR_RETURN(int64_t last, ReadCounter(conn, "last_seq"));
@@ -378,13 +382,9 @@ StatusOr<Storage::UpsertResult> Storage::Upsert(const std::vector<const Item*>& 
         if (rc != SQLITE_DONE) return conn.Error(rc, "inserting metadata");
       }
     }
-    return conn.Commit();
+    return Status::Ok();
   };
-  Status st = body();
-  if (!st.ok()) {
-    conn.Rollback();
-    return st;
-  }
+  RETURN_IF_ERROR(conn.InTransaction(Connection::Txn::kWrite, body));
   // Ids written and replaced within the same batch are reported as -1 in
   // internal_ids and also listed in replaced; callers skip -1.
   return result;
@@ -393,7 +393,6 @@ StatusOr<Storage::UpsertResult> Storage::Upsert(const std::vector<const Item*>& 
 StatusOr<Storage::DeleteResult> Storage::Delete(const std::vector<std::string>& ids) {
   std::lock_guard<std::mutex> lock(write_mu_);
   Connection& conn = *writer_;
-  RETURN_IF_ERROR(conn.Begin());
   DeleteResult result;
   auto body = [&]() -> Status {
     ASSIGN_OR_RETURN(int64_t last, ReadCounter(conn, "last_seq"));
@@ -404,13 +403,9 @@ StatusOr<Storage::DeleteResult> Storage::Delete(const std::vector<std::string>& 
       RETURN_IF_ERROR(RemoveRow(conn, id, result.seq, &removed));
       if (removed >= 0) result.removed.push_back(removed);
     }
-    return conn.Commit();
+    return Status::Ok();
   };
-  Status st = body();
-  if (!st.ok()) {
-    conn.Rollback();
-    return st;
-  }
+  RETURN_IF_ERROR(conn.InTransaction(Connection::Txn::kWrite, body));
   return result;
 }
 
@@ -445,7 +440,6 @@ StatusOr<std::vector<std::optional<Item>>> Storage::Get(const std::vector<std::s
   Connection& conn = *lease.conn;
   std::vector<std::optional<Item>> out;
   out.reserve(ids.size());
-  RETURN_IF_ERROR(conn.BeginRead());  // one consistent read snapshot
   auto body = [&]() -> Status {
     for (const auto& id : ids) {
       ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
@@ -467,13 +461,10 @@ StatusOr<std::vector<std::optional<Item>>> Storage::Get(const std::vector<std::s
       RETURN_IF_ERROR(ReadMetadata(conn, internal_id, &item.metadata));
       out.emplace_back(std::move(item));
     }
-    return conn.Commit();
+    return Status::Ok();
   };
-  Status st = body();
-  if (!st.ok()) {
-    conn.Rollback();
-    return st;
-  }
+  // One consistent read snapshot.
+  RETURN_IF_ERROR(conn.InTransaction(Connection::Txn::kRead, body));
   return out;
 }
 
@@ -501,7 +492,6 @@ StatusOr<std::vector<int64_t>> Storage::MatchFilter(const Filter& filter) {
   Connection& conn = *lease.conn;
   std::vector<int64_t> result;
   bool first = true;
-  RETURN_IF_ERROR(conn.BeginRead());
   auto body = [&]() -> Status {
     for (const auto& clause : filter.any_of) {
       std::vector<int64_t> matches;
@@ -527,13 +517,9 @@ StatusOr<std::vector<int64_t>> Storage::MatchFilter(const Filter& filter) {
       }
       if (result.empty()) break;
     }
-    return conn.Commit();
+    return Status::Ok();
   };
-  Status st = body();
-  if (!st.ok()) {
-    conn.Rollback();
-    return st;
-  }
+  RETURN_IF_ERROR(conn.InTransaction(Connection::Txn::kRead, body));
   return result;
 }
 
@@ -543,7 +529,6 @@ StatusOr<std::vector<std::optional<Storage::Description>>> Storage::Describe(
   Connection& conn = *lease.conn;
   std::vector<std::optional<Description>> out;
   out.reserve(internal_ids.size());
-  RETURN_IF_ERROR(conn.BeginRead());
   auto body = [&]() -> Status {
     for (int64_t internal_id : internal_ids) {
       ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
@@ -562,13 +547,9 @@ StatusOr<std::vector<std::optional<Storage::Description>>> Storage::Describe(
       RETURN_IF_ERROR(ReadMetadata(conn, internal_id, &d.metadata));
       out.emplace_back(std::move(d));
     }
-    return conn.Commit();
+    return Status::Ok();
   };
-  Status st = body();
-  if (!st.ok()) {
-    conn.Rollback();
-    return st;
-  }
+  RETURN_IF_ERROR(conn.InTransaction(Connection::Txn::kRead, body));
   return out;
 }
 
@@ -578,7 +559,6 @@ Status Storage::ReadVectors(const std::vector<int64_t>& internal_ids, std::vecto
   Connection& conn = *lease.conn;
   found->clear();
   vectors->clear();
-  RETURN_IF_ERROR(conn.BeginRead());
   auto body = [&]() -> Status {
     for (int64_t internal_id : internal_ids) {
       ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
@@ -593,18 +573,15 @@ Status Storage::ReadVectors(const std::vector<int64_t>& internal_ids, std::vecto
       found->push_back(internal_id);
       sqlite3_reset(stmt);
     }
-    return conn.Commit();
+    return Status::Ok();
   };
-  Status st = body();
-  if (!st.ok()) conn.Rollback();
-  return st;
+  return conn.InTransaction(Connection::Txn::kRead, body);
 }
 
 Status Storage::ScanItems(int64_t after_seq,
                           const std::function<Status(int64_t, const float*)>& fn) {
   ASSIGN_OR_RETURN(auto lease, BorrowReader());
   Connection& conn = *lease.conn;
-  RETURN_IF_ERROR(conn.BeginRead());
   auto body = [&]() -> Status {
     ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
                      conn.Prepare(after_seq <= 0
@@ -624,11 +601,9 @@ Status Storage::ScanItems(int64_t after_seq,
       }
     }
     if (rc != SQLITE_DONE) return conn.Error(rc, "scanning items");
-    return conn.Commit();
+    return Status::Ok();
   };
-  Status st = body();
-  if (!st.ok()) conn.Rollback();
-  return st;
+  return conn.InTransaction(Connection::Txn::kRead, body);
 }
 
 StatusOr<std::vector<int64_t>> Storage::TombstonesAfter(int64_t after_seq) {
@@ -657,20 +632,17 @@ StatusOr<int64_t> Storage::PrunedThrough() {
 Status Storage::PruneTombstones(int64_t through_seq) {
   std::lock_guard<std::mutex> lock(write_mu_);
   Connection& conn = *writer_;
-  RETURN_IF_ERROR(conn.Begin());
   auto body = [&]() -> Status {
     ASSIGN_OR_RETURN(int64_t pruned, ReadCounter(conn, "pruned_through"));
-    if (through_seq <= pruned) return conn.Commit();
+    if (through_seq <= pruned) return Status::Ok();
     ASSIGN_OR_RETURN(sqlite3_stmt * stmt, conn.Prepare("DELETE FROM tombstones WHERE seq <= ?"));
     sqlite3_bind_int64(stmt, 1, through_seq);
     int rc = sqlite3_step(stmt);
     if (rc != SQLITE_DONE) return conn.Error(rc, "pruning tombstones");
     RETURN_IF_ERROR(WriteCounter(conn, "pruned_through", through_seq));
-    return conn.Commit();
+    return Status::Ok();
   };
-  Status st = body();
-  if (!st.ok()) conn.Rollback();
-  return st;
+  return conn.InTransaction(Connection::Txn::kWrite, body);
 }
 
 StatusOr<int64_t> Storage::Count() {
