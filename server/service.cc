@@ -89,6 +89,14 @@ Status Guard(const std::function<Status()>& work) {
   }
 }
 
+// Rejects a request carrying more than `limit` entries of `field` ("images",
+// "items", "ids", "queries"): "items: 5000 items is over the limit of 4096".
+Status CheckCount(const std::string& field, int count, int limit) {
+  if (count <= limit) return Status::Ok();
+  return InvalidArgumentError(field + ": " + std::to_string(count) + " " + field +
+                              " is over the limit of " + std::to_string(limit));
+}
+
 }  // namespace
 
 LookalikeService::LookalikeService(ServiceOptions options, CollectionManager* collections,
@@ -214,10 +222,7 @@ Status LookalikeService::DoEmbed(const pb::EmbedRequest& request, pb::EmbedRespo
   ASSIGN_OR_RETURN(Model * model, FindModel(request.model()));
   const int n = request.images_size();
   if (n == 0) return InvalidArgumentError("images: at least one image is required");
-  if (n > options_.limits.max_images_per_request) {
-    return InvalidArgumentError("images: " + std::to_string(n) + " images is over the limit of " +
-                                std::to_string(options_.limits.max_images_per_request));
-  }
+  RETURN_IF_ERROR(CheckCount("images", n, options_.limits.max_images_per_request));
   std::vector<std::string_view> payloads(request.images().begin(), request.images().end());
   std::vector<Status> item_status;
   std::vector<float> vectors;
@@ -308,10 +313,7 @@ Status LookalikeService::DoUpsert(const pb::UpsertRequest& request, int64_t inde
                                   pb::UpsertResponse* response) {
   ASSIGN_OR_RETURN(std::shared_ptr<Collection> collection, collections_->Get(request.collection()));
   const int n = request.items_size();
-  if (n > options_.limits.max_items_per_upsert) {
-    return InvalidArgumentError("items: " + std::to_string(n) + " items is over the limit of " +
-                                std::to_string(options_.limits.max_items_per_upsert));
-  }
+  RETURN_IF_ERROR(CheckCount("items", n, options_.limits.max_items_per_upsert));
   const CollectionSpec& spec = collection->spec();
   std::vector<Status> status(n, Status::Ok());
   std::vector<int> image_items;
@@ -478,11 +480,7 @@ Status LookalikeService::DoSearch(const pb::SearchRequest& request, pb::SearchRe
   const CollectionSpec& spec = collection->spec();
   const int nq = request.queries_size();
   if (nq == 0) return InvalidArgumentError("queries: at least one query is required");
-  if (nq > options_.limits.max_queries_per_search) {
-    return InvalidArgumentError("queries: " + std::to_string(nq) +
-                                " queries is over the limit of " +
-                                std::to_string(options_.limits.max_queries_per_search));
-  }
+  RETURN_IF_ERROR(CheckCount("queries", nq, options_.limits.max_queries_per_search));
   const int k = request.k() == 0 ? kDefaultK : request.k();
   if (k < 1 || k > options_.limits.max_k) {
     return InvalidArgumentError("k: " + std::to_string(request.k()) + " is out of range [1, " +
@@ -653,11 +651,7 @@ Status LookalikeService::DoSearch(const pb::SearchRequest& request, pb::SearchRe
 
 Status LookalikeService::DoGet(const pb::GetRequest& request, pb::GetResponse* response) {
   ASSIGN_OR_RETURN(std::shared_ptr<Collection> collection, collections_->Get(request.collection()));
-  if (request.ids_size() > options_.limits.max_items_per_upsert) {
-    return InvalidArgumentError("ids: " + std::to_string(request.ids_size()) +
-                                " ids is over the limit of " +
-                                std::to_string(options_.limits.max_items_per_upsert));
-  }
+  RETURN_IF_ERROR(CheckCount("ids", request.ids_size(), options_.limits.max_items_per_upsert));
   std::vector<std::string> ids(request.ids().begin(), request.ids().end());
   ASSIGN_OR_RETURN(auto found, collection->Get(ids));
   for (size_t i = 0; i < ids.size(); ++i) {
@@ -678,11 +672,7 @@ Status LookalikeService::DoGet(const pb::GetRequest& request, pb::GetResponse* r
 
 Status LookalikeService::DoDelete(const pb::DeleteRequest& request, pb::DeleteResponse* response) {
   ASSIGN_OR_RETURN(std::shared_ptr<Collection> collection, collections_->Get(request.collection()));
-  if (request.ids_size() > options_.limits.max_items_per_upsert) {
-    return InvalidArgumentError("ids: " + std::to_string(request.ids_size()) +
-                                " ids is over the limit of " +
-                                std::to_string(options_.limits.max_items_per_upsert));
-  }
+  RETURN_IF_ERROR(CheckCount("ids", request.ids_size(), options_.limits.max_items_per_upsert));
   std::vector<std::string> ids(request.ids().begin(), request.ids().end());
   ASSIGN_OR_RETURN(int64_t deleted, collection->Delete(ids));
   response->set_deleted(deleted);
