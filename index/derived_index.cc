@@ -17,6 +17,8 @@
 #include <fstream>
 #include <iterator>
 
+#include "index/cpu_index_flat.h"
+
 namespace lookalike {
 namespace {
 
@@ -167,7 +169,7 @@ StatusOr<std::unique_ptr<DerivedIndex>> DerivedIndex::Create(const CollectionSpe
   if (!parts.index->is_trained) {
     d->exact_mode_ = true;
     d->min_train_ = MinTrain(parts.index.get());
-    d->index_ = std::make_unique<faiss::IndexFlat>(spec.dim, FaissMetric(spec.metric));
+    d->index_ = std::make_unique<CpuIndexFlat>(spec.dim, FaissMetric(spec.metric));
     d->family_ = IndexFamily::kFlat;
   } else {
     d->index_ = std::move(parts.index);
@@ -522,6 +524,7 @@ StatusOr<std::unique_ptr<DerivedIndex>> DerivedIndex::LoadSnapshot(const std::st
   reader.data.assign(payload + cur.pos(), payload + payload_bytes);
   try {
     d->index_.reset(faiss::read_index(&reader));
+    d->index_ = CpuIndexFlat::Adopt(std::move(d->index_));
   } catch (const std::exception& e) {
     return corrupt(std::string("snapshot index unreadable: ") + e.what());
   }

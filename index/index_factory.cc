@@ -9,6 +9,8 @@
 
 #include <exception>
 
+#include "index/cpu_index_flat.h"
+
 #if defined(LOOKALIKE_HAVE_GPU_INDEX) && __has_include("index/gpu/gpu_index_flat.h")
 #include "index/gpu/gpu_index_flat.h"
 #define LOOKALIKE_INDEX_USE_GPU 1
@@ -80,6 +82,8 @@ StatusOr<DerivedIndexParts> MakeDerivedIndex(const CollectionSpec& spec,
   } catch (const std::exception& e) {
     return InvalidArgumentError("invalid index_spec '" + spec.index_spec + "': " + e.what());
   }
+  // Flat searches run on BLAS (cpu_index_flat.h); same vectors and results.
+  parts.index = CpuIndexFlat::Adopt(std::move(parts.index));
   ASSIGN_OR_RETURN(parts.family, ClassifyIndex(parts.index.get(), spec.index_spec));
   // Polysemous codebook training (on by default for IVF..,PQ.. from the
   // factory) only serves Hamming-filtered search, which we never use, and

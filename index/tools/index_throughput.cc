@@ -121,6 +121,7 @@ int main(int argc, char** argv) {
   std::printf("search k=%d, one query per call: collection %.0f q/s, raw faiss::IndexFlatIP %.0f q/s "
               "(ratio %.2f); collection with a 10%% filter %.0f q/s\n",
               k, collection_qps, raw_qps, collection_qps / raw_qps, filtered_qps);
+  (*c).reset();  // the last reference: closes (and snapshots) the collection
   manager->reset();
   std::filesystem::remove_all(dir);
   return 0;
