@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -138,6 +139,19 @@ class Backend {
 
   // Copies {N, D} to host fp32, row-major, into out (resized to N*D). Synchronizes.
   virtual Status ToHost(const Tensor& x, std::vector<float>* out) = 0;
+
+  // ---- recorded execution --------------------------------------------------
+  // Returns forward(input). A backend may record the work `forward` enqueues
+  // for an input shape once and replay the recording on later calls with the
+  // same shape and dtype (the CUDA backend uses CUDA Graphs), so `forward`
+  // must enqueue the same ops for the same input shape and read nothing but
+  // `input`, prepared layers and constants. The returned tensor may be owned
+  // by the recording: read it (ToHost, or further ops) before the next
+  // RunRecorded call. The default runs `forward` every time.
+  using ForwardFn = std::function<StatusOr<Tensor>(const Tensor& input)>;
+  virtual StatusOr<Tensor> RunRecorded(const Tensor& input, const ForwardFn& forward) {
+    return forward(input);
+  }
 };
 
 }  // namespace lookalike

@@ -35,16 +35,19 @@ class ModelEmbedder : public Embedder {
     result.reserve(images.size() * dim);
     std::lock_guard<std::mutex> lock(mu_);
     std::vector<float> host;
+    const Backend::ForwardFn forward = [this](const Tensor& in) -> StatusOr<Tensor> {
+      ASSIGN_OR_RETURN(Tensor out, model_->Forward(*backend_, in));
+      if (classifier_) return backend_->Linear(*classifier_, out, Activation::kNone, nullptr);
+      if (info_.l2_normalized) return backend_->L2Normalize(out);
+      return out;
+    };
     for (size_t begin = 0; begin < images.size(); begin += max_batch_) {
       const size_t end = std::min(images.size(), begin + max_batch_);
       std::vector<ImageView> chunk(images.begin() + begin, images.begin() + end);
       ASSIGN_OR_RETURN(Tensor x, backend_->Preprocess(chunk, preset_.preprocess));
-      ASSIGN_OR_RETURN(Tensor y, model_->Forward(*backend_, x));
-      if (classifier_) {
-        ASSIGN_OR_RETURN(y, backend_->Linear(*classifier_, y, Activation::kNone, nullptr));
-      } else if (info_.l2_normalized) {
-        ASSIGN_OR_RETURN(y, backend_->L2Normalize(y));
-      }
+      // Everything after preprocessing depends only on the batch shape: the
+      // backend may record it once per batch size and replay it (CUDA Graphs).
+      ASSIGN_OR_RETURN(Tensor y, backend_->RunRecorded(x, forward));
       RETURN_IF_ERROR(backend_->ToHost(y, &host));
       if (host.size() != chunk.size() * dim) {
         return InternalError("model '" + info_.preset + "' produced " +

@@ -2,8 +2,12 @@
 
 #include <cuda_runtime.h>
 
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
 #include <map>
 #include <mutex>
+#include <set>
 #include <string>
 
 #include "kernels/attention.h"
@@ -77,6 +81,11 @@ StatusOr<std::shared_ptr<void>> UploadAs(const float* data, size_t n, ElemType t
 // above 4 MiB) and reused best-fit within 2x of the request.
 class DevicePool : public std::enable_shared_from_this<DevicePool> {
  public:
+  // release_on_oom: on a failed cudaMalloc, synchronize and return the cached
+  // blocks to the driver, then retry. Off for the pool of recorded graphs:
+  // its blocks are baked into graphs, and it is used while capturing, where
+  // no synchronization is allowed.
+  explicit DevicePool(bool release_on_oom = true) : release_on_oom_(release_on_oom) {}
   ~DevicePool() {
     for (auto& kv : free_) cudaFree(kv.second);
   }
@@ -95,7 +104,7 @@ class DevicePool : public std::enable_shared_from_this<DevicePool> {
       }
     }
     cudaError_t err = cudaMalloc(&p, size);
-    if (err != cudaSuccess) {
+    if (err != cudaSuccess && release_on_oom_) {
       cudaGetLastError();
       ReleaseCached();
       err = cudaMalloc(&p, size);
@@ -140,9 +149,17 @@ class DevicePool : public std::enable_shared_from_this<DevicePool> {
     free_.clear();
   }
 
+  const bool release_on_oom_;
   mutable std::mutex mu_;
   std::multimap<size_t, void*> free_;
   size_t total_ = 0;
+};
+
+// One recorded forward pass: a CUDA graph and the tensors it reads and writes.
+struct RecordedGraph {
+  cudaGraphExec_t exec = nullptr;
+  Tensor input;   // the graph reads its input here (copied in before each launch)
+  Tensor output;  // and leaves its result here
 };
 
 struct ConvLayer : PreparedLayer {
@@ -179,10 +196,24 @@ struct CudaBackend::Impl {
   std::shared_ptr<DevicePool> pool = std::make_shared<DevicePool>();
   std::unique_ptr<kernels::LinearRunner> linear;
 
+  // CUDA Graphs (RunRecorded). Graph activations come from graph_pool, never
+  // from `pool`, so eager work can neither clobber nor free them; graphs run
+  // one at a time on `stream`, so they share graph_pool's blocks, except for
+  // each graph's input and output, which the graph keeps.
+  bool graphs_enabled = true;
+  size_t max_graphs = 16;
+  std::shared_ptr<DevicePool> graph_pool = std::make_shared<DevicePool>(/*release_on_oom=*/false);
+  DevicePool* active_pool = pool.get();  // graph_pool while capturing
+  std::map<std::string, RecordedGraph> graphs;  // by input shape and dtype
+  std::map<std::string, int> eager_runs;         // shapes seen, not yet recorded
+  std::set<std::string> unrecordable;            // capture failed: always eager
+  std::string last_graph_error;
+
   ~Impl() {
     cudaSetDevice(device);
     if (stream) {
       cudaStreamSynchronize(stream);
+      for (auto& kv : graphs) cudaGraphExecDestroy(kv.second.exec);
       cudaStreamDestroy(stream);
     }
   }
@@ -194,7 +225,8 @@ struct CudaBackend::Impl {
   StatusOr<Tensor> NewTensor(std::vector<int64_t> shape, DType type) {
     int64_t n = 1;
     for (int64_t d : shape) n *= d;
-    ASSIGN_OR_RETURN(std::shared_ptr<void> block, pool->Get(static_cast<size_t>(n) * DTypeSize(type)));
+    ASSIGN_OR_RETURN(std::shared_ptr<void> block,
+                     active_pool->Get(static_cast<size_t>(n) * DTypeSize(type)));
     void* p = block.get();
     return Tensor(std::move(shape), type, DeviceKind::kCuda, p, std::move(block));
   }
@@ -219,6 +251,16 @@ struct CudaBackend::Impl {
     return Status::Ok();
   }
 };
+
+namespace {
+
+// Captures forward(copy of input) into a CUDA graph without running it.
+// Activations of the capture come from the graph pool; the graph keeps its
+// input and output tensors. On failure the stream is left out of capture.
+StatusOr<RecordedGraph> RecordForward(CudaBackend::Impl& m, const Tensor& input,
+                                      const Backend::ForwardFn& forward);
+
+}  // namespace
 
 CudaBackend::CudaBackend(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 CudaBackend::~CudaBackend() = default;
@@ -249,12 +291,94 @@ StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(const CudaBackendOpti
   RETURN_IF_ERROR(kernels::CudaStatus(cudaStreamCreateWithFlags(&impl->stream, cudaStreamNonBlocking),
                                       "cudaStreamCreate"));
   ASSIGN_OR_RETURN(impl->linear, kernels::LinearRunner::Create(options.matmul_workspace_bytes));
+  impl->graphs_enabled = options.cuda_graphs;
+  if (const char* env = std::getenv("LOOKALIKE_CUDA_GRAPHS"); env != nullptr && std::strcmp(env, "0") == 0) {
+    impl->graphs_enabled = false;
+  }
+  impl->max_graphs = static_cast<size_t>(std::max(0, options.max_graphs));
   return std::unique_ptr<CudaBackend>(new CudaBackend(std::move(impl)));
 }
 
 std::string CudaBackend::name() const { return "cuda:" + std::to_string(impl_->device); }
 DType CudaBackend::compute_dtype() const { return impl_->dtype; }
 size_t CudaBackend::pool_bytes() const { return impl_->pool->total(); }
+size_t CudaBackend::graph_pool_bytes() const { return impl_->graph_pool->total(); }
+size_t CudaBackend::recorded_graphs() const { return impl_->graphs.size(); }
+
+// ---- recorded execution (CUDA Graphs) ------------------------------------------
+
+namespace {
+
+StatusOr<RecordedGraph> RecordForward(CudaBackend::Impl& m, const Tensor& input,
+                                      const Backend::ForwardFn& forward) {
+  RecordedGraph g;
+  m.active_pool = m.graph_pool.get();
+  StatusOr<Tensor> in = m.NewTensor(input.shape(), input.dtype());
+  m.active_pool = m.pool.get();
+  if (!in.ok()) return in.status();
+  g.input = std::move(in).value();
+  RETURN_IF_ERROR(kernels::CudaStatus(
+      cudaStreamBeginCapture(m.stream, cudaStreamCaptureModeRelaxed), "cudaStreamBeginCapture"));
+  m.active_pool = m.graph_pool.get();
+  StatusOr<Tensor> out = forward(g.input);
+  m.active_pool = m.pool.get();
+  cudaGraph_t graph = nullptr;
+  const cudaError_t ended = cudaStreamEndCapture(m.stream, &graph);
+  if (!out.ok() || ended != cudaSuccess) {
+    if (graph != nullptr) cudaGraphDestroy(graph);
+    cudaGetLastError();
+    if (!out.ok()) return out.status();
+    return kernels::CudaStatus(ended, "cudaStreamEndCapture");
+  }
+  cudaGraphExec_t exec = nullptr;
+  const cudaError_t made = cudaGraphInstantiate(&exec, graph, 0);
+  cudaGraphDestroy(graph);
+  if (made != cudaSuccess) {
+    cudaGetLastError();
+    return kernels::CudaStatus(made, "cudaGraphInstantiate");
+  }
+  g.exec = exec;
+  g.output = std::move(out).value();
+  return g;
+}
+
+}  // namespace
+
+StatusOr<Tensor> CudaBackend::RunRecorded(const Tensor& input, const ForwardFn& forward) {
+  RETURN_IF_ERROR(impl_->Activate());
+  Impl& m = *impl_;
+  if (!m.graphs_enabled || input.empty() || input.device() != DeviceKind::kCuda) {
+    return forward(input);
+  }
+  const std::string key = input.ShapeString() + " " + DTypeName(input.dtype());
+  auto it = m.graphs.find(key);
+  if (it == m.graphs.end()) {
+    // The first run at a shape is eager: kernel modules load and cuBLASLt
+    // picks its algorithms outside of any capture. The second is recorded.
+    if (m.unrecordable.count(key) != 0 || m.graphs.size() >= m.max_graphs ||
+        m.eager_runs[key]++ == 0) {
+      return forward(input);
+    }
+    StatusOr<RecordedGraph> recorded = RecordForward(m, input, forward);
+    m.eager_runs.erase(key);
+    if (!recorded.ok()) {
+      // Whatever stopped the capture (memory, an op that cannot be captured)
+      // this shape runs eagerly from now on; the result is the same.
+      m.unrecordable.insert(key);
+      m.last_graph_error = recorded.status().ToString();
+      return forward(input);
+    }
+    it = m.graphs.emplace(key, std::move(recorded).value()).first;
+  }
+  RecordedGraph& g = it->second;
+  RETURN_IF_ERROR(kernels::CudaStatus(cudaMemcpyAsync(g.input.data(), input.data(), input.nbytes(),
+                                                      cudaMemcpyDeviceToDevice, m.stream),
+                                      "RunRecorded: copying the input"));
+  RETURN_IF_ERROR(kernels::CudaStatus(cudaGraphLaunch(g.exec, m.stream), "cudaGraphLaunch"));
+  return g.output;
+}
+
+std::string CudaBackend::last_graph_error() const { return impl_->last_graph_error; }
 
 // ---- preparation -------------------------------------------------------------
 

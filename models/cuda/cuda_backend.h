@@ -14,8 +14,15 @@
 //   naming the bytes.
 // - Ops enqueue work and return; ToHost() synchronizes and reports errors of
 //   kernels that failed asynchronously.
+// - RunRecorded() records the forward pass into a CUDA graph per input shape
+//   (its second run at that shape; the first runs eagerly) and replays it
+//   afterwards: one launch instead of one per op. Graph activations live in
+//   a pool of their own that eager work never touches; graphs run one at a
+//   time on the stream, so they share it, except for each graph's input and
+//   output buffers. A capture that fails (out of memory, say) leaves that
+//   shape eager. Off with CudaBackendOptions::cuda_graphs = false or the
+//   environment variable LOOKALIKE_CUDA_GRAPHS=0.
 // - Not thread-safe (one backend per model replica / stream), as Backend says.
-// CUDA Graph capture per batch size is not implemented.
 #pragma once
 
 #include <memory>
@@ -30,6 +37,8 @@ struct CudaBackendOptions {
   int device = 0;                 // CUDA device index
   DType dtype = DType::kF16;      // activation / weight dtype: kF16 or kBF16
   size_t matmul_workspace_bytes = 32u << 20;  // cuBLASLt workspace
+  bool cuda_graphs = true;  // record RunRecorded() forwards as CUDA graphs
+  int max_graphs = 16;      // input shapes recorded at most; others run eagerly
 };
 
 class CudaBackend : public Backend {
@@ -69,6 +78,7 @@ class CudaBackend : public Backend {
   StatusOr<Tensor> Add(const Tensor& a, const Tensor& b) override;
   StatusOr<Tensor> L2Normalize(const Tensor& x) override;
   Status ToHost(const Tensor& x, std::vector<float>* out) override;
+  StatusOr<Tensor> RunRecorded(const Tensor& input, const ForwardFn& forward) override;
 
   // Host fp32 {shape} -> a device tensor in the compute dtype (tests, benchmarks).
   StatusOr<Tensor> Upload(const std::vector<int64_t>& shape, const float* data);
@@ -76,6 +86,11 @@ class CudaBackend : public Backend {
   Status Synchronize();
   // Bytes held by the activation pool (in use + cached).
   size_t pool_bytes() const;
+  // Bytes held for recorded graphs, the number of graphs, and why the last
+  // capture failed ("" if none did).
+  size_t graph_pool_bytes() const;
+  size_t recorded_graphs() const;
+  std::string last_graph_error() const;
 
   struct Impl;
 

@@ -241,6 +241,78 @@ TEST_P(CudaBackendTest, ShapeErrorsNameTheOp) {
   EXPECT_FALSE(gpu_->Conv2d(**l, xc, Activation::kNone, nullptr).ok());  // a CPU tensor
 }
 
+// RunRecorded: the second run at a shape is captured as a CUDA graph and later
+// runs replay it. Replays must give bit-identical results to eager runs of
+// the same ops, for new inputs, and the graph's buffers must survive eager
+// work in between.
+TEST_P(CudaBackendTest, RecordedGraphsReplayExactly) {
+  const int n = 2, t = 50, d = 64, heads = 2;
+  const float ws = 1.f / std::sqrt(static_cast<float>(d));
+  const auto w = RandomVec(static_cast<size_t>(3 * d) * d, 40, -ws, ws), b = RandomVec(3 * d, 41);
+  const auto w2 = RandomVec(static_cast<size_t>(d) * d, 42, -ws, ws);
+  auto qkv = gpu_->PrepareLinear(d, 3 * d, w.data(), b.data());
+  auto proj = gpu_->PrepareLinear(d, d, w2.data(), nullptr);
+  ASSERT_TRUE(qkv.ok() && proj.ok());
+  int calls = 0;
+  const Backend::ForwardFn forward = [&](const Tensor& x) -> StatusOr<Tensor> {
+    ++calls;
+    ASSIGN_OR_RETURN(Tensor y, gpu_->Linear(**qkv, x, Activation::kNone, nullptr));
+    ASSIGN_OR_RETURN(Tensor a, gpu_->Attention(y, heads));
+    ASSIGN_OR_RETURN(Tensor z, gpu_->Linear(**proj, a, Activation::kGelu, &x));
+    ASSIGN_OR_RETURN(Tensor m, gpu_->MeanPool(z, 0));
+    return gpu_->L2Normalize(m);
+  };
+  auto run = [&](const std::vector<int64_t>& shape, uint32_t seed, bool recorded) {
+    const auto v = RandomVec(Numel(shape), seed);
+    auto x = gpu_->Upload(shape, v.data());
+    EXPECT_TRUE(x.ok());
+    auto y = recorded ? gpu_->RunRecorded(*x, forward) : forward(*x);
+    EXPECT_TRUE(y.ok()) << y.status().ToString();
+    std::vector<float> host;
+    EXPECT_TRUE(gpu_->ToHost(*y, &host).ok());
+    return host;
+  };
+  for (uint32_t seed = 1; seed <= 4; ++seed) {
+    const std::vector<float> eager = run({n, t, d}, seed, false);
+    const std::vector<float> recorded = run({n, t, d}, seed, true);
+    ASSERT_EQ(eager.size(), recorded.size());
+    for (size_t i = 0; i < eager.size(); ++i) {
+      ASSERT_EQ(eager[i], recorded[i]) << "seed " << seed << " element " << i;
+    }
+  }
+  // Eager run 1, then RunRecorded: eager (1st), captured (2nd), replays.
+  // forward() ran for each eager run and once per capture; replays call nothing.
+  EXPECT_EQ(gpu_->recorded_graphs(), 1u) << gpu_->last_graph_error();
+  EXPECT_EQ(calls, 4 + 2);
+  EXPECT_GT(gpu_->graph_pool_bytes(), 0u);
+  // Another batch size gets a graph of its own; the first still replays exactly.
+  for (uint32_t seed = 10; seed <= 12; ++seed) run({n + 1, t, d}, seed, true);
+  EXPECT_EQ(gpu_->recorded_graphs(), 2u) << gpu_->last_graph_error();
+  const std::vector<float> again = run({n, t, d}, 3, true);
+  EXPECT_EQ(again, run({n, t, d}, 3, false));
+}
+
+TEST(CudaBackendGraphsTest, DisabledGraphsRunEagerly) {
+  if (CudaDeviceCount() == 0) GTEST_SKIP() << "no CUDA device present";
+  CudaBackendOptions o;
+  o.cuda_graphs = false;
+  auto b = CudaBackend::Create(o);
+  ASSERT_TRUE(b.ok()) << b.status().ToString();
+  const std::vector<float> v = RandomVec(16, 1);
+  auto x = (*b)->Upload({2, 8}, v.data());
+  ASSERT_TRUE(x.ok());
+  int calls = 0;
+  for (int i = 0; i < 3; ++i) {
+    auto y = (*b)->RunRecorded(*x, [&](const Tensor& in) -> StatusOr<Tensor> {
+      ++calls;
+      return (*b)->L2Normalize(in);
+    });
+    ASSERT_TRUE(y.ok());
+  }
+  EXPECT_EQ(calls, 3);
+  EXPECT_EQ((*b)->recorded_graphs(), 0u);
+}
+
 INSTANTIATE_TEST_SUITE_P(DTypes, CudaBackendTest, ::testing::Values(DType::kF16, DType::kBF16),
                          [](const auto& info) { return std::string(DTypeName(info.param)); });
 
