@@ -8,12 +8,19 @@ namespace lookalike {
 
 Batcher::Batcher(std::string name, int dim, EmbedFn embed, BatcherOptions options,
                  BatchObserver observer)
+    : Batcher(std::move(name), dim, std::vector<EmbedFn>{std::move(embed)}, options,
+              std::move(observer)) {}
+
+Batcher::Batcher(std::string name, int dim, std::vector<EmbedFn> embeds, BatcherOptions options,
+                 BatchObserver observer)
     : name_(std::move(name)),
       dim_(dim),
-      embed_(std::move(embed)),
+      embeds_(std::move(embeds)),
       options_(options),
       observer_(std::move(observer)) {
-  worker_ = std::thread([this] { Run(); });
+  for (const EmbedFn& embed : embeds_) {
+    workers_.emplace_back([this, &embed] { Run(embed); });
+  }
 }
 
 Batcher::~Batcher() { Shutdown(); }
@@ -24,7 +31,9 @@ void Batcher::Shutdown() {
     stopping_ = true;
   }
   cv_.notify_all();
-  if (worker_.joinable()) worker_.join();
+  for (std::thread& worker : workers_) {
+    if (worker.joinable()) worker.join();
+  }
 }
 
 int Batcher::queue_depth() const {
@@ -34,6 +43,7 @@ int Batcher::queue_depth() const {
 
 Status Batcher::Submit(std::vector<ImageView> images, DoneFn done) {
   if (images.empty()) return InvalidArgumentError("no images to embed");
+  if (embeds_.empty()) return FailedPreconditionError("model \"" + name_ + "\" has no replicas");
   auto job = std::make_shared<Job>();
   job->remaining = images.size();
   job->vectors.resize(images.size() * static_cast<size_t>(dim_));
@@ -65,11 +75,12 @@ StatusOr<std::vector<float>> Batcher::Embed(std::vector<ImageView> images) {
   return vectors;
 }
 
-void Batcher::Run() {
+void Batcher::Run(const EmbedFn& embed) {
   const size_t max_batch = static_cast<size_t>(std::max(1, options_.max_batch));
   std::vector<Entry> batch;
   std::vector<ImageView> views;
   std::vector<float> out;
+  std::vector<std::shared_ptr<Job>> finished;
   for (;;) {
     {
       std::unique_lock<std::mutex> lock(mu_);
@@ -79,6 +90,7 @@ void Batcher::Run() {
       // run what is there at once.
       const auto deadline = queue_.front().enqueued + options_.max_delay;
       cv_.wait_until(lock, deadline, [&] { return stopping_ || queue_.size() >= max_batch; });
+      if (queue_.empty()) continue;  // another worker took it
       const size_t n = std::min(max_batch, queue_.size());
       batch.assign(std::make_move_iterator(queue_.begin()),
                    std::make_move_iterator(queue_.begin() + n));
@@ -89,7 +101,7 @@ void Batcher::Run() {
     if (observer_) observer_(static_cast<int>(batch.size()));
     Status status;
     try {
-      status = embed_(views, &out);
+      status = embed(views, &out);
     } catch (const std::bad_alloc&) {
       status = ResourceExhaustedError("out of memory while embedding");
     } catch (const std::exception& e) {
@@ -100,18 +112,27 @@ void Batcher::Run() {
                              " floats for " + std::to_string(views.size()) + " images of dim " +
                              std::to_string(dim_));
     }
-    for (size_t i = 0; i < batch.size(); ++i) {
-      Job& job = *batch[i].job;
-      if (status.ok()) {
-        std::memcpy(job.vectors.data() + batch[i].index * dim_, out.data() + i * dim_,
+    // Rows go to disjoint places of each job's vectors; the counts and status
+    // are shared with the other workers, so they change under mu_ (which also
+    // orders every worker's rows before the last worker's done()).
+    if (status.ok()) {
+      for (size_t i = 0; i < batch.size(); ++i) {
+        std::memcpy(batch[i].job->vectors.data() + batch[i].index * dim_, out.data() + i * dim_,
                     sizeof(float) * dim_);
-      } else if (job.status.ok()) {
-        job.status = status;
       }
-      if (--job.remaining == 0) {
-        if (!job.status.ok()) job.vectors.clear();
-        job.done(job.status, std::move(job.vectors));
+    }
+    finished.clear();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (const Entry& e : batch) {
+        Job& job = *e.job;
+        if (!status.ok() && job.status.ok()) job.status = status;
+        if (--job.remaining == 0) finished.push_back(e.job);
       }
+    }
+    for (const std::shared_ptr<Job>& job : finished) {
+      if (!job->status.ok()) job->vectors.clear();
+      job->done(job->status, std::move(job->vectors));
     }
     batch.clear();
   }

@@ -1,11 +1,13 @@
 // Batcher: per-model dynamic batching of embedding work.
 //
-// Requests submit their decoded images; one worker thread per model takes up
-// to `max_batch` queued images (from one or many requests, in arrival order)
+// Requests submit their decoded images; a worker thread takes up to
+// `max_batch` queued images (from one or many requests, in arrival order)
 // once the batch is full or the oldest queued image has waited `max_delay`,
 // runs the embedding function on them, and hands each request its vectors
 // when all of its images are done. A request larger than max_batch spans
-// several batches. The queue is bounded (in images): a request that does not
+// several batches. There is one worker per embedding function (one per model
+// replica: on a GPU each replica has its own stream, so one batch's host work
+// overlaps another's GPU work); workers take batches in queue order. The queue is bounded (in images): a request that does not
 // fit is refused at once with RESOURCE_EXHAUSTED and nothing of it is queued.
 //
 // The embedding function is a std::function so tests can run without a model;
@@ -47,13 +49,17 @@ class Batcher {
 
   Batcher(std::string name, int dim, EmbedFn embed, BatcherOptions options,
           BatchObserver observer = nullptr);
+  // One worker per function (at least one). Each function is called on its
+  // own worker only, never concurrently with itself.
+  Batcher(std::string name, int dim, std::vector<EmbedFn> embeds, BatcherOptions options,
+          BatchObserver observer = nullptr);
   // Finishes the queued work, then stops the worker.
   ~Batcher();
   Batcher(const Batcher&) = delete;
   Batcher& operator=(const Batcher&) = delete;
 
   // Queues `images` (views must stay valid until `done` runs). On OK, `done`
-  // is called exactly once, on the worker thread. On error (queue full:
+  // is called exactly once, on a worker thread. On error (queue full:
   // RESOURCE_EXHAUSTED; shut down: UNAVAILABLE; empty: INVALID_ARGUMENT)
   // `done` is not called.
   Status Submit(std::vector<ImageView> images, DoneFn done);
@@ -63,6 +69,7 @@ class Batcher {
 
   // Images waiting for a batch.
   int queue_depth() const;
+  int workers() const { return static_cast<int>(embeds_.size()); }
   int dim() const { return dim_; }
   const std::string& name() const { return name_; }
 
@@ -83,19 +90,19 @@ class Batcher {
     std::chrono::steady_clock::time_point enqueued;
   };
 
-  void Run();
+  void Run(const EmbedFn& embed);
 
   const std::string name_;
   const int dim_;
-  const EmbedFn embed_;
+  const std::vector<EmbedFn> embeds_;
   const BatcherOptions options_;
   const BatchObserver observer_;
 
-  mutable std::mutex mu_;
+  mutable std::mutex mu_;  // guards the queue, stopping_, and Job status / remaining
   std::condition_variable cv_;
   std::deque<Entry> queue_;
   bool stopping_ = false;
-  std::thread worker_;
+  std::vector<std::thread> workers_;
 };
 
 }  // namespace lookalike

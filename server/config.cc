@@ -72,6 +72,8 @@ const std::map<std::string, Setter>& ScalarKeys() {
       {"default_model", StringField(&ServerConfig::default_model)},
       {"engine_threads", [](const std::string& k, const std::string& v,
                             ServerConfig* c) { return ParseInt(k, v, &c->engine_threads); }},
+      {"engine_replicas", [](const std::string& k, const std::string& v,
+                             ServerConfig* c) { return ParseInt(k, v, &c->engine_replicas); }},
       {"handler_threads", [](const std::string& k, const std::string& v,
                              ServerConfig* c) { return ParseInt(k, v, &c->handler_threads); }},
       {"snapshot_every_writes",
@@ -107,6 +109,7 @@ const std::map<std::string, std::string>& FlagKeys() {
       {"log-level", "log_level"},
       {"default-model", "default_model"},
       {"engine-threads", "engine_threads"},
+      {"engine-replicas", "engine_replicas"},
       {"handler-threads", "handler_threads"},
       {"snapshot-every-writes", "snapshot_every_writes"},
       {"max-message-bytes", "limits.max_message_bytes"},
@@ -325,6 +328,7 @@ Status ValidateConfig(const ServerConfig& c) {
                                 "\" is not one of trace, debug, info, warn, error, critical, off");
   }
   RETURN_IF_ERROR(CheckRange("engine_threads", c.engine_threads, 0, 1024));
+  RETURN_IF_ERROR(CheckRange("engine_replicas", c.engine_replicas, 0, 16));
   RETURN_IF_ERROR(CheckRange("handler_threads", c.handler_threads, 0, 4096));
   RETURN_IF_ERROR(CheckRange("snapshot_every_writes", c.snapshot_every_writes, 1,
                              std::numeric_limits<int64_t>::max()));
@@ -414,6 +418,8 @@ documents every key), then these flags:
   --model NAME=PRESET:WEIGHTS   serve a model (repeatable; replaces the configured list)
   --default-model NAME          model for requests and collections that name none
   --engine-threads N            CPU backend threads per model (0 = all cores)
+  --engine-replicas N           engines per model, each with its own weights and CUDA stream
+                                (0 = auto: 2 on cuda, 1 on cpu)
   --handler-threads N           RPC worker threads (0 = max(32, 4 x cores))
   --snapshot-every-writes N     index snapshot after N changed items
   --log-level LEVEL             trace|debug|info|warn|error|critical|off

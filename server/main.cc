@@ -82,19 +82,27 @@ int Run(int argc, char** argv) {
     options.device = device;
     options.num_threads = config.engine_threads;
     options.max_batch = config.batcher.max_batch;
-    StatusOr<std::unique_ptr<Embedder>> embedder = Embedder::Load(options);
-    if (!embedder.ok()) {
-      spdlog::critical("model \"{}\" (preset {}, weights {}): {}", m.name, m.preset, m.weights,
-                       embedder.status().ToString());
-      return 1;
-    }
+    const int replicas = config.engine_replicas > 0 ? config.engine_replicas
+                                                    : (device == "cpu" ? 1 : 2);
     ServedModel served;
     served.name = m.name;
-    served.info = (*embedder)->info();
-    served.embedder = std::shared_ptr<Embedder>(std::move(*embedder));
-    spdlog::info("model \"{}\": preset {}, dim {}, input {}x{}, backend {}", m.name,
+    for (int r = 0; r < replicas; ++r) {
+      StatusOr<std::unique_ptr<Embedder>> embedder = Embedder::Load(options);
+      if (!embedder.ok()) {
+        spdlog::critical("model \"{}\" (preset {}, weights {}), engine {} of {}: {}", m.name,
+                         m.preset, m.weights, r + 1, replicas, embedder.status().ToString());
+        return 1;
+      }
+      if (r == 0) {
+        served.info = (*embedder)->info();
+        served.embedder = std::shared_ptr<Embedder>(std::move(*embedder));
+      } else {
+        served.more_replicas.push_back(std::shared_ptr<Embedder>(std::move(*embedder)));
+      }
+    }
+    spdlog::info("model \"{}\": preset {}, dim {}, input {}x{}, backend {}, {} engine(s)", m.name,
                  served.info.preset, served.info.dim, served.info.input_height,
-                 served.info.input_width, served.info.backend);
+                 served.info.input_width, served.info.backend, replicas);
     models.push_back(std::move(served));
   }
 

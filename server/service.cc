@@ -115,16 +115,21 @@ LookalikeService::LookalikeService(ServiceOptions options, CollectionManager* co
   for (ServedModel& served : models) {
     auto model = std::make_unique<Model>();
     model->served = std::move(served);
-    Batcher::EmbedFn fn = model->served.embed;
-    if (!fn) {
-      std::shared_ptr<Embedder> embedder = model->served.embedder;
-      fn = [embedder](const std::vector<ImageView>& images, std::vector<float>* out) {
-        return embedder->Embed(images, out);
-      };
+    std::vector<Batcher::EmbedFn> fns;
+    if (model->served.embed) {
+      fns.push_back(model->served.embed);
+    } else {
+      std::vector<std::shared_ptr<Embedder>> engines = {model->served.embedder};
+      for (const auto& e : model->served.more_replicas) engines.push_back(e);
+      for (std::shared_ptr<Embedder> embedder : engines) {
+        fns.push_back([embedder](const std::vector<ImageView>& images, std::vector<float>* out) {
+          return embedder->Embed(images, out);
+        });
+      }
     }
     const std::string name = model->served.name;
     Metrics* m = metrics_;
-    model->batcher = std::make_unique<Batcher>(name, model->served.info.dim, std::move(fn),
+    model->batcher = std::make_unique<Batcher>(name, model->served.info.dim, std::move(fns),
                                                batcher_options, [m, name](int size) {
                                                  if (m) m->ObserveBatch(name, size);
                                                });

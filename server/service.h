@@ -37,6 +37,9 @@ struct ServedModel {
   std::string name;                    // used in requests and collections
   ModelInfo info;                      // preset, dim, input size, backend
   std::shared_ptr<Embedder> embedder;  // the engine; may be null when `embed` is set
+  // More engines of the same model (engine_replicas > 1): the batcher runs
+  // one worker per engine, `embedder` included.
+  std::vector<std::shared_ptr<Embedder>> more_replicas;
   // What the batcher runs; empty = embedder->Embed. (Tests pass a function.)
   Batcher::EmbedFn embed;
 };

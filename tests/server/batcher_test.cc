@@ -2,7 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
+#include <condition_variable>
 #include <future>
 #include <mutex>
 #include <vector>
@@ -79,6 +81,53 @@ TEST(BatcherTest, LargeRequestSpansBatchesInOrder) {
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(*r, want);
   EXPECT_EQ(engine.Batches(), (std::vector<int>{4, 4, 2}));
+}
+
+// Two replicas: batches run on both at once, and a request spread over
+// batches of both gets every row in its place.
+TEST(BatcherTest, ReplicasRunBatchesInParallel) {
+  std::mutex mu;
+  std::condition_variable cv;
+  int running = 0, peak = 0;
+  std::vector<int> per_replica(2, 0);
+  auto replica = [&](int r) -> Batcher::EmbedFn {
+    return [&, r](const std::vector<ImageView>& images, std::vector<float>* out) {
+      {
+        std::unique_lock<std::mutex> lock(mu);
+        ++per_replica[r];
+        peak = std::max(peak, ++running);
+        cv.notify_all();
+        // Hold the first batch until the other replica runs one too.
+        cv.wait_for(lock, 2s, [&] { return peak >= 2; });
+      }
+      out->clear();
+      for (const ImageView& v : images) {
+        out->push_back(static_cast<float>(v.width));
+        out->push_back(static_cast<float>(v.height));
+      }
+      std::lock_guard<std::mutex> lock(mu);
+      --running;
+      return Status::Ok();
+    };
+  };
+  Batcher batcher("m", 2, std::vector<Batcher::EmbedFn>{replica(0), replica(1)},
+                  BatcherOptions{4, 1ms, 256});
+  EXPECT_EQ(batcher.workers(), 2);
+  std::vector<ImageView> images;
+  std::vector<float> want;
+  for (int i = 1; i <= 40; ++i) {
+    images.push_back(View(i));
+    want.push_back(float(i));
+    want.push_back(float(-i));
+  }
+  StatusOr<std::vector<float>> r = batcher.Embed(images);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(*r, want);
+  std::lock_guard<std::mutex> lock(mu);
+  EXPECT_EQ(peak, 2);
+  EXPECT_GT(per_replica[0], 0);
+  EXPECT_GT(per_replica[1], 0);
+  EXPECT_EQ(per_replica[0] + per_replica[1], 10);
 }
 
 TEST(BatcherTest, FullQueueIsResourceExhausted) {

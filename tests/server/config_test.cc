@@ -151,6 +151,8 @@ TEST(ConfigTest, EveryFlagReachesItsKey) {
                                                "debug",
                                                "--engine-threads",
                                                "3",
+                                               "--engine-replicas",
+                                               "4",
                                                "--handler-threads",
                                                "5",
                                                "--snapshot-every-writes",
@@ -180,6 +182,7 @@ TEST(ConfigTest, EveryFlagReachesItsKey) {
   EXPECT_EQ(c->index_device, "cuda:0");
   EXPECT_EQ(c->log_level, "debug");
   EXPECT_EQ(c->engine_threads, 3);
+  EXPECT_EQ(c->engine_replicas, 4);
   EXPECT_EQ(c->handler_threads, 5);
   EXPECT_EQ(c->snapshot_every_writes, 7);
   EXPECT_EQ(c->limits.max_message_bytes, 2048);
@@ -207,6 +210,7 @@ TEST(ConfigTest, FlagErrors) {
   EXPECT_EQ(error({"--config", "/does/not/exist.yaml"}),
             "--config: cannot read \"/does/not/exist.yaml\"");
   EXPECT_EQ(error({"stray"}), "unexpected argument \"stray\" (flags start with --)");
+  EXPECT_EQ(error({"--engine-replicas", "17"}), "engine_replicas: 17 is out of range [0, 16]");
   EXPECT_EQ(error({"--model", "x=resnet18:w"}),
             "default_model: \"efficientnet_lite0\" is not one of the configured models");
   StatusOr<ServerConfig> c = LoadServerConfig({"--help"}, &help);
