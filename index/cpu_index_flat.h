@@ -9,7 +9,8 @@
 // search():
 //   - the database is streamed in row blocks; each block's scores for a block
 //     of queries come from one BLAS call (sgemv for one query, sgemm else),
-//     threaded by the BLAS library;
+//     threaded by the BLAS library; BLAS calls of concurrent searches take
+//     turns (each already uses every core);
 //   - per query, a k-entry heap keeps the best results, on the calling
 //     thread: an OpenMP region between BLAS calls would leave its threads
 //     spinning against BLAS's own (2-3x slower at 16-256 queries, measured);

@@ -23,6 +23,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench/common/uniform_rng.h"
 #include "index/cpu_index_flat.h"
 
 namespace {
@@ -30,15 +31,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using idx_t = faiss::Index::idx_t;
 
-struct Rng {
-  uint64_t s;
-  float Next() {  // uniform in [-1, 1)
-    s ^= s << 13;
-    s ^= s >> 7;
-    s ^= s << 17;
-    return static_cast<float>(s >> 40) * (2.0f / 16777216.0f) - 1.0f;
-  }
-};
+using Rng = lookalike::bench::UniformRng;
 
 struct Dataset {
   const char* name;

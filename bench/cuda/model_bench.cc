@@ -3,7 +3,10 @@
 //   cuda_model_bench --preset resnet50 --weights W.safetensors [--batch 1,8,32,128,256]
 //                    [--iters 20]
 // W: the reference model's state_dict as .safetensors (bench/cuda/peer_models.py
-// writes the same random weights it times PyTorch with). One JSON line per batch.
+// writes the same random weights it times PyTorch with). Two JSON lines per
+// batch: eager (one launch per op) and CUDA graphs (CudaBackend::RunRecorded),
+// each with throughput (back-to-back forwards) and latency (one forward, enqueue
+// to completion).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -62,29 +65,51 @@ int main(int argc, char** argv) {
     for (float& v : host) v = nd(rng);
     auto x = (*backend)->Upload({b, s, s, 3}, host.data());
     if (!x.ok()) return fail(x.status());
-    for (int i = 0; i < 3; ++i) {
-      auto y = (*model)->Forward(**backend, *x);
-      if (!y.ok()) return fail(y.status());
-    }
-    Status st = (*backend)->Synchronize();
-    if (!st.ok()) return fail(st);
-    std::vector<double> samples;
-    for (int rep = 0; rep < 3; ++rep) {
-      const auto t0 = std::chrono::steady_clock::now();
-      for (int i = 0; i < iters; ++i) {
-        auto y = (*model)->Forward(**backend, *x);
-        if (!y.ok()) return fail(y.status());
+    const Backend::ForwardFn forward = [&](const Tensor& in) { return (*model)->Forward(**backend, in); };
+    // Eager: one launch per op. Graphs: RunRecorded (recorded at its second
+    // call, replayed after; the warm-up calls cover both).
+    for (const bool graphs : {false, true}) {
+      auto run = [&]() -> Status {
+        auto y = graphs ? (*backend)->RunRecorded(*x, forward) : forward(*x);
+        return y.ok() ? Status::Ok() : y.status();
+      };
+      for (int i = 0; i < 3; ++i) {
+        Status st = run();
+        if (!st.ok()) return fail(st);
       }
-      st = (*backend)->Synchronize();
+      Status st = (*backend)->Synchronize();
       if (!st.ok()) return fail(st);
-      samples.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() / iters);
+      std::vector<double> samples;
+      for (int rep = 0; rep < 3; ++rep) {
+        const auto t0 = std::chrono::steady_clock::now();
+        for (int i = 0; i < iters; ++i) {
+          st = run();
+          if (!st.ok()) return fail(st);
+        }
+        st = (*backend)->Synchronize();
+        if (!st.ok()) return fail(st);
+        samples.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() / iters);
+      }
+      std::sort(samples.begin(), samples.end());
+      const double ms = samples[1];
+      // Latency: one forward from enqueue to completion, median of `iters`.
+      std::vector<double> lat;
+      for (int i = 0; i < iters; ++i) {
+        const auto t0 = std::chrono::steady_clock::now();
+        st = run();
+        if (st.ok()) st = (*backend)->Synchronize();
+        if (!st.ok()) return fail(st);
+        lat.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+      }
+      std::sort(lat.begin(), lat.end());
+      std::printf("{\"op\":\"model\",\"preset\":\"%s\",\"impl\":\"%s\",\"batch\":%d,"
+                  "\"ms\":%.4f,\"img_per_s\":%.1f,\"latency_ms\":%.4f,\"pool_bytes\":%zu,"
+                  "\"graph_pool_bytes\":%zu,\"graph_error\":\"%s\"}\n",
+                  preset_name.c_str(), graphs ? "lookalike_cuda_fp16_graphs" : "lookalike_cuda_fp16", b,
+                  ms, b / (ms * 1e-3), lat[lat.size() / 2], (*backend)->pool_bytes(),
+                  (*backend)->graph_pool_bytes(), (*backend)->last_graph_error().c_str());
+      std::fflush(stdout);
     }
-    std::sort(samples.begin(), samples.end());
-    const double ms = samples[1];
-    std::printf("{\"op\":\"model\",\"preset\":\"%s\",\"impl\":\"lookalike_cuda_fp16\",\"batch\":%d,"
-                "\"ms\":%.4f,\"img_per_s\":%.1f,\"pool_bytes\":%zu}\n",
-                preset_name.c_str(), b, ms, b / (ms * 1e-3), (*backend)->pool_bytes());
-    std::fflush(stdout);
   }
   return 0;
 }

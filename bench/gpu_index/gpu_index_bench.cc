@@ -29,6 +29,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/common/uniform_rng.h"
 #include "index/gpu/gpu_flat_store.h"
 
 namespace {
@@ -39,15 +40,7 @@ using lookalike::Metric;
 using lookalike::SearchTiming;
 using lookalike::StorageType;
 
-struct Rng {
-  uint64_t s;
-  float Next() {  // uniform in [-1, 1)
-    s ^= s << 13;
-    s ^= s >> 7;
-    s ^= s << 17;
-    return static_cast<float>(s >> 40) * (2.0f / 16777216.0f) - 1.0f;
-  }
-};
+using Rng = lookalike::bench::UniformRng;
 
 struct Dataset {
   const char* name;
