@@ -220,7 +220,7 @@ Status ValidateGeometry(const ConvGeometry& g, const char* op) {
 // Depthwise: one thread = one output pixel x V channels (V = 8: 16-byte loads).
 
 template <typename T, int V>
-struct Vec {
+struct alignas(sizeof(T) * V) Vec {  // read and written as one 16-byte word
   T v[V];
 };
 

@@ -11,6 +11,7 @@
 // fixed xorshift seed, inner product. The results of both are compared: the
 // run fails if any query's top-k labels differ beyond score ties.
 // Usage: cpu_index_bench [--quick] [--min-seconds S] [--json FILE]
+//                        [--database 0|1] [--batch N]   (one database / batch size)
 #include <faiss/IndexFlat.h>
 
 #include <algorithm>
@@ -67,6 +68,8 @@ int main(int argc, char** argv) {
   bool quick = false;
   double min_seconds = 2.0;
   std::string json_path;
+  int only_database = -1;  // index into the database list; -1 = all
+  int only_batch = 0;      // 0 = all batch sizes
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--quick") {
@@ -75,14 +78,26 @@ int main(int argc, char** argv) {
       min_seconds = std::atof(argv[++i]);
     } else if (a == "--json" && i + 1 < argc) {
       json_path = argv[++i];
+    } else if (a == "--database" && i + 1 < argc) {
+      only_database = std::atoi(argv[++i]);
+    } else if (a == "--batch" && i + 1 < argc) {
+      only_batch = std::atoi(argv[++i]);
     } else {
-      std::fprintf(stderr, "usage: %s [--quick] [--min-seconds S] [--json FILE]\n", argv[0]);
+      std::fprintf(stderr,
+                   "usage: %s [--quick] [--min-seconds S] [--json FILE] [--database 0|1] "
+                   "[--batch N]\n",
+                   argv[0]);
       return 2;
     }
   }
   std::vector<Dataset> datasets = {{"1M x 768", 1000000, 768}, {"10M x 128", 10000000, 128}};
   if (quick) datasets = {{"100k x 768", 100000, 768}, {"1M x 128", 1000000, 128}};
-  const int batches[] = {1, 16, 256, 1024};
+  if (only_database >= 0) {
+    if (only_database >= static_cast<int>(datasets.size())) return 2;
+    datasets = {datasets[static_cast<size_t>(only_database)]};
+  }
+  std::vector<int> batches = {1, 16, 256, 1024};
+  if (only_batch > 0) batches = {only_batch};
   const int ks[] = {10, 100};
   FILE* json = json_path.empty() ? nullptr : std::fopen(json_path.c_str(), "w");
   std::printf("hardware threads: %u\n", std::thread::hardware_concurrency());

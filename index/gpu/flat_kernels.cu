@@ -16,6 +16,9 @@
 
 #include <cfloat>
 #include <cstdint>
+#include <map>
+#include <mutex>
+#include <utility>
 
 #include "index/gpu/flat_kernels.h"
 
@@ -423,6 +426,25 @@ __global__ void __launch_bounds__(kFusedChunk) FusedSmallBatchKernel(FusedArgs a
   }
 }
 
+// Raises `func`'s dynamic shared-memory limit on the current device to at
+// least `bytes`. The limit belongs to the function, not to a store: lowering
+// it for one launch could fail another store's launch on another thread
+// between its own raise and launch, so the limit only ever goes up.
+cudaError_t EnsureSharedLimit(const void* func, size_t bytes) {
+  static std::mutex mu;
+  static std::map<std::pair<int, const void*>, size_t> limits;
+  int device = 0;
+  cudaError_t err = cudaGetDevice(&device);
+  if (err != cudaSuccess) return err;
+  std::lock_guard<std::mutex> lock(mu);
+  size_t& limit = limits[{device, func}];
+  if (bytes <= limit) return cudaSuccess;
+  err = cudaFuncSetAttribute(func, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             static_cast<int>(bytes));
+  if (err == cudaSuccess) limit = bytes;
+  return err;
+}
+
 }  // namespace
 
 size_t FusedSharedBytes(int nq, int k, int dim) {
@@ -442,13 +464,11 @@ cudaError_t LaunchFusedSmallBatch(const FusedArgs& args, cudaStream_t stream) {
   const unsigned blocks = static_cast<unsigned>((args.rows + args.seg_len - 1) / args.seg_len);
   cudaError_t err;
   if (args.fp16) {
-    err = cudaFuncSetAttribute(FusedSmallBatchKernel<true>,
-                               cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+    err = EnsureSharedLimit(reinterpret_cast<const void*>(&FusedSmallBatchKernel<true>), smem);
     if (err != cudaSuccess) return err;
     FusedSmallBatchKernel<true><<<blocks, kFusedChunk, smem, stream>>>(args);
   } else {
-    err = cudaFuncSetAttribute(FusedSmallBatchKernel<false>,
-                               cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+    err = EnsureSharedLimit(reinterpret_cast<const void*>(&FusedSmallBatchKernel<false>), smem);
     if (err != cudaSuccess) return err;
     FusedSmallBatchKernel<false><<<blocks, kFusedChunk, smem, stream>>>(args);
   }
@@ -466,9 +486,7 @@ cudaError_t LaunchPrepareRows(const float* src, int64_t n, int dim, bool normali
 cudaError_t LaunchTileSelect(const TileSelectArgs& args, cudaStream_t stream) {
   if (args.nq <= 0 || args.tile_n <= 0) return cudaSuccess;
   const size_t smem = SelectSharedBytes(args.k);
-  cudaError_t err = cudaFuncSetAttribute(TileSelectKernel,
-                                         cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                         static_cast<int>(smem));
+  cudaError_t err = EnsureSharedLimit(reinterpret_cast<const void*>(&TileSelectKernel), smem);
   if (err != cudaSuccess) return err;
   const int64_t segments = (args.tile_n + args.seg_len - 1) / args.seg_len;
   dim3 grid(static_cast<unsigned>(segments), static_cast<unsigned>(args.nq));
@@ -480,9 +498,7 @@ cudaError_t LaunchMergeSelect(float* keys, int32_t* vals, int nq, int64_t count,
                               cudaStream_t stream) {
   if (nq <= 0) return cudaSuccess;
   const size_t smem = SelectSharedBytes(k);
-  cudaError_t err = cudaFuncSetAttribute(MergeSelectKernel,
-                                         cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                         static_cast<int>(smem));
+  cudaError_t err = EnsureSharedLimit(reinterpret_cast<const void*>(&MergeSelectKernel), smem);
   if (err != cudaSuccess) return err;
   MergeSelectKernel<<<static_cast<unsigned>(nq), kSelectThreads, smem, stream>>>(keys, vals, count,
                                                                                 ld, k);

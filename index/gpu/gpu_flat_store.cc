@@ -72,6 +72,26 @@ Status CheckSearchArgs(int dim, int64_t nq, const float* queries, int query_dim,
   return Status::Ok();
 }
 
+Status CheckVectorValues(const float* x, int64_t n, int dim, StorageType storage, Metric metric,
+                         const char* what) {
+  // Cosine rows are normalized before rounding, so only finiteness matters.
+  const bool fp16_range = storage == StorageType::kFloat16 && metric != Metric::kCosine;
+  const int64_t total = n * dim;
+  for (int64_t i = 0; i < total; ++i) {
+    const float v = x[i];
+    if (!std::isfinite(v)) {
+      return InvalidArgumentError(std::string(what) + " " + std::to_string(i / dim) +
+                                  " component " + std::to_string(i % dim) + " is not finite");
+    }
+    if (fp16_range && std::fabs(v) > 65504.f) {
+      return InvalidArgumentError(std::string(what) + " " + std::to_string(i / dim) +
+                                  " component " + std::to_string(i % dim) +
+                                  " is outside the fp16 range");
+    }
+  }
+  return Status::Ok();
+}
+
 bool GpuAvailable() {
   int count = 0;
   if (cudaGetDeviceCount(&count) != cudaSuccess) {
@@ -299,19 +319,7 @@ struct GpuFlatStore::Impl {
     if (rows + n > std::numeric_limits<int32_t>::max()) {
       return ResourceExhaustedError("GPU flat index holds at most 2^31-1 rows");
     }
-    const bool fp16_range = opt.storage == StorageType::kFloat16 && opt.metric != Metric::kCosine;
-    const int64_t total = n * opt.dim;
-    for (int64_t i = 0; i < total; ++i) {
-      const float v = x[i];
-      if (!std::isfinite(v)) {
-        return InvalidArgumentError("vector " + std::to_string(i / opt.dim) + " component " +
-                                    std::to_string(i % opt.dim) + " is not finite");
-      }
-      if (fp16_range && std::fabs(v) > 65504.f) {
-        return InvalidArgumentError("vector " + std::to_string(i / opt.dim) + " component " +
-                                    std::to_string(i % opt.dim) + " is outside the fp16 range");
-      }
-    }
+    RETURN_IF_ERROR(CheckVectorValues(x, n, opt.dim, opt.storage, opt.metric, "vector"));
     if (new_ids != nullptr) {
       std::unordered_set<int64_t> batch;
       batch.reserve(n);
@@ -497,9 +505,35 @@ Status GpuFlatStore::Search(int64_t nq, const float* queries, int query_dim, int
                             float* distances, int64_t* labels, const RowAllowSets* allow,
                             SearchTiming* timing) {
   RETURN_IF_ERROR(CheckSearchArgs(options_.dim, nq, queries, query_dim, k, distances, labels));
+  // A non-finite (or, in fp16, out-of-range) query would turn every key into
+  // inf or NaN and silently drop rows from the results.
+  RETURN_IF_ERROR(
+      CheckVectorValues(queries, nq, options_.dim, options_.storage, options_.metric, "query"));
   std::lock_guard<std::mutex> lock(impl_->mu);
   LK_CUDA_RETURN(cudaSetDevice(options_.device), "cudaSetDevice");
   return impl_->SearchLocked(nq, queries, k, distances, labels, allow, timing);
+}
+
+Status GpuFlatStore::SearchFiltered(int64_t nq, const float* queries, int query_dim, int k,
+                                    float* distances, int64_t* labels,
+                                    const RowAllowBuilder& make_allow) {
+  RETURN_IF_ERROR(CheckSearchArgs(options_.dim, nq, queries, query_dim, k, distances, labels));
+  RETURN_IF_ERROR(
+      CheckVectorValues(queries, nq, options_.dim, options_.storage, options_.metric, "query"));
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  LK_CUDA_RETURN(cudaSetDevice(options_.device), "cudaSetDevice");
+  const int64_t words = CeilDiv(impl_->rows, 32);
+  const std::vector<uint32_t> bits =
+      make_allow(impl_->labels_host.data(), impl_->rows, words > 0 ? impl_->tomb_host.data() : nullptr);
+  if (static_cast<int64_t>(bits.size()) < words) {
+    return InvalidArgumentError("allow-set has " + std::to_string(bits.size()) + " words for " +
+                                std::to_string(impl_->rows) + " rows");
+  }
+  RowAllowSets allow;
+  allow.bits = bits.data();
+  allow.words_per_set = static_cast<int64_t>(bits.size());
+  allow.num_sets = 1;
+  return impl_->SearchLocked(nq, queries, k, distances, labels, &allow, nullptr);
 }
 
 Status GpuFlatStore::Impl::SearchLocked(int64_t nq, const float* queries, int k, float* distances,
@@ -541,7 +575,9 @@ Status GpuFlatStore::Impl::SearchLocked(int64_t nq, const float* queries, int k,
   const bool fp16_rows = opt.storage == StorageType::kFloat16;
   bool fused = opt.fused_small_batch && nq <= gpu_detail::kFusedMaxQueries &&
                k <= gpu_detail::kFusedMaxK && opt.dim % (fp16_rows ? 8 : 4) == 0 &&
-               gpu_detail::FusedSharedBytes(static_cast<int>(nq), k, opt.dim) <=
+               // The kernel's static shared variables (a few bytes) count
+               // against the same per-block limit.
+               gpu_detail::FusedSharedBytes(static_cast<int>(nq), k, opt.dim) + 1024 <=
                    static_cast<size_t>(smem_optin);
   int64_t fused_seg = 0;
   for (;;) {

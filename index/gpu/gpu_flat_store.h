@@ -101,6 +101,12 @@ Status CheckGpuFlatStoreOptions(const GpuFlatStoreOptions& options);
 Status CheckSearchArgs(int dim, int64_t nq, const float* queries, int query_dim, int k,
                        const float* distances, const int64_t* labels);
 
+// Every value of n x dim `x` finite and, for fp16 storage (except cosine,
+// whose rows are normalized first), within +-65504. INVALID_ARGUMENT names
+// `what` ("vector", "query"), the row and the component.
+Status CheckVectorValues(const float* x, int64_t n, int dim, StorageType storage, Metric metric,
+                         const char* what);
+
 // Allow-sets for a filtered search, as bitsets over the store's ROWS (not
 // ids): bit (r % 32) of word r / 32 set means row r may be returned. Host
 // memory, read during Search only. num_sets is 1 (one set shared by all
@@ -142,6 +148,15 @@ class GpuFlatStore {
   Status Search(int64_t nq, const float* queries, int query_dim, int k, float* distances,
                 int64_t* labels, const RowAllowSets* allow = nullptr,
                 SearchTiming* timing = nullptr);
+
+  // Search with one allow-set built from the store's rows while it is locked,
+  // so no add, removal or compaction can slip between building the set and
+  // searching with it. make_allow(row_labels, rows, tombstones) returns
+  // ceil(rows / 32) words (tombstones: ceil(rows / 32) words, set = removed).
+  using RowAllowBuilder = std::function<std::vector<uint32_t>(
+      const int64_t* row_labels, int64_t rows, const uint32_t* tombstones)>;
+  Status SearchFiltered(int64_t nq, const float* queries, int query_dim, int k, float* distances,
+                        int64_t* labels, const RowAllowBuilder& make_allow);
 
   // Tombstones every live row whose label satisfies is_removed; returns how
   // many. May compact (see compact_fraction). Sequential mode renumbers.

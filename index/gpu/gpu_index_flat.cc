@@ -87,21 +87,19 @@ void GpuIndexFlat::search(idx_t n, const float* x, idx_t k, float* distances, id
     FAISS_THROW_FMT("GpuIndexFlat::search: k must be in 1..%d, got %lld", kGpuMaxK,
                     static_cast<long long>(k));
   }
-  std::vector<uint32_t> bits;
-  RowAllowSets allow;
-  const RowAllowSets* allow_ptr = nullptr;
   if (params != nullptr && params->sel != nullptr) {
-    const std::vector<int64_t> row_labels = store_->RowLabels();
-    const std::vector<uint32_t> tomb = store_->TombstoneBits();
-    bits = RowBitsetFromSelector(*params->sel, row_labels.data(),
-                                 static_cast<int64_t>(row_labels.size()),
-                                 tomb.empty() ? nullptr : tomb.data());
-    allow.bits = bits.data();
-    allow.words_per_set = static_cast<int64_t>(bits.size());
-    allow.num_sets = 1;
-    allow_ptr = &allow;
+    // The allow-set is built from the rows under the store's lock, so a
+    // concurrent add, remove or compaction cannot shift rows under it.
+    const faiss::IDSelector& sel = *params->sel;
+    ThrowIfError(store_->SearchFiltered(
+                     n, x, d, static_cast<int>(k), distances, labels,
+                     [&sel](const int64_t* row_labels, int64_t rows, const uint32_t* tombstones) {
+                       return RowBitsetFromSelector(sel, row_labels, rows, tombstones);
+                     }),
+                 "search");
+    return;
   }
-  ThrowIfError(store_->Search(n, x, d, static_cast<int>(k), distances, labels, allow_ptr), "search");
+  ThrowIfError(store_->Search(n, x, d, static_cast<int>(k), distances, labels), "search");
 }
 
 void GpuIndexFlat::reset() {

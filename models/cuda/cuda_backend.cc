@@ -74,6 +74,9 @@ StatusOr<std::shared_ptr<void>> UploadAs(const float* data, size_t n, ElemType t
     err = cudaMemcpy(buf.get(), bits.data(), n * 2, cudaMemcpyHostToDevice);
   }
   RETURN_IF_ERROR(kernels::CudaStatus(err, "cuda: uploading " + what));
+  // A pageable host-to-device cudaMemcpy may return before its DMA has landed,
+  // and the backend's stream does not wait for the legacy stream: wait here.
+  RETURN_IF_ERROR(kernels::CudaStatus(cudaStreamSynchronize(nullptr), "cuda: uploading " + what));
   return buf;
 }
 
@@ -362,9 +365,10 @@ StatusOr<Tensor> CudaBackend::RunRecorded(const Tensor& input, const ForwardFn& 
     StatusOr<RecordedGraph> recorded = RecordForward(m, input, forward);
     m.eager_runs.erase(key);
     if (!recorded.ok()) {
-      // Whatever stopped the capture (memory, an op that cannot be captured)
-      // this shape runs eagerly from now on; the result is the same.
-      m.unrecordable.insert(key);
+      // Out of memory may pass: try again after another eager run. Anything
+      // else (an op that cannot be captured) keeps this shape eager for good.
+      // Either way the result is the same.
+      if (recorded.status().code() != StatusCode::kResourceExhausted) m.unrecordable.insert(key);
       m.last_graph_error = recorded.status().ToString();
       return forward(input);
     }

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cfloat>
 #include <cmath>
+#include <limits>
 #include <numeric>
 #include <utility>
 #include <vector>
@@ -153,6 +154,29 @@ TEST(GpuFlatStoreArgsTest, RejectsBadSearchArguments) {
   EXPECT_EQ(CheckSearchArgs(4, 1, nullptr, 4, 8, d, l).code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(CheckSearchArgs(4, 1, q, 4, 8, nullptr, l).code(), StatusCode::kInvalidArgument);
   EXPECT_TRUE(CheckSearchArgs(4, 0, nullptr, 4, 8, nullptr, nullptr).ok());  // empty batch
+}
+
+TEST(GpuFlatStoreArgsTest, RejectsNonFiniteAndOutOfRangeValues) {
+  const float inf = std::numeric_limits<float>::infinity();
+  const float ok[6] = {1, -2, 3, 65504.f, -65504.f, 0};
+  EXPECT_TRUE(CheckVectorValues(ok, 2, 3, StorageType::kFloat16, Metric::kL2, "query").ok());
+  const float nan_row[6] = {1, 2, 3, 4, std::nanf(""), 6};
+  const Status nan = CheckVectorValues(nan_row, 2, 3, StorageType::kFloat32, Metric::kL2, "query");
+  EXPECT_EQ(nan.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(nan.message().find("query 1 component 1 is not finite"), std::string::npos)
+      << nan.ToString();
+  const float inf_row[3] = {inf, 0, 0};
+  EXPECT_EQ(CheckVectorValues(inf_row, 1, 3, StorageType::kFloat16, Metric::kCosine, "vector").code(),
+            StatusCode::kInvalidArgument);
+  // 1e5 does not fit fp16 for L2 / inner product, but cosine rows are normalized first.
+  const float big[3] = {1e5f, 0, 0};
+  const Status range = CheckVectorValues(big, 1, 3, StorageType::kFloat16, Metric::kInnerProduct,
+                                         "query");
+  EXPECT_NE(range.message().find("query 0 component 0 is outside the fp16 range"),
+            std::string::npos)
+      << range.ToString();
+  EXPECT_TRUE(CheckVectorValues(big, 1, 3, StorageType::kFloat16, Metric::kCosine, "query").ok());
+  EXPECT_TRUE(CheckVectorValues(big, 1, 3, StorageType::kFloat32, Metric::kL2, "query").ok());
 }
 
 TEST(GpuFlatStoreNoDeviceTest, CreateFailsCleanlyWithoutDevice) {

@@ -10,8 +10,10 @@
 #include <faiss/impl/FaissException.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <numeric>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "index/gpu/cpu_reference.h"
@@ -245,6 +247,52 @@ TEST_F(GpuIndexFlatTest, MemoryBudgetThrowsResourceExhausted) {
     EXPECT_NE(std::string(e.what()).find("RESOURCE_EXHAUSTED"), std::string::npos) << e.what();
   }
   EXPECT_EQ(gpu.ntotal, 0);
+}
+
+// Filtered searches while another thread adds and removes: the allow-set is
+// built under the store's lock, so every search succeeds and returns only
+// labels the selector admits.
+TEST_F(GpuIndexFlatTest, FilteredSearchDuringConcurrentWrites) {
+  GpuIndexFlat gpu(kDim, faiss::METRIC_L2, Fp32());
+  std::vector<faiss::Index::idx_t> ids(kN);
+  std::iota(ids.begin(), ids.end(), 0);
+  gpu.add_with_ids(kN / 2, base_.data(), ids.data());
+  std::atomic<bool> done{false};
+  std::string writer_error;
+  std::thread writer([&] {
+    try {
+      for (int i = kN / 2; i < kN; i += 100) {
+        gpu.add_with_ids(100, base_.data() + static_cast<size_t>(i) * kDim, ids.data() + i);
+        faiss::IDSelectorRange doomed(i - kN / 2, i - kN / 2 + 50);  // forces compactions
+        gpu.remove_ids(doomed);
+      }
+    } catch (const std::exception& e) {
+      writer_error = e.what();
+    }
+    done = true;
+  });
+  faiss::IDSelectorRange allowed(1000, 3000);
+  faiss::SearchParameters params;
+  params.sel = &allowed;
+  const int k = 20;
+  std::vector<float> d(kQ * k);
+  std::vector<faiss::Index::idx_t> l(kQ * k);
+  int searches = 0;
+  std::string search_error;
+  int64_t outside = 0;
+  while ((!done || searches < 3) && search_error.empty()) {
+    try {
+      gpu.search(kQ, queries_.data(), k, d.data(), l.data(), &params);
+    } catch (const std::exception& e) {
+      search_error = e.what();
+    }
+    for (faiss::Index::idx_t label : l) outside += label >= 0 && (label < 1000 || label >= 3000);
+    ++searches;
+  }
+  writer.join();  // before any assertion can return
+  EXPECT_EQ(search_error, "");
+  EXPECT_EQ(writer_error, "");
+  EXPECT_EQ(outside, 0);
 }
 
 TEST(GpuIndexFlatNoDeviceTest, ConstructorThrowsClearErrorWithoutDevice) {
