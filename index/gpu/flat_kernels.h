@@ -32,10 +32,9 @@ cudaError_t LaunchPrepareRows(const float* src, int64_t n, int dim, bool normali
 // Grid: ceil(tile_n / seg_len) segments x nq. Segment s of query q writes its
 // k best (key ascending; padding key +inf, value -1) to
 //   out_keys/out_vals + q * out_ld + (out_slot0 + s) * k, values = rows r.
-struct TileSelectArgs {
-  const float* ip = nullptr;
-  int64_t tile_n = 0;
-  int64_t tile_row0 = 0;
+// What both selection paths share: the queries' keys, the rows to skip, and
+// where each segment's k best go.
+struct SelectArgs {
   int nq = 0;
   bool l2 = false;
   const float* norms = nullptr;
@@ -48,6 +47,11 @@ struct TileSelectArgs {
   int32_t* out_vals = nullptr;
   int64_t out_ld = 0;
   int64_t out_slot0 = 0;
+};
+struct TileSelectArgs : SelectArgs {
+  const float* ip = nullptr;
+  int64_t tile_n = 0;
+  int64_t tile_row0 = 0;
 };
 cudaError_t LaunchTileSelect(const TileSelectArgs& args, cudaStream_t stream);
 
@@ -76,24 +80,12 @@ cudaError_t LaunchFinishResults(const float* keys, const int32_t* vals, int64_t 
 constexpr int kFusedMaxQueries = 16;
 constexpr int kFusedMaxK = 128;
 constexpr int kFusedChunk = 256;  // rows scored per block step (= threads)
-struct FusedArgs {
+struct FusedArgs : SelectArgs {  // seg_len: a multiple of kFusedChunk
   const void* vecs = nullptr;
   bool fp16 = true;
   int dim = 0;
   int64_t rows = 0;
   const void* queries = nullptr;
-  int nq = 0;
-  bool l2 = false;
-  const float* norms = nullptr;
-  const uint32_t* tombstones = nullptr;
-  const uint32_t* allow = nullptr;
-  int64_t allow_stride = 0;
-  int64_t seg_len = 0;  // multiple of kFusedChunk
-  int k = 0;
-  float* out_keys = nullptr;
-  int32_t* out_vals = nullptr;
-  int64_t out_ld = 0;
-  int64_t out_slot0 = 0;
 };
 size_t FusedSharedBytes(int nq, int k, int dim);
 cudaError_t LaunchFusedSmallBatch(const FusedArgs& args, cudaStream_t stream);

@@ -684,25 +684,27 @@ Status GpuFlatStore::Impl::SearchLocked(int64_t nq, const float* queries, int k,
     }
     // Slot 0 of each query holds the running top-k; start it empty.
     LK_CUDA_RETURN(cudaMemset2DAsync(d_cvals, ld * 4, 0xFF, k * 4, qn, stream), "clear top-k");
+    gpu_detail::SelectArgs select;
+    select.nq = qn;
+    select.l2 = l2;
+    select.norms = norms.as<float>();
+    select.tombstones = live < rows ? tomb.as<uint32_t>() : nullptr;
+    select.allow = allow != nullptr ? d_allow : nullptr;
+    select.allow_stride = per_query_allow ? words : 0;
+    select.k = k;
+    select.out_keys = d_ckeys;
+    select.out_vals = d_cvals;
+    select.out_ld = ld;
+    select.out_slot0 = 1;
     if (fused) {
       gpu_detail::FusedArgs f;
+      static_cast<gpu_detail::SelectArgs&>(f) = select;
+      f.seg_len = fused_seg;
       f.vecs = vecs.as<void>();
       f.fp16 = fp16;
       f.dim = opt.dim;
       f.rows = rows;
       f.queries = d_qbuf;
-      f.nq = qn;
-      f.l2 = l2;
-      f.norms = norms.as<float>();
-      f.tombstones = live < rows ? tomb.as<uint32_t>() : nullptr;
-      f.allow = allow != nullptr ? d_allow : nullptr;
-      f.allow_stride = per_query_allow ? words : 0;
-      f.seg_len = fused_seg;
-      f.k = k;
-      f.out_keys = d_ckeys;
-      f.out_vals = d_cvals;
-      f.out_ld = ld;
-      f.out_slot0 = 1;
       LK_CUDA_RETURN(gpu_detail::LaunchFusedSmallBatch(f, stream), "fused small-batch search");
       LK_CUDA_RETURN(gpu_detail::LaunchMergeSelect(d_ckeys, d_cvals, qn, ld, ld, k, stream),
                      "merge selection");
@@ -720,21 +722,11 @@ Status GpuFlatStore::Impl::SearchLocked(int64_t nq, const float* queries, int k,
           CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
       if (st != CUBLAS_STATUS_SUCCESS) return CublasError(st, "cublasGemmEx distances");
       gpu_detail::TileSelectArgs a;
+      static_cast<gpu_detail::SelectArgs&>(a) = select;
+      a.seg_len = seg_len;
       a.ip = d_ip;
       a.tile_n = tn;
       a.tile_row0 = t0;
-      a.nq = qn;
-      a.l2 = l2;
-      a.norms = norms.as<float>();
-      a.tombstones = live < rows ? tomb.as<uint32_t>() : nullptr;
-      a.allow = allow != nullptr ? d_allow : nullptr;
-      a.allow_stride = per_query_allow ? words : 0;
-      a.seg_len = seg_len;
-      a.k = k;
-      a.out_keys = d_ckeys;
-      a.out_vals = d_cvals;
-      a.out_ld = ld;
-      a.out_slot0 = 1;
       LK_CUDA_RETURN(gpu_detail::LaunchTileSelect(a, stream), "tile selection");
       const int64_t used_slots = 1 + CeilDiv(tn, seg_len);
       LK_CUDA_RETURN(gpu_detail::LaunchMergeSelect(d_ckeys, d_cvals, qn, used_slots * k, ld, k, stream),
