@@ -19,7 +19,8 @@ std::string ResolveServerAddress(const std::string& flag) {
 Status FromGrpcStatus(const grpc::Status& status) {
   if (status.ok()) return Status::Ok();
   int code = static_cast<int>(status.error_code());
-  if (code < 0 || code > static_cast<int>(StatusCode::kDataLoss)) code = static_cast<int>(StatusCode::kUnknown);
+  if (code < 0 || code > static_cast<int>(StatusCode::kDataLoss))
+    code = static_cast<int>(StatusCode::kUnknown);
   std::string message = status.error_message();
   if (message.empty()) message = "(no message from server)";
   return Status(static_cast<StatusCode>(code), std::move(message));
@@ -33,7 +34,8 @@ StatusOr<std::unique_ptr<Client>> Client::Connect(const ClientOptions& options) 
   ClientOptions resolved = options;
   resolved.server = ResolveServerAddress(options.server);
   if (resolved.server.find_first_of(" \t\r\n") != std::string::npos) {
-    return InvalidArgumentError("server address \"" + resolved.server + "\" contains whitespace; expected HOST:PORT");
+    return InvalidArgumentError("server address \"" + resolved.server +
+                                "\" contains whitespace; expected HOST:PORT");
   }
   if (resolved.max_attempts < 1) return InvalidArgumentError("max_attempts must be >= 1");
   grpc::ChannelArguments args;
@@ -42,19 +44,24 @@ StatusOr<std::unique_ptr<Client>> Client::Connect(const ClientOptions& options) 
   // Retries are done here (CallWithRetry) so they are visible and bounded in
   // one place; keep gRPC's own transparent retries off to avoid multiplying.
   args.SetInt(GRPC_ARG_ENABLE_RETRIES, 0);
-  auto channel = grpc::CreateCustomChannel(resolved.server, grpc::InsecureChannelCredentials(), args);
-  if (channel == nullptr) return InvalidArgumentError("cannot create a channel to \"" + resolved.server + "\"");
+  auto channel =
+      grpc::CreateCustomChannel(resolved.server, grpc::InsecureChannelCredentials(), args);
+  if (channel == nullptr)
+    return InvalidArgumentError("cannot create a channel to \"" + resolved.server + "\"");
   return std::make_unique<Client>(std::move(channel), std::move(resolved));
 }
 
 Client::Client(std::shared_ptr<grpc::Channel> channel, ClientOptions options)
-    : channel_(std::move(channel)), stub_(v1::Lookalike::NewStub(channel_)), options_(std::move(options)) {}
+    : channel_(std::move(channel)),
+      stub_(v1::Lookalike::NewStub(channel_)),
+      options_(std::move(options)) {}
 
 Status Client::WaitForConnected(std::chrono::milliseconds timeout) {
   if (channel_->WaitForConnected(std::chrono::system_clock::now() + timeout)) return Status::Ok();
   return UnavailableError("cannot connect to the server at " + options_.server + " within " +
-                          std::to_string(timeout.count()) + " ms (is lookalike-server running? set --server or " +
-                          kServerEnvVar + ")");
+                          std::to_string(timeout.count()) +
+                          " ms (is lookalike-server running? set --server or " + kServerEnvVar +
+                          ")");
 }
 
 namespace {
@@ -133,7 +140,8 @@ StatusOr<bool> Client::CheckHealth(const std::string& service, std::chrono::mill
   grpc::Slice out;
   std::string bytes;
   if (response.Length() > 0) {
-    if (!response.DumpToSingleSlice(&out).ok()) return InternalError("health check: unreadable reply");
+    if (!response.DumpToSingleSlice(&out).ok())
+      return InternalError("health check: unreadable reply");
     bytes.assign(reinterpret_cast<const char*>(out.begin()), out.size());
   }
   int serving = DecodeHealthStatus(bytes);
@@ -155,11 +163,14 @@ Status Client::CallWithRetry(const char* method,
     // Full jitter in [backoff/2, backoff] spreads the retries of concurrent
     // callers so they do not hit a recovering server at the same instant.
     std::uniform_real_distribution<double> jitter(0.5, 1.0);
-    std::this_thread::sleep_for(std::chrono::milliseconds(static_cast<int64_t>(backoff_ms * jitter(rng))));
-    backoff_ms = std::min(backoff_ms * options_.backoff_multiplier, static_cast<double>(options_.max_backoff.count()));
+    std::this_thread::sleep_for(
+        std::chrono::milliseconds(static_cast<int64_t>(backoff_ms * jitter(rng))));
+    backoff_ms = std::min(backoff_ms * options_.backoff_multiplier,
+                          static_cast<double>(options_.max_backoff.count()));
   }
   if (!last.ok() && last.code() == StatusCode::kUnavailable) {
-    return Status(last.code(), last.message() + " (server " + options_.server + ", method " + method + ")");
+    return Status(last.code(),
+                  last.message() + " (server " + options_.server + ", method " + method + ")");
   }
   return last;
 }
@@ -175,7 +186,8 @@ StatusOr<std::vector<v1::ModelInfo>> Client::ListModels() {
 
 StatusOr<v1::EmbedResponse> Client::Embed(const v1::EmbedRequest& request) {
   v1::EmbedResponse response;
-  RETURN_IF_ERROR(CallWithRetry("Embed", [&](grpc::ClientContext* c) { return stub_->Embed(c, request, &response); }));
+  RETURN_IF_ERROR(CallWithRetry(
+      "Embed", [&](grpc::ClientContext* c) { return stub_->Embed(c, request, &response); }));
   return response;
 }
 
@@ -193,7 +205,8 @@ StatusOr<std::vector<v1::CollectionInfo>> Client::ListCollections() {
   RETURN_IF_ERROR(CallWithRetry("ListCollections", [&](grpc::ClientContext* c) {
     return stub_->ListCollections(c, request, &response);
   }));
-  return std::vector<v1::CollectionInfo>(response.collections().begin(), response.collections().end());
+  return std::vector<v1::CollectionInfo>(response.collections().begin(),
+                                         response.collections().end());
 }
 
 StatusOr<v1::CollectionInfo> Client::DescribeCollection(const std::string& name) {
@@ -217,8 +230,8 @@ Status Client::DropCollection(const std::string& name) {
 
 StatusOr<v1::UpsertResponse> Client::Upsert(const v1::UpsertRequest& request) {
   v1::UpsertResponse response;
-  RETURN_IF_ERROR(
-      CallWithRetry("Upsert", [&](grpc::ClientContext* c) { return stub_->Upsert(c, request, &response); }));
+  RETURN_IF_ERROR(CallWithRetry(
+      "Upsert", [&](grpc::ClientContext* c) { return stub_->Upsert(c, request, &response); }));
   return response;
 }
 
@@ -242,24 +255,26 @@ StatusOr<v1::UpsertResponse> Client::UpsertStream(const std::string& collection,
 
 StatusOr<v1::SearchResponse> Client::Search(const v1::SearchRequest& request) {
   v1::SearchResponse response;
-  RETURN_IF_ERROR(
-      CallWithRetry("Search", [&](grpc::ClientContext* c) { return stub_->Search(c, request, &response); }));
+  RETURN_IF_ERROR(CallWithRetry(
+      "Search", [&](grpc::ClientContext* c) { return stub_->Search(c, request, &response); }));
   return response;
 }
 
 StatusOr<v1::GetResponse> Client::Get(const v1::GetRequest& request) {
   v1::GetResponse response;
-  RETURN_IF_ERROR(CallWithRetry("Get", [&](grpc::ClientContext* c) { return stub_->Get(c, request, &response); }));
+  RETURN_IF_ERROR(CallWithRetry(
+      "Get", [&](grpc::ClientContext* c) { return stub_->Get(c, request, &response); }));
   return response;
 }
 
-StatusOr<int64_t> Client::Delete(const std::string& collection, const std::vector<std::string>& ids) {
+StatusOr<int64_t> Client::Delete(const std::string& collection,
+                                 const std::vector<std::string>& ids) {
   v1::DeleteRequest request;
   request.set_collection(collection);
   for (const auto& id : ids) request.add_ids(id);
   v1::DeleteResponse response;
-  RETURN_IF_ERROR(
-      CallWithRetry("Delete", [&](grpc::ClientContext* c) { return stub_->Delete(c, request, &response); }));
+  RETURN_IF_ERROR(CallWithRetry(
+      "Delete", [&](grpc::ClientContext* c) { return stub_->Delete(c, request, &response); }));
   return response.deleted();
 }
 
@@ -267,7 +282,10 @@ StatusOr<int64_t> Client::Delete(const std::string& collection, const std::vecto
 
 BulkUploader::BulkUploader(Client* client, std::string collection, BulkUploadOptions options,
                            BatchCallback on_batch)
-    : client_(client), collection_(std::move(collection)), options_(options), on_batch_(std::move(on_batch)) {
+    : client_(client),
+      collection_(std::move(collection)),
+      options_(options),
+      on_batch_(std::move(on_batch)) {
   options_.concurrency = std::max(1, options_.concurrency);
   options_.batch_items = std::max(1, options_.batch_items);
   options_.batch_bytes = std::max<int64_t>(1, options_.batch_bytes);
@@ -280,8 +298,8 @@ BulkUploader::~BulkUploader() { Finish(); }
 void BulkUploader::Add(v1::Item item, int64_t tag) {
   std::unique_lock<std::mutex> lock(mu_);
   int64_t bytes = static_cast<int64_t>(item.ByteSizeLong());
-  if (pending_.request.items_size() > 0 &&
-      (pending_.request.items_size() >= options_.batch_items || pending_.bytes + bytes > options_.batch_bytes)) {
+  if (pending_.request.items_size() > 0 && (pending_.request.items_size() >= options_.batch_items ||
+                                            pending_.bytes + bytes > options_.batch_bytes)) {
     // Wait for a free slot in the window before handing the batch over.
     cv_.wait(lock, [this] { return in_flight_ < options_.concurrency; });
     FlushLocked();
@@ -337,8 +355,9 @@ std::vector<BulkItemResult> BulkUploader::SendBatch(const Batch& batch) {
     if (!reply.ok()) {
       for (int i : todo) results[i].status = reply.status();
     } else if (reply->statuses_size() != request.items_size()) {
-      Status bad = InternalError("server replied with " + std::to_string(reply->statuses_size()) +
-                                 " item statuses for " + std::to_string(request.items_size()) + " items");
+      Status bad =
+          InternalError("server replied with " + std::to_string(reply->statuses_size()) +
+                        " item statuses for " + std::to_string(request.items_size()) + " items");
       for (int i : todo) results[i].status = bad;
     } else {
       for (int j = 0; j < reply->statuses_size(); ++j) {
@@ -348,14 +367,16 @@ std::vector<BulkItemResult> BulkUploader::SendBatch(const Batch& batch) {
           results[i].status = Status::Ok();
           continue;
         }
-        int code = s.code() > 0 && s.code() <= static_cast<int>(StatusCode::kDataLoss) ? s.code() : 2;
+        int code =
+            s.code() > 0 && s.code() <= static_cast<int>(StatusCode::kDataLoss) ? s.code() : 2;
         results[i].status = Status(static_cast<StatusCode>(code), s.message());
         if (IsRetryable(results[i].status.code())) again.push_back(i);
       }
     }
     if (again.empty() || attempt >= copts.max_attempts) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(static_cast<int64_t>(backoff_ms)));
-    backoff_ms = std::min(backoff_ms * copts.backoff_multiplier, static_cast<double>(copts.max_backoff.count()));
+    backoff_ms = std::min(backoff_ms * copts.backoff_multiplier,
+                          static_cast<double>(copts.max_backoff.count()));
     todo = std::move(again);
   }
   return results;

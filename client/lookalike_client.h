@@ -51,9 +51,9 @@ Status FromGrpcStatus(const grpc::Status& status);
 bool IsRetryable(StatusCode code);
 
 struct ClientOptions {
-  std::string server;                          // HOST:PORT; "" = ResolveServerAddress("")
-  std::chrono::milliseconds timeout{60000};    // deadline of each attempt
-  int max_attempts = 6;                        // 1 = no retries; 6 waits ~6 s in all
+  std::string server;                        // HOST:PORT; "" = ResolveServerAddress("")
+  std::chrono::milliseconds timeout{60000};  // deadline of each attempt
+  int max_attempts = 6;                      // 1 = no retries; 6 waits ~6 s in all
   std::chrono::milliseconds initial_backoff{200};
   std::chrono::milliseconds max_backoff{5000};
   double backoff_multiplier = 2.0;
@@ -134,9 +134,9 @@ class Client {
 // (an item larger than batch_bytes goes alone).
 
 struct BulkUploadOptions {
-  int concurrency = 4;                 // requests in flight
-  int batch_items = 16;                // items per request
-  int64_t batch_bytes = 3 << 20;       // approximate payload per request
+  int concurrency = 4;            // requests in flight
+  int batch_items = 16;           // items per request
+  int64_t batch_bytes = 3 << 20;  // approximate payload per request
 };
 
 // One finished item: its id, the caller's tag given to Add(), and its status
@@ -182,8 +182,8 @@ class BulkUploader {
   std::mutex mu_;
   std::condition_variable cv_;
   Batch pending_;
-  std::deque<Batch> queue_;   // ready to send, FIFO
-  int in_flight_ = 0;         // queued + being sent
+  std::deque<Batch> queue_;  // ready to send, FIFO
+  int in_flight_ = 0;        // queued + being sent
   bool closing_ = false;
   std::mutex callback_mu_;
   std::vector<std::thread> workers_;

@@ -108,9 +108,9 @@ class [[nodiscard]] StatusOr {
 #define LOOKALIKE_CONCAT_(a, b) LOOKALIKE_CONCAT_INNER_(a, b)
 
 // Returns from the enclosing function if `expr` (a Status) is not OK.
-#define RETURN_IF_ERROR(expr)                          \
-  do {                                                 \
-    ::lookalike::Status lookalike_status_ = (expr);    \
+#define RETURN_IF_ERROR(expr)                              \
+  do {                                                     \
+    ::lookalike::Status lookalike_status_ = (expr);        \
     if (!lookalike_status_.ok()) return lookalike_status_; \
   } while (0)
 

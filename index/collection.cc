@@ -59,8 +59,8 @@ StatusOr<Metric> ParseMetric(const std::string& name) {
 Status ValidateItem(const Item& item, int dim, Metric metric) {
   if (item.id.empty()) return InvalidArgumentError("id is empty");
   if (item.id.size() > kMaxIdBytes) {
-    return InvalidArgumentError("id is " + std::to_string(item.id.size()) + " bytes; the limit is " +
-                                std::to_string(kMaxIdBytes));
+    return InvalidArgumentError("id is " + std::to_string(item.id.size()) +
+                                " bytes; the limit is " + std::to_string(kMaxIdBytes));
   }
   if (static_cast<int64_t>(item.vector.size()) != dim) {
     return InvalidArgumentError("item " + Quote(item.id) + ": vector has dimension " +
@@ -75,7 +75,8 @@ Status ValidateItem(const Item& item, int dim, Metric metric) {
     }
   }
   if (metric == Metric::kCosine) {
-    bool nonzero = std::any_of(item.vector.begin(), item.vector.end(), [](float x) { return x != 0; });
+    bool nonzero =
+        std::any_of(item.vector.begin(), item.vector.end(), [](float x) { return x != 0; });
     if (!nonzero) {
       return InvalidArgumentError("item " + Quote(item.id) +
                                   ": vector is all zeros, which has no cosine similarity");
@@ -87,7 +88,8 @@ Status ValidateItem(const Item& item, int dim, Metric metric) {
                                 " metadata keys; the limit is " + std::to_string(kMaxMetadataKeys));
   }
   for (const auto& kv : item.metadata) {
-    if (kv.first.empty()) return InvalidArgumentError("item " + Quote(item.id) + ": empty metadata key");
+    if (kv.first.empty())
+      return InvalidArgumentError("item " + Quote(item.id) + ": empty metadata key");
     if (kv.first.size() > kMaxMetadataKeyBytes) {
       return InvalidArgumentError("item " + Quote(item.id) + ": metadata key " + Quote(kv.first) +
                                   " is " + std::to_string(kv.first.size()) +
@@ -140,7 +142,8 @@ CollectionImpl::~CollectionImpl() {
   std::lock_guard<std::mutex> lock(write_mu_);
   if (changes_since_snapshot_ > 0) {
     Status st = SnapshotLocked();
-    if (!st.ok()) spdlog::warn("collection '{}': snapshot at close failed: {}", spec().name, st.ToString());
+    if (!st.ok())
+      spdlog::warn("collection '{}': snapshot at close failed: {}", spec().name, st.ToString());
   }
 }
 
@@ -184,12 +187,14 @@ Status CollectionImpl::Recover() {
   int64_t snap_seq = 0;
   bool write_snapshot = false;
   if (options_.index_device == "cpu") {
-    auto loaded = DerivedIndex::LoadSnapshot(snapshot_path_, spec(), options_.index_device, &snap_seq);
+    auto loaded =
+        DerivedIndex::LoadSnapshot(snapshot_path_, spec(), options_.index_device, &snap_seq);
     if (loaded.ok()) {
       if (snap_seq > last_seq || snap_seq < pruned_through) {
-        spdlog::warn("collection '{}': snapshot {} covers sequence {} but storage is at {} (pruned "
-                     "through {}); rebuilding the index from storage",
-                     name, snapshot_path_, snap_seq, last_seq, pruned_through);
+        spdlog::warn(
+            "collection '{}': snapshot {} covers sequence {} but storage is at {} (pruned "
+            "through {}); rebuilding the index from storage",
+            name, snapshot_path_, snap_seq, last_seq, pruned_through);
       } else {
         index = std::move(loaded).value();
       }
@@ -231,7 +236,8 @@ Status CollectionImpl::Recover() {
   if (write_snapshot && index_->CanSnapshot()) {
     std::lock_guard<std::mutex> lock(write_mu_);
     Status st = SnapshotLocked();
-    if (!st.ok()) spdlog::warn("collection '{}': snapshot after recovery failed: {}", name, st.ToString());
+    if (!st.ok())
+      spdlog::warn("collection '{}': snapshot after recovery failed: {}", name, st.ToString());
   }
   return Status::Ok();
 }
@@ -339,13 +345,15 @@ void CollectionImpl::AfterWriteLocked(int64_t changed) {
       index_ = std::move(rebuilt).value();
       applied_seq_ = seq;
     } else {
-      spdlog::warn("collection '{}': compaction failed: {}", spec().name, rebuilt.status().ToString());
+      spdlog::warn("collection '{}': compaction failed: {}", spec().name,
+                   rebuilt.status().ToString());
     }
   }
   if (options_.snapshot_every_writes > 0 &&
       changes_since_snapshot_ >= options_.snapshot_every_writes) {
     Status st = SnapshotLocked();
-    if (!st.ok()) spdlog::warn("collection '{}': periodic snapshot failed: {}", spec().name, st.ToString());
+    if (!st.ok())
+      spdlog::warn("collection '{}': periodic snapshot failed: {}", spec().name, st.ToString());
   }
 }
 
@@ -373,7 +381,7 @@ Status CollectionImpl::SnapshotLocked() {
 }
 
 StatusOr<std::vector<std::vector<SearchHit>>> CollectionImpl::Search(const float* queries, int nq,
-                                                                      const SearchParams& params) {
+                                                                     const SearchParams& params) {
   RETURN_IF_ERROR(CheckLive());
   const CollectionSpec& s = spec();
   if (queries == nullptr || nq < 1) return InvalidArgumentError("no query vectors");
@@ -417,8 +425,9 @@ StatusOr<std::vector<std::vector<SearchHit>>> CollectionImpl::Search(const float
   }
 }
 
-StatusOr<std::vector<std::vector<SearchHit>>> CollectionImpl::SearchOnce(
-    const float* q, int nq, const SearchParams& params, bool* raced) {
+StatusOr<std::vector<std::vector<SearchHit>>> CollectionImpl::SearchOnce(const float* q, int nq,
+                                                                         const SearchParams& params,
+                                                                         bool* raced) {
   const CollectionSpec& s = spec();
   const int dim = s.dim;
   std::vector<int64_t> excluded;
@@ -456,8 +465,8 @@ StatusOr<std::vector<std::vector<SearchHit>>> CollectionImpl::SearchOnce(
     for (int i = 0; i < nq; ++i) {
       if (!result.incomplete[static_cast<size_t>(i)]) continue;
       result.hits[static_cast<size_t>(i)] =
-          ExactTopK(q + static_cast<size_t>(i) * dim, dim, s.metric, vectors.data(),
-                    found.data(), static_cast<int64_t>(found.size()), params.k);
+          ExactTopK(q + static_cast<size_t>(i) * dim, dim, s.metric, vectors.data(), found.data(),
+                    static_cast<int64_t>(found.size()), params.k);
     }
   }
 
@@ -486,13 +495,15 @@ StatusOr<std::vector<std::vector<SearchHit>>> CollectionImpl::SearchOnce(
         *raced = true;  // removed since the index was read
         continue;
       }
-      out[static_cast<size_t>(i)].push_back(SearchHit{it->second->id, h.score, it->second->metadata});
+      out[static_cast<size_t>(i)].push_back(
+          SearchHit{it->second->id, h.score, it->second->metadata});
     }
   }
   return out;
 }
 
-StatusOr<std::vector<std::optional<Item>>> CollectionImpl::Get(const std::vector<std::string>& ids) {
+StatusOr<std::vector<std::optional<Item>>> CollectionImpl::Get(
+    const std::vector<std::string>& ids) {
   RETURN_IF_ERROR(CheckLive());
   return storage_->Get(ids);
 }

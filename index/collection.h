@@ -30,15 +30,15 @@ enum class Metric {
   kInnerProduct,  // score = <q, x>
   kL2,            // score = -||q - x||^2 (higher is always more similar)
 };
-const char* MetricName(Metric metric);                 // "cosine", "ip", "l2"
+const char* MetricName(Metric metric);                  // "cosine", "ip", "l2"
 StatusOr<Metric> ParseMetric(const std::string& name);  // accepts the names above
 
 using Metadata = std::map<std::string, std::string>;
 
 struct CollectionSpec {
-  std::string name;             // [A-Za-z0-9_-]{1,64}
-  std::string model;            // model name that produces its vectors ("" = vectors only)
-  int dim = 0;                  // 1..65536
+  std::string name;   // [A-Za-z0-9_-]{1,64}
+  std::string model;  // model name that produces its vectors ("" = vectors only)
+  int dim = 0;        // 1..65536
   Metric metric = Metric::kCosine;
   std::string index_spec = "Flat";  // FAISS index_factory string
 };
@@ -57,8 +57,8 @@ struct Filter {
 };
 
 struct SearchParams {
-  int k = 10;                          // 1..kMaxK
-  std::optional<float> min_score;      // drop hits below this score
+  int k = 10;                      // 1..kMaxK
+  std::optional<float> min_score;  // drop hits below this score
   Filter filter;
   std::vector<std::string> exclude_ids;  // e.g. the query item itself
 };
@@ -71,11 +71,11 @@ struct SearchHit {
 
 struct CollectionStats {
   CollectionSpec spec;
-  int64_t count = 0;          // live items
-  int64_t disk_bytes = 0;     // database + snapshots
-  int64_t index_bytes = 0;    // host memory of the derived index
-  int64_t gpu_bytes = 0;      // device memory of the GPU index (0 on CPU)
-  std::string index_device;   // "cpu" or "cuda:N"
+  int64_t count = 0;         // live items
+  int64_t disk_bytes = 0;    // database + snapshots
+  int64_t index_bytes = 0;   // host memory of the derived index
+  int64_t gpu_bytes = 0;     // device memory of the GPU index (0 on CPU)
+  std::string index_device;  // "cpu" or "cuda:N"
 };
 
 constexpr int kMaxK = 2048;
@@ -97,7 +97,7 @@ class Collection {
 
   // queries: nq x dim, row-major. Returns nq hit lists, best first.
   virtual StatusOr<std::vector<std::vector<SearchHit>>> Search(const float* queries, int nq,
-                                                                const SearchParams& params) = 0;
+                                                               const SearchParams& params) = 0;
 
   // One entry per id, nullopt where the id is unknown.
   virtual StatusOr<std::vector<std::optional<Item>>> Get(const std::vector<std::string>& ids) = 0;
@@ -113,8 +113,8 @@ class Collection {
 };
 
 struct CollectionManagerOptions {
-  std::string data_dir;           // one sub-directory per collection
-  std::string index_device = "cpu";  // "cpu" or "cuda[:N]"
+  std::string data_dir;                   // one sub-directory per collection
+  std::string index_device = "cpu";       // "cpu" or "cuda[:N]"
   int64_t snapshot_every_writes = 10000;  // snapshot after this many changed items
 };
 
@@ -126,8 +126,9 @@ class CollectionManager {
   // collection that cannot be opened (e.g. DATA_LOSS) fails the whole Open.
   static StatusOr<std::unique_ptr<CollectionManager>> Open(const CollectionManagerOptions& options);
 
-  virtual StatusOr<std::shared_ptr<Collection>> Create(const CollectionSpec& spec) = 0;  // ALREADY_EXISTS
-  virtual StatusOr<std::shared_ptr<Collection>> Get(const std::string& name) = 0;         // NOT_FOUND
+  virtual StatusOr<std::shared_ptr<Collection>> Create(
+      const CollectionSpec& spec) = 0;                                             // ALREADY_EXISTS
+  virtual StatusOr<std::shared_ptr<Collection>> Get(const std::string& name) = 0;  // NOT_FOUND
   virtual std::vector<std::string> List() = 0;
   virtual Status Drop(const std::string& name) = 0;  // NOT_FOUND
 };

@@ -59,7 +59,7 @@ class CollectionImpl : public Collection {
   const CollectionSpec& spec() const override { return storage_->spec(); }
   StatusOr<std::vector<Status>> Upsert(const std::vector<Item>& items) override;
   StatusOr<std::vector<std::vector<SearchHit>>> Search(const float* queries, int nq,
-                                                        const SearchParams& params) override;
+                                                       const SearchParams& params) override;
   StatusOr<std::vector<std::optional<Item>>> Get(const std::vector<std::string>& ids) override;
   StatusOr<int64_t> Delete(const std::vector<std::string>& ids) override;
   CollectionStats Stats() override;
@@ -71,12 +71,13 @@ class CollectionImpl : public Collection {
   const std::string& dir() const { return dir_; }
 
  private:
-  CollectionImpl(std::string dir, CollectionManagerOptions options, std::unique_ptr<Storage> storage);
+  CollectionImpl(std::string dir, CollectionManagerOptions options,
+                 std::unique_ptr<Storage> storage);
   Status Recover();
   // Builds a fresh index from every stored item. Caller holds write_mu_ (or
   // is the only user, at open). Sets *seq to the storage sequence covered.
   StatusOr<std::unique_ptr<DerivedIndex>> BuildFromStorage(int64_t* seq);
-  Status SnapshotLocked();       // requires write_mu_
+  Status SnapshotLocked();                 // requires write_mu_
   void AfterWriteLocked(int64_t changed);  // periodic snapshot + compaction
   Status CheckLive() const;
   // One search over normalized queries; *raced when a hit vanished from
@@ -90,12 +91,12 @@ class CollectionImpl : public Collection {
   std::unique_ptr<Storage> storage_;
   std::atomic<bool> dropped_{false};
 
-  std::mutex write_mu_;                  // serializes writers and snapshots
+  std::mutex write_mu_;                 // serializes writers and snapshots
   int64_t changes_since_snapshot_ = 0;  // guarded by write_mu_
 
   mutable std::shared_mutex index_mu_;
   std::unique_ptr<DerivedIndex> index_;  // guarded by index_mu_
-  int64_t applied_seq_ = 0;             // storage seq the index reflects; index_mu_
+  int64_t applied_seq_ = 0;              // storage seq the index reflects; index_mu_
 };
 
 }  // namespace lookalike

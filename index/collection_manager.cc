@@ -49,7 +49,8 @@ class CollectionManagerImpl : public CollectionManager {
   Status LockDataDir() {
     const std::string path = options_.data_dir + "/.lock";
     lock_fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (lock_fd_ < 0) return FailedPreconditionError(path + ": cannot open: " + std::strerror(errno));
+    if (lock_fd_ < 0)
+      return FailedPreconditionError(path + ": cannot open: " + std::strerror(errno));
     if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
       return FailedPreconditionError(options_.data_dir + " is in use by another process (" +
                                      std::strerror(errno) + ")");
@@ -112,8 +113,8 @@ class CollectionManagerImpl : public CollectionManager {
     if (st.ok()) {
       SyncDirectory(tmp);
       if (::rename(tmp.c_str(), dir.c_str()) != 0) {
-        st = InternalError(dir + ": cannot rename new collection into place: " +
-                           std::strerror(errno));
+        st = InternalError(dir +
+                           ": cannot rename new collection into place: " + std::strerror(errno));
       }
     }
     if (!st.ok()) {
@@ -165,7 +166,9 @@ class CollectionManagerImpl : public CollectionManager {
     }
     SyncDirectory(options_.data_dir);
     std::filesystem::remove_all(doomed, ec);
-    if (ec) spdlog::warn("{}: removal incomplete ({}); it is removed at the next open", doomed, ec.message());
+    if (ec)
+      spdlog::warn("{}: removal incomplete ({}); it is removed at the next open", doomed,
+                   ec.message());
     spdlog::info("dropped collection '{}'", name);
     return Status::Ok();
   }

@@ -169,8 +169,8 @@ void CpuIndexFlat::search(idx_t n, const float* x, idx_t k, float* distances, id
   // Database rows per block: about 16 MiB of vectors, and at most 4M scores
   // per block of queries.
   const idx_t bq_max = std::max<idx_t>(1, block_queries_);
-  idx_t bd_max = block_rows_ > 0 ? block_rows_
-                                 : std::clamp<idx_t>((idx_t{16} << 20) / (4 * d), 1024, 65536);
+  idx_t bd_max =
+      block_rows_ > 0 ? block_rows_ : std::clamp<idx_t>((idx_t{16} << 20) / (4 * d), 1024, 65536);
   if (block_rows_ == 0) bd_max = std::max<idx_t>(256, std::min<idx_t>(bd_max, (4 << 20) / bq_max));
   bd_max = std::min<idx_t>(bd_max, INT32_MAX / std::max<idx_t>(1, bq_max));
 

@@ -1,12 +1,12 @@
 #include "index/derived_index.h"
 
-#include <fcntl.h>
 #include <faiss/IndexFlat.h>
 #include <faiss/IndexHNSW.h>
 #include <faiss/IndexIVF.h>
 #include <faiss/impl/IDSelector.h>
 #include <faiss/impl/io.h>
 #include <faiss/index_io.h>
+#include <fcntl.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
@@ -90,7 +90,8 @@ Status WriteFileDurably(const std::string& path, const std::vector<uint8_t>& hea
   if (fd < 0) return InternalError(tmp + ": cannot create: " + std::strerror(errno));
   Status st = WriteAll(fd, header.data(), header.size(), tmp);
   if (st.ok()) st = WriteAll(fd, payload.data(), payload.size(), tmp);
-  if (st.ok() && ::fsync(fd) != 0) st = InternalError(tmp + ": fsync failed: " + std::strerror(errno));
+  if (st.ok() && ::fsync(fd) != 0)
+    st = InternalError(tmp + ": fsync failed: " + std::strerror(errno));
   ::close(fd);
   if (!st.ok()) {
     ::unlink(tmp.c_str());
@@ -204,9 +205,10 @@ Status DerivedIndex::Add(int64_t n, const float* x, const int64_t* internal_ids)
   if (exact_mode_ && live_count_ >= min_train_) {
     Status st = SwitchToMainIndex();
     if (!st.ok()) {
-      spdlog::warn("collection '{}': training index '{}' on {} vectors failed ({}); searches stay "
-                   "exact, retrying at {} vectors",
-                   spec_.name, spec_.index_spec, live_count_, st.message(), 2 * min_train_);
+      spdlog::warn(
+          "collection '{}': training index '{}' on {} vectors failed ({}); searches stay "
+          "exact, retrying at {} vectors",
+          spec_.name, spec_.index_spec, live_count_, st.message(), 2 * min_train_);
       min_train_ *= 2;
     }
   }
@@ -253,7 +255,8 @@ Status DerivedIndex::SwitchToMainIndex() {
     live_bits_[slot >> 3] |= static_cast<uint8_t>(1u << (slot & 7));
   }
   removed_in_place_ = 0;
-  spdlog::info("collection '{}': trained index '{}' on {} vectors", spec_.name, spec_.index_spec, n);
+  spdlog::info("collection '{}': trained index '{}' on {} vectors", spec_.name, spec_.index_spec,
+               n);
   return Status::Ok();
 }
 
@@ -356,8 +359,8 @@ StatusOr<DerivedIndex::Result> DerivedIndex::SearchImpl(const Query& query) cons
   std::vector<uint8_t> bits = SelectorBitmap(query, &candidates);
   const int64_t need = std::min<int64_t>(query.k, candidates);
   if (need <= 0 || query.nq <= 0) return result;
-  const bool restricted = query.allowed != nullptr || candidates < live_count_ ||
-                          removed_in_place_ > 0;
+  const bool restricted =
+      query.allowed != nullptr || candidates < live_count_ || removed_in_place_ > 0;
   faiss::IDSelectorBitmap selector(bits.size(), bits.data());
 
   // How many labels to ask FAISS for per query, and with which parameters.
@@ -424,8 +427,8 @@ StatusOr<DerivedIndex::Result> DerivedIndex::SearchImpl(const Query& query) cons
       if (label < 0 || static_cast<size_t>(label) >= slots_.size()) continue;
       if (!(bits[static_cast<size_t>(label >> 3)] & (1u << (label & 7)))) continue;
       const float d = distances[static_cast<size_t>(q * fetch + j)];
-      hits.push_back(ScoredId{slots_[static_cast<size_t>(label)],
-                              spec_.metric == Metric::kL2 ? -d : d});
+      hits.push_back(
+          ScoredId{slots_[static_cast<size_t>(label)], spec_.metric == Metric::kL2 ? -d : d});
     }
     if (static_cast<int64_t>(hits.size()) < need) result.incomplete[static_cast<size_t>(q)] = true;
   }
@@ -554,7 +557,8 @@ StatusOr<std::unique_ptr<DerivedIndex>> DerivedIndex::LoadSnapshot(const std::st
   }
   d->live_count_ = static_cast<int64_t>(d->id_to_slot_.size());
   if (d->family_ == IndexFamily::kIvf) {
-    if (d->index_->ntotal != d->live_count_) return corrupt("snapshot index and slot table disagree");
+    if (d->index_->ntotal != d->live_count_)
+      return corrupt("snapshot index and slot table disagree");
   } else {
     if (d->index_->ntotal != static_cast<int64_t>(nslots)) {
       return corrupt("snapshot index and slot table disagree");

@@ -123,9 +123,9 @@ class DerivedIndex {
   IndexFamily family_ = IndexFamily::kFlat;
   bool exact_mode_ = false;
   int64_t min_train_ = 0;
-  std::vector<int64_t> slots_;                      // slot -> internal id, -1 removed
+  std::vector<int64_t> slots_;                       // slot -> internal id, -1 removed
   std::unordered_map<int64_t, int64_t> id_to_slot_;  // live internal id -> slot
-  std::vector<uint8_t> live_bits_;                  // bit per slot, 1 = live
+  std::vector<uint8_t> live_bits_;                   // bit per slot, 1 = live
   int64_t live_count_ = 0;
   int64_t removed_in_place_ = 0;  // removed slots still stored (positional families)
 };

@@ -54,8 +54,8 @@ StatusOr<DerivedIndexParts> MakeDerivedIndex(const CollectionSpec& spec,
   if (device >= 0) {
 #if defined(LOOKALIKE_INDEX_USE_GPU)
     if (spec.index_spec != "Flat") {
-      return InvalidArgumentError("index_spec '" + spec.index_spec +
-                                  "' is not available on " + index_device +
+      return InvalidArgumentError("index_spec '" + spec.index_spec + "' is not available on " +
+                                  index_device +
                                   ": the GPU index is flat; use index_spec \"Flat\"");
     }
     try {
@@ -77,8 +77,8 @@ StatusOr<DerivedIndexParts> MakeDerivedIndex(const CollectionSpec& spec,
   }
   if (spec.dim < 1) return InvalidArgumentError("dim must be >= 1");
   try {
-    parts.index.reset(faiss::index_factory(spec.dim, spec.index_spec.c_str(),
-                                           FaissMetric(spec.metric)));
+    parts.index.reset(
+        faiss::index_factory(spec.dim, spec.index_spec.c_str(), FaissMetric(spec.metric)));
   } catch (const std::exception& e) {
     return InvalidArgumentError("invalid index_spec '" + spec.index_spec + "': " + e.what());
   }

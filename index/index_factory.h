@@ -15,17 +15,17 @@ namespace lookalike {
 // How a derived index handles labels, deletes and id selectors; decides the
 // search strategy in DerivedIndex.
 enum class IndexFamily {
-  kFlat,      // IndexFlat / IndexScalarQuantizer: labels are positions; honours
-              // SearchParameters::sel exactly; no physical removal (deleted
-              // positions are excluded by the selector).
-  kIvf,       // IndexIVF*: labels are our slot numbers (add_with_ids);
-              // remove_ids; SearchParametersIVF with sel and nprobe.
-  kHnsw,      // IndexHNSW*: positional; sel honoured, but a restrictive
-              // selector can cut the graph walk short (caller falls back to
-              // exact search when fewer than k come back).
-  kGpuFlat,   // lookalike::GpuIndexFlat: positional like kFlat and honours
-              // SearchParameters::sel as an allow-set inside its k-selection;
-              // not serialized (rebuilt from storage at open).
+  kFlat,     // IndexFlat / IndexScalarQuantizer: labels are positions; honours
+             // SearchParameters::sel exactly; no physical removal (deleted
+             // positions are excluded by the selector).
+  kIvf,      // IndexIVF*: labels are our slot numbers (add_with_ids);
+             // remove_ids; SearchParametersIVF with sel and nprobe.
+  kHnsw,     // IndexHNSW*: positional; sel honoured, but a restrictive
+             // selector can cut the graph walk short (caller falls back to
+             // exact search when fewer than k come back).
+  kGpuFlat,  // lookalike::GpuIndexFlat: positional like kFlat and honours
+             // SearchParameters::sel as an allow-set inside its k-selection;
+             // not serialized (rebuilt from storage at open).
 };
 
 struct DerivedIndexParts {

@@ -224,8 +224,8 @@ StatusOr<std::unique_ptr<Storage>> Storage::Open(const std::string& path) {
     std::string result = ColumnText(stmt, 0);
     sqlite3_reset(stmt);
     if (result != "ok") {
-      return DataLossError(path + ": the collection database is corrupt (integrity check: " +
-                           result + ")");
+      return DataLossError(
+          path + ": the collection database is corrupt (integrity check: " + result + ")");
     }
   }
   std::map<std::string, std::string> kv;
@@ -236,7 +236,8 @@ StatusOr<std::unique_ptr<Storage>> Storage::Open(const std::string& path) {
                            stmt.status().message() + ")");
     }
     int rc;
-    while ((rc = sqlite3_step(*stmt)) == SQLITE_ROW) kv[ColumnText(*stmt, 0)] = ColumnText(*stmt, 1);
+    while ((rc = sqlite3_step(*stmt)) == SQLITE_ROW)
+      kv[ColumnText(*stmt, 0)] = ColumnText(*stmt, 1);
     if (rc != SQLITE_DONE) return conn->Error(rc, "reading collection spec");
   }
   for (const char* key : {"schema_version", "name", "dim", "metric", "index_spec", "last_seq"}) {
@@ -325,15 +326,16 @@ Status RemoveRow(Conn& conn, const std::string& external_id, int64_t seq, int64_
   if (rc != SQLITE_ROW) return conn.Error(rc, "looking up id");
   int64_t internal_id = sqlite3_column_int64(find, 0);
   sqlite3_reset(find);
-  for (const char* sql : {"DELETE FROM metadata WHERE item = ?",
-                          "DELETE FROM items WHERE internal_id = ?"}) {
+  for (const char* sql :
+       {"DELETE FROM metadata WHERE item = ?", "DELETE FROM items WHERE internal_id = ?"}) {
     ASSIGN_OR_RETURN(sqlite3_stmt * del, conn.Prepare(sql));
     sqlite3_bind_int64(del, 1, internal_id);
     rc = sqlite3_step(del);
     if (rc != SQLITE_DONE) return conn.Error(rc, "deleting item");
   }
-  ASSIGN_OR_RETURN(sqlite3_stmt * tomb,
-                   conn.Prepare("INSERT OR REPLACE INTO tombstones(internal_id, seq) VALUES(?, ?)"));
+  ASSIGN_OR_RETURN(
+      sqlite3_stmt * tomb,
+      conn.Prepare("INSERT OR REPLACE INTO tombstones(internal_id, seq) VALUES(?, ?)"));
   sqlite3_bind_int64(tomb, 1, internal_id);
   sqlite3_bind_int64(tomb, 2, seq);
   rc = sqlite3_step(tomb);
@@ -501,7 +503,8 @@ StatusOr<std::vector<int64_t>> Storage::MatchFilter(const Filter& filter) {
         RETURN_IF_ERROR(BindText(stmt, 1, clause.first));
         RETURN_IF_ERROR(BindText(stmt, 2, value));
         int rc;
-        while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) matches.push_back(sqlite3_column_int64(stmt, 0));
+        while ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
+          matches.push_back(sqlite3_column_int64(stmt, 0));
         if (rc != SQLITE_DONE) return conn.Error(rc, "resolving filter");
       }
       std::sort(matches.begin(), matches.end());
@@ -583,12 +586,12 @@ Status Storage::ScanItems(int64_t after_seq,
   ASSIGN_OR_RETURN(auto lease, BorrowReader());
   Connection& conn = *lease.conn;
   auto body = [&]() -> Status {
-    ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
-                     conn.Prepare(after_seq <= 0
-                                      ? "SELECT internal_id, vector FROM items WHERE seq > ? "
-                                        "ORDER BY internal_id"
-                                      : "SELECT internal_id, vector FROM items INDEXED BY "
-                                        "items_by_seq WHERE seq > ? ORDER BY internal_id"));
+    ASSIGN_OR_RETURN(
+        sqlite3_stmt * stmt,
+        conn.Prepare(after_seq <= 0 ? "SELECT internal_id, vector FROM items WHERE seq > ? "
+                                      "ORDER BY internal_id"
+                                    : "SELECT internal_id, vector FROM items INDEXED BY "
+                                      "items_by_seq WHERE seq > ? ORDER BY internal_id"));
     sqlite3_bind_int64(stmt, 1, after_seq);
     int rc;
     while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
@@ -609,8 +612,9 @@ Status Storage::ScanItems(int64_t after_seq,
 StatusOr<std::vector<int64_t>> Storage::TombstonesAfter(int64_t after_seq) {
   ASSIGN_OR_RETURN(auto lease, BorrowReader());
   Connection& conn = *lease.conn;
-  ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
-                   conn.Prepare("SELECT internal_id FROM tombstones WHERE seq > ? ORDER BY internal_id"));
+  ASSIGN_OR_RETURN(
+      sqlite3_stmt * stmt,
+      conn.Prepare("SELECT internal_id FROM tombstones WHERE seq > ? ORDER BY internal_id"));
   sqlite3_bind_int64(stmt, 1, after_seq);
   std::vector<int64_t> out;
   int rc;

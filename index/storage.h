@@ -96,8 +96,7 @@ class Storage {
 
   // Calls fn(internal_id, vector) for every item with seq > after_seq, in
   // internal id order. Stops at the first error fn returns.
-  Status ScanItems(int64_t after_seq,
-                   const std::function<Status(int64_t, const float*)>& fn);
+  Status ScanItems(int64_t after_seq, const std::function<Status(int64_t, const float*)>& fn);
   // Internal ids tombstoned with seq > after_seq.
   StatusOr<std::vector<int64_t>> TombstonesAfter(int64_t after_seq);
 
@@ -117,8 +116,7 @@ class Storage {
   struct ReadLease;
 
   Storage(std::string path, CollectionSpec spec);
-  static StatusOr<std::unique_ptr<Connection>> OpenConnection(const std::string& path,
-                                                              bool create);
+  static StatusOr<std::unique_ptr<Connection>> OpenConnection(const std::string& path, bool create);
   StatusOr<ReadLease> BorrowReader();
   void ReturnReader(std::unique_ptr<Connection> conn);
 

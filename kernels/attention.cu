@@ -70,9 +70,9 @@ __global__ void __launch_bounds__(kThreads)
   LoadTile<T, HD>(kv_s + S::kTile, v_g, qkv_stride, 0, seq, qkv);
   dev::CpAsyncCommit();
 
-  constexpr int kDK = HD / 16;        // k16 steps over the head dim
-  constexpr int kNT = kBlockN / 8;    // n8 tiles of S per warp
-  constexpr int kDT = HD / 8;         // n8 tiles of O per warp
+  constexpr int kDK = HD / 16;      // k16 steps over the head dim
+  constexpr int kNT = kBlockN / 8;  // n8 tiles of S per warp
+  constexpr int kDT = HD / 8;       // n8 tiles of O per warp
 
   float o_acc[kDT][4];
 #pragma unroll
@@ -139,7 +139,8 @@ __global__ void __launch_bounds__(kThreads)
     for (int r = 0; r < 2; ++r) {
       float mx = row_max[r];
 #pragma unroll
-      for (int nt = 0; nt < kNT; ++nt) mx = fmaxf(mx, fmaxf(s_acc[nt][2 * r], s_acc[nt][2 * r + 1]));
+      for (int nt = 0; nt < kNT; ++nt)
+        mx = fmaxf(mx, fmaxf(s_acc[nt][2 * r], s_acc[nt][2 * r + 1]));
       mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
       mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
       // Key tile 0 always holds key 0, so mx is finite from the first tile on.
@@ -175,8 +176,8 @@ __global__ void __launch_bounds__(kThreads)
         const int col = dt * 8 + g;
         uint32_t b[2];
         b[0] = dev::Pack16(v16 + k_row * S::kStride + col, v16 + (k_row + 1) * S::kStride + col);
-        b[1] = dev::Pack16(v16 + (k_row + 8) * S::kStride + col,
-                           v16 + (k_row + 9) * S::kStride + col);
+        b[1] =
+            dev::Pack16(v16 + (k_row + 8) * S::kStride + col, v16 + (k_row + 9) * S::kStride + col);
         dev::Mma16816<T>(o_acc[dt], a, b);
       }
     }
@@ -212,29 +213,38 @@ template <typename T, int HD>
 Status LaunchAttention(const AttentionParams& p, cudaStream_t stream) {
   const size_t smem = AttnSmem<HD>::kBytes;
   auto kernel = AttentionKernel<T, HD>;
-  RETURN_IF_ERROR(CudaStatus(
-      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                           static_cast<int>(smem)),
-      "attention: raising the shared-memory limit"));
+  RETURN_IF_ERROR(
+      CudaStatus(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                      static_cast<int>(smem)),
+                 "attention: raising the shared-memory limit"));
   const float scale = p.scale > 0.f ? p.scale : 1.f / std::sqrt(static_cast<float>(HD));
   dim3 grid((p.seq + kBlockM - 1) / kBlockM, p.heads, p.batch);
   kernel<<<grid, kThreads, smem, stream>>>(static_cast<const T*>(p.qkv), static_cast<T*>(p.out),
-                                           p.seq, p.heads * HD, p.qkv_row_stride,
-                                           p.out_row_stride, scale * 1.4426950408889634f);
+                                           p.seq, p.heads * HD, p.qkv_row_stride, p.out_row_stride,
+                                           scale * 1.4426950408889634f);
   return LaunchStatus("AttentionKernel");
 }
 
 // Switches a runtime head dim onto the compiled set.
-#define LOOKALIKE_HEAD_DIM_SWITCH(hd, HD, ...)                                           \
-  [&]() -> Status {                                                                     \
-    switch (hd) {                                                                       \
-      case 64: { constexpr int HD = 64; return __VA_ARGS__(); }                        \
-      case 80: { constexpr int HD = 80; return __VA_ARGS__(); }                        \
-      case 128: { constexpr int HD = 128; return __VA_ARGS__(); }                      \
-      default:                                                                          \
-        return InvalidArgumentError("attention: head_dim " + std::to_string(hd) +      \
-                                    " is not supported (64, 80, 128)");                \
-    }                                                                                   \
+#define LOOKALIKE_HEAD_DIM_SWITCH(hd, HD, ...)                                    \
+  [&]() -> Status {                                                               \
+    switch (hd) {                                                                 \
+      case 64: {                                                                  \
+        constexpr int HD = 64;                                                    \
+        return __VA_ARGS__();                                                     \
+      }                                                                           \
+      case 80: {                                                                  \
+        constexpr int HD = 80;                                                    \
+        return __VA_ARGS__();                                                     \
+      }                                                                           \
+      case 128: {                                                                 \
+        constexpr int HD = 128;                                                   \
+        return __VA_ARGS__();                                                     \
+      }                                                                           \
+      default:                                                                    \
+        return InvalidArgumentError("attention: head_dim " + std::to_string(hd) + \
+                                    " is not supported (64, 80, 128)");           \
+    }                                                                             \
   }()
 
 }  // namespace

@@ -79,8 +79,8 @@ __global__ void __launch_bounds__(kConvThreads)
       for (int i = 0; i < 2; ++i) {
         const int hi = a_h0[i] + r;
         const int wi = a_w0[i] + s;
-        const bool ok = a_ok[i] && k0 < a.k_total && hi >= 0 && hi < a.in_h && wi >= 0 &&
-                        wi < a.in_w;
+        const bool ok =
+            a_ok[i] && k0 < a.k_total && hi >= 0 && hi < a.in_h && wi >= 0 && wi < a.in_w;
         const T* src =
             ok ? x + ((static_cast<int64_t>(a_n[i]) * a.in_h + hi) * a.in_w + wi) * a.cin + c : x;
         dev::CpAsync16(&a_s[stage][(row + 32 * i) * kSmemStride + kc * 8], src, ok);
@@ -89,7 +89,8 @@ __global__ void __launch_bounds__(kConvThreads)
       const uint16_t* x16 = reinterpret_cast<const uint16_t*>(x);
 #pragma unroll
       for (int i = 0; i < 2; ++i) {
-        uint16_t* dst = reinterpret_cast<uint16_t*>(&a_s[stage][(row + 32 * i) * kSmemStride + kc * 8]);
+        uint16_t* dst =
+            reinterpret_cast<uint16_t*>(&a_s[stage][(row + 32 * i) * kSmemStride + kc * 8]);
 #pragma unroll
         for (int e = 0; e < 8; ++e) {
           const int k = k0 + e;
@@ -122,7 +123,8 @@ __global__ void __launch_bounds__(kConvThreads)
 #pragma unroll
   for (int mi = 0; mi < 2; ++mi)
 #pragma unroll
-    for (int ni = 0; ni < 4; ++ni) acc[mi][ni][0] = acc[mi][ni][1] = acc[mi][ni][2] = acc[mi][ni][3] = 0.f;
+    for (int ni = 0; ni < 4; ++ni)
+      acc[mi][ni][0] = acc[mi][ni][1] = acc[mi][ni][2] = acc[mi][ni][3] = 0.f;
 
   const int num_k_tiles = (a.k_total + kBK - 1) / kBK;
   load_tile(0, 0);
@@ -204,8 +206,8 @@ __global__ void __launch_bounds__(kConvThreads)
 
 Status ValidateGeometry(const ConvGeometry& g, const char* op) {
   if (g.batch <= 0 || g.in_h <= 0 || g.in_w <= 0 || g.in_channels <= 0 || g.out_channels <= 0 ||
-      g.kernel_h <= 0 || g.kernel_w <= 0 || g.stride_h <= 0 || g.stride_w <= 0 ||
-      g.pad_top < 0 || g.pad_left < 0 || g.pad_bottom < 0 || g.pad_right < 0) {
+      g.kernel_h <= 0 || g.kernel_w <= 0 || g.stride_h <= 0 || g.stride_w <= 0 || g.pad_top < 0 ||
+      g.pad_left < 0 || g.pad_bottom < 0 || g.pad_right < 0) {
     return InvalidArgumentError(std::string(op) + ": sizes must be positive and padding >= 0");
   }
   if (g.out_h() <= 0 || g.out_w() <= 0) {
@@ -261,7 +263,7 @@ __global__ void __launch_bounds__(256)
   float acc[V];
 #pragma unroll
   for (int i = 0; i < V; ++i) acc[i] = bias != nullptr ? bias[c0 + i] : 0.f;
-  // kh / kw are compile-time constants for the 3x3 and 5x5 instantiations.
+    // kh / kw are compile-time constants for the 3x3 and 5x5 instantiations.
 #pragma unroll
   for (int r = 0; r < kh; ++r) {
     const int hi = ho * a.sh - a.pt + r;
@@ -339,9 +341,9 @@ Status Conv2d(const ConvParams& p, cudaStream_t stream) {
   a.ldw = p.weight_row_stride;
   a.act = p.act;
   if (a.ldw < ConvWeightRowStride(a.k_total) || a.ldw % 8 != 0) {
-    return InvalidArgumentError("conv2d: weight_row_stride " + std::to_string(a.ldw) +
-                                " must be a multiple of 8 and >= " +
-                                std::to_string(ConvWeightRowStride(a.k_total)));
+    return InvalidArgumentError(
+        "conv2d: weight_row_stride " + std::to_string(a.ldw) +
+        " must be a multiple of 8 and >= " + std::to_string(ConvWeightRowStride(a.k_total)));
   }
   if (reinterpret_cast<uintptr_t>(p.input) % 16 || reinterpret_cast<uintptr_t>(p.weight) % 16 ||
       reinterpret_cast<uintptr_t>(p.output) % 4 || reinterpret_cast<uintptr_t>(p.residual) % 4) {
@@ -372,10 +374,9 @@ Status DepthwiseConv2d(const DepthwiseParams& p, cudaStream_t stream) {
     return InvalidArgumentError("depthwise_conv2d: in_channels " + std::to_string(g.in_channels) +
                                 " != out_channels " + std::to_string(g.out_channels));
   }
-  DwArgs a{g.batch,  g.in_h,    g.in_w,    g.in_channels, g.kernel_h, g.kernel_w,
-           g.stride_h, g.stride_w, g.pad_top, g.pad_left,  g.out_h(),  g.out_w(), p.act};
-  const bool vec = g.in_channels % 8 == 0 &&
-                   reinterpret_cast<uintptr_t>(p.input) % 16 == 0 &&
+  DwArgs a{g.batch,    g.in_h,    g.in_w,     g.in_channels, g.kernel_h, g.kernel_w, g.stride_h,
+           g.stride_w, g.pad_top, g.pad_left, g.out_h(),     g.out_w(),  p.act};
+  const bool vec = g.in_channels % 8 == 0 && reinterpret_cast<uintptr_t>(p.input) % 16 == 0 &&
                    reinterpret_cast<uintptr_t>(p.weight) % 16 == 0 &&
                    reinterpret_cast<uintptr_t>(p.output) % 16 == 0 &&
                    reinterpret_cast<uintptr_t>(p.residual) % 16 == 0;

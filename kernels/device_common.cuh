@@ -16,9 +16,13 @@ namespace dev {
 template <typename T>
 __device__ __forceinline__ float ToFloat(T v);
 template <>
-__device__ __forceinline__ float ToFloat<float>(float v) { return v; }
+__device__ __forceinline__ float ToFloat<float>(float v) {
+  return v;
+}
 template <>
-__device__ __forceinline__ float ToFloat<__half>(__half v) { return __half2float(v); }
+__device__ __forceinline__ float ToFloat<__half>(__half v) {
+  return __half2float(v);
+}
 template <>
 __device__ __forceinline__ float ToFloat<__nv_bfloat16>(__nv_bfloat16 v) {
   return __bfloat162float(v);
@@ -27,9 +31,13 @@ __device__ __forceinline__ float ToFloat<__nv_bfloat16>(__nv_bfloat16 v) {
 template <typename T>
 __device__ __forceinline__ T FromFloat(float v);
 template <>
-__device__ __forceinline__ float FromFloat<float>(float v) { return v; }
+__device__ __forceinline__ float FromFloat<float>(float v) {
+  return v;
+}
 template <>
-__device__ __forceinline__ __half FromFloat<__half>(float v) { return __float2half_rn(v); }
+__device__ __forceinline__ __half FromFloat<__half>(float v) {
+  return __float2half_rn(v);
+}
 template <>
 __device__ __forceinline__ __nv_bfloat16 FromFloat<__nv_bfloat16>(float v) {
   return __float2bfloat16_rn(v);
@@ -52,15 +60,20 @@ __device__ __forceinline__ uint32_t PackPair<__nv_bfloat16>(float a, float b) {
 // Activation in fp32. Accurate erf/tanh on purpose: these feed parity tests.
 __device__ __forceinline__ float Activate(float x, Act act) {
   switch (act) {
-    case Act::kNone: return x;
-    case Act::kRelu: return fmaxf(x, 0.f);
-    case Act::kRelu6: return fminf(fmaxf(x, 0.f), 6.f);
-    case Act::kGelu: return 0.5f * x * (1.f + erff(x * 0.70710678118654752f));
+    case Act::kNone:
+      return x;
+    case Act::kRelu:
+      return fmaxf(x, 0.f);
+    case Act::kRelu6:
+      return fminf(fmaxf(x, 0.f), 6.f);
+    case Act::kGelu:
+      return 0.5f * x * (1.f + erff(x * 0.70710678118654752f));
     case Act::kGeluTanh: {
       const float u = 0.79788456080286536f * (x + 0.044715f * x * x * x);
       return 0.5f * x * (1.f + tanhf(u));
     }
-    case Act::kQuickGelu: return x / (1.f + expf(-1.702f * x));
+    case Act::kQuickGelu:
+      return x / (1.f + expf(-1.702f * x));
   }
   return x;
 }
@@ -130,18 +143,18 @@ __device__ __forceinline__ float WarpMax(float v) {
 }  // namespace lookalike
 
 // Dispatches a runtime ElemType (f16 / bf16) to a type alias `T` in `body`.
-#define LOOKALIKE_DISPATCH_HALF_TYPES(elem_type, T, ...)                 \
-  [&]() -> ::lookalike::Status {                                         \
-    switch (elem_type) {                                                 \
-      case ::lookalike::kernels::ElemType::kF16: {                       \
-        using T = __half;                                                \
-        return __VA_ARGS__();                                            \
-      }                                                                  \
-      case ::lookalike::kernels::ElemType::kBF16: {                      \
-        using T = __nv_bfloat16;                                         \
-        return __VA_ARGS__();                                            \
-      }                                                                  \
-      default:                                                           \
+#define LOOKALIKE_DISPATCH_HALF_TYPES(elem_type, T, ...)                      \
+  [&]() -> ::lookalike::Status {                                              \
+    switch (elem_type) {                                                      \
+      case ::lookalike::kernels::ElemType::kF16: {                            \
+        using T = __half;                                                     \
+        return __VA_ARGS__();                                                 \
+      }                                                                       \
+      case ::lookalike::kernels::ElemType::kBF16: {                           \
+        using T = __nv_bfloat16;                                              \
+        return __VA_ARGS__();                                                 \
+      }                                                                       \
+      default:                                                                \
         return ::lookalike::InvalidArgumentError("unsupported element type"); \
-    }                                                                    \
+    }                                                                         \
   }()

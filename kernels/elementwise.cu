@@ -73,7 +73,8 @@ __global__ void MaxPoolKernel(const T* __restrict__ x, T* __restrict__ y, int ba
       for (int q = 0; q < k; ++q) {
         const int wi = wo * s - pad + q;
         if (wi < 0 || wi >= in_w) continue;
-        best = fmaxf(best, dev::ToFloat(x[((static_cast<int64_t>(n) * in_h + hi) * in_w + wi) * c + ch]));
+        best = fmaxf(best,
+                     dev::ToFloat(x[((static_cast<int64_t>(n) * in_h + hi) * in_w + wi) * c + ch]));
       }
     }
     y[i] = dev::FromFloat<T>(best);
@@ -95,8 +96,8 @@ __global__ void MeanPoolKernel(const T* __restrict__ x, T* __restrict__ y, int b
 }
 
 template <typename T>
-__global__ void SelectTokenKernel(const T* __restrict__ x, T* __restrict__ y, int batch,
-                                  int tokens, int dim, int index) {
+__global__ void SelectTokenKernel(const T* __restrict__ x, T* __restrict__ y, int batch, int tokens,
+                                  int dim, int index) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= static_cast<int64_t>(batch) * dim) return;
   const int d = static_cast<int>(i % dim);
@@ -141,8 +142,8 @@ __global__ void AddKernel(const T* a, const T* b, T* out, int64_t n) {
 }
 
 template <typename T>
-__global__ void L2NormalizeKernel(const T* __restrict__ x, T* __restrict__ y, int64_t rows,
-                                  int dim, float eps) {
+__global__ void L2NormalizeKernel(const T* __restrict__ x, T* __restrict__ y, int64_t rows, int dim,
+                                  float eps) {
   const int64_t row = static_cast<int64_t>(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
   if (row >= rows) return;
@@ -170,10 +171,12 @@ Status ConvertFrom(const ConvertParams& p, cudaStream_t stream) {
   const S* src = static_cast<const S*>(p.src);
   switch (p.dst_type) {
     case ElemType::kF32:
-      ConvertKernel<S, float><<<Blocks(p.n), kThreads, 0, stream>>>(src, static_cast<float*>(p.dst), p.n);
+      ConvertKernel<S, float>
+          <<<Blocks(p.n), kThreads, 0, stream>>>(src, static_cast<float*>(p.dst), p.n);
       break;
     case ElemType::kF16:
-      ConvertKernel<S, __half><<<Blocks(p.n), kThreads, 0, stream>>>(src, static_cast<__half*>(p.dst), p.n);
+      ConvertKernel<S, __half>
+          <<<Blocks(p.n), kThreads, 0, stream>>>(src, static_cast<__half*>(p.dst), p.n);
       break;
     case ElemType::kBF16:
       ConvertKernel<S, __nv_bfloat16>
@@ -234,8 +237,8 @@ Status MeanPool(const MeanPoolParams& p, cudaStream_t stream) {
   return LOOKALIKE_DISPATCH_HALF_TYPES(p.type, T, [&]() -> Status {
     const int64_t n = static_cast<int64_t>(p.batch) * p.channels;
     MeanPoolKernel<T><<<Blocks(n), kThreads, 0, stream>>>(static_cast<const T*>(p.input),
-                                                         static_cast<T*>(p.output), p.batch,
-                                                         p.tokens, p.channels, p.token_begin);
+                                                          static_cast<T*>(p.output), p.batch,
+                                                          p.tokens, p.channels, p.token_begin);
     return LaunchStatus("MeanPoolKernel");
   });
 }
@@ -247,9 +250,9 @@ Status SelectToken(const SelectTokenParams& p, cudaStream_t stream) {
   }
   return LOOKALIKE_DISPATCH_HALF_TYPES(p.type, T, [&]() -> Status {
     const int64_t n = static_cast<int64_t>(p.batch) * p.dim;
-    SelectTokenKernel<T><<<Blocks(n), kThreads, 0, stream>>>(
-        static_cast<const T*>(p.input), static_cast<T*>(p.output), p.batch, p.tokens, p.dim,
-        p.index);
+    SelectTokenKernel<T><<<Blocks(n), kThreads, 0, stream>>>(static_cast<const T*>(p.input),
+                                                             static_cast<T*>(p.output), p.batch,
+                                                             p.tokens, p.dim, p.index);
     return LaunchStatus("SelectTokenKernel");
   });
 }
@@ -290,9 +293,12 @@ Status L2Normalize(const L2NormalizeParams& p, cudaStream_t stream) {
 Status Convert(const ConvertParams& p, cudaStream_t stream) {
   if (p.n <= 0) return InvalidArgumentError("convert: empty tensor");
   switch (p.src_type) {
-    case ElemType::kF32: return ConvertFrom<float>(p, stream);
-    case ElemType::kF16: return ConvertFrom<__half>(p, stream);
-    case ElemType::kBF16: return ConvertFrom<__nv_bfloat16>(p, stream);
+    case ElemType::kF32:
+      return ConvertFrom<float>(p, stream);
+    case ElemType::kF16:
+      return ConvertFrom<__half>(p, stream);
+    case ElemType::kBF16:
+      return ConvertFrom<__nv_bfloat16>(p, stream);
   }
   return InvalidArgumentError("convert: unknown source type");
 }

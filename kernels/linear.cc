@@ -16,15 +16,19 @@ namespace {
 
 Status CublasStatus(cublasStatus_t s, const std::string& what) {
   if (s == CUBLAS_STATUS_SUCCESS) return Status::Ok();
-  if (s == CUBLAS_STATUS_ALLOC_FAILED) return ResourceExhaustedError(what + ": cuBLAS allocation failed");
+  if (s == CUBLAS_STATUS_ALLOC_FAILED)
+    return ResourceExhaustedError(what + ": cuBLAS allocation failed");
   return InternalError(what + ": cuBLAS status " + std::to_string(static_cast<int>(s)));
 }
 
 cudaDataType_t CudaType(ElemType t) {
   switch (t) {
-    case ElemType::kF16: return CUDA_R_16F;
-    case ElemType::kBF16: return CUDA_R_16BF;
-    case ElemType::kF32: return CUDA_R_32F;
+    case ElemType::kF16:
+      return CUDA_R_16F;
+    case ElemType::kBF16:
+      return CUDA_R_16BF;
+    case ElemType::kF32:
+      return CUDA_R_32F;
   }
   return CUDA_R_16F;
 }
@@ -97,9 +101,9 @@ struct LinearRunner::Impl {
 
   // Builds (once per shape) the descriptors and picks the heuristic's first algorithm.
   StatusOr<LtEntry*> Entry(const LinearParams& p, const Plan& plan) {
-    const auto key = std::make_tuple(static_cast<int>(p.type), p.rows, p.in_features,
-                                     p.out_features, static_cast<int>(plan.epilogue),
-                                     plan.residual_in_matmul);
+    const auto key =
+        std::make_tuple(static_cast<int>(p.type), p.rows, p.in_features, p.out_features,
+                        static_cast<int>(plan.epilogue), plan.residual_in_matmul);
     auto it = cache.find(key);
     if (it != cache.end()) return &it->second;
     LtEntry& e = cache[key];
@@ -114,33 +118,33 @@ struct LinearRunner::Impl {
     RETURN_IF_ERROR(CublasStatus(cublasLtMatmulDescSetAttribute(e.desc, CUBLASLT_MATMUL_DESC_TRANSB,
                                                                 &trans_b, sizeof(trans_b)),
                                  "set TRANSB"));
-    RETURN_IF_ERROR(CublasStatus(cublasLtMatmulDescSetAttribute(e.desc, CUBLASLT_MATMUL_DESC_EPILOGUE,
-                                                                &plan.epilogue, sizeof(plan.epilogue)),
-                                 "set EPILOGUE"));
+    RETURN_IF_ERROR(
+        CublasStatus(cublasLtMatmulDescSetAttribute(e.desc, CUBLASLT_MATMUL_DESC_EPILOGUE,
+                                                    &plan.epilogue, sizeof(plan.epilogue)),
+                     "set EPILOGUE"));
     if (plan.bias_in_matmul) {
       // A valid bias pointer is needed for the heuristic query; the real one is set per call.
       const void* bias = p.bias;
-      RETURN_IF_ERROR(CublasStatus(
-          cublasLtMatmulDescSetAttribute(e.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)),
-          "set BIAS_POINTER"));
+      RETURN_IF_ERROR(
+          CublasStatus(cublasLtMatmulDescSetAttribute(e.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
+                                                      &bias, sizeof(bias)),
+                       "set BIAS_POINTER"));
     }
-    RETURN_IF_ERROR(CublasStatus(cublasLtMatrixLayoutCreate(&e.a, t, p.in_features, p.out_features,
-                                                            p.in_features),
-                                 "layout A"));
-    RETURN_IF_ERROR(CublasStatus(cublasLtMatrixLayoutCreate(&e.b, t, p.in_features, p.rows,
-                                                            p.in_features),
-                                 "layout B"));
-    RETURN_IF_ERROR(CublasStatus(cublasLtMatrixLayoutCreate(&e.c, t, p.out_features, p.rows,
-                                                            p.out_features),
-                                 "layout C"));
+    RETURN_IF_ERROR(CublasStatus(
+        cublasLtMatrixLayoutCreate(&e.a, t, p.in_features, p.out_features, p.in_features),
+        "layout A"));
+    RETURN_IF_ERROR(CublasStatus(
+        cublasLtMatrixLayoutCreate(&e.b, t, p.in_features, p.rows, p.in_features), "layout B"));
+    RETURN_IF_ERROR(CublasStatus(
+        cublasLtMatrixLayoutCreate(&e.c, t, p.out_features, p.rows, p.out_features), "layout C"));
     cublasLtMatmulPreference_t pref = nullptr;
     RETURN_IF_ERROR(CublasStatus(cublasLtMatmulPreferenceCreate(&pref), "preference"));
     cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
                                          &workspace_bytes, sizeof(workspace_bytes));
     cublasLtMatmulHeuristicResult_t result{};
     int found = 0;
-    const cublasStatus_t s = cublasLtMatmulAlgoGetHeuristic(lt, e.desc, e.a, e.b, e.c, e.c, pref, 1,
-                                                            &result, &found);
+    const cublasStatus_t s =
+        cublasLtMatmulAlgoGetHeuristic(lt, e.desc, e.a, e.b, e.c, e.c, pref, 1, &result, &found);
     cublasLtMatmulPreferenceDestroy(pref);
     if (s == CUBLAS_STATUS_SUCCESS && found > 0) {
       e.algo = result.algo;
@@ -160,8 +164,9 @@ StatusOr<std::unique_ptr<LinearRunner>> LinearRunner::Create(size_t workspace_by
   if (workspace_bytes > 0) {
     const cudaError_t err = cudaMalloc(&impl->workspace, workspace_bytes);
     if (err != cudaSuccess) {
-      return ResourceExhaustedError("linear: cudaMalloc of " + std::to_string(workspace_bytes) +
-                                    " bytes of matmul workspace failed: " + cudaGetErrorString(err));
+      return ResourceExhaustedError(
+          "linear: cudaMalloc of " + std::to_string(workspace_bytes) +
+          " bytes of matmul workspace failed: " + cudaGetErrorString(err));
     }
     impl->workspace_bytes = workspace_bytes;
   }
@@ -190,9 +195,10 @@ Status LinearRunner::Run(const LinearParams& p, cudaStream_t stream) {
     if (e->usable) {
       if (plan.bias_in_matmul) {
         const void* bias = p.bias;
-        RETURN_IF_ERROR(CublasStatus(cublasLtMatmulDescSetAttribute(
-                                         e->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)),
-                                     "set BIAS_POINTER"));
+        RETURN_IF_ERROR(
+            CublasStatus(cublasLtMatmulDescSetAttribute(e->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
+                                                        &bias, sizeof(bias)),
+                         "set BIAS_POINTER"));
       }
       const void* c = plan.residual_in_matmul ? p.residual : p.y;
       const float* beta = plan.residual_in_matmul ? &one : &zero;
@@ -207,11 +213,12 @@ Status LinearRunner::Run(const LinearParams& p, cudaStream_t stream) {
     // Plain GEMM; everything else in the BiasAct pass.
     RETURN_IF_ERROR(CublasStatus(cublasSetStream(impl_->blas, stream), "cublasSetStream"));
     const cudaDataType_t t = CudaType(p.type);
-    RETURN_IF_ERROR(CublasStatus(
-        cublasGemmEx(impl_->blas, CUBLAS_OP_T, CUBLAS_OP_N, p.out_features, static_cast<int>(p.rows),
-                     p.in_features, &one, p.weight, t, p.in_features, p.x, t, p.in_features, &zero,
-                     p.y, t, p.out_features, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
-        "cublasGemmEx"));
+    RETURN_IF_ERROR(
+        CublasStatus(cublasGemmEx(impl_->blas, CUBLAS_OP_T, CUBLAS_OP_N, p.out_features,
+                                  static_cast<int>(p.rows), p.in_features, &one, p.weight, t,
+                                  p.in_features, p.x, t, p.in_features, &zero, p.y, t,
+                                  p.out_features, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                     "cublasGemmEx"));
     plan = Plan{};
     plan.post_bias_act = true;
   }

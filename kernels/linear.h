@@ -22,9 +22,10 @@ struct LinearParams {
   ElemType type = ElemType::kF16;
   const void* x = nullptr;
   const void* weight = nullptr;
-  const void* bias = nullptr;        // {out} in `type` (for the cuBLASLt epilogue), or null
-  const float* bias_f32 = nullptr;   // the same bias in fp32 (for the separate pass); null iff bias is
-  const void* residual = nullptr;    // {rows, out} or null; must not alias y
+  const void* bias = nullptr;  // {out} in `type` (for the cuBLASLt epilogue), or null
+  const float* bias_f32 =
+      nullptr;  // the same bias in fp32 (for the separate pass); null iff bias is
+  const void* residual = nullptr;  // {rows, out} or null; must not alias y
   void* y = nullptr;
   int64_t rows = 0;
   int in_features = 0;

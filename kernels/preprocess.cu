@@ -20,7 +20,7 @@ struct ImageDesc {
   int width, height, stride;
   int resized_w, resized_h;
   int crop_left, crop_top;
-  int row0, rows;   // source rows [row0, row0 + rows) feed the crop
+  int row0, rows;      // source rows [row0, row0 + rows) feed the crop
   int64_t tmp_offset;  // bytes into the intermediate buffer: {rows, crop_w, 3} uint8
 };
 
@@ -197,9 +197,10 @@ Status Preprocess(const PreprocessParams& p, cudaStream_t stream) {
   if (p.output == nullptr) return InvalidArgumentError("preprocess: no output");
   auto* d_descs = static_cast<ImageDesc*>(p.workspace);
   uint8_t* tmp = static_cast<uint8_t*>(p.workspace) + DescBytes(p.count);
-  RETURN_IF_ERROR(CudaStatus(cudaMemcpyAsync(d_descs, descs.data(), descs.size() * sizeof(ImageDesc),
-                                             cudaMemcpyHostToDevice, stream),
-                             "preprocess: uploading image descriptors"));
+  RETURN_IF_ERROR(
+      CudaStatus(cudaMemcpyAsync(d_descs, descs.data(), descs.size() * sizeof(ImageDesc),
+                                 cudaMemcpyHostToDevice, stream),
+                 "preprocess: uploading image descriptors"));
   int max_rows = 1;
   for (const ImageDesc& d : descs) max_rows = d.rows > max_rows ? d.rows : max_rows;
   const FilterSpec f{p.bicubic, p.antialias};
@@ -217,8 +218,8 @@ Status Preprocess(const PreprocessParams& p, cudaStream_t stream) {
   dim3 grid2(gx, p.crop_h < 1024 ? p.crop_h : 1024, p.count);
   switch (p.type) {
     case ElemType::kF32:
-      VerticalPass<float><<<grid2, threads, 0, stream>>>(d_descs, tmp, static_cast<float*>(p.output),
-                                                         p.crop_w, p.crop_h, f, nrm);
+      VerticalPass<float><<<grid2, threads, 0, stream>>>(
+          d_descs, tmp, static_cast<float*>(p.output), p.crop_w, p.crop_h, f, nrm);
       break;
     case ElemType::kF16:
       VerticalPass<__half><<<grid2, threads, 0, stream>>>(

@@ -31,17 +31,17 @@ struct DeviceImage {
 };
 
 struct PreprocessParams {
-  ElemType type = ElemType::kF16;  // f16, bf16 or f32 output
+  ElemType type = ElemType::kF16;       // f16, bf16 or f32 output
   const DeviceImage* images = nullptr;  // host array of `count` descriptors
   int count = 0;
   int resize_shorter = 256;
   int crop_h = 224;
   int crop_w = 224;
-  bool bicubic = false;  // false: bilinear (triangle filter), true: bicubic (a = -0.5)
+  bool bicubic = false;   // false: bilinear (triangle filter), true: bicubic (a = -0.5)
   bool antialias = true;  // scale the filter support when downscaling
   float mean[3] = {0.485f, 0.456f, 0.406f};
   float std[3] = {0.229f, 0.224f, 0.225f};
-  void* output = nullptr;  // {count, crop_h, crop_w, 3}
+  void* output = nullptr;     // {count, crop_h, crop_w, 3}
   void* workspace = nullptr;  // device scratch of PreprocessWorkspaceBytes()
   size_t workspace_bytes = 0;
 };

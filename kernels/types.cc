@@ -7,9 +7,12 @@ namespace kernels {
 
 const char* ElemTypeName(ElemType t) {
   switch (t) {
-    case ElemType::kF32: return "f32";
-    case ElemType::kF16: return "f16";
-    case ElemType::kBF16: return "bf16";
+    case ElemType::kF32:
+      return "f32";
+    case ElemType::kF16:
+      return "f16";
+    case ElemType::kBF16:
+      return "bf16";
   }
   return "?";
 }

@@ -66,7 +66,7 @@ struct ConvSpec {
   // Padding at the bottom / right; -1 means the same as pad_h / pad_w
   // (TensorFlow "SAME" padding at stride 2 pads one more at the end).
   int pad_h_end = -1, pad_w_end = -1;
-  int groups = 1;            // groups == in_channels == out_channels: depthwise
+  int groups = 1;  // groups == in_channels == out_channels: depthwise
 };
 
 // Opaque prepared layers, owned by the model; valid only with the backend that made them.
@@ -80,7 +80,7 @@ class Backend {
  public:
   virtual ~Backend() = default;
 
-  virtual std::string name() const = 0;   // "cpu", "cuda:0"
+  virtual std::string name() const = 0;  // "cpu", "cuda:0"
   virtual DeviceKind device() const = 0;
   virtual DType compute_dtype() const = 0;  // activations dtype (cpu: f32; cuda: f16/bf16)
 
@@ -90,8 +90,8 @@ class Backend {
   virtual StatusOr<LayerPtr> PrepareConv(const ConvSpec& spec, const float* weight,
                                          const float* bias) = 0;
   // weight {out_features, in_features} (torch.nn.Linear); bias {out} or nullptr.
-  virtual StatusOr<LayerPtr> PrepareLinear(int in_features, int out_features,
-                                           const float* weight, const float* bias) = 0;
+  virtual StatusOr<LayerPtr> PrepareLinear(int in_features, int out_features, const float* weight,
+                                           const float* bias) = 0;
   // LayerNorm over the last dimension.
   virtual StatusOr<LayerPtr> PrepareLayerNorm(int dim, const float* gamma, const float* beta,
                                               float eps) = 0;
@@ -104,12 +104,12 @@ class Backend {
                                       const PreprocessSpec& spec) = 0;
 
   // y = act(conv(x) + bias [+ residual]); residual has y's shape or is null.
-  virtual StatusOr<Tensor> Conv2d(const PreparedLayer& conv, const Tensor& x,
-                                  Activation act, const Tensor* residual) = 0;
+  virtual StatusOr<Tensor> Conv2d(const PreparedLayer& conv, const Tensor& x, Activation act,
+                                  const Tensor* residual) = 0;
   // y = act(x W^T + bias) [+ residual]: activation first, then residual add
   // (transformer blocks: x + proj(attn)). x {..., in}, y {..., out}.
-  virtual StatusOr<Tensor> Linear(const PreparedLayer& linear, const Tensor& x,
-                                  Activation act, const Tensor* residual) = 0;
+  virtual StatusOr<Tensor> Linear(const PreparedLayer& linear, const Tensor& x, Activation act,
+                                  const Tensor* residual) = 0;
   virtual StatusOr<Tensor> LayerNorm(const PreparedLayer& norm, const Tensor& x) = 0;
 
   // Multi-head self-attention. qkv {N, T, 3*D} packed as [q | k | v], each
@@ -130,8 +130,7 @@ class Backend {
   // prefix + P, D} or {1, P, D} (then added to the patches only, DINOv2-reg
   // style: pos_applies_to_prefix=false) is added.
   virtual StatusOr<Tensor> PrependTokensAddPos(const Tensor& patches, const Tensor* prefix_tokens,
-                                               const Tensor& pos,
-                                               bool pos_applies_to_prefix) = 0;
+                                               const Tensor& pos, bool pos_applies_to_prefix) = 0;
 
   virtual StatusOr<Tensor> Add(const Tensor& a, const Tensor& b) = 0;
   // Row-wise L2 normalization of {N, D}.

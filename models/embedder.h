@@ -20,8 +20,8 @@
 namespace lookalike {
 
 struct EmbedderOptions {
-  std::string preset;        // e.g. "efficientnet_lite0", "resnet50", "vit_b16", "clip_vit_b32"
-  std::string weights_path;  // .safetensors
+  std::string preset;          // e.g. "efficientnet_lite0", "resnet50", "vit_b16", "clip_vit_b32"
+  std::string weights_path;    // .safetensors
   std::string device = "cpu";  // "cpu", "cuda", "cuda:N", or "auto" (cuda if available)
   int num_threads = 0;         // CPU backend threads; 0 = all cores
   int max_batch = 64;          // Embed() splits larger batches
@@ -39,7 +39,7 @@ struct ModelInfo {
   int input_height = 0;  // after crop
   int input_width = 0;
   bool l2_normalized = true;
-  std::string backend;   // Backend::name()
+  std::string backend;  // Backend::name()
   PreprocessSpec preprocess;
 };
 

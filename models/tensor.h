@@ -27,7 +27,10 @@ class Tensor {
   // `storage` keeps `data` alive (an arena slice, a std::vector, a cudaMalloc block).
   Tensor(std::vector<int64_t> shape, DType dtype, DeviceKind device, void* data,
          std::shared_ptr<void> storage)
-      : shape_(std::move(shape)), dtype_(dtype), device_(device), data_(data),
+      : shape_(std::move(shape)),
+        dtype_(dtype),
+        device_(device),
+        data_(data),
         storage_(std::move(storage)) {}
 
   const std::vector<int64_t>& shape() const { return shape_; }
@@ -45,7 +48,9 @@ class Tensor {
 
   void* data() const { return data_; }
   template <typename T>
-  T* data_as() const { return static_cast<T*>(data_); }
+  T* data_as() const {
+    return static_cast<T*>(data_);
+  }
 
   // Same bytes, another shape with the same element count.
   Tensor Reshape(std::vector<int64_t> shape) const {

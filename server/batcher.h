@@ -7,8 +7,9 @@
 // when all of its images are done. A request larger than max_batch spans
 // several batches. There is one worker per embedding function (one per model
 // replica: on a GPU each replica has its own stream, so one batch's host work
-// overlaps another's GPU work); workers take batches in queue order. The queue is bounded (in images): a request that does not
-// fit is refused at once with RESOURCE_EXHAUSTED and nothing of it is queued.
+// overlaps another's GPU work); workers take batches in queue order. The queue is bounded (in
+// images): a request that does not fit is refused at once with RESOURCE_EXHAUSTED and nothing of it
+// is queued.
 //
 // The embedding function is a std::function so tests can run without a model;
 // the server passes Embedder::Embed.

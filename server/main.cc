@@ -82,8 +82,8 @@ int Run(int argc, char** argv) {
     options.device = device;
     options.num_threads = config.engine_threads;
     options.max_batch = config.batcher.max_batch;
-    const int replicas = config.engine_replicas > 0 ? config.engine_replicas
-                                                    : (device == "cpu" ? 1 : 2);
+    const int replicas =
+        config.engine_replicas > 0 ? config.engine_replicas : (device == "cpu" ? 1 : 2);
     ServedModel served;
     served.name = m.name;
     for (int r = 0; r < replicas; ++r) {

@@ -56,21 +56,30 @@ int main(int argc, char** argv) {
   int threads = 2, reps = 5, max_batch_opt = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
-    if (k == "--preset") preset = v;
-    else if (k == "--weights") weights = v;
-    else if (k == "--threads") threads = std::atoi(v.c_str());
-    else if (k == "--batches") batches = v;
-    else if (k == "--reps") reps = std::atoi(v.c_str());
-    else if (k == "--image") image = v;
-    else if (k == "--max-batch") max_batch_opt = std::atoi(v.c_str());
+    if (k == "--preset")
+      preset = v;
+    else if (k == "--weights")
+      weights = v;
+    else if (k == "--threads")
+      threads = std::atoi(v.c_str());
+    else if (k == "--batches")
+      batches = v;
+    else if (k == "--reps")
+      reps = std::atoi(v.c_str());
+    else if (k == "--image")
+      image = v;
+    else if (k == "--max-batch")
+      max_batch_opt = std::atoi(v.c_str());
     else {
       std::fprintf(stderr, "unknown flag %s\n", k.c_str());
       return 2;
     }
   }
   if (preset.empty() || weights.empty() || reps < 1) {
-    std::fprintf(stderr, "usage: %s --preset P --weights FILE [--threads T] [--batches 1,16] "
-                         "[--reps R] [--image WxH]\n", argv[0]);
+    std::fprintf(stderr,
+                 "usage: %s --preset P --weights FILE [--threads T] [--batches 1,16] "
+                 "[--reps R] [--image WxH]\n",
+                 argv[0]);
     return 2;
   }
   int iw = 320, ih = 240;
@@ -128,11 +137,12 @@ int main(int argc, char** argv) {
     std::sort(ms.begin(), ms.end());
     std::sort(cpu.begin(), cpu.end());
     const double med = ms[ms.size() / 2];
-    std::printf("{\"impl\": \"lookalike\", \"model\": \"%s\", \"batch\": %d, \"threads\": %d, "
-                "\"max_batch\": %d, \"images_per_s\": %.3f, \"ms_per_batch\": %.2f, "
-                "\"best_ms\": %.2f, \"cpu_ms_per_batch\": %.2f, \"peak_rss_mb\": %.1f}\n",
-                preset.c_str(), b, threads, options.max_batch, b * 1000.0 / med, med, ms.front(),
-                cpu[cpu.size() / 2], PeakRssMb());
+    std::printf(
+        "{\"impl\": \"lookalike\", \"model\": \"%s\", \"batch\": %d, \"threads\": %d, "
+        "\"max_batch\": %d, \"images_per_s\": %.3f, \"ms_per_batch\": %.2f, "
+        "\"best_ms\": %.2f, \"cpu_ms_per_batch\": %.2f, \"peak_rss_mb\": %.1f}\n",
+        preset.c_str(), b, threads, options.max_batch, b * 1000.0 / med, med, ms.front(),
+        cpu[cpu.size() / 2], PeakRssMb());
     std::fflush(stdout);
   }
   return 0;

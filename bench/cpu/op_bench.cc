@@ -50,7 +50,8 @@ Timing MedianMs(int reps, const std::function<void()>& fn) {
     const double c0 = CpuMs();
     const auto a = std::chrono::steady_clock::now();
     fn();
-    t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - a).count());
+    t.push_back(
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - a).count());
     c.push_back(CpuMs() - c0);
   }
   std::sort(t.begin(), t.end());
@@ -69,8 +70,8 @@ std::vector<float> Rand(size_t n, int seed) {
 // GFLOP/s per CPU-second: throughput per core actually used, which a
 // shared, loaded machine disturbs far less than wall time.
 void Report(const char* op, const char* shape, const char* impl, Timing t, double gflop) {
-  std::printf("%-10s %-32s %-31s %9.2f ms wall %9.2f ms cpu %7.1f GFLOP/cpu-s\n", op, shape,
-              impl, t.wall_ms, t.cpu_ms, gflop / t.cpu_ms * 1e3);
+  std::printf("%-10s %-32s %-31s %9.2f ms wall %9.2f ms cpu %7.1f GFLOP/cpu-s\n", op, shape, impl,
+              t.wall_ms, t.cpu_ms, gflop / t.cpu_ms * 1e3);
 }
 
 Tensor Input(CpuBackend& be, const std::vector<int64_t>& shape, int seed) {
@@ -136,14 +137,15 @@ void ConvCase(CpuBackend& be, int threads, int reps, const char* name, int n, in
     for (int i = 0; i < c; ++i)
       for (int ky = 0; ky < k; ++ky)
         for (int kx = 0; kx < k; ++kx)
-          wk[((size_t(ky) * k + kx) * c + i) * oc + o] = wt[((size_t(o) * c + i) * k + ky) * k + kx];
+          wk[((size_t(ky) * k + kx) * c + i) * oc + o] =
+              wt[((size_t(o) * c + i) * k + ky) * k + kx];
   std::vector<float> y(size_t(n) * oh * ow * oc), col;
   openblas_set_num_threads(threads);
   const Timing ms_blas = MedianMs(reps, [&] {
     const float* xi = x[it++ % 2].data_as<float>();
     if (k == 1 && s == 1) {
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int64_t(n) * h * w, oc, c, 1.0f, xi,
-                  c, wk.data(), oc, 0.0f, y.data(), oc);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int64_t(n) * h * w, oc, c, 1.0f, xi, c,
+                  wk.data(), oc, 0.0f, y.data(), oc);
     } else {
       Im2colConv(xi, n, h, w, c, wk.data(), k, s, p, oc, y.data(), col);
     }
@@ -163,19 +165,26 @@ void LinearCase(CpuBackend& be, int threads, int reps, int m, int in, int out) {
   char shape[96];
   std::snprintf(shape, sizeof(shape), "M%d K%d N%d +bias", m, in, out);
   int it = 0;
-  Report("linear", shape, "oneDNN matmul (CpuBackend)", MedianMs(reps, [&] {
-           auto y = be.Linear(**layer, x[it++ % 2], Activation::kNone, nullptr);
-           if (!y.ok()) std::abort();
-         }), gflop);
+  Report("linear", shape, "oneDNN matmul (CpuBackend)",
+         MedianMs(reps,
+                  [&] {
+                    auto y = be.Linear(**layer, x[it++ % 2], Activation::kNone, nullptr);
+                    if (!y.ok()) std::abort();
+                  }),
+         gflop);
   std::vector<float> y(size_t(m) * out);
   openblas_set_num_threads(threads);
-  Report("linear", shape, "OpenBLAS sgemm + bias", MedianMs(reps, [&] {
-           cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, out, in, 1.0f,
-                       x[it++ % 2].data_as<float>(), in, wt.data(), in, 0.0f, y.data(), out);
+  Report("linear", shape, "OpenBLAS sgemm + bias",
+         MedianMs(reps,
+                  [&] {
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, out, in, 1.0f,
+                                x[it++ % 2].data_as<float>(), in, wt.data(), in, 0.0f, y.data(),
+                                out);
 #pragma omp parallel for
-           for (int64_t r = 0; r < m; ++r)
-             for (int o = 0; o < out; ++o) y[r * out + o] += bias[o];
-         }), gflop);
+                    for (int64_t r = 0; r < m; ++r)
+                      for (int o = 0; o < out; ++o) y[r * out + o] += bias[o];
+                  }),
+         gflop);
 }
 
 void AttentionCase(CpuBackend& be, int threads, int reps, int n, int heads, int t, int dh) {
@@ -185,34 +194,40 @@ void AttentionCase(CpuBackend& be, int threads, int reps, int n, int heads, int 
   char shape[96];
   std::snprintf(shape, sizeof(shape), "(%d,%d,%d,%d)", n, heads, t, dh);
   int it = 0;
-  Report("attention", shape, "oneDNN sgemm/head (CpuBackend)", MedianMs(reps, [&] {
-           auto y = be.Attention(qkv[it++ % 2], heads);
-           if (!y.ok()) std::abort();
-         }), gflop);
+  Report("attention", shape, "oneDNN sgemm/head (CpuBackend)",
+         MedianMs(reps,
+                  [&] {
+                    auto y = be.Attention(qkv[it++ % 2], heads);
+                    if (!y.ok()) std::abort();
+                  }),
+         gflop);
   // OpenBLAS, one (image, head) per OpenMP task with single-threaded sgemm.
   std::vector<float> y(size_t(n) * t * d), s(size_t(threads) * t * t);
   const float scale = 1.0f / std::sqrt(float(dh));
-  Report("attention", shape, "OpenBLAS sgemm/head, std::exp", MedianMs(reps, [&] {
-           openblas_set_num_threads(1);
-           const float* base = qkv[it++ % 2].data_as<float>();
+  Report("attention", shape, "OpenBLAS sgemm/head, std::exp",
+         MedianMs(reps,
+                  [&] {
+                    openblas_set_num_threads(1);
+                    const float* base = qkv[it++ % 2].data_as<float>();
 #pragma omp parallel for schedule(dynamic) num_threads(threads)
-           for (int job = 0; job < n * heads; ++job) {
-             const int b = job / heads, h = job % heads;
-             float* sc = &s[size_t(omp_get_thread_num()) * t * t];
-             const float* q = base + size_t(b) * t * 3 * d + h * dh;
-             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, t, t, dh, scale, q, 3 * d, q + d,
-                         3 * d, 0.0f, sc, t);
-             for (int i = 0; i < t; ++i) {
-               float* row = sc + size_t(i) * t;
-               float mx = *std::max_element(row, row + t), sum = 0;
-               for (int j = 0; j < t; ++j) sum += (row[j] = std::exp(row[j] - mx));
-               for (int j = 0; j < t; ++j) row[j] /= sum;
-             }
-             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, t, dh, t, 1.0f, sc, t,
-                         q + 2 * d, 3 * d, 0.0f, &y[size_t(b) * t * d + h * dh], d);
-           }
-           openblas_set_num_threads(threads);
-         }), gflop);
+                    for (int job = 0; job < n * heads; ++job) {
+                      const int b = job / heads, h = job % heads;
+                      float* sc = &s[size_t(omp_get_thread_num()) * t * t];
+                      const float* q = base + size_t(b) * t * 3 * d + h * dh;
+                      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, t, t, dh, scale, q,
+                                  3 * d, q + d, 3 * d, 0.0f, sc, t);
+                      for (int i = 0; i < t; ++i) {
+                        float* row = sc + size_t(i) * t;
+                        float mx = *std::max_element(row, row + t), sum = 0;
+                        for (int j = 0; j < t; ++j) sum += (row[j] = std::exp(row[j] - mx));
+                        for (int j = 0; j < t; ++j) row[j] /= sum;
+                      }
+                      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, t, dh, t, 1.0f, sc, t,
+                                  q + 2 * d, 3 * d, 0.0f, &y[size_t(b) * t * d + h * dh], d);
+                    }
+                    openblas_set_num_threads(threads);
+                  }),
+         gflop);
 }
 
 // Layout question behind keeping NHWC: the same oneDNN convolution with
@@ -284,8 +299,9 @@ void MatmulWeightsCase(int reps, int m, int k, int nout) {
       mm.execute(strm, {{DNNL_ARG_SRC, x}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_DST, y}});
       strm.wait();
     });
-    Report("weights", shape, tag == Tag::ba ? "matmul, torch layout (ba)" : "matmul, oneDNN's choice (any)",
-           t, gflop);
+    Report("weights", shape,
+           tag == Tag::ba ? "matmul, torch layout (ba)" : "matmul, oneDNN's choice (any)", t,
+           gflop);
   }
 }
 
@@ -302,11 +318,11 @@ int main(int argc, char** argv) {
   threads = be.num_threads();
   std::printf("threads %d, median of %d after one warm-up\n", threads, reps);
   using lookalike::ConvCase;
-  ConvCase(be, threads, reps, "conv3x3", 8, 56, 56, 64, 64, 3, 1, 1);     // ResNet-50 layer1
-  ConvCase(be, threads, reps, "conv3x3", 8, 14, 14, 256, 256, 3, 1, 1);   // ResNet-50 layer3
-  ConvCase(be, threads, reps, "conv1x1", 8, 56, 56, 64, 256, 1, 1, 1);    // ResNet-50 expand
-  ConvCase(be, threads, reps, "conv1x1", 8, 14, 14, 1024, 256, 1, 1, 1);  // ResNet-50 reduce
-  ConvCase(be, threads, reps, "conv7x7", 8, 224, 224, 3, 64, 7, 2, 1);    // ResNet stem
+  ConvCase(be, threads, reps, "conv3x3", 8, 56, 56, 64, 64, 3, 1, 1);       // ResNet-50 layer1
+  ConvCase(be, threads, reps, "conv3x3", 8, 14, 14, 256, 256, 3, 1, 1);     // ResNet-50 layer3
+  ConvCase(be, threads, reps, "conv1x1", 8, 56, 56, 64, 256, 1, 1, 1);      // ResNet-50 expand
+  ConvCase(be, threads, reps, "conv1x1", 8, 14, 14, 1024, 256, 1, 1, 1);    // ResNet-50 reduce
+  ConvCase(be, threads, reps, "conv7x7", 8, 224, 224, 3, 64, 7, 2, 1);      // ResNet stem
   ConvCase(be, threads, reps, "dwconv3x3", 8, 112, 112, 32, 32, 3, 1, 32);  // EfficientNet-Lite0
   ConvCase(be, threads, reps, "dwconv5x5", 8, 28, 28, 240, 240, 5, 1, 240);
   lookalike::LinearCase(be, threads, reps, 16 * 197, 768, 3072);  // ViT-B MLP fc1, batch 16

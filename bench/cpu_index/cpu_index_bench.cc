@@ -101,8 +101,9 @@ int main(int argc, char** argv) {
   const int ks[] = {10, 100};
   FILE* json = json_path.empty() ? nullptr : std::fopen(json_path.c_str(), "w");
   std::printf("hardware threads: %u\n", std::thread::hardware_concurrency());
-  std::printf("| database | batch | k | ours ms | FAISS ms | ours QPS | FAISS QPS | ratio | "
-              "ours GB/s | ours GFLOP/s |\n|---|---|---|---|---|---|---|---|---|---|\n");
+  std::printf(
+      "| database | batch | k | ours ms | FAISS ms | ours QPS | FAISS QPS | ratio | "
+      "ours GB/s | ours GFLOP/s |\n|---|---|---|---|---|---|---|---|---|---|\n");
   std::fflush(stdout);
   bool all_same = true;
   for (const Dataset& ds : datasets) {
@@ -121,8 +122,9 @@ int main(int argc, char** argv) {
       for (int k : ks) {
         std::vector<float> d_ours(static_cast<size_t>(nq) * k), d_faiss(d_ours.size());
         std::vector<idx_t> l_ours(d_ours.size()), l_faiss(d_ours.size());
-        const double ours_ms = MsPerCall(
-            [&] { index.search(nq, queries.data(), k, d_ours.data(), l_ours.data()); }, min_seconds);
+        const double ours_ms =
+            MsPerCall([&] { index.search(nq, queries.data(), k, d_ours.data(), l_ours.data()); },
+                      min_seconds);
         const double faiss_ms = MsPerCall(
             [&] {
               index.faiss::IndexFlat::search(nq, queries.data(), k, d_faiss.data(), l_faiss.data());
@@ -132,8 +134,8 @@ int main(int argc, char** argv) {
         all_same = all_same && same;
         const double bytes = static_cast<double>(ds.rows) * ds.dim * 4;
         const double flop = 2.0 * nq * ds.rows * ds.dim;
-        std::printf("| %s | %d | %d | %.2f | %.2f | %.1f | %.1f | %.2fx | %.1f | %.1f |%s\n", ds.name,
-                    nq, k, ours_ms, faiss_ms, nq * 1e3 / ours_ms, nq * 1e3 / faiss_ms,
+        std::printf("| %s | %d | %d | %.2f | %.2f | %.1f | %.1f | %.2fx | %.1f | %.1f |%s\n",
+                    ds.name, nq, k, ours_ms, faiss_ms, nq * 1e3 / ours_ms, nq * 1e3 / faiss_ms,
                     faiss_ms / ours_ms, bytes / ours_ms / 1e6, flop / ours_ms / 1e6,
                     same ? "" : " RESULTS DIFFER");
         std::fflush(stdout);

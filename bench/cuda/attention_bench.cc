@@ -27,11 +27,18 @@ int main(int argc, char** argv) {
   int heads = 12, seq = 197, hd = 64;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i];
-    if (a == "--batch") batches = ParseList(argv[i + 1]);
-    else if (a == "--heads") heads = std::stoi(argv[i + 1]);
-    else if (a == "--seq") seq = std::stoi(argv[i + 1]);
-    else if (a == "--head-dim") hd = std::stoi(argv[i + 1]);
-    else { std::fprintf(stderr, "unknown flag %s\n", argv[i]); return 1; }
+    if (a == "--batch")
+      batches = ParseList(argv[i + 1]);
+    else if (a == "--heads")
+      heads = std::stoi(argv[i + 1]);
+    else if (a == "--seq")
+      seq = std::stoi(argv[i + 1]);
+    else if (a == "--head-dim")
+      hd = std::stoi(argv[i + 1]);
+    else {
+      std::fprintf(stderr, "unknown flag %s\n", argv[i]);
+      return 1;
+    }
   }
   int count = 0;
   if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
@@ -72,9 +79,10 @@ int main(int argc, char** argv) {
     BENCH_CUDA_CHECK(cudaStreamSynchronize(stream));
     if (failed) return 2;
     const double flops = 4.0 * b * heads * static_cast<double>(seq) * seq * hd;
-    std::printf("{\"op\":\"attention\",\"impl\":\"lookalike\",\"batch\":%d,\"heads\":%d,\"seq\":%d,"
-                "\"head_dim\":%d,\"ms\":%.5f,\"tflops\":%.2f}\n",
-                b, heads, seq, hd, ms, flops / (ms * 1e-3) / 1e12);
+    std::printf(
+        "{\"op\":\"attention\",\"impl\":\"lookalike\",\"batch\":%d,\"heads\":%d,\"seq\":%d,"
+        "\"head_dim\":%d,\"ms\":%.5f,\"tflops\":%.2f}\n",
+        b, heads, seq, hd, ms, flops / (ms * 1e-3) / 1e12);
     for (int r = 0; r < rot; ++r) {
       cudaFree(qkv[r]);
       cudaFree(out[r]);

@@ -15,14 +15,14 @@
 namespace lookalike {
 namespace bench {
 
-#define BENCH_CUDA_CHECK(expr)                                                        \
-  do {                                                                                \
-    const cudaError_t bench_err_ = (expr);                                            \
-    if (bench_err_ != cudaSuccess) {                                                  \
-      std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #expr,               \
-                   cudaGetErrorString(bench_err_));                                   \
-      std::exit(2);                                                                   \
-    }                                                                                 \
+#define BENCH_CUDA_CHECK(expr)                                          \
+  do {                                                                  \
+    const cudaError_t bench_err_ = (expr);                              \
+    if (bench_err_ != cudaSuccess) {                                    \
+      std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #expr, \
+                   cudaGetErrorString(bench_err_));                     \
+      std::exit(2);                                                     \
+    }                                                                   \
   } while (0)
 
 // How many copies of a `bytes`-sized input rotate so that the set is at least

@@ -15,13 +15,13 @@
 
 using namespace lookalike;
 
-#define CUDNN_CHECK(expr)                                                                 \
-  do {                                                                                    \
-    const cudnnStatus_t s_ = (expr);                                                      \
-    if (s_ != CUDNN_STATUS_SUCCESS) {                                                     \
+#define CUDNN_CHECK(expr)                                                                         \
+  do {                                                                                            \
+    const cudnnStatus_t s_ = (expr);                                                              \
+    if (s_ != CUDNN_STATUS_SUCCESS) {                                                             \
       std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #expr, cudnnGetErrorString(s_)); \
-      std::exit(2);                                                                       \
-    }                                                                                     \
+      std::exit(2);                                                                               \
+    }                                                                                             \
   } while (0)
 
 struct Layer {
@@ -58,8 +58,13 @@ int main(int argc, char** argv) {
   CUDNN_CHECK(cudnnSetStream(cudnn, stream));
   for (const Layer& L : layers) {
     kernels::ConvGeometry g;
-    g.batch = batch; g.in_h = L.h; g.in_w = L.w; g.in_channels = L.cin; g.out_channels = L.cout;
-    g.kernel_h = g.kernel_w = L.k; g.stride_h = g.stride_w = L.stride;
+    g.batch = batch;
+    g.in_h = L.h;
+    g.in_w = L.w;
+    g.in_channels = L.cin;
+    g.out_channels = L.cout;
+    g.kernel_h = g.kernel_w = L.k;
+    g.stride_h = g.stride_w = L.stride;
     g.pad_top = g.pad_left = g.pad_bottom = g.pad_right = L.pad;
     const int oh = g.out_h(), ow = g.out_w();
     const size_t x_n = static_cast<size_t>(batch) * L.h * L.w * L.cin;
@@ -89,13 +94,22 @@ int main(int argc, char** argv) {
       Status s;
       if (L.depthwise) {
         kernels::DepthwiseParams p;
-        p.geo = g; p.input = xs[i % rot]; p.weight = w; p.bias = static_cast<float*>(bias32);
-        p.output = y; p.act = kernels::Act::kRelu;
+        p.geo = g;
+        p.input = xs[i % rot];
+        p.weight = w;
+        p.bias = static_cast<float*>(bias32);
+        p.output = y;
+        p.act = kernels::Act::kRelu;
         s = kernels::DepthwiseConv2d(p, stream);
       } else {
         kernels::ConvParams p;
-        p.geo = g; p.input = xs[i % rot]; p.weight = w; p.weight_row_stride = ldw;
-        p.bias = static_cast<float*>(bias32); p.output = y; p.act = kernels::Act::kRelu;
+        p.geo = g;
+        p.input = xs[i % rot];
+        p.weight = w;
+        p.weight_row_stride = ldw;
+        p.bias = static_cast<float*>(bias32);
+        p.output = y;
+        p.act = kernels::Act::kRelu;
         s = kernels::Conv2d(p, stream);
       }
       if (!s.ok() && !failed) {
@@ -104,8 +118,10 @@ int main(int argc, char** argv) {
       }
     });
     if (failed) return 2;
-    std::printf("{\"op\":\"conv\",\"layer\":\"%s\",\"impl\":\"lookalike\",\"batch\":%d,\"ms\":%.5f,"
-                "\"tflops\":%.2f}\n", L.name, batch, ms_ours, flops / (ms_ours * 1e-3) / 1e12);
+    std::printf(
+        "{\"op\":\"conv\",\"layer\":\"%s\",\"impl\":\"lookalike\",\"batch\":%d,\"ms\":%.5f,"
+        "\"tflops\":%.2f}\n",
+        L.name, batch, ms_ours, flops / (ms_ours * 1e-3) / 1e12);
 
     // cuDNN peer
     cudnnTensorDescriptor_t xd, yd, bd;
@@ -118,16 +134,20 @@ int main(int argc, char** argv) {
     CUDNN_CHECK(cudnnCreateFilterDescriptor(&wd));
     CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&cd));
     CUDNN_CHECK(cudnnCreateActivationDescriptor(&ad));
-    CUDNN_CHECK(cudnnSetTensor4dDescriptor(xd, CUDNN_TENSOR_NHWC, CUDNN_DATA_HALF, batch, L.cin, L.h, L.w));
-    CUDNN_CHECK(cudnnSetTensor4dDescriptor(yd, CUDNN_TENSOR_NHWC, CUDNN_DATA_HALF, batch, L.cout, oh, ow));
-    CUDNN_CHECK(cudnnSetTensor4dDescriptor(bd, CUDNN_TENSOR_NHWC, CUDNN_DATA_HALF, 1, L.cout, 1, 1));
+    CUDNN_CHECK(
+        cudnnSetTensor4dDescriptor(xd, CUDNN_TENSOR_NHWC, CUDNN_DATA_HALF, batch, L.cin, L.h, L.w));
+    CUDNN_CHECK(
+        cudnnSetTensor4dDescriptor(yd, CUDNN_TENSOR_NHWC, CUDNN_DATA_HALF, batch, L.cout, oh, ow));
+    CUDNN_CHECK(
+        cudnnSetTensor4dDescriptor(bd, CUDNN_TENSOR_NHWC, CUDNN_DATA_HALF, 1, L.cout, 1, 1));
     CUDNN_CHECK(cudnnSetFilter4dDescriptor(wd, CUDNN_DATA_HALF, CUDNN_TENSOR_NHWC, L.cout,
                                            L.depthwise ? 1 : L.cin, L.k, L.k));
     CUDNN_CHECK(cudnnSetConvolution2dDescriptor(cd, L.pad, L.pad, L.stride, L.stride, 1, 1,
                                                 CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
     CUDNN_CHECK(cudnnSetConvolutionMathType(cd, CUDNN_TENSOR_OP_MATH));
     if (L.depthwise) CUDNN_CHECK(cudnnSetConvolutionGroupCount(cd, L.cin));
-    CUDNN_CHECK(cudnnSetActivationDescriptor(ad, CUDNN_ACTIVATION_RELU, CUDNN_NOT_PROPAGATE_NAN, 0.0));
+    CUDNN_CHECK(
+        cudnnSetActivationDescriptor(ad, CUDNN_ACTIVATION_RELU, CUDNN_NOT_PROPAGATE_NAN, 0.0));
     cudnnConvolutionFwdAlgoPerf_t perf[8];
     int returned = 0;
     CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithm(cudnn, xd, wd, cd, yd, 8, &returned, perf));
@@ -137,14 +157,15 @@ int main(int argc, char** argv) {
       if (perf[a].status != CUDNN_STATUS_SUCCESS) continue;
       size_t ws_bytes = 0;
       if (cudnnGetConvolutionForwardWorkspaceSize(cudnn, xd, wd, cd, yd, perf[a].algo, &ws_bytes) !=
-          CUDNN_STATUS_SUCCESS) continue;
+          CUDNN_STATUS_SUCCESS)
+        continue;
       void* ws = nullptr;
       if (ws_bytes > 0 && cudaMalloc(&ws, ws_bytes) != cudaSuccess) continue;
       const float one = 1.f, zero = 0.f;
       // Probe: the fused call supports only some algorithms.
       if (cudnnConvolutionBiasActivationForward(cudnn, &one, xd, xs[0], wd, w, cd, perf[a].algo, ws,
-                                                ws_bytes, &zero, yd, y, bd, bias16, ad, yd, y) !=
-          CUDNN_STATUS_SUCCESS) {
+                                                ws_bytes, &zero, yd, y, bd, bias16, ad, yd,
+                                                y) != CUDNN_STATUS_SUCCESS) {
         cudaFree(ws);
         continue;
       }
@@ -159,12 +180,15 @@ int main(int argc, char** argv) {
       }
     }
     if (best > 0) {
-      std::printf("{\"op\":\"conv\",\"layer\":\"%s\",\"impl\":\"cudnn_fused_bias_relu\",\"batch\":%d,"
-                  "\"ms\":%.5f,\"tflops\":%.2f,\"algo_rank\":\"%s\",\"ours_over_peer\":%.3f}\n",
-                  L.name, batch, best, flops / (best * 1e-3) / 1e12, best_algo, ms_ours / best);
+      std::printf(
+          "{\"op\":\"conv\",\"layer\":\"%s\",\"impl\":\"cudnn_fused_bias_relu\",\"batch\":%d,"
+          "\"ms\":%.5f,\"tflops\":%.2f,\"algo_rank\":\"%s\",\"ours_over_peer\":%.3f}\n",
+          L.name, batch, best, flops / (best * 1e-3) / 1e12, best_algo, ms_ours / best);
     } else {
-      std::printf("{\"op\":\"conv\",\"layer\":\"%s\",\"impl\":\"cudnn_fused_bias_relu\",\"error\":\"no algorithm\"}\n",
-                  L.name);
+      std::printf(
+          "{\"op\":\"conv\",\"layer\":\"%s\",\"impl\":\"cudnn_fused_bias_relu\",\"error\":\"no "
+          "algorithm\"}\n",
+          L.name);
     }
     std::fflush(stdout);
     cudnnDestroyTensorDescriptor(xd);

@@ -28,9 +28,12 @@ int main(int argc, char** argv) {
   int iters = 20;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i], v = argv[i + 1];
-    if (a == "--preset") preset_name = v;
-    else if (a == "--weights") weights_path = v;
-    else if (a == "--iters") iters = std::stoi(v);
+    if (a == "--preset")
+      preset_name = v;
+    else if (a == "--weights")
+      weights_path = v;
+    else if (a == "--iters")
+      iters = std::stoi(v);
     else if (a == "--batch") {
       batches.clear();
       std::stringstream ss(v);
@@ -42,7 +45,8 @@ int main(int argc, char** argv) {
     }
   }
   if (preset_name.empty() || weights_path.empty()) {
-    std::fprintf(stderr, "usage: %s --preset P --weights FILE [--batch 1,8] [--iters N]\n", argv[0]);
+    std::fprintf(stderr, "usage: %s --preset P --weights FILE [--batch 1,8] [--iters N]\n",
+                 argv[0]);
     return 1;
   }
   auto fail = [](const Status& s) {
@@ -65,7 +69,9 @@ int main(int argc, char** argv) {
     for (float& v : host) v = nd(rng);
     auto x = (*backend)->Upload({b, s, s, 3}, host.data());
     if (!x.ok()) return fail(x.status());
-    const Backend::ForwardFn forward = [&](const Tensor& in) { return (*model)->Forward(**backend, in); };
+    const Backend::ForwardFn forward = [&](const Tensor& in) {
+      return (*model)->Forward(**backend, in);
+    };
     // Eager: one launch per op. Graphs: RunRecorded (recorded at its second
     // call, replayed after; the warm-up calls cover both).
     for (const bool graphs : {false, true}) {
@@ -88,7 +94,10 @@ int main(int argc, char** argv) {
         }
         st = (*backend)->Synchronize();
         if (!st.ok()) return fail(st);
-        samples.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() / iters);
+        samples.push_back(
+            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
+                .count() /
+            iters);
       }
       std::sort(samples.begin(), samples.end());
       const double ms = samples[1];
@@ -99,15 +108,18 @@ int main(int argc, char** argv) {
         st = run();
         if (st.ok()) st = (*backend)->Synchronize();
         if (!st.ok()) return fail(st);
-        lat.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+        lat.push_back(
+            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
+                .count());
       }
       std::sort(lat.begin(), lat.end());
-      std::printf("{\"op\":\"model\",\"preset\":\"%s\",\"impl\":\"%s\",\"batch\":%d,"
-                  "\"ms\":%.4f,\"img_per_s\":%.1f,\"latency_ms\":%.4f,\"pool_bytes\":%zu,"
-                  "\"graph_pool_bytes\":%zu,\"graph_error\":\"%s\"}\n",
-                  preset_name.c_str(), graphs ? "lookalike_cuda_fp16_graphs" : "lookalike_cuda_fp16", b,
-                  ms, b / (ms * 1e-3), lat[lat.size() / 2], (*backend)->pool_bytes(),
-                  (*backend)->graph_pool_bytes(), (*backend)->last_graph_error().c_str());
+      std::printf(
+          "{\"op\":\"model\",\"preset\":\"%s\",\"impl\":\"%s\",\"batch\":%d,"
+          "\"ms\":%.4f,\"img_per_s\":%.1f,\"latency_ms\":%.4f,\"pool_bytes\":%zu,"
+          "\"graph_pool_bytes\":%zu,\"graph_error\":\"%s\"}\n",
+          preset_name.c_str(), graphs ? "lookalike_cuda_fp16_graphs" : "lookalike_cuda_fp16", b, ms,
+          b / (ms * 1e-3), lat[lat.size() / 2], (*backend)->pool_bytes(),
+          (*backend)->graph_pool_bytes(), (*backend)->last_graph_error().c_str());
       std::fflush(stdout);
     }
   }

@@ -58,8 +58,10 @@ double HbmPeakGBps(int device) {
 
 double TensorPeakTflops(const std::string& name) {
   // Dense fp16 tensor-core peaks from the vendor data sheets.
-  if (name.find("H100") != std::string::npos && name.find("PCIe") != std::string::npos) return 756.0;
-  if (name.find("H100") != std::string::npos || name.find("H200") != std::string::npos) return 989.4;
+  if (name.find("H100") != std::string::npos && name.find("PCIe") != std::string::npos)
+    return 756.0;
+  if (name.find("H100") != std::string::npos || name.find("H200") != std::string::npos)
+    return 989.4;
   if (name.find("A100") != std::string::npos) return 312.0;
   return 0.0;
 }
@@ -89,7 +91,8 @@ int main(int argc, char** argv) {
     } else if (a == "--no-fused") {
       fused = false;
     } else {
-      std::fprintf(stderr, "usage: %s [--quick] [--json FILE] [--min-seconds S] [--peak-tflops T] "
+      std::fprintf(stderr,
+                   "usage: %s [--quick] [--json FILE] [--min-seconds S] [--peak-tflops T] "
                    "[--workspace-mb M] [--no-fused]\n",
                    argv[0]);
       return 2;
@@ -112,7 +115,9 @@ int main(int argc, char** argv) {
   const int ks[] = {10, 100};
 
   FILE* json = json_path.empty() ? nullptr : std::fopen(json_path.c_str(), "w");
-  std::printf("| database | batch | k | path | latency ms | wall ms | QPS | DB GB/s | HBM frac | TC frac |\n");
+  std::printf(
+      "| database | batch | k | path | latency ms | wall ms | QPS | DB GB/s | HBM frac | TC frac "
+      "|\n");
   std::printf("|---|---|---|---|---|---|---|---|---|---|\n");
   for (const Dataset& ds : datasets) {
     GpuFlatStoreOptions o;
@@ -185,11 +190,12 @@ int main(int argc, char** argv) {
         if (json) {
           std::fprintf(json,
                        "{\"impl\": \"lookalike\", \"rows\": %lld, \"dim\": %d, \"batch\": %d, "
-                       "\"k\": %d, \"tile_rows\": %lld, \"latency_ms\": %.4f, \"wall_ms\": %.4f, \"qps\": %.1f, "
+                       "\"k\": %d, \"tile_rows\": %lld, \"latency_ms\": %.4f, \"wall_ms\": %.4f, "
+                       "\"qps\": %.1f, "
                        "\"db_gbps\": %.1f, \"hbm_frac\": %.3f, \"tc_frac\": %.4f, \"iters\": %d}\n",
                        static_cast<long long>(ds.rows), ds.dim, nq, k,
-                       static_cast<long long>(t.tile_rows), lat, wall, qps, gbps,
-                       hbm_frac, tc_frac, iters);
+                       static_cast<long long>(t.tile_rows), lat, wall, qps, gbps, hbm_frac, tc_frac,
+                       iters);
         }
       }
     }

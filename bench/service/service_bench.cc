@@ -45,7 +45,7 @@ struct Config {
   int batch = 64;         // vectors per Upsert
   int image_batch = 8;    // images per Upsert
   int k = 10;
-  int preload = 5000;     // vectors stored before search_vectors
+  int preload = 5000;  // vectors stored before search_vectors
   std::string phases = "upsert_vectors,search_vectors,upsert_images,search_images";
   std::string json_out;
   bool keep = false;
@@ -92,7 +92,8 @@ PhaseResult RunPhase(const std::string& name, const Config& cfg,
         if (seq >= cfg.requests || std::chrono::steady_clock::now() >= deadline) break;
         auto t0 = std::chrono::steady_clock::now();
         auto n = one(w, seq);
-        double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+        double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
+                        .count();
         if (n.ok()) {
           local.push_back(ms);
           items += *n;
@@ -140,7 +141,8 @@ Status Check(const StatusOr<v1::UpsertResponse>& r) {
   if (!r.ok()) return r.status();
   if (r->failed() > 0) {
     for (const auto& s : r->statuses()) {
-      if (s.code() != 0) return Status(static_cast<StatusCode>(s.code()), s.id() + ": " + s.message());
+      if (s.code() != 0)
+        return Status(static_cast<StatusCode>(s.code()), s.id() + ": " + s.message());
     }
   }
   return Status::Ok();
@@ -148,17 +150,26 @@ Status Check(const StatusOr<v1::UpsertResponse>& r) {
 
 int Main(int argc, char** argv) {
   Config cfg;
-  CLI::App app{"Load generator for lookalike-server: Upsert/Search throughput and latency", "lookalike-service-bench"};
-  app.add_option("--server", cfg.server, "HOST:PORT (default $LOOKALIKE_SERVER or localhost:50051)");
-  app.add_option("--images", cfg.images_dir, "Folder of images for the image phases")->check(CLI::ExistingDirectory);
+  CLI::App app{"Load generator for lookalike-server: Upsert/Search throughput and latency",
+               "lookalike-service-bench"};
+  app.add_option("--server", cfg.server,
+                 "HOST:PORT (default $LOOKALIKE_SERVER or localhost:50051)");
+  app.add_option("--images", cfg.images_dir, "Folder of images for the image phases")
+      ->check(CLI::ExistingDirectory);
   app.add_option("--model", cfg.model, "Model of the collections (default: the server's default)");
-  app.add_option("--concurrency", cfg.concurrency, "Requests in flight")->capture_default_str()->check(CLI::Range(1, 256));
-  app.add_option("--requests", cfg.requests, "Requests per phase (upper bound)")->capture_default_str();
-  app.add_option("--seconds", cfg.seconds, "Seconds per phase (upper bound)")->capture_default_str();
+  app.add_option("--concurrency", cfg.concurrency, "Requests in flight")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 256));
+  app.add_option("--requests", cfg.requests, "Requests per phase (upper bound)")
+      ->capture_default_str();
+  app.add_option("--seconds", cfg.seconds, "Seconds per phase (upper bound)")
+      ->capture_default_str();
   app.add_option("--batch", cfg.batch, "Vectors per Upsert request")->capture_default_str();
-  app.add_option("--image-batch", cfg.image_batch, "Images per Upsert request")->capture_default_str();
+  app.add_option("--image-batch", cfg.image_batch, "Images per Upsert request")
+      ->capture_default_str();
   app.add_option("--k", cfg.k, "Results per search")->capture_default_str();
-  app.add_option("--preload", cfg.preload, "Vectors stored before search_vectors")->capture_default_str();
+  app.add_option("--preload", cfg.preload, "Vectors stored before search_vectors")
+      ->capture_default_str();
   app.add_option("--phases", cfg.phases, "Comma-separated phases to run")->capture_default_str();
   app.add_option("--json", cfg.json_out, "Also write the results to this JSON file");
   app.add_flag("--keep", cfg.keep, "Keep the bench collections");
@@ -175,7 +186,8 @@ int Main(int argc, char** argv) {
   Client& client = **client_or;
   auto models = client.ListModels();
   if (!models.ok() || models->empty()) {
-    std::fprintf(stderr, "cannot list models: %s\n", models.ok() ? "none served" : models.status().ToString().c_str());
+    std::fprintf(stderr, "cannot list models: %s\n",
+                 models.ok() ? "none served" : models.status().ToString().c_str());
     return 1;
   }
   v1::ModelInfo model = (*models)[0];
@@ -183,7 +195,9 @@ int Main(int argc, char** argv) {
     if (m.name() == cfg.model) model = m;
   }
   const int dim = model.dim();
-  auto want = [&](const std::string& phase) { return ("," + cfg.phases + ",").find("," + phase + ",") != std::string::npos; };
+  auto want = [&](const std::string& phase) {
+    return ("," + cfg.phases + ",").find("," + phase + ",") != std::string::npos;
+  };
 
   std::vector<std::string> images;
   if (want("upsert_images") || want("search_images")) {
@@ -307,28 +321,38 @@ int Main(int argc, char** argv) {
     if (!cfg.keep) (void)client.DropCollection(img_coll);
   }
 
-  std::printf("server %s, model %s (dim %d, backend %s), concurrency %d, vector batch %d, image batch %d, "
-              "k %d, %zu images (mean %.1f KiB)\n",
-              client.server().c_str(), model.name().c_str(), dim, model.backend().c_str(), cfg.concurrency, cfg.batch,
-              cfg.image_batch, cfg.k, images.size(), mean_image_kib);
-  std::printf("%-16s %9s %9s %12s %12s %10s %10s %10s %7s\n", "phase", "requests", "seconds", "requests/s", "items/s",
-              "p50 ms", "p99 ms", "mean ms", "errors");
+  std::printf(
+      "server %s, model %s (dim %d, backend %s), concurrency %d, vector batch %d, image batch %d, "
+      "k %d, %zu images (mean %.1f KiB)\n",
+      client.server().c_str(), model.name().c_str(), dim, model.backend().c_str(), cfg.concurrency,
+      cfg.batch, cfg.image_batch, cfg.k, images.size(), mean_image_kib);
+  std::printf("%-16s %9s %9s %12s %12s %10s %10s %10s %7s\n", "phase", "requests", "seconds",
+              "requests/s", "items/s", "p50 ms", "p99 ms", "mean ms", "errors");
   nlohmann::json j = nlohmann::json::array();
   int rc = 0;
   for (const auto& r : results) {
     std::printf("%-16s %9lld %9.2f %12.1f %12.1f %10.2f %10.2f %10.2f %7lld\n", r.name.c_str(),
-                static_cast<long long>(r.requests), r.seconds, static_cast<double>(r.requests) / r.seconds,
+                static_cast<long long>(r.requests), r.seconds,
+                static_cast<double>(r.requests) / r.seconds,
                 static_cast<double>(r.items) / r.seconds, r.p50_ms, r.p99_ms, r.mean_ms,
                 static_cast<long long>(r.errors));
     if (r.collection_items >= 0) {
-      std::printf("  (searched a Flat index of %lld items)\n", static_cast<long long>(r.collection_items));
+      std::printf("  (searched a Flat index of %lld items)\n",
+                  static_cast<long long>(r.collection_items));
     }
     if (!r.first_error.empty()) {
       std::printf("  first error: %s\n", r.first_error.c_str());
       rc = 1;
     }
-    j.push_back({{"phase", r.name}, {"requests", r.requests}, {"items", r.items}, {"seconds", r.seconds},
-                 {"p50_ms", r.p50_ms}, {"p99_ms", r.p99_ms}, {"mean_ms", r.mean_ms}, {"errors", r.errors}, {"collection_items", r.collection_items}});
+    j.push_back({{"phase", r.name},
+                 {"requests", r.requests},
+                 {"items", r.items},
+                 {"seconds", r.seconds},
+                 {"p50_ms", r.p50_ms},
+                 {"p99_ms", r.p99_ms},
+                 {"mean_ms", r.mean_ms},
+                 {"errors", r.errors},
+                 {"collection_items", r.collection_items}});
   }
   if (!cfg.json_out.empty()) {
     std::FILE* f = std::fopen(cfg.json_out.c_str(), "w");

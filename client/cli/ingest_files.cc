@@ -22,7 +22,8 @@ namespace fs = std::filesystem;
 namespace {
 
 std::string Lower(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  std::transform(s.begin(), s.end(), s.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
   return s;
 }
 
@@ -55,7 +56,8 @@ bool IsHidden(const fs::path& p) {
 }  // namespace
 
 bool HasImageExtension(const std::string& path) {
-  static const char* kExtensions[] = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"};
+  static const char* kExtensions[] = {".jpg", ".jpeg", ".png",  ".webp",
+                                      ".bmp", ".tif",  ".tiff", ".gif"};
   std::string ext = Lower(fs::path(path).extension().string());
   for (const char* e : kExtensions) {
     if (ext == e) return true;
@@ -79,9 +81,12 @@ StatusOr<std::vector<InputFile>> CollectImageFiles(const std::vector<std::string
       files.push_back(std::move(f));
       continue;
     }
-    if (!fs::is_directory(st)) return InvalidArgumentError(given + " is neither a file nor a directory");
-    fs::recursive_directory_iterator it(root, fs::directory_options::follow_directory_symlink |
-                                                  fs::directory_options::skip_permission_denied, ec);
+    if (!fs::is_directory(st))
+      return InvalidArgumentError(given + " is neither a file nor a directory");
+    fs::recursive_directory_iterator it(root,
+                                        fs::directory_options::follow_directory_symlink |
+                                            fs::directory_options::skip_permission_denied,
+                                        ec);
     if (ec) return InvalidArgumentError("cannot read directory " + given + ": " + ec.message());
     for (; it != fs::recursive_directory_iterator(); it.increment(ec)) {
       if (ec) return InvalidArgumentError("cannot read directory " + given + ": " + ec.message());
@@ -99,11 +104,13 @@ StatusOr<std::vector<InputFile>> CollectImageFiles(const std::vector<std::string
       files.push_back(std::move(f));
     }
   }
-  std::sort(files.begin(), files.end(), [](const InputFile& a, const InputFile& b) { return a.id < b.id; });
+  std::sort(files.begin(), files.end(),
+            [](const InputFile& a, const InputFile& b) { return a.id < b.id; });
   for (size_t i = 1; i < files.size(); ++i) {
     if (files[i].id == files[i - 1].id) {
-      return InvalidArgumentError("two files would get the id \"" + files[i].id + "\": " + files[i - 1].path +
-                                  " and " + files[i].path + " (index them in separate runs or collections)");
+      return InvalidArgumentError("two files would get the id \"" + files[i].id +
+                                  "\": " + files[i - 1].path + " and " + files[i].path +
+                                  " (index them in separate runs or collections)");
     }
   }
   return files;
@@ -115,7 +122,8 @@ namespace {
 
 // Splits CSV text into rows of fields (RFC 4180: quotes, doubled quotes,
 // embedded separators and newlines; \r\n or \n line ends).
-StatusOr<std::vector<std::vector<std::string>>> ParseCsv(const std::string& text, const std::string& name) {
+StatusOr<std::vector<std::vector<std::string>>> ParseCsv(const std::string& text,
+                                                         const std::string& name) {
   std::vector<std::vector<std::string>> rows;
   std::vector<std::string> row;
   std::string field;
@@ -158,7 +166,9 @@ StatusOr<std::vector<std::vector<std::string>>> ParseCsv(const std::string& text
       field_started = true;
     }
   }
-  if (in_quotes) return InvalidArgumentError(name + ": unterminated quoted field (line " + std::to_string(line) + ")");
+  if (in_quotes)
+    return InvalidArgumentError(name + ": unterminated quoted field (line " + std::to_string(line) +
+                                ")");
   if (field_started || !row.empty()) {
     row.push_back(std::move(field));
     rows.push_back(std::move(row));
@@ -210,7 +220,8 @@ StatusOr<MetadataTable> MetadataTable::Load(const std::string& file) {
       MetadataMap m;
       std::string id, path;
       for (auto it = j.begin(); it != j.end(); ++it) {
-        std::string value = it.value().is_string() ? it.value().get<std::string>() : it.value().dump();
+        std::string value =
+            it.value().is_string() ? it.value().get<std::string>() : it.value().dump();
         if (it.key() == "id") {
           id = value;
         } else {
@@ -228,7 +239,8 @@ StatusOr<MetadataTable> MetadataTable::Load(const std::string& file) {
   for (size_t r = 0; r < keys.size(); ++r) {
     const auto& [id, path] = keys[r];
     if (id.empty() && path.empty()) {
-      return InvalidArgumentError(file + ": record " + std::to_string(r + 1) + " has neither an id nor a path");
+      return InvalidArgumentError(file + ": record " + std::to_string(r + 1) +
+                                  " has neither an id nor a path");
     }
     if (!id.empty()) {
       table.by_id_[id] = r;
@@ -315,13 +327,17 @@ StatusOr<std::unique_ptr<IngestJournal>> IngestJournal::Open(const std::string& 
   std::error_code ec;
   fs::path parent = fs::path(file).parent_path();
   if (!parent.empty()) fs::create_directories(parent, ec);
-  if (ec) return InvalidArgumentError("cannot create journal folder " + parent.string() + ": " + ec.message());
+  if (ec)
+    return InvalidArgumentError("cannot create journal folder " + parent.string() + ": " +
+                                ec.message());
   auto journal = std::unique_ptr<IngestJournal>(new IngestJournal());
   journal->file_ = file;
   ASSIGN_OR_RETURN(journal->entries_, Read(file));
-  for (const auto& e : journal->entries_) journal->keys_.insert(Key(e.collection, e.path, e.size, e.mtime_ns));
+  for (const auto& e : journal->entries_)
+    journal->keys_.insert(Key(e.collection, e.path, e.size, e.mtime_ns));
   journal->fd_ = ::open(file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-  if (journal->fd_ < 0) return InvalidArgumentError("cannot open journal " + file + ": " + std::strerror(errno));
+  if (journal->fd_ < 0)
+    return InvalidArgumentError("cannot open journal " + file + ": " + std::strerror(errno));
   return journal;
 }
 
@@ -330,8 +346,9 @@ bool IngestJournal::Contains(const std::string& collection, const InputFile& f) 
 }
 
 size_t IngestJournal::Count(const std::string& collection) const {
-  return static_cast<size_t>(std::count_if(entries_.begin(), entries_.end(),
-                                           [&](const JournalEntry& e) { return e.collection == collection; }));
+  return static_cast<size_t>(
+      std::count_if(entries_.begin(), entries_.end(),
+                    [&](const JournalEntry& e) { return e.collection == collection; }));
 }
 
 namespace {
@@ -346,13 +363,17 @@ Status WriteAll(int fd, const std::string& data, const std::string& file) {
     }
     off += static_cast<size_t>(n);
   }
-  if (::fsync(fd) != 0) return InternalError("cannot fsync journal " + file + ": " + std::strerror(errno));
+  if (::fsync(fd) != 0)
+    return InternalError("cannot fsync journal " + file + ": " + std::strerror(errno));
   return Status::Ok();
 }
 
 std::string EntryLine(const JournalEntry& e) {
-  nlohmann::json j = {{"collection", e.collection}, {"path", e.path}, {"size", e.size},
-                      {"mtime_ns", e.mtime_ns},     {"id", e.id}};
+  nlohmann::json j = {{"collection", e.collection},
+                      {"path", e.path},
+                      {"size", e.size},
+                      {"mtime_ns", e.mtime_ns},
+                      {"id", e.id}};
   // Invalid UTF-8 in a path is replaced rather than failing the run.
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }
@@ -415,16 +436,19 @@ StatusOr<std::vector<float>> ParseVector(const std::string& text) {
     errno = 0;
     float v = std::strtof(t.c_str(), &end);
     if (t.empty() || end != t.c_str() + t.size() || errno == ERANGE) {
-      return InvalidArgumentError("--vector element " + std::to_string(index) + " (\"" + t + "\") is not a number");
+      return InvalidArgumentError("--vector element " + std::to_string(index) + " (\"" + t +
+                                  "\") is not a number");
     }
     out.push_back(v);
     ++index;
   }
-  if (out.empty()) return InvalidArgumentError("--vector is empty; expected comma-separated numbers");
+  if (out.empty())
+    return InvalidArgumentError("--vector is empty; expected comma-separated numbers");
   return out;
 }
 
-StatusOr<std::map<std::string, std::vector<std::string>>> ParseFilters(const std::vector<std::string>& specs) {
+StatusOr<std::map<std::string, std::vector<std::string>>> ParseFilters(
+    const std::vector<std::string>& specs) {
   std::map<std::string, std::vector<std::string>> out;
   for (const auto& spec : specs) {
     size_t eq = spec.find('=');

@@ -98,7 +98,8 @@ class IngestJournal {
   static StatusOr<std::vector<JournalEntry>> Read(const std::string& file);
 
  private:
-  static std::string Key(const std::string& collection, const std::string& path, int64_t size, int64_t mtime_ns);
+  static std::string Key(const std::string& collection, const std::string& path, int64_t size,
+                         int64_t mtime_ns);
   std::string file_;
   int fd_ = -1;
   std::vector<JournalEntry> entries_;
@@ -110,7 +111,8 @@ class IngestJournal {
 StatusOr<std::vector<float>> ParseVector(const std::string& text);
 
 // Parses "key=value" filters; the same key given twice means "any of".
-StatusOr<std::map<std::string, std::vector<std::string>>> ParseFilters(const std::vector<std::string>& specs);
+StatusOr<std::map<std::string, std::vector<std::string>>> ParseFilters(
+    const std::vector<std::string>& specs);
 
 // Reads a whole file; NOT_FOUND / INVALID_ARGUMENT naming it.
 StatusOr<std::string> ReadFileBytes(const std::string& path);

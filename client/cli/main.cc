@@ -2,10 +2,10 @@
 //
 //   lookalike collections create NAME [--model M] [--dim D] [--metric cosine|ip|l2] [--index Flat]
 //   lookalike collections list | describe NAME | drop NAME
-//   lookalike index COLLECTION PATH... [--metadata FILE.csv|FILE.jsonl] [--concurrency N] [--batch N]
-//   lookalike search COLLECTION (--image FILE | --id ID | --vector "a,b,c") [--k 10] [--filter k=v]...
-//   lookalike embed [--model NAME] FILE...
-//   lookalike get COLLECTION ID... | delete COLLECTION ID... | models | health
+//   lookalike index COLLECTION PATH... [--metadata FILE.csv|FILE.jsonl] [--concurrency N] [--batch
+//   N] lookalike search COLLECTION (--image FILE | --id ID | --vector "a,b,c") [--k 10] [--filter
+//   k=v]... lookalike embed [--model NAME] FILE... lookalike get COLLECTION ID... | delete
+//   COLLECTION ID... | models | health
 //
 // Every command takes --server HOST:PORT (default $LOOKALIKE_SERVER or
 // localhost:50051) and --timeout SECONDS. Errors go to stderr as
@@ -70,10 +70,14 @@ StatusOr<std::unique_ptr<Client>> MakeClient(const CommonFlags& flags) {
 const char* MetricCliName(v1::Metric m) {
   switch (m) {
     case v1::METRIC_UNSPECIFIED:
-    case v1::COSINE: return "cosine";
-    case v1::INNER_PRODUCT: return "ip";
-    case v1::L2: return "l2";
-    default: return "unknown";
+    case v1::COSINE:
+      return "cosine";
+    case v1::INNER_PRODUCT:
+      return "ip";
+    case v1::L2:
+      return "l2";
+    default:
+      return "unknown";
   }
 }
 
@@ -94,7 +98,9 @@ std::string MetadataText(const google::protobuf::Map<std::string, std::string>& 
   return out;
 }
 
-json VectorJson(const v1::Vector& v) { return json(std::vector<float>(v.values().begin(), v.values().end())); }
+json VectorJson(const v1::Vector& v) {
+  return json(std::vector<float>(v.values().begin(), v.values().end()));
+}
 
 void PrintJson(const json& j) {
   std::cout << j.dump(2, ' ', false, json::error_handler_t::replace) << "\n";
@@ -148,8 +154,8 @@ int RunCreate(const CommonFlags& flags, const CreateArgs& a) {
     PrintJson(CollectionJson(*info));
   } else {
     std::printf("created collection \"%s\" (model %s, dim %d, %s, %s)\n", info->name().c_str(),
-                info->model().empty() ? "none" : info->model().c_str(), info->dim(), MetricCliName(info->metric()),
-                info->index_spec().c_str());
+                info->model().empty() ? "none" : info->model().c_str(), info->dim(),
+                MetricCliName(info->metric()), info->index_spec().c_str());
   }
   return 0;
 }
@@ -169,10 +175,12 @@ int RunList(const CommonFlags& flags, bool as_json) {
     std::printf("(no collections)\n");
     return 0;
   }
-  std::printf("%-24s %-20s %6s %-7s %-10s %10s\n", "NAME", "MODEL", "DIM", "METRIC", "INDEX", "ITEMS");
+  std::printf("%-24s %-20s %6s %-7s %-10s %10s\n", "NAME", "MODEL", "DIM", "METRIC", "INDEX",
+              "ITEMS");
   for (const auto& c : *list) {
-    std::printf("%-24s %-20s %6d %-7s %-10s %10lld\n", c.name().c_str(), c.model().empty() ? "-" : c.model().c_str(),
-                c.dim(), MetricCliName(c.metric()), c.index_spec().c_str(), static_cast<long long>(c.count()));
+    std::printf("%-24s %-20s %6d %-7s %-10s %10lld\n", c.name().c_str(),
+                c.model().empty() ? "-" : c.model().c_str(), c.dim(), MetricCliName(c.metric()),
+                c.index_spec().c_str(), static_cast<long long>(c.count()));
   }
   return 0;
 }
@@ -227,8 +235,9 @@ int RunIndex(const CommonFlags& flags, const IndexArgs& a) {
   auto info = client->DescribeCollection(a.collection);
   if (!info.ok()) return Fail(info.status());
   if (info->model().empty()) {
-    return Fail(FailedPreconditionError("collection \"" + a.collection +
-                                        "\" stores raw vectors only (no model); it cannot index images"));
+    return Fail(
+        FailedPreconditionError("collection \"" + a.collection +
+                                "\" stores raw vectors only (no model); it cannot index images"));
   }
 
   auto files_or = CollectImageFiles(a.paths);
@@ -242,7 +251,8 @@ int RunIndex(const CommonFlags& flags, const IndexArgs& a) {
     metadata = std::move(*table);
   }
 
-  std::string journal_path = a.journal.empty() ? IngestJournal::DefaultPath(client->server(), a.collection) : a.journal;
+  std::string journal_path =
+      a.journal.empty() ? IngestJournal::DefaultPath(client->server(), a.collection) : a.journal;
   auto journal_or = IngestJournal::Open(journal_path);
   if (!journal_or.ok()) return Fail(journal_or.status());
   IngestJournal& journal = **journal_or;
@@ -265,8 +275,8 @@ int RunIndex(const CommonFlags& flags, const IndexArgs& a) {
   const int64_t skipped = static_cast<int64_t>(files.size() - todo.size());
   if (files.empty()) std::fprintf(stderr, "note: no image files found under the given paths\n");
   if (skipped > 0) {
-    std::fprintf(stderr, "resuming: %lld of %zu files already indexed (journal %s)\n", static_cast<long long>(skipped),
-                 files.size(), journal_path.c_str());
+    std::fprintf(stderr, "resuming: %lld of %zu files already indexed (journal %s)\n",
+                 static_cast<long long>(skipped), files.size(), journal_path.c_str());
   }
 
   std::vector<Failure> failures;
@@ -281,23 +291,24 @@ int RunIndex(const CommonFlags& flags, const IndexArgs& a) {
     options.concurrency = a.concurrency;
     options.batch_items = a.batch;
     options.batch_bytes = static_cast<int64_t>(a.batch_mib * 1024 * 1024);
-    BulkUploader uploader(client, a.collection, options, [&](const std::vector<BulkItemResult>& results) {
-      std::vector<JournalEntry> acked;
-      std::lock_guard<std::mutex> lock(mu);
-      for (const auto& r : results) {
-        const InputFile& f = files[static_cast<size_t>(r.tag)];
-        if (r.status.ok()) {
-          acked.push_back({a.collection, f.abs_path, f.size, f.mtime_ns, r.id});
-          ++ok_count;
-        } else {
-          failures.push_back({f.path, r.id, r.status});
-        }
-        ++done;
-      }
-      Status s = journal.Append(acked);
-      if (!s.ok() && journal_error.ok()) journal_error = s;
-      if (a.progress) bar.Update(done, static_cast<int64_t>(failures.size()));
-    });
+    BulkUploader uploader(
+        client, a.collection, options, [&](const std::vector<BulkItemResult>& results) {
+          std::vector<JournalEntry> acked;
+          std::lock_guard<std::mutex> lock(mu);
+          for (const auto& r : results) {
+            const InputFile& f = files[static_cast<size_t>(r.tag)];
+            if (r.status.ok()) {
+              acked.push_back({a.collection, f.abs_path, f.size, f.mtime_ns, r.id});
+              ++ok_count;
+            } else {
+              failures.push_back({f.path, r.id, r.status});
+            }
+            ++done;
+          }
+          Status s = journal.Append(acked);
+          if (!s.ok() && journal_error.ok()) journal_error = s;
+          if (a.progress) bar.Update(done, static_cast<int64_t>(failures.size()));
+        });
     for (size_t i : todo) {
       const InputFile& f = files[i];
       auto bytes = ReadFileBytes(f.path);
@@ -322,7 +333,8 @@ int RunIndex(const CommonFlags& flags, const IndexArgs& a) {
   if (a.progress && !todo.empty()) bar.Finish(done, static_cast<int64_t>(failures.size()));
   double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
-  std::sort(failures.begin(), failures.end(), [](const Failure& x, const Failure& y) { return x.path < y.path; });
+  std::sort(failures.begin(), failures.end(),
+            [](const Failure& x, const Failure& y) { return x.path < y.path; });
   if (a.json) {
     json fj = json::array();
     for (const auto& f : failures) {
@@ -339,14 +351,17 @@ int RunIndex(const CommonFlags& flags, const IndexArgs& a) {
                {"seconds", elapsed},
                {"journal", journal_path}});
   } else {
-    std::printf("indexed %lld, already indexed %lld, failed %zu (of %zu files) in %.1f s (%.1f img/s)\n",
-                static_cast<long long>(ok_count), static_cast<long long>(skipped), failures.size(), files.size(),
-                elapsed, elapsed > 0 ? static_cast<double>(ok_count) / elapsed : 0.0);
+    std::printf(
+        "indexed %lld, already indexed %lld, failed %zu (of %zu files) in %.1f s (%.1f img/s)\n",
+        static_cast<long long>(ok_count), static_cast<long long>(skipped), failures.size(),
+        files.size(), elapsed, elapsed > 0 ? static_cast<double>(ok_count) / elapsed : 0.0);
   }
   if (!failures.empty()) {
     std::fprintf(stderr, "%zu file(s) failed:\n", failures.size());
-    for (const auto& f : failures) std::fprintf(stderr, "  %s: %s\n", f.path.c_str(), f.status.ToString().c_str());
-    std::fprintf(stderr, "re-run the same command to retry them (acknowledged files are skipped)\n");
+    for (const auto& f : failures)
+      std::fprintf(stderr, "  %s: %s\n", f.path.c_str(), f.status.ToString().c_str());
+    std::fprintf(stderr,
+                 "re-run the same command to retry them (acknowledged files are skipped)\n");
   }
   if (!journal_error.ok()) return Fail(journal_error.WithPrefix("journal"));
   return failures.empty() ? 0 : 1;
@@ -365,7 +380,8 @@ struct SearchArgs {
 
 int RunSearch(const CommonFlags& flags, const SearchArgs& a) {
   int given = !a.image.empty() + !a.id.empty() + !a.vector.empty();
-  if (given != 1) return Fail(InvalidArgumentError("give exactly one of --image, --id or --vector"));
+  if (given != 1)
+    return Fail(InvalidArgumentError("give exactly one of --image, --id or --vector"));
   v1::SearchRequest request;
   request.set_collection(a.collection);
   request.set_k(a.k);
@@ -416,18 +432,20 @@ int RunSearch(const CommonFlags& flags, const SearchArgs& a) {
   }
   size_t id_width = 4;
   for (const auto& h : hits) id_width = std::max(id_width, std::min<size_t>(h.id().size(), 60));
-  std::printf("%4s  %8s  %-*s  %s\n", "RANK", "SCORE", static_cast<int>(id_width), "ID", "METADATA");
+  std::printf("%4s  %8s  %-*s  %s\n", "RANK", "SCORE", static_cast<int>(id_width), "ID",
+              "METADATA");
   int rank = 0;
   for (const auto& h : hits) {
-    std::printf("%4d  %8.4f  %-*s  %s\n", ++rank, h.score(), static_cast<int>(id_width), h.id().c_str(),
-                MetadataText(h.metadata()).c_str());
+    std::printf("%4d  %8.4f  %-*s  %s\n", ++rank, h.score(), static_cast<int>(id_width),
+                h.id().c_str(), MetadataText(h.metadata()).c_str());
   }
   return 0;
 }
 
 // ------------------------------------------------------------ embed etc. ---
 
-int RunEmbed(const CommonFlags& flags, const std::string& model, const std::vector<std::string>& files, bool as_json) {
+int RunEmbed(const CommonFlags& flags, const std::string& model,
+             const std::vector<std::string>& files, bool as_json) {
   auto client = MakeClient(flags);
   if (!client.ok()) return Fail(client.status());
   json out = json::array();
@@ -443,23 +461,26 @@ int RunEmbed(const CommonFlags& flags, const std::string& model, const std::vect
     }
     auto response = (*client)->Embed(request);
     if (!response.ok()) {
-      return Fail(response.status().WithPrefix("embedding " + files[start] + (end - start > 1 ? " ..." : "")));
+      return Fail(response.status().WithPrefix("embedding " + files[start] +
+                                               (end - start > 1 ? " ..." : "")));
     }
     if (response->vectors_size() != static_cast<int>(end - start)) {
-      return Fail(InternalError("server returned " + std::to_string(response->vectors_size()) + " vectors for " +
-                                std::to_string(end - start) + " images"));
+      return Fail(InternalError("server returned " + std::to_string(response->vectors_size()) +
+                                " vectors for " + std::to_string(end - start) + " images"));
     }
     for (size_t i = start; i < end; ++i) {
       const v1::Vector& v = response->vectors(static_cast<int>(i - start));
       if (as_json) {
-        out.push_back({{"file", files[i]}, {"model", response->model().name()}, {"vector", VectorJson(v)}});
+        out.push_back(
+            {{"file", files[i]}, {"model", response->model().name()}, {"vector", VectorJson(v)}});
         continue;
       }
       double norm = 0;
       for (float x : v.values()) norm += static_cast<double>(x) * x;
-      std::printf("%s  model=%s dim=%d norm=%.4f  [", files[i].c_str(), response->model().name().c_str(),
-                  v.values_size(), std::sqrt(norm));
-      for (int j = 0; j < std::min(v.values_size(), 6); ++j) std::printf("%s%.5f", j ? ", " : "", v.values(j));
+      std::printf("%s  model=%s dim=%d norm=%.4f  [", files[i].c_str(),
+                  response->model().name().c_str(), v.values_size(), std::sqrt(norm));
+      for (int j = 0; j < std::min(v.values_size(), 6); ++j)
+        std::printf("%s%.5f", j ? ", " : "", v.values(j));
       std::printf("%s]\n", v.values_size() > 6 ? ", ..." : "");
     }
   }
@@ -467,8 +488,8 @@ int RunEmbed(const CommonFlags& flags, const std::string& model, const std::vect
   return 0;
 }
 
-int RunGet(const CommonFlags& flags, const std::string& collection, const std::vector<std::string>& ids, bool as_json,
-           bool vectors) {
+int RunGet(const CommonFlags& flags, const std::string& collection,
+           const std::vector<std::string>& ids, bool as_json, bool vectors) {
   auto client = MakeClient(flags);
   if (!client.ok()) return Fail(client.status());
   v1::GetRequest request;
@@ -498,20 +519,22 @@ int RunGet(const CommonFlags& flags, const std::string& collection, const std::v
   }
   if (response->missing_ids_size() > 0) {
     std::string list;
-    for (const auto& id : response->missing_ids()) list += (list.empty() ? "" : ", ") + ("\"" + id + "\"");
-    return Fail(NotFoundError(std::to_string(response->missing_ids_size()) + " id(s) not in collection \"" +
-                              collection + "\": " + list));
+    for (const auto& id : response->missing_ids())
+      list += (list.empty() ? "" : ", ") + ("\"" + id + "\"");
+    return Fail(NotFoundError(std::to_string(response->missing_ids_size()) +
+                              " id(s) not in collection \"" + collection + "\": " + list));
   }
   return 0;
 }
 
-int RunDelete(const CommonFlags& flags, const std::string& collection, const std::vector<std::string>& ids) {
+int RunDelete(const CommonFlags& flags, const std::string& collection,
+              const std::vector<std::string>& ids) {
   auto client = MakeClient(flags);
   if (!client.ok()) return Fail(client.status());
   auto deleted = (*client)->Delete(collection, ids);
   if (!deleted.ok()) return Fail(deleted.status());
-  std::printf("deleted %lld of %zu id(s) from \"%s\"\n", static_cast<long long>(*deleted), ids.size(),
-              collection.c_str());
+  std::printf("deleted %lld of %zu id(s) from \"%s\"\n", static_cast<long long>(*deleted),
+              ids.size(), collection.c_str());
   return 0;
 }
 
@@ -537,8 +560,8 @@ int RunModels(const CommonFlags& flags, bool as_json) {
   std::printf("%-24s %-20s %6s %-9s %s\n", "NAME", "PRESET", "DIM", "INPUT", "BACKEND");
   for (const auto& m : *models) {
     std::string input = std::to_string(m.input_height()) + "x" + std::to_string(m.input_width());
-    std::printf("%-24s %-20s %6d %-9s %s\n", m.name().c_str(), m.preset().c_str(), m.dim(), input.c_str(),
-                m.backend().c_str());
+    std::printf("%-24s %-20s %6d %-9s %s\n", m.name().c_str(), m.preset().c_str(), m.dim(),
+                input.c_str(), m.backend().c_str());
   }
   return 0;
 }
@@ -547,7 +570,8 @@ int RunModels(const CommonFlags& flags, bool as_json) {
 int RunHealth(const CommonFlags& flags, double wait_s) {
   auto client = MakeClient(flags);
   if (!client.ok()) return Fail(client.status());
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(static_cast<int64_t>(wait_s * 1000));
+  auto deadline = std::chrono::steady_clock::now() +
+                  std::chrono::milliseconds(static_cast<int64_t>(wait_s * 1000));
   for (;;) {
     auto serving = (*client)->CheckHealth();
     if (serving.ok() && *serving) {
@@ -563,24 +587,30 @@ int RunHealth(const CommonFlags& flags, double wait_s) {
 }
 
 int Main(int argc, char** argv) {
-  CLI::App app{"lookalike: command-line client of lookalike-server (image embeddings and similarity search)",
-               "lookalike"};
+  CLI::App app{
+      "lookalike: command-line client of lookalike-server (image embeddings and similarity search)",
+      "lookalike"};
   app.require_subcommand(1);
   CommonFlags flags;
   std::function<int()> run;
 
   // collections
-  CLI::App* collections = app.add_subcommand("collections", "Create, list, describe and drop collections");
+  CLI::App* collections =
+      app.add_subcommand("collections", "Create, list, describe and drop collections");
   collections->require_subcommand(1);
   CreateArgs create;
   CLI::App* c_create = collections->add_subcommand("create", "Create a collection");
   c_create->add_option("NAME", create.name, "Collection name, [A-Za-z0-9_-]{1,64}")->required();
-  c_create->add_option("--model", create.model, "Model that embeds its images (default: the server's default; \"none\" = vectors only, needs --dim)");
-  c_create->add_option("--dim", create.dim, "Vector dimension (default: the model's)")->check(CLI::NonNegativeNumber);
+  c_create->add_option("--model", create.model,
+                       "Model that embeds its images (default: the server's default; \"none\" = "
+                       "vectors only, needs --dim)");
+  c_create->add_option("--dim", create.dim, "Vector dimension (default: the model's)")
+      ->check(CLI::NonNegativeNumber);
   c_create->add_option("--metric", create.metric, "Similarity: cosine, ip (inner product) or l2")
       ->capture_default_str()
       ->check(CLI::IsMember({"cosine", "ip", "l2"}));
-  c_create->add_option("--index", create.index, "FAISS index_factory string")->capture_default_str();
+  c_create->add_option("--index", create.index, "FAISS index_factory string")
+      ->capture_default_str();
   c_create->add_flag("--json", create.json, "Print the collection as JSON");
   AddCommonFlags(c_create, &flags);
   c_create->callback([&] { run = [&] { return RunCreate(flags, create); }; });
@@ -593,11 +623,13 @@ int Main(int argc, char** argv) {
 
   std::string describe_name;
   bool describe_json = false;
-  CLI::App* c_describe = collections->add_subcommand("describe", "Show a collection's settings and size");
+  CLI::App* c_describe =
+      collections->add_subcommand("describe", "Show a collection's settings and size");
   c_describe->add_option("NAME", describe_name, "Collection name")->required();
   c_describe->add_flag("--json", describe_json, "Print JSON");
   AddCommonFlags(c_describe, &flags);
-  c_describe->callback([&] { run = [&] { return RunDescribe(flags, describe_name, describe_json); }; });
+  c_describe->callback(
+      [&] { run = [&] { return RunDescribe(flags, describe_name, describe_json); }; });
 
   std::string drop_name;
   CLI::App* c_drop = collections->add_subcommand("drop", "Delete a collection and all its items");
@@ -607,11 +639,13 @@ int Main(int argc, char** argv) {
 
   // index
   IndexArgs index;
-  CLI::App* c_index = app.add_subcommand(
-      "index",
-      "Upload image files (directories are walked for jpg/jpeg/png/webp/bmp/tif/tiff/gif) into a collection. "
-      "Item id = path relative to the given directory. Acknowledged files are recorded in a journal, so "
-      "re-running the command resumes and sends only what is missing.");
+  CLI::App* c_index =
+      app.add_subcommand("index",
+                         "Upload image files (directories are walked for "
+                         "jpg/jpeg/png/webp/bmp/tif/tiff/gif) into a collection. "
+                         "Item id = path relative to the given directory. Acknowledged files are "
+                         "recorded in a journal, so "
+                         "re-running the command resumes and sends only what is missing.");
   c_index->add_option("COLLECTION", index.collection, "Collection name")->required();
   c_index->add_option("PATH", index.paths, "Image files or directories")->required();
   c_index->add_option("--metadata", index.metadata,
@@ -619,13 +653,17 @@ int Main(int argc, char** argv) {
   c_index->add_option("--concurrency", index.concurrency, "Requests in flight")
       ->capture_default_str()
       ->check(CLI::Range(1, 256));
-  c_index->add_option("--batch", index.batch, "Images per request")->capture_default_str()->check(CLI::Range(1, 1024));
+  c_index->add_option("--batch", index.batch, "Images per request")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1024));
   c_index->add_option("--batch-mib", index.batch_mib, "Approximate payload per request, MiB")
       ->capture_default_str()
       ->check(CLI::Range(0.01, 1024.0));
-  c_index->add_option("--journal", index.journal,
-                      "Journal file (default ~/.cache/lookalike/journal/<server>__<collection>.jsonl)");
-  c_index->add_flag("--no-resume", index.no_resume, "Forget the journal of this collection and send everything");
+  c_index->add_option(
+      "--journal", index.journal,
+      "Journal file (default ~/.cache/lookalike/journal/<server>__<collection>.jsonl)");
+  c_index->add_flag("--no-resume", index.no_resume,
+                    "Forget the journal of this collection and send everything");
   c_index->add_flag("--json", index.json, "Print the summary (and failures) as JSON");
   bool no_progress = false;
   c_index->add_flag("--no-progress", no_progress, "Do not draw a progress bar");
@@ -637,16 +675,21 @@ int Main(int argc, char** argv) {
 
   // search
   SearchArgs search;
-  CLI::App* c_search = app.add_subcommand("search", "Find the items most similar to an image, an item or a vector");
+  CLI::App* c_search =
+      app.add_subcommand("search", "Find the items most similar to an image, an item or a vector");
   c_search->add_option("COLLECTION", search.collection, "Collection name")->required();
   auto* o_image = c_search->add_option("--image", search.image, "Query image file");
-  auto* o_id = c_search->add_option("--id", search.id, "Query by an item of the collection (excluded from results)");
+  auto* o_id = c_search->add_option("--id", search.id,
+                                    "Query by an item of the collection (excluded from results)");
   auto* o_vector = c_search->add_option("--vector", search.vector, "Query vector \"a,b,c,...\"");
   o_image->excludes(o_id)->excludes(o_vector);
   o_id->excludes(o_vector);
-  c_search->add_option("--k", search.k, "Number of results")->capture_default_str()->check(CLI::Range(1, 1 << 20));
-  c_search->add_option("--filter", search.filters,
-                       "Metadata condition key=value (repeat; the same key twice means either value)");
+  c_search->add_option("--k", search.k, "Number of results")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1 << 20));
+  c_search->add_option(
+      "--filter", search.filters,
+      "Metadata condition key=value (repeat; the same key twice means either value)");
   c_search->add_option("--min-score", search.min_score, "Drop hits scoring below this");
   c_search->add_flag("--json", search.json, "Print JSON");
   c_search->add_flag("--vectors", search.vectors, "Also return each hit's vector (with --json)");
@@ -657,12 +700,14 @@ int Main(int argc, char** argv) {
   std::string embed_model;
   std::vector<std::string> embed_files;
   bool embed_json = false;
-  CLI::App* c_embed = app.add_subcommand("embed", "Print the embedding vectors of image files (stores nothing)");
+  CLI::App* c_embed =
+      app.add_subcommand("embed", "Print the embedding vectors of image files (stores nothing)");
   c_embed->add_option("FILE", embed_files, "Image files")->required();
   c_embed->add_option("--model", embed_model, "Model name (default: the server's default)");
   c_embed->add_flag("--json", embed_json, "Print full vectors as JSON");
   AddCommonFlags(c_embed, &flags);
-  c_embed->callback([&] { run = [&] { return RunEmbed(flags, embed_model, embed_files, embed_json); }; });
+  c_embed->callback(
+      [&] { run = [&] { return RunEmbed(flags, embed_model, embed_files, embed_json); }; });
 
   // get
   std::string get_collection;
@@ -674,7 +719,8 @@ int Main(int argc, char** argv) {
   c_get->add_flag("--json", get_json, "Print JSON (includes vectors)");
   c_get->add_flag("--vectors", get_vectors, "Fetch vectors (prints their dimension)");
   AddCommonFlags(c_get, &flags);
-  c_get->callback([&] { run = [&] { return RunGet(flags, get_collection, get_ids, get_json, get_vectors); }; });
+  c_get->callback(
+      [&] { run = [&] { return RunGet(flags, get_collection, get_ids, get_json, get_vectors); }; });
 
   // delete
   std::string delete_collection;
@@ -683,7 +729,8 @@ int Main(int argc, char** argv) {
   c_delete->add_option("COLLECTION", delete_collection, "Collection name")->required();
   c_delete->add_option("ID", delete_ids, "Item ids")->required();
   AddCommonFlags(c_delete, &flags);
-  c_delete->callback([&] { run = [&] { return RunDelete(flags, delete_collection, delete_ids); }; });
+  c_delete->callback(
+      [&] { run = [&] { return RunDelete(flags, delete_collection, delete_ids); }; });
 
   // models
   bool models_json = false;
@@ -694,8 +741,10 @@ int Main(int argc, char** argv) {
 
   // health
   double health_wait = 0;
-  CLI::App* c_health = app.add_subcommand("health", "Check that the server is SERVING (grpc.health.v1)");
-  c_health->add_option("--wait", health_wait, "Keep trying for up to this many seconds")->check(CLI::NonNegativeNumber);
+  CLI::App* c_health =
+      app.add_subcommand("health", "Check that the server is SERVING (grpc.health.v1)");
+  c_health->add_option("--wait", health_wait, "Keep trying for up to this many seconds")
+      ->check(CLI::NonNegativeNumber);
   AddCommonFlags(c_health, &flags);
   c_health->callback([&] { run = [&] { return RunHealth(flags, health_wait); }; });
 

@@ -23,7 +23,8 @@ std::string ProgressBar::FormatDuration(double seconds) {
     std::snprintf(buf, sizeof(buf), "%lld:%02lld:%02lld", static_cast<long long>(s / 3600),
                   static_cast<long long>((s / 60) % 60), static_cast<long long>(s % 60));
   } else {
-    std::snprintf(buf, sizeof(buf), "%lld:%02lld", static_cast<long long>(s / 60), static_cast<long long>(s % 60));
+    std::snprintf(buf, sizeof(buf), "%lld:%02lld", static_cast<long long>(s / 60),
+                  static_cast<long long>(s % 60));
   }
   return buf;
 }
@@ -38,8 +39,9 @@ std::string ProgressBar::Render(int64_t done, int64_t failed, double elapsed_s) 
   bar.append(static_cast<size_t>(kWidth - filled), '.');
   char buf[256];
   std::snprintf(buf, sizeof(buf), "[%s] %lld/%lld %3d%%  %.1f %s/s  ETA %s", bar.c_str(),
-                static_cast<long long>(done), static_cast<long long>(total_), static_cast<int>(frac * 100.0), rate,
-                unit_.c_str(), done >= total_ ? "0:00" : FormatDuration(eta).c_str());
+                static_cast<long long>(done), static_cast<long long>(total_),
+                static_cast<int>(frac * 100.0), rate, unit_.c_str(),
+                done >= total_ ? "0:00" : FormatDuration(eta).c_str());
   std::string line = buf;
   if (failed > 0) line += "  (" + std::to_string(failed) + " failed)";
   return line;

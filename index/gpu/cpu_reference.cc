@@ -43,7 +43,8 @@ float RoundToFp16(float v) {
   return r;
 }
 
-std::vector<float> PrepareAsStored(const float* x, int64_t n, int dim, bool normalize, bool to_fp16) {
+std::vector<float> PrepareAsStored(const float* x, int64_t n, int dim, bool normalize,
+                                   bool to_fp16) {
   std::vector<float> out(x, x + n * dim);
   for (int64_t r = 0; r < n; ++r) {
     float* row = out.data() + r * dim;
@@ -75,7 +76,8 @@ void ReferenceKnn(const float* xb, int64_t nb, const int64_t* labels, int dim, M
       cand.emplace_back(ReferenceDistance(xq + q * dim, xb + r * dim, dim, metric), label);
     }
     const int64_t take = std::min<int64_t>(k, static_cast<int64_t>(cand.size()));
-    auto before = [metric](const std::pair<double, int64_t>& a, const std::pair<double, int64_t>& b) {
+    auto before = [metric](const std::pair<double, int64_t>& a,
+                           const std::pair<double, int64_t>& b) {
       if (a.first != b.first) return ReferenceBetter(a.first, b.first, metric);
       return a.second < b.second;
     };

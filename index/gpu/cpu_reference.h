@@ -22,7 +22,8 @@ bool ReferenceBetter(double a, double b, Metric metric);
 // Returns x (n x dim) as the GPU index stores it: scaled to unit L2 norm
 // (fp32 arithmetic, zero rows unchanged) when normalize, then rounded to the
 // nearest fp16 value (round-to-nearest-even) when to_fp16.
-std::vector<float> PrepareAsStored(const float* x, int64_t n, int dim, bool normalize, bool to_fp16);
+std::vector<float> PrepareAsStored(const float* x, int64_t n, int dim, bool normalize,
+                                   bool to_fp16);
 
 // Nearest fp16 value of v (round-to-nearest-even, +-inf beyond the range).
 float RoundToFp16(float v);

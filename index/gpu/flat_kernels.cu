@@ -42,8 +42,7 @@ __device__ float BlockSum(float v, float* scratch) {
 }
 
 __global__ void PrepareRowsKernel(const float* __restrict__ src, int dim, bool normalize,
-                                  bool to_fp16, void* __restrict__ dst,
-                                  float* __restrict__ norms) {
+                                  bool to_fp16, void* __restrict__ dst, float* __restrict__ norms) {
   __shared__ float scratch[32];
   const int64_t row = blockIdx.x;
   const float* x = src + row * dim;
@@ -268,9 +267,9 @@ __global__ void __launch_bounds__(kSelectThreads)
   }
 }
 
-__global__ void FinishResultsKernel(const float* __restrict__ keys, const int32_t* __restrict__ vals,
-                                    int64_t ld, int nq, int k, bool l2,
-                                    const float* __restrict__ qnorms,
+__global__ void FinishResultsKernel(const float* __restrict__ keys,
+                                    const int32_t* __restrict__ vals, int64_t ld, int nq, int k,
+                                    bool l2, const float* __restrict__ qnorms,
                                     const int64_t* __restrict__ row_labels,
                                     float* __restrict__ distances, int64_t* __restrict__ labels) {
   const int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
@@ -303,10 +302,10 @@ __global__ void __launch_bounds__(kFusedChunk) FusedSmallBatchKernel(FusedArgs a
   const int nq = a.nq;
   const int kp = NextPow2(a.k);
   const int qp = max(kp, kFusedChunk);
-  float* qs = reinterpret_cast<float*>(smem);       // nq x dim
-  float* scores = qs + nq * a.dim;                  // nq x kFusedChunk
-  float* thresh = scores + nq * kFusedChunk;        // kFusedMaxQueries
-  float* top_keys = thresh + kFusedMaxQueries;      // nq x kp
+  float* qs = reinterpret_cast<float*>(smem);   // nq x dim
+  float* scores = qs + nq * a.dim;              // nq x kFusedChunk
+  float* thresh = scores + nq * kFusedChunk;    // kFusedMaxQueries
+  float* top_keys = thresh + kFusedMaxQueries;  // nq x kp
   int32_t* top_vals = reinterpret_cast<int32_t*>(top_keys + nq * kp);
   float* q_keys = reinterpret_cast<float*>(top_vals + nq * kp);  // qp
   int32_t* q_vals = reinterpret_cast<int32_t*>(q_keys + qp);
@@ -335,14 +334,13 @@ __global__ void __launch_bounds__(kFusedChunk) FusedSmallBatchKernel(FusedArgs a
     for (int rr = 0; rr < kRowsPerWarp; ++rr) {
       const int local = warp * kRowsPerWarp + rr;
       const int64_t r = chunk + local;
-      const bool dead = r >= end ||
-                        (a.tombstones && ((a.tombstones[r >> 5] >> (r & 31)) & 1u));
+      const bool dead = r >= end || (a.tombstones && ((a.tombstones[r >> 5] >> (r & 31)) & 1u));
       float acc[kFusedMaxQueries];
 #pragma unroll
       for (int q = 0; q < kFusedMaxQueries; ++q) acc[q] = 0.f;
       if (!dead) {
-        const uint4* row = reinterpret_cast<const uint4*>(
-            static_cast<const char*>(a.vecs) + r * a.dim * (kFp16 ? 2 : 4));
+        const uint4* row = reinterpret_cast<const uint4*>(static_cast<const char*>(a.vecs) +
+                                                          r * a.dim * (kFp16 ? 2 : 4));
         for (int u = lane; u < units; u += 32) {
           const uint4 v = __ldg(row + u);
           float x[kVec];
@@ -377,7 +375,8 @@ __global__ void __launch_bounds__(kFusedChunk) FusedSmallBatchKernel(FusedArgs a
 #pragma unroll
         for (int q = 0; q < kFusedMaxQueries; ++q) {
           if (q < nq) {
-            for (int off = 16; off > 0; off >>= 1) acc[q] += __shfl_xor_sync(0xffffffffu, acc[q], off);
+            for (int off = 16; off > 0; off >>= 1)
+              acc[q] += __shfl_xor_sync(0xffffffffu, acc[q], off);
           }
         }
       }
@@ -478,8 +477,8 @@ cudaError_t LaunchFusedSmallBatch(const FusedArgs& args, cudaStream_t stream) {
 cudaError_t LaunchPrepareRows(const float* src, int64_t n, int dim, bool normalize, bool to_fp16,
                               void* dst, float* norms, cudaStream_t stream) {
   if (n <= 0) return cudaSuccess;
-  PrepareRowsKernel<<<static_cast<unsigned>(n), kPrepareThreads, 0, stream>>>(
-      src, dim, normalize, to_fp16, dst, norms);
+  PrepareRowsKernel<<<static_cast<unsigned>(n), kPrepareThreads, 0, stream>>>(src, dim, normalize,
+                                                                              to_fp16, dst, norms);
   return cudaGetLastError();
 }
 
@@ -501,7 +500,7 @@ cudaError_t LaunchMergeSelect(float* keys, int32_t* vals, int nq, int64_t count,
   cudaError_t err = EnsureSharedLimit(reinterpret_cast<const void*>(&MergeSelectKernel), smem);
   if (err != cudaSuccess) return err;
   MergeSelectKernel<<<static_cast<unsigned>(nq), kSelectThreads, smem, stream>>>(keys, vals, count,
-                                                                                ld, k);
+                                                                                 ld, k);
   return cudaGetLastError();
 }
 

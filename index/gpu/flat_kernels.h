@@ -80,7 +80,7 @@ cudaError_t LaunchFinishResults(const float* keys, const int32_t* vals, int64_t 
 constexpr int kFusedMaxQueries = 16;
 constexpr int kFusedMaxK = 128;
 constexpr int kFusedChunk = 256;  // rows scored per block step (= threads)
-struct FusedArgs : SelectArgs {  // seg_len: a multiple of kFusedChunk
+struct FusedArgs : SelectArgs {   // seg_len: a multiple of kFusedChunk
   const void* vecs = nullptr;
   bool fp16 = true;
   int dim = 0;

@@ -104,20 +104,21 @@ bool GpuAvailable() {
 namespace {
 
 Status CudaError(cudaError_t err, const char* what) {
-  const std::string msg = std::string(what) + ": " + cudaGetErrorName(err) + " (" +
-                          cudaGetErrorString(err) + ")";
+  const std::string msg =
+      std::string(what) + ": " + cudaGetErrorName(err) + " (" + cudaGetErrorString(err) + ")";
   if (err == cudaErrorMemoryAllocation) return ResourceExhaustedError(msg);
   return InternalError(msg);
 }
 
-#define LK_CUDA_RETURN(expr, what)                            \
-  do {                                                        \
-    cudaError_t lk_err_ = (expr);                             \
+#define LK_CUDA_RETURN(expr, what)                               \
+  do {                                                           \
+    cudaError_t lk_err_ = (expr);                                \
     if (lk_err_ != cudaSuccess) return CudaError(lk_err_, what); \
   } while (0)
 
 Status CublasError(cublasStatus_t st, const char* what) {
-  const std::string msg = std::string(what) + ": cuBLAS status " + std::to_string(static_cast<int>(st));
+  const std::string msg =
+      std::string(what) + ": cuBLAS status " + std::to_string(static_cast<int>(st));
   if (st == CUBLAS_STATUS_ALLOC_FAILED) return ResourceExhaustedError(msg);
   return InternalError(msg);
 }
@@ -177,16 +178,16 @@ struct GpuFlatStore::Impl {
   cublasHandle_t cublas = nullptr;
   int sm_count = 1;
   int smem_optin = 48 * 1024;  // largest dynamic shared memory per block
-  int64_t used = 0;  // device bytes held
+  int64_t used = 0;            // device bytes held
 
   // Storage.
   DeviceBuffer vecs, norms, ids, tomb;
   int64_t capacity = 0;
   int64_t rows = 0;
   int64_t live = 0;
-  std::vector<int64_t> labels_host;  // per row
-  std::vector<uint32_t> tomb_host;   // ceil(rows / 32) words (sized for capacity)
-  int mode = 0;                      // 0 = unset, 1 = sequential, 2 = explicit
+  std::vector<int64_t> labels_host;                // per row
+  std::vector<uint32_t> tomb_host;                 // ceil(rows / 32) words (sized for capacity)
+  int mode = 0;                                    // 0 = unset, 1 = sequential, 2 = explicit
   std::unordered_map<int64_t, int64_t> id_to_row;  // explicit mode
   std::vector<int64_t> label_rows;                 // sequential mode: label -> row
 
@@ -253,7 +254,8 @@ struct GpuFlatStore::Impl {
                                      cudaMemcpyDeviceToDevice, stream),
                      "copy ids");
     }
-    LK_CUDA_RETURN(cudaMemsetAsync(nt.as<void>(), 0, CeilDiv(cap, 32) * 4, stream), "clear tombstones");
+    LK_CUDA_RETURN(cudaMemsetAsync(nt.as<void>(), 0, CeilDiv(cap, 32) * 4, stream),
+                   "clear tombstones");
     if (rows > 0) {
       LK_CUDA_RETURN(cudaMemcpyAsync(nt.as<void>(), tomb.as<void>(), CeilDiv(rows, 32) * 4,
                                      cudaMemcpyDeviceToDevice, stream),
@@ -313,8 +315,9 @@ struct GpuFlatStore::Impl {
     if (x == nullptr) return InvalidArgumentError("x must be non-null");
     const int want_mode = new_ids != nullptr ? 2 : 1;
     if (mode != 0 && mode != want_mode) {
-      return InvalidArgumentError(mode == 2 ? "this index holds explicit ids: add needs ids"
-                                            : "this index uses sequential ids: add cannot take ids");
+      return InvalidArgumentError(mode == 2
+                                      ? "this index holds explicit ids: add needs ids"
+                                      : "this index uses sequential ids: add cannot take ids");
     }
     if (rows + n > std::numeric_limits<int32_t>::max()) {
       return ResourceExhaustedError("GPU flat index holds at most 2^31-1 rows");
@@ -348,10 +351,10 @@ struct GpuFlatStore::Impl {
                                      cudaMemcpyHostToDevice, stream),
                      "upload vectors");
       char* dst = vecs.as<char>() + (rows + done) * RowBytes();
-      LK_CUDA_RETURN(gpu_detail::LaunchPrepareRows(staging.as<float>(), m, opt.dim, normalize,
-                                                   to_fp16, dst, norms.as<float>() + rows + done,
-                                                   stream),
-                     "prepare rows");
+      LK_CUDA_RETURN(
+          gpu_detail::LaunchPrepareRows(staging.as<float>(), m, opt.dim, normalize, to_fp16, dst,
+                                        norms.as<float>() + rows + done, stream),
+          "prepare rows");
       // The staging buffer is reused: wait before overwriting it.
       LK_CUDA_RETURN(cudaStreamSynchronize(stream), "add vectors");
     }
@@ -418,9 +421,10 @@ struct GpuFlatStore::Impl {
       LK_CUDA_RETURN(cudaMemcpyAsync(rowbuf.as<int32_t>(), keep.data(), live * 4,
                                      cudaMemcpyHostToDevice, stream),
                      "upload row list");
-      LK_CUDA_RETURN(gpu_detail::LaunchGatherRows(vecs.as<uint16_t>(), nv.as<uint16_t>(),
-                                                  rowbuf.as<int32_t>(), live, RowBytes() / 2, stream),
-                     "gather vectors");
+      LK_CUDA_RETURN(
+          gpu_detail::LaunchGatherRows(vecs.as<uint16_t>(), nv.as<uint16_t>(), rowbuf.as<int32_t>(),
+                                       live, RowBytes() / 2, stream),
+          "gather vectors");
       LK_CUDA_RETURN(gpu_detail::LaunchGatherRows(norms.as<uint16_t>(), nn.as<uint16_t>(),
                                                   rowbuf.as<int32_t>(), live, 2, stream),
                      "gather norms");
@@ -465,20 +469,20 @@ StatusOr<std::unique_ptr<GpuFlatStore>> GpuFlatStore::Create(const GpuFlatStoreO
   const cudaError_t err = cudaGetDeviceCount(&count);
   if (err != cudaSuccess || count == 0) {
     cudaGetLastError();
-    return FailedPreconditionError(std::string("no CUDA device is available for the GPU index") +
-                                   (err != cudaSuccess ? std::string(": ") + cudaGetErrorString(err)
-                                                       : std::string()));
+    return FailedPreconditionError(
+        std::string("no CUDA device is available for the GPU index") +
+        (err != cudaSuccess ? std::string(": ") + cudaGetErrorString(err) : std::string()));
   }
   if (options.device >= count) {
-    return InvalidArgumentError("CUDA device " + std::to_string(options.device) + " does not exist (" +
-                                std::to_string(count) + " present)");
+    return InvalidArgumentError("CUDA device " + std::to_string(options.device) +
+                                " does not exist (" + std::to_string(count) + " present)");
   }
   auto impl = std::make_unique<Impl>();
   impl->opt = options;
   LK_CUDA_RETURN(cudaSetDevice(options.device), "cudaSetDevice");
-  LK_CUDA_RETURN(cudaDeviceGetAttribute(&impl->sm_count, cudaDevAttrMultiProcessorCount,
-                                        options.device),
-                 "query SM count");
+  LK_CUDA_RETURN(
+      cudaDeviceGetAttribute(&impl->sm_count, cudaDevAttrMultiProcessorCount, options.device),
+      "query SM count");
   LK_CUDA_RETURN(cudaDeviceGetAttribute(&impl->smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin,
                                         options.device),
                  "query shared memory size");
@@ -523,8 +527,8 @@ Status GpuFlatStore::SearchFiltered(int64_t nq, const float* queries, int query_
   std::lock_guard<std::mutex> lock(impl_->mu);
   LK_CUDA_RETURN(cudaSetDevice(options_.device), "cudaSetDevice");
   const int64_t words = CeilDiv(impl_->rows, 32);
-  const std::vector<uint32_t> bits =
-      make_allow(impl_->labels_host.data(), impl_->rows, words > 0 ? impl_->tomb_host.data() : nullptr);
+  const std::vector<uint32_t> bits = make_allow(impl_->labels_host.data(), impl_->rows,
+                                                words > 0 ? impl_->tomb_host.data() : nullptr);
   if (static_cast<int64_t>(bits.size()) < words) {
     return InvalidArgumentError("allow-set has " + std::to_string(bits.size()) + " words for " +
                                 std::to_string(impl_->rows) + " rows");
@@ -589,8 +593,8 @@ Status GpuFlatStore::Impl::SearchLocked(int64_t nq, const float* queries, int k,
     if (fused) {
       // One pass over all rows: segments of whole kFusedChunk steps.
       tile = 0;
-      fused_seg = CeilDiv(CeilDiv(rows, want_blocks), gpu_detail::kFusedChunk) *
-                  gpu_detail::kFusedChunk;
+      fused_seg =
+          CeilDiv(CeilDiv(rows, want_blocks), gpu_detail::kFusedChunk) * gpu_detail::kFusedChunk;
       nseg = CeilDiv(rows, fused_seg);
     }
     const int64_t slots = (1 + nseg) * k;
@@ -716,10 +720,10 @@ Status GpuFlatStore::Impl::SearchLocked(int64_t nq, const float* queries, int k,
       const char* base = vecs.as<char>() + t0 * RowBytes();
       const cudaDataType_t dt = fp16 ? CUDA_R_16F : CUDA_R_32F;
       // Column-major view: C (tn x qn, ldc tn) = X_tile^T (tn x dim) * Q (dim x qn).
-      const cublasStatus_t st = cublasGemmEx(
-          cublas, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(tn), qn, opt.dim, &alpha, base, dt,
-          opt.dim, d_qbuf, dt, opt.dim, &beta, d_ip, CUDA_R_32F, static_cast<int>(tn),
-          CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+      const cublasStatus_t st =
+          cublasGemmEx(cublas, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(tn), qn, opt.dim, &alpha,
+                       base, dt, opt.dim, d_qbuf, dt, opt.dim, &beta, d_ip, CUDA_R_32F,
+                       static_cast<int>(tn), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
       if (st != CUBLAS_STATUS_SUCCESS) return CublasError(st, "cublasGemmEx distances");
       gpu_detail::TileSelectArgs a;
       static_cast<gpu_detail::SelectArgs&>(a) = select;
@@ -729,8 +733,9 @@ Status GpuFlatStore::Impl::SearchLocked(int64_t nq, const float* queries, int k,
       a.tile_row0 = t0;
       LK_CUDA_RETURN(gpu_detail::LaunchTileSelect(a, stream), "tile selection");
       const int64_t used_slots = 1 + CeilDiv(tn, seg_len);
-      LK_CUDA_RETURN(gpu_detail::LaunchMergeSelect(d_ckeys, d_cvals, qn, used_slots * k, ld, k, stream),
-                     "merge selection");
+      LK_CUDA_RETURN(
+          gpu_detail::LaunchMergeSelect(d_ckeys, d_cvals, qn, used_slots * k, ld, k, stream),
+          "merge selection");
     }
     LK_CUDA_RETURN(gpu_detail::LaunchFinishResults(d_ckeys, d_cvals, ld, qn, k, l2, d_qnorm,
                                                    ids.as<int64_t>(), d_odist, d_olab, stream),

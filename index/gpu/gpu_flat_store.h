@@ -187,11 +187,11 @@ class GpuFlatStore {
   Metric metric() const { return options_.metric; }
   StorageType storage() const { return options_.storage; }
   const GpuFlatStoreOptions& options() const { return options_; }
-  int64_t size();                 // live rows
-  int64_t rows();                 // rows including tombstoned
-  int64_t RowBitsetWords();       // ceil(rows() / 32)
-  int64_t device_bytes();         // device memory held now
-  bool explicit_ids();            // true once Add received ids
+  int64_t size();            // live rows
+  int64_t rows();            // rows including tombstoned
+  int64_t RowBitsetWords();  // ceil(rows() / 32)
+  int64_t device_bytes();    // device memory held now
+  bool explicit_ids();       // true once Add received ids
 
  private:
   struct Impl;

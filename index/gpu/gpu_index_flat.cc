@@ -33,7 +33,8 @@ GpuFlatStoreOptions ToOptions(int dim, Metric metric, const GpuIndexFlatConfig& 
   return o;
 }
 
-std::unique_ptr<GpuFlatStore> MakeStoreOrThrow(int dim, Metric metric, const GpuIndexFlatConfig& c) {
+std::unique_ptr<GpuFlatStore> MakeStoreOrThrow(int dim, Metric metric,
+                                               const GpuIndexFlatConfig& c) {
   auto store = GpuFlatStore::Create(ToOptions(dim, metric, c));
   if (!store.ok()) {
     FAISS_THROW_FMT("GpuIndexFlat: %s", store.status().ToString().c_str());

@@ -16,13 +16,13 @@ std::vector<uint32_t> Build(const int64_t* row_labels, int64_t rows, const uint3
 
 }  // namespace
 
-std::vector<uint32_t> RowBitsetFromSelector(const faiss::IDSelector& sel,
-                                            const int64_t* row_labels, int64_t rows,
-                                            const uint32_t* tombstones) {
+std::vector<uint32_t> RowBitsetFromSelector(const faiss::IDSelector& sel, const int64_t* row_labels,
+                                            int64_t rows, const uint32_t* tombstones) {
   if (const auto* range = dynamic_cast<const faiss::IDSelectorRange*>(&sel)) {
     const int64_t lo = range->imin;
     const int64_t hi = range->imax;
-    return Build(row_labels, rows, tombstones, [lo, hi](int64_t id) { return id >= lo && id < hi; });
+    return Build(row_labels, rows, tombstones,
+                 [lo, hi](int64_t id) { return id >= lo && id < hi; });
   }
   if (const auto* bitmap = dynamic_cast<const faiss::IDSelectorBitmap*>(&sel)) {
     const uint8_t* map = bitmap->bitmap;

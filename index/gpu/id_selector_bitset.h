@@ -15,8 +15,7 @@ namespace lookalike {
 // is not tombstoned and sel.is_member(row_labels[r]). IDSelectorRange and
 // IDSelectorBitmap are evaluated inline; any other selector through
 // is_member (so IndexIDMap's translated selectors work too).
-std::vector<uint32_t> RowBitsetFromSelector(const faiss::IDSelector& sel,
-                                            const int64_t* row_labels, int64_t rows,
-                                            const uint32_t* tombstones);
+std::vector<uint32_t> RowBitsetFromSelector(const faiss::IDSelector& sel, const int64_t* row_labels,
+                                            int64_t rows, const uint32_t* tombstones);
 
 }  // namespace lookalike

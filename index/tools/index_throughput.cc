@@ -76,7 +76,8 @@ int main(int argc, char** argv) {
       }
     }
     const double s = Seconds(t0);
-    std::printf("upsert batch %5d: %8.0f items/s (%d items in %.2f s)\n", batch, count / s, count, s);
+    std::printf("upsert batch %5d: %8.0f items/s (%d items in %.2f s)\n", batch, count / s, count,
+                s);
   }
   // Search: collection (b1000 holds all n items) vs raw FAISS.
   auto c = (*manager)->Get("b1000");
@@ -109,7 +110,8 @@ int main(int argc, char** argv) {
   std::vector<float> d(k);
   std::vector<faiss::Index::idx_t> l(k);
   t0 = Clock::now();
-  for (int i = 0; i < nq; ++i) raw.search(1, queries.data() + static_cast<size_t>(i) * dim, k, d.data(), l.data());
+  for (int i = 0; i < nq; ++i)
+    raw.search(1, queries.data() + static_cast<size_t>(i) * dim, k, d.data(), l.data());
   const double raw_qps = nq / Seconds(t0);
   params.filter.any_of = {{"group", {"3"}}};
   t0 = Clock::now();
@@ -118,9 +120,10 @@ int main(int argc, char** argv) {
     if (!hits.ok()) return 1;
   }
   const double filtered_qps = nq / Seconds(t0);
-  std::printf("search k=%d, one query per call: collection %.0f q/s, raw faiss::IndexFlatIP %.0f q/s "
-              "(ratio %.2f); collection with a 10%% filter %.0f q/s\n",
-              k, collection_qps, raw_qps, collection_qps / raw_qps, filtered_qps);
+  std::printf(
+      "search k=%d, one query per call: collection %.0f q/s, raw faiss::IndexFlatIP %.0f q/s "
+      "(ratio %.2f); collection with a 10%% filter %.0f q/s\n",
+      k, collection_qps, raw_qps, collection_qps / raw_qps, filtered_qps);
   (*c).reset();  // the last reference: closes (and snapshots) the collection
   manager->reset();
   std::filesystem::remove_all(dir);

@@ -8,8 +8,7 @@ namespace lookalike {
 namespace kernels {
 namespace ref {
 
-StatusOr<ResizePlan> PlanResize(int width, int height, int resize_shorter, int crop_w,
-                                int crop_h) {
+StatusOr<ResizePlan> PlanResize(int width, int height, int resize_shorter, int crop_w, int crop_h) {
   if (width <= 0 || height <= 0 || resize_shorter <= 0 || crop_w <= 0 || crop_h <= 0) {
     return InvalidArgumentError("preprocess: image " + std::to_string(width) + "x" +
                                 std::to_string(height) + " or target sizes not positive");
@@ -90,7 +89,8 @@ std::vector<uint8_t> ResizeRgb(const uint8_t* src, int width, int height, int st
       for (int c = 0; c < 3; ++c) {
         float acc = 0.f;
         for (size_t i = 0; i < ch.w[x].size(); ++i) {
-          acc += ch.w[x][i] * src[static_cast<int64_t>(y) * stride_bytes + 3 * (ch.first[x] + i) + c];
+          acc +=
+              ch.w[x][i] * src[static_cast<int64_t>(y) * stride_bytes + 3 * (ch.first[x] + i) + c];
         }
         tmp[(static_cast<size_t>(y) * out_w + x) * 3 + c] = ToByte(acc);
       }
@@ -116,8 +116,10 @@ Status Preprocess(const uint8_t* src, int width, int height, int stride_bytes,
   for (int y = 0; y < spec.crop_h; ++y)
     for (int x = 0; x < spec.crop_w; ++x)
       for (int c = 0; c < 3; ++c) {
-        const uint8_t v =
-            resized[((static_cast<size_t>(plan.crop_top + y)) * plan.resized_w + plan.crop_left + x) * 3 + c];
+        const uint8_t v = resized[((static_cast<size_t>(plan.crop_top + y)) * plan.resized_w +
+                                   plan.crop_left + x) *
+                                      3 +
+                                  c];
         out->push_back((v / 255.f - spec.mean[c]) / spec.std[c]);
       }
   return Status::Ok();

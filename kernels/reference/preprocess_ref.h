@@ -20,8 +20,7 @@ struct ResizePlan {
 };
 // torchvision Resize(int) + CenterCrop arithmetic. INVALID_ARGUMENT when a size
 // is not positive or the resized image is smaller than the crop.
-StatusOr<ResizePlan> PlanResize(int width, int height, int resize_shorter, int crop_w,
-                                int crop_h);
+StatusOr<ResizePlan> PlanResize(int width, int height, int resize_shorter, int crop_w, int crop_h);
 
 // PIL's filters: triangle (support 1) and cubic a = -0.5 (support 2).
 float ResampleFilter(float x, bool bicubic);

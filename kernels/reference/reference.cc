@@ -10,13 +10,18 @@ namespace ref {
 
 float Activate(float x, Act act) {
   switch (act) {
-    case Act::kNone: return x;
-    case Act::kRelu: return std::max(x, 0.f);
-    case Act::kRelu6: return std::min(std::max(x, 0.f), 6.f);
-    case Act::kGelu: return 0.5f * x * (1.f + std::erf(x * 0.70710678118654752f));
+    case Act::kNone:
+      return x;
+    case Act::kRelu:
+      return std::max(x, 0.f);
+    case Act::kRelu6:
+      return std::min(std::max(x, 0.f), 6.f);
+    case Act::kGelu:
+      return 0.5f * x * (1.f + std::erf(x * 0.70710678118654752f));
     case Act::kGeluTanh:
       return 0.5f * x * (1.f + std::tanh(0.79788456080286536f * (x + 0.044715f * x * x * x)));
-    case Act::kQuickGelu: return x / (1.f + std::exp(-1.702f * x));
+    case Act::kQuickGelu:
+      return x / (1.f + std::exp(-1.702f * x));
   }
   return x;
 }
@@ -60,7 +65,8 @@ std::vector<float> ConvWeightToOhwi(const float* w, const ConvShape& s, int64_t 
     for (int c = 0; c < s.in_channels; ++c)
       for (int r = 0; r < s.kernel_h; ++r)
         for (int q = 0; q < s.kernel_w; ++q) {
-          const float v = w[((static_cast<int64_t>(o) * s.in_channels + c) * s.kernel_h + r) * s.kernel_w + q];
+          const float v =
+              w[((static_cast<int64_t>(o) * s.in_channels + c) * s.kernel_h + r) * s.kernel_w + q];
           out[o * row_stride + (r * s.kernel_w + q) * s.in_channels + c] = v;
         }
   return out;
@@ -69,7 +75,8 @@ std::vector<float> ConvWeightToOhwi(const float* w, const ConvShape& s, int64_t 
 std::vector<float> DepthwiseWeightToTapMajor(const float* w, int channels, int kh, int kw) {
   std::vector<float> out(static_cast<size_t>(kh) * kw * channels);
   for (int c = 0; c < channels; ++c)
-    for (int t = 0; t < kh * kw; ++t) out[static_cast<size_t>(t) * channels + c] = w[c * kh * kw + t];
+    for (int t = 0; t < kh * kw; ++t)
+      out[static_cast<size_t>(t) * channels + c] = w[c * kh * kw + t];
   return out;
 }
 
@@ -88,9 +95,10 @@ void Conv2dGemm(const float* x, const float* w, int64_t row_stride, const float*
           const int r = rs / s.kernel_w, q = rs % s.kernel_w;
           const int hi = ho * s.stride_h - s.pad_top + r;
           const int wi = wo * s.stride_w - s.pad_left + q;
-          a_row[k] = (hi >= 0 && hi < s.in_h && wi >= 0 && wi < s.in_w)
-                         ? x[((static_cast<int64_t>(n) * s.in_h + hi) * s.in_w + wi) * s.in_channels + c]
-                         : 0.f;
+          a_row[k] =
+              (hi >= 0 && hi < s.in_h && wi >= 0 && wi < s.in_w)
+                  ? x[((static_cast<int64_t>(n) * s.in_h + hi) * s.in_w + wi) * s.in_channels + c]
+                  : 0.f;
         }
         const int64_t m = (static_cast<int64_t>(n) * oh + ho) * ow + wo;
         for (int o = 0; o < s.out_channels; ++o) {
@@ -168,7 +176,8 @@ void MaxPool2d(const float* x, float* y, int batch, int in_h, int in_w, int c, i
             for (int q = 0; q < kernel; ++q) {
               const int hi = ho * stride - pad + r, wi = wo * stride - pad + q;
               if (hi < 0 || hi >= in_h || wi < 0 || wi >= in_w) continue;
-              best = std::max(best, x[((static_cast<int64_t>(n) * in_h + hi) * in_w + wi) * c + ch]);
+              best =
+                  std::max(best, x[((static_cast<int64_t>(n) * in_h + hi) * in_w + wi) * c + ch]);
             }
           y[((static_cast<int64_t>(n) * oh + ho) * ow + wo) * c + ch] = best;
         }
@@ -178,7 +187,8 @@ void MeanPool(const float* x, float* y, int batch, int tokens, int c, int token_
   for (int n = 0; n < batch; ++n)
     for (int ch = 0; ch < c; ++ch) {
       double s = 0.0;
-      for (int t = token_begin; t < tokens; ++t) s += x[(static_cast<int64_t>(n) * tokens + t) * c + ch];
+      for (int t = token_begin; t < tokens; ++t)
+        s += x[(static_cast<int64_t>(n) * tokens + t) * c + ch];
       y[static_cast<int64_t>(n) * c + ch] = static_cast<float>(s / (tokens - token_begin));
     }
 }
@@ -186,7 +196,8 @@ void MeanPool(const float* x, float* y, int batch, int tokens, int c, int token_
 void SelectToken(const float* x, float* y, int batch, int tokens, int dim, int index) {
   for (int n = 0; n < batch; ++n)
     for (int d = 0; d < dim; ++d)
-      y[static_cast<int64_t>(n) * dim + d] = x[(static_cast<int64_t>(n) * tokens + index) * dim + d];
+      y[static_cast<int64_t>(n) * dim + d] =
+          x[(static_cast<int64_t>(n) * tokens + index) * dim + d];
 }
 
 void PrependTokensAddPos(const float* patches, const float* prefix_tokens, const float* pos,

@@ -94,21 +94,26 @@ class BufferPool : public std::enable_shared_from_this<BufferPool> {
 // Scalar activation (portable path).
 inline float ApplyActivation(float x, Activation act) {
   switch (act) {
-    case Activation::kNone: return x;
-    case Activation::kRelu: return x > 0.0f ? x : 0.0f;
-    case Activation::kRelu6: return std::min(std::max(x, 0.0f), 6.0f);
-    case Activation::kGelu: return 0.5f * x * (1.0f + std::erf(x * 0.70710678118654752f));
+    case Activation::kNone:
+      return x;
+    case Activation::kRelu:
+      return x > 0.0f ? x : 0.0f;
+    case Activation::kRelu6:
+      return std::min(std::max(x, 0.0f), 6.0f);
+    case Activation::kGelu:
+      return 0.5f * x * (1.0f + std::erf(x * 0.70710678118654752f));
     case Activation::kGeluTanh:
       return 0.5f * x * (1.0f + std::tanh(0.79788456080286536f * (x + 0.044715f * x * x * x)));
-    case Activation::kQuickGelu: return x / (1.0f + std::exp(-1.702f * x));
+    case Activation::kQuickGelu:
+      return x / (1.0f + std::exp(-1.702f * x));
   }
   return x;
 }
 
 // Row-major C {M, N} = alpha * A {M, K} * op(B) (+ beta C); op(B) = B {K, N}
 // or, with trans_b, B^T where B is {N, K}. oneDNN's sgemm, or a plain loop.
-void Sgemm(bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
-           int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc, bool* ok) {
+void Sgemm(bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+           const float* b, int64_t ldb, float* c, int64_t ldc, bool* ok) {
 #if LOOKALIKE_CPU_HAVE_DNNL
   if (dnnl_sgemm('N', trans_b ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb, 0.0f, c, ldc) !=
       dnnl_success) {
@@ -142,10 +147,17 @@ void Sgemm(bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const flo
 // Activation -> oneDNN eltwise post-op (algorithm, alpha, beta).
 void AppendActivation(dnnl::post_ops* ops, Activation act) {
   switch (act) {
-    case Activation::kNone: return;
-    case Activation::kRelu: ops->append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.f, 0.f); return;
-    case Activation::kRelu6: ops->append_eltwise(1.0f, dnnl::algorithm::eltwise_clip, 0.f, 6.f); return;
-    case Activation::kGelu: ops->append_eltwise(1.0f, dnnl::algorithm::eltwise_gelu_erf, 0.f, 0.f); return;
+    case Activation::kNone:
+      return;
+    case Activation::kRelu:
+      ops->append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
+      return;
+    case Activation::kRelu6:
+      ops->append_eltwise(1.0f, dnnl::algorithm::eltwise_clip, 0.f, 6.f);
+      return;
+    case Activation::kGelu:
+      ops->append_eltwise(1.0f, dnnl::algorithm::eltwise_gelu_erf, 0.f, 0.f);
+      return;
     case Activation::kGeluTanh:
       ops->append_eltwise(1.0f, dnnl::algorithm::eltwise_gelu_tanh, 0.f, 0.f);
       return;
@@ -259,7 +271,7 @@ struct CpuConvLayer : PreparedLayer {
   int pad_b = 0, pad_r = 0;
   // PyTorch {out, in/groups, kh, kw}; freed once the first reordered copy exists.
   mutable std::vector<float> weight;
-  std::vector<float> bias;    // {out}; zeros when the layer has none
+  std::vector<float> bias;  // {out}; zeros when the layer has none
   // One primitive per (N, H, W, activation, residual?) seen, with weights in
   // that primitive's preferred layout (shared between entries whose layouts agree).
 #if LOOKALIKE_CPU_HAVE_DNNL
@@ -361,7 +373,8 @@ void CpuBackend::ApplyThreads() const { omp_set_num_threads(num_threads_); }
 StatusOr<Tensor> CpuBackend::Allocate(const std::vector<int64_t>& shape) {
   int64_t n = 1;
   for (int64_t d : shape) {
-    if (d <= 0) return InvalidArgumentError("Allocate: shape " + ShapeStr(shape) + " is not positive");
+    if (d <= 0)
+      return InvalidArgumentError("Allocate: shape " + ShapeStr(shape) + " is not positive");
     n *= d;
   }
   std::shared_ptr<void> buf = impl_->pool->Get(static_cast<size_t>(n) * sizeof(float));
@@ -380,12 +393,11 @@ StatusOr<LayerPtr> CpuBackend::PrepareConv(const ConvSpec& spec, const float* we
   if (s.in_channels <= 0 || s.out_channels <= 0 || s.kernel_h <= 0 || s.kernel_w <= 0 ||
       s.stride_h <= 0 || s.stride_w <= 0 || s.pad_h < 0 || s.pad_w < 0 || s.groups <= 0 ||
       s.pad_h_end < -1 || s.pad_w_end < -1) {
-    return InvalidArgumentError("PrepareConv: invalid spec (in " + std::to_string(s.in_channels) +
-                                ", out " + std::to_string(s.out_channels) + ", kernel " +
-                                std::to_string(s.kernel_h) + "x" + std::to_string(s.kernel_w) +
-                                ", stride " + std::to_string(s.stride_h) + "x" +
-                                std::to_string(s.stride_w) + ", groups " +
-                                std::to_string(s.groups) + ")");
+    return InvalidArgumentError(
+        "PrepareConv: invalid spec (in " + std::to_string(s.in_channels) + ", out " +
+        std::to_string(s.out_channels) + ", kernel " + std::to_string(s.kernel_h) + "x" +
+        std::to_string(s.kernel_w) + ", stride " + std::to_string(s.stride_h) + "x" +
+        std::to_string(s.stride_w) + ", groups " + std::to_string(s.groups) + ")");
   }
   if (s.in_channels % s.groups != 0 || s.out_channels % s.groups != 0) {
     return InvalidArgumentError("PrepareConv: channels in " + std::to_string(s.in_channels) +
@@ -397,16 +409,16 @@ StatusOr<LayerPtr> CpuBackend::PrepareConv(const ConvSpec& spec, const float* we
   layer->spec = s;
   layer->pad_b = s.pad_h_end < 0 ? s.pad_h : s.pad_h_end;
   layer->pad_r = s.pad_w_end < 0 ? s.pad_w : s.pad_w_end;
-  const size_t wn = static_cast<size_t>(s.out_channels) * (s.in_channels / s.groups) *
-                    s.kernel_h * s.kernel_w;
+  const size_t wn =
+      static_cast<size_t>(s.out_channels) * (s.in_channels / s.groups) * s.kernel_h * s.kernel_w;
   layer->weight.assign(weight, weight + wn);
   layer->bias.assign(s.out_channels, 0.0f);
   if (bias != nullptr) std::copy(bias, bias + s.out_channels, layer->bias.begin());
   return LayerPtr(std::move(layer));
 }
 
-StatusOr<LayerPtr> CpuBackend::PrepareLinear(int in_features, int out_features,
-                                             const float* weight, const float* bias) {
+StatusOr<LayerPtr> CpuBackend::PrepareLinear(int in_features, int out_features, const float* weight,
+                                             const float* bias) {
   if (in_features <= 0 || out_features <= 0) {
     return InvalidArgumentError("PrepareLinear: features in " + std::to_string(in_features) +
                                 ", out " + std::to_string(out_features) + " must be positive");
@@ -423,7 +435,9 @@ StatusOr<LayerPtr> CpuBackend::PrepareLinear(int in_features, int out_features,
 
 StatusOr<LayerPtr> CpuBackend::PrepareLayerNorm(int dim, const float* gamma, const float* beta,
                                                 float eps) {
-  if (dim <= 0) return InvalidArgumentError("PrepareLayerNorm: dim " + std::to_string(dim) + " must be positive");
+  if (dim <= 0)
+    return InvalidArgumentError("PrepareLayerNorm: dim " + std::to_string(dim) +
+                                " must be positive");
   if (!(eps >= 0.0f)) return InvalidArgumentError("PrepareLayerNorm: eps must be >= 0");
   auto layer = std::make_unique<CpuLayerNormLayer>();
   layer->dim = dim;
@@ -449,7 +463,8 @@ StatusOr<Tensor> CpuBackend::Preprocess(const std::vector<ImageView>& images,
                                         const PreprocessSpec& spec) {
   if (images.empty()) return InvalidArgumentError("Preprocess: no images");
   for (size_t i = 0; i < images.size(); ++i) {
-    RETURN_IF_ERROR(ValidatePreprocessInput(images[i], spec).WithPrefix("item " + std::to_string(i)));
+    RETURN_IF_ERROR(
+        ValidatePreprocessInput(images[i], spec).WithPrefix("item " + std::to_string(i)));
   }
   ApplyThreads();
   const int64_t n = static_cast<int64_t>(images.size());
@@ -472,7 +487,8 @@ StatusOr<Tensor> CpuBackend::Preprocess(const std::vector<ImageView>& images,
 StatusOr<Tensor> CpuBackend::Conv2d(const PreparedLayer& conv, const Tensor& x, Activation act,
                                     const Tensor* residual) {
   const auto* layer = dynamic_cast<const CpuConvLayer*>(&conv);
-  if (layer == nullptr) return InvalidArgumentError("Conv2d: layer was not prepared by CpuBackend::PrepareConv");
+  if (layer == nullptr)
+    return InvalidArgumentError("Conv2d: layer was not prepared by CpuBackend::PrepareConv");
   RETURN_IF_ERROR(CheckF32Host("Conv2d", "input", x));
   const ConvSpec& s = layer->spec;
   if (x.rank() != 4 || x.dim(3) != s.in_channels) {
@@ -515,8 +531,10 @@ StatusOr<Tensor> CpuBackend::Conv2d(const PreparedLayer& conv, const Tensor& x, 
                 const int64_t ix = ox * s.stride_w - s.pad_w + kx;
                 if (ix < 0 || ix >= w) continue;
                 const float* xp = xi + ((b * h + iy) * w + ix) * s.in_channels + gi * cig;
-                const float* wp = wt + (static_cast<size_t>(o) * cig * s.kernel_h + ky) * s.kernel_w + kx;
-                for (int i = 0; i < cig; ++i) acc += xp[i] * wp[static_cast<size_t>(i) * s.kernel_h * s.kernel_w];
+                const float* wp =
+                    wt + (static_cast<size_t>(o) * cig * s.kernel_h + ky) * s.kernel_w + kx;
+                for (int i = 0; i < cig; ++i)
+                  acc += xp[i] * wp[static_cast<size_t>(i) * s.kernel_h * s.kernel_w];
               }
             }
             if (res) acc += res[obase + o];
@@ -549,10 +567,10 @@ StatusOr<Tensor> CpuBackend::Conv2d(const PreparedLayer& conv, const Tensor& x, 
       memory::desc conv_src = try_blocked ? memory::desc({n, ic, h, w}, Dt::f32, Tag::any) : src_md;
       memory::desc conv_dst =
           try_blocked ? memory::desc({n, oc, oh, ow}, Dt::f32, Tag::any) : dst_md;
-      dnnl::convolution_forward::desc d(
-          dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, conv_src, w_any,
-          bias_md, conv_dst, {s.stride_h, s.stride_w}, {s.pad_h, s.pad_w},
-          {layer->pad_b, layer->pad_r});
+      dnnl::convolution_forward::desc d(dnnl::prop_kind::forward_inference,
+                                        dnnl::algorithm::convolution_direct, conv_src, w_any,
+                                        bias_md, conv_dst, {s.stride_h, s.stride_w},
+                                        {s.pad_h, s.pad_w}, {layer->pad_b, layer->pad_r});
       dnnl::post_ops ops;
       if (residual != nullptr) ops.append_sum(1.0f);
       AppendActivation(&ops, act);
@@ -570,13 +588,13 @@ StatusOr<Tensor> CpuBackend::Conv2d(const PreparedLayer& conv, const Tensor& x, 
       e.conv_dst_md = pd.dst_desc();
       e.blocked = e.conv_src_md != src_md || e.conv_dst_md != dst_md;
       if (e.blocked) {
-        e.src_in = dnnl::reorder(dnnl::reorder::primitive_desc(impl_->engine, src_md,
-                                                               impl_->engine, e.conv_src_md));
-        e.dst_out = dnnl::reorder(dnnl::reorder::primitive_desc(impl_->engine, e.conv_dst_md,
-                                                                impl_->engine, dst_md));
+        e.src_in = dnnl::reorder(
+            dnnl::reorder::primitive_desc(impl_->engine, src_md, impl_->engine, e.conv_src_md));
+        e.dst_out = dnnl::reorder(
+            dnnl::reorder::primitive_desc(impl_->engine, e.conv_dst_md, impl_->engine, dst_md));
         if (residual != nullptr) {
-          e.residual_in = dnnl::reorder(dnnl::reorder::primitive_desc(
-              impl_->engine, dst_md, impl_->engine, e.conv_dst_md));
+          e.residual_in = dnnl::reorder(
+              dnnl::reorder::primitive_desc(impl_->engine, dst_md, impl_->engine, e.conv_dst_md));
         }
       }
       it = layer->cache.emplace(key, std::move(e)).first;
@@ -624,7 +642,8 @@ StatusOr<Tensor> CpuBackend::Conv2d(const PreparedLayer& conv, const Tensor& x, 
 StatusOr<Tensor> CpuBackend::Linear(const PreparedLayer& linear, const Tensor& x, Activation act,
                                     const Tensor* residual) {
   const auto* layer = dynamic_cast<const CpuLinearLayer*>(&linear);
-  if (layer == nullptr) return InvalidArgumentError("Linear: layer was not prepared by CpuBackend::PrepareLinear");
+  if (layer == nullptr)
+    return InvalidArgumentError("Linear: layer was not prepared by CpuBackend::PrepareLinear");
   RETURN_IF_ERROR(CheckF32Host("Linear", "input", x));
   if (x.rank() < 2 || x.dim(-1) != layer->in) {
     return InvalidArgumentError("Linear: input " + x.ShapeString() +
@@ -711,7 +730,9 @@ StatusOr<Tensor> CpuBackend::Linear(const PreparedLayer& linear, const Tensor& x
 
 StatusOr<Tensor> CpuBackend::LayerNorm(const PreparedLayer& norm, const Tensor& x) {
   const auto* layer = dynamic_cast<const CpuLayerNormLayer*>(&norm);
-  if (layer == nullptr) return InvalidArgumentError("LayerNorm: layer was not prepared by CpuBackend::PrepareLayerNorm");
+  if (layer == nullptr)
+    return InvalidArgumentError(
+        "LayerNorm: layer was not prepared by CpuBackend::PrepareLayerNorm");
   RETURN_IF_ERROR(CheckF32Host("LayerNorm", "input", x));
   if (x.dim(-1) != layer->dim) {
     return InvalidArgumentError("LayerNorm: input " + x.ShapeString() +
@@ -748,14 +769,13 @@ StatusOr<Tensor> CpuBackend::LayerNorm(const PreparedLayer& norm, const Tensor& 
 StatusOr<Tensor> CpuBackend::Attention(const Tensor& qkv, int heads) {
   RETURN_IF_ERROR(CheckF32Host("Attention", "qkv", qkv));
   if (qkv.rank() != 3 || qkv.dim(2) % 3 != 0) {
-    return InvalidArgumentError("Attention: qkv " + qkv.ShapeString() +
-                                " is not [N, T, 3*D]");
+    return InvalidArgumentError("Attention: qkv " + qkv.ShapeString() + " is not [N, T, 3*D]");
   }
   const int64_t n = qkv.dim(0), t = qkv.dim(1), d = qkv.dim(2) / 3;
   if (heads <= 0 || d % heads != 0) {
-    return InvalidArgumentError("Attention: qkv " + qkv.ShapeString() + " width D=" +
-                                std::to_string(d) + " is not divisible into heads=" +
-                                std::to_string(heads));
+    return InvalidArgumentError("Attention: qkv " + qkv.ShapeString() +
+                                " width D=" + std::to_string(d) +
+                                " is not divisible into heads=" + std::to_string(heads));
   }
   const int64_t dh = d / heads;
   const float scale = 1.0f / std::sqrt(static_cast<float>(dh));
@@ -795,7 +815,8 @@ StatusOr<Tensor> CpuBackend::Attention(const Tensor& qkv, int heads) {
 
 StatusOr<Tensor> CpuBackend::MaxPool2d(const Tensor& x, int kernel, int stride, int pad) {
   RETURN_IF_ERROR(CheckF32Host("MaxPool2d", "input", x));
-  if (x.rank() != 4) return InvalidArgumentError("MaxPool2d: input " + x.ShapeString() + " is not [N, H, W, C]");
+  if (x.rank() != 4)
+    return InvalidArgumentError("MaxPool2d: input " + x.ShapeString() + " is not [N, H, W, C]");
   if (kernel <= 0 || stride <= 0 || pad < 0 || pad > kernel / 2) {
     return InvalidArgumentError("MaxPool2d: kernel " + std::to_string(kernel) + ", stride " +
                                 std::to_string(stride) + ", pad " + std::to_string(pad) +
@@ -871,7 +892,8 @@ StatusOr<Tensor> CpuBackend::MeanPool(const Tensor& x, int token_begin) {
 
 StatusOr<Tensor> CpuBackend::SelectToken(const Tensor& x, int index) {
   RETURN_IF_ERROR(CheckF32Host("SelectToken", "input", x));
-  if (x.rank() != 3) return InvalidArgumentError("SelectToken: input " + x.ShapeString() + " is not [N, T, D]");
+  if (x.rank() != 3)
+    return InvalidArgumentError("SelectToken: input " + x.ShapeString() + " is not [N, T, D]");
   if (index < 0 || index >= x.dim(1)) {
     return InvalidArgumentError("SelectToken: index " + std::to_string(index) +
                                 " out of range for " + x.ShapeString());
@@ -898,8 +920,8 @@ StatusOr<Tensor> CpuBackend::PrependTokensAddPos(const Tensor& patches, const Te
   if (prefix_tokens != nullptr) {
     RETURN_IF_ERROR(CheckF32Host("PrependTokensAddPos", "prefix_tokens", *prefix_tokens));
     const Tensor& pt = *prefix_tokens;
-    const bool ok = (pt.rank() == 2 && pt.dim(1) == d) ||
-                    (pt.rank() == 3 && pt.dim(0) == 1 && pt.dim(2) == d);
+    const bool ok =
+        (pt.rank() == 2 && pt.dim(1) == d) || (pt.rank() == 3 && pt.dim(0) == 1 && pt.dim(2) == d);
     if (!ok) {
       return InvalidArgumentError("PrependTokensAddPos: prefix_tokens " + pt.ShapeString() +
                                   " does not match patches " + patches.ShapeString() +
@@ -908,13 +930,14 @@ StatusOr<Tensor> CpuBackend::PrependTokensAddPos(const Tensor& patches, const Te
     prefix = pt.rank() == 2 ? pt.dim(0) : pt.dim(1);
   }
   const int64_t pos_rows = pos_applies_to_prefix ? prefix + p : p;
-  const bool pos_ok = (pos.rank() == 3 && pos.dim(0) == 1 && pos.dim(1) == pos_rows &&
-                       pos.dim(2) == d) ||
-                      (pos.rank() == 2 && pos.dim(0) == pos_rows && pos.dim(1) == d);
+  const bool pos_ok =
+      (pos.rank() == 3 && pos.dim(0) == 1 && pos.dim(1) == pos_rows && pos.dim(2) == d) ||
+      (pos.rank() == 2 && pos.dim(0) == pos_rows && pos.dim(1) == d);
   if (!pos_ok) {
     return InvalidArgumentError("PrependTokensAddPos: pos " + pos.ShapeString() +
-                                " does not match patches " + patches.ShapeString() + " (expected [1, " +
-                                std::to_string(pos_rows) + ", " + std::to_string(d) + "])");
+                                " does not match patches " + patches.ShapeString() +
+                                " (expected [1, " + std::to_string(pos_rows) + ", " +
+                                std::to_string(d) + "])");
   }
   ApplyThreads();
   const int64_t t = prefix + p;
@@ -961,7 +984,8 @@ StatusOr<Tensor> CpuBackend::Add(const Tensor& a, const Tensor& b) {
 
 StatusOr<Tensor> CpuBackend::L2Normalize(const Tensor& x) {
   RETURN_IF_ERROR(CheckF32Host("L2Normalize", "input", x));
-  if (x.rank() != 2) return InvalidArgumentError("L2Normalize: input " + x.ShapeString() + " is not [N, D]");
+  if (x.rank() != 2)
+    return InvalidArgumentError("L2Normalize: input " + x.ShapeString() + " is not [N, D]");
   const int64_t n = x.dim(0), d = x.dim(1);
   ASSIGN_OR_RETURN(Tensor y, Allocate(x.shape()));
   const float* in = x.data_as<float>();

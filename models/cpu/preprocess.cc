@@ -92,9 +92,8 @@ inline uint8_t Clip8(int v) {
 // Horizontal pass first into an 8-bit intermediate, as PIL does; each pass is
 // skipped when its axis keeps its size (PIL skips it too; it would be the
 // identity anyway).
-void ResampleWindow(const ImageView& image, int out_w, int out_h, int x0, int x1, int y0,
-                    int y1, Interpolation interp, bool antialias, uint8_t* dst,
-                    size_t dst_stride) {
+void ResampleWindow(const ImageView& image, int out_w, int out_h, int x0, int x1, int y0, int y1,
+                    Interpolation interp, bool antialias, uint8_t* dst, size_t dst_stride) {
   const int ww = x1 - x0;
   const int wh = y1 - y0;
   if (ww <= 0 || wh <= 0) return;
@@ -177,8 +176,8 @@ void ResizedSize(int width, int height, int resize_shorter, int* out_width, int*
   const int64_t shorter = w_short ? width : height;
   const int64_t longer = w_short ? height : width;
   // Python: int(size * long / short), true division in double.
-  const int new_long = static_cast<int>(static_cast<double>(resize_shorter * longer) /
-                                        static_cast<double>(shorter));
+  const int new_long =
+      static_cast<int>(static_cast<double>(resize_shorter * longer) / static_cast<double>(shorter));
   *out_width = w_short ? resize_shorter : new_long;
   *out_height = w_short ? new_long : resize_shorter;
 }
@@ -212,8 +211,8 @@ Status ResizeRgb8(const ImageView& image, int out_width, int out_height,
                   Interpolation interpolation, bool antialias, std::vector<uint8_t>* out) {
   if (image.data == nullptr || image.width <= 0 || image.height <= 0 ||
       image.stride_bytes < 3 * image.width) {
-    return InvalidArgumentError("ResizeRgb8: bad image view " + std::to_string(image.width) +
-                                "x" + std::to_string(image.height));
+    return InvalidArgumentError("ResizeRgb8: bad image view " + std::to_string(image.width) + "x" +
+                                std::to_string(image.height));
   }
   if (out_width <= 0 || out_height <= 0) {
     return InvalidArgumentError("ResizeRgb8: output size " + std::to_string(out_width) + "x" +

@@ -27,21 +27,30 @@ std::string Bytes(size_t n) { return std::to_string(n) + " bytes"; }
 
 ElemType ToElem(DType t) {
   switch (t) {
-    case DType::kF32: return ElemType::kF32;
-    case DType::kF16: return ElemType::kF16;
-    case DType::kBF16: return ElemType::kBF16;
+    case DType::kF32:
+      return ElemType::kF32;
+    case DType::kF16:
+      return ElemType::kF16;
+    case DType::kBF16:
+      return ElemType::kBF16;
   }
   return ElemType::kF16;
 }
 
 kernels::Act ToAct(Activation a) {
   switch (a) {
-    case Activation::kNone: return kernels::Act::kNone;
-    case Activation::kRelu: return kernels::Act::kRelu;
-    case Activation::kRelu6: return kernels::Act::kRelu6;
-    case Activation::kGelu: return kernels::Act::kGelu;
-    case Activation::kGeluTanh: return kernels::Act::kGeluTanh;
-    case Activation::kQuickGelu: return kernels::Act::kQuickGelu;
+    case Activation::kNone:
+      return kernels::Act::kNone;
+    case Activation::kRelu:
+      return kernels::Act::kRelu;
+    case Activation::kRelu6:
+      return kernels::Act::kRelu6;
+    case Activation::kGelu:
+      return kernels::Act::kGelu;
+    case Activation::kGeluTanh:
+      return kernels::Act::kGeluTanh;
+    case Activation::kQuickGelu:
+      return kernels::Act::kQuickGelu;
   }
   return kernels::Act::kNone;
 }
@@ -206,10 +215,10 @@ struct CudaBackend::Impl {
   bool graphs_enabled = true;
   size_t max_graphs = 16;
   std::shared_ptr<DevicePool> graph_pool = std::make_shared<DevicePool>(/*release_on_oom=*/false);
-  DevicePool* active_pool = pool.get();  // graph_pool while capturing
+  DevicePool* active_pool = pool.get();         // graph_pool while capturing
   std::map<std::string, RecordedGraph> graphs;  // by input shape and dtype
-  std::map<std::string, int> eager_runs;         // shapes seen, not yet recorded
-  std::set<std::string> unrecordable;            // capture failed: always eager
+  std::map<std::string, int> eager_runs;        // shapes seen, not yet recorded
+  std::set<std::string> unrecordable;           // capture failed: always eager
   std::string last_graph_error;
 
   ~Impl() {
@@ -233,7 +242,9 @@ struct CudaBackend::Impl {
     void* p = block.get();
     return Tensor(std::move(shape), type, DeviceKind::kCuda, p, std::move(block));
   }
-  StatusOr<Tensor> NewTensor(std::vector<int64_t> shape) { return NewTensor(std::move(shape), dtype); }
+  StatusOr<Tensor> NewTensor(std::vector<int64_t> shape) {
+    return NewTensor(std::move(shape), dtype);
+  }
 
   Status CheckInput(const std::string& op, const Tensor& t, int min_rank, int max_rank) const {
     if (t.empty() || t.device() != DeviceKind::kCuda) {
@@ -270,8 +281,9 @@ CudaBackend::~CudaBackend() = default;
 
 StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(const CudaBackendOptions& options) {
   if (options.dtype != DType::kF16 && options.dtype != DType::kBF16) {
-    return InvalidArgumentError(std::string("cuda backend: compute dtype must be f16 or bf16, got ") +
-                                DTypeName(options.dtype));
+    return InvalidArgumentError(
+        std::string("cuda backend: compute dtype must be f16 or bf16, got ") +
+        DTypeName(options.dtype));
   }
   const int count = CudaDeviceCount();
   if (count == 0) return FailedPreconditionError("cuda backend: no usable CUDA device");
@@ -287,15 +299,16 @@ StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(const CudaBackendOpti
   RETURN_IF_ERROR(kernels::CudaStatus(cudaGetDeviceProperties(&prop, options.device),
                                       "cudaGetDeviceProperties"));
   if (prop.major < 8) {
-    return FailedPreconditionError("cuda backend: " + std::string(prop.name) + " has compute capability " +
-                                   std::to_string(prop.major) + "." + std::to_string(prop.minor) +
-                                   "; 8.0 or newer is required");
+    return FailedPreconditionError("cuda backend: " + std::string(prop.name) +
+                                   " has compute capability " + std::to_string(prop.major) + "." +
+                                   std::to_string(prop.minor) + "; 8.0 or newer is required");
   }
-  RETURN_IF_ERROR(kernels::CudaStatus(cudaStreamCreateWithFlags(&impl->stream, cudaStreamNonBlocking),
-                                      "cudaStreamCreate"));
+  RETURN_IF_ERROR(kernels::CudaStatus(
+      cudaStreamCreateWithFlags(&impl->stream, cudaStreamNonBlocking), "cudaStreamCreate"));
   ASSIGN_OR_RETURN(impl->linear, kernels::LinearRunner::Create(options.matmul_workspace_bytes));
   impl->graphs_enabled = options.cuda_graphs;
-  if (const char* env = std::getenv("LOOKALIKE_CUDA_GRAPHS"); env != nullptr && std::strcmp(env, "0") == 0) {
+  if (const char* env = std::getenv("LOOKALIKE_CUDA_GRAPHS");
+      env != nullptr && std::strcmp(env, "0") == 0) {
     impl->graphs_enabled = false;
   }
   impl->max_graphs = static_cast<size_t>(std::max(0, options.max_graphs));
@@ -408,14 +421,17 @@ StatusOr<LayerPtr> CudaBackend::PrepareConv(const ConvSpec& spec, const float* w
             ohwi[o * layer->ldw + (r * kw + s) * spec.in_channels + c] =
                 weight[((static_cast<int64_t>(o) * spec.in_channels + c) * kh + r) * kw + s];
           }
-    ASSIGN_OR_RETURN(layer->weight, UploadAs(ohwi.data(), ohwi.size(), impl_->elem(), "conv weight"));
+    ASSIGN_OR_RETURN(layer->weight,
+                     UploadAs(ohwi.data(), ohwi.size(), impl_->elem(), "conv weight"));
   } else if (spec.groups == spec.in_channels && spec.groups == spec.out_channels) {
     layer->depthwise = true;
     const int c = spec.in_channels;
     std::vector<float> taps(static_cast<size_t>(kh) * kw * c);
     for (int ch = 0; ch < c; ++ch)
-      for (int t = 0; t < kh * kw; ++t) taps[static_cast<size_t>(t) * c + ch] = weight[ch * kh * kw + t];
-    ASSIGN_OR_RETURN(layer->weight, UploadAs(taps.data(), taps.size(), impl_->elem(), "depthwise weight"));
+      for (int t = 0; t < kh * kw; ++t)
+        taps[static_cast<size_t>(t) * c + ch] = weight[ch * kh * kw + t];
+    ASSIGN_OR_RETURN(layer->weight,
+                     UploadAs(taps.data(), taps.size(), impl_->elem(), "depthwise weight"));
   } else {
     return UnimplementedError("PrepareConv: groups " + std::to_string(spec.groups) +
                               " (only 1 and depthwise are supported on cuda)");
@@ -506,11 +522,11 @@ StatusOr<Tensor> CudaBackend::Preprocess(const std::vector<ImageView>& images,
     const ImageView& im = images[i];
     uint8_t* dst = static_cast<uint8_t*>(pixels.get()) + offset;
     // Pageable source: the call returns once the pixels are staged.
-    RETURN_IF_ERROR(kernels::CudaStatus(
-        cudaMemcpy2DAsync(dst, static_cast<size_t>(im.width) * 3, im.data, im.stride_bytes,
-                          static_cast<size_t>(im.width) * 3, im.height, cudaMemcpyHostToDevice,
-                          impl_->stream),
-        "Preprocess: uploading image " + std::to_string(i)));
+    RETURN_IF_ERROR(
+        kernels::CudaStatus(cudaMemcpy2DAsync(dst, static_cast<size_t>(im.width) * 3, im.data,
+                                              im.stride_bytes, static_cast<size_t>(im.width) * 3,
+                                              im.height, cudaMemcpyHostToDevice, impl_->stream),
+                            "Preprocess: uploading image " + std::to_string(i)));
     descs[i] = {dst, im.width, im.height, im.width * 3};
     offset += (static_cast<size_t>(im.width) * 3 * im.height + 15) / 16 * 16;
   }
@@ -542,7 +558,8 @@ StatusOr<Tensor> CudaBackend::Conv2d(const PreparedLayer& layer, const Tensor& x
                                      const Tensor* residual) {
   RETURN_IF_ERROR(impl_->Activate());
   const auto* conv = dynamic_cast<const ConvLayer*>(&layer);
-  if (conv == nullptr) return InvalidArgumentError("Conv2d: layer was not prepared by PrepareConv on cuda");
+  if (conv == nullptr)
+    return InvalidArgumentError("Conv2d: layer was not prepared by PrepareConv on cuda");
   RETURN_IF_ERROR(impl_->CheckInput("Conv2d", x, 4, 4));
   const ConvSpec& s = conv->spec;
   if (x.dim(3) != s.in_channels) {
@@ -563,15 +580,18 @@ StatusOr<Tensor> CudaBackend::Conv2d(const PreparedLayer& layer, const Tensor& x
   g.pad_bottom = s.pad_h_end < 0 ? s.pad_h : s.pad_h_end;
   g.pad_right = s.pad_w_end < 0 ? s.pad_w : s.pad_w_end;
   if (g.out_h() <= 0 || g.out_w() <= 0) {
-    return ShapeError("Conv2d", "input smaller than the " + std::to_string(s.kernel_h) + "x" +
-                                    std::to_string(s.kernel_w) + " kernel", x);
+    return ShapeError("Conv2d",
+                      "input smaller than the " + std::to_string(s.kernel_h) + "x" +
+                          std::to_string(s.kernel_w) + " kernel",
+                      x);
   }
   const std::vector<int64_t> out_shape = {x.dim(0), g.out_h(), g.out_w(), s.out_channels};
   if (residual != nullptr) {
     RETURN_IF_ERROR(impl_->CheckInput("Conv2d residual", *residual, 4, 4));
     if (residual->shape() != out_shape) {
-      return InvalidArgumentError("Conv2d: residual " + residual->ShapeString() +
-                                  " does not match output " + Tensor(out_shape, impl_->dtype, DeviceKind::kCuda, nullptr, nullptr).ShapeString());
+      return InvalidArgumentError(
+          "Conv2d: residual " + residual->ShapeString() + " does not match output " +
+          Tensor(out_shape, impl_->dtype, DeviceKind::kCuda, nullptr, nullptr).ShapeString());
     }
   }
   ASSIGN_OR_RETURN(Tensor y, impl_->NewTensor(out_shape));
@@ -606,7 +626,8 @@ StatusOr<Tensor> CudaBackend::Linear(const PreparedLayer& layer, const Tensor& x
                                      const Tensor* residual) {
   RETURN_IF_ERROR(impl_->Activate());
   const auto* lin = dynamic_cast<const LinearLayer*>(&layer);
-  if (lin == nullptr) return InvalidArgumentError("Linear: layer was not prepared by PrepareLinear on cuda");
+  if (lin == nullptr)
+    return InvalidArgumentError("Linear: layer was not prepared by PrepareLinear on cuda");
   RETURN_IF_ERROR(impl_->CheckInput("Linear", x, 2, 4));
   if (x.dim(-1) != lin->in) {
     return ShapeError("Linear", "expected last dimension " + std::to_string(lin->in), x);
@@ -640,7 +661,8 @@ StatusOr<Tensor> CudaBackend::Linear(const PreparedLayer& layer, const Tensor& x
 StatusOr<Tensor> CudaBackend::LayerNorm(const PreparedLayer& layer, const Tensor& x) {
   RETURN_IF_ERROR(impl_->Activate());
   const auto* norm = dynamic_cast<const NormLayer*>(&layer);
-  if (norm == nullptr) return InvalidArgumentError("LayerNorm: layer was not prepared by PrepareLayerNorm on cuda");
+  if (norm == nullptr)
+    return InvalidArgumentError("LayerNorm: layer was not prepared by PrepareLayerNorm on cuda");
   RETURN_IF_ERROR(impl_->CheckInput("LayerNorm", x, 2, 4));
   if (x.dim(-1) != norm->dim) {
     return ShapeError("LayerNorm", "expected last dimension " + std::to_string(norm->dim), x);
@@ -663,8 +685,9 @@ StatusOr<Tensor> CudaBackend::Attention(const Tensor& qkv, int heads) {
   RETURN_IF_ERROR(impl_->Activate());
   RETURN_IF_ERROR(impl_->CheckInput("Attention", qkv, 3, 3));
   if (heads <= 0 || qkv.dim(2) % (3 * static_cast<int64_t>(heads)) != 0) {
-    return ShapeError("Attention", "qkv {N, T, 3*D} with D divisible by " + std::to_string(heads) +
-                                       " heads", qkv);
+    return ShapeError("Attention",
+                      "qkv {N, T, 3*D} with D divisible by " + std::to_string(heads) + " heads",
+                      qkv);
   }
   const int64_t d = qkv.dim(2) / 3;
   ASSIGN_OR_RETURN(Tensor y, impl_->NewTensor({qkv.dim(0), qkv.dim(1), d}));
@@ -687,7 +710,8 @@ StatusOr<Tensor> CudaBackend::MaxPool2d(const Tensor& x, int kernel, int stride,
   RETURN_IF_ERROR(impl_->CheckInput("MaxPool2d", x, 4, 4));
   if (kernel <= 0 || stride <= 0 || pad < 0 || 2 * pad > kernel) {
     return InvalidArgumentError("MaxPool2d: kernel " + std::to_string(kernel) + ", stride " +
-                                std::to_string(stride) + ", pad " + std::to_string(pad) + " invalid");
+                                std::to_string(stride) + ", pad " + std::to_string(pad) +
+                                " invalid");
   }
   const int64_t oh = (x.dim(1) + 2 * pad - kernel) / stride + 1;
   const int64_t ow = (x.dim(2) + 2 * pad - kernel) / stride + 1;
@@ -713,7 +737,8 @@ StatusOr<Tensor> CudaBackend::MeanPool(const Tensor& x, int token_begin) {
   RETURN_IF_ERROR(impl_->CheckInput("MeanPool", x, 3, 4));
   const int64_t tokens = x.rank() == 4 ? x.dim(1) * x.dim(2) : x.dim(1);
   if (token_begin < 0 || token_begin >= tokens) {
-    return ShapeError("MeanPool", "token_begin " + std::to_string(token_begin) + " out of range", x);
+    return ShapeError("MeanPool", "token_begin " + std::to_string(token_begin) + " out of range",
+                      x);
   }
   ASSIGN_OR_RETURN(Tensor y, impl_->NewTensor({x.dim(0), x.dim(-1)}));
   kernels::MeanPoolParams p;
@@ -757,7 +782,8 @@ StatusOr<Tensor> CudaBackend::PrependTokensAddPos(const Tensor& patches,
   if (prefix_tokens != nullptr && !prefix_tokens->empty()) {
     RETURN_IF_ERROR(impl_->CheckInput("PrependTokensAddPos prefix", *prefix_tokens, 2, 3));
     if (prefix_tokens->dim(-1) != d) {
-      return ShapeError("PrependTokensAddPos", "prefix tokens must be {prefix, " + std::to_string(d) + "}",
+      return ShapeError("PrependTokensAddPos",
+                        "prefix tokens must be {prefix, " + std::to_string(d) + "}",
                         *prefix_tokens);
     }
     prefix = prefix_tokens->numel() / d;
@@ -766,9 +792,10 @@ StatusOr<Tensor> CudaBackend::PrependTokensAddPos(const Tensor& patches,
   const int64_t pos_rows = pos.numel() / pos.dim(-1);
   const int64_t want_rows = pos_applies_to_prefix ? prefix + patches.dim(1) : patches.dim(1);
   if (pos.dim(-1) != d || pos_rows != want_rows) {
-    return ShapeError("PrependTokensAddPos", "pos must be {1, " + std::to_string(want_rows) + ", " +
-                                                 std::to_string(d) + "} for patches " +
-                                                 patches.ShapeString(), pos);
+    return ShapeError("PrependTokensAddPos",
+                      "pos must be {1, " + std::to_string(want_rows) + ", " + std::to_string(d) +
+                          "} for patches " + patches.ShapeString(),
+                      pos);
   }
   ASSIGN_OR_RETURN(Tensor y, impl_->NewTensor({patches.dim(0), prefix + patches.dim(1), d}));
   kernels::PrependTokensParams p;
@@ -791,7 +818,8 @@ StatusOr<Tensor> CudaBackend::Add(const Tensor& a, const Tensor& b) {
   RETURN_IF_ERROR(impl_->CheckInput("Add", a, 1, 8));
   RETURN_IF_ERROR(impl_->CheckInput("Add", b, 1, 8));
   if (a.shape() != b.shape()) {
-    return InvalidArgumentError("Add: shapes " + a.ShapeString() + " and " + b.ShapeString() + " differ");
+    return InvalidArgumentError("Add: shapes " + a.ShapeString() + " and " + b.ShapeString() +
+                                " differ");
   }
   ASSIGN_OR_RETURN(Tensor y, impl_->NewTensor(a.shape()));
   kernels::AddParams p;

@@ -34,11 +34,11 @@
 namespace lookalike {
 
 struct CudaBackendOptions {
-  int device = 0;                 // CUDA device index
-  DType dtype = DType::kF16;      // activation / weight dtype: kF16 or kBF16
+  int device = 0;                             // CUDA device index
+  DType dtype = DType::kF16;                  // activation / weight dtype: kF16 or kBF16
   size_t matmul_workspace_bytes = 32u << 20;  // cuBLASLt workspace
-  bool cuda_graphs = true;  // record RunRecorded() forwards as CUDA graphs
-  int max_graphs = 16;      // input shapes recorded at most; others run eagerly
+  bool cuda_graphs = true;                    // record RunRecorded() forwards as CUDA graphs
+  int max_graphs = 16;                        // input shapes recorded at most; others run eagerly
 };
 
 class CudaBackend : public Backend {

@@ -133,7 +133,9 @@ TEST(MetadataTable, CsvByPathKeepsPathAsMetadata) {
 
 TEST(MetadataTable, JsonlStringifiesNonStrings) {
   TempDir dir;
-  fs::path jl = dir.Write("m.jsonl", "{\"id\": \"a\", \"price\": 12.5, \"tags\": [\"x\"]}\n\n{\"id\": \"b\", \"k\": \"v\"}\n");
+  fs::path jl = dir.Write(
+      "m.jsonl",
+      "{\"id\": \"a\", \"price\": 12.5, \"tags\": [\"x\"]}\n\n{\"id\": \"b\", \"k\": \"v\"}\n");
   auto table = MetadataTable::Load(jl.string());
   ASSERT_TRUE(table.ok()) << table.status().ToString();
   InputFile a;
@@ -182,8 +184,8 @@ TEST(IngestJournal, AppendReloadAndKeyBySizeAndMtime) {
   auto j = IngestJournal::Open(file);
   ASSERT_TRUE(j.ok());
   EXPECT_TRUE((*j)->Contains("c1", a));
-  EXPECT_FALSE((*j)->Contains("c2", a));                            // other collection
-  EXPECT_FALSE((*j)->Contains("c1", b));                            // other file
+  EXPECT_FALSE((*j)->Contains("c2", a));                             // other collection
+  EXPECT_FALSE((*j)->Contains("c1", b));                             // other file
   EXPECT_FALSE((*j)->Contains("c1", File("/data/a.jpg", 11, 100)));  // changed size
   EXPECT_FALSE((*j)->Contains("c1", File("/data/a.jpg", 10, 101)));  // touched
   EXPECT_EQ((*j)->Count("c1"), 1u);
@@ -198,7 +200,8 @@ TEST(IngestJournal, TornLastLineIsIgnored) {
     ASSERT_TRUE(j.ok());
     ASSERT_TRUE((*j)->Append({{"c", a.abs_path, a.size, a.mtime_ns, a.id}}).ok());
   }
-  std::ofstream(file, std::ios::app) << "{\"collection\":\"c\",\"path\":\"/d/b.j";  // crash mid-append
+  std::ofstream(file, std::ios::app)
+      << "{\"collection\":\"c\",\"path\":\"/d/b.j";  // crash mid-append
   auto j = IngestJournal::Open(file);
   ASSERT_TRUE(j.ok());
   EXPECT_EQ((*j)->Count("c"), 1u);

@@ -33,7 +33,8 @@ class FakeService final : public v1::Lookalike::Service {
   std::mutex mu;
   std::multiset<std::string> upserted;  // ids answered OK (with repeats)
 
-  grpc::Status ListModels(grpc::ServerContext*, const v1::ListModelsRequest*, v1::ListModelsResponse* r) override {
+  grpc::Status ListModels(grpc::ServerContext*, const v1::ListModelsRequest*,
+                          v1::ListModelsResponse* r) override {
     if (auto s = MaybeFail(); !s.ok()) return s;
     auto* m = r->add_models();
     m->set_name("efficientnet_lite0");
@@ -44,18 +45,22 @@ class FakeService final : public v1::Lookalike::Service {
   grpc::Status DescribeCollection(grpc::ServerContext*, const v1::DescribeCollectionRequest* req,
                                   v1::CollectionInfo* r) override {
     if (auto s = MaybeFail(); !s.ok()) return s;
-    if (req->name() != "c") return grpc::Status(grpc::StatusCode::NOT_FOUND, "collection \"" + req->name() + "\" not found");
+    if (req->name() != "c")
+      return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                          "collection \"" + req->name() + "\" not found");
     r->set_name("c");
     return grpc::Status::OK;
   }
 
-  grpc::Status Upsert(grpc::ServerContext*, const v1::UpsertRequest* req, v1::UpsertResponse* r) override {
+  grpc::Status Upsert(grpc::ServerContext*, const v1::UpsertRequest* req,
+                      v1::UpsertResponse* r) override {
     if (auto s = MaybeFail(); !s.ok()) return s;
     int now = ++in_flight;
     int peak = peak_in_flight.load();
     while (now > peak && !peak_in_flight.compare_exchange_weak(peak, now)) {
     }
-    if (upsert_delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(upsert_delay_ms));
+    if (upsert_delay_ms > 0)
+      std::this_thread::sleep_for(std::chrono::milliseconds(upsert_delay_ms));
     {
       std::lock_guard<std::mutex> lock(mu);
       for (const auto& item : req->items()) {
@@ -254,8 +259,9 @@ TEST_F(ClientTest, BulkUploaderRetriesItemsRejectedAsBusy) {
     BulkUploadOptions o;
     o.concurrency = 1;
     o.batch_items = 8;
-    BulkUploader up(client.get(), "c", o,
-                    [&](const std::vector<BulkItemResult>& r) { results.insert(results.end(), r.begin(), r.end()); });
+    BulkUploader up(client.get(), "c", o, [&](const std::vector<BulkItemResult>& r) {
+      results.insert(results.end(), r.begin(), r.end());
+    });
     for (const char* id : {"a", "b", "c"}) up.Add(VectorItem(id), 0);
   }
   ASSERT_EQ(results.size(), 3u);
@@ -270,7 +276,9 @@ TEST_F(ClientTest, BulkUploaderReportsWholeBatchFailures) {
   std::vector<BulkItemResult> results;
   {
     BulkUploader up(client.get(), "c", BulkUploadOptions(),
-                    [&](const std::vector<BulkItemResult>& r) { results.insert(results.end(), r.begin(), r.end()); });
+                    [&](const std::vector<BulkItemResult>& r) {
+                      results.insert(results.end(), r.begin(), r.end());
+                    });
     for (int i = 0; i < 5; ++i) up.Add(VectorItem("x" + std::to_string(i)), i);
   }
   ASSERT_EQ(results.size(), 5u);

@@ -35,7 +35,8 @@ void ExpectSameHits(const std::vector<SearchHit>& hits, const std::vector<RefHit
     if (hits[i].id != ref[i].id) {
       // Allowed only when another reference hit has the same score.
       bool tie = false;
-      for (const auto& r : ref) tie = tie || (r.id == hits[i].id && std::fabs(r.score - ref[i].score) < kTol);
+      for (const auto& r : ref)
+        tie = tie || (r.id == hits[i].id && std::fabs(r.score - ref[i].score) < kTol);
       EXPECT_TRUE(tie) << "rank " << i << ": got " << hits[i].id << ", want " << ref[i].id;
     }
   }
@@ -350,7 +351,10 @@ TEST_F(CollectionTest, HnswFiltersAndDeletesStayCorrect) {
   std::vector<std::string> doomed;
   std::vector<Item> live;
   for (const auto& i : items) {
-    if (i.metadata.at("shape") != "star") doomed.push_back(i.id); else live.push_back(i);
+    if (i.metadata.at("shape") != "star")
+      doomed.push_back(i.id);
+    else
+      live.push_back(i);
   }
   ASSERT_TRUE(c->Delete(doomed).ok());
   const auto queries = RandomVectors(2, dim, 6);

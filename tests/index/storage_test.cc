@@ -50,11 +50,13 @@ TEST(StorageTest, SequenceTombstonesAndReplacement) {
   ASSERT_TRUE(tomb.ok());
   EXPECT_EQ(*tomb, (std::vector<int64_t>{w1->internal_ids[0], w1->internal_ids[1]}));
   std::vector<int64_t> scanned;
-  ASSERT_TRUE((*s)->ScanItems(1, [&](int64_t id, const float* v) {
-    scanned.push_back(id);
-    EXPECT_EQ(v[0], 5.f);
-    return Status::Ok();
-  }).ok());
+  ASSERT_TRUE((*s)->ScanItems(1,
+                              [&](int64_t id, const float* v) {
+                                scanned.push_back(id);
+                                EXPECT_EQ(v[0], 5.f);
+                                return Status::Ok();
+                              })
+                  .ok());
   EXPECT_EQ(scanned, std::vector<int64_t>{w2->internal_ids[0]});
 
   ASSERT_TRUE((*s)->PruneTombstones(2).ok());

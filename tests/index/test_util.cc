@@ -44,7 +44,8 @@ std::vector<RefHit> BruteForce(const std::vector<Item>& items, const float* quer
     const float* v = item.vector.data();
     double score = 0;
     if (metric == Metric::kL2) {
-      for (int i = 0; i < dim; ++i) score -= (query[i] - static_cast<double>(v[i])) * (query[i] - v[i]);
+      for (int i = 0; i < dim; ++i)
+        score -= (query[i] - static_cast<double>(v[i])) * (query[i] - v[i]);
     } else {
       for (int i = 0; i < dim; ++i) score += static_cast<double>(query[i]) * v[i];
       if (metric == Metric::kCosine) score /= qn * norm(v);

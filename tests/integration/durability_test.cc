@@ -23,8 +23,8 @@ using json = nlohmann::json;
 std::vector<std::string> PhotoIds(const std::vector<std::string>& sources) {
   std::vector<std::string> ids;
   for (const auto& s : sources) {
-    for (const char* v : {"original.jpg", "crop_a.jpg", "crop_b.jpg", "flip.jpg", "zoom.jpg", "rotate.jpg",
-                          "jitter.jpg", "jpeg_q25.jpg", "png.png"}) {
+    for (const char* v : {"original.jpg", "crop_a.jpg", "crop_b.jpg", "flip.jpg", "zoom.jpg",
+                          "rotate.jpg", "jitter.jpg", "jpeg_q25.jpg", "png.png"}) {
       ids.push_back(s + "/" + v);
     }
   }
@@ -101,8 +101,9 @@ TEST(DurabilityTest, RestartKeepsCollectionsItemsMetadataAndDeletions) {
   EXPECT_EQ(l2->count(), 5);
   EXPECT_EQ(l2->metric(), v1::L2);
 
-  CommandResult s = RunCli(server, {"search", "keep", "--image", GetPaths().photos + "/coffee/original.jpg", "--k",
-                                    "20", "--json"});
+  CommandResult s =
+      RunCli(server, {"search", "keep", "--image", GetPaths().photos + "/coffee/original.jpg",
+                      "--k", "20", "--json"});
   ASSERT_EQ(s.exit_code, 0) << s.err;
   json hits = json::parse(s.out)["hits"];
   ASSERT_EQ(hits.size(), 17u);
@@ -118,7 +119,7 @@ TEST(DurabilityTest, RestartKeepsCollectionsItemsMetadataAndDeletions) {
   q.add_queries()->set_id("v3");
   auto r = client->Search(q);
   ASSERT_TRUE(r.ok()) << r.status().ToString();
-  ASSERT_EQ(r->results(0).hits_size(), 4);  // itself excluded
+  ASSERT_EQ(r->results(0).hits_size(), 4);                 // itself excluded
   EXPECT_NEAR(r->results(0).hits(0).score(), -8.f, 1e-4);  // -(2^2 + 2^2)
 
   // Acknowledged writes survive a crash as well (no graceful snapshot).
@@ -155,9 +156,11 @@ TEST(DurabilityTest, Kill9DuringBulkIngestKeepsEveryAcknowledgedItemExactlyOnce)
   const size_t total = files->size();
   const std::string journal = dir / "journal.jsonl";
   const std::string cli_log = dir / "cli.log";
-  std::vector<std::string> argv = {GetPaths().cli_bin, "index", "bulk", GetPaths().photos, "--journal", journal,
-                                   "--batch", "2", "--concurrency", "2", "--attempts", "2", "--timeout", "20",
-                                   "--no-progress", "--server", server.address()};
+  std::vector<std::string> argv = {GetPaths().cli_bin, "index", "bulk",          GetPaths().photos,
+                                   "--journal",        journal, "--batch",       "2",
+                                   "--concurrency",    "2",     "--attempts",    "2",
+                                   "--timeout",        "20",    "--no-progress", "--server",
+                                   server.address()};
   pid_t cli = SpawnBackground(argv, cli_log);
 
   // Crash the server once a good part of the ingest is acknowledged.
@@ -176,7 +179,8 @@ TEST(DurabilityTest, Kill9DuringBulkIngestKeepsEveryAcknowledgedItemExactlyOnce)
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
-  ASSERT_FALSE(cli_done) << "the ingest ended (rc " << cli_rc << ") before the crash:\n" << ReadAll(cli_log);
+  ASSERT_FALSE(cli_done) << "the ingest ended (rc " << cli_rc << ") before the crash:\n"
+                         << ReadAll(cli_log);
   server.Kill9();
   cli_rc = WaitProcess(cli);
   std::string log = ReadAll(cli_log);
@@ -209,7 +213,8 @@ TEST(DurabilityTest, Kill9DuringBulkIngestKeepsEveryAcknowledgedItemExactlyOnce)
   EXPECT_GE(stored.size(), acked.size());  // in-flight batches may have landed unacknowledged
 
   // Resume: only what was not acknowledged is sent; the collection ends whole.
-  std::vector<std::string> resume = {"index", "bulk", GetPaths().photos, "--journal", journal, "--json"};
+  std::vector<std::string> resume = {"index",     "bulk",  GetPaths().photos,
+                                     "--journal", journal, "--json"};
   CommandResult r = RunCli(server, resume);
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   json j = json::parse(r.out);

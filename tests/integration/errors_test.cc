@@ -84,17 +84,17 @@ TEST_F(ErrorsTest, BadItemsAreRejectedOneByOneAndGoodOnesWritten) {
     item->set_id(id);
     item->set_image(bytes);
   };
-  add_image("empty.jpg", "");                                    // 0
-  add_image("truncated.jpg", jpeg.substr(0, jpeg.size() / 3));   // 1
-  add_image("text.jpg", "this is not an image at all");          // 2
-  *req.add_items() = VectorItem("nan", nan);                     // 3
-  *req.add_items() = VectorItem("inf", inf);                     // 4
-  *req.add_items() = VectorItem("short", {1.f, 0.f, 0.f});       // 5: wrong dim
-  *req.add_items() = VectorItem("good-vector", Unit());          // 6
-  add_image("good.jpg", jpeg);                                   // 7
-  v1::Item* no_content = req.add_items();                        // 8: neither image nor vector
+  add_image("empty.jpg", "");                                   // 0
+  add_image("truncated.jpg", jpeg.substr(0, jpeg.size() / 3));  // 1
+  add_image("text.jpg", "this is not an image at all");         // 2
+  *req.add_items() = VectorItem("nan", nan);                    // 3
+  *req.add_items() = VectorItem("inf", inf);                    // 4
+  *req.add_items() = VectorItem("short", {1.f, 0.f, 0.f});      // 5: wrong dim
+  *req.add_items() = VectorItem("good-vector", Unit());         // 6
+  add_image("good.jpg", jpeg);                                  // 7
+  v1::Item* no_content = req.add_items();                       // 8: neither image nor vector
   no_content->set_id("nothing");
-  *req.add_items() = VectorItem("", Unit());                     // 9: empty id
+  *req.add_items() = VectorItem("", Unit());  // 9: empty id
 
   auto r = client_->Upsert(req);
   ASSERT_TRUE(r.ok()) << r.status().ToString();
@@ -113,7 +113,8 @@ TEST_F(ErrorsTest, BadItemsAreRejectedOneByOneAndGoodOnesWritten) {
   EXPECT_EQ(r->upserted(), 2);
   EXPECT_EQ(r->failed(), req.items_size() - 2);
   // Messages say what was wrong.
-  EXPECT_NE(r->statuses(5).message().find(std::to_string(dim_)), std::string::npos) << r->statuses(5).message();
+  EXPECT_NE(r->statuses(5).message().find(std::to_string(dim_)), std::string::npos)
+      << r->statuses(5).message();
 
   v1::GetRequest get;
   get.set_collection("err");
@@ -133,7 +134,8 @@ TEST_F(ErrorsTest, UnknownCollectionIsNotFound) {
   auto u = client_->Upsert(up);
   ASSERT_FALSE(u.ok());
   EXPECT_EQ(u.status().code(), StatusCode::kNotFound);
-  EXPECT_NE(u.status().message().find("no_such_collection"), std::string::npos) << u.status().message();
+  EXPECT_NE(u.status().message().find("no_such_collection"), std::string::npos)
+      << u.status().message();
 
   v1::SearchRequest s;
   s.set_collection("no_such_collection");
@@ -142,7 +144,8 @@ TEST_F(ErrorsTest, UnknownCollectionIsNotFound) {
   ASSERT_FALSE(sr.ok());
   EXPECT_EQ(sr.status().code(), StatusCode::kNotFound);
 
-  EXPECT_EQ(client_->DescribeCollection("no_such_collection").status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(client_->DescribeCollection("no_such_collection").status().code(),
+            StatusCode::kNotFound);
   EXPECT_EQ(client_->DropCollection("no_such_collection").code(), StatusCode::kNotFound);
 
   // The CLI prints the server's message and exits with 1.
@@ -150,7 +153,8 @@ TEST_F(ErrorsTest, UnknownCollectionIsNotFound) {
   EXPECT_EQ(cli.exit_code, 1);
   EXPECT_NE(cli.err.find("NOT_FOUND"), std::string::npos) << cli.err;
   EXPECT_NE(cli.err.find("no_such_collection"), std::string::npos) << cli.err;
-  CommandResult idx = RunCli(*server_, {"index", "no_such_collection", GetPaths().photos + "/coins"});
+  CommandResult idx =
+      RunCli(*server_, {"index", "no_such_collection", GetPaths().photos + "/coins"});
   EXPECT_EQ(idx.exit_code, 1);
   EXPECT_NE(idx.err.find("NOT_FOUND"), std::string::npos) << idx.err;
 }
@@ -167,12 +171,14 @@ TEST_F(ErrorsTest, BadSearchRequestsAreInvalidArgument) {
   auto too_large_k = search([](v1::SearchRequest* s) { s->set_k(2049); });
   ASSERT_FALSE(too_large_k.ok());
   EXPECT_EQ(too_large_k.status().code(), StatusCode::kInvalidArgument);
-  EXPECT_NE(too_large_k.status().message().find("2048"), std::string::npos) << too_large_k.status().message();
+  EXPECT_NE(too_large_k.status().message().find("2048"), std::string::npos)
+      << too_large_k.status().message();
 
   auto negative_k = search([](v1::SearchRequest* s) { s->set_k(-1); });
   EXPECT_EQ(negative_k.status().code(), StatusCode::kInvalidArgument);
 
-  auto wrong_dim = search([](v1::SearchRequest* s) { s->mutable_queries(0)->mutable_vector()->add_values(1.f); });
+  auto wrong_dim = search(
+      [](v1::SearchRequest* s) { s->mutable_queries(0)->mutable_vector()->add_values(1.f); });
   ASSERT_FALSE(wrong_dim.ok());
   EXPECT_EQ(wrong_dim.status().code(), StatusCode::kInvalidArgument);
   EXPECT_NE(wrong_dim.status().message().find(std::to_string(dim_)), std::string::npos)
@@ -186,10 +192,13 @@ TEST_F(ErrorsTest, BadSearchRequestsAreInvalidArgument) {
   auto no_queries = search([](v1::SearchRequest* s) { s->clear_queries(); });
   EXPECT_EQ(no_queries.status().code(), StatusCode::kInvalidArgument);
 
-  auto bad_image = search([](v1::SearchRequest* s) { s->mutable_queries(0)->set_image("GIF89a broken"); });
-  EXPECT_EQ(bad_image.status().code(), StatusCode::kInvalidArgument) << bad_image.status().ToString();
+  auto bad_image =
+      search([](v1::SearchRequest* s) { s->mutable_queries(0)->set_image("GIF89a broken"); });
+  EXPECT_EQ(bad_image.status().code(), StatusCode::kInvalidArgument)
+      << bad_image.status().ToString();
 
-  auto unknown_id = search([](v1::SearchRequest* s) { s->mutable_queries(0)->set_id("never-stored"); });
+  auto unknown_id =
+      search([](v1::SearchRequest* s) { s->mutable_queries(0)->set_id("never-stored"); });
   ASSERT_FALSE(unknown_id.ok());
   EXPECT_EQ(unknown_id.status().code(), StatusCode::kNotFound);
   EXPECT_NE(unknown_id.status().message().find("never-stored"), std::string::npos);
@@ -225,7 +234,8 @@ TEST_F(ErrorsTest, BadEmbedAndCollectionRequests) {
   auto t = client_->Embed(text);
   ASSERT_FALSE(t.ok());
   EXPECT_EQ(t.status().code(), StatusCode::kInvalidArgument);
-  EXPECT_NE(t.status().message().find("1"), std::string::npos) << t.status().message();  // names images[1]
+  EXPECT_NE(t.status().message().find("1"), std::string::npos)
+      << t.status().message();  // names images[1]
   v1::EmbedRequest model;
   model.set_model("no_such_model");
   model.add_images(Photo("coins/original.jpg"));
@@ -261,17 +271,23 @@ TEST_F(ErrorsTest, CliIndexListsFailedFilesAndKeepsGoing) {
   write("d_text.png", "hello");
   write("e_good.jpg", good);
   write("notes.txt", "ignored: not an image extension");
-  CommandResult r = RunCli(*server_, {"index", "err", dir.path(), "--journal", dir / "journal.jsonl", "--no-progress"});
+  CommandResult r = RunCli(
+      *server_, {"index", "err", dir.path(), "--journal", dir / "journal.jsonl", "--no-progress"});
   EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
-  EXPECT_NE(r.out.find("indexed 2, already indexed 0, failed 3 (of 5 files)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("indexed 2, already indexed 0, failed 3 (of 5 files)"), std::string::npos)
+      << r.out;
   for (const char* name : {"b_empty.jpg", "c_truncated.jpg", "d_text.png"}) {
-    EXPECT_NE(r.err.find(std::string(name) + ": INVALID_ARGUMENT"), std::string::npos) << name << "\n" << r.err;
+    EXPECT_NE(r.err.find(std::string(name) + ": INVALID_ARGUMENT"), std::string::npos)
+        << name << "\n"
+        << r.err;
   }
   EXPECT_EQ(r.err.find("a_good.jpg:"), std::string::npos) << r.err;
   // Re-running retries only the failures.
-  CommandResult again = RunCli(*server_, {"index", "err", dir.path(), "--journal", dir / "journal.jsonl"});
+  CommandResult again =
+      RunCli(*server_, {"index", "err", dir.path(), "--journal", dir / "journal.jsonl"});
   EXPECT_EQ(again.exit_code, 1);
-  EXPECT_NE(again.out.find("indexed 0, already indexed 2, failed 3"), std::string::npos) << again.out;
+  EXPECT_NE(again.out.find("indexed 0, already indexed 2, failed 3"), std::string::npos)
+      << again.out;
 }
 
 }  // namespace

@@ -35,7 +35,8 @@ std::vector<Photo> ReadPhotoList(const std::string& dir) {
   while (std::getline(in, line)) {
     std::vector<std::string> f;
     size_t start = 0;
-    for (size_t c; (c = line.find(',', start)) != std::string::npos; start = c + 1) f.push_back(line.substr(start, c - start));
+    for (size_t c; (c = line.find(',', start)) != std::string::npos; start = c + 1)
+      f.push_back(line.substr(start, c - start));
     f.push_back(line.substr(start));
     if (f.size() >= 3) photos.push_back({f[0], f[1], f[2]});
   }
@@ -55,7 +56,8 @@ class SearchTest : public ::testing::Test {
     server_ = new ServerProcess(*dir_ / "data");
     photos_ = ReadPhotoList(GetPaths().photos);
     if (photos_.size() < 90) {
-      setup_error_ = "photo set at " + GetPaths().photos + " has only " + std::to_string(photos_.size()) + " photos";
+      setup_error_ = "photo set at " + GetPaths().photos + " has only " +
+                     std::to_string(photos_.size()) + " photos";
       return;
     }
     Status s = server_->Start();
@@ -68,9 +70,10 @@ class SearchTest : public ::testing::Test {
       setup_error_ = "collections create failed: " + create.err;
       return;
     }
-    index_run_ = RunCli(*server_, {"index", kCollection, GetPaths().photos, "--metadata",
-                                   GetPaths().photos + "/metadata.csv", "--journal", *dir_ / "journal.jsonl",
-                                   "--concurrency", "2", "--batch", "8", "--json"});
+    index_run_ =
+        RunCli(*server_, {"index", kCollection, GetPaths().photos, "--metadata",
+                          GetPaths().photos + "/metadata.csv", "--journal", *dir_ / "journal.jsonl",
+                          "--concurrency", "2", "--batch", "8", "--json"});
   }
   static void TearDownTestSuite() {
     if (server_ != nullptr) (void)server_->Stop();
@@ -124,20 +127,24 @@ TEST_F(SearchTest, RerunningIndexSendsNothingAlreadyAcknowledged) {
 }
 
 TEST_F(SearchTest, SearchByImageReturnsItselfFirstThenDescendingScores) {
-  for (const std::string id : {"chelsea/original.jpg", "coffee/png.png", "rocket/jpeg_q25.jpg", "coins/rotate.jpg"}) {
-    CommandResult r = RunCli(*server_, {"search", kCollection, "--image", PhotoPath(id), "--k", "20", "--json"});
+  for (const std::string id :
+       {"chelsea/original.jpg", "coffee/png.png", "rocket/jpeg_q25.jpg", "coins/rotate.jpg"}) {
+    CommandResult r =
+        RunCli(*server_, {"search", kCollection, "--image", PhotoPath(id), "--k", "20", "--json"});
     ASSERT_EQ(r.exit_code, 0) << id << ": " << r.err;
     json hits = ParseJson(r)["hits"];
     ASSERT_EQ(hits.size(), 20u) << id;
     EXPECT_EQ(hits[0]["id"], id);
     EXPECT_NEAR(hits[0]["score"].get<double>(), 1.0, 1e-3) << id;
     for (size_t i = 1; i < hits.size(); ++i) {
-      EXPECT_LE(hits[i]["score"].get<double>(), hits[i - 1]["score"].get<double>()) << id << " rank " << i;
+      EXPECT_LE(hits[i]["score"].get<double>(), hits[i - 1]["score"].get<double>())
+          << id << " rank " << i;
       EXPECT_NE(hits[i]["id"], id) << "duplicate hit";
     }
   }
   // The human-readable table names the best match on its first row.
-  CommandResult text = RunCli(*server_, {"search", kCollection, "--image", PhotoPath("coffee/original.jpg"), "--k", "3"});
+  CommandResult text = RunCli(
+      *server_, {"search", kCollection, "--image", PhotoPath("coffee/original.jpg"), "--k", "3"});
   ASSERT_EQ(text.exit_code, 0) << text.err;
   EXPECT_NE(text.out.find("RANK"), std::string::npos);
   std::string first_row = text.out.substr(text.out.find('\n') + 1);
@@ -186,8 +193,8 @@ TEST_F(SearchTest, VariantsOfTheSamePhotoRankAboveUnrelatedPhotos) {
   const double mean_sib = sum_sibling_rank / queries, mean_other = sum_other_rank / queries;
   RecordProperty("mean_sibling_rank", std::to_string(mean_sib));
   RecordProperty("mean_unrelated_rank", std::to_string(mean_other));
-  std::printf("mean rank of siblings %.2f vs unrelated %.2f; siblings ahead for %d of %d queries\n", mean_sib,
-              mean_other, sibling_better, queries);
+  std::printf("mean rank of siblings %.2f vs unrelated %.2f; siblings ahead for %d of %d queries\n",
+              mean_sib, mean_other, sibling_better, queries);
   // Averaged over every query, a photo's variants come well before unrelated
   // photos (random order would put both near (N-2)/2).
   EXPECT_LT(mean_sib * 3, mean_other);
@@ -196,8 +203,8 @@ TEST_F(SearchTest, VariantsOfTheSamePhotoRankAboveUnrelatedPhotos) {
 
 TEST_F(SearchTest, FiltersRestrictResults) {
   auto ids_of = [&](const std::vector<std::string>& extra) {
-    std::vector<std::string> args = {"search", kCollection, "--image", PhotoPath("coffee/original.jpg"), "--k", "200",
-                                     "--json"};
+    std::vector<std::string> args = {
+        "search", kCollection, "--image", PhotoPath("coffee/original.jpg"), "--k", "200", "--json"};
     args.insert(args.end(), extra.begin(), extra.end());
     CommandResult r = RunCli(*server_, args);
     EXPECT_EQ(r.exit_code, 0) << r.err;
@@ -213,7 +220,8 @@ TEST_F(SearchTest, FiltersRestrictResults) {
   auto two = ids_of({"--filter", "source=coffee", "--filter", "source=rocket"});
   EXPECT_EQ(two.size(), 18u);
   for (const auto& h : two) {
-    EXPECT_TRUE(h["metadata"]["source"] == "coffee" || h["metadata"]["source"] == "rocket") << h.dump();
+    EXPECT_TRUE(h["metadata"]["source"] == "coffee" || h["metadata"]["source"] == "rocket")
+        << h.dump();
   }
 
   auto one = ids_of({"--filter", "source=rocket", "--filter", "variant=png"});
@@ -242,12 +250,13 @@ TEST_F(SearchTest, EmbedMatchesStoredVectorAndVectorSearchFindsIt) {
     dot += static_cast<double>(v[i]) * stored[i];
     norm += static_cast<double>(v[i]) * v[i];
   }
-  EXPECT_NEAR(norm, 1.0, 1e-3);   // embeddings are L2-normalized
-  EXPECT_NEAR(dot, 1.0, 1e-4);    // same bytes, same model: same vector
+  EXPECT_NEAR(norm, 1.0, 1e-3);  // embeddings are L2-normalized
+  EXPECT_NEAR(dot, 1.0, 1e-4);   // same bytes, same model: same vector
 
   std::string csv;
   for (size_t i = 0; i < v.size(); ++i) csv += (i ? "," : "") + std::to_string(v[i]);
-  CommandResult r = RunCli(*server_, {"search", kCollection, "--vector", csv, "--k", "3", "--json"});
+  CommandResult r =
+      RunCli(*server_, {"search", kCollection, "--vector", csv, "--k", "3", "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(ParseJson(r)["hits"][0]["id"], id);
 }
@@ -274,12 +283,13 @@ TEST_F(SearchTest, DeleteHidesItemsAtOnce) {
   ASSERT_TRUE(upserted.ok()) << upserted.status().ToString();
   ASSERT_EQ(upserted->upserted(), 18);
 
-  CommandResult del = RunCli(*server_, {"delete", "deletions", "chelsea/flip.jpg", "chelsea/zoom.jpg"});
+  CommandResult del =
+      RunCli(*server_, {"delete", "deletions", "chelsea/flip.jpg", "chelsea/zoom.jpg"});
   ASSERT_EQ(del.exit_code, 0) << del.err;
   EXPECT_NE(del.out.find("deleted 2 of 2"), std::string::npos) << del.out;
 
-  CommandResult s = RunCli(*server_, {"search", "deletions", "--image", PhotoPath("chelsea/flip.jpg"), "--k", "50",
-                                      "--json"});
+  CommandResult s = RunCli(*server_, {"search", "deletions", "--image",
+                                      PhotoPath("chelsea/flip.jpg"), "--k", "50", "--json"});
   ASSERT_EQ(s.exit_code, 0) << s.err;
   json hits = ParseJson(s)["hits"];
   EXPECT_EQ(hits.size(), 16u);
@@ -287,7 +297,8 @@ TEST_F(SearchTest, DeleteHidesItemsAtOnce) {
     EXPECT_NE(h["id"], "chelsea/flip.jpg");
     EXPECT_NE(h["id"], "chelsea/zoom.jpg");
   }
-  CommandResult g = RunCli(*server_, {"get", "deletions", "chelsea/flip.jpg", "chelsea/crop_a.jpg"});
+  CommandResult g =
+      RunCli(*server_, {"get", "deletions", "chelsea/flip.jpg", "chelsea/crop_a.jpg"});
   EXPECT_EQ(g.exit_code, 1);
   EXPECT_NE(g.err.find("NOT_FOUND"), std::string::npos) << g.err;
   EXPECT_NE(g.err.find("chelsea/flip.jpg"), std::string::npos) << g.err;
@@ -329,7 +340,8 @@ TEST_F(SearchTest, ModelsAndCollectionsCommands) {
   }
   EXPECT_TRUE(found) << list.out;
   // Search by id: the item itself is left out, its variants come first.
-  CommandResult by_id = RunCli(*server_, {"search", kCollection, "--id", "rocket/flip.jpg", "--k", "8", "--json"});
+  CommandResult by_id =
+      RunCli(*server_, {"search", kCollection, "--id", "rocket/flip.jpg", "--k", "8", "--json"});
   ASSERT_EQ(by_id.exit_code, 0) << by_id.err;
   const json id_hits = ParseJson(by_id)["hits"];
   ASSERT_EQ(id_hits.size(), 8u);
@@ -345,9 +357,9 @@ TEST_F(SearchTest, ModelsAndCollectionsCommands) {
 
 TEST_F(SearchTest, PythonExampleBackendAgainstRealServer) {
   const std::string id = "motorcycle/crop_b.jpg";
-  CommandResult r = RunCommand({GetPaths().python, GetPaths().source_dir + "/client/python/example_backend.py",
-                                "--server", server_->address(), "--collection", kCollection, "--query", PhotoPath(id),
-                                "--k", "5"});
+  CommandResult r = RunCommand(
+      {GetPaths().python, GetPaths().source_dir + "/client/python/example_backend.py", "--server",
+       server_->address(), "--collection", kCollection, "--query", PhotoPath(id), "--k", "5"});
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   json hits = ParseJson(r);
   ASSERT_EQ(hits.size(), 5u);

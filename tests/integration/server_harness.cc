@@ -46,8 +46,9 @@ std::vector<std::string> MergedEnv(const std::map<std::string, std::string>& ext
   return out;
 }
 
-pid_t Spawn(const std::vector<std::string>& argv, const std::string& out_file, const std::string& err_file,
-            const std::map<std::string, std::string>& env, bool append) {
+pid_t Spawn(const std::vector<std::string>& argv, const std::string& out_file,
+            const std::string& err_file, const std::map<std::string, std::string>& env,
+            bool append) {
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   int flags = O_WRONLY | O_CREAT | (append ? O_APPEND : O_TRUNC);
@@ -131,7 +132,8 @@ int FreePort() {
   return port;
 }
 
-CommandResult RunCommand(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env) {
+CommandResult RunCommand(const std::vector<std::string>& argv,
+                         const std::map<std::string, std::string>& env) {
   TempDir dir;
   std::string out = dir / "stdout", err = dir / "stderr";
   pid_t pid = Spawn(argv, out, err, env, false);
@@ -160,18 +162,17 @@ ServerProcess::~ServerProcess() {
 
 Status ServerProcess::Start(std::chrono::seconds timeout) {
   const Paths& paths = GetPaths();
-  if (!fs::exists(paths.server_bin)) return NotFoundError("server binary " + paths.server_bin + " is missing");
+  if (!fs::exists(paths.server_bin))
+    return NotFoundError("server binary " + paths.server_bin + " is missing");
   if (!fs::exists(paths.weights)) return NotFoundError("weights " + paths.weights + " are missing");
   // A fresh port per start: a restarted server must not depend on the old
   // socket being released.
   address_ = "127.0.0.1:" + std::to_string(FreePort());
-  std::vector<std::string> argv = {paths.server_bin,
-                                   "--listen", address_,
-                                   "--data-dir", data_dir_,
-                                   "--metrics-listen=",
-                                   "--device", "cpu",
-                                   "--log-level", "info",
-                                   "--model", "efficientnet_lite0=efficientnet_lite0:" + paths.weights};
+  std::vector<std::string> argv = {
+      paths.server_bin, "--listen", address_,
+      "--data-dir",     data_dir_,  "--metrics-listen=",
+      "--device",       "cpu",      "--log-level",
+      "info",           "--model",  "efficientnet_lite0=efficientnet_lite0:" + paths.weights};
   argv.insert(argv.end(), extra_flags_.begin(), extra_flags_.end());
   pid_ = SpawnBackground(argv, log_file_);
   auto client = MakeClient(1);
@@ -186,8 +187,8 @@ Status ServerProcess::Start(std::chrono::seconds timeout) {
     if (serving.ok() && *serving) return Status::Ok();
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
-  return UnavailableError("lookalike-server not SERVING after " + std::to_string(timeout.count()) + " s; log:\n" +
-                          LogTail());
+  return UnavailableError("lookalike-server not SERVING after " + std::to_string(timeout.count()) +
+                          " s; log:\n" + LogTail());
 }
 
 Status ServerProcess::Stop(std::chrono::seconds timeout) {
@@ -199,14 +200,15 @@ Status ServerProcess::Stop(std::chrono::seconds timeout) {
     if (waitpid(pid_, &status, WNOHANG) == pid_) {
       pid_ = -1;
       if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return Status::Ok();
-      return InternalError("lookalike-server exited with status " + std::to_string(status) + " on SIGTERM; log:\n" +
-                           LogTail());
+      return InternalError("lookalike-server exited with status " + std::to_string(status) +
+                           " on SIGTERM; log:\n" + LogTail());
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   Kill9();
-  return Status(StatusCode::kDeadlineExceeded, "lookalike-server did not stop within " + std::to_string(timeout.count()) +
-                               " s of SIGTERM");
+  return Status(
+      StatusCode::kDeadlineExceeded,
+      "lookalike-server did not stop within " + std::to_string(timeout.count()) + " s of SIGTERM");
 }
 
 void ServerProcess::Kill9() {

@@ -48,7 +48,8 @@ struct CommandResult {
 
 // Runs argv[0] with argv, waits, returns its exit code and output. `env`
 // entries are added to (or replace in) this process's environment.
-CommandResult RunCommand(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env = {});
+CommandResult RunCommand(const std::vector<std::string>& argv,
+                         const std::map<std::string, std::string>& env = {});
 
 // Starts argv in the background with stdout+stderr appended to `log_file`.
 pid_t SpawnBackground(const std::vector<std::string>& argv, const std::string& log_file,

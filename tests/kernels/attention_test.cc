@@ -69,15 +69,15 @@ TEST_P(AttentionTest, MatchesReference) {
   EXPECT_TRUE(AllClose(got, want, tol)) << ElemTypeName(type) << " hd " << hd << " seq " << seq;
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Sweep, AttentionTest,
-    ::testing::Combine(::testing::Values(ElemType::kF16, ElemType::kBF16),
-                       ::testing::Values(64, 80, 128),
-                       ::testing::Values(1, 50, 64, 197, 257, 577)),
-    [](const auto& info) {
-      return std::string(ElemTypeName(std::get<0>(info.param))) + "_hd" +
-             std::to_string(std::get<1>(info.param)) + "_seq" + std::to_string(std::get<2>(info.param));
-    });
+INSTANTIATE_TEST_SUITE_P(Sweep, AttentionTest,
+                         ::testing::Combine(::testing::Values(ElemType::kF16, ElemType::kBF16),
+                                            ::testing::Values(64, 80, 128),
+                                            ::testing::Values(1, 50, 64, 197, 257, 577)),
+                         [](const auto& info) {
+                           return std::string(ElemTypeName(std::get<0>(info.param))) + "_hd" +
+                                  std::to_string(std::get<1>(info.param)) + "_seq" +
+                                  std::to_string(std::get<2>(info.param));
+                         });
 
 }  // namespace
 }  // namespace kernels

@@ -23,16 +23,28 @@ struct ConvCase {
 
 ref::ConvShape RefShape(const ConvCase& c) {
   ref::ConvShape s;
-  s.batch = c.batch; s.in_h = c.h; s.in_w = c.w; s.in_channels = c.cin; s.out_channels = c.cout;
-  s.kernel_h = s.kernel_w = c.k; s.stride_h = s.stride_w = c.stride;
-  s.pad_top = s.pad_left = c.pad; s.pad_bottom = s.pad_right = c.pad_end;
+  s.batch = c.batch;
+  s.in_h = c.h;
+  s.in_w = c.w;
+  s.in_channels = c.cin;
+  s.out_channels = c.cout;
+  s.kernel_h = s.kernel_w = c.k;
+  s.stride_h = s.stride_w = c.stride;
+  s.pad_top = s.pad_left = c.pad;
+  s.pad_bottom = s.pad_right = c.pad_end;
   return s;
 }
 ConvGeometry Geo(const ConvCase& c) {
   ConvGeometry g;
-  g.batch = c.batch; g.in_h = c.h; g.in_w = c.w; g.in_channels = c.cin; g.out_channels = c.cout;
-  g.kernel_h = g.kernel_w = c.k; g.stride_h = g.stride_w = c.stride;
-  g.pad_top = g.pad_left = c.pad; g.pad_bottom = g.pad_right = c.pad_end;
+  g.batch = c.batch;
+  g.in_h = c.h;
+  g.in_w = c.w;
+  g.in_channels = c.cin;
+  g.out_channels = c.cout;
+  g.kernel_h = g.kernel_w = c.k;
+  g.stride_h = g.stride_w = c.stride;
+  g.pad_top = g.pad_left = c.pad;
+  g.pad_bottom = g.pad_right = c.pad_end;
   return g;
 }
 ref::Act RefAct(Act a) { return static_cast<ref::Act>(static_cast<int>(a)); }
@@ -102,13 +114,14 @@ INSTANTIATE_TEST_SUITE_P(Sweep, ConvTest,
                          });
 
 class DepthwiseTest
-    : public ::testing::TestWithParam<std::tuple<ElemType, int /*k*/, int /*stride*/, int /*c*/>> {};
+    : public ::testing::TestWithParam<std::tuple<ElemType, int /*k*/, int /*stride*/, int /*c*/>> {
+};
 
 TEST_P(DepthwiseTest, MatchesReference) {
   LOOKALIKE_REQUIRE_GPU();
   const auto [type, k, stride, ch] = GetParam();
-  ConvCase c{"dw", 2, 15, 14, ch, ch, k, stride, stride == 2 ? k / 2 - 1 : k / 2, k / 2,
-             Act::kRelu6, stride == 1};
+  ConvCase c{"dw",  2,           15,         14, ch, ch, k, stride, stride == 2 ? k / 2 - 1 : k / 2,
+             k / 2, Act::kRelu6, stride == 1};
   const ref::ConvShape s = RefShape(c);
   const auto x = testing::RandomValues(static_cast<size_t>(c.batch) * c.h * c.w * ch, type, 5);
   const auto w = testing::RandomValues(static_cast<size_t>(ch) * k * k, type, 6);
@@ -144,7 +157,11 @@ INSTANTIATE_TEST_SUITE_P(Sweep, DepthwiseTest,
 
 TEST(ConvArgsTest, RejectsBadGeometry) {
   ConvParams p;
-  p.geo.batch = 1; p.geo.in_h = 4; p.geo.in_w = 4; p.geo.in_channels = 8; p.geo.out_channels = 8;
+  p.geo.batch = 1;
+  p.geo.in_h = 4;
+  p.geo.in_w = 4;
+  p.geo.in_channels = 8;
+  p.geo.out_channels = 8;
   p.geo.kernel_h = p.geo.kernel_w = 7;  // larger than the 4x4 input, no padding
   p.weight_row_stride = 7 * 7 * 8;
   EXPECT_EQ(Conv2d(p, nullptr).code(), StatusCode::kInvalidArgument);

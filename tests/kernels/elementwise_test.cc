@@ -32,7 +32,8 @@ TEST_P(ElementwiseTest, LayerNorm) {
     const auto g = testing::RandomValues(dim, ElemType::kF32, 2, 0.5f, 1.5f);
     const auto b = testing::RandomValues(dim, ElemType::kF32, 3);
     DeviceBuffer dx = testing::Upload(x, type()), dg = testing::Upload(g, ElemType::kF32),
-                 db = testing::Upload(b, ElemType::kF32), dy = testing::Poisoned(rows * dim, type());
+                 db = testing::Upload(b, ElemType::kF32),
+                 dy = testing::Poisoned(rows * dim, type());
     LayerNormParams p;
     p.type = type();
     p.input = dx.get();
@@ -52,7 +53,8 @@ TEST_P(ElementwiseTest, LayerNorm) {
 TEST_P(ElementwiseTest, BiasActivationResidual) {
   const int64_t rows = 33;
   const int cols = 200;
-  for (Act act : {Act::kNone, Act::kRelu, Act::kRelu6, Act::kGelu, Act::kGeluTanh, Act::kQuickGelu}) {
+  for (Act act :
+       {Act::kNone, Act::kRelu, Act::kRelu6, Act::kGelu, Act::kGeluTanh, Act::kQuickGelu}) {
     const auto y = testing::RandomValues(rows * cols, type(), 1, -4.f, 4.f);
     const auto bias = testing::RandomValues(cols, ElemType::kF32, 2, -3.f, 3.f);
     const auto res = testing::RandomValues(rows * cols, type(), 3);
@@ -84,8 +86,13 @@ TEST_P(ElementwiseTest, MaxPool) {
   p.type = type();
   p.input = dx.get();
   p.output = dy.get();
-  p.batch = n; p.in_h = h; p.in_w = w; p.channels = c;
-  p.kernel = 3; p.stride = 2; p.pad = 1;
+  p.batch = n;
+  p.in_h = h;
+  p.in_w = w;
+  p.channels = c;
+  p.kernel = 3;
+  p.stride = 2;
+  p.pad = 1;
   STATUS_ASSERT_OK(MaxPool2d(p, nullptr));
   std::vector<float> want(n * oh * ow * c);
   ref::MaxPool2d(x.data(), want.data(), n, h, w, c, 3, 2, 1);
@@ -100,8 +107,13 @@ TEST_P(ElementwiseTest, MeanPoolSelectTokenPrepend) {
   for (int begin : {0, 1, 5}) {
     DeviceBuffer dy = testing::Poisoned(n * d, type());
     MeanPoolParams p;
-    p.type = type(); p.input = dx.get(); p.output = dy.get();
-    p.batch = n; p.tokens = tokens; p.channels = d; p.token_begin = begin;
+    p.type = type();
+    p.input = dx.get();
+    p.output = dy.get();
+    p.batch = n;
+    p.tokens = tokens;
+    p.channels = d;
+    p.token_begin = begin;
     STATUS_ASSERT_OK(MeanPool(p, nullptr));
     std::vector<float> want(n * d);
     ref::MeanPool(x.data(), want.data(), n, tokens, d, begin);
@@ -110,8 +122,13 @@ TEST_P(ElementwiseTest, MeanPoolSelectTokenPrepend) {
   {
     DeviceBuffer dy = testing::Poisoned(n * d, type());
     SelectTokenParams p;
-    p.type = type(); p.input = dx.get(); p.output = dy.get();
-    p.batch = n; p.tokens = tokens; p.dim = d; p.index = 7;
+    p.type = type();
+    p.input = dx.get();
+    p.output = dy.get();
+    p.batch = n;
+    p.tokens = tokens;
+    p.dim = d;
+    p.index = 7;
     STATUS_ASSERT_OK(SelectToken(p, nullptr));
     std::vector<float> want(n * d);
     ref::SelectToken(x.data(), want.data(), n, tokens, d, 7);
@@ -122,13 +139,21 @@ TEST_P(ElementwiseTest, MeanPoolSelectTokenPrepend) {
     const int patches = 196;
     const auto pt = testing::RandomValues(n * patches * d, type(), 6);
     const auto pre = testing::RandomValues(prefix * d, type(), 7);
-    const auto pos = testing::RandomValues((pos_prefix ? prefix + patches : patches) * d, type(), 8);
+    const auto pos =
+        testing::RandomValues((pos_prefix ? prefix + patches : patches) * d, type(), 8);
     DeviceBuffer dp = testing::Upload(pt, type()), dpre = testing::Upload(pre, type()),
                  dpos = testing::Upload(pos, type()),
                  dy = testing::Poisoned(n * (prefix + patches) * d, type());
     PrependTokensParams p;
-    p.type = type(); p.patches = dp.get(); p.prefix_tokens = dpre.get(); p.pos = dpos.get();
-    p.output = dy.get(); p.batch = n; p.num_patches = patches; p.prefix = prefix; p.dim = d;
+    p.type = type();
+    p.patches = dp.get();
+    p.prefix_tokens = dpre.get();
+    p.pos = dpos.get();
+    p.output = dy.get();
+    p.batch = n;
+    p.num_patches = patches;
+    p.prefix = prefix;
+    p.dim = d;
     p.pos_applies_to_prefix = pos_prefix;
     STATUS_ASSERT_OK(PrependTokensAddPos(p, nullptr));
     std::vector<float> want(n * (prefix + patches) * d);
@@ -146,7 +171,11 @@ TEST_P(ElementwiseTest, AddL2NormalizeConvert) {
   DeviceBuffer da = testing::Upload(a, type()), db = testing::Upload(b, type()),
                dy = testing::Poisoned(rows * d, type());
   AddParams ap;
-  ap.type = type(); ap.a = da.get(); ap.b = db.get(); ap.out = dy.get(); ap.n = rows * d;
+  ap.type = type();
+  ap.a = da.get();
+  ap.b = db.get();
+  ap.out = dy.get();
+  ap.n = rows * d;
   STATUS_ASSERT_OK(Add(ap, nullptr));
   std::vector<float> sum(rows * d);
   for (size_t i = 0; i < sum.size(); ++i) sum[i] = a[i] + b[i];
@@ -154,7 +183,11 @@ TEST_P(ElementwiseTest, AddL2NormalizeConvert) {
 
   DeviceBuffer dn = testing::Poisoned(rows * d, type());
   L2NormalizeParams lp;
-  lp.type = type(); lp.input = da.get(); lp.output = dn.get(); lp.rows = rows; lp.dim = d;
+  lp.type = type();
+  lp.input = da.get();
+  lp.output = dn.get();
+  lp.rows = rows;
+  lp.dim = d;
   STATUS_ASSERT_OK(L2Normalize(lp, nullptr));
   std::vector<float> want(rows * d);
   ref::L2Normalize(a.data(), want.data(), rows, d, 1e-12f);
@@ -163,14 +196,20 @@ TEST_P(ElementwiseTest, AddL2NormalizeConvert) {
   // type -> f32 is exact; f32 -> type rounds to nearest even like the host helpers.
   DeviceBuffer d32 = testing::Poisoned(rows * d, ElemType::kF32);
   ConvertParams cp;
-  cp.src_type = type(); cp.dst_type = ElemType::kF32; cp.src = da.get(); cp.dst = d32.get();
+  cp.src_type = type();
+  cp.dst_type = ElemType::kF32;
+  cp.src = da.get();
+  cp.dst = d32.get();
   cp.n = rows * d;
   STATUS_ASSERT_OK(Convert(cp, nullptr));
   CUDA_ASSERT_OK(cudaDeviceSynchronize());
   EXPECT_TRUE(AllClose(testing::Download(d32, a.size(), ElemType::kF32), a, {0.f, 0.f}));
   const auto f = testing::RandomValues(rows * d, ElemType::kF32, 11, -50.f, 50.f);
   DeviceBuffer df = testing::Upload(f, ElemType::kF32), dh = testing::Poisoned(f.size(), type());
-  cp.src_type = ElemType::kF32; cp.dst_type = type(); cp.src = df.get(); cp.dst = dh.get();
+  cp.src_type = ElemType::kF32;
+  cp.dst_type = type();
+  cp.src = df.get();
+  cp.dst = dh.get();
   STATUS_ASSERT_OK(Convert(cp, nullptr));
   std::vector<float> rounded(f.size());
   for (size_t i = 0; i < f.size(); ++i) {
@@ -179,19 +218,29 @@ TEST_P(ElementwiseTest, AddL2NormalizeConvert) {
   EXPECT_TRUE(AllClose(Run(dh, f.size()), rounded, {0.f, 0.f}));
 }
 
-INSTANTIATE_TEST_SUITE_P(Types, ElementwiseTest,
-                         ::testing::Values(ElemType::kF16, ElemType::kBF16),
+INSTANTIATE_TEST_SUITE_P(Types, ElementwiseTest, ::testing::Values(ElemType::kF16, ElemType::kBF16),
                          [](const auto& info) { return std::string(ElemTypeName(info.param)); });
 
 TEST(ElementwiseArgsTest, RejectsOutOfRangeTokens) {
   MeanPoolParams m;
-  m.batch = 1; m.tokens = 4; m.channels = 8; m.token_begin = 4;
+  m.batch = 1;
+  m.tokens = 4;
+  m.channels = 8;
+  m.token_begin = 4;
   EXPECT_EQ(MeanPool(m, nullptr).code(), StatusCode::kInvalidArgument);
   SelectTokenParams s;
-  s.batch = 1; s.tokens = 4; s.dim = 8; s.index = -1;
+  s.batch = 1;
+  s.tokens = 4;
+  s.dim = 8;
+  s.index = -1;
   EXPECT_EQ(SelectToken(s, nullptr).code(), StatusCode::kInvalidArgument);
   MaxPoolParams p;
-  p.batch = 1; p.in_h = p.in_w = 4; p.channels = 1; p.kernel = 3; p.stride = 2; p.pad = 2;
+  p.batch = 1;
+  p.in_h = p.in_w = 4;
+  p.channels = 1;
+  p.kernel = 3;
+  p.stride = 2;
+  p.pad = 2;
   EXPECT_EQ(MaxPool2d(p, nullptr).code(), StatusCode::kInvalidArgument);
 }
 

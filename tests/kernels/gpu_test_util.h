@@ -34,24 +34,24 @@ inline bool HaveGpu(std::string* why) {
   return true;
 }
 
-#define LOOKALIKE_REQUIRE_GPU()                                      \
-  do {                                                               \
-    std::string lookalike_why_;                                      \
-    if (!::lookalike::kernels::testing::HaveGpu(&lookalike_why_)) {  \
-      GTEST_SKIP() << lookalike_why_;                                \
-    }                                                                \
+#define LOOKALIKE_REQUIRE_GPU()                                     \
+  do {                                                              \
+    std::string lookalike_why_;                                     \
+    if (!::lookalike::kernels::testing::HaveGpu(&lookalike_why_)) { \
+      GTEST_SKIP() << lookalike_why_;                               \
+    }                                                               \
   } while (0)
 
-#define CUDA_ASSERT_OK(expr)                                                             \
-  do {                                                                                   \
-    const cudaError_t lookalike_err_ = (expr);                                           \
+#define CUDA_ASSERT_OK(expr)                                                                       \
+  do {                                                                                             \
+    const cudaError_t lookalike_err_ = (expr);                                                     \
     ASSERT_EQ(lookalike_err_, cudaSuccess) << #expr << ": " << cudaGetErrorString(lookalike_err_); \
   } while (0)
 
-#define STATUS_ASSERT_OK(expr)                                  \
-  do {                                                          \
-    const ::lookalike::Status lookalike_s_ = (expr);            \
-    ASSERT_TRUE(lookalike_s_.ok()) << lookalike_s_.ToString();  \
+#define STATUS_ASSERT_OK(expr)                                 \
+  do {                                                         \
+    const ::lookalike::Status lookalike_s_ = (expr);           \
+    ASSERT_TRUE(lookalike_s_.ok()) << lookalike_s_.ToString(); \
   } while (0)
 
 // Owns a cudaMalloc block.
@@ -146,9 +146,12 @@ struct Tolerance {
 // accumulation-order differences over long reductions.
 inline Tolerance DefaultTolerance(ElemType type) {
   switch (type) {
-    case ElemType::kF16: return {2e-3f, 4e-3f};
-    case ElemType::kBF16: return {1.6e-2f, 1.6e-2f};
-    case ElemType::kF32: return {1e-5f, 1e-5f};
+    case ElemType::kF16:
+      return {2e-3f, 4e-3f};
+    case ElemType::kBF16:
+      return {1.6e-2f, 1.6e-2f};
+    case ElemType::kF32:
+      return {1e-5f, 1e-5f};
   }
   return {0.f, 0.f};
 }
@@ -172,8 +175,8 @@ inline ::testing::AssertionResult AllClose(const std::vector<float>& got,
   if (bad == 0) return ::testing::AssertionSuccess();
   return ::testing::AssertionFailure()
          << bad << " of " << got.size() << " elements out of tolerance (atol " << tol.atol
-         << ", rtol " << tol.rtol << "); first at " << first << ": got " << got[first]
-         << ", want " << want[first] << "; worst abs error " << worst;
+         << ", rtol " << tol.rtol << "); first at " << first << ": got " << got[first] << ", want "
+         << want[first] << "; worst abs error " << worst;
 }
 
 inline const char* TypeName(ElemType t) { return ElemTypeName(t); }

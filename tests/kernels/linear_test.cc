@@ -14,8 +14,8 @@ namespace {
 
 using testing::DeviceBuffer;
 
-class LinearTest
-    : public ::testing::TestWithParam<std::tuple<ElemType, Act, bool /*residual*/, bool /*fallback*/>> {};
+class LinearTest : public ::testing::TestWithParam<
+                       std::tuple<ElemType, Act, bool /*residual*/, bool /*fallback*/>> {};
 
 TEST_P(LinearTest, MatchesReference) {
   LOOKALIKE_REQUIRE_GPU();
@@ -23,7 +23,10 @@ TEST_P(LinearTest, MatchesReference) {
   auto runner = LinearRunner::Create();
   ASSERT_TRUE(runner.ok()) << runner.status().ToString();
   (*runner)->set_force_fallback(fallback);
-  struct Shape { int64_t rows; int in, out; };
+  struct Shape {
+    int64_t rows;
+    int in, out;
+  };
   for (const Shape s : {Shape{1, 768, 2304}, Shape{394, 768, 3072}, Shape{50, 72, 40}}) {
     const float ws = 1.f / std::sqrt(static_cast<float>(s.in));
     const auto x = testing::RandomValues(s.rows * s.in, type, 1, -2.f, 2.f);
@@ -61,12 +64,11 @@ TEST_P(LinearTest, MatchesReference) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Sweep, LinearTest,
-    ::testing::Combine(::testing::Values(ElemType::kF16, ElemType::kBF16),
-                       ::testing::Values(Act::kNone, Act::kRelu, Act::kGelu, Act::kGeluTanh,
-                                         Act::kQuickGelu),
-                       ::testing::Bool(), ::testing::Bool()));
+INSTANTIATE_TEST_SUITE_P(Sweep, LinearTest,
+                         ::testing::Combine(::testing::Values(ElemType::kF16, ElemType::kBF16),
+                                            ::testing::Values(Act::kNone, Act::kRelu, Act::kGelu,
+                                                              Act::kGeluTanh, Act::kQuickGelu),
+                                            ::testing::Bool(), ::testing::Bool()));
 
 }  // namespace
 }  // namespace kernels

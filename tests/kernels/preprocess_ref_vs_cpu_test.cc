@@ -15,10 +15,13 @@ namespace lookalike {
 namespace {
 
 TEST(PreprocessRefVsCpuTest, AgreeWithinOneUint8Step) {
-  struct Size { int w, h; };
+  struct Size {
+    int w, h;
+  };
   std::mt19937 rng(12);
   size_t total = 0, off = 0;
-  for (const Size sz : {Size{500, 375}, Size{375, 500}, Size{224, 224}, Size{1000, 300}, Size{97, 131}}) {
+  for (const Size sz :
+       {Size{500, 375}, Size{375, 500}, Size{224, 224}, Size{1000, 300}, Size{97, 131}}) {
     std::vector<uint8_t> img(static_cast<size_t>(sz.w) * sz.h * 3);
     for (int y = 0; y < sz.h; ++y)
       for (int x = 0; x < sz.w; ++x)

@@ -34,7 +34,8 @@ HostImage MakeImage(int w, int h, int pad, uint32_t seed) {
 }
 
 class PreprocessTest
-    : public ::testing::TestWithParam<std::tuple<ElemType, bool /*bicubic*/, bool /*antialias*/>> {};
+    : public ::testing::TestWithParam<std::tuple<ElemType, bool /*bicubic*/, bool /*antialias*/>> {
+};
 
 TEST_P(PreprocessTest, MatchesReference) {
   LOOKALIKE_REQUIRE_GPU();
@@ -53,8 +54,8 @@ TEST_P(PreprocessTest, MatchesReference) {
   std::vector<float> want;
   for (const HostImage& im : images) {
     srcs.emplace_back(im.pixels.size());
-    CUDA_ASSERT_OK(cudaMemcpy(srcs.back().get(), im.pixels.data(), im.pixels.size(),
-                              cudaMemcpyHostToDevice));
+    CUDA_ASSERT_OK(
+        cudaMemcpy(srcs.back().get(), im.pixels.data(), im.pixels.size(), cudaMemcpyHostToDevice));
     descs.push_back({static_cast<const uint8_t*>(srcs.back().get()), im.w, im.h, im.stride});
     STATUS_ASSERT_OK(ref::Preprocess(im.pixels.data(), im.w, im.h, im.stride, spec, &want));
   }

@@ -26,10 +26,10 @@ TEST(HalfConversionTest, KnownValues) {
   EXPECT_EQ(FloatToHalf(1.0f), 0x3c00);
   EXPECT_EQ(FloatToHalf(-2.0f), 0xc000);
   EXPECT_EQ(FloatToHalf(65504.f), 0x7bff);
-  EXPECT_EQ(FloatToHalf(1e6f), 0x7c00);                 // overflow -> inf
-  EXPECT_EQ(FloatToHalf(5.9604645e-8f), 0x0001);        // smallest subnormal
-  EXPECT_EQ(FloatToHalf(1.0f + 1.0f / 2048), 0x3c00);   // tie -> even
-  EXPECT_EQ(FloatToHalf(1.0f + 3.0f / 2048), 0x3c02);   // tie -> even (up)
+  EXPECT_EQ(FloatToHalf(1e6f), 0x7c00);                // overflow -> inf
+  EXPECT_EQ(FloatToHalf(5.9604645e-8f), 0x0001);       // smallest subnormal
+  EXPECT_EQ(FloatToHalf(1.0f + 1.0f / 2048), 0x3c00);  // tie -> even
+  EXPECT_EQ(FloatToHalf(1.0f + 3.0f / 2048), 0x3c02);  // tie -> even (up)
   EXPECT_FLOAT_EQ(HalfToFloat(0x3555), 0.33325195f);
   EXPECT_EQ(FloatToBf16(1.0f), 0x3f80);
   EXPECT_FLOAT_EQ(Bf16ToFloat(0x4049), 3.140625f);
@@ -47,7 +47,8 @@ std::vector<double> NaiveAttention(const std::vector<float>& qkv, int batch, int
   for (int n = 0; n < batch; ++n)
     for (int h = 0; h < heads; ++h) {
       auto at = [&](int t, int part, int d) {
-        return static_cast<double>(qkv[(static_cast<size_t>(n) * seq + t) * 3 * dim + part * dim + h * hd + d]);
+        return static_cast<double>(
+            qkv[(static_cast<size_t>(n) * seq + t) * 3 * dim + part * dim + h * hd + d]);
       };
       std::vector<double> s(static_cast<size_t>(seq) * seq);
       for (int i = 0; i < seq; ++i)
@@ -70,7 +71,9 @@ std::vector<double> NaiveAttention(const std::vector<float>& qkv, int batch, int
 }
 
 TEST(ReferenceAttentionTest, MatchesExplicitSoftmaxInDouble) {
-  struct Case { int batch, seq, heads, hd; };
+  struct Case {
+    int batch, seq, heads, hd;
+  };
   for (const Case c : {Case{1, 5, 1, 64}, Case{2, 50, 3, 80}, Case{1, 67, 2, 128}}) {
     const int dim = c.heads * c.hd;
     // Range 3 gives peaked softmaxes (max-subtraction matters).
@@ -99,10 +102,15 @@ std::vector<float> DirectConv(const std::vector<float>& x, const std::vector<flo
                 const int hi = ho * s.stride_h - s.pad_top + r;
                 const int wi = wo * s.stride_w - s.pad_left + q;
                 if (hi < 0 || hi >= s.in_h || wi < 0 || wi >= s.in_w) continue;
-                acc += static_cast<double>(x[((static_cast<size_t>(n) * s.in_h + hi) * s.in_w + wi) * s.in_channels + c]) *
-                       w[((static_cast<size_t>(o) * s.in_channels + c) * s.kernel_h + r) * s.kernel_w + q];
+                acc +=
+                    static_cast<double>(
+                        x[((static_cast<size_t>(n) * s.in_h + hi) * s.in_w + wi) * s.in_channels +
+                          c]) *
+                    w[((static_cast<size_t>(o) * s.in_channels + c) * s.kernel_h + r) * s.kernel_w +
+                      q];
               }
-          y[((static_cast<size_t>(n) * oh + ho) * ow + wo) * s.out_channels + o] = static_cast<float>(acc);
+          y[((static_cast<size_t>(n) * oh + ho) * ow + wo) * s.out_channels + o] =
+              static_cast<float>(acc);
         }
   return y;
 }
@@ -110,9 +118,15 @@ std::vector<float> DirectConv(const std::vector<float>& x, const std::vector<flo
 ConvShape Shape(int batch, int h, int w, int cin, int cout, int k, int stride, int pad,
                 int pad_end) {
   ConvShape s;
-  s.batch = batch; s.in_h = h; s.in_w = w; s.in_channels = cin; s.out_channels = cout;
-  s.kernel_h = s.kernel_w = k; s.stride_h = s.stride_w = stride;
-  s.pad_top = s.pad_left = pad; s.pad_bottom = s.pad_right = pad_end;
+  s.batch = batch;
+  s.in_h = h;
+  s.in_w = w;
+  s.in_channels = cin;
+  s.out_channels = cout;
+  s.kernel_h = s.kernel_w = k;
+  s.stride_h = s.stride_w = stride;
+  s.pad_top = s.pad_left = pad;
+  s.pad_bottom = s.pad_right = pad_end;
   return s;
 }
 
@@ -127,12 +141,14 @@ TEST(ReferenceConvTest, ImplicitGemmMatchesDirectConv) {
   uint32_t seed = 1;
   for (const ConvShape& s : shapes) {
     const auto x = Random(static_cast<size_t>(s.batch) * s.in_h * s.in_w * s.in_channels, seed++);
-    const auto w = Random(static_cast<size_t>(s.out_channels) * s.in_channels * s.kernel_h * s.kernel_w, seed++);
+    const auto w = Random(
+        static_cast<size_t>(s.out_channels) * s.in_channels * s.kernel_h * s.kernel_w, seed++);
     const auto b = Random(s.out_channels, seed++);
     const int64_t k = static_cast<int64_t>(s.kernel_h) * s.kernel_w * s.in_channels;
     const int64_t stride = (k + 7) / 8 * 8;
     const auto w_ohwi = ConvWeightToOhwi(w.data(), s, stride);
-    std::vector<float> y(static_cast<size_t>(s.batch) * s.out_h() * s.out_w() * s.out_channels, NAN);
+    std::vector<float> y(static_cast<size_t>(s.batch) * s.out_h() * s.out_w() * s.out_channels,
+                         NAN);
     Conv2dGemm(x.data(), w_ohwi.data(), stride, b.data(), nullptr, y.data(), s, Act::kNone);
     const auto want = DirectConv(x, w, b, s);
     for (size_t i = 0; i < y.size(); ++i) ASSERT_NEAR(y[i], want[i], 1e-4) << "at " << i;
@@ -157,7 +173,8 @@ TEST(ReferenceConvTest, DepthwiseMatchesGroupedDirectConv) {
       // Grouped conv as a dense conv with a block-diagonal weight.
       std::vector<float> dense(static_cast<size_t>(c) * c * k * k, 0.f);
       for (int o = 0; o < c; ++o)
-        for (int t = 0; t < k * k; ++t) dense[(static_cast<size_t>(o) * c + o) * k * k + t] = w[o * k * k + t];
+        for (int t = 0; t < k * k; ++t)
+          dense[(static_cast<size_t>(o) * c + o) * k * k + t] = w[o * k * k + t];
       const auto want = DirectConv(x, dense, b, s);
       const auto w_tap = DepthwiseWeightToTapMajor(w.data(), c, k, k);
       std::vector<float> y(want.size(), NAN);
@@ -257,7 +274,8 @@ TEST(ReferencePreprocessTest, HalvingBilinearUsesTheScaledTriangle) {
   for (int x = 1; x < ow - 1; ++x)
     for (int c = 0; c < 3; ++c) {
       const float want = (img[(2 * x - 1) * 3 + c] + 3.f * img[2 * x * 3 + c] +
-                          3.f * img[(2 * x + 1) * 3 + c] + img[(2 * x + 2) * 3 + c]) / 8.f;
+                          3.f * img[(2 * x + 1) * 3 + c] + img[(2 * x + 2) * 3 + c]) /
+                         8.f;
       EXPECT_EQ(out[x * 3 + c], static_cast<uint8_t>(std::floor(want + 0.5f))) << x;
     }
   // Without antialiasing the 2x bilinear is the mean of the two nearest pixels.

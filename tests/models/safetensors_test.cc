@@ -188,12 +188,14 @@ TEST(SafetensorsTest, CorruptedBytesNeverCrash) {
   // Random byte edits and truncations of a valid file: every Open either
   // fails with INVALID_ARGUMENT or yields tensors that read back in bounds.
   const std::string good = TempPath("fuzz_src.safetensors");
-  ASSERT_TRUE(WriteSafetensors(good, {MakeF32Tensor("a", {2, 3}, std::vector<float>(6, 1.0f)),
-                                      MakeF32Tensor("b.c", {4}, {1, 2, 3, 4})},
+  ASSERT_TRUE(WriteSafetensors(good,
+                               {MakeF32Tensor("a", {2, 3}, std::vector<float>(6, 1.0f)),
+                                MakeF32Tensor("b.c", {4}, {1, 2, 3, 4})},
                                {{"k", "v"}})
                   .ok());
   std::ifstream in(good, std::ios::binary);
-  const std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::vector<char> bytes((std::istreambuf_iterator<char>(in)),
+                                std::istreambuf_iterator<char>());
   std::mt19937 rng(11);
   const std::string path = TempPath("fuzz.safetensors");
   int rejected = 0;

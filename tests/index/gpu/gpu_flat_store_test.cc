@@ -22,8 +22,8 @@ using testing_util::ExactCase;
 using testing_util::ExpectExactTopK;
 using testing_util::RandomVectors;
 
-#define SKIP_WITHOUT_GPU()                                                 \
-  do {                                                                     \
+#define SKIP_WITHOUT_GPU()                                                   \
+  do {                                                                       \
     if (!GpuAvailable()) GTEST_SKIP() << "no CUDA device: GPU test not run"; \
   } while (0)
 
@@ -52,11 +52,10 @@ void PrintTo(const KnnCase& c, std::ostream* os) {
 
 std::string CaseName(const ::testing::TestParamInfo<KnnCase>& info) {
   const KnnCase& c = info.param;
-  return std::string(testing_util::MetricLabel(c.metric)) + "_" + StorageTypeName(c.storage) + "_d" +
-         std::to_string(c.dim) + "_k" + std::to_string(c.k) + "_nq" + std::to_string(c.nq) +
+  return std::string(testing_util::MetricLabel(c.metric)) + "_" + StorageTypeName(c.storage) +
+         "_d" + std::to_string(c.dim) + "_k" + std::to_string(c.k) + "_nq" + std::to_string(c.nq) +
          "_nb" + std::to_string(c.nb) + (c.clustered ? "_clustered" : "_random") +
-         (c.tile_rows > 0 ? "_tile" + std::to_string(c.tile_rows) : "") +
-         (c.fused ? "" : "_gemm");
+         (c.tile_rows > 0 ? "_tile" + std::to_string(c.tile_rows) : "") + (c.fused ? "" : "_gemm");
 }
 
 class GpuFlatStoreKnnTest : public ::testing::TestWithParam<KnnCase> {};
@@ -72,10 +71,10 @@ TEST_P(GpuFlatStoreKnnTest, MatchesCpuBruteForce) {
   o.fused_small_batch = c.fused;
   auto store = MakeStore(o);
   ASSERT_NE(store, nullptr);
-  const std::vector<float> base = c.clustered ? ClusteredVectors(c.nb, c.dim, 32, 11)
-                                              : RandomVectors(c.nb, c.dim, 11);
-  const std::vector<float> queries = c.clustered ? ClusteredVectors(c.nq, c.dim, 32, 11 + 1)
-                                                 : RandomVectors(c.nq, c.dim, 12);
+  const std::vector<float> base =
+      c.clustered ? ClusteredVectors(c.nb, c.dim, 32, 11) : RandomVectors(c.nb, c.dim, 11);
+  const std::vector<float> queries =
+      c.clustered ? ClusteredVectors(c.nq, c.dim, 32, 11 + 1) : RandomVectors(c.nq, c.dim, 12);
   ASSERT_TRUE(store->Add(c.nb, base.data(), nullptr).ok());
   EXPECT_EQ(store->size(), c.nb);
 
@@ -208,8 +207,9 @@ TEST_F(GpuFlatStoreTest, RemoveThenSearchSkipsTombstones) {
     EXPECT_EQ(store->size(), kN - kN / 3);
     EXPECT_EQ(store->rows(), kN);  // compaction disabled: tombstones only
     CheckSearch(*store, Metric::kL2, storage, 100, [](int64_t id) { return (id / 7) % 3 != 0; });
-    CheckSearch(*store, Metric::kL2, storage, 100, [](int64_t id) { return (id / 7) % 3 != 0; },
-                nullptr, nullptr, /*nq=*/16);
+    CheckSearch(
+        *store, Metric::kL2, storage, 100, [](int64_t id) { return (id / 7) % 3 != 0; }, nullptr,
+        nullptr, /*nq=*/16);
     // Removing again finds nothing; unknown ids are ignored.
     const int64_t again[] = {1000, 1021, -5};
     auto r2 = store->Remove(3, again);
@@ -259,15 +259,17 @@ TEST_F(GpuFlatStoreTest, SelectiveAllowSetReturnsKWhenKExist) {
     std::vector<uint32_t> bits = store->MakeRowBitset(allowed_id);
     RowAllowSets allow{bits.data(), static_cast<int64_t>(bits.size()), 1};
     for (int nq : {20, 16}) {
-      CheckSearch(*store, metric, StorageType::kFloat16, 100, [](int64_t) { return true; },
-                  [&](int64_t, int64_t id) { return allowed_id(id); }, &allow, nq);
+      CheckSearch(
+          *store, metric, StorageType::kFloat16, 100, [](int64_t) { return true; },
+          [&](int64_t, int64_t id) { return allowed_id(id); }, &allow, nq);
     }
     // Fewer allowed than k: all of them, then -1.
     auto few = [](int64_t id) { return (id / 7) % 500 == 1; };  // 6 ids
     bits = store->MakeRowBitset(few);
     allow = RowAllowSets{bits.data(), static_cast<int64_t>(bits.size()), 1};
-    CheckSearch(*store, metric, StorageType::kFloat16, 10, [](int64_t) { return true; },
-                [&](int64_t, int64_t id) { return few(id); }, &allow);
+    CheckSearch(
+        *store, metric, StorageType::kFloat16, 10, [](int64_t) { return true; },
+        [&](int64_t, int64_t id) { return few(id); }, &allow);
   }
 }
 
@@ -284,12 +286,14 @@ TEST_F(GpuFlatStoreTest, PerQueryAllowSetsWithTombstones) {
     std::copy(one.begin(), one.end(), bits.begin() + q * words);
   }
   RowAllowSets allow{bits.data(), words, nq};
-  CheckSearch(*store, Metric::kL2, StorageType::kFloat32, 64,
-              [](int64_t id) { return (id / 7) % 5 != 0; }, allowed, &allow);
+  CheckSearch(
+      *store, Metric::kL2, StorageType::kFloat32, 64, [](int64_t id) { return (id / 7) % 5 != 0; },
+      allowed, &allow);
   // The first 16 sets with 16 queries: the fused kernel path.
   RowAllowSets first16{bits.data(), words, 16};
-  CheckSearch(*store, Metric::kL2, StorageType::kFloat32, 64,
-              [](int64_t id) { return (id / 7) % 5 != 0; }, allowed, &first16, 16);
+  CheckSearch(
+      *store, Metric::kL2, StorageType::kFloat32, 64, [](int64_t id) { return (id / 7) % 5 != 0; },
+      allowed, &first16, 16);
 }
 
 TEST_F(GpuFlatStoreTest, MemoryBudgetIsResourceExhausted) {
@@ -355,7 +359,7 @@ TEST_F(GpuFlatStoreTest, BadInputIsRejected) {
   EXPECT_EQ(store->Add(1, v.data(), &id).code(), StatusCode::kInvalidArgument);
   v[3] = 1.f;
   EXPECT_EQ(store->Add(1, v.data(), &ids_[0]).code(), StatusCode::kInvalidArgument);  // duplicate
-  EXPECT_EQ(store->Add(1, v.data(), nullptr).code(), StatusCode::kInvalidArgument);  // mixed modes
+  EXPECT_EQ(store->Add(1, v.data(), nullptr).code(), StatusCode::kInvalidArgument);   // mixed modes
   EXPECT_EQ(store->size(), kN);
   float d[4];
   int64_t l[4];

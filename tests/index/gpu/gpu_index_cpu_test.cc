@@ -83,8 +83,9 @@ TEST(CpuReferenceTest, HandComputedExampleWithLabelsAndFilter) {
   EXPECT_EQ(l[1], 13);
   EXPECT_NEAR(d[0], 8.8f, 1e-5f);
   // Filter to even labels, k larger than what is allowed: padding.
-  ReferenceKnn(xb, 5, labels, 1, Metric::kL2, q, 1, 3,
-               [](int64_t, int64_t label) { return label == 10 || label == 14; }, d, l);
+  ReferenceKnn(
+      xb, 5, labels, 1, Metric::kL2, q, 1, 3,
+      [](int64_t, int64_t label) { return label == 10 || label == 14; }, d, l);
   EXPECT_EQ(l[0], 14);  // |4 - 2.2| = 1.8 < |0 - 2.2| = 2.2
   EXPECT_EQ(l[1], 10);
   EXPECT_EQ(l[2], -1);
@@ -166,12 +167,13 @@ TEST(GpuFlatStoreArgsTest, RejectsNonFiniteAndOutOfRangeValues) {
   EXPECT_NE(nan.message().find("query 1 component 1 is not finite"), std::string::npos)
       << nan.ToString();
   const float inf_row[3] = {inf, 0, 0};
-  EXPECT_EQ(CheckVectorValues(inf_row, 1, 3, StorageType::kFloat16, Metric::kCosine, "vector").code(),
-            StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      CheckVectorValues(inf_row, 1, 3, StorageType::kFloat16, Metric::kCosine, "vector").code(),
+      StatusCode::kInvalidArgument);
   // 1e5 does not fit fp16 for L2 / inner product, but cosine rows are normalized first.
   const float big[3] = {1e5f, 0, 0};
-  const Status range = CheckVectorValues(big, 1, 3, StorageType::kFloat16, Metric::kInnerProduct,
-                                         "query");
+  const Status range =
+      CheckVectorValues(big, 1, 3, StorageType::kFloat16, Metric::kInnerProduct, "query");
   EXPECT_NE(range.message().find("query 0 component 0 is outside the fp16 range"),
             std::string::npos)
       << range.ToString();

@@ -52,7 +52,7 @@ inline std::vector<float> ClusteredVectors(int64_t n, int dim, int clusters, uin
 
 // What the exactness check needs to know about one search.
 struct ExactCase {
-  const float* base = nullptr;  // nb x dim, AS STORED (PrepareAsStored)
+  const float* base = nullptr;      // nb x dim, AS STORED (PrepareAsStored)
   const int64_t* labels = nullptr;  // nb labels of the live rows
   int64_t nb = 0;
   const float* queries = nullptr;  // nq x dim, as the index sees them (prepared)
@@ -135,10 +135,11 @@ inline void ExpectExactTopK(const ExactCase& c, const float* distances, const in
         ++failures;
       }
       const bool sep_prev = i == 0 || std::fabs(double(ref_d[at]) - ref_d[at - 1]) > 2 * tol;
-      const bool sep_next = i + 1 >= expected || std::fabs(double(ref_d[at]) - ref_d[at + 1]) > 2 * tol;
+      const bool sep_next =
+          i + 1 >= expected || std::fabs(double(ref_d[at]) - ref_d[at + 1]) > 2 * tol;
       if (sep_prev && sep_next && labels[at] != ref_l[at]) {
-        ADD_FAILURE() << where << ": label " << labels[at] << " but the reference has "
-                      << ref_l[at] << " at a distinct distance " << ref_d[at];
+        ADD_FAILURE() << where << ": label " << labels[at] << " but the reference has " << ref_l[at]
+                      << " at a distinct distance " << ref_d[at];
         ++failures;
       }
     }

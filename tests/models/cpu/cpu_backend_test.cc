@@ -36,25 +36,36 @@ Tensor MakeTensor(CpuBackend& be, const std::vector<int64_t>& shape, uint32_t se
 
 double RefAct(double x, Activation act) {
   switch (act) {
-    case Activation::kNone: return x;
-    case Activation::kRelu: return x > 0 ? x : 0;
-    case Activation::kRelu6: return std::min(std::max(x, 0.0), 6.0);
-    case Activation::kGelu: return 0.5 * x * (1.0 + std::erf(x / std::sqrt(2.0)));
+    case Activation::kNone:
+      return x;
+    case Activation::kRelu:
+      return x > 0 ? x : 0;
+    case Activation::kRelu6:
+      return std::min(std::max(x, 0.0), 6.0);
+    case Activation::kGelu:
+      return 0.5 * x * (1.0 + std::erf(x / std::sqrt(2.0)));
     case Activation::kGeluTanh:
       return 0.5 * x * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x)));
-    case Activation::kQuickGelu: return x / (1.0 + std::exp(-1.702 * x));
+    case Activation::kQuickGelu:
+      return x / (1.0 + std::exp(-1.702 * x));
   }
   return x;
 }
 
 const char* ActName(Activation a) {
   switch (a) {
-    case Activation::kNone: return "none";
-    case Activation::kRelu: return "relu";
-    case Activation::kRelu6: return "relu6";
-    case Activation::kGelu: return "gelu";
-    case Activation::kGeluTanh: return "gelu_tanh";
-    case Activation::kQuickGelu: return "quick_gelu";
+    case Activation::kNone:
+      return "none";
+    case Activation::kRelu:
+      return "relu";
+    case Activation::kRelu6:
+      return "relu6";
+    case Activation::kGelu:
+      return "gelu";
+    case Activation::kGeluTanh:
+      return "gelu_tanh";
+    case Activation::kQuickGelu:
+      return "quick_gelu";
   }
   return "?";
 }
@@ -66,8 +77,8 @@ void ExpectNear(const float* got, const std::vector<double>& want, const std::ve
   for (size_t i = 0; i < n && bad < 5; ++i) {
     const double tol = 2e-5 * mag[i] + 1e-5;
     if (!(std::fabs(got[i] - want[i]) <= tol)) {
-      ADD_FAILURE() << "element " << i << ": got " << got[i] << ", want " << want[i]
-                    << " (tol " << tol << ")";
+      ADD_FAILURE() << "element " << i << ": got " << got[i] << ", want " << want[i] << " (tol "
+                    << tol << ")";
       ++bad;
     }
   }
@@ -85,16 +96,16 @@ TEST(CpuBackendTest, Conv2dMatchesNaiveLoop) {
       {2, 8, 8, 16, 8, 1, 1, 1, 1, 0, 0, -1, -1, 1, Activation::kRelu, true},
       {2, 9, 7, 8, 12, 3, 3, 2, 2, 1, 1, -1, -1, 1, Activation::kRelu, false},
       {1, 15, 13, 3, 8, 7, 7, 2, 2, 3, 3, -1, -1, 1, Activation::kRelu, false},
-      {1, 11, 11, 12, 12, 3, 3, 1, 1, 1, 1, -1, -1, 12, Activation::kRelu6, false},   // depthwise
-      {2, 10, 12, 16, 16, 3, 3, 2, 2, 0, 0, 1, 1, 16, Activation::kRelu6, false},     // TF SAME s2
-      {1, 13, 9, 10, 10, 5, 5, 2, 2, 1, 1, 2, 2, 10, Activation::kNone, false},       // dw 5x5 asym
+      {1, 11, 11, 12, 12, 3, 3, 1, 1, 1, 1, -1, -1, 12, Activation::kRelu6, false},  // depthwise
+      {2, 10, 12, 16, 16, 3, 3, 2, 2, 0, 0, 1, 1, 16, Activation::kRelu6, false},    // TF SAME s2
+      {1, 13, 9, 10, 10, 5, 5, 2, 2, 1, 1, 2, 2, 10, Activation::kNone, false},      // dw 5x5 asym
       {1, 12, 12, 8, 8, 5, 5, 1, 1, 2, 2, -1, -1, 8, Activation::kRelu6, true},
       {2, 6, 5, 12, 18, 3, 3, 1, 1, 1, 1, -1, -1, 3, Activation::kGelu, false},       // grouped
       {1, 28, 28, 3, 16, 14, 14, 14, 14, 0, 0, -1, -1, 1, Activation::kNone, false},  // patch 14
       {2, 32, 32, 3, 24, 16, 16, 16, 16, 0, 0, -1, -1, 1, Activation::kNone, false},  // patch 16
       {1, 64, 64, 3, 8, 32, 32, 32, 32, 0, 0, -1, -1, 1, Activation::kNone, false},   // patch 32
       {3, 5, 5, 7, 9, 1, 1, 2, 2, 0, 0, -1, -1, 1, Activation::kQuickGelu, true},     // 1x1 s2
-      {1, 6, 8, 4, 6, 3, 3, 1, 1, 0, 0, 2, 1, 2, Activation::kGeluTanh, true},       // end pad only
+      {1, 6, 8, 4, 6, 3, 3, 1, 1, 0, 0, 2, 1, 2, Activation::kGeluTanh, true},  // end pad only
       // Dense spatial convolutions with channels in multiples of 8 run on blocked
       // layouts (reorders in/out, residual reordered into the destination).
       {2, 9, 9, 16, 16, 3, 3, 1, 1, 1, 1, -1, -1, 1, Activation::kRelu, true},
@@ -104,11 +115,11 @@ TEST(CpuBackendTest, Conv2dMatchesNaiveLoop) {
   CpuBackend be({/*num_threads=*/2});
   uint32_t seed = 1;
   for (const ConvCase& c : cases) {
-    SCOPED_TRACE("conv n=" + std::to_string(c.n) + " h=" + std::to_string(c.h) + " w=" +
-                 std::to_string(c.w) + " cin=" + std::to_string(c.cin) + " cout=" +
-                 std::to_string(c.cout) + " k=" + std::to_string(c.kh) + " s=" +
-                 std::to_string(c.sh) + " g=" + std::to_string(c.groups) + " act=" +
-                 ActName(c.act) + " res=" + std::to_string(c.residual));
+    SCOPED_TRACE("conv n=" + std::to_string(c.n) + " h=" + std::to_string(c.h) +
+                 " w=" + std::to_string(c.w) + " cin=" + std::to_string(c.cin) +
+                 " cout=" + std::to_string(c.cout) + " k=" + std::to_string(c.kh) +
+                 " s=" + std::to_string(c.sh) + " g=" + std::to_string(c.groups) +
+                 " act=" + ActName(c.act) + " res=" + std::to_string(c.residual));
     ConvSpec spec;
     spec.in_channels = c.cin;
     spec.out_channels = c.cout;
@@ -122,7 +133,8 @@ TEST(CpuBackendTest, Conv2dMatchesNaiveLoop) {
     spec.pad_w_end = c.pw_end;
     spec.groups = c.groups;
     const int cig = c.cin / c.groups, cog = c.cout / c.groups;
-    const std::vector<float> wt = RandomVec(static_cast<size_t>(c.cout) * cig * c.kh * c.kw, ++seed);
+    const std::vector<float> wt =
+        RandomVec(static_cast<size_t>(c.cout) * cig * c.kh * c.kw, ++seed);
     const std::vector<float> bias = RandomVec(c.cout, ++seed);
     auto layer = be.PrepareConv(spec, wt.data(), bias.data());
     ASSERT_TRUE(layer.ok()) << layer.status().ToString();
@@ -151,9 +163,9 @@ TEST(CpuBackendTest, Conv2dMatchesNaiveLoop) {
                   const int ix = ox * c.sw - c.pw + kx;
                   if (ix < 0 || ix >= c.w) continue;
                   for (int i = 0; i < cig; ++i) {
-                    const double p = static_cast<double>(
-                                         xi[((b * c.h + iy) * c.w + ix) * c.cin + g * cig + i]) *
-                                     wt[((static_cast<size_t>(o) * cig + i) * c.kh + ky) * c.kw + kx];
+                    const double p =
+                        static_cast<double>(xi[((b * c.h + iy) * c.w + ix) * c.cin + g * cig + i]) *
+                        wt[((static_cast<size_t>(o) * cig + i) * c.kh + ky) * c.kw + kx];
                     acc += p;
                     m += std::fabs(p);
                   }
@@ -242,8 +254,8 @@ TEST(CpuBackendTest, LinearMatchesNaiveLoop) {
   uint32_t seed = 100;
   for (const Case& c : cases) {
     const int in = static_cast<int>(c.xshape.back());
-    SCOPED_TRACE("linear in=" + std::to_string(in) + " out=" + std::to_string(c.out) + " act=" +
-                 ActName(c.act));
+    SCOPED_TRACE("linear in=" + std::to_string(in) + " out=" + std::to_string(c.out) +
+                 " act=" + ActName(c.act));
     const std::vector<float> wt = RandomVec(static_cast<size_t>(in) * c.out, ++seed);
     const std::vector<float> bias = RandomVec(c.out, ++seed);
     auto layer = be.PrepareLinear(in, c.out, wt.data(), c.bias ? bias.data() : nullptr);
@@ -310,11 +322,15 @@ TEST(CpuBackendTest, AttentionMatchesNaiveLoop) {
   CpuBackend be({2});
   // range 20: score gaps in the hundreds, so most exponentials underflow to 0
   // and each row is dominated by one key.
-  for (const Case& c : std::vector<Case>{{1, 1, 8, 2, 3}, {2, 5, 12, 3, 3}, {1, 197, 64, 4, 3},
-                                         {3, 17, 48, 1, 3}, {2, 50, 96, 12, 3},
-                                         {1, 33, 8, 1, 20}, {2, 7, 6, 2, 0.01f}}) {
-    SCOPED_TRACE("attention n=" + std::to_string(c.n) + " t=" + std::to_string(c.t) + " d=" +
-                 std::to_string(c.d) + " heads=" + std::to_string(c.heads));
+  for (const Case& c : std::vector<Case>{{1, 1, 8, 2, 3},
+                                         {2, 5, 12, 3, 3},
+                                         {1, 197, 64, 4, 3},
+                                         {3, 17, 48, 1, 3},
+                                         {2, 50, 96, 12, 3},
+                                         {1, 33, 8, 1, 20},
+                                         {2, 7, 6, 2, 0.01f}}) {
+    SCOPED_TRACE("attention n=" + std::to_string(c.n) + " t=" + std::to_string(c.t) +
+                 " d=" + std::to_string(c.d) + " heads=" + std::to_string(c.heads));
     // Scale 3: peaked softmax rows, a real test of the max subtraction.
     const Tensor qkv = MakeTensor(be, {c.n, c.t, 3 * c.d}, c.t * 7 + c.d, -c.range, c.range);
     auto y = be.Attention(qkv, c.heads);
@@ -356,8 +372,10 @@ TEST(CpuBackendTest, MaxPool2dMatchesNaiveLoop) {
   struct Case {
     int n, h, w, c, k, s, p;
   };
-  for (const Case& c : std::vector<Case>{{1, 112, 112, 8, 3, 2, 1}, {2, 7, 9, 5, 3, 2, 1},
-                                         {1, 6, 6, 3, 2, 2, 0}, {2, 5, 8, 4, 3, 1, 0}}) {
+  for (const Case& c : std::vector<Case>{{1, 112, 112, 8, 3, 2, 1},
+                                         {2, 7, 9, 5, 3, 2, 1},
+                                         {1, 6, 6, 3, 2, 2, 0},
+                                         {2, 5, 8, 4, 3, 1, 0}}) {
     SCOPED_TRACE("maxpool h=" + std::to_string(c.h) + " k=" + std::to_string(c.k));
     const Tensor x = MakeTensor(be, {c.n, c.h, c.w, c.c}, c.h + c.w);
     auto y = be.MaxPool2d(x, c.k, c.s, c.p);
@@ -417,9 +435,11 @@ TEST(CpuBackendTest, MeanPoolSelectTokenAddL2Normalize) {
   ASSERT_TRUE(nrm.ok());
   for (int r = 0; r < 4; ++r) {
     double s = 0;
-    for (int i = 0; i < 33; ++i) s += double(a.data_as<float>()[r * 33 + i]) * a.data_as<float>()[r * 33 + i];
     for (int i = 0; i < 33; ++i)
-      EXPECT_NEAR(nrm->data_as<float>()[r * 33 + i], a.data_as<float>()[r * 33 + i] / std::sqrt(s), 1e-6);
+      s += double(a.data_as<float>()[r * 33 + i]) * a.data_as<float>()[r * 33 + i];
+    for (int i = 0; i < 33; ++i)
+      EXPECT_NEAR(nrm->data_as<float>()[r * 33 + i], a.data_as<float>()[r * 33 + i] / std::sqrt(s),
+                  1e-6);
   }
   // A zero row stays zero (torch: x / max(||x||, eps)).
   std::vector<float> zeros(5, 0.0f);
@@ -441,7 +461,8 @@ TEST(CpuBackendTest, PrependTokensAddPos) {
   const Tensor patches = MakeTensor(be, {n, p, d}, 21);
   for (int prefix : {0, 1, 5}) {
     for (bool pos_prefix : {true, false}) {
-      SCOPED_TRACE("prefix=" + std::to_string(prefix) + " pos_prefix=" + std::to_string(pos_prefix));
+      SCOPED_TRACE("prefix=" + std::to_string(prefix) +
+                   " pos_prefix=" + std::to_string(pos_prefix));
       Tensor tokens;
       if (prefix > 0) tokens = MakeTensor(be, {1, prefix, d}, 22 + prefix);
       const int pos_rows = pos_prefix ? prefix + p : p;
@@ -490,7 +511,8 @@ TEST(CpuBackendTest, OneAndTwoThreadsAgree) {
 void ExpectInvalid(const Status& s, const std::string& op, const std::vector<std::string>& parts) {
   EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
   EXPECT_NE(s.message().find(op), std::string::npos) << s.ToString();
-  for (const std::string& p : parts) EXPECT_NE(s.message().find(p), std::string::npos) << s.ToString();
+  for (const std::string& p : parts)
+    EXPECT_NE(s.message().find(p), std::string::npos) << s.ToString();
 }
 
 TEST(CpuBackendTest, ShapeMismatchesAreInvalidArgument) {
@@ -515,10 +537,12 @@ TEST(CpuBackendTest, ShapeMismatchesAreInvalidArgument) {
   big.pad_h = big.pad_w = 0;
   auto conv0 = be.PrepareConv(big, w.data(), nullptr);
   ASSERT_TRUE(conv0.ok());
-  ExpectInvalid(be.Conv2d(**conv0, tiny, Activation::kNone, nullptr).status(), "Conv2d", {"[1, 1, 1, 4]"});
+  ExpectInvalid(be.Conv2d(**conv0, tiny, Activation::kNone, nullptr).status(), "Conv2d",
+                {"[1, 1, 1, 4]"});
   ConvSpec bad_groups = spec;
   bad_groups.groups = 3;
-  ExpectInvalid(be.PrepareConv(bad_groups, w.data(), nullptr).status(), "PrepareConv", {"groups 3"});
+  ExpectInvalid(be.PrepareConv(bad_groups, w.data(), nullptr).status(), "PrepareConv",
+                {"groups 3"});
 
   auto lin = be.PrepareLinear(4, 3, w.data(), nullptr);
   ASSERT_TRUE(lin.ok());
@@ -560,7 +584,8 @@ TEST(CpuBackendTest, ShapeMismatchesAreInvalidArgument) {
                 "PrependTokensAddPos", {"[1, 1, 7]", "[2, 4, 6]"});
 
   ExpectInvalid(be.Constant({2, 3}, nullptr).status(), "Constant", {"[2, 3]"});
-  ExpectInvalid(be.Conv2d(**conv, Tensor(), Activation::kNone, nullptr).status(), "Conv2d", {"empty"});
+  ExpectInvalid(be.Conv2d(**conv, Tensor(), Activation::kNone, nullptr).status(), "Conv2d",
+                {"empty"});
   std::vector<uint16_t> half(4);
   const Tensor f16({1, 4}, DType::kF16, DeviceKind::kCpu, half.data(), nullptr);
   ExpectInvalid(be.L2Normalize(f16).status(), "L2Normalize", {"f16"});

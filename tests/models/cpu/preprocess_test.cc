@@ -122,9 +122,10 @@ TEST(PreprocessTest, MatchesPilAndTorchvision) {
     for (size_t i = 0; i < out.size(); ++i)
       max_diff = std::max(max_diff, std::fabs(double{out[i]} - c.out[i]));
     EXPECT_LE(max_diff, 1e-6) << "normalized output differs from torchvision";
-    std::printf("[ preprocess ] %-22s %s resize %3u crop %ux%u: max |u8 diff| %d, max |out diff| %.3g\n",
-                c.name.c_str(), c.interp ? "bicubic " : "bilinear", c.resize, c.crop_h, c.crop_w,
-                max_u8, max_diff);
+    std::printf(
+        "[ preprocess ] %-22s %s resize %3u crop %ux%u: max |u8 diff| %d, max |out diff| %.3g\n",
+        c.name.c_str(), c.interp ? "bicubic " : "bilinear", c.resize, c.crop_h, c.crop_w, max_u8,
+        max_diff);
   }
 }
 
@@ -143,12 +144,14 @@ TEST(PreprocessTest, BackendBatchMatchesSingleImagesAndStride) {
     for (uint32_t y = 0; y < c.height; ++y)
       std::memcpy(&buf[size_t(y) * stride], &c.image[size_t(y) * c.width * 3], c.width * 3);
     padded.push_back(std::move(buf));
-    views.push_back({padded.back().data(), static_cast<int>(c.width), static_cast<int>(c.height), stride});
+    views.push_back(
+        {padded.back().data(), static_cast<int>(c.width), static_cast<int>(c.height), stride});
   }
   CpuBackend be({2});
   auto batch = be.Preprocess(views, spec);
   ASSERT_TRUE(batch.ok()) << batch.status().ToString();
-  ASSERT_EQ(batch->shape(), (std::vector<int64_t>{static_cast<int64_t>(views.size()), 224, 224, 3}));
+  ASSERT_EQ(batch->shape(),
+            (std::vector<int64_t>{static_cast<int64_t>(views.size()), 224, 224, 3}));
   const size_t per = 224 * 224 * 3;
   for (size_t i = 0; i < cases.size(); ++i) {
     ImageView packed{cases[i].image.data(), static_cast<int>(cases[i].width),
@@ -163,7 +166,8 @@ TEST(PreprocessTest, BackendBatchMatchesSingleImagesAndStride) {
 TEST(PreprocessTest, ConstantImageGivesConstantOutput) {
   // Any resampling of a constant image is that constant (weights sum to one).
   std::vector<uint8_t> img(61 * 47 * 3);
-  for (size_t i = 0; i < img.size(); ++i) img[i] = static_cast<uint8_t>(i % 3 == 0 ? 200 : i % 3 == 1 ? 17 : 99);
+  for (size_t i = 0; i < img.size(); ++i)
+    img[i] = static_cast<uint8_t>(i % 3 == 0 ? 200 : i % 3 == 1 ? 17 : 99);
   ImageView view{img.data(), 61, 47, 61 * 3};
   for (Interpolation interp : {Interpolation::kBilinear, Interpolation::kBicubic}) {
     PreprocessSpec spec;
@@ -184,12 +188,16 @@ TEST(PreprocessTest, InvalidInputsAreRejected) {
   std::vector<uint8_t> img(10 * 10 * 3, 1);
   PreprocessSpec spec;
   std::vector<float> out(224 * 224 * 3);
-  EXPECT_EQ(PreprocessImage({nullptr, 10, 10, 30}, spec, out.data()).code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ(PreprocessImage({img.data(), 0, 10, 30}, spec, out.data()).code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ(PreprocessImage({img.data(), 10, 10, 29}, spec, out.data()).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(PreprocessImage({nullptr, 10, 10, 30}, spec, out.data()).code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(PreprocessImage({img.data(), 0, 10, 30}, spec, out.data()).code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(PreprocessImage({img.data(), 10, 10, 29}, spec, out.data()).code(),
+            StatusCode::kInvalidArgument);
   PreprocessSpec bad = spec;
   bad.std[1] = 0.0f;
-  EXPECT_EQ(PreprocessImage({img.data(), 10, 10, 30}, bad, out.data()).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(PreprocessImage({img.data(), 10, 10, 30}, bad, out.data()).code(),
+            StatusCode::kInvalidArgument);
   CpuBackend be({1});
   auto r = be.Preprocess({{img.data(), 10, 10, 30}, {img.data(), 10, 10, 12}}, spec);
   EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);

@@ -70,8 +70,8 @@ class CudaBackendTest : public ::testing::TestWithParam<DType> {
 
   // The same values on both backends; rounded to the GPU dtype first so both
   // see identical inputs.
-  std::pair<Tensor, Tensor> Input(const std::vector<int64_t>& shape, uint32_t seed,
-                                  float lo = -1.f, float hi = 1.f) {
+  std::pair<Tensor, Tensor> Input(const std::vector<int64_t>& shape, uint32_t seed, float lo = -1.f,
+                                  float hi = 1.f) {
     std::vector<float> v = RandomVec(Numel(shape), seed, lo, hi);
     auto g = gpu_->Upload(shape, v.data());
     EXPECT_TRUE(g.ok()) << g.status().ToString();
@@ -98,7 +98,8 @@ class CudaBackendTest : public ::testing::TestWithParam<DType> {
     size_t bad = 0;
     for (size_t i = 0; i < c.size(); ++i) {
       if (!(std::fabs(c[i] - g[i]) <= Tol() * (scale + std::fabs(c[i])))) {
-        if (bad++ < 3) ADD_FAILURE() << what << " element " << i << ": cpu " << c[i] << " gpu " << g[i];
+        if (bad++ < 3)
+          ADD_FAILURE() << what << " element " << i << ": cpu " << c[i] << " gpu " << g[i];
       }
     }
     EXPECT_EQ(bad, 0u) << what;
@@ -109,7 +110,11 @@ class CudaBackendTest : public ::testing::TestWithParam<DType> {
 };
 
 TEST_P(CudaBackendTest, ConvolutionsMatchCpu) {
-  struct Case { int cin, cout, k, stride, pad, pad_end, groups, h; Activation act; bool res; };
+  struct Case {
+    int cin, cout, k, stride, pad, pad_end, groups, h;
+    Activation act;
+    bool res;
+  };
   const Case cases[] = {
       {3, 64, 7, 2, 3, 3, 1, 32, Activation::kRelu, false},
       {64, 64, 3, 1, 1, 1, 1, 14, Activation::kRelu, true},
@@ -197,7 +202,8 @@ TEST_P(CudaBackendTest, PreprocessMatchesCpu) {
     pixels.emplace_back(static_cast<size_t>(w) * h * 3);
     for (int y = 0; y < h; ++y)
       for (int x = 0; x < w * 3; ++x)
-        pixels.back()[static_cast<size_t>(y) * w * 3 + x] = static_cast<uint8_t>((x / 3 + y + 40 * (x % 3) + rng() % 30) % 256);
+        pixels.back()[static_cast<size_t>(y) * w * 3 + x] =
+            static_cast<uint8_t>((x / 3 + y + 40 * (x % 3) + rng() % 30) % 256);
   }
   int i = 0;
   for (auto [w, h] : {std::pair<int, int>{500, 375}, {240, 320}, {257, 257}}) {

@@ -27,7 +27,8 @@ constexpr double kGpuParityFraction = 0.05;
 
 double Distance(const float* a, const float* b, int d) {
   double s = 0;
-  for (int k = 0; k < d; ++k) s += (static_cast<double>(a[k]) - b[k]) * (static_cast<double>(a[k]) - b[k]);
+  for (int k = 0; k < d; ++k)
+    s += (static_cast<double>(a[k]) - b[k]) * (static_cast<double>(a[k]) - b[k]);
   return std::sqrt(s);
 }
 
@@ -77,10 +78,12 @@ TEST(CudaParityTest, GpuEmbeddingsMatchCpu) {
   }
   std::vector<double> dists;
   for (int i = 0; i < n; ++i)
-    for (int j = i + 1; j < n; ++j) dists.push_back(Distance(&out[0][i * dim], &out[0][j * dim], dim));
+    for (int j = i + 1; j < n; ++j)
+      dists.push_back(Distance(&out[0][i * dim], &out[0][j * dim], dim));
   std::sort(dists.begin(), dists.end());
-  const double median = dists.size() % 2 ? dists[dists.size() / 2]
-                                         : 0.5 * (dists[dists.size() / 2 - 1] + dists[dists.size() / 2]);
+  const double median = dists.size() % 2
+                            ? dists[dists.size() / 2]
+                            : 0.5 * (dists[dists.size() / 2 - 1] + dists[dists.size() / 2]);
   ASSERT_GT(median, 1e-3);
   double worst = 0;
   for (int i = 0; i < n; ++i) {
