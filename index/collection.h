@@ -22,63 +22,9 @@
 #include <vector>
 
 #include "common/status.h"
+#include "index/types.h"
 
 namespace lookalike {
-
-enum class Metric {
-  kCosine,        // score = cosine similarity; vectors are L2-normalized on write and query
-  kInnerProduct,  // score = <q, x>
-  kL2,            // score = -||q - x||^2 (higher is always more similar)
-};
-const char* MetricName(Metric metric);                  // "cosine", "ip", "l2"
-StatusOr<Metric> ParseMetric(const std::string& name);  // accepts the names above
-
-using Metadata = std::map<std::string, std::string>;
-
-struct CollectionSpec {
-  std::string name;   // [A-Za-z0-9_-]{1,64}
-  std::string model;  // model name that produces its vectors ("" = vectors only)
-  int dim = 0;        // 1..65536
-  Metric metric = Metric::kCosine;
-  std::string index_spec = "Flat";  // FAISS index_factory string
-};
-
-struct Item {
-  std::string id;  // 1..512 bytes, any UTF-8
-  std::vector<float> vector;
-  Metadata metadata;
-};
-
-// Metadata filter: an item matches when, for every key, its value is one of
-// the listed values (one value = equality).
-struct Filter {
-  std::map<std::string, std::vector<std::string>> any_of;
-  bool empty() const { return any_of.empty(); }
-};
-
-struct SearchParams {
-  int k = 10;                      // 1..kMaxK
-  std::optional<float> min_score;  // drop hits below this score
-  Filter filter;
-  std::vector<std::string> exclude_ids;  // e.g. the query item itself
-};
-
-struct SearchHit {
-  std::string id;
-  float score = 0.f;
-  Metadata metadata;
-};
-
-struct CollectionStats {
-  CollectionSpec spec;
-  int64_t count = 0;         // live items
-  int64_t disk_bytes = 0;    // database + snapshots
-  int64_t index_bytes = 0;   // host memory of the derived index
-  int64_t gpu_bytes = 0;     // device memory of the GPU index (0 on CPU)
-  std::string index_device;  // "cpu" or "cuda:N"
-};
-
-constexpr int kMaxK = 2048;
 
 class Collection {
  public:

@@ -44,12 +44,6 @@ struct SafeTensorInfo {
 // "[64, 3, 7, 7]"
 std::string ShapeToString(const std::vector<int64_t>& shape);
 
-// IEEE half / bfloat16 bit patterns -> float.
-float HalfToFloat(uint16_t h);
-float BFloat16ToFloat(uint16_t b);
-uint16_t FloatToHalf(float f);      // round to nearest even
-uint16_t FloatToBFloat16(float f);  // round to nearest even
-
 class SafetensorsFile {
  public:
   ~SafetensorsFile();

@@ -13,10 +13,11 @@
 #include <string>
 #include <vector>
 
+#include "common/device.h"
+
 namespace lookalike {
 
 enum class DType { kF32, kF16, kBF16 };
-enum class DeviceKind { kCpu, kCuda };
 
 const char* DTypeName(DType dtype);
 size_t DTypeSize(DType dtype);

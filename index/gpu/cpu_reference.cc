@@ -7,6 +7,8 @@
 #include <limits>
 #include <utility>
 
+#include "common/half.h"
+
 namespace lookalike {
 
 double ReferenceDistance(const float* q, const float* x, int dim, Metric metric) {
@@ -26,23 +28,6 @@ bool ReferenceBetter(double a, double b, Metric metric) {
   return metric == Metric::kL2 ? a < b : a > b;
 }
 
-float RoundToFp16(float v) {
-  if (!std::isfinite(v)) return v;
-  const float a = std::fabs(v);
-  if (a < 6.103515625e-05f) {  // below 2^-14: fp16 subnormals, quantum 2^-24
-    return std::nearbyint(v * 16777216.0f) / 16777216.0f;
-  }
-  uint32_t bits;
-  std::memcpy(&bits, &v, sizeof(bits));
-  const uint32_t lsb = (bits >> 13) & 1u;
-  bits += 0x0FFFu + lsb;
-  bits &= ~0x1FFFu;
-  float r;
-  std::memcpy(&r, &bits, sizeof(r));
-  if (std::fabs(r) > 65504.f) return std::copysign(std::numeric_limits<float>::infinity(), v);
-  return r;
-}
-
 std::vector<float> PrepareAsStored(const float* x, int64_t n, int dim, bool normalize,
                                    bool to_fp16) {
   std::vector<float> out(x, x + n * dim);
@@ -57,7 +42,7 @@ std::vector<float> PrepareAsStored(const float* x, int64_t n, int dim, bool norm
       }
     }
     if (to_fp16) {
-      for (int i = 0; i < dim; ++i) row[i] = RoundToFp16(row[i]);
+      for (int i = 0; i < dim; ++i) row[i] = RoundHalf(row[i]);
     }
   }
   return out;

@@ -25,8 +25,6 @@ bool ReferenceBetter(double a, double b, Metric metric);
 std::vector<float> PrepareAsStored(const float* x, int64_t n, int dim, bool normalize,
                                    bool to_fp16);
 
-// Nearest fp16 value of v (round-to-nearest-even, +-inf beyond the range).
-float RoundToFp16(float v);
 
 // Exact k-NN. xb: nb x dim row-major; labels: nb labels (nullptr = row
 // index); xq: nq x dim. allowed(q, label) filters (empty = all). Writes nq x k

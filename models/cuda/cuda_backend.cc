@@ -15,7 +15,7 @@
 #include "kernels/elementwise.h"
 #include "kernels/linear.h"
 #include "kernels/preprocess.h"
-#include "kernels/reference/half.h"
+#include "common/half.h"
 #include "models/backend_factory.h"
 
 namespace lookalike {
@@ -77,8 +77,8 @@ StatusOr<std::shared_ptr<void>> UploadAs(const float* data, size_t n, ElemType t
   } else {
     std::vector<uint16_t> bits(n);
     for (size_t i = 0; i < n; ++i) {
-      bits[i] = type == ElemType::kBF16 ? kernels::ref::FloatToBf16(data[i])
-                                        : kernels::ref::FloatToHalf(data[i]);
+      bits[i] = type == ElemType::kBF16 ? FloatToBf16(data[i])
+                                        : FloatToHalf(data[i]);
     }
     err = cudaMemcpy(buf.get(), bits.data(), n * 2, cudaMemcpyHostToDevice);
   }

@@ -213,7 +213,7 @@ TEST_P(ElementwiseTest, AddL2NormalizeConvert) {
   STATUS_ASSERT_OK(Convert(cp, nullptr));
   std::vector<float> rounded(f.size());
   for (size_t i = 0; i < f.size(); ++i) {
-    rounded[i] = type() == ElemType::kF16 ? ref::RoundHalf(f[i]) : ref::RoundBf16(f[i]);
+    rounded[i] = type() == ElemType::kF16 ? RoundHalf(f[i]) : RoundBf16(f[i]);
   }
   EXPECT_TRUE(AllClose(Run(dh, f.size()), rounded, {0.f, 0.f}));
 }

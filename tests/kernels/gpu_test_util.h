@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "kernels/reference/half.h"
+#include "common/half.h"
 #include "kernels/types.h"
 
 namespace lookalike {
@@ -86,8 +86,8 @@ inline std::vector<float> RandomValues(size_t n, ElemType type, uint32_t seed, f
     float r = 0.f;
     while (r == 0.f) {  // redraw zeros (also values that round to zero)
       r = dist(rng);
-      if (type == ElemType::kF16) r = ref::RoundHalf(r);
-      if (type == ElemType::kBF16) r = ref::RoundBf16(r);
+      if (type == ElemType::kF16) r = RoundHalf(r);
+      if (type == ElemType::kBF16) r = RoundBf16(r);
     }
     x = r;
   }
@@ -97,7 +97,7 @@ inline std::vector<float> RandomValues(size_t n, ElemType type, uint32_t seed, f
 inline std::vector<uint16_t> ToBits(const std::vector<float>& v, ElemType type) {
   std::vector<uint16_t> out(v.size());
   for (size_t i = 0; i < v.size(); ++i) {
-    out[i] = type == ElemType::kBF16 ? ref::FloatToBf16(v[i]) : ref::FloatToHalf(v[i]);
+    out[i] = type == ElemType::kBF16 ? FloatToBf16(v[i]) : FloatToHalf(v[i]);
   }
   return out;
 }
@@ -131,7 +131,7 @@ inline std::vector<float> Download(const DeviceBuffer& b, size_t n, ElemType typ
   std::vector<uint16_t> bits(n);
   cudaMemcpy(bits.data(), b.get(), n * 2, cudaMemcpyDeviceToHost);
   for (size_t i = 0; i < n; ++i) {
-    out[i] = type == ElemType::kBF16 ? ref::Bf16ToFloat(bits[i]) : ref::HalfToFloat(bits[i]);
+    out[i] = type == ElemType::kBF16 ? Bf16ToFloat(bits[i]) : HalfToFloat(bits[i]);
   }
   return out;
 }

@@ -5,7 +5,6 @@
 #include <random>
 #include <vector>
 
-#include "kernels/reference/half.h"
 #include "kernels/reference/preprocess_ref.h"
 #include "kernels/reference/reference.h"
 
@@ -20,23 +19,6 @@ std::vector<float> Random(size_t n, uint32_t seed, float lo = -1.f, float hi = 1
   std::vector<float> v(n);
   for (float& x : v) x = d(rng);
   return v;
-}
-
-TEST(HalfConversionTest, KnownValues) {
-  EXPECT_EQ(FloatToHalf(1.0f), 0x3c00);
-  EXPECT_EQ(FloatToHalf(-2.0f), 0xc000);
-  EXPECT_EQ(FloatToHalf(65504.f), 0x7bff);
-  EXPECT_EQ(FloatToHalf(1e6f), 0x7c00);                // overflow -> inf
-  EXPECT_EQ(FloatToHalf(5.9604645e-8f), 0x0001);       // smallest subnormal
-  EXPECT_EQ(FloatToHalf(1.0f + 1.0f / 2048), 0x3c00);  // tie -> even
-  EXPECT_EQ(FloatToHalf(1.0f + 3.0f / 2048), 0x3c02);  // tie -> even (up)
-  EXPECT_FLOAT_EQ(HalfToFloat(0x3555), 0.33325195f);
-  EXPECT_EQ(FloatToBf16(1.0f), 0x3f80);
-  EXPECT_FLOAT_EQ(Bf16ToFloat(0x4049), 3.140625f);
-  for (float f : Random(1000, 7, -100.f, 100.f)) {
-    EXPECT_NEAR(RoundHalf(f), f, std::fabs(f) * (1.0f / 2048) + 1e-7f);
-    EXPECT_NEAR(RoundBf16(f), f, std::fabs(f) * (1.0f / 256));
-  }
 }
 
 // softmax(Q K^T * scale) V per head, in double, from explicit matrices.

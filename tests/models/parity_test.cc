@@ -21,6 +21,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/half.h"
 #include "models/backend_factory.h"
 #include "models/embedder.h"
 #include "models/json.h"
@@ -380,7 +381,7 @@ TEST_F(ParityTest, HalfPrecisionWeightFiles) {
       t.shape = (*src)->Find(name)->shape;
       const std::vector<float> values = *(*src)->ReadF32(name);
       for (float v : values) {
-        const uint16_t bits = dtype == SafeDType::kF16 ? FloatToHalf(v) : FloatToBFloat16(v);
+        const uint16_t bits = dtype == SafeDType::kF16 ? FloatToHalf(v) : FloatToBf16(v);
         t.bytes.push_back(static_cast<uint8_t>(bits & 0xff));
         t.bytes.push_back(static_cast<uint8_t>(bits >> 8));
       }

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "common/half.h"
+
 namespace lookalike {
 namespace {
 
@@ -71,8 +73,8 @@ TEST(WeightStoreTest, ConvertsHalfPrecisionOnRead) {
   for (float v : {1.5f, -0.25f}) {
     h.bytes.push_back(FloatToHalf(v) & 0xff);
     h.bytes.push_back(FloatToHalf(v) >> 8);
-    b.bytes.push_back(FloatToBFloat16(v) & 0xff);
-    b.bytes.push_back(FloatToBFloat16(v) >> 8);
+    b.bytes.push_back(FloatToBf16(v) & 0xff);
+    b.bytes.push_back(FloatToBf16(v) >> 8);
   }
   auto store = Store("half.safetensors", {h, b});
   ASSERT_NE(store, nullptr);

@@ -92,18 +92,6 @@ TEST(CpuReferenceTest, HandComputedExampleWithLabelsAndFilter) {
   EXPECT_EQ(d[2], FLT_MAX);
 }
 
-TEST(CpuReferenceTest, RoundToFp16) {
-  EXPECT_EQ(RoundToFp16(1.f), 1.f);
-  EXPECT_EQ(RoundToFp16(1.f + std::ldexp(1.f, -11)), 1.f);  // halfway: to even
-  EXPECT_EQ(RoundToFp16(1.f + 3 * std::ldexp(1.f, -11)), 1.f + std::ldexp(1.f, -9));
-  EXPECT_EQ(RoundToFp16(1.f + std::ldexp(1.f, -10)), 1.f + std::ldexp(1.f, -10));
-  EXPECT_EQ(RoundToFp16(-0.1f), -0.0999755859375f);
-  EXPECT_EQ(RoundToFp16(65504.f), 65504.f);
-  EXPECT_TRUE(std::isinf(RoundToFp16(70000.f)));
-  EXPECT_EQ(RoundToFp16(std::ldexp(1.f, -24)), std::ldexp(1.f, -24));  // smallest subnormal
-  EXPECT_EQ(RoundToFp16(std::ldexp(1.f, -26)), 0.f);
-}
-
 TEST(CpuReferenceTest, PrepareAsStoredNormalizes) {
   const float x[] = {3.f, 4.f, 0.f, 0.f};
   const std::vector<float> y = PrepareAsStored(x, 2, 2, true, false);

@@ -1,14 +1,13 @@
-// IEEE fp16 and bfloat16 <-> fp32 conversion on the host, plain C++ (round to
-// nearest even), so references and tests can build and compare device-layout
-// data without the CUDA headers.
+// IEEE fp16 and bfloat16 <-> fp32 conversion on the host: the one converter
+// used by production code (weight upload, safetensors, the GPU index) and by
+// the tests and references alike. Plain C++ (round to nearest even; NaN stays
+// NaN, overflow goes to infinity), so it builds without the CUDA headers.
 #pragma once
 
 #include <cstdint>
 #include <cstring>
 
 namespace lookalike {
-namespace kernels {
-namespace ref {
 
 inline uint32_t FloatBits(float f) {
   uint32_t u;
@@ -69,6 +68,4 @@ inline float Bf16ToFloat(uint16_t b) { return BitsFloat(static_cast<uint32_t>(b)
 inline float RoundHalf(float f) { return HalfToFloat(FloatToHalf(f)); }
 inline float RoundBf16(float f) { return Bf16ToFloat(FloatToBf16(f)); }
 
-}  // namespace ref
-}  // namespace kernels
 }  // namespace lookalike
