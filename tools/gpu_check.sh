@@ -12,7 +12,7 @@
 #             torch, torchvision, timm, safetensors and, for EfficientNet-Lite,
 #             efficientnet_lite_pytorch in $PYTHON)
 #   sanitize  compute-sanitizer memcheck over the GPU test binaries, racecheck
-#             and synccheck over the kernel tests
+#             and synccheck over the kernel tests and the GPU index tests
 #   bench     bench/cuda/run.sh and bench/gpu_index/run.sh (ours and peers)
 # Environment: BUILD_DIR (build-gpu), OUT (logs; $BUILD_DIR/gpu-check),
 #   LOOKALIKE_CUDA_ARCHITECTURES (90), PYTHON (python3), JOBS (nproc),
@@ -96,8 +96,9 @@ stage_sanitize() {
   for tool in memcheck racecheck synccheck; do
     for bin in "${bins[@]}"; do
       [ -x "$BUILD_DIR/$bin" ] || continue
-      # Races and barrier misuse live in the kernels; memcheck covers every binary.
-      [ "$tool" != memcheck ] && [ "$bin" != tests/kernels/kernel_gpu_test ] && continue
+      # Races and barrier misuse live in the kernels: the model kernels' tests
+      # and the GPU index's (its selection kernels); memcheck covers every binary.
+      [ "$tool" != memcheck ] && [ "$bin" = tests/models/cuda/cuda_backend_test ] && continue
       local log=$OUT/sanitize-$tool-$(basename "$bin").log
       ran=$((ran + 1))
       if ! compute-sanitizer --tool "$tool" --error-exitcode 99 --print-limit 20 \
