@@ -8,6 +8,8 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <functional>
+#include <mutex>
 #include <sstream>
 
 #include "models/clip_tokenizer_tables.h"
@@ -317,10 +319,36 @@ char32_t Compose(char32_t a, char32_t b) {
   return it != end && it->first == a && it->second == b ? it->composed : 0;
 }
 
+// Code points that NFC may change or that may change their neighbour: those
+// with a decomposition (Hangul syllables aside: they recompose to
+// themselves), a non-zero combining class, or a place as the second of a
+// composition (Hangul V and T jamo included). Text without any is NFC.
+class NfcSensitive {
+ public:
+  NfcSensitive() : bits_(0x110000 / 64) {
+    for (const auto& d : tables::kDecomposition) Set(d.cp);
+    for (const auto& r : tables::kCombiningClass) {
+      for (char32_t c = r.first; c <= r.last; ++c) Set(c);
+    }
+    for (const auto& c : tables::kComposition) Set(c.second);
+    for (char32_t c = kVBase; c < kVBase + kVCount; ++c) Set(c);
+    for (char32_t c = kTBase + 1; c < kTBase + kTCount; ++c) Set(c);
+  }
+  bool operator()(char32_t c) const { return c < 0x110000 && (bits_[c >> 6] >> (c & 63) & 1); }
+
+ private:
+  void Set(char32_t c) { bits_[c >> 6] |= uint64_t{1} << (c & 63); }
+  std::vector<uint64_t> bits_;
+};
+
 U32 Nfc(const U32& text) {
   // Below U+0300 every code point is NFC and a starter that composes with
   // nothing below U+0300 (the generator checks this).
-  if (std::all_of(text.begin(), text.end(), [](char32_t c) { return c < 0x300; })) return text;
+  static const NfcSensitive sensitive;
+  if (std::none_of(text.begin(), text.end(),
+                   [](char32_t c) { return c >= 0x300 && sensitive(c); })) {
+    return text;
+  }
   U32 d;
   d.reserve(text.size() + 8);
   for (char32_t c : text) AppendDecomposition(c, &d);
@@ -547,7 +575,18 @@ U32 CleanLower(const U32& text) {
 
 constexpr uint8_t kLetter = 1, kNumber = 2, kOther = 4;
 
-uint8_t TokenClass(char32_t cp) { return RangeValue(tables::kTokenClass, cp); }
+// The classes of U+0000..U+007F, looked up once.
+struct AsciiTokenClasses {
+  uint8_t value[128];
+  AsciiTokenClasses() {
+    for (char32_t c = 0; c < 128; ++c) value[c] = RangeValue(tables::kTokenClass, c);
+  }
+};
+
+uint8_t TokenClass(char32_t cp) {
+  static const AsciiTokenClasses ascii;
+  return cp < 128 ? ascii.value[cp] : RangeValue(tables::kTokenClass, cp);
+}
 
 // `c` matches the pattern's letter `p` under IGNORECASE.
 bool LiteralMatches(char32_t p, char32_t c) {
@@ -579,8 +618,10 @@ void PreTokenize(const U32& s, Emit emit) {
   size_t i = 0;
   while (i < s.size()) {
     size_t len = 0;
-    for (const char* alt : kAlternatives) {
-      if ((len = MatchLiteral(s, i, alt)) != 0) break;
+    if (s[i] == '<' || s[i] == '\'') {  // every literal alternative starts so
+      for (const char* alt : kAlternatives) {
+        if ((len = MatchLiteral(s, i, alt)) != 0) break;
+      }
     }
     if (len == 0) {
       const uint8_t cls = TokenClass(s[i]);
@@ -832,6 +873,7 @@ StatusOr<ClipTokenizer> ClipTokenizer::Load(const std::string& path) {
                            std::to_string(b));
     }
   }
+  tok.cache_ = std::make_shared<PieceCache>();
   tok.merges_.reserve(merges.size() * 2);
   for (size_t rank = 0; rank < merges.size(); ++rank) {
     const MergeLine& m = merges[rank];
@@ -847,6 +889,38 @@ StatusOr<ClipTokenizer> ClipTokenizer::Load(const std::string& path) {
   return tok;
 }
 
+// BPE results of pieces up to kMaxBytes long, in kShards independently
+// locked maps of at most kMaxEntries each (a full shard starts over).
+class ClipTokenizer::PieceCache {
+ public:
+  static constexpr size_t kMaxBytes = 64, kShards = 16, kMaxEntries = 8192;
+
+  bool Find(std::string_view piece, std::vector<int32_t>* ids) {
+    Shard& shard = ShardOf(piece);
+    std::lock_guard<std::mutex> lock(shard.mu);
+    auto it = shard.map.find(std::string(piece));  // C++17: no heterogeneous find
+    if (it == shard.map.end()) return false;
+    ids->insert(ids->end(), it->second.begin(), it->second.end());
+    return true;
+  }
+  void Insert(std::string_view piece, const int32_t* begin, const int32_t* end) {
+    Shard& shard = ShardOf(piece);
+    std::lock_guard<std::mutex> lock(shard.mu);
+    if (shard.map.size() >= kMaxEntries) shard.map.clear();
+    shard.map.emplace(std::string(piece), std::vector<int32_t>(begin, end));
+  }
+
+ private:
+  struct Shard {
+    std::mutex mu;
+    std::unordered_map<std::string, std::vector<int32_t>> map;
+  };
+  Shard& ShardOf(std::string_view piece) {
+    return shards_[std::hash<std::string_view>()(piece) % kShards];
+  }
+  Shard shards_[kShards];
+};
+
 void ClipTokenizer::AppendPieceIds(std::string_view piece, std::vector<int32_t>* ids) const {
   if (piece == kStartOfText) {
     ids->push_back(start_token_);
@@ -856,42 +930,80 @@ void ClipTokenizer::AppendPieceIds(std::string_view piece, std::vector<int32_t>*
     ids->push_back(end_token_);
     return;
   }
-  std::vector<int32_t> word(piece.size());
-  for (size_t i = 0; i < piece.size(); ++i) {
+  if (piece.size() == 1) {
+    ids->push_back(byte_end_id_[static_cast<unsigned char>(piece[0])]);
+    return;
+  }
+  if (piece.size() > PieceCache::kMaxBytes) {
+    AppendPieceIdsUncached(piece, ids);
+    return;
+  }
+  if (cache_->Find(piece, ids)) return;
+  const size_t begin = ids->size();
+  AppendPieceIdsUncached(piece, ids);
+  cache_->Insert(piece, ids->data() + begin, ids->data() + ids->size());
+}
+
+void ClipTokenizer::AppendPieceIdsUncached(std::string_view piece,
+                                           std::vector<int32_t>* ids) const {
+  // The reference merges, while any adjacent pair has a rank, every
+  // occurrence of the lowest-ranked pair, left to right without overlap. Done
+  // here on a linked list with a heap of candidate pairs ordered by (rank,
+  // position): all candidates of the lowest rank are merged as one batch in
+  // position order, and only then are the pairs the batch created queued, so
+  // the order of merges is exactly the reference's; O(n log n) rather than
+  // the reference's O(n^2) on very long pieces.
+  const int n = static_cast<int>(piece.size());
+  std::vector<int32_t> sym(n);
+  std::vector<int> prev(n), next(n);
+  for (int i = 0; i < n; ++i) {
     const auto b = static_cast<unsigned char>(piece[i]);
-    word[i] = i + 1 == piece.size() ? byte_end_id_[b] : byte_id_[b];
+    sym[i] = i + 1 == n ? byte_end_id_[b] : byte_id_[b];
+    prev[i] = i - 1;
+    next[i] = i + 1 < n ? i + 1 : -1;
   }
-  std::vector<int32_t> next;
-  while (word.size() > 1) {
-    // The adjacent pair of lowest rank.
-    int32_t best_rank = INT32_MAX;
-    const Merge* best = nullptr;
-    int32_t first = 0, second = 0;
-    for (size_t i = 0; i + 1 < word.size(); ++i) {
-      const uint64_t key =
-          (static_cast<uint64_t>(word[i]) << 32) | static_cast<uint32_t>(word[i + 1]);
-      auto it = merges_.find(key);
-      if (it != merges_.end() && it->second.rank < best_rank) {
-        best_rank = it->second.rank;
-        best = &it->second;
-        first = word[i];
-        second = word[i + 1];
-      }
+  struct Candidate {
+    int32_t rank;
+    int pos;  // the left node
+    int32_t left, right, merged;
+    bool operator>(const Candidate& o) const {
+      return rank != o.rank ? rank > o.rank : pos > o.pos;
     }
-    if (!best) break;
-    // Merge every occurrence, left to right.
-    next.clear();
-    for (size_t i = 0; i < word.size();) {
-      if (i + 1 < word.size() && word[i] == first && word[i + 1] == second) {
-        next.push_back(best->merged);
-        i += 2;
-      } else {
-        next.push_back(word[i++]);
-      }
+  };
+  std::vector<Candidate> heap;
+  auto push_pair = [&](int pos) {
+    if (pos < 0 || next[pos] < 0) return;
+    const int32_t left = sym[pos], right = sym[next[pos]];
+    auto it = merges_.find((static_cast<uint64_t>(left) << 32) | static_cast<uint32_t>(right));
+    if (it == merges_.end()) return;
+    heap.push_back({it->second.rank, pos, left, right, it->second.merged});
+    std::push_heap(heap.begin(), heap.end(), std::greater<>());
+  };
+  for (int i = 0; i + 1 < n; ++i) push_pair(i);
+  std::vector<int> merged_nodes;
+  while (!heap.empty()) {
+    const int32_t rank = heap.front().rank;
+    merged_nodes.clear();
+    while (!heap.empty() && heap.front().rank == rank) {
+      std::pop_heap(heap.begin(), heap.end(), std::greater<>());
+      const Candidate c = heap.back();
+      heap.pop_back();
+      // Stale when a merge consumed either node since it was queued.
+      const int right = next[c.pos];
+      if (sym[c.pos] != c.left || right < 0 || sym[right] != c.right) continue;
+      sym[c.pos] = c.merged;
+      sym[right] = -1;  // removed
+      next[c.pos] = next[right];
+      if (next[right] >= 0) prev[next[right]] = c.pos;
+      merged_nodes.push_back(c.pos);
     }
-    word.swap(next);
+    for (int pos : merged_nodes) {
+      if (sym[pos] < 0) continue;
+      push_pair(prev[pos]);
+      push_pair(pos);
+    }
   }
-  ids->insert(ids->end(), word.begin(), word.end());
+  for (int i = 0; i >= 0; i = next[i]) ids->push_back(sym[i]);
 }
 
 StatusOr<std::vector<int32_t>> ClipTokenizer::Encode(std::string_view utf8) const {

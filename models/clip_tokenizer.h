@@ -33,11 +33,20 @@
 // quotes, line breaks, ANSI terminal escapes, control characters, NFC, repeated
 // to a fixed point per line as ftfy does. Text that ftfy judges to be mojibake
 // is tokenized as ftfy.fix_text(text, fix_encoding=False) would leave it.
+// Two more, where the reference fails rather than answers: a numeric
+// character reference of more than 4300 digits ("&#111...;") makes its
+// html.unescape raise ValueError (Python's int-conversion limit), here it
+// decodes as out of range (U+FFFD); and its BPE is quadratic in the length of
+// one piece (a 1 MB run of letters takes hours), here O(n log n) with the
+// same merge order.
 //
-// Thread-safe: all methods are const and share no mutable state.
+// Thread-safe: all methods are const; the BPE results of short pieces are
+// kept in a bounded cache (sharded, each shard under its own mutex), shared
+// by copies of the tokenizer.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -86,6 +95,7 @@ class ClipTokenizer {
   ClipTokenizer() = default;
   // Appends the BPE ids of one pre-tokenized piece (its UTF-8 bytes).
   void AppendPieceIds(std::string_view piece, std::vector<int32_t>* ids) const;
+  void AppendPieceIdsUncached(std::string_view piece, std::vector<int32_t>* ids) const;
 
   struct Merge {
     int32_t rank;
@@ -93,6 +103,8 @@ class ClipTokenizer {
   };
   // (left id << 32 | right id) -> merge.
   std::unordered_map<uint64_t, Merge> merges_;
+  class PieceCache;
+  std::shared_ptr<PieceCache> cache_;
   int32_t byte_id_[256] = {};      // the byte's symbol inside a word
   int32_t byte_end_id_[256] = {};  // the byte's symbol ending a word ("</w>")
   int32_t start_token_ = -1;
