@@ -13,9 +13,12 @@ add_library(lookalike_models STATIC
   ${CMAKE_CURRENT_LIST_DIR}/efficientnet_lite.cc
   ${CMAKE_CURRENT_LIST_DIR}/backend_factory.cc
   ${CMAKE_CURRENT_LIST_DIR}/embedder.cc
+  ${CMAKE_CURRENT_LIST_DIR}/clip_tokenizer.cc
 )
 target_include_directories(lookalike_models PUBLIC ${PROJECT_SOURCE_DIR})
 target_link_libraries(lookalike_models PUBLIC lookalike_models_core lookalike_common)
+find_package(ZLIB REQUIRED)  # clip_tokenizer.cc reads bpe_simple_vocab_16e6.txt.gz
+target_link_libraries(lookalike_models PRIVATE ZLIB::ZLIB)
 # The CPU backend (models/cpu/) is the default device; without it "cpu" is a
 # FAILED_PRECONDITION from MakeBackend().
 if(TARGET lookalike_cpu_backend)

@@ -13,7 +13,7 @@ APT_PACKAGES=(
   libsqlite3-dev sqlite3 libspdlog-dev libfmt-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-venv python3-pip python3-numpy python3-torch python3-torchvision
-  libyaml-cpp-dev libcli11-dev prometheus-cpp-dev libgif-dev libjpeg-dev libpng-dev curl
+  libyaml-cpp-dev libcli11-dev prometheus-cpp-dev libgif-dev libjpeg-dev libpng-dev curl zlib1g-dev
 )
 
 missing=()
@@ -37,10 +37,11 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv --system-site-packages .venv
 fi
 stamp=.venv/.requirements.sha
-want=$(sha256sum tools/requirements.txt | cut -d' ' -f1)
+want=$(cat tools/requirements.txt tools/requirements-nodeps.txt | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  echo "==> Installing Python packages (tools/requirements.txt)"
+  echo "==> Installing Python packages (tools/requirements.txt, tools/requirements-nodeps.txt)"
   .venv/bin/python -m pip install -q --disable-pip-version-check -r tools/requirements.txt
+  .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps -r tools/requirements-nodeps.txt
   echo "$want" > "$stamp"
 else
   echo "==> Python packages: up to date"
