@@ -11,7 +11,8 @@
 namespace lookalike {
 namespace gpu_detail {
 
-// Largest padded k the selection kernels handle (next power of two of kGpuMaxK).
+// Largest padded k the selection kernels handle: the next power of two of
+// kMaxK (index/types.h), the largest k any index accepts.
 constexpr int kSelectMaxKPow2 = 2048;
 // Threads per selection block; the candidate queue holds k_pow2 + this many.
 constexpr int kSelectThreads = 256;

@@ -19,9 +19,14 @@
 #include <unordered_set>
 #include <utility>
 
+#include "common/device.h"
 #include "index/gpu/flat_kernels.h"
 
 namespace lookalike {
+
+// Every k in 1..kMaxK must fit the selection kernels' padded k.
+static_assert(gpu_detail::kSelectMaxKPow2 >= kMaxK && gpu_detail::kSelectMaxKPow2 / 2 < kMaxK,
+              "the selection kernels are sized for the next power of two of kMaxK");
 
 const char* StorageTypeName(StorageType type) {
   switch (type) {
@@ -62,8 +67,8 @@ Status CheckSearchArgs(int dim, int64_t nq, const float* queries, int query_dim,
     return InvalidArgumentError("query dim " + std::to_string(query_dim) +
                                 " does not match the index dim " + std::to_string(dim));
   }
-  if (k < 1 || k > kGpuMaxK) {
-    return InvalidArgumentError("k must be in 1.." + std::to_string(kGpuMaxK) + ", got " +
+  if (k < 1 || k > kMaxK) {
+    return InvalidArgumentError("k must be in 1.." + std::to_string(kMaxK) + ", got " +
                                 std::to_string(k));
   }
   if (nq > 0 && (queries == nullptr || distances == nullptr || labels == nullptr)) {
@@ -90,15 +95,6 @@ Status CheckVectorValues(const float* x, int64_t n, int dim, StorageType storage
     }
   }
   return Status::Ok();
-}
-
-bool GpuAvailable() {
-  int count = 0;
-  if (cudaGetDeviceCount(&count) != cudaSuccess) {
-    cudaGetLastError();  // clear the error so later calls are not affected
-    return false;
-  }
-  return count > 0;
 }
 
 namespace {
@@ -465,13 +461,10 @@ GpuFlatStore::~GpuFlatStore() {
 
 StatusOr<std::unique_ptr<GpuFlatStore>> GpuFlatStore::Create(const GpuFlatStoreOptions& options) {
   RETURN_IF_ERROR(CheckGpuFlatStoreOptions(options));
-  int count = 0;
-  const cudaError_t err = cudaGetDeviceCount(&count);
-  if (err != cudaSuccess || count == 0) {
-    cudaGetLastError();
-    return FailedPreconditionError(
-        std::string("no CUDA device is available for the GPU index") +
-        (err != cudaSuccess ? std::string(": ") + cudaGetErrorString(err) : std::string()));
+  const int count = CudaDeviceCount();
+  if (count == 0) {
+    return FailedPreconditionError("no CUDA device is available for the GPU index: " +
+                                   CudaUnavailableReason());
   }
   if (options.device >= count) {
     return InvalidArgumentError("CUDA device " + std::to_string(options.device) +

@@ -33,7 +33,7 @@
 // best per (query, segment of the tile), skipping tombstoned and disallowed
 // rows INSIDE the selection (a filtered search returns k results whenever k
 // allowed rows exist); a merge kernel folds them into the running top-k.
-// The full nq x rows distance matrix never exists. k is 1..kGpuMaxK.
+// The full nq x rows distance matrix never exists. k is 1..kMaxK.
 //
 // Labels: if the first Add passes ids (explicit mode) those are the labels
 // and they stay stable across removals and compaction; duplicates of live ids
@@ -56,13 +56,9 @@
 #include <vector>
 
 #include "common/status.h"
-#include "index/collection.h"  // lookalike::Metric, kMaxK
+#include "index/types.h"  // Metric, kMaxK
 
 namespace lookalike {
-
-// Largest k a search accepts (the index-wide limit of index/collection.h).
-constexpr int kGpuMaxK = 2048;
-static_assert(kGpuMaxK == kMaxK, "GPU index and collections must agree on the largest k");
 
 enum class StorageType {
   kFloat32,
@@ -97,7 +93,7 @@ struct GpuFlatStoreOptions {
 Status CheckGpuFlatStoreOptions(const GpuFlatStoreOptions& options);
 
 // Validates search arguments without touching a device: queries/distances/
-// labels non-null when nq > 0, nq >= 0, query_dim == dim, 1 <= k <= kGpuMaxK.
+// labels non-null when nq > 0, nq >= 0, query_dim == dim, 1 <= k <= kMaxK.
 Status CheckSearchArgs(int dim, int64_t nq, const float* queries, int query_dim, int k,
                        const float* distances, const int64_t* labels);
 
@@ -199,9 +195,5 @@ class GpuFlatStore {
   std::unique_ptr<Impl> impl_;
   GpuFlatStoreOptions options_;
 };
-
-// True when at least one CUDA device is usable (cudaGetDeviceCount succeeds
-// and returns > 0). Tests skip GPU cases when false.
-bool GpuAvailable();
 
 }  // namespace lookalike

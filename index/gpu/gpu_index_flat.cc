@@ -84,8 +84,8 @@ void GpuIndexFlat::add_with_ids(idx_t n, const float* x, const idx_t* xids) {
 
 void GpuIndexFlat::search(idx_t n, const float* x, idx_t k, float* distances, idx_t* labels,
                           const faiss::SearchParameters* params) const {
-  if (k < 1 || k > kGpuMaxK) {
-    FAISS_THROW_FMT("GpuIndexFlat::search: k must be in 1..%d, got %lld", kGpuMaxK,
+  if (k < 1 || k > kMaxK) {
+    FAISS_THROW_FMT("GpuIndexFlat::search: k must be in 1..%d, got %lld", kMaxK,
                     static_cast<long long>(k));
   }
   if (params != nullptr && params->sel != nullptr) {

@@ -22,11 +22,6 @@ using testing_util::ExactCase;
 using testing_util::ExpectExactTopK;
 using testing_util::RandomVectors;
 
-#define SKIP_WITHOUT_GPU()                                                   \
-  do {                                                                       \
-    if (!GpuAvailable()) GTEST_SKIP() << "no CUDA device: GPU test not run"; \
-  } while (0)
-
 std::unique_ptr<GpuFlatStore> MakeStore(const GpuFlatStoreOptions& o) {
   auto s = GpuFlatStore::Create(o);
   EXPECT_TRUE(s.ok()) << s.status().ToString();
@@ -46,15 +41,15 @@ struct KnnCase {
 };
 
 void PrintTo(const KnnCase& c, std::ostream* os) {
-  *os << testing_util::MetricLabel(c.metric) << " " << StorageTypeName(c.storage) << " dim "
-      << c.dim << " k " << c.k << " nq " << c.nq << " nb " << c.nb;
+  *os << MetricName(c.metric) << " " << StorageTypeName(c.storage) << " dim " << c.dim << " k "
+      << c.k << " nq " << c.nq << " nb " << c.nb;
 }
 
 std::string CaseName(const ::testing::TestParamInfo<KnnCase>& info) {
   const KnnCase& c = info.param;
-  return std::string(testing_util::MetricLabel(c.metric)) + "_" + StorageTypeName(c.storage) +
-         "_d" + std::to_string(c.dim) + "_k" + std::to_string(c.k) + "_nq" + std::to_string(c.nq) +
-         "_nb" + std::to_string(c.nb) + (c.clustered ? "_clustered" : "_random") +
+  return std::string(MetricName(c.metric)) + "_" + StorageTypeName(c.storage) + "_d" +
+         std::to_string(c.dim) + "_k" + std::to_string(c.k) + "_nq" + std::to_string(c.nq) + "_nb" +
+         std::to_string(c.nb) + (c.clustered ? "_clustered" : "_random") +
          (c.tile_rows > 0 ? "_tile" + std::to_string(c.tile_rows) : "") + (c.fused ? "" : "_gemm");
 }
 
@@ -137,7 +132,7 @@ class GpuFlatStoreTest : public ::testing::Test {
   static constexpr int kN = 3000;
 
   void SetUp() override {
-    if (!GpuAvailable()) GTEST_SKIP() << "no CUDA device: GPU test not run";
+    SKIP_WITHOUT_GPU();
     base_ = RandomVectors(kN, kDim, 5);
     ids_.resize(kN);
     for (int i = 0; i < kN; ++i) ids_[i] = 1000 + 7 * i;
