@@ -140,7 +140,7 @@ int main(int argc, char** argv) {
     for (int64_t done = 0; done < ds.rows; done += chunk) {
       const int64_t m = std::min(chunk, ds.rows - done);
       for (int64_t i = 0; i < m * ds.dim; ++i) buf[i] = rng.Next();
-      const lookalike::Status st = store->Add(m, buf.data(), nullptr);
+      const lookalike::Status st = store->Add(m, buf.data());
       if (!st.ok()) {
         std::fprintf(stderr, "add: %s\n", st.ToString().c_str());
         return 1;

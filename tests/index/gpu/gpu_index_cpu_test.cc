@@ -112,9 +112,6 @@ TEST(GpuFlatStoreOptionsTest, RejectsBadOptions) {
   bad.dim = 70000;
   EXPECT_EQ(CheckGpuFlatStoreOptions(bad).code(), StatusCode::kInvalidArgument);
   bad = o;
-  bad.compact_fraction = 0.0;
-  EXPECT_EQ(CheckGpuFlatStoreOptions(bad).code(), StatusCode::kInvalidArgument);
-  bad = o;
   bad.memory_budget_bytes = -1;
   EXPECT_EQ(CheckGpuFlatStoreOptions(bad).code(), StatusCode::kInvalidArgument);
   bad = o;
