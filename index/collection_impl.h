@@ -3,7 +3,8 @@
 //
 // Files in the collection directory:
 //   items.db (+ -wal, -shm)  SQLite storage, see index/storage.h
-//   index.snap               derived index snapshot, see DerivedIndex::WriteSnapshot
+//   index.snap               derived index snapshot (kSnapshotFileName): container in
+//                            index/snapshot.h, payload in DerivedIndex::WriteSnapshot
 //
 // Write path (serialized by write_mu_): validate -> one SQLite transaction
 // (fsynced) -> apply to the derived index under the exclusive index lock ->
