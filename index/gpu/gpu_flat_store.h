@@ -29,19 +29,18 @@
 //
 // Search: for each database tile (tile_rows rows) one cuBLAS GEMM writes the
 // nq x tile inner products into a workspace; a selection kernel keeps the k
-// best per (query, segment of the tile), skipping
-// disallowed rows INSIDE the selection (a filtered search returns k results
-// whenever k allowed rows exist); a merge kernel folds them into the running
-// top-k.
-// The full nq x rows distance matrix never exists. k is 1..kMaxK.
+// best per (query, segment of the tile), skipping disallowed rows INSIDE the
+// selection (a filtered search returns k results whenever k allowed rows
+// exist); a merge kernel folds them into the running top-k. The full
+// nq x rows distance matrix never exists. k is 1..kMaxK (index/types.h).
 //
 // Labels: the position of the row in insertion order (0..size()-1), like
 // faiss::IndexFlat without removals.
 //
 // Memory: every device allocation (storage, norms, ids, search workspace,
-// add staging) counts against memory_budget_bytes; going over it,
-// or a failing cudaMalloc, returns RESOURCE_EXHAUSTED and leaves the store as
-// it was. Growing the storage briefly holds the old and the new buffer.
+// add staging) counts against memory_budget_bytes; going over it, or a
+// failing cudaMalloc, returns RESOURCE_EXHAUSTED and leaves the store as it
+// was. Growing the storage briefly holds the old and the new buffer.
 //
 // Thread safety: all methods may be called from several threads; they are
 // serialized by an internal mutex. Results are complete when a call returns.

@@ -2,7 +2,8 @@
 //
 // A thin faiss::Index over GpuFlatStore (gpu_flat_store.h), so FAISS
 // wrappers (IndexIDMap2, IndexShards, IndexReplicas) and code written for
-// faiss::Index use it unchanged. Built only when FAISS is found.
+// faiss::Index use it unchanged. Built only where FAISS is installed
+// (target lookalike_gpu_index_flat).
 //
 // Arrays follow faiss::Index: x is n x d fp32 row-major (host); search writes
 // distances and labels, n x k row-major (host), best first; labels are -1
@@ -17,7 +18,7 @@
 // Metric::kCosine (inner product on vectors normalized on add and query;
 // metric_type reports METRIC_INNER_PRODUCT).
 // search() honours SearchParameters::sel (any faiss::IDSelector, evaluated on
-// the labels) as an allow-set inside the k-selection; k is 1..2048.
+// the labels) as an allow-set inside the k-selection; k is 1..kMaxK (2048).
 // Errors throw faiss::FaissException (the faiss::Index convention); Create()
 // is the non-throwing way to build one.
 #pragma once
