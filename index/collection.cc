@@ -8,12 +8,12 @@
 
 #include "index/collection_impl.h"
 #include "index/index_factory.h"
+#include "index/snapshot.h"
 
 namespace lookalike {
 namespace {
 
 constexpr const char* kDbFile = "items.db";
-constexpr const char* kSnapshotFile = "index.snap";
 
 int64_t FileSize(const std::string& path) {
   struct stat st;
@@ -36,25 +36,6 @@ std::string Quote(const std::string& s) {
 }
 
 }  // namespace
-
-const char* MetricName(Metric metric) {
-  switch (metric) {
-    case Metric::kCosine:
-      return "cosine";
-    case Metric::kInnerProduct:
-      return "ip";
-    case Metric::kL2:
-      return "l2";
-  }
-  return "unknown";
-}
-
-StatusOr<Metric> ParseMetric(const std::string& name) {
-  if (name == "cosine") return Metric::kCosine;
-  if (name == "ip") return Metric::kInnerProduct;
-  if (name == "l2") return Metric::kL2;
-  return InvalidArgumentError("unknown metric '" + name + "': expected cosine, ip or l2");
-}
 
 Status ValidateItem(const Item& item, int dim, Metric metric) {
   if (item.id.empty()) return InvalidArgumentError("id is empty");
@@ -126,15 +107,21 @@ Status ValidateSpec(const CollectionSpec& spec) {
     return InvalidArgumentError("dim must be in 1.." + std::to_string(kMaxDim) + ", got " +
                                 std::to_string(spec.dim));
   }
+  if (spec.model.empty()) {
+    return InvalidArgumentError(
+        "model is empty: name the model that embeds the collection's items, or \"" +
+        std::string(kVectorsOnly) + "\" for a collection of raw vectors");
+  }
   if (spec.index_spec.empty()) return InvalidArgumentError("index_spec is empty");
   return ValidateIndexSpec(spec);
 }
 
-CollectionImpl::CollectionImpl(std::string dir, CollectionManagerOptions options,
+CollectionImpl::CollectionImpl(std::string dir, CollectionManagerOptions options, Device device,
                                std::unique_ptr<Storage> storage)
     : dir_(std::move(dir)),
-      snapshot_path_(dir_ + "/" + kSnapshotFile),
+      snapshot_path_(dir_ + "/" + kSnapshotFileName),
       options_(std::move(options)),
+      device_(device),
       storage_(std::move(storage)) {}
 
 CollectionImpl::~CollectionImpl() {
@@ -150,22 +137,24 @@ CollectionImpl::~CollectionImpl() {
 Status CollectionImpl::Initialize(const std::string& dir, const CollectionSpec& spec,
                                   const CollectionManagerOptions& options) {
   RETURN_IF_ERROR(ValidateSpec(spec));
+  ASSIGN_OR_RETURN(const Device device, ParseDevice(options.index_device, AutoDevice::kReject));
   // Fail early (before writing anything) when the device cannot host the index.
-  RETURN_IF_ERROR(DerivedIndex::Create(spec, options.index_device).status());
+  RETURN_IF_ERROR(DerivedIndex::Create(spec, device).status());
   return Storage::Create(dir + "/" + kDbFile, spec).status();
 }
 
 StatusOr<std::shared_ptr<CollectionImpl>> CollectionImpl::Open(
     const std::string& dir, const CollectionManagerOptions& options) {
+  ASSIGN_OR_RETURN(const Device device, ParseDevice(options.index_device, AutoDevice::kReject));
   ASSIGN_OR_RETURN(auto storage, Storage::Open(dir + "/" + kDbFile));
-  std::shared_ptr<CollectionImpl> c(new CollectionImpl(dir, options, std::move(storage)));
+  std::shared_ptr<CollectionImpl> c(new CollectionImpl(dir, options, device, std::move(storage)));
   RETURN_IF_ERROR(c->Recover());
   return c;
 }
 
 StatusOr<std::unique_ptr<DerivedIndex>> CollectionImpl::BuildFromStorage(int64_t* seq) {
   ASSIGN_OR_RETURN(*seq, storage_->LastSeq());
-  ASSIGN_OR_RETURN(auto index, DerivedIndex::Create(spec(), options_.index_device));
+  ASSIGN_OR_RETURN(auto index, DerivedIndex::Create(spec(), device_));
   std::vector<float> vectors;
   std::vector<int64_t> ids;
   const int dim = spec().dim;
@@ -179,6 +168,15 @@ StatusOr<std::unique_ptr<DerivedIndex>> CollectionImpl::BuildFromStorage(int64_t
   return index;
 }
 
+Status CollectionImpl::RebuildLocked() {
+  int64_t seq = 0;
+  ASSIGN_OR_RETURN(std::unique_ptr<DerivedIndex> rebuilt, BuildFromStorage(&seq));
+  std::unique_lock<std::shared_mutex> ilock(index_mu_);
+  index_ = std::move(rebuilt);
+  applied_seq_ = seq;
+  return Status::Ok();
+}
+
 Status CollectionImpl::Recover() {
   const std::string& name = spec().name;
   ASSIGN_OR_RETURN(int64_t last_seq, storage_->LastSeq());
@@ -186,9 +184,8 @@ Status CollectionImpl::Recover() {
   std::unique_ptr<DerivedIndex> index;
   int64_t snap_seq = 0;
   bool write_snapshot = false;
-  if (options_.index_device == "cpu") {
-    auto loaded =
-        DerivedIndex::LoadSnapshot(snapshot_path_, spec(), options_.index_device, &snap_seq);
+  if (!device_.is_cuda()) {  // the GPU index is not snapshotted
+    auto loaded = DerivedIndex::LoadSnapshot(snapshot_path_, spec(), &snap_seq);
     if (loaded.ok()) {
       if (snap_seq > last_seq || snap_seq < pruned_through) {
         spdlog::warn(
@@ -287,15 +284,11 @@ StatusOr<std::vector<Status>> CollectionImpl::Upsert(const std::vector<Item>& it
     // Storage has the batch; bring the index back in line with it.
     spdlog::error("collection '{}': applying an upsert to the index failed ({}); rebuilding",
                   s.name, applied.ToString());
-    int64_t seq = 0;
-    auto rebuilt = BuildFromStorage(&seq);
+    const Status rebuilt = RebuildLocked();
     if (!rebuilt.ok()) {
       return InternalError("items were stored but the index could not be updated: " +
-                           rebuilt.status().ToString());
+                           rebuilt.ToString());
     }
-    std::unique_lock<std::shared_mutex> ilock(index_mu_);
-    index_ = std::move(rebuilt).value();
-    applied_seq_ = seq;
   }
   AfterWriteLocked(static_cast<int64_t>(prepared.size()));
   return statuses;
@@ -314,15 +307,11 @@ StatusOr<int64_t> CollectionImpl::Delete(const std::vector<std::string>& ids) {
   if (!applied.ok()) {
     spdlog::error("collection '{}': applying a delete to the index failed ({}); rebuilding",
                   spec().name, applied.ToString());
-    int64_t seq = 0;
-    auto rebuilt = BuildFromStorage(&seq);
+    const Status rebuilt = RebuildLocked();
     if (!rebuilt.ok()) {
       return InternalError("items were deleted but the index could not be updated: " +
-                           rebuilt.status().ToString());
+                           rebuilt.ToString());
     }
-    std::unique_lock<std::shared_mutex> ilock(index_mu_);
-    index_ = std::move(rebuilt).value();
-    applied_seq_ = seq;
   }
   AfterWriteLocked(static_cast<int64_t>(removed.removed.size()));
   return static_cast<int64_t>(removed.removed.size());
@@ -336,18 +325,9 @@ void CollectionImpl::AfterWriteLocked(int64_t changed) {
     compact = index_->NeedsCompaction();
   }
   if (compact) {
-    // Built off-lock (searches continue on the old index); writers are held
-    // by write_mu_, so storage cannot move past what the new index covers.
-    int64_t seq = 0;
-    auto rebuilt = BuildFromStorage(&seq);
-    if (rebuilt.ok()) {
-      std::unique_lock<std::shared_mutex> ilock(index_mu_);
-      index_ = std::move(rebuilt).value();
-      applied_seq_ = seq;
-    } else {
-      spdlog::warn("collection '{}': compaction failed: {}", spec().name,
-                   rebuilt.status().ToString());
-    }
+    const Status st = RebuildLocked();
+    if (!st.ok())
+      spdlog::warn("collection '{}': compaction failed: {}", spec().name, st.ToString());
   }
   if (options_.snapshot_every_writes > 0 &&
       changes_since_snapshot_ >= options_.snapshot_every_writes) {
@@ -512,17 +492,15 @@ CollectionStats CollectionImpl::Stats() {
   CollectionStats stats;
   stats.spec = spec();
   stats.disk_bytes = storage_->DiskBytes() + FileSize(snapshot_path_);
-  const auto device = ParseIndexDevice(options_.index_device);
-  if (device.ok() && *device >= 0) {
+  stats.index_device = device_.ToString();
+  if (device_.is_cuda()) {
     // Exclusive: the GPU index's byte count is not safe next to searches.
     std::unique_lock<std::shared_mutex> ilock(index_mu_);
-    stats.index_device = "cuda:" + std::to_string(*device);
     stats.gpu_bytes = index_->DeviceBytes();
     stats.count = index_->live_count();
     stats.index_bytes = index_->HostBytes();
   } else {
     std::shared_lock<std::shared_mutex> ilock(index_mu_);
-    stats.index_device = "cpu";
     stats.count = index_->live_count();
     stats.index_bytes = index_->HostBytes();
   }

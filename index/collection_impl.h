@@ -3,7 +3,8 @@
 //
 // Files in the collection directory:
 //   items.db (+ -wal, -shm)  SQLite storage, see index/storage.h
-//   index.snap               derived index snapshot, see DerivedIndex::WriteSnapshot
+//   index.snap               derived index snapshot (kSnapshotFileName): container in
+//                            index/snapshot.h, payload in DerivedIndex::WriteSnapshot
 //
 // Write path (serialized by write_mu_): validate -> one SQLite transaction
 // (fsynced) -> apply to the derived index under the exclusive index lock ->
@@ -24,6 +25,7 @@
 #include <shared_mutex>
 #include <string>
 
+#include "common/device.h"
 #include "index/collection.h"
 #include "index/derived_index.h"
 #include "index/storage.h"
@@ -41,7 +43,8 @@ constexpr int kMaxDim = 65536;
 Status ValidateItem(const Item& item, int dim, Metric metric);
 // Collection name: [A-Za-z0-9_-]{1,64}.
 Status ValidateCollectionName(const std::string& name);
-// Whole spec: name, dim range, index_spec parseable and supported.
+// Whole spec: name, model not empty (a model name or kVectorsOnly), dim
+// range, index_spec parseable and supported.
 Status ValidateSpec(const CollectionSpec& spec);
 
 class CollectionImpl : public Collection {
@@ -71,12 +74,17 @@ class CollectionImpl : public Collection {
   const std::string& dir() const { return dir_; }
 
  private:
-  CollectionImpl(std::string dir, CollectionManagerOptions options,
+  CollectionImpl(std::string dir, CollectionManagerOptions options, Device device,
                  std::unique_ptr<Storage> storage);
   Status Recover();
   // Builds a fresh index from every stored item. Caller holds write_mu_ (or
   // is the only user, at open). Sets *seq to the storage sequence covered.
   StatusOr<std::unique_ptr<DerivedIndex>> BuildFromStorage(int64_t* seq);
+  // Rebuilds the index from storage and swaps it in (compaction, or an index
+  // update that failed after the storage commit). Requires write_mu_, so
+  // storage cannot move past what the new index covers; searches continue on
+  // the old index while the new one is built. On error the old index stays.
+  Status RebuildLocked();
   Status SnapshotLocked();                 // requires write_mu_
   void AfterWriteLocked(int64_t changed);  // periodic snapshot + compaction
   Status CheckLive() const;
@@ -88,6 +96,7 @@ class CollectionImpl : public Collection {
   const std::string dir_;
   const std::string snapshot_path_;
   const CollectionManagerOptions options_;
+  const Device device_;  // options_.index_device, parsed
   std::unique_ptr<Storage> storage_;
   std::atomic<bool> dropped_{false};
 

@@ -14,8 +14,9 @@
 #include <map>
 #include <mutex>
 
+#include "common/device.h"
 #include "index/collection_impl.h"
-#include "index/index_factory.h"
+#include "index/snapshot.h"
 
 namespace lookalike {
 namespace {
@@ -24,14 +25,6 @@ namespace {
 // names); leftovers of a crash are removed at Open.
 constexpr const char* kCreatingPrefix = ".creating-";
 constexpr const char* kDroppingPrefix = ".dropping-";
-
-// fsync of a directory, so a created or removed entry in it is durable.
-void SyncDirectory(const std::string& dir) {
-  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return;
-  if (::fsync(fd) != 0) spdlog::warn("fsync of directory {} failed: {}", dir, std::strerror(errno));
-  ::close(fd);
-}
 
 class CollectionManagerImpl : public CollectionManager {
  public:
@@ -110,18 +103,22 @@ class CollectionManagerImpl : public CollectionManager {
       return InternalError(tmp + ": cannot create directory: " + std::strerror(errno));
     }
     Status st = CollectionImpl::Initialize(tmp, spec, options_);
-    if (st.ok()) {
-      SyncDirectory(tmp);
-      if (::rename(tmp.c_str(), dir.c_str()) != 0) {
-        st = InternalError(dir +
-                           ": cannot rename new collection into place: " + std::strerror(errno));
-      }
+    if (st.ok()) st = SyncDirectory(tmp);
+    if (st.ok() && ::rename(tmp.c_str(), dir.c_str()) != 0) {
+      st =
+          InternalError(dir + ": cannot rename new collection into place: " + std::strerror(errno));
     }
     if (!st.ok()) {
       std::filesystem::remove_all(tmp, ec);
       return st;
     }
-    SyncDirectory(options_.data_dir);
+    // The rename is durable only once the data directory is synced; if that
+    // fails the collection is not created.
+    st = SyncDirectory(options_.data_dir);
+    if (!st.ok()) {
+      std::filesystem::remove_all(dir, ec);
+      return st;
+    }
     auto c = CollectionImpl::Open(dir, options_);
     if (!c.ok()) return c.status();
     collections_[spec.name] = c.value();
@@ -164,11 +161,14 @@ class CollectionManagerImpl : public CollectionManager {
     if (::rename(c->dir().c_str(), doomed.c_str()) != 0) {
       return InternalError(c->dir() + ": cannot remove: " + std::strerror(errno));
     }
-    SyncDirectory(options_.data_dir);
+    // The rename is what drops the collection (leftovers are removed at the
+    // next Open); report it if the directory cannot be made durable.
+    const Status synced = SyncDirectory(options_.data_dir);
     std::filesystem::remove_all(doomed, ec);
     if (ec)
       spdlog::warn("{}: removal incomplete ({}); it is removed at the next open", doomed,
                    ec.message());
+    RETURN_IF_ERROR(synced.WithPrefix("collection '" + name + "' dropped, but not durably"));
     spdlog::info("dropped collection '{}'", name);
     return Status::Ok();
   }
@@ -185,7 +185,7 @@ class CollectionManagerImpl : public CollectionManager {
 StatusOr<std::unique_ptr<CollectionManager>> CollectionManager::Open(
     const CollectionManagerOptions& options) {
   if (options.data_dir.empty()) return InvalidArgumentError("data_dir is empty");
-  RETURN_IF_ERROR(ParseIndexDevice(options.index_device).status());
+  RETURN_IF_ERROR(ParseDevice(options.index_device, AutoDevice::kReject).status());
   std::error_code ec;
   std::filesystem::create_directories(options.data_dir, ec);
   if (ec) return FailedPreconditionError(options.data_dir + ": cannot create: " + ec.message());

@@ -6,36 +6,20 @@
 #include <faiss/impl/IDSelector.h>
 #include <faiss/impl/io.h>
 #include <faiss/index_io.h>
-#include <fcntl.h>
 #include <spdlog/spdlog.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cstring>
 #include <exception>
-#include <fstream>
-#include <iterator>
 
 #include "index/cpu_index_flat.h"
+#include "index/snapshot.h"
 
 namespace lookalike {
 namespace {
 
-constexpr char kSnapshotMagic[8] = {'L', 'K', 'S', 'N', 'A', 'P', '0', '1'};
-constexpr uint32_t kSnapshotFormat = 1;
-constexpr size_t kHeaderBytes = 8 + 3 * sizeof(uint64_t);  // magic, seq, payload bytes, checksum
+constexpr uint32_t kSnapshotFormat = 1;  // the payload layout below
 constexpr int64_t kMinTrainOther = 1000;
-
-// FNV-1a, 64 bit: detects truncation and flipped bytes in snapshot files.
-uint64_t Checksum(const uint8_t* data, size_t n) {
-  uint64_t h = 1469598103934665603ull;
-  for (size_t i = 0; i < n; ++i) {
-    h ^= data[i];
-    h *= 1099511628211ull;
-  }
-  return h;
-}
 
 template <typename T>
 void Append(std::vector<uint8_t>* out, const T& value) {
@@ -67,50 +51,6 @@ class Cursor {
   size_t n_;
   size_t pos_ = 0;
 };
-
-Status WriteAll(int fd, const uint8_t* data, size_t n, const std::string& path) {
-  while (n > 0) {
-    ssize_t w = ::write(fd, data, n);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      return InternalError(path + ": write failed: " + std::strerror(errno));
-    }
-    data += w;
-    n -= static_cast<size_t>(w);
-  }
-  return Status::Ok();
-}
-
-// Writes `header` + `payload` to `path` atomically and durably: temp file,
-// fsync, rename over the old file, fsync of the directory.
-Status WriteFileDurably(const std::string& path, const std::vector<uint8_t>& header,
-                        const std::vector<uint8_t>& payload) {
-  const std::string tmp = path + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return InternalError(tmp + ": cannot create: " + std::strerror(errno));
-  Status st = WriteAll(fd, header.data(), header.size(), tmp);
-  if (st.ok()) st = WriteAll(fd, payload.data(), payload.size(), tmp);
-  if (st.ok() && ::fsync(fd) != 0)
-    st = InternalError(tmp + ": fsync failed: " + std::strerror(errno));
-  ::close(fd);
-  if (!st.ok()) {
-    ::unlink(tmp.c_str());
-    return st;
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    st = InternalError(path + ": rename failed: " + std::strerror(errno));
-    ::unlink(tmp.c_str());
-    return st;
-  }
-  const auto slash = path.find_last_of('/');
-  const std::string dir = slash == std::string::npos ? "." : path.substr(0, slash);
-  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd < 0) return InternalError(dir + ": cannot open directory: " + std::strerror(errno));
-  int rc = ::fsync(dfd);
-  ::close(dfd);
-  if (rc != 0) return InternalError(dir + ": fsync failed: " + std::strerror(errno));
-  return Status::Ok();
-}
 
 int64_t MinTrain(const faiss::Index* index) {
   if (const auto* ivf = dynamic_cast<const faiss::IndexIVF*>(index)) {
@@ -158,15 +98,15 @@ std::vector<ScoredId> ExactTopK(const float* query, int dim, Metric metric, cons
   return all;
 }
 
-DerivedIndex::DerivedIndex(CollectionSpec spec, std::string index_device)
-    : spec_(std::move(spec)), index_device_(std::move(index_device)) {}
+DerivedIndex::DerivedIndex(CollectionSpec spec, Device device)
+    : spec_(std::move(spec)), device_(device) {}
 
 DerivedIndex::~DerivedIndex() = default;
 
 StatusOr<std::unique_ptr<DerivedIndex>> DerivedIndex::Create(const CollectionSpec& spec,
-                                                             const std::string& index_device) {
-  ASSIGN_OR_RETURN(DerivedIndexParts parts, MakeDerivedIndex(spec, index_device));
-  std::unique_ptr<DerivedIndex> d(new DerivedIndex(spec, index_device));
+                                                             const Device& device) {
+  ASSIGN_OR_RETURN(DerivedIndexParts parts, MakeDerivedIndex(spec, device));
+  std::unique_ptr<DerivedIndex> d(new DerivedIndex(spec, device));
   if (!parts.index->is_trained) {
     d->exact_mode_ = true;
     d->min_train_ = MinTrain(parts.index.get());
@@ -218,7 +158,7 @@ Status DerivedIndex::Add(int64_t n, const float* x, const int64_t* internal_ids)
 Status DerivedIndex::SwitchToMainIndex() {
   auto* flat = dynamic_cast<faiss::IndexFlat*>(index_.get());
   if (flat == nullptr) return InternalError("exact mode without a flat index");
-  ASSIGN_OR_RETURN(DerivedIndexParts parts, MakeDerivedIndex(spec_, index_device_));
+  ASSIGN_OR_RETURN(DerivedIndexParts parts, MakeDerivedIndex(spec_, device_));
   const int dim = spec_.dim;
   std::vector<float> vectors;
   std::vector<int64_t> ids;
@@ -471,33 +411,16 @@ Status DerivedIndex::WriteSnapshot(const std::string& path, int64_t seq) const {
   } catch (const std::exception& e) {
     return InternalError(std::string("serializing the index: ") + e.what());
   }
-  std::vector<uint8_t> header(kSnapshotMagic, kSnapshotMagic + 8);
-  Append(&header, static_cast<uint64_t>(seq));
-  Append(&header, static_cast<uint64_t>(payload.size()));
-  Append(&header, Checksum(payload.data(), payload.size()));
-  return WriteFileDurably(path, header, payload);
+  return WriteSnapshotFile(path, seq, payload);
 }
 
 StatusOr<std::unique_ptr<DerivedIndex>> DerivedIndex::LoadSnapshot(const std::string& path,
                                                                    const CollectionSpec& spec,
-                                                                   const std::string& index_device,
                                                                    int64_t* seq) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return NotFoundError(path + ": no snapshot");
-  std::vector<uint8_t> file((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  ASSIGN_OR_RETURN(SnapshotFile file, ReadSnapshotFile(path));
   auto corrupt = [&](const std::string& why) { return DataLossError(path + ": " + why); };
-  if (file.size() < kHeaderBytes) return corrupt("snapshot truncated (header)");
-  if (std::memcmp(file.data(), kSnapshotMagic, 8) != 0) return corrupt("not a snapshot file");
-  uint64_t file_seq = 0, payload_bytes = 0, checksum = 0;
-  std::memcpy(&file_seq, file.data() + 8, 8);
-  std::memcpy(&payload_bytes, file.data() + 16, 8);
-  std::memcpy(&checksum, file.data() + 24, 8);
-  if (payload_bytes != file.size() - kHeaderBytes) {
-    return corrupt("snapshot truncated: " + std::to_string(file.size() - kHeaderBytes) + " of " +
-                   std::to_string(payload_bytes) + " payload bytes");
-  }
-  const uint8_t* payload = file.data() + kHeaderBytes;
-  if (Checksum(payload, payload_bytes) != checksum) return corrupt("snapshot checksum mismatch");
+  const uint8_t* payload = file.payload.data();
+  const size_t payload_bytes = file.payload.size();
   Cursor cur(payload, payload_bytes);
   uint32_t format = 0, exact = 0, spec_len = 0;
   int64_t min_train = 0;
@@ -518,7 +441,7 @@ StatusOr<std::unique_ptr<DerivedIndex>> DerivedIndex::LoadSnapshot(const std::st
   if (!cur.Read(&nslots) || nslots > payload_bytes / sizeof(int64_t)) {
     return corrupt("snapshot slot table truncated");
   }
-  std::unique_ptr<DerivedIndex> d(new DerivedIndex(spec, index_device));
+  std::unique_ptr<DerivedIndex> d(new DerivedIndex(spec, Device{}));  // snapshots are CPU indexes
   d->slots_.resize(nslots);
   if (!cur.ReadBytes(d->slots_.data(), nslots * sizeof(int64_t))) {
     return corrupt("snapshot slot table truncated");
@@ -565,7 +488,7 @@ StatusOr<std::unique_ptr<DerivedIndex>> DerivedIndex::LoadSnapshot(const std::st
     }
     d->removed_in_place_ = static_cast<int64_t>(nslots) - d->live_count_;
   }
-  *seq = static_cast<int64_t>(file_seq);
+  *seq = file.seq;
   return d;
 }
 

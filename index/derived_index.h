@@ -35,9 +35,10 @@
 #include <utility>
 #include <vector>
 
+#include "common/device.h"
 #include "common/status.h"
-#include "index/collection.h"
 #include "index/index_factory.h"
+#include "index/types.h"
 
 namespace lookalike {
 
@@ -73,8 +74,9 @@ class DerivedIndex {
 
   ~DerivedIndex();
 
+  // The empty index for `spec` on `device` (see MakeDerivedIndex).
   static StatusOr<std::unique_ptr<DerivedIndex>> Create(const CollectionSpec& spec,
-                                                        const std::string& index_device);
+                                                        const Device& device);
 
   // Adds n vectors with their internal ids (ids not already present).
   Status Add(int64_t n, const float* x, const int64_t* internal_ids);
@@ -86,15 +88,16 @@ class DerivedIndex {
   std::vector<int64_t> Candidates(const std::vector<int64_t>* allowed,
                                   const std::vector<int64_t>* excluded) const;
 
-  // Writes <path>.tmp, fsyncs it, renames it to <path> and fsyncs the
-  // directory. The file records `seq`, the storage sequence it covers.
+  // Writes a snapshot file (index/snapshot.h: temp, fsync, rename) covering
+  // storage sequence `seq`. Payload: format, exact mode, min_train, dim,
+  // metric, index_spec, the slot table, then faiss::write_index bytes.
   // UNIMPLEMENTED for indexes FAISS cannot serialize (the GPU index).
   Status WriteSnapshot(const std::string& path, int64_t seq) const;
-  // Loads a snapshot written for the same spec; DATA_LOSS when the file is
-  // truncated, corrupt or for another spec. Sets *seq.
+  // Loads a snapshot written for the same spec as a CPU index. NOT_FOUND when
+  // there is no file; DATA_LOSS when it is truncated, corrupt or for another
+  // spec. Sets *seq.
   static StatusOr<std::unique_ptr<DerivedIndex>> LoadSnapshot(const std::string& path,
                                                               const CollectionSpec& spec,
-                                                              const std::string& index_device,
                                                               int64_t* seq);
 
   int64_t live_count() const { return live_count_; }
@@ -109,16 +112,16 @@ class DerivedIndex {
   int64_t HostBytes() const;
   // Device memory of a GPU index (0 on CPU); call without concurrent searches.
   int64_t DeviceBytes() const { return GpuDeviceBytes(index_.get()); }
-  const std::string& index_device() const { return index_device_; }
+  const Device& device() const { return device_; }
 
  private:
-  DerivedIndex(CollectionSpec spec, std::string index_device);
+  DerivedIndex(CollectionSpec spec, Device device);
   Status SwitchToMainIndex();
   StatusOr<Result> SearchImpl(const Query& query) const;
   std::vector<uint8_t> SelectorBitmap(const Query& query, int64_t* candidates) const;
 
   CollectionSpec spec_;
-  std::string index_device_;
+  Device device_;
   std::unique_ptr<faiss::Index> index_;
   IndexFamily family_ = IndexFamily::kFlat;
   bool exact_mode_ = false;

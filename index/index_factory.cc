@@ -11,28 +11,15 @@
 
 #include "index/cpu_index_flat.h"
 
-#if defined(LOOKALIKE_HAVE_GPU_INDEX) && __has_include("index/gpu/gpu_index_flat.h")
+// Defined where this build links GpuIndexFlat (index/sources.cmake).
+#if defined(LOOKALIKE_HAVE_GPU_INDEX)
 #include "index/gpu/gpu_index_flat.h"
-#define LOOKALIKE_INDEX_USE_GPU 1
 #endif
 
 namespace lookalike {
 
 faiss::MetricType FaissMetric(Metric metric) {
   return metric == Metric::kL2 ? faiss::METRIC_L2 : faiss::METRIC_INNER_PRODUCT;
-}
-
-StatusOr<int> ParseIndexDevice(const std::string& index_device) {
-  if (index_device == "cpu") return -1;
-  if (index_device == "cuda") return 0;
-  if (index_device.rfind("cuda:", 0) == 0) {
-    const std::string n = index_device.substr(5);
-    if (!n.empty() && n.size() <= 4 && n.find_first_not_of("0123456789") == std::string::npos) {
-      return std::stoi(n);
-    }
-  }
-  return InvalidArgumentError("invalid index_device '" + index_device +
-                              "': expected \"cpu\", \"cuda\" or \"cuda:N\"");
 }
 
 StatusOr<IndexFamily> ClassifyIndex(const faiss::Index* index, const std::string& spec_text) {
@@ -47,31 +34,29 @@ StatusOr<IndexFamily> ClassifyIndex(const faiss::Index* index, const std::string
                               "(e.g. IVF256,Flat / IVF256,PQ16 / IVF256,SQ8) or HNSW<M>");
 }
 
-StatusOr<DerivedIndexParts> MakeDerivedIndex(const CollectionSpec& spec,
-                                             const std::string& index_device) {
-  ASSIGN_OR_RETURN(int device, ParseIndexDevice(index_device));
+StatusOr<DerivedIndexParts> MakeDerivedIndex(const CollectionSpec& spec, const Device& device) {
   DerivedIndexParts parts;
-  if (device >= 0) {
-#if defined(LOOKALIKE_INDEX_USE_GPU)
+  if (device.is_cuda()) {
+#if defined(LOOKALIKE_HAVE_GPU_INDEX)
     if (spec.index_spec != "Flat") {
       return InvalidArgumentError("index_spec '" + spec.index_spec + "' is not available on " +
-                                  index_device +
+                                  device.ToString() +
                                   ": the GPU index is flat; use index_spec \"Flat\"");
     }
     try {
       GpuIndexFlatConfig config;
-      config.device = device;
+      config.device = device.index;
       // fp32 keeps GPU scores equal to the CPU index's (within float rounding).
       config.storage = StorageType::kFloat32;
       // Vectors arrive normalized for cosine, so the GPU index sees inner product.
       parts.index = std::make_unique<GpuIndexFlat>(spec.dim, FaissMetric(spec.metric), config);
     } catch (const std::exception& e) {
-      return FailedPreconditionError("creating the GPU index on " + index_device + ": " + e.what());
+      return FailedPreconditionError("creating the GPU index on " + device.ToString() + ": " +
+                                     e.what());
     }
     parts.family = IndexFamily::kGpuFlat;
     return parts;
 #else
-    (void)device;
     return FailedPreconditionError("this build has no GPU index; use index_device: cpu");
 #endif
   }
@@ -95,7 +80,7 @@ StatusOr<DerivedIndexParts> MakeDerivedIndex(const CollectionSpec& spec,
 }
 
 int64_t GpuDeviceBytes(faiss::Index* index) {
-#if defined(LOOKALIKE_INDEX_USE_GPU)
+#if defined(LOOKALIKE_HAVE_GPU_INDEX)
   if (auto* gpu = dynamic_cast<GpuIndexFlat*>(index)) return gpu->store().device_bytes();
 #else
   (void)index;
@@ -104,7 +89,7 @@ int64_t GpuDeviceBytes(faiss::Index* index) {
 }
 
 Status ValidateIndexSpec(const CollectionSpec& spec) {
-  auto parts = MakeDerivedIndex(spec, "cpu");
+  auto parts = MakeDerivedIndex(spec, Device{});
   return parts.ok() ? Status::Ok() : parts.status();
 }
 

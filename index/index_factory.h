@@ -7,8 +7,9 @@
 #include <memory>
 #include <string>
 
+#include "common/device.h"
 #include "common/status.h"
-#include "index/collection.h"
+#include "index/types.h"
 
 namespace lookalike {
 
@@ -39,16 +40,12 @@ faiss::MetricType FaissMetric(Metric metric);
 // Family of a CPU FAISS index; INVALID_ARGUMENT for types we do not support.
 StatusOr<IndexFamily> ClassifyIndex(const faiss::Index* index, const std::string& spec_text);
 
-// Parses "cpu" (-> -1) or "cuda" / "cuda:N" (-> N, default 0).
-StatusOr<int> ParseIndexDevice(const std::string& index_device);
-
 // Creates the (empty, possibly untrained) derived index for `spec` on
-// `index_device`. Metric: inner product for cosine and ip, L2 for l2.
-// Errors: INVALID_ARGUMENT for an index_spec FAISS cannot parse or one whose
-// index type we do not support (supported: Flat, SQ<n>, IVF<n>,..., HNSW<n>);
-// FAILED_PRECONDITION for "cuda" in a build without the GPU index.
-StatusOr<DerivedIndexParts> MakeDerivedIndex(const CollectionSpec& spec,
-                                             const std::string& index_device);
+// `device` (a cuda device builds the GPU flat index). Metric: inner product for cosine and ip, L2
+// for l2. Errors: INVALID_ARGUMENT for an index_spec FAISS cannot parse or one whose index type we
+// do not support (supported: Flat, SQ<n>, IVF<n>,..., HNSW<n>); FAILED_PRECONDITION for "cuda" in a
+// build without the GPU index.
+StatusOr<DerivedIndexParts> MakeDerivedIndex(const CollectionSpec& spec, const Device& device);
 
 // Device bytes held by a GPU index made here; 0 for CPU indexes. Not safe
 // to call concurrently with searches on the same index.

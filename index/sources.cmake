@@ -1,7 +1,7 @@
 # lookalike_index: collections = SQLite storage (source of truth) + derived
 # FAISS index (CPU) or the GPU flat index (index/gpu, when built).
-find_package(OpenMP REQUIRED)
-find_package(faiss REQUIRED)
+find_package(faiss CONFIG REQUIRED)  # Debian's config; see index/gpu/CMakeLists.txt
+find_package(OpenMP REQUIRED COMPONENTS CXX)
 find_package(SQLite3 REQUIRED)
 find_package(BLAS REQUIRED)
 
@@ -11,15 +11,17 @@ add_library(lookalike_index STATIC
   ${CMAKE_CURRENT_LIST_DIR}/cpu_index_flat.cc
   ${CMAKE_CURRENT_LIST_DIR}/derived_index.cc
   ${CMAKE_CURRENT_LIST_DIR}/index_factory.cc
+  ${CMAKE_CURRENT_LIST_DIR}/snapshot.cc
   ${CMAKE_CURRENT_LIST_DIR}/storage.cc
 )
 target_include_directories(lookalike_index PUBLIC ${PROJECT_SOURCE_DIR})
 target_link_libraries(lookalike_index
-  PUBLIC lookalike_common faiss OpenMP::OpenMP_CXX SQLite::SQLite3
+  PUBLIC lookalike_common lookalike_index_types faiss OpenMP::OpenMP_CXX SQLite::SQLite3
   PRIVATE spdlog::spdlog BLAS::BLAS)
-# GpuIndexFlat (a faiss::Index) exists only when the GPU index found FAISS.
-if(TARGET lookalike_gpu_index AND LOOKALIKE_GPU_INDEX_HAVE_FAISS)
-  target_link_libraries(lookalike_index PRIVATE lookalike_gpu_index)
+# index_factory.cc builds GpuIndexFlat for index_device cuda[:N] when this
+# build has it (CUDA present); tests/index checks the other answer without it.
+if(TARGET lookalike_gpu_index_flat)
+  target_link_libraries(lookalike_index PRIVATE lookalike_gpu_index_flat)
   target_compile_definitions(lookalike_index PUBLIC LOOKALIKE_HAVE_GPU_INDEX=1)
 endif()
 

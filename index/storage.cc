@@ -250,7 +250,9 @@ StatusOr<std::unique_ptr<Storage>> Storage::Open(const std::string& path) {
   }
   CollectionSpec spec;
   spec.name = kv["name"];
-  spec.model = kv["model"];
+  // Databases written before kVectorsOnly existed store "" for a vectors-only
+  // collection; this is the one place that reads them as kVectorsOnly.
+  spec.model = kv["model"].empty() ? kVectorsOnly : kv["model"];
   spec.index_spec = kv["index_spec"];
   try {
     spec.dim = std::stoi(kv["dim"]);

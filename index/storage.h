@@ -3,7 +3,9 @@
 // acknowledged by Upsert/Delete survives kill -9 and power loss.
 //
 // Schema (version 1):
-//   collection(key TEXT PRIMARY KEY, value TEXT)  -- spec, next_seq, pruned_through
+//   collection(key TEXT PRIMARY KEY, value TEXT)  -- spec, last_seq, pruned_through
+//     (model is kVectorsOnly for raw vectors; older databases hold "" there,
+//     which Open reads as kVectorsOnly)
 //   items(internal_id INTEGER PRIMARY KEY AUTOINCREMENT, external_id TEXT UNIQUE,
 //         vector BLOB (dim float32, little-endian host order), seq INTEGER)
 //   metadata(item, key, value)  -- PRIMARY KEY(item, key), index on (key, value, item)
@@ -37,7 +39,7 @@
 #include <vector>
 
 #include "common/status.h"
-#include "index/collection.h"
+#include "index/types.h"
 
 namespace lookalike {
 

@@ -33,9 +33,11 @@ StatusOr<Metric> ParseMetric(const std::string& name);  // accepts the names abo
 using Metadata = std::map<std::string, std::string>;
 
 struct CollectionSpec {
-  std::string name;   // [A-Za-z0-9_-]{1,64}
-  std::string model;  // the model that produces its vectors, or kVectorsOnly
-  int dim = 0;        // 1..65536
+  std::string name;  // [A-Za-z0-9_-]{1,64}
+  // The model that produces its vectors, or kVectorsOnly; never empty
+  // (Create refuses "" with INVALID_ARGUMENT).
+  std::string model = kVectorsOnly;
+  int dim = 0;  // 1..65536
   Metric metric = Metric::kCosine;
   std::string index_spec = "Flat";  // FAISS index_factory string
 };

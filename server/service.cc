@@ -260,7 +260,7 @@ Status LookalikeService::DoCreateCollection(const pb::CreateCollectionRequest& r
   ASSIGN_OR_RETURN(spec.metric, FromProtoMetric(request.metric()));
   if (!request.index_spec().empty()) spec.index_spec = request.index_spec();
   if (request.model() == kNoModel) {
-    spec.model = "";
+    spec.model = kVectorsOnly;
     spec.dim = request.dim();
   } else if (request.model().empty()) {
     auto it = models_.find(options_.default_model);
@@ -269,7 +269,7 @@ Status LookalikeService::DoCreateCollection(const pb::CreateCollectionRequest& r
       spec.model = it->first;
       spec.dim = it->second->served.info.dim;
     } else {
-      spec.model = "";  // vectors only
+      spec.model = kVectorsOnly;
       spec.dim = request.dim();
     }
   } else {
@@ -345,7 +345,7 @@ Status LookalikeService::DoUpsert(const pb::UpsertRequest& request, int64_t inde
     }
     Model* model = nullptr;
     Status model_status;
-    if (spec.model.empty()) {
+    if (spec.model == kVectorsOnly) {
       model_status = InvalidArgumentError("collection \"" + spec.name +
                                           "\" stores vectors only (no model); send a vector");
     } else {
@@ -558,7 +558,7 @@ Status LookalikeService::DoSearch(const pb::SearchRequest& request, pb::SearchRe
     }
   }
   if (!image_queries.empty()) {
-    if (spec.model.empty()) {
+    if (spec.model == kVectorsOnly) {
       return InvalidArgumentError(IndexLabel("queries", image_queries[0]) + ": collection \"" +
                                   spec.name + "\" stores vectors only (no model); send a vector");
     }

@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "bench/common/uniform_rng.h"
+#include "common/device.h"
 #include "index/gpu/gpu_flat_store.h"
 
 namespace {
@@ -98,8 +99,9 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  if (!lookalike::GpuAvailable()) {
-    std::fprintf(stderr, "gpu_index_bench: no CUDA device; nothing measured\n");
+  if (lookalike::CudaDeviceCount() == 0) {
+    std::fprintf(stderr, "gpu_index_bench: %s; nothing measured\n",
+                 lookalike::CudaUnavailableReason().c_str());
     return 1;
   }
   cudaDeviceProp prop{};
@@ -138,7 +140,7 @@ int main(int argc, char** argv) {
     for (int64_t done = 0; done < ds.rows; done += chunk) {
       const int64_t m = std::min(chunk, ds.rows - done);
       for (int64_t i = 0; i < m * ds.dim; ++i) buf[i] = rng.Next();
-      const lookalike::Status st = store->Add(m, buf.data(), nullptr);
+      const lookalike::Status st = store->Add(m, buf.data());
       if (!st.ok()) {
         std::fprintf(stderr, "add: %s\n", st.ToString().c_str());
         return 1;

@@ -6,7 +6,7 @@
 #include <functional>
 #include <vector>
 
-#include "index/collection.h"  // lookalike::Metric
+#include "index/types.h"  // Metric
 
 namespace lookalike {
 
@@ -24,7 +24,6 @@ bool ReferenceBetter(double a, double b, Metric metric);
 // nearest fp16 value (round-to-nearest-even) when to_fp16.
 std::vector<float> PrepareAsStored(const float* x, int64_t n, int dim, bool normalize,
                                    bool to_fp16);
-
 
 // Exact k-NN. xb: nb x dim row-major; labels: nb labels (nullptr = row
 // index); xq: nq x dim. allowed(q, label) filters (empty = all). Writes nq x k

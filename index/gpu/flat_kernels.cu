@@ -10,7 +10,7 @@
 //         top[i] = min(top[i], queue[k_pow2 - 1 - i]) (ascending vs
 //         descending: a bitonic sequence holding the k_pow2 smallest of both),
 //         then bitonic-merged back to ascending order; threshold = top[k-1].
-//   Rows rejected by the tombstone or allow-set bitsets never enter the
+//   Rows rejected by the allow-set bitsets never enter the
 //   queue, so a filtered search still fills k results when k rows qualify.
 #include <cuda_fp16.h>
 
@@ -186,7 +186,6 @@ struct TileSource {
   int q;
   __device__ bool Get(int64_t i, float* key, int32_t* val) const {
     const int64_t r = a->tile_row0 + i;
-    if (a->tombstones && ((a->tombstones[r >> 5] >> (r & 31)) & 1u)) return false;
     if (a->allow && !((a->allow[q * a->allow_stride + (r >> 5)] >> (r & 31)) & 1u)) return false;
     const float ip = a->ip[static_cast<int64_t>(q) * a->tile_n + i];
     *key = a->l2 ? a->norms[r] - 2.f * ip : -ip;
@@ -287,14 +286,6 @@ __global__ void FinishResultsKernel(const float* __restrict__ keys,
   distances[idx] = l2 ? fmaxf(key + qnorms[q], 0.f) : -key;
 }
 
-__global__ void GatherRowsKernel(const uint16_t* __restrict__ src, uint16_t* __restrict__ dst,
-                                 const int32_t* __restrict__ rows, int64_t units_per_row) {
-  const int64_t i = blockIdx.x;
-  const uint16_t* s = src + static_cast<int64_t>(rows[i]) * units_per_row;
-  uint16_t* d = dst + i * units_per_row;
-  for (int64_t u = threadIdx.x; u < units_per_row; u += blockDim.x) d[u] = s[u];
-}
-
 template <bool kFp16>
 __global__ void __launch_bounds__(kFusedChunk) FusedSmallBatchKernel(FusedArgs a) {
   constexpr int kVec = kFp16 ? 8 : 4;  // elements per 16-byte load
@@ -334,7 +325,7 @@ __global__ void __launch_bounds__(kFusedChunk) FusedSmallBatchKernel(FusedArgs a
     for (int rr = 0; rr < kRowsPerWarp; ++rr) {
       const int local = warp * kRowsPerWarp + rr;
       const int64_t r = chunk + local;
-      const bool dead = r >= end || (a.tombstones && ((a.tombstones[r >> 5] >> (r & 31)) & 1u));
+      const bool dead = r >= end;
       float acc[kFusedMaxQueries];
 #pragma unroll
       for (int q = 0; q < kFusedMaxQueries; ++q) acc[q] = 0.f;
@@ -513,13 +504,6 @@ cudaError_t LaunchFinishResults(const float* keys, const int32_t* vals, int64_t 
   const unsigned blocks = static_cast<unsigned>((total + threads - 1) / threads);
   FinishResultsKernel<<<blocks, threads, 0, stream>>>(keys, vals, ld, nq, k, l2, qnorms, row_labels,
                                                       distances, labels);
-  return cudaGetLastError();
-}
-
-cudaError_t LaunchGatherRows(const uint16_t* src, uint16_t* dst, const int32_t* rows, int64_t n,
-                             int64_t units_per_row, cudaStream_t stream) {
-  if (n <= 0) return cudaSuccess;
-  GatherRowsKernel<<<static_cast<unsigned>(n), 128, 0, stream>>>(src, dst, rows, units_per_row);
   return cudaGetLastError();
 }
 

@@ -11,7 +11,8 @@
 namespace lookalike {
 namespace gpu_detail {
 
-// Largest padded k the selection kernels handle (next power of two of kGpuMaxK).
+// Largest padded k the selection kernels handle: the next power of two of
+// kMaxK (index/types.h), the largest k any index accepts.
 constexpr int kSelectMaxKPow2 = 2048;
 // Threads per selection block; the candidate queue holds k_pow2 + this many.
 constexpr int kSelectThreads = 256;
@@ -26,7 +27,6 @@ cudaError_t LaunchPrepareRows(const float* src, int64_t n, int dim, bool normali
 //   ip:      nq x tile_n fp32, row-major (row q at ip + q * tile_n).
 //   Row global index r = tile_row0 + column. Key (smaller is better):
 //   -ip for inner product / cosine, norms[r] - 2 ip for L2.
-//   tombstones: ceil(rows/32) words or nullptr; set bit = skip row.
 //   allow: allow-set words for the chunk's queries or nullptr; query q uses
 //   allow + q * allow_stride (stride 0 = one shared set); clear bit = skip.
 // Grid: ceil(tile_n / seg_len) segments x nq. Segment s of query q writes its
@@ -38,7 +38,6 @@ struct SelectArgs {
   int nq = 0;
   bool l2 = false;
   const float* norms = nullptr;
-  const uint32_t* tombstones = nullptr;
   const uint32_t* allow = nullptr;
   int64_t allow_stride = 0;
   int64_t seg_len = 0;
@@ -89,10 +88,6 @@ struct FusedArgs : SelectArgs {   // seg_len: a multiple of kFusedChunk
 };
 size_t FusedSharedBytes(int nq, int k, int dim);
 cudaError_t LaunchFusedSmallBatch(const FusedArgs& args, cudaStream_t stream);
-
-// dst row i = src row rows[i], rows of units_per_row 16-bit units (i < n).
-cudaError_t LaunchGatherRows(const uint16_t* src, uint16_t* dst, const int32_t* rows, int64_t n,
-                             int64_t units_per_row, cudaStream_t stream);
 
 }  // namespace gpu_detail
 }  // namespace lookalike

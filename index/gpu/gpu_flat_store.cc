@@ -1,6 +1,5 @@
-// GpuFlatStore host side: memory accounting, storage growth, search tiling,
-// removal, compaction. Contracts are in gpu_flat_store.h; kernels in
-// flat_kernels.cu.
+// GpuFlatStore host side: memory accounting, storage growth, search tiling. Contracts are in
+// gpu_flat_store.h; kernels in flat_kernels.cu.
 #include "index/gpu/gpu_flat_store.h"
 
 #include <cublas_v2.h>
@@ -15,13 +14,16 @@
 #include <limits>
 #include <mutex>
 #include <string>
-#include <unordered_map>
-#include <unordered_set>
 #include <utility>
 
+#include "common/device.h"
 #include "index/gpu/flat_kernels.h"
 
 namespace lookalike {
+
+// Every k in 1..kMaxK must fit the selection kernels' padded k.
+static_assert(gpu_detail::kSelectMaxKPow2 >= kMaxK && gpu_detail::kSelectMaxKPow2 / 2 < kMaxK,
+              "the selection kernels are sized for the next power of two of kMaxK");
 
 const char* StorageTypeName(StorageType type) {
   switch (type) {
@@ -45,9 +47,6 @@ Status CheckGpuFlatStoreOptions(const GpuFlatStoreOptions& o) {
   }
   if (o.device < 0) return InvalidArgumentError("device must be >= 0");
   if (o.memory_budget_bytes < 0) return InvalidArgumentError("memory_budget_bytes must be >= 0");
-  if (!(o.compact_fraction > 0.0 && o.compact_fraction <= 1.0)) {
-    return InvalidArgumentError("compact_fraction must be in (0, 1]");
-  }
   if (o.workspace_bytes < (int64_t{1} << 20)) {
     return InvalidArgumentError("workspace_bytes must be >= 1 MiB");
   }
@@ -62,8 +61,8 @@ Status CheckSearchArgs(int dim, int64_t nq, const float* queries, int query_dim,
     return InvalidArgumentError("query dim " + std::to_string(query_dim) +
                                 " does not match the index dim " + std::to_string(dim));
   }
-  if (k < 1 || k > kGpuMaxK) {
-    return InvalidArgumentError("k must be in 1.." + std::to_string(kGpuMaxK) + ", got " +
+  if (k < 1 || k > kMaxK) {
+    return InvalidArgumentError("k must be in 1.." + std::to_string(kMaxK) + ", got " +
                                 std::to_string(k));
   }
   if (nq > 0 && (queries == nullptr || distances == nullptr || labels == nullptr)) {
@@ -90,15 +89,6 @@ Status CheckVectorValues(const float* x, int64_t n, int dim, StorageType storage
     }
   }
   return Status::Ok();
-}
-
-bool GpuAvailable() {
-  int count = 0;
-  if (cudaGetDeviceCount(&count) != cudaSuccess) {
-    cudaGetLastError();  // clear the error so later calls are not affected
-    return false;
-  }
-  return count > 0;
 }
 
 namespace {
@@ -181,15 +171,10 @@ struct GpuFlatStore::Impl {
   int64_t used = 0;            // device bytes held
 
   // Storage.
-  DeviceBuffer vecs, norms, ids, tomb;
+  DeviceBuffer vecs, norms, ids;
   int64_t capacity = 0;
   int64_t rows = 0;
-  int64_t live = 0;
-  std::vector<int64_t> labels_host;                // per row
-  std::vector<uint32_t> tomb_host;                 // ceil(rows / 32) words (sized for capacity)
-  int mode = 0;                                    // 0 = unset, 1 = sequential, 2 = explicit
-  std::unordered_map<int64_t, int64_t> id_to_row;  // explicit mode
-  std::vector<int64_t> label_rows;                 // sequential mode: label -> row
+  std::vector<int64_t> labels_host;  // per row: its position
 
   DeviceBuffer workspace;
 
@@ -197,7 +182,6 @@ struct GpuFlatStore::Impl {
     vecs.Release();
     norms.Release();
     ids.Release();
-    tomb.Release();
     workspace.Release();
     if (cublas != nullptr) cublasDestroy(cublas);
     if (stream != nullptr) cudaStreamDestroy(stream);
@@ -205,10 +189,7 @@ struct GpuFlatStore::Impl {
 
   int64_t ElemBytes() const { return opt.storage == StorageType::kFloat16 ? 2 : 4; }
   int64_t RowBytes() const { return ElemBytes() * opt.dim; }
-  int64_t BytesForCapacity(int64_t cap) const {
-    return cap * (RowBytes() + 4 + 8) + CeilDiv(cap, 32) * 4;
-  }
-  bool IsTomb(int64_t r) const { return (tomb_host[r >> 5] >> (r & 31)) & 1u; }
+  int64_t BytesForCapacity(int64_t cap) const { return cap * (RowBytes() + 4 + 8); }
 
   Status Allocate(int64_t bytes, const char* what, DeviceBuffer* out) {
     if (bytes <= 0) bytes = 16;
@@ -238,11 +219,10 @@ struct GpuFlatStore::Impl {
     if (needed <= capacity) return Status::Ok();
     int64_t cap = std::max<int64_t>({needed, capacity * 2, 1024});
     if (!FitsBudget(BytesForCapacity(cap))) cap = needed;
-    DeviceBuffer nv, nn, ni, nt;
+    DeviceBuffer nv, nn, ni;
     RETURN_IF_ERROR(Allocate(cap * RowBytes(), "vectors", &nv));
     RETURN_IF_ERROR(Allocate(cap * 4, "norms", &nn));
     RETURN_IF_ERROR(Allocate(cap * 8, "ids", &ni));
-    RETURN_IF_ERROR(Allocate(CeilDiv(cap, 32) * 4, "tombstones", &nt));
     if (rows > 0) {
       LK_CUDA_RETURN(cudaMemcpyAsync(nv.as<void>(), vecs.as<void>(), rows * RowBytes(),
                                      cudaMemcpyDeviceToDevice, stream),
@@ -254,20 +234,11 @@ struct GpuFlatStore::Impl {
                                      cudaMemcpyDeviceToDevice, stream),
                      "copy ids");
     }
-    LK_CUDA_RETURN(cudaMemsetAsync(nt.as<void>(), 0, CeilDiv(cap, 32) * 4, stream),
-                   "clear tombstones");
-    if (rows > 0) {
-      LK_CUDA_RETURN(cudaMemcpyAsync(nt.as<void>(), tomb.as<void>(), CeilDiv(rows, 32) * 4,
-                                     cudaMemcpyDeviceToDevice, stream),
-                     "copy tombstones");
-    }
     LK_CUDA_RETURN(cudaStreamSynchronize(stream), "grow storage");
     vecs = std::move(nv);
     norms = std::move(nn);
     ids = std::move(ni);
-    tomb = std::move(nt);
     capacity = cap;
-    tomb_host.resize(CeilDiv(cap, 32), 0u);
     return Status::Ok();
   }
 
@@ -279,59 +250,14 @@ struct GpuFlatStore::Impl {
     return Status::Ok();
   }
 
-  Status UploadTombstones() {
-    if (rows <= 0) return Status::Ok();
-    LK_CUDA_RETURN(cudaMemcpyAsync(tomb.as<uint32_t>(), tomb_host.data(), CeilDiv(rows, 32) * 4,
-                                   cudaMemcpyHostToDevice, stream),
-                   "upload tombstones");
-    return Status::Ok();
-  }
-
-  // Sequential mode: labels are the ranks of live rows.
-  void RenumberSequential() {
-    label_rows.clear();
-    label_rows.reserve(live);
-    for (int64_t r = 0; r < rows; ++r) {
-      if (IsTomb(r)) continue;
-      labels_host[r] = static_cast<int64_t>(label_rows.size());
-      label_rows.push_back(r);
-    }
-  }
-
-  int64_t RowOf(int64_t label) const {
-    if (mode == 2) {
-      auto it = id_to_row.find(label);
-      return it == id_to_row.end() ? -1 : it->second;
-    }
-    if (mode == 1 && label >= 0 && label < static_cast<int64_t>(label_rows.size())) {
-      return label_rows[label];
-    }
-    return -1;
-  }
-
-  Status AddLocked(int64_t n, const float* x, const int64_t* new_ids) {
+  Status AddLocked(int64_t n, const float* x) {
     if (n < 0) return InvalidArgumentError("n must be >= 0");
     if (n == 0) return Status::Ok();
     if (x == nullptr) return InvalidArgumentError("x must be non-null");
-    const int want_mode = new_ids != nullptr ? 2 : 1;
-    if (mode != 0 && mode != want_mode) {
-      return InvalidArgumentError(mode == 2
-                                      ? "this index holds explicit ids: add needs ids"
-                                      : "this index uses sequential ids: add cannot take ids");
-    }
     if (rows + n > std::numeric_limits<int32_t>::max()) {
       return ResourceExhaustedError("GPU flat index holds at most 2^31-1 rows");
     }
     RETURN_IF_ERROR(CheckVectorValues(x, n, opt.dim, opt.storage, opt.metric, "vector"));
-    if (new_ids != nullptr) {
-      std::unordered_set<int64_t> batch;
-      batch.reserve(n);
-      for (int64_t i = 0; i < n; ++i) {
-        if (id_to_row.count(new_ids[i]) != 0 || !batch.insert(new_ids[i]).second) {
-          return InvalidArgumentError("duplicate id " + std::to_string(new_ids[i]));
-        }
-      }
-    }
     RETURN_IF_ERROR(Reserve(rows + n));
 
     // Upload and prepare in chunks through a bounded staging buffer.
@@ -359,96 +285,10 @@ struct GpuFlatStore::Impl {
       LK_CUDA_RETURN(cudaStreamSynchronize(stream), "add vectors");
     }
     labels_host.resize(rows + n);
-    for (int64_t i = 0; i < n; ++i) {
-      labels_host[rows + i] = new_ids != nullptr ? new_ids[i] : live + i;
-    }
+    for (int64_t i = 0; i < n; ++i) labels_host[rows + i] = rows + i;
     RETURN_IF_ERROR(UploadLabels(rows, n));
     LK_CUDA_RETURN(cudaStreamSynchronize(stream), "add labels");
-    for (int64_t i = 0; i < n; ++i) {
-      if (new_ids != nullptr) {
-        id_to_row[new_ids[i]] = rows + i;
-      } else {
-        label_rows.push_back(rows + i);
-      }
-    }
-    mode = want_mode;
     rows += n;
-    live += n;
-    return Status::Ok();
-  }
-
-  Status TombstoneRows(const std::vector<int64_t>& doomed) {
-    if (doomed.empty()) return Status::Ok();
-    for (int64_t r : doomed) {
-      tomb_host[r >> 5] |= 1u << (r & 31);
-      if (mode == 2) id_to_row.erase(labels_host[r]);
-    }
-    live -= static_cast<int64_t>(doomed.size());
-    if (mode == 1) {
-      RenumberSequential();
-      RETURN_IF_ERROR(UploadLabels(0, rows));
-    }
-    RETURN_IF_ERROR(UploadTombstones());
-    LK_CUDA_RETURN(cudaStreamSynchronize(stream), "remove");
-    if (opt.compact_fraction < 1.0 &&
-        static_cast<double>(rows - live) > opt.compact_fraction * static_cast<double>(rows)) {
-      const Status st = CompactLocked();
-      if (!st.ok()) {
-        // The removal itself is done; compaction retries at the next removal.
-        spdlog::warn("GPU flat index: compaction skipped: {}", st.ToString());
-      }
-    }
-    return Status::Ok();
-  }
-
-  Status CompactLocked() {
-    if (live == rows) return Status::Ok();
-    std::vector<int32_t> keep;
-    keep.reserve(live);
-    for (int64_t r = 0; r < rows; ++r) {
-      if (!IsTomb(r)) keep.push_back(static_cast<int32_t>(r));
-    }
-    const int64_t cap = std::max<int64_t>(live, 1);
-    DeviceBuffer nv, nn, ni, nt, rowbuf;
-    RETURN_IF_ERROR(Allocate(cap * RowBytes(), "compacted vectors", &nv));
-    RETURN_IF_ERROR(Allocate(cap * 4, "compacted norms", &nn));
-    RETURN_IF_ERROR(Allocate(cap * 8, "compacted ids", &ni));
-    RETURN_IF_ERROR(Allocate(CeilDiv(cap, 32) * 4, "compacted tombstones", &nt));
-    RETURN_IF_ERROR(Allocate(cap * 4, "compaction row list", &rowbuf));
-    std::vector<int64_t> new_labels(live);
-    for (int64_t i = 0; i < live; ++i) new_labels[i] = labels_host[keep[i]];
-    if (live > 0) {
-      LK_CUDA_RETURN(cudaMemcpyAsync(rowbuf.as<int32_t>(), keep.data(), live * 4,
-                                     cudaMemcpyHostToDevice, stream),
-                     "upload row list");
-      LK_CUDA_RETURN(
-          gpu_detail::LaunchGatherRows(vecs.as<uint16_t>(), nv.as<uint16_t>(), rowbuf.as<int32_t>(),
-                                       live, RowBytes() / 2, stream),
-          "gather vectors");
-      LK_CUDA_RETURN(gpu_detail::LaunchGatherRows(norms.as<uint16_t>(), nn.as<uint16_t>(),
-                                                  rowbuf.as<int32_t>(), live, 2, stream),
-                     "gather norms");
-      LK_CUDA_RETURN(cudaMemcpyAsync(ni.as<int64_t>(), new_labels.data(), live * 8,
-                                     cudaMemcpyHostToDevice, stream),
-                     "upload compacted ids");
-    }
-    LK_CUDA_RETURN(cudaMemsetAsync(nt.as<void>(), 0, CeilDiv(cap, 32) * 4, stream),
-                   "clear tombstones");
-    LK_CUDA_RETURN(cudaStreamSynchronize(stream), "compact");
-    vecs = std::move(nv);
-    norms = std::move(nn);
-    ids = std::move(ni);
-    tomb = std::move(nt);
-    capacity = cap;
-    rows = live;
-    labels_host = std::move(new_labels);
-    tomb_host.assign(CeilDiv(cap, 32), 0u);
-    if (mode == 2) {
-      id_to_row.clear();
-      for (int64_t r = 0; r < rows; ++r) id_to_row[labels_host[r]] = r;
-    } else {
-      RenumberSequential();
-    }
     return Status::Ok();
   }
 
@@ -465,13 +305,10 @@ GpuFlatStore::~GpuFlatStore() {
 
 StatusOr<std::unique_ptr<GpuFlatStore>> GpuFlatStore::Create(const GpuFlatStoreOptions& options) {
   RETURN_IF_ERROR(CheckGpuFlatStoreOptions(options));
-  int count = 0;
-  const cudaError_t err = cudaGetDeviceCount(&count);
-  if (err != cudaSuccess || count == 0) {
-    cudaGetLastError();
-    return FailedPreconditionError(
-        std::string("no CUDA device is available for the GPU index") +
-        (err != cudaSuccess ? std::string(": ") + cudaGetErrorString(err) : std::string()));
+  const int count = CudaDeviceCount();
+  if (count == 0) {
+    return FailedPreconditionError("no CUDA device is available for the GPU index: " +
+                                   CudaUnavailableReason());
   }
   if (options.device >= count) {
     return InvalidArgumentError("CUDA device " + std::to_string(options.device) +
@@ -499,10 +336,10 @@ StatusOr<std::unique_ptr<GpuFlatStore>> GpuFlatStore::Create(const GpuFlatStoreO
   return std::unique_ptr<GpuFlatStore>(new GpuFlatStore(std::move(impl), options));
 }
 
-Status GpuFlatStore::Add(int64_t n, const float* x, const int64_t* ids) {
+Status GpuFlatStore::Add(int64_t n, const float* x) {
   std::lock_guard<std::mutex> lock(impl_->mu);
   LK_CUDA_RETURN(cudaSetDevice(options_.device), "cudaSetDevice");
-  return impl_->AddLocked(n, x, ids);
+  return impl_->AddLocked(n, x);
 }
 
 Status GpuFlatStore::Search(int64_t nq, const float* queries, int query_dim, int k,
@@ -527,8 +364,7 @@ Status GpuFlatStore::SearchFiltered(int64_t nq, const float* queries, int query_
   std::lock_guard<std::mutex> lock(impl_->mu);
   LK_CUDA_RETURN(cudaSetDevice(options_.device), "cudaSetDevice");
   const int64_t words = CeilDiv(impl_->rows, 32);
-  const std::vector<uint32_t> bits = make_allow(impl_->labels_host.data(), impl_->rows,
-                                                words > 0 ? impl_->tomb_host.data() : nullptr);
+  const std::vector<uint32_t> bits = make_allow(impl_->labels_host.data(), impl_->rows);
   if (static_cast<int64_t>(bits.size()) < words) {
     return InvalidArgumentError("allow-set has " + std::to_string(bits.size()) + " words for " +
                                 std::to_string(impl_->rows) + " rows");
@@ -556,7 +392,7 @@ Status GpuFlatStore::Impl::SearchLocked(int64_t nq, const float* queries, int k,
     }
   }
   const bool l2 = opt.metric == Metric::kL2;
-  if (live == 0) {
+  if (rows == 0) {
     for (int64_t i = 0; i < nq * k; ++i) {
       labels[i] = -1;
       distances[i] = l2 ? FLT_MAX : -FLT_MAX;
@@ -692,7 +528,6 @@ Status GpuFlatStore::Impl::SearchLocked(int64_t nq, const float* queries, int k,
     select.nq = qn;
     select.l2 = l2;
     select.norms = norms.as<float>();
-    select.tombstones = live < rows ? tomb.as<uint32_t>() : nullptr;
     select.allow = allow != nullptr ? d_allow : nullptr;
     select.allow_stride = per_query_allow ? words : 0;
     select.k = k;
@@ -758,37 +593,14 @@ Status GpuFlatStore::Impl::SearchLocked(int64_t nq, const float* queries, int k,
   return Status::Ok();
 }
 
-StatusOr<int64_t> GpuFlatStore::RemoveIf(const std::function<bool(int64_t)>& is_removed) {
-  std::lock_guard<std::mutex> lock(impl_->mu);
-  LK_CUDA_RETURN(cudaSetDevice(options_.device), "cudaSetDevice");
-  std::vector<int64_t> doomed;
-  for (int64_t r = 0; r < impl_->rows; ++r) {
-    if (!impl_->IsTomb(r) && is_removed(impl_->labels_host[r])) doomed.push_back(r);
-  }
-  RETURN_IF_ERROR(impl_->TombstoneRows(doomed));
-  return static_cast<int64_t>(doomed.size());
-}
-
-StatusOr<int64_t> GpuFlatStore::Remove(int64_t n, const int64_t* ids) {
-  if (n < 0 || (n > 0 && ids == nullptr)) return InvalidArgumentError("bad id list");
-  std::lock_guard<std::mutex> lock(impl_->mu);
-  LK_CUDA_RETURN(cudaSetDevice(options_.device), "cudaSetDevice");
-  std::vector<int64_t> doomed;
-  std::unordered_set<int64_t> seen;
-  for (int64_t i = 0; i < n; ++i) {
-    const int64_t r = impl_->RowOf(ids[i]);
-    if (r >= 0 && seen.insert(r).second) doomed.push_back(r);
-  }
-  RETURN_IF_ERROR(impl_->TombstoneRows(doomed));
-  return static_cast<int64_t>(doomed.size());
-}
-
 Status GpuFlatStore::Reconstruct(int64_t label, float* out) {
   if (out == nullptr) return InvalidArgumentError("out must be non-null");
   std::lock_guard<std::mutex> lock(impl_->mu);
   LK_CUDA_RETURN(cudaSetDevice(options_.device), "cudaSetDevice");
-  const int64_t r = impl_->RowOf(label);
-  if (r < 0) return NotFoundError("no vector with id " + std::to_string(label));
+  if (label < 0 || label >= impl_->rows) {
+    return NotFoundError("no vector with id " + std::to_string(label));
+  }
+  const int64_t r = label;  // labels are positions
   const int dim = options_.dim;
   if (options_.storage == StorageType::kFloat32) {
     LK_CUDA_RETURN(cudaMemcpy(out, impl_->vecs.as<char>() + r * impl_->RowBytes(), int64_t{4} * dim,
@@ -804,12 +616,6 @@ Status GpuFlatStore::Reconstruct(int64_t label, float* out) {
   return Status::Ok();
 }
 
-Status GpuFlatStore::Compact() {
-  std::lock_guard<std::mutex> lock(impl_->mu);
-  LK_CUDA_RETURN(cudaSetDevice(options_.device), "cudaSetDevice");
-  return impl_->CompactLocked();
-}
-
 Status GpuFlatStore::Reset() {
   std::lock_guard<std::mutex> lock(impl_->mu);
   LK_CUDA_RETURN(cudaSetDevice(options_.device), "cudaSetDevice");
@@ -818,14 +624,9 @@ Status GpuFlatStore::Reset() {
   m.vecs.Release();
   m.norms.Release();
   m.ids.Release();
-  m.tomb.Release();
   m.workspace.Release();
-  m.capacity = m.rows = m.live = 0;
+  m.capacity = m.rows = 0;
   m.labels_host.clear();
-  m.tomb_host.clear();
-  m.id_to_row.clear();
-  m.label_rows.clear();
-  m.mode = 0;
   return Status::Ok();
 }
 
@@ -833,7 +634,7 @@ std::vector<uint32_t> GpuFlatStore::MakeRowBitset(const std::function<bool(int64
   std::lock_guard<std::mutex> lock(impl_->mu);
   std::vector<uint32_t> bits(CeilDiv(impl_->rows, 32), 0u);
   for (int64_t r = 0; r < impl_->rows; ++r) {
-    if (!impl_->IsTomb(r) && allowed(impl_->labels_host[r])) bits[r >> 5] |= 1u << (r & 31);
+    if (allowed(impl_->labels_host[r])) bits[r >> 5] |= 1u << (r & 31);
   }
   return bits;
 }
@@ -843,18 +644,7 @@ std::vector<int64_t> GpuFlatStore::RowLabels() {
   return std::vector<int64_t>(impl_->labels_host.begin(), impl_->labels_host.begin() + impl_->rows);
 }
 
-std::vector<uint32_t> GpuFlatStore::TombstoneBits() {
-  std::lock_guard<std::mutex> lock(impl_->mu);
-  return std::vector<uint32_t>(impl_->tomb_host.begin(),
-                               impl_->tomb_host.begin() + CeilDiv(impl_->rows, 32));
-}
-
 int64_t GpuFlatStore::size() {
-  std::lock_guard<std::mutex> lock(impl_->mu);
-  return impl_->live;
-}
-
-int64_t GpuFlatStore::rows() {
   std::lock_guard<std::mutex> lock(impl_->mu);
   return impl_->rows;
 }
@@ -867,11 +657,6 @@ int64_t GpuFlatStore::RowBitsetWords() {
 int64_t GpuFlatStore::device_bytes() {
   std::lock_guard<std::mutex> lock(impl_->mu);
   return impl_->used;
-}
-
-bool GpuFlatStore::explicit_ids() {
-  std::lock_guard<std::mutex> lock(impl_->mu);
-  return impl_->mode == 2;
 }
 
 }  // namespace lookalike

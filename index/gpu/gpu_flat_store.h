@@ -8,11 +8,10 @@
 //   vectors   rows x dim, row-major, fp32 or fp16 (StorageType); row r starts
 //             at element r * dim. Capacity grows by doubling within the budget.
 //   norms     rows fp32, ||x_r||^2 of the stored (rounded) row, used by L2.
-//   ids       rows int64, the label returned for row r.
-//   tombstone ceil(rows / 32) uint32 words; bit (r % 32) of word r / 32 set
-//             means row r was removed. Removed rows are skipped by search and
-//             dropped by Compact(), which rewrites the live rows in order.
-// A host mirror of ids and tombstones answers id -> row lookups.
+//   ids       rows int64, the label returned for row r (its position, r).
+// Append-only: rows are never removed. The collection's DerivedIndex hides
+// deleted rows with its own allow-set (SearchFiltered) and rebuilds the store
+// from storage to reclaim them, as it does for the CPU flat index.
 //
 // Metrics (distances follow FAISS conventions):
 //   kInnerProduct  distance = <q, x>, larger first.
@@ -30,21 +29,18 @@
 //
 // Search: for each database tile (tile_rows rows) one cuBLAS GEMM writes the
 // nq x tile inner products into a workspace; a selection kernel keeps the k
-// best per (query, segment of the tile), skipping tombstoned and disallowed
-// rows INSIDE the selection (a filtered search returns k results whenever k
-// allowed rows exist); a merge kernel folds them into the running top-k.
-// The full nq x rows distance matrix never exists. k is 1..kGpuMaxK.
+// best per (query, segment of the tile), skipping disallowed rows INSIDE the
+// selection (a filtered search returns k results whenever k allowed rows
+// exist); a merge kernel folds them into the running top-k. The full
+// nq x rows distance matrix never exists. k is 1..kMaxK (index/types.h).
 //
-// Labels: if the first Add passes ids (explicit mode) those are the labels
-// and they stay stable across removals and compaction; duplicates of live ids
-// are rejected. If it passes none (sequential mode), labels are the positions
-// of the live rows in insertion order (0..size()-1) and are renumbered after
-// removals, like faiss::IndexFlat. Modes cannot be mixed.
+// Labels: the position of the row in insertion order (0..size()-1), like
+// faiss::IndexFlat without removals.
 //
-// Memory: every device allocation (storage, norms, ids, tombstones, search
-// workspace, add staging) counts against memory_budget_bytes; going over it,
-// or a failing cudaMalloc, returns RESOURCE_EXHAUSTED and leaves the store as
-// it was. Growing the storage briefly holds the old and the new buffer.
+// Memory: every device allocation (storage, norms, ids, search workspace,
+// add staging) counts against memory_budget_bytes; going over it, or a
+// failing cudaMalloc, returns RESOURCE_EXHAUSTED and leaves the store as it
+// was. Growing the storage briefly holds the old and the new buffer.
 //
 // Thread safety: all methods may be called from several threads; they are
 // serialized by an internal mutex. Results are complete when a call returns.
@@ -56,13 +52,9 @@
 #include <vector>
 
 #include "common/status.h"
-#include "index/collection.h"  // lookalike::Metric, kMaxK
+#include "index/types.h"  // Metric, kMaxK
 
 namespace lookalike {
-
-// Largest k a search accepts (the index-wide limit of index/collection.h).
-constexpr int kGpuMaxK = 2048;
-static_assert(kGpuMaxK == kMaxK, "GPU index and collections must agree on the largest k");
 
 enum class StorageType {
   kFloat32,
@@ -78,9 +70,6 @@ struct GpuFlatStoreOptions {
   // Upper bound on device bytes held by this store (0 = only the device's own
   // limit). Exceeding it returns RESOURCE_EXHAUSTED.
   int64_t memory_budget_bytes = 0;
-  // Compact() runs automatically after a removal once tombstoned rows exceed
-  // this fraction of all rows (0 < f <= 1; 1 disables automatic compaction).
-  double compact_fraction = 0.25;
   // Target size of the per-search distance workspace (nq_chunk x tile_rows
   // fp32). The tile shrinks to fit the budget.
   int64_t workspace_bytes = int64_t{256} << 20;
@@ -97,7 +86,7 @@ struct GpuFlatStoreOptions {
 Status CheckGpuFlatStoreOptions(const GpuFlatStoreOptions& options);
 
 // Validates search arguments without touching a device: queries/distances/
-// labels non-null when nq > 0, nq >= 0, query_dim == dim, 1 <= k <= kGpuMaxK.
+// labels non-null when nq > 0, nq >= 0, query_dim == dim, 1 <= k <= kMaxK.
 Status CheckSearchArgs(int dim, int64_t nq, const float* queries, int query_dim, int k,
                        const float* distances, const int64_t* labels);
 
@@ -135,14 +124,14 @@ class GpuFlatStore {
   GpuFlatStore(const GpuFlatStore&) = delete;
   GpuFlatStore& operator=(const GpuFlatStore&) = delete;
 
-  // Appends n vectors. x: host, n x dim fp32, row-major. ids: host, n labels
-  // or nullptr (see "Labels" above). Vectors must be finite (and within fp16
-  // range for fp16 storage). On error nothing is added.
-  Status Add(int64_t n, const float* x, const int64_t* ids);
+  // Appends n vectors, labelled size() .. size() + n - 1. x: host, n x dim
+  // fp32, row-major. Vectors must be finite (and within fp16 range for fp16
+  // storage). On error nothing is added.
+  Status Add(int64_t n, const float* x);
 
   // queries: host, nq x query_dim fp32 row-major. distances: host, nq x k;
   // labels: host, nq x k; both row-major, best first. Missing results (fewer
-  // than k allowed live rows) have label -1 and distance +FLT_MAX (L2) or
+  // than k allowed rows) have label -1 and distance +FLT_MAX (L2) or
   // -FLT_MAX (inner product, cosine). allow: optional row allow-sets.
   // timing: optional, filled when non-null (benchmarks).
   Status Search(int64_t nq, const float* queries, int query_dim, int k, float* distances,
@@ -150,48 +139,34 @@ class GpuFlatStore {
                 SearchTiming* timing = nullptr);
 
   // Search with one allow-set built from the store's rows while it is locked,
-  // so no add, removal or compaction can slip between building the set and
-  // searching with it. make_allow(row_labels, rows, tombstones) returns
-  // ceil(rows / 32) words (tombstones: ceil(rows / 32) words, set = removed).
-  using RowAllowBuilder = std::function<std::vector<uint32_t>(
-      const int64_t* row_labels, int64_t rows, const uint32_t* tombstones)>;
+  // so no add can slip between building the set and searching with it.
+  // make_allow(row_labels, rows) returns ceil(rows / 32) words.
+  using RowAllowBuilder =
+      std::function<std::vector<uint32_t>(const int64_t* row_labels, int64_t rows)>;
   Status SearchFiltered(int64_t nq, const float* queries, int query_dim, int k, float* distances,
                         int64_t* labels, const RowAllowBuilder& make_allow);
 
-  // Tombstones every live row whose label satisfies is_removed; returns how
-  // many. May compact (see compact_fraction). Sequential mode renumbers.
-  StatusOr<int64_t> RemoveIf(const std::function<bool(int64_t label)>& is_removed);
-  // Tombstones the live rows labelled ids[0..n); unknown ids are ignored.
-  StatusOr<int64_t> Remove(int64_t n, const int64_t* ids);
-
   // Copies the stored vector labelled `label` (normalized for cosine, rounded
-  // for fp16) into out (host, dim floats). NOT_FOUND if no live row has it.
+  // for fp16) into out (host, dim floats). NOT_FOUND if no row has it.
   Status Reconstruct(int64_t label, float* out);
-
-  // Rewrites the live rows contiguously (order kept), dropping tombstones.
-  Status Compact();
 
   // Drops every vector and frees the storage.
   Status Reset();
 
-  // Builds a row allow-set from a predicate on labels: bit r is set iff row r
-  // is live and allowed(label of r). Size RowBitsetWords().
+  // Builds a row allow-set from a predicate on labels: bit r is set iff
+  // allowed(label of r). Size RowBitsetWords().
   std::vector<uint32_t> MakeRowBitset(const std::function<bool(int64_t label)>& allowed);
 
-  // Snapshot of the labels per row (tombstoned rows included; check
-  // IsRowLive). For building allow-sets without a per-row callback.
+  // The label of every row, for building allow-sets without a per-row callback.
   std::vector<int64_t> RowLabels();
-  std::vector<uint32_t> TombstoneBits();
 
   int dim() const { return options_.dim; }
   Metric metric() const { return options_.metric; }
   StorageType storage() const { return options_.storage; }
   const GpuFlatStoreOptions& options() const { return options_; }
-  int64_t size();            // live rows
-  int64_t rows();            // rows including tombstoned
-  int64_t RowBitsetWords();  // ceil(rows() / 32)
+  int64_t size();            // rows
+  int64_t RowBitsetWords();  // ceil(size() / 32)
   int64_t device_bytes();    // device memory held now
-  bool explicit_ids();       // true once Add received ids
 
  private:
   struct Impl;
@@ -199,9 +174,5 @@ class GpuFlatStore {
   std::unique_ptr<Impl> impl_;
   GpuFlatStoreOptions options_;
 };
-
-// True when at least one CUDA device is usable (cudaGetDeviceCount succeeds
-// and returns > 0). Tests skip GPU cases when false.
-bool GpuAvailable();
 
 }  // namespace lookalike

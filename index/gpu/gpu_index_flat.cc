@@ -3,7 +3,6 @@
 #include <faiss/impl/FaissAssert.h>
 
 #include <utility>
-#include <vector>
 
 #include "index/gpu/id_selector_bitset.h"
 
@@ -28,7 +27,6 @@ GpuFlatStoreOptions ToOptions(int dim, Metric metric, const GpuIndexFlatConfig& 
   o.storage = c.storage;
   o.device = c.device;
   o.memory_budget_bytes = c.memory_budget_bytes;
-  o.compact_fraction = c.compact_fraction;
   o.tile_rows = c.tile_rows;
   return o;
 }
@@ -72,31 +70,24 @@ StatusOr<std::unique_ptr<GpuIndexFlat>> GpuIndexFlat::Create(int dim, Metric met
 void GpuIndexFlat::SyncCount() { ntotal = store_->size(); }
 
 void GpuIndexFlat::add(idx_t n, const float* x) {
-  ThrowIfError(store_->Add(n, x, nullptr), "add");
-  SyncCount();
-}
-
-void GpuIndexFlat::add_with_ids(idx_t n, const float* x, const idx_t* xids) {
-  if (n > 0 && xids == nullptr) FAISS_THROW_MSG("GpuIndexFlat::add_with_ids: xids is null");
-  ThrowIfError(store_->Add(n, x, xids), "add_with_ids");
+  ThrowIfError(store_->Add(n, x), "add");
   SyncCount();
 }
 
 void GpuIndexFlat::search(idx_t n, const float* x, idx_t k, float* distances, idx_t* labels,
                           const faiss::SearchParameters* params) const {
-  if (k < 1 || k > kGpuMaxK) {
-    FAISS_THROW_FMT("GpuIndexFlat::search: k must be in 1..%d, got %lld", kGpuMaxK,
+  if (k < 1 || k > kMaxK) {
+    FAISS_THROW_FMT("GpuIndexFlat::search: k must be in 1..%d, got %lld", kMaxK,
                     static_cast<long long>(k));
   }
   if (params != nullptr && params->sel != nullptr) {
     // The allow-set is built from the rows under the store's lock, so a
-    // concurrent add, remove or compaction cannot shift rows under it.
+    // concurrent add cannot change the rows under it.
     const faiss::IDSelector& sel = *params->sel;
-    ThrowIfError(store_->SearchFiltered(
-                     n, x, d, static_cast<int>(k), distances, labels,
-                     [&sel](const int64_t* row_labels, int64_t rows, const uint32_t* tombstones) {
-                       return RowBitsetFromSelector(sel, row_labels, rows, tombstones);
-                     }),
+    ThrowIfError(store_->SearchFiltered(n, x, d, static_cast<int>(k), distances, labels,
+                                        [&sel](const int64_t* row_labels, int64_t rows) {
+                                          return RowBitsetFromSelector(sel, row_labels, rows);
+                                        }),
                  "search");
     return;
   }
@@ -106,22 +97,6 @@ void GpuIndexFlat::search(idx_t n, const float* x, idx_t k, float* distances, id
 void GpuIndexFlat::reset() {
   ThrowIfError(store_->Reset(), "reset");
   SyncCount();
-}
-
-size_t GpuIndexFlat::remove_ids(const faiss::IDSelector& sel) {
-  StatusOr<int64_t> removed = [&]() -> StatusOr<int64_t> {
-    if (const auto* batch = dynamic_cast<const faiss::IDSelectorBatch*>(&sel)) {
-      const std::vector<int64_t> ids(batch->set.begin(), batch->set.end());
-      return store_->Remove(static_cast<int64_t>(ids.size()), ids.data());
-    }
-    if (const auto* array = dynamic_cast<const faiss::IDSelectorArray*>(&sel)) {
-      return store_->Remove(static_cast<int64_t>(array->n), array->ids);
-    }
-    return store_->RemoveIf([&sel](int64_t id) { return sel.is_member(id); });
-  }();
-  ThrowIfError(removed.status(), "remove_ids");
-  SyncCount();
-  return static_cast<size_t>(*removed);
 }
 
 void GpuIndexFlat::reconstruct(idx_t key, float* recons) const {

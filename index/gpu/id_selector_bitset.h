@@ -10,12 +10,11 @@
 namespace lookalike {
 
 // row_labels: `rows` labels, one per store row (GpuFlatStore::RowLabels()).
-// tombstones: ceil(rows / 32) words, set bit = removed row, or nullptr.
-// Returns ceil(rows / 32) words: bit (r % 32) of word r / 32 is set iff row r
-// is not tombstoned and sel.is_member(row_labels[r]). IDSelectorRange and
-// IDSelectorBitmap are evaluated inline; any other selector through
-// is_member (so IndexIDMap's translated selectors work too).
+// Returns ceil(rows / 32) words: bit (r % 32) of word r / 32 is set iff
+// sel.is_member(row_labels[r]). IDSelectorRange and IDSelectorBitmap are
+// evaluated inline; any other selector through is_member (so IndexIDMap's
+// translated selectors work too).
 std::vector<uint32_t> RowBitsetFromSelector(const faiss::IDSelector& sel, const int64_t* row_labels,
-                                            int64_t rows, const uint32_t* tombstones);
+                                            int64_t rows);
 
 }  // namespace lookalike

@@ -483,7 +483,14 @@ TEST_F(CollectionTest, ManagerLifecycle) {
   EXPECT_EQ(manager_->Create(spec).status().code(), StatusCode::kInvalidArgument);
   spec.name = std::string(65, 'a');
   EXPECT_EQ(manager_->Create(spec).status().code(), StatusCode::kInvalidArgument);
+  // The model is a model name or kVectorsOnly ("none"), never "".
   spec.name = "second";
+  spec.model = "";
+  auto no_model = manager_->Create(spec);
+  EXPECT_EQ(no_model.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(no_model.status().message().find("model"), std::string::npos);
+  EXPECT_FALSE(std::filesystem::exists(dir_.path() + "/second"));
+  spec.model = kVectorsOnly;
   spec.dim = 0;
   EXPECT_EQ(manager_->Create(spec).status().code(), StatusCode::kInvalidArgument);
   spec.dim = 4;
@@ -504,6 +511,7 @@ TEST_F(CollectionTest, ManagerLifecycle) {
   EXPECT_GE(stats.index_bytes, 16);
   EXPECT_EQ(stats.index_device, "cpu");
   EXPECT_EQ(stats.spec.dim, 4);
+  EXPECT_EQ(stats.spec.model, kVectorsOnly);
 
   ASSERT_TRUE(manager_->Drop("first").ok());
   EXPECT_FALSE(std::filesystem::exists(dir_.path() + "/first"));

@@ -30,7 +30,7 @@ std::vector<int64_t> Ids(int64_t first, int64_t n) {
 }
 
 TEST(DerivedIndexTest, RemoveCountsEachIdOnce) {
-  auto d = DerivedIndex::Create(Spec("Flat"), "cpu");
+  auto d = DerivedIndex::Create(Spec("Flat"), Device{});
   ASSERT_TRUE(d.ok());
   const auto x = RandomVectors(10, 4, 1);
   const auto ids = Ids(100, 10);
@@ -54,7 +54,7 @@ TEST(DerivedIndexTest, RemoveCountsEachIdOnce) {
 TEST(DerivedIndexTest, ExactUntilTrainedAndSnapshotsRoundTrip) {
   TempDir dir;
   const std::string path = dir.path() + "/index.snap";
-  auto d = DerivedIndex::Create(Spec("IVF2,Flat"), "cpu");
+  auto d = DerivedIndex::Create(Spec("IVF2,Flat"), Device{});
   ASSERT_TRUE(d.ok());
   EXPECT_TRUE((*d)->exact_mode());
   EXPECT_EQ((*d)->min_train(), 78);  // 39 * nlist
@@ -65,20 +65,20 @@ TEST(DerivedIndexTest, ExactUntilTrainedAndSnapshotsRoundTrip) {
   ASSERT_TRUE((*d)->WriteSnapshot(path, 7).ok());
 
   int64_t seq = 0;
-  auto loaded = DerivedIndex::LoadSnapshot(path, Spec("IVF2,Flat"), "cpu", &seq);
+  auto loaded = DerivedIndex::LoadSnapshot(path, Spec("IVF2,Flat"), &seq);
   ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
   EXPECT_EQ(seq, 7);
   EXPECT_TRUE((*loaded)->exact_mode());
   EXPECT_EQ((*loaded)->live_count(), 50);
   // Another spec's snapshot is refused.
-  EXPECT_EQ(DerivedIndex::LoadSnapshot(path, Spec("Flat"), "cpu", &seq).status().code(),
+  EXPECT_EQ(DerivedIndex::LoadSnapshot(path, Spec("Flat"), &seq).status().code(),
             StatusCode::kDataLoss);
   // Crossing the threshold trains; the trained index snapshots too.
   ASSERT_TRUE((*loaded)->Add(50, x.data() + 50 * 4, ids.data() + 50).ok());
   EXPECT_FALSE((*loaded)->exact_mode());
   ASSERT_TRUE((*loaded)->Remove({3}).ok());
   ASSERT_TRUE((*loaded)->WriteSnapshot(path, 9).ok());
-  auto again = DerivedIndex::LoadSnapshot(path, Spec("IVF2,Flat"), "cpu", &seq);
+  auto again = DerivedIndex::LoadSnapshot(path, Spec("IVF2,Flat"), &seq);
   ASSERT_TRUE(again.ok()) << again.status().ToString();
   EXPECT_EQ(seq, 9);
   EXPECT_FALSE((*again)->exact_mode());

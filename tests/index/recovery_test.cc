@@ -97,7 +97,7 @@ void CopyCrashImage(const std::string& from, const std::string& to) {
 
 int64_t SnapshotSeq(const std::string& dir, const CollectionSpec& spec) {
   int64_t seq = -1;
-  auto d = DerivedIndex::LoadSnapshot(dir + "/c/index.snap", spec, "cpu", &seq);
+  auto d = DerivedIndex::LoadSnapshot(dir + "/c/index.snap", spec, &seq);
   return d.ok() ? seq : -1;
 }
 
@@ -184,15 +184,14 @@ TEST(RecoveryTest, CorruptOrTruncatedSnapshotIsRebuilt) {
   int64_t seq = 0;
   // Truncated.
   std::filesystem::resize_file(snap, size / 2);
-  EXPECT_EQ(DerivedIndex::LoadSnapshot(snap, spec, "cpu", &seq).status().code(),
-            StatusCode::kDataLoss);
+  EXPECT_EQ(DerivedIndex::LoadSnapshot(snap, spec, &seq).status().code(), StatusCode::kDataLoss);
   {
     auto m = OpenManager(dir.path());
     auto c = m->Get("c");
     ASSERT_TRUE(c.ok());
     ExpectSameProbe(before, Probe(**c));
   }
-  EXPECT_TRUE(DerivedIndex::LoadSnapshot(snap, spec, "cpu", &seq).ok());  // rewritten
+  EXPECT_TRUE(DerivedIndex::LoadSnapshot(snap, spec, &seq).ok());  // rewritten
   // A flipped byte in the middle.
   {
     std::fstream f(snap, std::ios::in | std::ios::out | std::ios::binary);
@@ -203,7 +202,7 @@ TEST(RecoveryTest, CorruptOrTruncatedSnapshotIsRebuilt) {
     b = static_cast<char>(b ^ 0x5a);
     f.write(&b, 1);
   }
-  auto bad = DerivedIndex::LoadSnapshot(snap, spec, "cpu", &seq);
+  auto bad = DerivedIndex::LoadSnapshot(snap, spec, &seq);
   EXPECT_EQ(bad.status().code(), StatusCode::kDataLoss);
   EXPECT_NE(bad.status().message().find("checksum"), std::string::npos);
   auto m = OpenManager(dir.path());

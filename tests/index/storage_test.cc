@@ -2,6 +2,10 @@
 #include "index/storage.h"
 
 #include <gtest/gtest.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
+
+#include "index/collection.h"
 
 #include "test_util.h"
 
@@ -77,6 +81,54 @@ TEST(StorageTest, SequenceTombstonesAndReplacement) {
   ASSERT_TRUE(got.ok() && (*got)[0].has_value());
   EXPECT_EQ((*got)[0]->vector, (std::vector<float>{5, 6}));
   EXPECT_EQ((*got)[0]->metadata, (Metadata{{"color", "blue"}}));
+}
+
+// Databases written before kVectorsOnly stored "" as the model of a
+// vectors-only collection; they open with model kVectorsOnly, and so does the
+// collection on top of them.
+TEST(StorageTest, OldEmptyModelReadsAsVectorsOnly) {
+  TempDir dir;
+  ASSERT_EQ(::mkdir((dir.path() + "/old").c_str(), 0755), 0);
+  const std::string path = dir.path() + "/old/items.db";
+  CollectionSpec spec = Spec();
+  spec.name = "old";
+  spec.index_spec = "Flat";
+  {
+    auto s = Storage::Create(path, spec);
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    Item a{"a", {1, 2}, {}};
+    ASSERT_TRUE((*s)->Upsert({&a}).ok());
+  }
+  // Rewrite the stored model the way older versions wrote it.
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "UPDATE collection SET value = '' WHERE key = 'model'", nullptr,
+                         nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_stmt* stmt = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT value FROM collection WHERE key = 'model'", -1, &stmt,
+                               nullptr),
+            SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(stmt), SQLITE_ROW);
+  EXPECT_STREQ(reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0)), "");
+  sqlite3_finalize(stmt);
+  sqlite3_close(db);
+
+  {
+    auto s = Storage::Open(path);
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    EXPECT_EQ((*s)->spec().model, kVectorsOnly);
+  }
+
+  CollectionManagerOptions options;
+  options.data_dir = dir.path();
+  auto manager = CollectionManager::Open(options);
+  ASSERT_TRUE(manager.ok()) << manager.status().ToString();
+  auto c = (*manager)->Get("old");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ((*c)->spec().model, kVectorsOnly);
+  EXPECT_EQ((*c)->Stats().spec.model, kVectorsOnly);
+  EXPECT_EQ((*c)->Stats().count, 1);
 }
 
 TEST(StorageTest, MissingDatabaseIsNotFound) {

@@ -22,11 +22,6 @@ using testing_util::ExactCase;
 using testing_util::ExpectExactTopK;
 using testing_util::RandomVectors;
 
-#define SKIP_WITHOUT_GPU()                                                   \
-  do {                                                                       \
-    if (!GpuAvailable()) GTEST_SKIP() << "no CUDA device: GPU test not run"; \
-  } while (0)
-
 std::unique_ptr<GpuFlatStore> MakeStore(const GpuFlatStoreOptions& o) {
   auto s = GpuFlatStore::Create(o);
   EXPECT_TRUE(s.ok()) << s.status().ToString();
@@ -46,15 +41,15 @@ struct KnnCase {
 };
 
 void PrintTo(const KnnCase& c, std::ostream* os) {
-  *os << testing_util::MetricLabel(c.metric) << " " << StorageTypeName(c.storage) << " dim "
-      << c.dim << " k " << c.k << " nq " << c.nq << " nb " << c.nb;
+  *os << MetricName(c.metric) << " " << StorageTypeName(c.storage) << " dim " << c.dim << " k "
+      << c.k << " nq " << c.nq << " nb " << c.nb;
 }
 
 std::string CaseName(const ::testing::TestParamInfo<KnnCase>& info) {
   const KnnCase& c = info.param;
-  return std::string(testing_util::MetricLabel(c.metric)) + "_" + StorageTypeName(c.storage) +
-         "_d" + std::to_string(c.dim) + "_k" + std::to_string(c.k) + "_nq" + std::to_string(c.nq) +
-         "_nb" + std::to_string(c.nb) + (c.clustered ? "_clustered" : "_random") +
+  return std::string(MetricName(c.metric)) + "_" + StorageTypeName(c.storage) + "_d" +
+         std::to_string(c.dim) + "_k" + std::to_string(c.k) + "_nq" + std::to_string(c.nq) + "_nb" +
+         std::to_string(c.nb) + (c.clustered ? "_clustered" : "_random") +
          (c.tile_rows > 0 ? "_tile" + std::to_string(c.tile_rows) : "") + (c.fused ? "" : "_gemm");
 }
 
@@ -75,7 +70,7 @@ TEST_P(GpuFlatStoreKnnTest, MatchesCpuBruteForce) {
       c.clustered ? ClusteredVectors(c.nb, c.dim, 32, 11) : RandomVectors(c.nb, c.dim, 11);
   const std::vector<float> queries =
       c.clustered ? ClusteredVectors(c.nq, c.dim, 32, 11 + 1) : RandomVectors(c.nq, c.dim, 12);
-  ASSERT_TRUE(store->Add(c.nb, base.data(), nullptr).ok());
+  ASSERT_TRUE(store->Add(c.nb, base.data()).ok());
   EXPECT_EQ(store->size(), c.nb);
 
   std::vector<float> dist(static_cast<size_t>(c.nq) * c.k);
@@ -129,29 +124,28 @@ INSTANTIATE_TEST_SUITE_P(
         KnnCase{1024, 128, 16, 4000, Metric::kL2, StorageType::kFloat16, true, 0, true}),
     CaseName);
 
-// Common fixture for the behaviour tests: 3000 x 64 random fp32 L2 vectors
-// with explicit ids 1000 + 7 * i.
+// Common fixture for the behaviour tests: 3000 x 64 random fp32 vectors;
+// row i has label ids_[i] = i (labels are positions).
 class GpuFlatStoreTest : public ::testing::Test {
  protected:
   static constexpr int kDim = 64;
   static constexpr int kN = 3000;
 
   void SetUp() override {
-    if (!GpuAvailable()) GTEST_SKIP() << "no CUDA device: GPU test not run";
+    SKIP_WITHOUT_GPU();
     base_ = RandomVectors(kN, kDim, 5);
     ids_.resize(kN);
-    for (int i = 0; i < kN; ++i) ids_[i] = 1000 + 7 * i;
+    std::iota(ids_.begin(), ids_.end(), 0);
     queries_ = RandomVectors(20, kDim, 6);
   }
 
-  std::unique_ptr<GpuFlatStore> Filled(Metric metric, StorageType storage, double compact = 1.0) {
+  std::unique_ptr<GpuFlatStore> Filled(Metric metric, StorageType storage) {
     GpuFlatStoreOptions o;
     o.dim = kDim;
     o.metric = metric;
     o.storage = storage;
-    o.compact_fraction = compact;
     auto s = MakeStore(o);
-    if (s) EXPECT_TRUE(s->Add(kN, base_.data(), ids_.data()).ok());
+    if (s) EXPECT_TRUE(s->Add(kN, base_.data()).ok());
     return s;
   }
 
@@ -197,65 +191,12 @@ class GpuFlatStoreTest : public ::testing::Test {
   std::vector<float> queries_;
 };
 
-TEST_F(GpuFlatStoreTest, RemoveThenSearchSkipsTombstones) {
-  for (StorageType storage : {StorageType::kFloat32, StorageType::kFloat16}) {
-    auto store = Filled(Metric::kL2, storage);
-    ASSERT_NE(store, nullptr);
-    auto removed = store->RemoveIf([](int64_t id) { return (id / 7) % 3 == 0; });
-    ASSERT_TRUE(removed.ok());
-    EXPECT_EQ(*removed, kN / 3);
-    EXPECT_EQ(store->size(), kN - kN / 3);
-    EXPECT_EQ(store->rows(), kN);  // compaction disabled: tombstones only
-    CheckSearch(*store, Metric::kL2, storage, 100, [](int64_t id) { return (id / 7) % 3 != 0; });
-    CheckSearch(
-        *store, Metric::kL2, storage, 100, [](int64_t id) { return (id / 7) % 3 != 0; }, nullptr,
-        nullptr, /*nq=*/16);
-    // Removing again finds nothing; unknown ids are ignored.
-    const int64_t again[] = {1000, 1021, -5};
-    auto r2 = store->Remove(3, again);
-    ASSERT_TRUE(r2.ok());
-    EXPECT_EQ(*r2, 0);
-  }
-}
-
-TEST_F(GpuFlatStoreTest, CompactionKeepsResultsAndIds) {
-  auto store = Filled(Metric::kInnerProduct, StorageType::kFloat16);
-  ASSERT_NE(store, nullptr);
-  auto live = [](int64_t id) { return (id / 7) % 2 == 1; };
-  ASSERT_TRUE(store->RemoveIf([&](int64_t id) { return !live(id); }).ok());
-  CheckSearch(*store, Metric::kInnerProduct, StorageType::kFloat16, 10, live);
-  const int64_t before = store->device_bytes();
-  ASSERT_TRUE(store->Compact().ok());
-  EXPECT_EQ(store->rows(), store->size());
-  EXPECT_EQ(store->size(), kN / 2);
-  EXPECT_LT(store->device_bytes(), before);
-  CheckSearch(*store, Metric::kInnerProduct, StorageType::kFloat16, 10, live);
-  // Reconstruct still finds a kept id after the rows moved.
-  std::vector<float> v(kDim);
-  ASSERT_TRUE(store->Reconstruct(ids_[1], v.data()).ok());
-  const std::vector<float> want = PrepareAsStored(base_.data() + kDim, 1, kDim, false, true);
-  for (int j = 0; j < kDim; ++j) EXPECT_EQ(v[j], want[j]) << j;
-  EXPECT_EQ(store->Reconstruct(ids_[0], v.data()).code(), StatusCode::kNotFound);
-}
-
-TEST_F(GpuFlatStoreTest, AutomaticCompactionPastTheFraction) {
-  auto store = Filled(Metric::kL2, StorageType::kFloat32, /*compact=*/0.25);
-  ASSERT_NE(store, nullptr);
-  ASSERT_TRUE(store->RemoveIf([](int64_t id) { return (id / 7) % 10 == 0; }).ok());  // 10%
-  EXPECT_EQ(store->rows(), kN);
-  ASSERT_TRUE(store->RemoveIf([](int64_t id) { return (id / 7) % 10 < 4; }).ok());  // 40%
-  EXPECT_EQ(store->rows(), store->size());
-  EXPECT_EQ(store->size(), kN - 4 * kN / 10);
-  CheckSearch(*store, Metric::kL2, StorageType::kFloat32, 50,
-              [](int64_t id) { return (id / 7) % 10 >= 4; });
-}
-
 TEST_F(GpuFlatStoreTest, SelectiveAllowSetReturnsKWhenKExist) {
   for (Metric metric : {Metric::kL2, Metric::kInnerProduct, Metric::kCosine}) {
     auto store = Filled(metric, StorageType::kFloat16);
     ASSERT_NE(store, nullptr);
     // 150 allowed ids out of 3000, spread out: k=100 must return 100 of them.
-    auto allowed_id = [](int64_t id) { return (id / 7) % 20 == 3; };
+    auto allowed_id = [](int64_t id) { return id % 20 == 3; };
     std::vector<uint32_t> bits = store->MakeRowBitset(allowed_id);
     RowAllowSets allow{bits.data(), static_cast<int64_t>(bits.size()), 1};
     for (int nq : {20, 16}) {
@@ -264,7 +205,7 @@ TEST_F(GpuFlatStoreTest, SelectiveAllowSetReturnsKWhenKExist) {
           [&](int64_t, int64_t id) { return allowed_id(id); }, &allow, nq);
     }
     // Fewer allowed than k: all of them, then -1.
-    auto few = [](int64_t id) { return (id / 7) % 500 == 1; };  // 6 ids
+    auto few = [](int64_t id) { return id % 500 == 1; };  // 6 ids
     bits = store->MakeRowBitset(few);
     allow = RowAllowSets{bits.data(), static_cast<int64_t>(bits.size()), 1};
     CheckSearch(
@@ -273,27 +214,26 @@ TEST_F(GpuFlatStoreTest, SelectiveAllowSetReturnsKWhenKExist) {
   }
 }
 
-TEST_F(GpuFlatStoreTest, PerQueryAllowSetsWithTombstones) {
+TEST_F(GpuFlatStoreTest, PerQueryAllowSets) {
   auto store = Filled(Metric::kL2, StorageType::kFloat32);
   ASSERT_NE(store, nullptr);
-  ASSERT_TRUE(store->RemoveIf([](int64_t id) { return (id / 7) % 5 == 0; }).ok());
   const int nq = 20;
   const int64_t words = store->RowBitsetWords();
   std::vector<uint32_t> bits(nq * words);
-  auto allowed = [](int64_t q, int64_t id) { return (id / 7) % 7 == q % 7; };
+  auto allowed = [](int64_t q, int64_t id) { return id % 7 == q % 7 && id % 5 != 0; };
   for (int q = 0; q < nq; ++q) {
     std::vector<uint32_t> one = store->MakeRowBitset([&](int64_t id) { return allowed(q, id); });
     std::copy(one.begin(), one.end(), bits.begin() + q * words);
   }
   RowAllowSets allow{bits.data(), words, nq};
   CheckSearch(
-      *store, Metric::kL2, StorageType::kFloat32, 64, [](int64_t id) { return (id / 7) % 5 != 0; },
-      allowed, &allow);
+      *store, Metric::kL2, StorageType::kFloat32, 64, [](int64_t) { return true; }, allowed,
+      &allow);
   // The first 16 sets with 16 queries: the fused kernel path.
   RowAllowSets first16{bits.data(), words, 16};
   CheckSearch(
-      *store, Metric::kL2, StorageType::kFloat32, 64, [](int64_t id) { return (id / 7) % 5 != 0; },
-      allowed, &first16, 16);
+      *store, Metric::kL2, StorageType::kFloat32, 64, [](int64_t) { return true; }, allowed,
+      &first16, 16);
 }
 
 TEST_F(GpuFlatStoreTest, MemoryBudgetIsResourceExhausted) {
@@ -305,12 +245,12 @@ TEST_F(GpuFlatStoreTest, MemoryBudgetIsResourceExhausted) {
   o.memory_budget_bytes = 300 * 1024;
   auto store = MakeStore(o);
   ASSERT_NE(store, nullptr);
-  const Status big = store->Add(kN, base_.data(), ids_.data());
+  const Status big = store->Add(kN, base_.data());
   EXPECT_EQ(big.code(), StatusCode::kResourceExhausted) << big.ToString();
   EXPECT_NE(big.message().find("budget"), std::string::npos) << big.ToString();
   EXPECT_EQ(store->size(), 0);
   // Fits (the add staging shrinks to the space left).
-  ASSERT_TRUE(store->Add(1000, base_.data(), ids_.data()).ok());
+  ASSERT_TRUE(store->Add(1000, base_.data()).ok());
   EXPECT_LE(store->device_bytes(), o.memory_budget_bytes);
   // k = 2048 needs more workspace than is left even for one query.
   std::vector<float> dist(2048);
@@ -324,42 +264,16 @@ TEST_F(GpuFlatStoreTest, MemoryBudgetIsResourceExhausted) {
   EXPECT_LE(store->device_bytes(), o.memory_budget_bytes);
 }
 
-TEST_F(GpuFlatStoreTest, SequentialLabelsRenumberAfterRemoval) {
-  GpuFlatStoreOptions o;
-  o.dim = kDim;
-  o.storage = StorageType::kFloat32;
-  auto store = MakeStore(o);
-  ASSERT_NE(store, nullptr);
-  ASSERT_TRUE(store->Add(kN, base_.data(), nullptr).ok());
-  const int64_t doomed[] = {0, 5, 2999};
-  auto r = store->Remove(3, doomed);
-  ASSERT_TRUE(r.ok());
-  EXPECT_EQ(*r, 3);
-  // Label 4 is now the old row 6 (rows 0 and 5 are gone before it).
-  std::vector<float> v(kDim);
-  ASSERT_TRUE(store->Reconstruct(4, v.data()).ok());
-  for (int j = 0; j < kDim; ++j) EXPECT_EQ(v[j], base_[6 * kDim + j]);
-  EXPECT_EQ(store->Reconstruct(kN - 3, v.data()).code(), StatusCode::kNotFound);
-  // Search an exact copy of old row 6: nearest label 4 at distance 0.
-  float d[1];
-  int64_t l[1];
-  ASSERT_TRUE(store->Search(1, base_.data() + 6 * kDim, kDim, 1, d, l).ok());
-  EXPECT_EQ(l[0], 4);
-  EXPECT_NEAR(d[0], 0.f, 1e-3f);
-}
-
 TEST_F(GpuFlatStoreTest, BadInputIsRejected) {
   auto store = Filled(Metric::kL2, StorageType::kFloat16);
   ASSERT_NE(store, nullptr);
   std::vector<float> v(kDim, 1.f);
   v[3] = NAN;
-  const int64_t id = 5;
-  EXPECT_EQ(store->Add(1, v.data(), &id).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(store->Add(1, v.data()).code(), StatusCode::kInvalidArgument);
   v[3] = 1e6f;  // outside fp16
-  EXPECT_EQ(store->Add(1, v.data(), &id).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(store->Add(1, v.data()).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(store->Add(1, nullptr).code(), StatusCode::kInvalidArgument);
   v[3] = 1.f;
-  EXPECT_EQ(store->Add(1, v.data(), &ids_[0]).code(), StatusCode::kInvalidArgument);  // duplicate
-  EXPECT_EQ(store->Add(1, v.data(), nullptr).code(), StatusCode::kInvalidArgument);   // mixed modes
   EXPECT_EQ(store->size(), kN);
   float d[4];
   int64_t l[4];
@@ -384,7 +298,7 @@ TEST_F(GpuFlatStoreTest, EmptyAndSmallIndexPadsResults) {
     EXPECT_EQ(l[i], -1);
     EXPECT_EQ(d[i], -FLT_MAX);
   }
-  ASSERT_TRUE(store->Add(3, base_.data(), nullptr).ok());
+  ASSERT_TRUE(store->Add(3, base_.data()).ok());
   ASSERT_TRUE(store->Search(1, queries_.data(), kDim, 8, d, l).ok());
   for (int i = 0; i < 3; ++i) EXPECT_GE(l[i], 0);
   for (int i = 3; i < 8; ++i) EXPECT_EQ(l[i], -1);
@@ -410,6 +324,9 @@ TEST_F(GpuFlatStoreTest, ReconstructReturnsStoredVectors) {
           EXPECT_NEAR(v[j], want[j], norm ? 1e-3f * std::fabs(want[j]) + 1e-7f : 0.f);
         }
       }
+      std::vector<float> v(kDim);
+      EXPECT_EQ(store->Reconstruct(kN, v.data()).code(), StatusCode::kNotFound);
+      EXPECT_EQ(store->Reconstruct(-1, v.data()).code(), StatusCode::kNotFound);
     }
   }
 }

@@ -33,7 +33,7 @@ constexpr int kQ = 16;
 class GpuIndexFlatTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!GpuAvailable()) GTEST_SKIP() << "no CUDA device: GPU test not run";
+    SKIP_WITHOUT_GPU();
     base_ = RandomVectors(kN, kDim, 21);
     queries_ = RandomVectors(kQ, kDim, 22);
   }
@@ -75,30 +75,16 @@ TEST_F(GpuIndexFlatTest, MatchesIndexFlatL2) {
   ExpectExactTopK(e, gd.data(), gl.data());
 }
 
-TEST_F(GpuIndexFlatTest, SequentialRemoveMatchesIndexFlat) {
-  GpuIndexFlat gpu(kDim, faiss::METRIC_INNER_PRODUCT, Fp32());
-  faiss::IndexFlatIP cpu(kDim);
+// Append-only: caller ids and removal are faiss::Index's defaults (throw);
+// IndexIDMap2 provides caller ids (below).
+TEST_F(GpuIndexFlatTest, AddWithIdsAndRemoveIdsAreNotSupported) {
+  GpuIndexFlat gpu(kDim, faiss::METRIC_L2, Fp32());
+  const faiss::Index::idx_t id = 7;
+  EXPECT_THROW(gpu.add_with_ids(1, base_.data(), &id), faiss::FaissException);
   gpu.add(kN, base_.data());
-  cpu.add(kN, base_.data());
-  faiss::IDSelectorRange sel(100, 1500);
-  EXPECT_EQ(gpu.remove_ids(sel), 1400u);
-  EXPECT_EQ(cpu.remove_ids(sel), 1400u);
-  EXPECT_EQ(gpu.ntotal, cpu.ntotal);
-  const int k = 20;
-  std::vector<float> gd(kQ * k), cd(kQ * k);
-  std::vector<faiss::Index::idx_t> gl(kQ * k), cl(kQ * k);
-  gpu.search(kQ, queries_.data(), k, gd.data(), gl.data());
-  cpu.search(kQ, queries_.data(), k, cd.data(), cl.data());
-  for (int i = 0; i < kQ * k; ++i) {
-    EXPECT_NEAR(gd[i], cd[i], 2e-5 * kDim) << i;
-  }
-  int same = 0;
-  for (int i = 0; i < kQ * k; ++i) same += gl[i] == cl[i];
-  EXPECT_GE(same, kQ * k - kQ) << "labels after renumbering differ from IndexFlat";
-  std::vector<float> g(kDim), c(kDim);
-  gpu.reconstruct(2000, g.data());
-  cpu.reconstruct(2000, c.data());
-  EXPECT_EQ(g, c);
+  faiss::IDSelectorRange sel(0, 10);
+  EXPECT_THROW(gpu.remove_ids(sel), faiss::FaissException);
+  EXPECT_EQ(gpu.ntotal, kN);
 }
 
 TEST_F(GpuIndexFlatTest, IndexIDMap2Wrapping) {
@@ -109,30 +95,17 @@ TEST_F(GpuIndexFlatTest, IndexIDMap2Wrapping) {
   for (int i = 0; i < kN; ++i) ids[i] = 50000 + 11 * i;
   map.add_with_ids(kN, base_.data(), ids.data());
   EXPECT_EQ(map.ntotal, kN);
-  // Remove a third through the map (IDSelectorTranslated reaches the GPU index).
-  std::vector<faiss::Index::idx_t> doomed;
-  for (int i = 0; i < kN; i += 3) doomed.push_back(ids[i]);
-  faiss::IDSelectorBatch sel(doomed.size(), doomed.data());
-  EXPECT_EQ(map.remove_ids(sel), doomed.size());
-  EXPECT_EQ(map.ntotal, kN - static_cast<int64_t>(doomed.size()));
   const int k = 100;
   std::vector<float> d(kQ * k);
   std::vector<faiss::Index::idx_t> l(kQ * k);
   map.search(kQ, queries_.data(), k, d.data(), l.data());
-  std::vector<float> kept;
-  std::vector<int64_t> kept_ids;
-  for (int i = 0; i < kN; ++i) {
-    if (i % 3 == 0) continue;
-    kept.insert(kept.end(), base_.begin() + i * kDim, base_.begin() + (i + 1) * kDim);
-    kept_ids.push_back(ids[i]);
-  }
-  const std::vector<float> stored =
-      PrepareAsStored(kept.data(), static_cast<int64_t>(kept_ids.size()), kDim, true, true);
+  const std::vector<float> stored = PrepareAsStored(base_.data(), kN, kDim, true, true);
   const std::vector<float> qs = PrepareAsStored(queries_.data(), kQ, kDim, true, true);
+  std::vector<int64_t> labels(ids.begin(), ids.end());
   ExactCase e;
   e.base = stored.data();
-  e.labels = kept_ids.data();
-  e.nb = static_cast<int64_t>(kept_ids.size());
+  e.labels = labels.data();
+  e.nb = kN;
   e.queries = qs.data();
   e.nq = kQ;
   e.dim = kDim;
@@ -145,20 +118,20 @@ TEST_F(GpuIndexFlatTest, IndexIDMap2Wrapping) {
   map.reconstruct(ids[1], v.data());
   const std::vector<float> want = PrepareAsStored(base_.data() + kDim, 1, kDim, true, true);
   for (int j = 0; j < kDim; ++j) EXPECT_NEAR(v[j], want[j], 1e-3f * std::fabs(want[j]) + 1e-6f);
-  EXPECT_THROW(map.reconstruct(ids[0], v.data()), std::exception);
+  EXPECT_THROW(map.reconstruct(7, v.data()), std::exception);  // not an id of the map
 }
 
 TEST_F(GpuIndexFlatTest, SearchParametersSelectorFilters) {
   GpuIndexFlat gpu(kDim, faiss::METRIC_L2, Fp32());
-  std::vector<faiss::Index::idx_t> ids(kN);
-  for (int i = 0; i < kN; ++i) ids[i] = 7 * i;
-  gpu.add_with_ids(kN, base_.data(), ids.data());
+  gpu.add(kN, base_.data());  // labels 0..kN-1
+  std::vector<int64_t> ids(kN);
+  std::iota(ids.begin(), ids.end(), 0);
   std::vector<faiss::Index::idx_t> allowed;
-  for (int i = 5; i < kN; i += 40) allowed.push_back(ids[i]);  // 100 items
+  for (int i = 5; i < kN; i += 40) allowed.push_back(i);  // 100 items
   faiss::IDSelectorBatch batch(allowed.size(), allowed.data());
-  faiss::IDSelectorRange range(7 * 1000, 7 * 1030);  // 30 items
-  std::vector<uint8_t> map((7 * kN) / 8 + 1, 0);
-  for (int i = 0; i < kN; i += 100) map[(7 * i) >> 3] |= 1 << ((7 * i) & 7);  // 40 items
+  faiss::IDSelectorRange range(1000, 1030);  // 30 items
+  std::vector<uint8_t> map(kN / 8 + 1, 0);
+  for (int i = 0; i < kN; i += 100) map[i >> 3] |= 1 << (i & 7);  // 40 items
   faiss::IDSelectorBitmap bitmap(map.size(), map.data());
   const faiss::IDSelector* sels[] = {&batch, &range, &bitmap};
   for (const faiss::IDSelector* sel : sels) {
@@ -249,22 +222,18 @@ TEST_F(GpuIndexFlatTest, MemoryBudgetThrowsResourceExhausted) {
   EXPECT_EQ(gpu.ntotal, 0);
 }
 
-// Filtered searches while another thread adds and removes: the allow-set is
-// built under the store's lock, so every search succeeds and returns only
-// labels the selector admits.
+// Filtered searches while another thread adds: the allow-set is built under
+// the store's lock, so every search succeeds and returns only labels the
+// selector admits.
 TEST_F(GpuIndexFlatTest, FilteredSearchDuringConcurrentWrites) {
   GpuIndexFlat gpu(kDim, faiss::METRIC_L2, Fp32());
-  std::vector<faiss::Index::idx_t> ids(kN);
-  std::iota(ids.begin(), ids.end(), 0);
-  gpu.add_with_ids(kN / 2, base_.data(), ids.data());
+  gpu.add(kN / 2, base_.data());
   std::atomic<bool> done{false};
   std::string writer_error;
   std::thread writer([&] {
     try {
       for (int i = kN / 2; i < kN; i += 100) {
-        gpu.add_with_ids(100, base_.data() + static_cast<size_t>(i) * kDim, ids.data() + i);
-        faiss::IDSelectorRange doomed(i - kN / 2, i - kN / 2 + 50);  // forces compactions
-        gpu.remove_ids(doomed);
+        gpu.add(100, base_.data() + static_cast<size_t>(i) * kDim);
       }
     } catch (const std::exception& e) {
       writer_error = e.what();
@@ -296,7 +265,8 @@ TEST_F(GpuIndexFlatTest, FilteredSearchDuringConcurrentWrites) {
 }
 
 TEST(GpuIndexFlatNoDeviceTest, ConstructorThrowsClearErrorWithoutDevice) {
-  if (GpuAvailable()) GTEST_SKIP() << "a CUDA device is present: this checks the no-device path";
+  if (CudaDeviceCount() > 0)
+    GTEST_SKIP() << "a CUDA device is present: this checks the no-device path";
   try {
     GpuIndexFlat gpu(16, faiss::METRIC_L2);
     ADD_FAILURE() << "constructed without a CUDA device";

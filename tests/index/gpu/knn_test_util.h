@@ -15,16 +15,19 @@
 #include <unordered_set>
 #include <vector>
 
+#include "common/device.h"
 #include "index/gpu/cpu_reference.h"
 
 namespace lookalike {
 namespace testing_util {
 
-// "l2", "ip", "cosine" (MetricName lives in the index library, which the
-// island build without FAISS/SQLite does not have).
-inline const char* MetricLabel(Metric m) {
-  return m == Metric::kL2 ? "l2" : m == Metric::kInnerProduct ? "ip" : "cosine";
-}
+// Skips the current test, saying why (common/device.h), when no CUDA device
+// is usable.
+#define SKIP_WITHOUT_GPU()                                                       \
+  do {                                                                           \
+    const std::string lk_no_gpu_ = ::lookalike::CudaUnavailableReason();         \
+    if (!lk_no_gpu_.empty()) GTEST_SKIP() << lk_no_gpu_ << ": GPU test not run"; \
+  } while (0)
 
 // n x dim i.i.d. N(0, 1).
 inline std::vector<float> RandomVectors(int64_t n, int dim, uint32_t seed) {
