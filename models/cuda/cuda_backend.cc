@@ -868,15 +868,6 @@ Status CudaBackend::ToHost(const Tensor& x, std::vector<float>* out) {
 
 // ---- factory hooks (models/backend_factory.h) ---------------------------------------
 
-int CudaDeviceCount() {
-  int n = 0;
-  if (cudaGetDeviceCount(&n) != cudaSuccess) {
-    cudaGetLastError();  // clear the sticky "no driver / no device" error
-    return 0;
-  }
-  return n;
-}
-
 StatusOr<std::unique_ptr<Backend>> MakeCudaBackend(int device_index) {
   CudaBackendOptions options;
   options.device = device_index;
