@@ -28,8 +28,9 @@ struct LimitsConfig {
   int64_t max_message_bytes = 64ll << 20;  // gRPC receive/send limit per message
   int max_images_per_request = 256;        // Embed images, and image items/queries per request
   int max_items_per_upsert = 4096;         // items per Upsert request or stream message
+  int max_ids_per_request = 4096;          // ids per Get or Delete request
   int max_queries_per_search = 256;
-  int max_k = 2048;                       // <= 2048 (the index's limit)
+  int max_k = 2048;                       // <= kMaxK (index/types.h), the index's limit
   int64_t max_image_pixels = 50'000'000;  // width * height of one decoded image
   int decode_threads = 0;                 // 0 = number of cores
 };
