@@ -5,8 +5,9 @@
 //   ASSIGN_OR_RETURN(v1::SearchResponse r, client->Search(request));
 //
 // Every RPC is a typed method that returns lookalike::Status / StatusOr; the
-// grpc::Status -> lookalike::Status conversion happens in one place
-// (FromGrpcStatus). Each attempt has its own deadline (ClientOptions::timeout);
+// grpc::Status -> lookalike::Status conversion is FromGrpcStatus
+// (server/grpc_status.h, the small library lookalike_grpc_status shared with
+// the server). Each attempt has its own deadline (ClientOptions::timeout);
 // UNAVAILABLE and RESOURCE_EXHAUSTED are retried with exponential backoff and
 // jitter up to ClientOptions::max_attempts. Every RPC of the API is safe to
 // retry: Upsert replaces by id, Delete and Drop are idempotent in effect (a
@@ -32,6 +33,7 @@
 
 #include "common/status.h"
 #include "lookalike/v1/lookalike.grpc.pb.h"
+#include "server/grpc_status.h"
 
 namespace lookalike {
 
@@ -43,9 +45,6 @@ constexpr char kServerEnvVar[] = "LOOKALIKE_SERVER";
 // `flag` if non-empty, else $LOOKALIKE_SERVER if set and non-empty, else
 // localhost:50051.
 std::string ResolveServerAddress(const std::string& flag);
-
-// The one conversion point between the wire and the library's errors.
-Status FromGrpcStatus(const grpc::Status& status);
 
 // True for the codes a caller should retry after a pause.
 bool IsRetryable(StatusCode code);
