@@ -16,6 +16,8 @@ std::string ResolveServerAddress(const std::string& flag) {
   return kDefaultServer;
 }
 
+bool StoresVectorsOnly(const v1::CollectionInfo& info) { return info.model() == kVectorsOnly; }
+
 bool IsRetryable(StatusCode code) {
   return code == StatusCode::kUnavailable || code == StatusCode::kResourceExhausted;
 }

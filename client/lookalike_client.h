@@ -32,6 +32,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "common/status.h"
+#include "index/types.h"
 #include "lookalike/v1/lookalike.grpc.pb.h"
 #include "server/grpc_status.h"
 
@@ -48,6 +49,11 @@ std::string ResolveServerAddress(const std::string& flag);
 
 // True for the codes a caller should retry after a pause.
 bool IsRetryable(StatusCode code);
+
+// True for a collection that stores raw vectors only: its model is
+// kVectorsOnly ("none", index/types.h), so image items and image queries are
+// refused.
+bool StoresVectorsOnly(const v1::CollectionInfo& info);
 
 struct ClientOptions {
   std::string server;                        // HOST:PORT; "" = ResolveServerAddress("")
