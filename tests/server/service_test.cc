@@ -70,13 +70,11 @@ class ServiceTest : public ::testing::TestWithParam<std::string> {
       data_dir_ = ::testing::TempDir() + "/lookalike_service_test_" + std::to_string(getpid()) +
                   "_" + test->name();
       std::filesystem::remove_all(data_dir_);
-#ifdef LOOKALIKE_TEST_WITH_INDEX
       CollectionManagerOptions options;
       options.data_dir = data_dir_;
       StatusOr<std::unique_ptr<CollectionManager>> manager = CollectionManager::Open(options);
       ASSERT_TRUE(manager.ok()) << manager.status().ToString();
       collections_ = std::move(manager).value();
-#endif
     }
     ServedModel model;
     model.name = "fake";
@@ -616,13 +614,7 @@ TEST_P(ServiceTest, ConcurrentClientsGetTheirOwnResults) {
   EXPECT_EQ(info.count(), kThreads * kItems);
 }
 
-std::vector<std::string> Managers() {
-#ifdef LOOKALIKE_TEST_WITH_INDEX
-  return {"memory", "index"};
-#else
-  return {"memory"};
-#endif
-}
+std::vector<std::string> Managers() { return {"memory", "index"}; }
 
 INSTANTIATE_TEST_SUITE_P(Collections, ServiceTest, ::testing::ValuesIn(Managers()),
                          [](const ::testing::TestParamInfo<std::string>& info) {
