@@ -51,7 +51,7 @@ struct ServerConfig {
   int engine_threads = 0;                         // CPU backend threads per model; 0 = all cores
   int engine_replicas =
       0;  // engines (own weights, own CUDA stream) per model; 0 = auto: 2 on cuda, 1 on cpu
-  int handler_threads = 0;                // RPC worker threads; 0 = max(32, 4 x cores)
+  int handler_threads = 0;  // RPC worker threads (not held while embedding); 0 = max(32, 4 x cores)
   int64_t snapshot_every_writes = 10000;  // index snapshot after this many changed items
   std::string log_level = "info";         // trace|debug|info|warn|error|critical|off
   std::string default_model = "efficientnet_lite0";
