@@ -1,7 +1,8 @@
 // Server configuration: one schema, read from YAML (configs/lookalike.yaml
 // documents every key) and overridden by command-line flags.
 //
-//   ASSIGN_OR_RETURN(ServerConfig config, LoadServerConfig(argc, argv));
+//   bool help = false;
+//   ASSIGN_OR_RETURN(ServerConfig config, LoadServerConfig({argv + 1, argv + argc}, &help));
 //
 // Precedence: built-in defaults < the YAML file named by --config < flags.
 // Everything is validated once at start-up; errors name the key (or flag) and
