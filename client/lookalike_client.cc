@@ -16,15 +16,7 @@ std::string ResolveServerAddress(const std::string& flag) {
   return kDefaultServer;
 }
 
-Status FromGrpcStatus(const grpc::Status& status) {
-  if (status.ok()) return Status::Ok();
-  int code = static_cast<int>(status.error_code());
-  if (code < 0 || code > static_cast<int>(StatusCode::kDataLoss))
-    code = static_cast<int>(StatusCode::kUnknown);
-  std::string message = status.error_message();
-  if (message.empty()) message = "(no message from server)";
-  return Status(static_cast<StatusCode>(code), std::move(message));
-}
+bool StoresVectorsOnly(const v1::CollectionInfo& info) { return info.model() == kVectorsOnly; }
 
 bool IsRetryable(StatusCode code) {
   return code == StatusCode::kUnavailable || code == StatusCode::kResourceExhausted;

@@ -5,8 +5,9 @@
 //   ASSIGN_OR_RETURN(v1::SearchResponse r, client->Search(request));
 //
 // Every RPC is a typed method that returns lookalike::Status / StatusOr; the
-// grpc::Status -> lookalike::Status conversion happens in one place
-// (FromGrpcStatus). Each attempt has its own deadline (ClientOptions::timeout);
+// grpc::Status -> lookalike::Status conversion is FromGrpcStatus
+// (server/grpc_status.h, the small library lookalike_grpc_status shared with
+// the server). Each attempt has its own deadline (ClientOptions::timeout);
 // UNAVAILABLE and RESOURCE_EXHAUSTED are retried with exponential backoff and
 // jitter up to ClientOptions::max_attempts. Every RPC of the API is safe to
 // retry: Upsert replaces by id, Delete and Drop are idempotent in effect (a
@@ -31,7 +32,9 @@
 #include <grpcpp/grpcpp.h>
 
 #include "common/status.h"
+#include "index/types.h"
 #include "lookalike/v1/lookalike.grpc.pb.h"
+#include "server/grpc_status.h"
 
 namespace lookalike {
 
@@ -44,11 +47,13 @@ constexpr char kServerEnvVar[] = "LOOKALIKE_SERVER";
 // localhost:50051.
 std::string ResolveServerAddress(const std::string& flag);
 
-// The one conversion point between the wire and the library's errors.
-Status FromGrpcStatus(const grpc::Status& status);
-
 // True for the codes a caller should retry after a pause.
 bool IsRetryable(StatusCode code);
+
+// True for a collection that stores raw vectors only: its model is
+// kVectorsOnly ("none", index/types.h), so image items and image queries are
+// refused.
+bool StoresVectorsOnly(const v1::CollectionInfo& info);
 
 struct ClientOptions {
   std::string server;                        // HOST:PORT; "" = ResolveServerAddress("")

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <future>
 
 namespace lookalike {
 
@@ -62,17 +61,6 @@ Status Batcher::Submit(std::vector<ImageView> images, DoneFn done) {
   }
   cv_.notify_all();
   return Status::Ok();
-}
-
-StatusOr<std::vector<float>> Batcher::Embed(std::vector<ImageView> images) {
-  std::promise<std::pair<Status, std::vector<float>>> promise;
-  auto future = promise.get_future();
-  RETURN_IF_ERROR(Submit(std::move(images), [&promise](Status s, std::vector<float> v) {
-    promise.set_value({std::move(s), std::move(v)});
-  }));
-  auto [status, vectors] = future.get();
-  if (!status.ok()) return status;
-  return vectors;
 }
 
 void Batcher::Run(const EmbedFn& embed) {

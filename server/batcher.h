@@ -4,8 +4,9 @@
 // `max_batch` queued images (from one or many requests, in arrival order)
 // once the batch is full or the oldest queued image has waited `max_delay`,
 // runs the embedding function on them, and hands each request its vectors
-// when all of its images are done. A request larger than max_batch spans
-// several batches. There is one worker per embedding function (one per model
+// when all of its images are done, through the request's completion callback
+// (nothing waits for a batch: a caller submits and returns). A request larger
+// than max_batch spans several batches. There is one worker per embedding function (one per model
 // replica: on a GPU each replica has its own stream, so one batch's host work
 // overlaps another's GPU work); workers take batches in queue order. The queue is bounded (in
 // images): a request that does not fit is refused at once with RESOURCE_EXHAUSTED and nothing of it
@@ -59,14 +60,13 @@ class Batcher {
   Batcher(const Batcher&) = delete;
   Batcher& operator=(const Batcher&) = delete;
 
-  // Queues `images` (views must stay valid until `done` runs). On OK, `done`
-  // is called exactly once, on a worker thread. On error (queue full:
-  // RESOURCE_EXHAUSTED; shut down: UNAVAILABLE; empty: INVALID_ARGUMENT)
-  // `done` is not called.
+  // Queues `images` (views must stay valid until `done` runs) and returns at
+  // once. On OK, `done` is called exactly once, on a worker thread, when the
+  // last of the images has been embedded (Shutdown still runs queued work);
+  // it should hand the result on rather than do long work, since the worker
+  // batches for every request. On error (queue full: RESOURCE_EXHAUSTED; shut
+  // down: UNAVAILABLE; empty: INVALID_ARGUMENT) `done` is not called.
   Status Submit(std::vector<ImageView> images, DoneFn done);
-
-  // Blocking form of Submit.
-  StatusOr<std::vector<float>> Embed(std::vector<ImageView> images);
 
   // Images waiting for a batch.
   int queue_depth() const;

@@ -2,6 +2,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <fstream>
@@ -11,6 +12,9 @@
 #include <regex>
 #include <set>
 #include <sstream>
+
+#include "common/device.h"
+#include "index/types.h"
 
 namespace lookalike {
 namespace {
@@ -86,6 +90,8 @@ const std::map<std::string, Setter>& ScalarKeys() {
        IntField(&ServerConfig::limits, &LimitsConfig::max_images_per_request)},
       {"limits.max_items_per_upsert",
        IntField(&ServerConfig::limits, &LimitsConfig::max_items_per_upsert)},
+      {"limits.max_ids_per_request",
+       IntField(&ServerConfig::limits, &LimitsConfig::max_ids_per_request)},
       {"limits.max_queries_per_search",
        IntField(&ServerConfig::limits, &LimitsConfig::max_queries_per_search)},
       {"limits.max_k", IntField(&ServerConfig::limits, &LimitsConfig::max_k)},
@@ -115,6 +121,7 @@ const std::map<std::string, std::string>& FlagKeys() {
       {"max-message-bytes", "limits.max_message_bytes"},
       {"max-images-per-request", "limits.max_images_per_request"},
       {"max-items-per-upsert", "limits.max_items_per_upsert"},
+      {"max-ids-per-request", "limits.max_ids_per_request"},
       {"max-queries-per-search", "limits.max_queries_per_search"},
       {"max-k", "limits.max_k"},
       {"max-image-pixels", "limits.max_image_pixels"},
@@ -188,13 +195,6 @@ bool ValidAddress(const std::string& address) {
     if (ch < '0' || ch > '9') return false;
   }
   return std::stoi(port) <= 65535;
-}
-
-bool ValidDevice(const std::string& device, bool allow_auto) {
-  if (device == "cpu" || device == "cuda") return true;
-  if (allow_auto && device == "auto") return true;
-  static const std::regex cuda_n("cuda:[0-9]{1,3}");
-  return std::regex_match(device, cuda_n);
 }
 
 Status CheckRange(const std::string& key, int64_t value, int64_t lo, int64_t hi) {
@@ -272,6 +272,7 @@ StatusOr<ModelConfig> ParseModelFlag(const std::string& value) {
 
 Status ApplyFlags(const std::vector<std::string>& args, ServerConfig* config) {
   std::vector<ModelConfig> flag_models;
+  bool default_model_flag = false;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& arg = args[i];
     if (arg.rfind("--", 0) != 0) {
@@ -297,10 +298,18 @@ Status ApplyFlags(const std::vector<std::string>& args, ServerConfig* config) {
     if (flag == FlagKeys().end()) {
       return InvalidArgumentError("unknown flag --" + name + " (see --help)");
     }
+    if (flag->second == "default_model") default_model_flag = true;
     RETURN_IF_ERROR(ScalarKeys().at(flag->second)("--" + name, value, config));
   }
-  // --model replaces the configured model list (repeat it to serve several).
-  if (!flag_models.empty()) config->models = std::move(flag_models);
+  // --model replaces the configured model list (repeat it to serve several);
+  // unless --default-model names one, the first given becomes the default.
+  if (!flag_models.empty()) {
+    const bool default_listed =
+        std::any_of(flag_models.begin(), flag_models.end(),
+                    [&](const ModelConfig& m) { return m.name == config->default_model; });
+    if (!default_model_flag && !default_listed) config->default_model = flag_models.front().name;
+    config->models = std::move(flag_models);
+  }
   return Status::Ok();
 }
 
@@ -313,13 +322,12 @@ Status ValidateConfig(const ServerConfig& c) {
                                 "\" is not HOST:PORT (or empty to disable)");
   }
   if (c.data_dir.empty()) return InvalidArgumentError("data_dir: must not be empty");
-  if (!ValidDevice(c.device, /*allow_auto=*/true)) {
-    return InvalidArgumentError("device: \"" + c.device +
-                                "\" is not one of auto, cpu, cuda, cuda:N");
+  // Whether GPU N exists is for the engine or index that opens it to say.
+  if (StatusOr<Device> device = ParseDevice(c.device, AutoDevice::kResolve); !device.ok()) {
+    return InvalidArgumentError("device: " + device.status().message());
   }
-  if (!ValidDevice(c.index_device, /*allow_auto=*/false)) {
-    return InvalidArgumentError("index_device: \"" + c.index_device +
-                                "\" is not one of cpu, cuda, cuda:N");
+  if (StatusOr<Device> device = ParseDevice(c.index_device, AutoDevice::kReject); !device.ok()) {
+    return InvalidArgumentError("index_device: " + device.status().message());
   }
   static const std::set<std::string> levels = {"trace", "debug",    "info", "warn",
                                                "error", "critical", "off"};
@@ -360,7 +368,8 @@ Status ValidateConfig(const ServerConfig& c) {
   RETURN_IF_ERROR(CheckRange("limits.max_items_per_upsert", l.max_items_per_upsert, 1, 1 << 20));
   RETURN_IF_ERROR(
       CheckRange("limits.max_queries_per_search", l.max_queries_per_search, 1, 1 << 16));
-  RETURN_IF_ERROR(CheckRange("limits.max_k", l.max_k, 1, 2048));
+  RETURN_IF_ERROR(CheckRange("limits.max_ids_per_request", l.max_ids_per_request, 1, 1 << 20));
+  RETURN_IF_ERROR(CheckRange("limits.max_k", l.max_k, 1, kMaxK));
   RETURN_IF_ERROR(CheckRange("limits.max_image_pixels", l.max_image_pixels, 1, 1ll << 32));
   RETURN_IF_ERROR(CheckRange("limits.decode_threads", l.decode_threads, 0, 1024));
   const BatcherConfig& b = c.batcher;
@@ -415,7 +424,8 @@ documents every key), then these flags:
   --data-dir DIR                collection storage (default data)
   --device auto|cpu|cuda[:N]    where models run (auto: cuda when available)
   --index-device cpu|cuda[:N]   where search indexes live (default cpu)
-  --model NAME=PRESET:WEIGHTS   serve a model (repeatable; replaces the configured list)
+  --model NAME=PRESET:WEIGHTS   serve a model (repeatable; replaces the configured list; the
+                                first one is the default unless --default-model names another)
   --default-model NAME          model for requests and collections that name none
   --engine-threads N            CPU backend threads per model (0 = all cores)
   --engine-replicas N           engines per model, each with its own weights and CUDA stream
@@ -424,7 +434,8 @@ documents every key), then these flags:
   --snapshot-every-writes N     index snapshot after N changed items
   --log-level LEVEL             trace|debug|info|warn|error|critical|off
   --max-message-bytes N         --max-images-per-request N   --max-items-per-upsert N
-  --max-queries-per-search N    --max-k N (<= 2048)          --max-image-pixels N
+  --max-ids-per-request N       --max-queries-per-search N   --max-k N (<= 2048)
+  --max-image-pixels N
   --decode-threads N            --max-batch N                --max-delay-us N
   --queue-capacity N
 )";

@@ -1,7 +1,8 @@
 // Server configuration: one schema, read from YAML (configs/lookalike.yaml
 // documents every key) and overridden by command-line flags.
 //
-//   ASSIGN_OR_RETURN(ServerConfig config, LoadServerConfig(argc, argv));
+//   bool help = false;
+//   ASSIGN_OR_RETURN(ServerConfig config, LoadServerConfig({argv + 1, argv + argc}, &help));
 //
 // Precedence: built-in defaults < the YAML file named by --config < flags.
 // Everything is validated once at start-up; errors name the key (or flag) and
@@ -28,8 +29,9 @@ struct LimitsConfig {
   int64_t max_message_bytes = 64ll << 20;  // gRPC receive/send limit per message
   int max_images_per_request = 256;        // Embed images, and image items/queries per request
   int max_items_per_upsert = 4096;         // items per Upsert request or stream message
+  int max_ids_per_request = 4096;          // ids per Get or Delete request
   int max_queries_per_search = 256;
-  int max_k = 2048;                       // <= 2048 (the index's limit)
+  int max_k = 2048;                       // <= kMaxK (index/types.h), the index's limit
   int64_t max_image_pixels = 50'000'000;  // width * height of one decoded image
   int decode_threads = 0;                 // 0 = number of cores
 };
@@ -50,7 +52,7 @@ struct ServerConfig {
   int engine_threads = 0;                         // CPU backend threads per model; 0 = all cores
   int engine_replicas =
       0;  // engines (own weights, own CUDA stream) per model; 0 = auto: 2 on cuda, 1 on cpu
-  int handler_threads = 0;                // RPC worker threads; 0 = max(32, 4 x cores)
+  int handler_threads = 0;  // RPC worker threads (not held while embedding); 0 = max(32, 4 x cores)
   int64_t snapshot_every_writes = 10000;  // index snapshot after this many changed items
   std::string log_level = "info";         // trace|debug|info|warn|error|critical|off
   std::string default_model = "efficientnet_lite0";

@@ -1,5 +1,8 @@
 #include "server/grpc_status.h"
 
+#include <string>
+#include <utility>
+
 namespace lookalike {
 
 grpc::Status ToGrpcStatus(const Status& status) {
@@ -14,9 +17,12 @@ grpc::Status ToGrpcStatus(const Status& status) {
 Status FromGrpcStatus(const grpc::Status& status) {
   if (status.ok()) return Status::Ok();
   const int code = static_cast<int>(status.error_code());
-  const StatusCode ours =
-      (code >= 1 && code <= 15) ? static_cast<StatusCode>(code) : StatusCode::kUnknown;
-  return Status(ours, status.error_message());
+  const StatusCode ours = (code >= 1 && code <= static_cast<int>(StatusCode::kDataLoss))
+                              ? static_cast<StatusCode>(code)
+                              : StatusCode::kUnknown;
+  std::string message = status.error_message();
+  if (message.empty()) message = "(no message from server)";
+  return Status(ours, std::move(message));
 }
 
 }  // namespace lookalike

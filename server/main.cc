@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "common/device.h"
 #include "index/collection.h"
 #include "models/embedder.h"
 #include "server/config.h"
@@ -70,9 +71,19 @@ int Run(int argc, char** argv) {
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  std::string device = config.device;
-  if (device == "auto") device = CudaAvailable() ? "cuda" : "cpu";
-  spdlog::info("models run on {}", device);
+  // "auto" is resolved here, once (common/device.h); the config checked the syntax.
+  StatusOr<Device> parsed_device = ParseDevice(config.device, AutoDevice::kResolve);
+  if (!parsed_device.ok()) {
+    spdlog::critical("device: {}", parsed_device.status().message());
+    return 1;
+  }
+  const Device model_device = *parsed_device;
+  const std::string device = model_device.ToString();
+  if (config.device == "auto" && !model_device.is_cuda()) {
+    spdlog::info("models run on {} ({})", device, CudaUnavailableReason());
+  } else {
+    spdlog::info("models run on {}", device);
+  }
 
   std::vector<ServedModel> models;
   for (const ModelConfig& m : config.models) {
@@ -83,7 +94,7 @@ int Run(int argc, char** argv) {
     options.num_threads = config.engine_threads;
     options.max_batch = config.batcher.max_batch;
     const int replicas =
-        config.engine_replicas > 0 ? config.engine_replicas : (device == "cpu" ? 1 : 2);
+        config.engine_replicas > 0 ? config.engine_replicas : (model_device.is_cuda() ? 2 : 1);
     ServedModel served;
     served.name = m.name;
     for (int r = 0; r < replicas; ++r) {

@@ -3,9 +3,11 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
-#include <set>
+#include <map>
+#include <string_view>
 #include <thread>
 #include <utility>
 
@@ -104,49 +106,22 @@ LookalikeService::LookalikeService(ServiceOptions options, CollectionManager* co
     : options_(std::move(options)),
       collections_(collections),
       metrics_(metrics),
-      decode_pool_(options_.limits.decode_threads),
-      handlers_(options_.handler_threads > 0
-                    ? options_.handler_threads
-                    : std::max(32, 4 * static_cast<int>(std::thread::hardware_concurrency()))) {
-  BatcherOptions batcher_options;
-  batcher_options.max_batch = options_.batcher.max_batch;
-  batcher_options.max_delay = std::chrono::microseconds(options_.batcher.max_delay_us);
-  batcher_options.queue_capacity = options_.batcher.queue_capacity;
-  for (ServedModel& served : models) {
-    auto model = std::make_unique<Model>();
-    model->served = std::move(served);
-    std::vector<Batcher::EmbedFn> fns;
-    if (model->served.embed) {
-      fns.push_back(model->served.embed);
-    } else {
-      std::vector<std::shared_ptr<Embedder>> engines = {model->served.embedder};
-      for (const auto& e : model->served.more_replicas) engines.push_back(e);
-      for (std::shared_ptr<Embedder> embedder : engines) {
-        fns.push_back([embedder](const std::vector<ImageView>& images, std::vector<float>* out) {
-          return embedder->Embed(images, out);
-        });
-      }
-    }
-    const std::string name = model->served.name;
-    Metrics* m = metrics_;
-    model->batcher = std::make_unique<Batcher>(name, model->served.info.dim, std::move(fns),
-                                               batcher_options, [m, name](int size) {
-                                                 if (m) m->ObserveBatch(name, size);
-                                               });
-    models_[name] = std::move(model);
-  }
+      handlers_(std::make_unique<ThreadPool>(
+          options_.handler_threads > 0
+              ? options_.handler_threads
+              : std::max(32, 4 * static_cast<int>(std::thread::hardware_concurrency())))),
+      pipeline_(std::move(models), options_.default_model, options_.limits, options_.batcher,
+                handlers_.get(), metrics) {}
+
+LookalikeService::~LookalikeService() {
+  Shutdown();
+  handlers_.reset();  // runs the completions the batchers drained into it
 }
 
-LookalikeService::~LookalikeService() { Shutdown(); }
-
-void LookalikeService::Shutdown() {
-  for (auto& [name, model] : models_) model->batcher->Shutdown();
-}
+void LookalikeService::Shutdown() { pipeline_.Shutdown(); }
 
 std::vector<std::pair<std::string, double>> LookalikeService::QueueDepths() const {
-  std::vector<std::pair<std::string, double>> out;
-  for (const auto& [name, model] : models_) out.emplace_back(name, model->batcher->queue_depth());
-  return out;
+  return pipeline_.QueueDepths();
 }
 
 void LookalikeService::Record(const char* method, const Status& status, double seconds) {
@@ -156,61 +131,41 @@ void LookalikeService::Record(const char* method, const Status& status, double s
   }
 }
 
-grpc::ServerUnaryReactor* LookalikeService::RunUnary(grpc::CallbackServerContext* ctx,
-                                                     const char* method,
-                                                     std::function<Status()> work) {
+grpc::ServerUnaryReactor* LookalikeService::RunUnaryAsync(
+    grpc::CallbackServerContext* ctx, const char* method,
+    std::function<void(FinishFn finish)> work) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   const auto start = std::chrono::steady_clock::now();
-  handlers_.Submit([this, reactor, method, start, work = std::move(work)] {
-    const Status status = Guard(work);
+  // Finishes the reactor once: a completion that threw after handing on
+  // `finish` must not finish it twice.
+  auto finished = std::make_shared<std::atomic<bool>>(false);
+  FinishFn finish = [this, reactor, method, start, finished](Status status) {
+    if (finished->exchange(true)) return;
     Record(method, status,
            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
     reactor->Finish(ToGrpcStatus(status));
+  };
+  handlers_->Submit([work = std::move(work), finish = std::move(finish)] {
+    const Status status = Guard([&] {
+      work(finish);
+      return Status::Ok();
+    });
+    if (!status.ok()) finish(status);
   });
   return reactor;
 }
 
-StatusOr<LookalikeService::Model*> LookalikeService::FindModel(const std::string& name) {
-  const std::string& want = name.empty() ? options_.default_model : name;
-  if (want.empty()) return NotFoundError("this server has no default model; name one");
-  auto it = models_.find(want);
-  if (it == models_.end()) {
-    return NotFoundError("model \"" + want + "\" is not served (see ListModels)");
-  }
-  return it->second.get();
-}
-
-Status LookalikeService::EmbedPayloads(Model& model, const std::vector<std::string_view>& payloads,
-                                       bool all_or_nothing, std::vector<Status>* item_status,
-                                       std::vector<float>* vectors) {
-  const int dim = model.served.info.dim;
-  std::vector<StatusOr<DecodedImage>> decoded =
-      decode_pool_.DecodeAll(payloads, options_.limits.max_image_pixels);
-  item_status->assign(payloads.size(), Status::Ok());
-  vectors->assign(payloads.size() * static_cast<size_t>(dim), 0.f);
-  std::vector<ImageView> views;
-  std::vector<size_t> positions;
-  for (size_t i = 0; i < decoded.size(); ++i) {
-    if (!decoded[i].ok()) {
-      (*item_status)[i] = decoded[i].status();
-      continue;
-    }
-    views.push_back(decoded[i]->view());
-    positions.push_back(i);
-  }
-  if (views.empty() || (all_or_nothing && views.size() < payloads.size())) return Status::Ok();
-  ASSIGN_OR_RETURN(std::vector<float> out, model.batcher->Embed(std::move(views)));
-  for (size_t j = 0; j < positions.size(); ++j) {
-    std::copy(out.begin() + j * dim, out.begin() + (j + 1) * dim,
-              vectors->begin() + positions[j] * dim);
-  }
-  return Status::Ok();
+grpc::ServerUnaryReactor* LookalikeService::RunUnary(grpc::CallbackServerContext* ctx,
+                                                     const char* method,
+                                                     std::function<Status()> work) {
+  return RunUnaryAsync(ctx, method,
+                       [work = std::move(work)](FinishFn finish) { finish(Guard(work)); });
 }
 
 void LookalikeService::FillCollectionInfo(Collection& collection, pb::CollectionInfo* info) {
   const CollectionStats stats = collection.Stats();
   info->set_name(stats.spec.name);
-  info->set_model(stats.spec.model.empty() ? kNoModel : stats.spec.model);
+  info->set_model(stats.spec.model);
   info->set_dim(stats.spec.dim);
   info->set_metric(ToProtoMetric(stats.spec.metric));
   info->set_index_spec(stats.spec.index_spec);
@@ -223,29 +178,35 @@ void LookalikeService::FillCollectionInfo(Collection& collection, pb::Collection
 
 // ---- Embed --------------------------------------------------------------------
 
-Status LookalikeService::DoEmbed(const pb::EmbedRequest& request, pb::EmbedResponse* response) {
-  ASSIGN_OR_RETURN(Model * model, FindModel(request.model()));
+void LookalikeService::DoEmbed(const pb::EmbedRequest& request, pb::EmbedResponse* response,
+                               FinishFn finish) {
+  StatusOr<const ServedModel*> found = pipeline_.FindModel(request.model());
+  if (!found.ok()) return finish(found.status());
+  const ServedModel* model = *found;
   const int n = request.images_size();
-  if (n == 0) return InvalidArgumentError("images: at least one image is required");
-  RETURN_IF_ERROR(CheckCount("images", n, options_.limits.max_images_per_request));
+  if (n == 0) return finish(InvalidArgumentError("images: at least one image is required"));
   std::vector<std::string_view> payloads(request.images().begin(), request.images().end());
-  std::vector<Status> item_status;
-  std::vector<float> vectors;
-  RETURN_IF_ERROR(EmbedPayloads(*model, payloads, /*all_or_nothing=*/true, &item_status, &vectors));
-  for (int i = 0; i < n; ++i) {
-    if (!item_status[i].ok()) {
-      return Status(item_status[i].code(),
-                    IndexLabel("images", i) + ": " + item_status[i].message());
-    }
-  }
-  FillModelInfo(model->served, response->mutable_model());
-  const int dim = model->served.info.dim;
-  for (int i = 0; i < n; ++i) {
-    auto* values = response->add_vectors()->mutable_values();
-    values->Add(vectors.begin() + static_cast<size_t>(i) * dim,
-                vectors.begin() + static_cast<size_t>(i + 1) * dim);
-  }
-  return Status::Ok();
+  Status queued =
+      pipeline_.Embed(*model, std::move(payloads), "images", /*all_or_nothing=*/true,
+                      [model, response, finish](StatusOr<EmbeddedImages> embedded) {
+                        finish(Guard([&]() -> Status {
+                          if (!embedded.ok()) return embedded.status();
+                          for (size_t i = 0; i < embedded->item_status.size(); ++i) {
+                            const Status& s = embedded->item_status[i];
+                            if (!s.ok())
+                              return Status(s.code(), IndexLabel("images", i) + ": " + s.message());
+                          }
+                          FillModelInfo(*model, response->mutable_model());
+                          const size_t dim = static_cast<size_t>(model->info.dim);
+                          for (size_t i = 0; i < embedded->item_status.size(); ++i) {
+                            auto* values = response->add_vectors()->mutable_values();
+                            values->Add(embedded->vectors.begin() + i * dim,
+                                        embedded->vectors.begin() + (i + 1) * dim);
+                          }
+                          return Status::Ok();
+                        }));
+                      });
+  if (!queued.ok()) finish(queued);
 }
 
 // ---- collections ------------------------------------------------------------------
@@ -259,28 +220,27 @@ Status LookalikeService::DoCreateCollection(const pb::CreateCollectionRequest& r
   spec.name = request.name();
   ASSIGN_OR_RETURN(spec.metric, FromProtoMetric(request.metric()));
   if (!request.index_spec().empty()) spec.index_spec = request.index_spec();
-  if (request.model() == kNoModel) {
+  if (request.model() == kVectorsOnly) {
     spec.model = kVectorsOnly;
     spec.dim = request.dim();
   } else if (request.model().empty()) {
-    auto it = models_.find(options_.default_model);
-    if (it != models_.end() &&
-        (request.dim() == 0 || request.dim() == it->second->served.info.dim)) {
-      spec.model = it->first;
-      spec.dim = it->second->served.info.dim;
+    StatusOr<const ServedModel*> model = pipeline_.FindModel("");
+    if (model.ok() && (request.dim() == 0 || request.dim() == (*model)->info.dim)) {
+      spec.model = (*model)->name;
+      spec.dim = (*model)->info.dim;
     } else {
       spec.model = kVectorsOnly;
       spec.dim = request.dim();
     }
   } else {
-    ASSIGN_OR_RETURN(Model * model, FindModel(request.model()));
-    const int model_dim = model->served.info.dim;
+    ASSIGN_OR_RETURN(const ServedModel* model, pipeline_.FindModel(request.model()));
+    const int model_dim = model->info.dim;
     if (request.dim() != 0 && request.dim() != model_dim) {
       return InvalidArgumentError("dim: " + std::to_string(request.dim()) +
                                   " differs from model \"" + request.model() + "\"'s dim " +
                                   std::to_string(model_dim));
     }
-    spec.model = model->served.name;
+    spec.model = model->name;
     spec.dim = model_dim;
   }
   if (spec.dim == 0) {
@@ -314,77 +274,29 @@ Status LookalikeService::DoDropCollection(const std::string& name) {
 
 // ---- Upsert ---------------------------------------------------------------------
 
-Status LookalikeService::DoUpsert(const pb::UpsertRequest& request, int64_t index_base,
-                                  pb::UpsertResponse* response) {
-  ASSIGN_OR_RETURN(std::shared_ptr<Collection> collection, collections_->Get(request.collection()));
+namespace {
+
+// Writes the valid items of `request` (status[i] OK) in one durable batch and
+// reports every item. image_items[j] is the request index of image item j,
+// whose vector is row j of `image_vectors`.
+Status WriteItems(Collection& collection, const pb::UpsertRequest& request, int64_t index_base,
+                  std::vector<Status> status, const std::vector<int>& image_items,
+                  const std::vector<float>& image_vectors, pb::UpsertResponse* response) {
   const int n = request.items_size();
-  RETURN_IF_ERROR(CheckCount("items", n, options_.limits.max_items_per_upsert));
-  const CollectionSpec& spec = collection->spec();
-  std::vector<Status> status(n, Status::Ok());
-  std::vector<int> image_items;
-  for (int i = 0; i < n; ++i) {
-    const pb::Item& item = request.items(i);
-    switch (item.content_case()) {
-      case pb::Item::kVector:
-        status[i] = CheckVector(item.vector(), spec.dim);
-        break;
-      case pb::Item::kImage:
-        image_items.push_back(i);
-        break;
-      default:
-        status[i] = InvalidArgumentError("item has neither an image nor a vector");
-    }
-  }
-  // Images: decode and embed with the collection's model.
-  std::vector<float> image_vectors;
-  if (!image_items.empty()) {
-    if (static_cast<int>(image_items.size()) > options_.limits.max_images_per_request) {
-      return InvalidArgumentError(
-          "items: " + std::to_string(image_items.size()) + " images is over the limit of " +
-          std::to_string(options_.limits.max_images_per_request) + " per request");
-    }
-    Model* model = nullptr;
-    Status model_status;
-    if (spec.model == kVectorsOnly) {
-      model_status = InvalidArgumentError("collection \"" + spec.name +
-                                          "\" stores vectors only (no model); send a vector");
-    } else {
-      auto it = models_.find(spec.model);
-      if (it == models_.end()) {
-        model_status = FailedPreconditionError("collection \"" + spec.name + "\"'s model \"" +
-                                               spec.model + "\" is not served");
-      } else {
-        model = it->second.get();
-      }
-    }
-    if (model == nullptr) {
-      for (int i : image_items) status[i] = model_status;
-      image_items.clear();
-    } else {
-      std::vector<std::string_view> payloads;
-      for (int i : image_items) payloads.push_back(request.items(i).image());
-      std::vector<Status> decode_status;
-      RETURN_IF_ERROR(EmbedPayloads(*model, payloads, /*all_or_nothing=*/false, &decode_status,
-                                    &image_vectors));
-      for (size_t j = 0; j < image_items.size(); ++j) status[image_items[j]] = decode_status[j];
-    }
-  }
-  // Write the valid items in one durable batch.
+  const size_t dim = static_cast<size_t>(collection.spec().dim);
   std::vector<Item> items;
   std::vector<int> written;  // request index of items[k]
   items.reserve(n);
   size_t image_j = 0;
   for (int i = 0; i < n; ++i) {
     const pb::Item& item = request.items(i);
-    const bool is_image = item.content_case() == pb::Item::kImage && !image_items.empty() &&
-                          image_j < image_items.size() && image_items[image_j] == i;
+    const bool is_image = image_j < image_items.size() && image_items[image_j] == i;
     const size_t j = is_image ? image_j++ : 0;
     if (!status[i].ok()) continue;
     Item out;
     out.id = item.id();
     if (is_image) {
-      out.vector.assign(image_vectors.begin() + j * spec.dim,
-                        image_vectors.begin() + (j + 1) * spec.dim);
+      out.vector.assign(image_vectors.begin() + j * dim, image_vectors.begin() + (j + 1) * dim);
     } else {
       out.vector.assign(item.vector().values().begin(), item.vector().values().end());
     }
@@ -393,7 +305,7 @@ Status LookalikeService::DoUpsert(const pb::UpsertRequest& request, int64_t inde
     written.push_back(i);
   }
   if (!items.empty()) {
-    ASSIGN_OR_RETURN(std::vector<Status> results, collection->Upsert(items));
+    ASSIGN_OR_RETURN(std::vector<Status> results, collection.Upsert(items));
     for (size_t k = 0; k < written.size() && k < results.size(); ++k) {
       status[written[k]] = results[k];
     }
@@ -413,6 +325,63 @@ Status LookalikeService::DoUpsert(const pb::UpsertRequest& request, int64_t inde
   return Status::Ok();
 }
 
+}  // namespace
+
+void LookalikeService::DoUpsert(const pb::UpsertRequest& request, int64_t index_base,
+                                pb::UpsertResponse* response, FinishFn finish) {
+  StatusOr<std::shared_ptr<Collection>> found = collections_->Get(request.collection());
+  if (!found.ok()) return finish(found.status());
+  std::shared_ptr<Collection> collection = *std::move(found);
+  const int n = request.items_size();
+  if (Status s = CheckCount("items", n, options_.limits.max_items_per_upsert); !s.ok()) {
+    return finish(s);
+  }
+  const CollectionSpec& spec = collection->spec();
+  std::vector<Status> status(n, Status::Ok());
+  std::vector<int> image_items;
+  for (int i = 0; i < n; ++i) {
+    const pb::Item& item = request.items(i);
+    switch (item.content_case()) {
+      case pb::Item::kVector:
+        status[i] = CheckVector(item.vector(), spec.dim);
+        break;
+      case pb::Item::kImage:
+        image_items.push_back(i);
+        break;
+      default:
+        status[i] = InvalidArgumentError("item has neither an image nor a vector");
+    }
+  }
+  if (image_items.empty()) {
+    return finish(
+        WriteItems(*collection, request, index_base, std::move(status), {}, {}, response));
+  }
+  // Images: embedded with the collection's model; a collection without one
+  // (vectors only, or its model not served here) fails its image items alone.
+  StatusOr<const ServedModel*> model = pipeline_.ModelForCollection(spec);
+  if (!model.ok()) {
+    for (int i : image_items) status[i] = model.status();
+    return finish(
+        WriteItems(*collection, request, index_base, std::move(status), {}, {}, response));
+  }
+  std::vector<std::string_view> payloads;
+  for (int i : image_items) payloads.push_back(request.items(i).image());
+  Status queued = pipeline_.Embed(
+      **model, std::move(payloads), "items", /*all_or_nothing=*/false,
+      [&request, index_base, response, finish, collection, status = std::move(status),
+       image_items](StatusOr<EmbeddedImages> embedded) mutable {
+        finish(Guard([&]() -> Status {
+          if (!embedded.ok()) return embedded.status();
+          for (size_t j = 0; j < image_items.size(); ++j) {
+            status[image_items[j]] = embedded->item_status[j];
+          }
+          return WriteItems(*collection, request, index_base, std::move(status), image_items,
+                            embedded->vectors, response);
+        }));
+      });
+  if (!queued.ok()) finish(queued);
+}
+
 // Client-streaming bulk ingest: each message is written as it arrives (one at
 // a time, in order), then one reply summarises them all.
 class LookalikeService::UpsertStreamReactor final
@@ -428,13 +397,12 @@ class LookalikeService::UpsertStreamReactor final
       Done(Status::Ok());
       return;
     }
-    service_->handlers_.Submit([this] {
-      const Status status = Guard([this] { return WriteMessage(); });
-      if (!status.ok()) {
-        Done(status);
-        return;
-      }
-      StartRead(&message_);
+    service_->handlers_->Submit([this] {
+      const Status status = Guard([this] {
+        WriteMessage();
+        return Status::Ok();
+      });
+      if (!status.ok()) Done(status);
     });
   }
 
@@ -442,25 +410,29 @@ class LookalikeService::UpsertStreamReactor final
   void OnDone() override { delete this; }
 
  private:
-  Status WriteMessage() {
+  // Writes message_; the next read starts (or the call ends) when the write
+  // is done, so messages are written one at a time, in order.
+  void WriteMessage() {
     if (collection_.empty()) {
       if (message_.collection().empty()) {
-        return InvalidArgumentError("collection: the first message must name the collection");
+        return Done(InvalidArgumentError("collection: the first message must name the collection"));
       }
       collection_ = message_.collection();
     } else if (!message_.collection().empty() && message_.collection() != collection_) {
-      return InvalidArgumentError("collection: message names \"" + message_.collection() +
-                                  "\" but the stream writes to \"" + collection_ + "\"");
+      return Done(InvalidArgumentError("collection: message names \"" + message_.collection() +
+                                       "\" but the stream writes to \"" + collection_ + "\""));
     }
     message_.set_collection(collection_);
-    pb::UpsertResponse part;
-    RETURN_IF_ERROR(service_->DoUpsert(message_, items_seen_, &part));
-    items_seen_ += message_.items_size();
-    response_->mutable_statuses()->MergeFrom(part.statuses());
-    response_->set_upserted(response_->upserted() + part.upserted());
-    response_->set_failed(response_->failed() + part.failed());
-    message_.Clear();
-    return Status::Ok();
+    part_.Clear();
+    service_->DoUpsert(message_, items_seen_, &part_, [this](Status status) {
+      if (!status.ok()) return Done(status);
+      items_seen_ += message_.items_size();
+      response_->mutable_statuses()->MergeFrom(part_.statuses());
+      response_->set_upserted(response_->upserted() + part_.upserted());
+      response_->set_failed(response_->failed() + part_.failed());
+      message_.Clear();
+      StartRead(&message_);
+    });
   }
 
   void Done(const Status& status) {
@@ -474,14 +446,28 @@ class LookalikeService::UpsertStreamReactor final
   pb::UpsertResponse* const response_;
   const std::chrono::steady_clock::time_point start_;
   pb::UpsertRequest message_;
+  pb::UpsertResponse part_;  // the reply to message_
   std::string collection_;
   int64_t items_seen_ = 0;
 };
 
 // ---- Search ----------------------------------------------------------------------
 
-Status LookalikeService::DoSearch(const pb::SearchRequest& request, pb::SearchResponse* response) {
-  ASSIGN_OR_RETURN(std::shared_ptr<Collection> collection, collections_->Get(request.collection()));
+// A search whose queries are being resolved to vectors.
+struct LookalikeService::SearchPlan {
+  std::shared_ptr<Collection> collection;
+  SearchParams params;
+  int dim = 0;
+  std::vector<float> queries;          // nq x dim
+  std::vector<std::string> query_ids;  // the id of a by-id query (excluded from its hits), or ""
+};
+
+// Checks the request and resolves its vector and by-id queries into `plan`;
+// the indexes of image queries go to `image_queries`.
+Status LookalikeService::PlanSearch(const pb::SearchRequest& request, SearchPlan* plan,
+                                    std::vector<int>* image_queries) {
+  ASSIGN_OR_RETURN(plan->collection, collections_->Get(request.collection()));
+  Collection* collection = plan->collection.get();
   const CollectionSpec& spec = collection->spec();
   const int nq = request.queries_size();
   if (nq == 0) return InvalidArgumentError("queries: at least one query is required");
@@ -491,7 +477,7 @@ Status LookalikeService::DoSearch(const pb::SearchRequest& request, pb::SearchRe
     return InvalidArgumentError("k: " + std::to_string(request.k()) + " is out of range [1, " +
                                 std::to_string(options_.limits.max_k) + "]");
   }
-  SearchParams params;
+  SearchParams& params = plan->params;
   params.k = k;
   if (request.has_min_score()) {
     if (!std::isfinite(request.min_score())) {
@@ -522,10 +508,11 @@ Status LookalikeService::DoSearch(const pb::SearchRequest& request, pb::SearchRe
   }
 
   // Resolve every query to a vector.
-  const int dim = spec.dim;
-  std::vector<float> queries(static_cast<size_t>(nq) * dim);
-  std::vector<int> image_queries;
-  std::vector<std::string> query_ids(nq);
+  const int dim = plan->dim = spec.dim;
+  std::vector<float>& queries = plan->queries;
+  queries.resize(static_cast<size_t>(nq) * dim);
+  std::vector<std::string>& query_ids = plan->query_ids;
+  query_ids.resize(nq);
   for (int q = 0; q < nq; ++q) {
     const pb::Query& query = request.queries(q);
     switch (query.query_case()) {
@@ -551,43 +538,58 @@ Status LookalikeService::DoSearch(const pb::SearchRequest& request, pb::SearchRe
         break;
       }
       case pb::Query::kImage:
-        image_queries.push_back(q);
+        image_queries->push_back(q);
         break;
       default:
         return InvalidArgumentError(IndexLabel("queries", q) + ": set one of image, vector or id");
     }
   }
-  if (!image_queries.empty()) {
-    if (spec.model == kVectorsOnly) {
-      return InvalidArgumentError(IndexLabel("queries", image_queries[0]) + ": collection \"" +
-                                  spec.name + "\" stores vectors only (no model); send a vector");
-    }
-    if (static_cast<int>(image_queries.size()) > options_.limits.max_images_per_request) {
-      return InvalidArgumentError("queries: " + std::to_string(image_queries.size()) +
-                                  " images is over the limit of " +
-                                  std::to_string(options_.limits.max_images_per_request));
-    }
-    auto it = models_.find(spec.model);
-    if (it == models_.end()) {
-      return FailedPreconditionError("collection \"" + spec.name + "\"'s model \"" + spec.model +
-                                     "\" is not served");
-    }
-    std::vector<std::string_view> payloads;
-    for (int q : image_queries) payloads.push_back(request.queries(q).image());
-    std::vector<Status> decode_status;
-    std::vector<float> vectors;
-    RETURN_IF_ERROR(
-        EmbedPayloads(*it->second, payloads, /*all_or_nothing=*/true, &decode_status, &vectors));
-    for (size_t j = 0; j < image_queries.size(); ++j) {
-      if (!decode_status[j].ok()) {
-        return Status(decode_status[j].code(),
-                      IndexLabel("queries", image_queries[j]) + ": " + decode_status[j].message());
-      }
-      std::copy(vectors.begin() + j * dim, vectors.begin() + (j + 1) * dim,
-                queries.begin() + static_cast<size_t>(image_queries[j]) * dim);
-    }
-  }
+  return Status::Ok();
+}
 
+void LookalikeService::DoSearch(const pb::SearchRequest& request, pb::SearchResponse* response,
+                                FinishFn finish) {
+  auto plan = std::make_shared<SearchPlan>();
+  std::vector<int> image_queries;
+  if (Status s = PlanSearch(request, plan.get(), &image_queries); !s.ok()) return finish(s);
+  if (image_queries.empty())
+    return finish(Guard([&] { return FinishSearch(*plan, request, response); }));
+  StatusOr<const ServedModel*> model = pipeline_.ModelForCollection(plan->collection->spec());
+  if (!model.ok()) {
+    return finish(Status(model.status().code(), IndexLabel("queries", image_queries[0]) + ": " +
+                                                    model.status().message()));
+  }
+  std::vector<std::string_view> payloads;
+  for (int q : image_queries) payloads.push_back(request.queries(q).image());
+  Status queued = pipeline_.Embed(
+      **model, std::move(payloads), "queries", /*all_or_nothing=*/true,
+      [this, plan, image_queries, &request, response, finish](StatusOr<EmbeddedImages> embedded) {
+        finish(Guard([&]() -> Status {
+          if (!embedded.ok()) return embedded.status();
+          const size_t dim = static_cast<size_t>(plan->dim);
+          for (size_t j = 0; j < image_queries.size(); ++j) {
+            const Status& s = embedded->item_status[j];
+            if (!s.ok()) {
+              return Status(s.code(), IndexLabel("queries", image_queries[j]) + ": " + s.message());
+            }
+            std::copy(embedded->vectors.begin() + j * dim,
+                      embedded->vectors.begin() + (j + 1) * dim,
+                      plan->queries.begin() + static_cast<size_t>(image_queries[j]) * dim);
+          }
+          return FinishSearch(*plan, request, response);
+        }));
+      });
+  if (!queued.ok()) finish(queued);
+}
+
+Status LookalikeService::FinishSearch(const SearchPlan& plan, const pb::SearchRequest& request,
+                                      pb::SearchResponse* response) {
+  const int nq = request.queries_size();
+  const int dim = plan.dim;
+  const std::vector<float>& queries = plan.queries;
+  const std::vector<std::string>& query_ids = plan.query_ids;
+  const SearchParams& params = plan.params;
+  Collection* collection = plan.collection.get();
   // Queries without an id exclusion run together; each by-id query runs
   // alone with its own id excluded.
   std::vector<std::vector<SearchHit>> hits(nq);
@@ -656,7 +658,7 @@ Status LookalikeService::DoSearch(const pb::SearchRequest& request, pb::SearchRe
 
 Status LookalikeService::DoGet(const pb::GetRequest& request, pb::GetResponse* response) {
   ASSIGN_OR_RETURN(std::shared_ptr<Collection> collection, collections_->Get(request.collection()));
-  RETURN_IF_ERROR(CheckCount("ids", request.ids_size(), options_.limits.max_items_per_upsert));
+  RETURN_IF_ERROR(CheckCount("ids", request.ids_size(), options_.limits.max_ids_per_request));
   std::vector<std::string> ids(request.ids().begin(), request.ids().end());
   ASSIGN_OR_RETURN(auto found, collection->Get(ids));
   for (size_t i = 0; i < ids.size(); ++i) {
@@ -677,7 +679,7 @@ Status LookalikeService::DoGet(const pb::GetRequest& request, pb::GetResponse* r
 
 Status LookalikeService::DoDelete(const pb::DeleteRequest& request, pb::DeleteResponse* response) {
   ASSIGN_OR_RETURN(std::shared_ptr<Collection> collection, collections_->Get(request.collection()));
-  RETURN_IF_ERROR(CheckCount("ids", request.ids_size(), options_.limits.max_items_per_upsert));
+  RETURN_IF_ERROR(CheckCount("ids", request.ids_size(), options_.limits.max_ids_per_request));
   std::vector<std::string> ids(request.ids().begin(), request.ids().end());
   ASSIGN_OR_RETURN(int64_t deleted, collection->Delete(ids));
   response->set_deleted(deleted);
@@ -685,7 +687,7 @@ Status LookalikeService::DoDelete(const pb::DeleteRequest& request, pb::DeleteRe
 }
 
 Status LookalikeService::DoListModels(pb::ListModelsResponse* response) {
-  for (const auto& [name, model] : models_) FillModelInfo(model->served, response->add_models());
+  for (const ServedModel* model : pipeline_.Models()) FillModelInfo(*model, response->add_models());
   return Status::Ok();
 }
 
@@ -694,7 +696,8 @@ Status LookalikeService::DoListModels(pb::ListModelsResponse* response) {
 grpc::ServerUnaryReactor* LookalikeService::Embed(grpc::CallbackServerContext* ctx,
                                                   const pb::EmbedRequest* request,
                                                   pb::EmbedResponse* response) {
-  return RunUnary(ctx, "Embed", [=] { return DoEmbed(*request, response); });
+  return RunUnaryAsync(ctx, "Embed",
+                       [=](FinishFn finish) { DoEmbed(*request, response, std::move(finish)); });
 }
 
 grpc::ServerUnaryReactor* LookalikeService::CreateCollection(
@@ -725,7 +728,8 @@ grpc::ServerUnaryReactor* LookalikeService::DropCollection(grpc::CallbackServerC
 grpc::ServerUnaryReactor* LookalikeService::Upsert(grpc::CallbackServerContext* ctx,
                                                    const pb::UpsertRequest* request,
                                                    pb::UpsertResponse* response) {
-  return RunUnary(ctx, "Upsert", [=] { return DoUpsert(*request, 0, response); });
+  return RunUnaryAsync(
+      ctx, "Upsert", [=](FinishFn finish) { DoUpsert(*request, 0, response, std::move(finish)); });
 }
 
 grpc::ServerReadReactor<pb::UpsertRequest>* LookalikeService::UpsertStream(
@@ -736,7 +740,8 @@ grpc::ServerReadReactor<pb::UpsertRequest>* LookalikeService::UpsertStream(
 grpc::ServerUnaryReactor* LookalikeService::Search(grpc::CallbackServerContext* ctx,
                                                    const pb::SearchRequest* request,
                                                    pb::SearchResponse* response) {
-  return RunUnary(ctx, "Search", [=] { return DoSearch(*request, response); });
+  return RunUnaryAsync(ctx, "Search",
+                       [=](FinishFn finish) { DoSearch(*request, response, std::move(finish)); });
 }
 
 grpc::ServerUnaryReactor* LookalikeService::Get(grpc::CallbackServerContext* ctx,

@@ -1,60 +1,45 @@
-// The lookalike.v1.Lookalike service on gRPC's callback API.
+// The lookalike.v1.Lookalike service on gRPC's callback API: proto <-> domain.
 //
-// Each RPC's work runs on the service's handler pool (never on gRPC's
-// callback threads, which must not block): decode on the decode pool, embed
-// through the model's Batcher, read and write collections
-// (index/collection.h). Every RPC is timed and counted in Metrics.
+// RPC bodies run on the service's handler pool (never on gRPC's callback
+// threads, which must not block). Images go through the EmbedPipeline
+// (decode, batch, scatter; server/embed_pipeline.h), whose completion runs the
+// rest of the request on the handler pool and finishes its reactor: no thread
+// waits for a batch. Collections are read and written through
+// index/collection.h. Every RPC is timed and counted in Metrics.
 //
 // Collections and models: a collection names the model that embeds its images
 // (CollectionSpec::model). CreateCollection with model "" uses the default
-// model; dim 0 means the model's dim. A collection created with model "none"
-// (or with model "" and a dim that differs from the default model's, or when
-// the server serves no model) stores raw vectors only: image items and image
-// queries are refused for it.
+// model; dim 0 means the model's dim. A collection created with model
+// kVectorsOnly ("none", index/types.h), or with model "" and a dim that
+// differs from the default model's, or when the server serves no model,
+// stores raw vectors only: image items and image queries are refused for it.
+// The model is copied straight through to CollectionInfo.model.
 #pragma once
 
-#include <atomic>
-#include <map>
+#include <functional>
 #include <memory>
 #include <string>
-#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "common/status.h"
 #include "index/collection.h"
 #include "lookalike/v1/lookalike.grpc.pb.h"
-#include "models/embedder.h"
-#include "server/batcher.h"
 #include "server/config.h"
-#include "server/decode.h"
+#include "server/embed_pipeline.h"
 #include "server/metrics.h"
 #include "server/thread_pool.h"
 
 namespace lookalike {
 
-// A model the server serves.
-struct ServedModel {
-  std::string name;                    // used in requests and collections
-  ModelInfo info;                      // preset, dim, input size, backend
-  std::shared_ptr<Embedder> embedder;  // the engine; may be null when `embed` is set
-  // More engines of the same model (engine_replicas > 1): the batcher runs
-  // one worker per engine, `embedder` included.
-  std::vector<std::shared_ptr<Embedder>> more_replicas;
-  // What the batcher runs; empty = embedder->Embed. (Tests pass a function.)
-  Batcher::EmbedFn embed;
-};
-
 struct ServiceOptions {
   LimitsConfig limits;
   BatcherConfig batcher;
   std::string default_model;  // "" = none
-  // Threads running RPC bodies. Each request blocks one while its images are
-  // decoded and embedded, so this bounds how many requests can share a batch.
+  // Threads running RPC bodies. A request holds one while its images are
+  // decoded, not while they wait for or run in a batch.
   int handler_threads = 0;  // 0 = max(32, 4 * cores)
 };
-
-// Model name for "vectors only" collections.
-inline constexpr const char* kNoModel = "none";
 
 class LookalikeService final : public lookalike::v1::Lookalike::CallbackService {
  public:
@@ -102,18 +87,22 @@ class LookalikeService final : public lookalike::v1::Lookalike::CallbackService 
                                        lookalike::v1::ListModelsResponse* response) override;
 
   // ---- the work of each RPC (transport-free) -------------------------------
-  Status DoEmbed(const lookalike::v1::EmbedRequest& request,
-                 lookalike::v1::EmbedResponse* response);
+  // Called exactly once with the RPC's status, on a handler thread.
+  using FinishFn = std::function<void(Status status)>;
+  // Embed, Upsert and Search embed images: they return once the images are
+  // queued, and `finish` runs when the batch is done.
+  void DoEmbed(const lookalike::v1::EmbedRequest& request, lookalike::v1::EmbedResponse* response,
+               FinishFn finish);
   Status DoCreateCollection(const lookalike::v1::CreateCollectionRequest& request,
                             lookalike::v1::CollectionInfo* response);
   Status DoListCollections(lookalike::v1::ListCollectionsResponse* response);
   Status DoDescribeCollection(const std::string& name, lookalike::v1::CollectionInfo* response);
   Status DoDropCollection(const std::string& name);
   // Items are labelled items[index_base + i] in messages.
-  Status DoUpsert(const lookalike::v1::UpsertRequest& request, int64_t index_base,
-                  lookalike::v1::UpsertResponse* response);
-  Status DoSearch(const lookalike::v1::SearchRequest& request,
-                  lookalike::v1::SearchResponse* response);
+  void DoUpsert(const lookalike::v1::UpsertRequest& request, int64_t index_base,
+                lookalike::v1::UpsertResponse* response, FinishFn finish);
+  void DoSearch(const lookalike::v1::SearchRequest& request,
+                lookalike::v1::SearchResponse* response, FinishFn finish);
   Status DoGet(const lookalike::v1::GetRequest& request, lookalike::v1::GetResponse* response);
   Status DoDelete(const lookalike::v1::DeleteRequest& request,
                   lookalike::v1::DeleteResponse* response);
@@ -124,35 +113,31 @@ class LookalikeService final : public lookalike::v1::Lookalike::CallbackService 
 
  private:
   class UpsertStreamReactor;
-  struct Model {
-    ServedModel served;
-    std::unique_ptr<Batcher> batcher;
-  };
+  struct SearchPlan;
 
-  // Runs `work` on the handler pool, then finishes `reactor` with its status;
-  // records metrics for `method`.
+  // Runs `work` on the handler pool; it (or a completion it hands `finish`
+  // to) finishes the reactor. Records metrics for `method`.
+  grpc::ServerUnaryReactor* RunUnaryAsync(grpc::CallbackServerContext* ctx, const char* method,
+                                          std::function<void(FinishFn finish)> work);
+  // The same for work that is done when it returns.
   grpc::ServerUnaryReactor* RunUnary(grpc::CallbackServerContext* ctx, const char* method,
                                      std::function<Status()> work);
   void Record(const char* method, const Status& status, double seconds);
 
-  StatusOr<Model*> FindModel(const std::string& name);  // "" = default
-  // Decodes and embeds `payloads` with `model`. item_status[i] is the decode
-  // result of payload i; vectors holds payloads.size() * dim floats (rows of
-  // failed payloads are zero). The return is the failure of the embedding
-  // itself (queue full, engine error), which fails the whole request. With
-  // `all_or_nothing` (Embed, Search: one bad image fails the call) nothing is
-  // embedded once any payload fails to decode.
-  Status EmbedPayloads(Model& model, const std::vector<std::string_view>& payloads,
-                       bool all_or_nothing, std::vector<Status>* item_status,
-                       std::vector<float>* vectors);
+  Status PlanSearch(const lookalike::v1::SearchRequest& request, SearchPlan* plan,
+                    std::vector<int>* image_queries);
+  // The rest of a search once every query is a vector.
+  Status FinishSearch(const SearchPlan& plan, const lookalike::v1::SearchRequest& request,
+                      lookalike::v1::SearchResponse* response);
   void FillCollectionInfo(Collection& collection, lookalike::v1::CollectionInfo* info);
 
   const ServiceOptions options_;
   CollectionManager* const collections_;
   Metrics* const metrics_;
-  std::map<std::string, std::unique_ptr<Model>> models_;
-  DecodePool decode_pool_;
-  ThreadPool handlers_;
+  // Declared before the pipeline: the pipeline's completions run here, so it
+  // is destroyed after the pipeline's batchers have drained into it.
+  std::unique_ptr<ThreadPool> handlers_;
+  EmbedPipeline pipeline_;
 };
 
 }  // namespace lookalike

@@ -1,11 +1,14 @@
 // `lookalike`: the command-line client of lookalike-server.
 //
-//   lookalike collections create NAME [--model M] [--dim D] [--metric cosine|ip|l2] [--index Flat]
+//   lookalike collections create NAME [--model M|none] [--dim D] [--metric cosine|ip|l2]
+//                                     [--index Flat]
 //   lookalike collections list | describe NAME | drop NAME
-//   lookalike index COLLECTION PATH... [--metadata FILE.csv|FILE.jsonl] [--concurrency N] [--batch
-//   N] lookalike search COLLECTION (--image FILE | --id ID | --vector "a,b,c") [--k 10] [--filter
-//   k=v]... lookalike embed [--model NAME] FILE... lookalike get COLLECTION ID... | delete
-//   COLLECTION ID... | models | health
+//   lookalike index COLLECTION PATH... [--metadata FILE.csv|FILE.jsonl] [--concurrency N]
+//                                      [--batch N]
+//   lookalike search COLLECTION (--image FILE | --id ID | --vector "a,b,c") [--k 10]
+//                               [--filter k=v]...
+//   lookalike embed [--model NAME] FILE...
+//   lookalike get COLLECTION ID... | delete COLLECTION ID... | models | health
 //
 // Every command takes --server HOST:PORT (default $LOOKALIKE_SERVER or
 // localhost:50051) and --timeout SECONDS. Errors go to stderr as
@@ -121,7 +124,8 @@ json CollectionJson(const v1::CollectionInfo& c) {
 
 void PrintCollection(const v1::CollectionInfo& c) {
   std::printf("name:         %s\n", c.name().c_str());
-  std::printf("model:        %s\n", c.model().empty() ? "(vectors only)" : c.model().c_str());
+  std::printf("model:        %s\n",
+              StoresVectorsOnly(c) ? "none (vectors only)" : c.model().c_str());
   std::printf("dim:          %d\n", c.dim());
   std::printf("metric:       %s\n", MetricCliName(c.metric()));
   std::printf("index:        %s on %s\n", c.index_spec().c_str(), c.index_device().c_str());
@@ -154,8 +158,8 @@ int RunCreate(const CommonFlags& flags, const CreateArgs& a) {
     PrintJson(CollectionJson(*info));
   } else {
     std::printf("created collection \"%s\" (model %s, dim %d, %s, %s)\n", info->name().c_str(),
-                info->model().empty() ? "none" : info->model().c_str(), info->dim(),
-                MetricCliName(info->metric()), info->index_spec().c_str());
+                info->model().c_str(), info->dim(), MetricCliName(info->metric()),
+                info->index_spec().c_str());
   }
   return 0;
 }
@@ -178,9 +182,9 @@ int RunList(const CommonFlags& flags, bool as_json) {
   std::printf("%-24s %-20s %6s %-7s %-10s %10s\n", "NAME", "MODEL", "DIM", "METRIC", "INDEX",
               "ITEMS");
   for (const auto& c : *list) {
-    std::printf("%-24s %-20s %6d %-7s %-10s %10lld\n", c.name().c_str(),
-                c.model().empty() ? "-" : c.model().c_str(), c.dim(), MetricCliName(c.metric()),
-                c.index_spec().c_str(), static_cast<long long>(c.count()));
+    std::printf("%-24s %-20s %6d %-7s %-10s %10lld\n", c.name().c_str(), c.model().c_str(), c.dim(),
+                MetricCliName(c.metric()), c.index_spec().c_str(),
+                static_cast<long long>(c.count()));
   }
   return 0;
 }
@@ -234,7 +238,7 @@ int RunIndex(const CommonFlags& flags, const IndexArgs& a) {
 
   auto info = client->DescribeCollection(a.collection);
   if (!info.ok()) return Fail(info.status());
-  if (info->model().empty()) {
+  if (StoresVectorsOnly(*info)) {
     return Fail(
         FailedPreconditionError("collection \"" + a.collection +
                                 "\" stores raw vectors only (no model); it cannot index images"));

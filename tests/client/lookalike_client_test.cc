@@ -134,6 +134,15 @@ TEST(ResolveServerAddress, FlagThenEnvThenDefault) {
   ::unsetenv(kServerEnvVar);
 }
 
+// The server sends kVectorsOnly ("none") for a vectors-only collection, never "".
+TEST(StoresVectorsOnly, IsModelNone) {
+  v1::CollectionInfo info;
+  info.set_model("none");
+  EXPECT_TRUE(StoresVectorsOnly(info));
+  info.set_model("efficientnet_lite0");
+  EXPECT_FALSE(StoresVectorsOnly(info));
+}
+
 TEST(FromGrpcStatus, KeepsCodeAndMessage) {
   Status s = FromGrpcStatus(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "items[3]: bad"));
   EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);

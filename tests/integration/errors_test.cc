@@ -290,5 +290,34 @@ TEST_F(ErrorsTest, CliIndexListsFailedFilesAndKeepsGoing) {
       << again.out;
 }
 
+// A vectors-only collection: the server says model "none" (never ""), so the
+// CLI refuses to index images into it before reading any file, and describe
+// and list say so. (The CLI used to test for "", so it went on to upload every
+// file, each one refused, and describe printed a bare "none".)
+TEST_F(ErrorsTest, CliKnowsVectorsOnlyCollections) {
+  CommandResult create =
+      RunCli(*server_, {"collections", "create", "raw_cli", "--model", "none", "--dim", "3"});
+  ASSERT_EQ(create.exit_code, 0) << create.out << create.err;
+  EXPECT_NE(create.out.find("(model none, dim 3"), std::string::npos) << create.out;
+
+  TempDir dir;
+  CommandResult index = RunCli(*server_, {"index", "raw_cli", GetPaths().photos + "/flower",
+                                          "--journal", dir / "journal.jsonl", "--no-progress"});
+  EXPECT_EQ(index.exit_code, 1) << index.out << index.err;
+  EXPECT_NE(index.err.find("FAILED_PRECONDITION: collection \"raw_cli\" stores raw vectors only "
+                           "(no model); it cannot index images"),
+            std::string::npos)
+      << index.err;
+  EXPECT_EQ(index.out.find("indexed"), std::string::npos) << index.out;  // nothing was sent
+
+  CommandResult describe = RunCli(*server_, {"collections", "describe", "raw_cli"});
+  ASSERT_EQ(describe.exit_code, 0) << describe.err;
+  EXPECT_NE(describe.out.find("model:        none (vectors only)"), std::string::npos)
+      << describe.out;
+  CommandResult json = RunCli(*server_, {"collections", "describe", "raw_cli", "--json"});
+  EXPECT_NE(json.out.find("\"model\": \"none\""), std::string::npos) << json.out;
+  EXPECT_TRUE(client_->DropCollection("raw_cli").ok());
+}
+
 }  // namespace
 }  // namespace lookalike::testing

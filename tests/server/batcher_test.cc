@@ -41,16 +41,36 @@ struct FakeEngine {
 
 ImageView View(int id) { return ImageView{nullptr, id, -id, 0}; }
 
-TEST(BatcherTest, CoalescesConcurrentRequestsIntoOneFullBatch) {
+// Submit, and a future for what its completion delivers.
+std::future<StatusOr<std::vector<float>>> SubmitForFuture(Batcher& batcher,
+                                                          std::vector<ImageView> images) {
+  auto promise = std::make_shared<std::promise<StatusOr<std::vector<float>>>>();
+  auto future = promise->get_future();
+  Status s = batcher.Submit(std::move(images), [promise](Status s, std::vector<float> v) {
+    if (s.ok()) {
+      promise->set_value(std::move(v));
+    } else {
+      promise->set_value(std::move(s));
+    }
+  });
+  if (!s.ok()) promise->set_value(std::move(s));
+  return future;
+}
+
+// Submit and wait (tests only: the server never waits for a batch).
+StatusOr<std::vector<float>> EmbedAndWait(Batcher& batcher, std::vector<ImageView> images) {
+  return SubmitForFuture(batcher, std::move(images)).get();
+}
+
+TEST(BatcherTest, CoalescesRequestsIntoOneFullBatch) {
   FakeEngine engine;
   // The delay is far longer than the test: a full batch must run at once.
+  // One thread submits all eight: Submit returns without waiting for a batch.
   Batcher batcher("m", 2, engine.Fn(), BatcherOptions{8, 60s, 64});
   std::vector<std::future<StatusOr<std::vector<float>>>> results;
+  for (int i = 1; i <= 8; ++i) results.push_back(SubmitForFuture(batcher, {View(i)}));
   for (int i = 1; i <= 8; ++i) {
-    results.push_back(
-        std::async(std::launch::async, [&batcher, i] { return batcher.Embed({View(i)}); }));
-  }
-  for (int i = 1; i <= 8; ++i) {
+    ASSERT_EQ(results[i - 1].wait_for(10s), std::future_status::ready);
     StatusOr<std::vector<float>> r = results[i - 1].get();
     ASSERT_TRUE(r.ok()) << r.status().ToString();
     EXPECT_EQ(*r, (std::vector<float>{float(i), float(-i)}));
@@ -61,7 +81,7 @@ TEST(BatcherTest, CoalescesConcurrentRequestsIntoOneFullBatch) {
 TEST(BatcherTest, MaxDelayRunsAPartialBatch) {
   FakeEngine engine;
   Batcher batcher("m", 2, engine.Fn(), BatcherOptions{100, 20ms, 256});
-  StatusOr<std::vector<float>> r = batcher.Embed({View(1), View(2), View(3)});
+  StatusOr<std::vector<float>> r = EmbedAndWait(batcher, {View(1), View(2), View(3)});
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(*r, (std::vector<float>{1, -1, 2, -2, 3, -3}));
   EXPECT_EQ(engine.Batches(), std::vector<int>{3});
@@ -77,7 +97,7 @@ TEST(BatcherTest, LargeRequestSpansBatchesInOrder) {
     want.push_back(i);
     want.push_back(-i);
   }
-  StatusOr<std::vector<float>> r = batcher.Embed(images);
+  StatusOr<std::vector<float>> r = EmbedAndWait(batcher, images);
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(*r, want);
   EXPECT_EQ(engine.Batches(), (std::vector<int>{4, 4, 2}));
@@ -120,7 +140,7 @@ TEST(BatcherTest, ReplicasRunBatchesInParallel) {
     want.push_back(float(i));
     want.push_back(float(-i));
   }
-  StatusOr<std::vector<float>> r = batcher.Embed(images);
+  StatusOr<std::vector<float>> r = EmbedAndWait(batcher, images);
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   EXPECT_EQ(*r, want);
   std::lock_guard<std::mutex> lock(mu);
@@ -173,7 +193,7 @@ TEST(BatcherTest, EngineErrorsReachEveryRequestOfTheBatch) {
     return ResourceExhaustedError("out of GPU memory");
   };
   Batcher batcher("m", 2, fail, BatcherOptions{8, 1ms, 64});
-  StatusOr<std::vector<float>> r = batcher.Embed({View(1), View(2)});
+  StatusOr<std::vector<float>> r = EmbedAndWait(batcher, {View(1), View(2)});
   EXPECT_EQ(r.status(), ResourceExhaustedError("out of GPU memory"));
 
   Batcher::EmbedFn short_output = [](const std::vector<ImageView>&, std::vector<float>* out) {
@@ -181,7 +201,7 @@ TEST(BatcherTest, EngineErrorsReachEveryRequestOfTheBatch) {
     return Status::Ok();
   };
   Batcher bad("m2", 2, short_output, BatcherOptions{8, 1ms, 64});
-  r = bad.Embed({View(1)});
+  r = EmbedAndWait(bad, {View(1)});
   EXPECT_EQ(r.status().code(), StatusCode::kInternal);
   EXPECT_EQ(r.status().message(), "model \"m2\" returned 1 floats for 1 images of dim 2");
 }

@@ -5,6 +5,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "index/types.h"
+
 namespace lookalike {
 namespace {
 
@@ -102,8 +104,17 @@ TEST(ConfigTest, UnknownKeysAreErrors) {
 TEST(ConfigTest, BadValuesNameKeyAndValue) {
   EXPECT_EQ(ErrorOf("limits:\n  max_k: lots\n"),
             "test.yaml:2: limits.max_k: expected an integer, got \"lots\"");
-  EXPECT_EQ(ErrorOf("limits:\n  max_k: 4096\n"), "limits.max_k: 4096 is out of range [1, 2048]");
-  EXPECT_EQ(ErrorOf("device: tpu\n"), "device: \"tpu\" is not one of auto, cpu, cuda, cuda:N");
+  EXPECT_EQ(ErrorOf("limits:\n  max_k: 4096\n"), "limits.max_k: " + std::to_string(kMaxK * 2) +
+                                                     " is out of range [1, " +
+                                                     std::to_string(kMaxK) + "]");
+  EXPECT_EQ(ErrorOf("limits:\n  max_ids_per_request: 0\n"),
+            "limits.max_ids_per_request: 0 is out of range [1, 1048576]");
+  EXPECT_EQ(ErrorOf("device: tpu\n"),
+            "device: unknown device 'tpu' (expected \"cpu\", \"cuda\", \"cuda:N\" with 0 <= N < "
+            "1024 or \"auto\")");
+  EXPECT_EQ(ErrorOf("index_device: auto\n"),
+            "index_device: unknown device 'auto' (expected \"cpu\", \"cuda\", \"cuda:N\" with 0 "
+            "<= N < 1024)");
   EXPECT_EQ(ErrorOf("listen: nowhere\n"), "listen: \"nowhere\" is not HOST:PORT or unix:PATH");
   EXPECT_EQ(ErrorOf("log_level: loud\n"),
             "log_level: \"loud\" is not one of trace, debug, info, warn, error, critical, off");
@@ -163,6 +174,8 @@ TEST(ConfigTest, EveryFlagReachesItsKey) {
                                                "9",
                                                "--max-items-per-upsert",
                                                "10",
+                                               "--max-ids-per-request",
+                                               "17",
                                                "--max-queries-per-search",
                                                "11",
                                                "--max-image-pixels",
@@ -188,12 +201,33 @@ TEST(ConfigTest, EveryFlagReachesItsKey) {
   EXPECT_EQ(c->limits.max_message_bytes, 2048);
   EXPECT_EQ(c->limits.max_images_per_request, 9);
   EXPECT_EQ(c->limits.max_items_per_upsert, 10);
+  EXPECT_EQ(c->limits.max_ids_per_request, 17);
   EXPECT_EQ(c->limits.max_queries_per_search, 11);
   EXPECT_EQ(c->limits.max_image_pixels, 12);
   EXPECT_EQ(c->limits.decode_threads, 13);
   EXPECT_EQ(c->batcher.max_batch, 14);
   EXPECT_EQ(c->batcher.max_delay_us, 15);
   EXPECT_EQ(c->batcher.queue_capacity, 16);
+}
+
+// --model replaces the models; with no --default-model the first one given is
+// the default (it used to stay "efficientnet_lite0", which refused to start).
+TEST(ConfigTest, FirstModelFlagBecomesTheDefault) {
+  bool help = false;
+  StatusOr<ServerConfig> c = LoadServerConfig(
+      {"--model", "r50=resnet50:r50.safetensors", "--model", "v=vit_b16:v"}, &help);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->default_model, "r50");
+  c = LoadServerConfig(
+      {"--model", "r50=resnet50:r50.safetensors", "--model", "v=vit_b16:v", "--default-model", "v"},
+      &help);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->default_model, "v");
+  // Order of flags does not matter.
+  c = LoadServerConfig(
+      {"--default-model", "v", "--model", "r50=resnet50:r", "--model", "v=vit_b16:v"}, &help);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->default_model, "v");
 }
 
 TEST(ConfigTest, FlagErrors) {
@@ -211,7 +245,7 @@ TEST(ConfigTest, FlagErrors) {
             "--config: cannot read \"/does/not/exist.yaml\"");
   EXPECT_EQ(error({"stray"}), "unexpected argument \"stray\" (flags start with --)");
   EXPECT_EQ(error({"--engine-replicas", "17"}), "engine_replicas: 17 is out of range [0, 16]");
-  EXPECT_EQ(error({"--model", "x=resnet18:w"}),
+  EXPECT_EQ(error({"--model", "x=resnet18:w", "--default-model", "efficientnet_lite0"}),
             "default_model: \"efficientnet_lite0\" is not one of the configured models");
   StatusOr<ServerConfig> c = LoadServerConfig({"--help"}, &help);
   EXPECT_TRUE(help);

@@ -28,6 +28,19 @@ TEST(GrpcStatusTest, CodesAndMessagesMapOneToOne) {
   }
   EXPECT_EQ(FromGrpcStatus(grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "who")).code(),
             StatusCode::kUnknown);
+  EXPECT_EQ(FromGrpcStatus(grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "who")).message(),
+            "who");
+  EXPECT_TRUE(FromGrpcStatus(grpc::Status::OK).ok());
+}
+
+// The client and the server share this one conversion (the client used to
+// have its own, which differed here: an error without a message).
+TEST(GrpcStatusTest, AnErrorAlwaysSaysSomething) {
+  const Status s = FromGrpcStatus(grpc::Status(grpc::StatusCode::UNAVAILABLE, ""));
+  EXPECT_EQ(s.code(), StatusCode::kUnavailable);
+  EXPECT_EQ(s.message(), "(no message from server)");
+  const grpc::Status g = ToGrpcStatus(Status(StatusCode::kInternal, ""));
+  EXPECT_EQ(g.error_code(), grpc::StatusCode::INTERNAL);
 }
 
 }  // namespace

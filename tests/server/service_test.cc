@@ -15,6 +15,7 @@
 #include <cmath>
 #include <filesystem>
 #include <future>
+#include <mutex>
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <thread>
@@ -70,13 +71,11 @@ class ServiceTest : public ::testing::TestWithParam<std::string> {
       data_dir_ = ::testing::TempDir() + "/lookalike_service_test_" + std::to_string(getpid()) +
                   "_" + test->name();
       std::filesystem::remove_all(data_dir_);
-#ifdef LOOKALIKE_TEST_WITH_INDEX
       CollectionManagerOptions options;
       options.data_dir = data_dir_;
       StatusOr<std::unique_ptr<CollectionManager>> manager = CollectionManager::Open(options);
       ASSERT_TRUE(manager.ok()) << manager.status().ToString();
       collections_ = std::move(manager).value();
-#endif
     }
     ServedModel model;
     model.name = "fake";
@@ -91,6 +90,8 @@ class ServiceTest : public ::testing::TestWithParam<std::string> {
     options.limits.max_images_per_request = 4;
     options.limits.max_queries_per_search = 5;
     options.limits.max_k = 100;
+    options.limits.max_items_per_upsert = 16;
+    options.limits.max_ids_per_request = 3;
     options.limits.max_image_pixels = 10000;
     options.limits.decode_threads = 2;
     options.batcher.max_batch = 8;
@@ -121,7 +122,7 @@ class ServiceTest : public ::testing::TestWithParam<std::string> {
     grpc::ClientContext ctx;
     pb::CreateCollectionRequest req;
     req.set_name(name);
-    req.set_model(kNoModel);
+    req.set_model(kVectorsOnly);
     req.set_dim(dim);
     req.set_metric(metric);
     pb::CollectionInfo info;
@@ -261,7 +262,7 @@ TEST_P(ServiceTest, CreateDescribeListDrop) {
   EXPECT_EQ(info.count(), 0);
 
   ASSERT_TRUE(create("raw", "", 8, &info).ok());  // dim differs: vectors only
-  EXPECT_EQ(info.model(), kNoModel);
+  EXPECT_EQ(info.model(), kVectorsOnly);
   EXPECT_EQ(info.dim(), 8);
 
   grpc::Status s = create("photos", "", 0, &info);
@@ -269,7 +270,7 @@ TEST_P(ServiceTest, CreateDescribeListDrop) {
   s = create("x", "fake", 3, &info);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_EQ(s.error_message(), "dim: 3 differs from model \"fake\"'s dim 4");
-  s = create("y", kNoModel, 0, &info);
+  s = create("y", kVectorsOnly, 0, &info);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   s = create("z", "missing", 0, &info);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND);
@@ -616,18 +617,154 @@ TEST_P(ServiceTest, ConcurrentClientsGetTheirOwnResults) {
   EXPECT_EQ(info.count(), kThreads * kItems);
 }
 
-std::vector<std::string> Managers() {
-#ifdef LOOKALIKE_TEST_WITH_INDEX
-  return {"memory", "index"};
-#else
-  return {"memory"};
-#endif
+// Get and Delete are bounded by limits.max_ids_per_request (they used to be
+// bounded by limits.max_items_per_upsert).
+TEST_P(ServiceTest, GetAndDeleteHaveTheirOwnIdLimit) {
+  CreateVectors("raw", 2);
+  pb::UpsertRequest req;
+  req.set_collection("raw");
+  for (int i = 0; i < 5; ++i) {  // over max_ids_per_request, within max_items_per_upsert
+    pb::Item* item = req.add_items();
+    item->set_id("i" + std::to_string(i));
+    *item->mutable_vector() = Vec({1, float(i)});
+  }
+  grpc::Status s;
+  EXPECT_EQ(Upsert(req, &s).upserted(), 5);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+
+  pb::GetRequest get;
+  get.set_collection("raw");
+  for (int i = 0; i < 3; ++i) get.add_ids("i" + std::to_string(i));
+  {
+    grpc::ClientContext ctx;
+    pb::GetResponse got;
+    ASSERT_TRUE(stub_->Get(&ctx, get, &got).ok());
+    EXPECT_EQ(got.items_size(), 3);
+  }
+  get.add_ids("i3");
+  {
+    grpc::ClientContext ctx;
+    pb::GetResponse got;
+    s = stub_->Get(&ctx, get, &got);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_EQ(s.error_message(), "ids: 4 ids is over the limit of 3");
+  }
+  pb::DeleteRequest del;
+  del.set_collection("raw");
+  for (int i = 0; i < 4; ++i) del.add_ids("i" + std::to_string(i));
+  {
+    grpc::ClientContext ctx;
+    pb::DeleteResponse deleted;
+    s = stub_->Delete(&ctx, del, &deleted);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_EQ(s.error_message(), "ids: 4 ids is over the limit of 3");
+  }
+  // The upsert limit still holds for upserts.
+  for (int i = 5; i < 17; ++i) {
+    pb::Item* item = req.add_items();
+    item->set_id("i" + std::to_string(i));
+    *item->mutable_vector() = Vec({1, float(i)});
+  }
+  Upsert(req, &s);
+  EXPECT_EQ(s.error_message(), "items: 17 items is over the limit of 16");
 }
+
+// Vectors-only collections are "none" on the wire; image items and image
+// queries are refused for them, vectors are not.
+TEST_P(ServiceTest, VectorsOnlyCollectionRefusesImages) {
+  CreateVectors("raw", kFakeDim);
+  {
+    grpc::ClientContext ctx;
+    pb::DescribeCollectionRequest req;
+    req.set_name("raw");
+    pb::CollectionInfo info;
+    ASSERT_TRUE(stub_->DescribeCollection(&ctx, req, &info).ok());
+    EXPECT_EQ(info.model(), kVectorsOnly);
+  }
+  pb::SearchRequest search;
+  search.set_collection("raw");
+  *search.add_queries()->mutable_vector() = Vec({1, 0, 0, 0});
+  search.add_queries()->set_image(Png(1, 2, 3));
+  grpc::Status s;
+  Search(search, &s);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(s.error_message(),
+            "queries[1]: collection \"raw\" stores vectors only (no model); send a vector");
+}
+
+std::vector<std::string> Managers() { return {"memory", "index"}; }
 
 INSTANTIATE_TEST_SUITE_P(Collections, ServiceTest, ::testing::ValuesIn(Managers()),
                          [](const ::testing::TestParamInfo<std::string>& info) {
                            return info.param;
                          });
+
+// Embedding completes asynchronously: with 2 handler threads, 32 requests in
+// flight at once still share one batch of 32 images, and each gets its own
+// vector back. (When a handler thread waited for its batch, two requests
+// filled the handler pool; their batch of 2 then waited for max_delay, far
+// longer than the deadline.)
+TEST(ServiceAsyncTest, ManyEmbedsInFlightWithTwoHandlerThreads) {
+  constexpr int kRequests = 32;
+  std::mutex mu;
+  std::vector<int> batches;
+  ServedModel model;
+  model.name = "fake";
+  model.info.dim = kFakeDim;
+  model.embed = [&](const std::vector<ImageView>& images, std::vector<float>* out) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      batches.push_back(static_cast<int>(images.size()));
+    }
+    return FakeEmbed(images, out);
+  };
+  ServiceOptions options;
+  options.default_model = "fake";
+  options.limits.decode_threads = 1;
+  options.batcher.max_batch = kRequests;
+  options.batcher.max_delay_us = 60'000'000;  // a batch runs when full, not on a timer
+  options.batcher.queue_capacity = 2 * kRequests;
+  options.handler_threads = 2;
+  testing::MemoryCollectionManager collections;
+  std::vector<ServedModel> models;
+  models.push_back(std::move(model));
+  LookalikeService service(options, &collections, std::move(models), nullptr);
+  StatusOr<std::unique_ptr<GrpcServer>> server =
+      GrpcServer::Start("127.0.0.1:0", 4 << 20, &service);
+  ASSERT_TRUE(server.ok()) << server.status().ToString();
+  (*server)->SetServing(true);
+  auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string((*server)->port()),
+                                     grpc::InsecureChannelCredentials());
+  auto stub = pb::Lookalike::NewStub(channel);
+
+  std::vector<std::string> images;
+  for (int i = 0; i < kRequests; ++i) images.push_back(Png(i * 7, 0, 0));
+  std::atomic<int> ok{0};
+  std::vector<std::thread> clients;
+  for (int i = 0; i < kRequests; ++i) {
+    clients.emplace_back([&, i] {
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+      pb::EmbedRequest req;
+      req.add_images(images[i]);
+      pb::EmbedResponse resp;
+      grpc::Status s = stub->Embed(&ctx, req, &resp);
+      if (s.ok() && resp.vectors_size() == 1 &&
+          std::abs(resp.vectors(0).values(0) - i * 7 / 255.f) < 1e-6) {
+        ++ok;
+      } else {
+        ADD_FAILURE() << "request " << i << ": " << s.error_code() << " " << s.error_message();
+      }
+    });
+  }
+  for (std::thread& t : clients) t.join();
+  EXPECT_EQ(ok.load(), kRequests);
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    EXPECT_EQ(batches, std::vector<int>{kRequests});
+  }
+  (*server)->Shutdown(std::chrono::seconds(2));
+}
 
 }  // namespace
 }  // namespace lookalike
