@@ -16,7 +16,7 @@ namespace lookalike {
 namespace kernels {
 
 struct AttentionParams {
-  ElemType type = ElemType::kF16;
+  DType type = DType::kF16;
   const void* qkv = nullptr;
   void* out = nullptr;
   int batch = 0;

@@ -27,7 +27,7 @@ struct ConvArgs {
   int64_t m_total;  // batch * out_h * out_w
   int k_total;      // kh * kw * cin
   int64_t ldw;      // weight row stride
-  Act act;
+  Activation act;
 };
 
 template <typename T, bool kVec>
@@ -241,7 +241,7 @@ __device__ __forceinline__ void LoadVec(const T* p, float* out) {
 
 struct DwArgs {
   int batch, in_h, in_w, c, kh, kw, sh, sw, pt, pl, out_h, out_w;
-  Act act;
+  Activation act;
 };
 
 template <typename T, int V, int KH, int KW>

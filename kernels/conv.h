@@ -11,7 +11,8 @@
 //   input    {batch, in_h, in_w, in_channels}        f16 / bf16
 //   weight   {out_channels, weight_row_stride}        same type; row o holds
 //            w[o, c, r, s] at (r*kernel_w + s)*in_channels + c (OHWI) and zeros
-//            in [K, weight_row_stride). weight_row_stride = ConvWeightRowStride(K).
+//            in [K, weight_row_stride). weight_row_stride = ConvWeightRowStride(K)
+//            (kernels/weight_layout.h, which also has the reorders).
 //   bias     {out_channels} fp32, or null
 //   residual {batch, out_h, out_w, out_channels}, or null
 //   output   {batch, out_h, out_w, out_channels}
@@ -26,6 +27,7 @@
 #include <cstdint>
 
 #include "kernels/types.h"
+#include "kernels/weight_layout.h"
 
 namespace lookalike {
 namespace kernels {
@@ -41,10 +43,8 @@ struct ConvGeometry {
   int out_w() const { return (in_w + pad_left + pad_right - kernel_w) / stride_w + 1; }
 };
 
-inline int64_t ConvWeightRowStride(int64_t k) { return (k + 7) / 8 * 8; }
-
 struct ConvParams {
-  ElemType type = ElemType::kF16;
+  DType type = DType::kF16;
   ConvGeometry geo;
   const void* input = nullptr;
   const void* weight = nullptr;
@@ -52,7 +52,7 @@ struct ConvParams {
   const float* bias = nullptr;
   const void* residual = nullptr;
   void* output = nullptr;
-  Act act = Act::kNone;
+  Activation act = Activation::kNone;
 };
 
 Status Conv2d(const ConvParams& p, cudaStream_t stream);
@@ -62,14 +62,14 @@ Status Conv2d(const ConvParams& p, cudaStream_t stream);
 //          (w[c, 0, r, s] at (r*kernel_w + s)*channels + c), same type as input.
 // Other layouts as Conv2d (in_channels == out_channels == channels).
 struct DepthwiseParams {
-  ElemType type = ElemType::kF16;
+  DType type = DType::kF16;
   ConvGeometry geo;  // in_channels == out_channels
   const void* input = nullptr;
   const void* weight = nullptr;
   const float* bias = nullptr;
   const void* residual = nullptr;
   void* output = nullptr;
-  Act act = Act::kNone;
+  Activation act = Activation::kNone;
 };
 
 Status DepthwiseConv2d(const DepthwiseParams& p, cudaStream_t stream);

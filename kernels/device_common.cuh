@@ -58,21 +58,21 @@ __device__ __forceinline__ uint32_t PackPair<__nv_bfloat16>(float a, float b) {
 }
 
 // Activation in fp32. Accurate erf/tanh on purpose: these feed parity tests.
-__device__ __forceinline__ float Activate(float x, Act act) {
+__device__ __forceinline__ float Activate(float x, Activation act) {
   switch (act) {
-    case Act::kNone:
+    case Activation::kNone:
       return x;
-    case Act::kRelu:
+    case Activation::kRelu:
       return fmaxf(x, 0.f);
-    case Act::kRelu6:
+    case Activation::kRelu6:
       return fminf(fmaxf(x, 0.f), 6.f);
-    case Act::kGelu:
+    case Activation::kGelu:
       return 0.5f * x * (1.f + erff(x * 0.70710678118654752f));
-    case Act::kGeluTanh: {
+    case Activation::kGeluTanh: {
       const float u = 0.79788456080286536f * (x + 0.044715f * x * x * x);
       return 0.5f * x * (1.f + tanhf(u));
     }
-    case Act::kQuickGelu:
+    case Activation::kQuickGelu:
       return x / (1.f + expf(-1.702f * x));
   }
   return x;
@@ -142,15 +142,15 @@ __device__ __forceinline__ float WarpMax(float v) {
 }  // namespace kernels
 }  // namespace lookalike
 
-// Dispatches a runtime ElemType (f16 / bf16) to a type alias `T` in `body`.
+// Dispatches a runtime DType (f16 / bf16) to a type alias `T` in `body`.
 #define LOOKALIKE_DISPATCH_HALF_TYPES(elem_type, T, ...)                      \
   [&]() -> ::lookalike::Status {                                              \
     switch (elem_type) {                                                      \
-      case ::lookalike::kernels::ElemType::kF16: {                            \
+      case ::lookalike::DType::kF16: {                                        \
         using T = __half;                                                     \
         return __VA_ARGS__();                                                 \
       }                                                                       \
-      case ::lookalike::kernels::ElemType::kBF16: {                           \
+      case ::lookalike::DType::kBF16: {                                       \
         using T = __nv_bfloat16;                                              \
         return __VA_ARGS__();                                                 \
       }                                                                       \

@@ -43,7 +43,7 @@ __global__ void LayerNormKernel(const T* __restrict__ x, T* __restrict__ y,
 
 template <typename T>
 __global__ void BiasActKernel(T* __restrict__ y, const float* __restrict__ bias,
-                              const T* __restrict__ residual, int64_t n, int cols, Act act) {
+                              const T* __restrict__ residual, int64_t n, int cols, Activation act) {
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     float v = dev::ToFloat(y[i]);
@@ -170,15 +170,15 @@ template <typename S>
 Status ConvertFrom(const ConvertParams& p, cudaStream_t stream) {
   const S* src = static_cast<const S*>(p.src);
   switch (p.dst_type) {
-    case ElemType::kF32:
+    case DType::kF32:
       ConvertKernel<S, float>
           <<<Blocks(p.n), kThreads, 0, stream>>>(src, static_cast<float*>(p.dst), p.n);
       break;
-    case ElemType::kF16:
+    case DType::kF16:
       ConvertKernel<S, __half>
           <<<Blocks(p.n), kThreads, 0, stream>>>(src, static_cast<__half*>(p.dst), p.n);
       break;
-    case ElemType::kBF16:
+    case DType::kBF16:
       ConvertKernel<S, __nv_bfloat16>
           <<<Blocks(p.n), kThreads, 0, stream>>>(src, static_cast<__nv_bfloat16*>(p.dst), p.n);
       break;
@@ -293,11 +293,11 @@ Status L2Normalize(const L2NormalizeParams& p, cudaStream_t stream) {
 Status Convert(const ConvertParams& p, cudaStream_t stream) {
   if (p.n <= 0) return InvalidArgumentError("convert: empty tensor");
   switch (p.src_type) {
-    case ElemType::kF32:
+    case DType::kF32:
       return ConvertFrom<float>(p, stream);
-    case ElemType::kF16:
+    case DType::kF16:
       return ConvertFrom<__half>(p, stream);
-    case ElemType::kBF16:
+    case DType::kBF16:
       return ConvertFrom<__nv_bfloat16>(p, stream);
   }
   return InvalidArgumentError("convert: unknown source type");

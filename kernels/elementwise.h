@@ -15,7 +15,7 @@ namespace kernels {
 // y[r, :] = (x[r, :] - mean) / sqrt(var + eps) * gamma + beta, statistics in
 // fp32 over `dim` (one warp per row). gamma / beta: fp32 {dim}.
 struct LayerNormParams {
-  ElemType type = ElemType::kF16;
+  DType type = DType::kF16;
   const void* input = nullptr;
   void* output = nullptr;
   const float* gamma = nullptr;
@@ -29,20 +29,20 @@ Status LayerNorm(const LayerNormParams& p, cudaStream_t stream);
 // In place: y[r, c] = act(y[r, c] + bias[c]) + residual[r, c]. bias fp32
 // {cols} or null; residual {rows, cols} or null (may not alias y).
 struct BiasActParams {
-  ElemType type = ElemType::kF16;
+  DType type = DType::kF16;
   void* data = nullptr;
   const float* bias = nullptr;
   const void* residual = nullptr;
   int64_t rows = 0;
   int cols = 0;
-  Act act = Act::kNone;
+  Activation act = Activation::kNone;
 };
 Status BiasAct(const BiasActParams& p, cudaStream_t stream);
 
 // NHWC max pooling, square window, symmetric padding treated as -inf.
 // out_h = (in_h + 2*pad - kernel) / stride + 1.
 struct MaxPoolParams {
-  ElemType type = ElemType::kF16;
+  DType type = DType::kF16;
   const void* input = nullptr;
   void* output = nullptr;
   int batch = 0, in_h = 0, in_w = 0, channels = 0;
@@ -53,7 +53,7 @@ Status MaxPool2d(const MaxPoolParams& p, cudaStream_t stream);
 // {batch, tokens, channels} -> {batch, channels}: mean over tokens
 // [token_begin, tokens) (a feature map {N, H, W, C} is tokens = H*W).
 struct MeanPoolParams {
-  ElemType type = ElemType::kF16;
+  DType type = DType::kF16;
   const void* input = nullptr;
   void* output = nullptr;
   int batch = 0, tokens = 0, channels = 0;
@@ -63,7 +63,7 @@ Status MeanPool(const MeanPoolParams& p, cudaStream_t stream);
 
 // {batch, tokens, dim} -> {batch, dim}: row `index` of each sequence.
 struct SelectTokenParams {
-  ElemType type = ElemType::kF16;
+  DType type = DType::kF16;
   const void* input = nullptr;
   void* output = nullptr;
   int batch = 0, tokens = 0, dim = 0;
@@ -76,7 +76,7 @@ Status SelectToken(const SelectTokenParams& p, cudaStream_t stream);
 // added: pos {prefix + patches, dim} to every row when pos_applies_to_prefix,
 // else pos {patches, dim} to the patch rows only.
 struct PrependTokensParams {
-  ElemType type = ElemType::kF16;
+  DType type = DType::kF16;
   const void* patches = nullptr;
   const void* prefix_tokens = nullptr;  // null when prefix == 0
   const void* pos = nullptr;            // may be null: nothing added
@@ -88,7 +88,7 @@ Status PrependTokensAddPos(const PrependTokensParams& p, cudaStream_t stream);
 
 // out[i] = a[i] + b[i], n elements. out may alias a or b.
 struct AddParams {
-  ElemType type = ElemType::kF16;
+  DType type = DType::kF16;
   const void* a = nullptr;
   const void* b = nullptr;
   void* out = nullptr;
@@ -98,7 +98,7 @@ Status Add(const AddParams& p, cudaStream_t stream);
 
 // out[r, :] = x[r, :] / max(||x[r, :]||_2, eps). Sum of squares in fp32.
 struct L2NormalizeParams {
-  ElemType type = ElemType::kF16;
+  DType type = DType::kF16;
   const void* input = nullptr;
   void* output = nullptr;
   int64_t rows = 0;
@@ -109,8 +109,8 @@ Status L2Normalize(const L2NormalizeParams& p, cudaStream_t stream);
 
 // Element type conversion (round to nearest even), any pair of f32/f16/bf16.
 struct ConvertParams {
-  ElemType src_type = ElemType::kF32;
-  ElemType dst_type = ElemType::kF16;
+  DType src_type = DType::kF32;
+  DType dst_type = DType::kF16;
   const void* src = nullptr;
   void* dst = nullptr;
   int64_t n = 0;

@@ -21,13 +21,13 @@ Status CublasStatus(cublasStatus_t s, const std::string& what) {
   return InternalError(what + ": cuBLAS status " + std::to_string(static_cast<int>(s)));
 }
 
-cudaDataType_t CudaType(ElemType t) {
+cudaDataType_t CudaType(DType t) {
   switch (t) {
-    case ElemType::kF16:
+    case DType::kF16:
       return CUDA_R_16F;
-    case ElemType::kBF16:
+    case DType::kBF16:
       return CUDA_R_16BF;
-    case ElemType::kF32:
+    case DType::kF32:
       return CUDA_R_32F;
   }
   return CUDA_R_16F;
@@ -47,17 +47,17 @@ Plan MakePlan(const LinearParams& p) {
   const bool has_bias = p.bias != nullptr;
   const bool has_res = p.residual != nullptr;
   switch (p.act) {
-    case Act::kNone:
+    case Activation::kNone:
       plan.epilogue = has_bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
       plan.bias_in_matmul = has_bias;
       plan.residual_in_matmul = has_res;
       break;
-    case Act::kRelu:
+    case Activation::kRelu:
       plan.epilogue = has_bias ? CUBLASLT_EPILOGUE_RELU_BIAS : CUBLASLT_EPILOGUE_RELU;
       plan.bias_in_matmul = has_bias;
       plan.post_add = has_res;
       break;
-    case Act::kGeluTanh:  // cuBLASLt's GELU is the tanh approximation
+    case Activation::kGeluTanh:  // cuBLASLt's GELU is the tanh approximation
       plan.epilogue = has_bias ? CUBLASLT_EPILOGUE_GELU_BIAS : CUBLASLT_EPILOGUE_GELU;
       plan.bias_in_matmul = has_bias;
       plan.post_add = has_res;
@@ -180,7 +180,7 @@ Status LinearRunner::Run(const LinearParams& p, cudaStream_t stream) {
                                 std::to_string(p.in_features) + ", out " +
                                 std::to_string(p.out_features) + " (all must be positive)");
   }
-  if (p.type == ElemType::kF32) return InvalidArgumentError("linear: f32 is not supported");
+  if (p.type == DType::kF32) return InvalidArgumentError("linear: f32 is not supported");
   if ((p.bias == nullptr) != (p.bias_f32 == nullptr)) {
     return InvalidArgumentError("linear: bias and bias_f32 must be given together");
   }

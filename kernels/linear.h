@@ -19,7 +19,7 @@ namespace lookalike {
 namespace kernels {
 
 struct LinearParams {
-  ElemType type = ElemType::kF16;
+  DType type = DType::kF16;
   const void* x = nullptr;
   const void* weight = nullptr;
   const void* bias = nullptr;  // {out} in `type` (for the cuBLASLt epilogue), or null
@@ -30,7 +30,7 @@ struct LinearParams {
   int64_t rows = 0;
   int in_features = 0;
   int out_features = 0;
-  Act act = Act::kNone;
+  Activation act = Activation::kNone;
 };
 
 // Owns the cuBLAS / cuBLASLt handles, the per-shape algorithm cache and a

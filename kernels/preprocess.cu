@@ -217,15 +217,15 @@ Status Preprocess(const PreprocessParams& p, cudaStream_t stream) {
   }
   dim3 grid2(gx, p.crop_h < 1024 ? p.crop_h : 1024, p.count);
   switch (p.type) {
-    case ElemType::kF32:
+    case DType::kF32:
       VerticalPass<float><<<grid2, threads, 0, stream>>>(
           d_descs, tmp, static_cast<float*>(p.output), p.crop_w, p.crop_h, f, nrm);
       break;
-    case ElemType::kF16:
+    case DType::kF16:
       VerticalPass<__half><<<grid2, threads, 0, stream>>>(
           d_descs, tmp, static_cast<__half*>(p.output), p.crop_w, p.crop_h, f, nrm);
       break;
-    case ElemType::kBF16:
+    case DType::kBF16:
       VerticalPass<__nv_bfloat16><<<grid2, threads, 0, stream>>>(
           d_descs, tmp, static_cast<__nv_bfloat16*>(p.output), p.crop_w, p.crop_h, f, nrm);
       break;

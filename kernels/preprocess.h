@@ -31,7 +31,7 @@ struct DeviceImage {
 };
 
 struct PreprocessParams {
-  ElemType type = ElemType::kF16;       // f16, bf16 or f32 output
+  DType type = DType::kF16;             // f16, bf16 or f32 output
   const DeviceImage* images = nullptr;  // host array of `count` descriptors
   int count = 0;
   int resize_shorter = 256;

@@ -5,18 +5,6 @@
 namespace lookalike {
 namespace kernels {
 
-const char* ElemTypeName(ElemType t) {
-  switch (t) {
-    case ElemType::kF32:
-      return "f32";
-    case ElemType::kF16:
-      return "f16";
-    case ElemType::kBF16:
-      return "bf16";
-  }
-  return "?";
-}
-
 Status CudaStatus(cudaError_t err, const std::string& what) {
   if (err == cudaSuccess) return Status::Ok();
   if (err == cudaErrorMemoryAllocation) {

@@ -10,26 +10,16 @@
 
 #include <string>
 
+#include "common/activation.h"
+#include "common/dtype.h"
 #include "common/status.h"
 
 namespace lookalike {
 namespace kernels {
 
-// Element type of activations and weights in device memory.
-enum class ElemType { kF32, kF16, kBF16 };
-
-const char* ElemTypeName(ElemType t);
-inline size_t ElemSize(ElemType t) { return t == ElemType::kF32 ? 4 : 2; }
-
-// Epilogue activation, applied in fp32.
-enum class Act {
-  kNone,
-  kRelu,
-  kRelu6,
-  kGelu,       // x * 0.5 * (1 + erf(x / sqrt(2)))
-  kGeluTanh,   // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
-  kQuickGelu,  // x * sigmoid(1.702 x)
-};
+// Element types are lookalike::DType (common/dtype.h) and epilogue
+// activations lookalike::Activation (common/activation.h, applied in fp32),
+// the same enums the backends use.
 
 // "INTERNAL: <what>: <cudaGetErrorString>" when err != cudaSuccess.
 Status CudaStatus(cudaError_t err, const std::string& what);

@@ -7,8 +7,21 @@
 // arrays in PyTorch layouts; the backend converts, folds, reorders and uploads
 // them once and returns an opaque layer), then run many times by the op calls.
 // Op calls on one Backend object are not thread-safe: one Backend per model
-// replica / stream. Every op validates shapes and returns INVALID_ARGUMENT
-// naming the op and both shapes on mismatch; device OOM is RESOURCE_EXHAUSTED.
+// replica / stream.
+//
+// Contract (FAISS's add / add_impl shape): every public op below is
+// non-virtual. It checks its arguments and infers the output shape once, here
+// (models/backend.cc), for every backend, then calls the protected virtual
+// `...Impl` the backend implements; an Impl gets arguments that passed these
+// checks and does not check them again. The checks:
+//   - tensors are non-empty, on this backend's device(), in its
+//     compute_dtype(), with every dimension > 0;
+//   - prepared layers were made by this backend, of the op's kind;
+//   - shapes agree as each op states below.
+// A failed check is INVALID_ARGUMENT "<Op>: ..." naming the op and the shapes
+// involved (the argument's and the expected one). A backend may still refuse
+// what it cannot run (UNIMPLEMENTED, e.g. grouped non-depthwise convolutions
+// on CUDA); device OOM is RESOURCE_EXHAUSTED.
 #pragma once
 
 #include <cstdint>
@@ -17,44 +30,12 @@
 #include <string>
 #include <vector>
 
+#include "common/activation.h"
 #include "common/status.h"
+#include "models/image.h"
 #include "models/tensor.h"
 
 namespace lookalike {
-
-enum class Activation {
-  kNone,
-  kRelu,
-  kRelu6,
-  kGelu,       // exact, erf form (timm / torch default)
-  kGeluTanh,   // tanh approximation
-  kQuickGelu,  // x * sigmoid(1.702 x) (OpenAI CLIP)
-};
-
-// A decoded 8-bit RGB image, interleaved, rows `stride_bytes` apart (>= 3*width).
-// Not owned.
-struct ImageView {
-  const uint8_t* data = nullptr;
-  int width = 0;
-  int height = 0;
-  int stride_bytes = 0;
-};
-
-enum class Interpolation { kBilinear, kBicubic };
-
-// The reference preprocessing (torchvision/timm eval transform):
-// resize so the shorter side is `resize_shorter` (aspect kept; antialiased when
-// downscaling, as torchvision's antialias=True / PIL do), center crop
-// `crop_height` x `crop_width`, scale to [0,1], subtract mean, divide by std.
-struct PreprocessSpec {
-  int resize_shorter = 256;
-  int crop_height = 224;
-  int crop_width = 224;
-  Interpolation interpolation = Interpolation::kBilinear;
-  bool antialias = true;
-  float mean[3] = {0.485f, 0.456f, 0.406f};
-  float std[3] = {0.229f, 0.224f, 0.225f};
-};
 
 // 2-D convolution on NHWC input. Weight layout as PyTorch: {out, in/groups, kh, kw}.
 struct ConvSpec {
@@ -69,10 +50,29 @@ struct ConvSpec {
   int groups = 1;  // groups == in_channels == out_channels: depthwise
 };
 
-// Opaque prepared layers, owned by the model; valid only with the backend that made them.
+class Backend;
+
+enum class LayerKind { kConv, kLinear, kLayerNorm };
+
+// Opaque prepared layers, owned by the model; valid only with the backend that
+// made them. The base part records what the public ops check against.
 class PreparedLayer {
  public:
   virtual ~PreparedLayer() = default;
+
+  LayerKind kind() const { return kind_; }
+  // kConv: the spec as checked, pad_h_end / pad_w_end resolved (never -1).
+  const ConvSpec& conv_spec() const { return conv_; }
+  // kConv: in / out channels; kLinear: in / out features; kLayerNorm: dim, dim.
+  int in_features() const { return in_; }
+  int out_features() const { return out_; }
+
+ private:
+  friend class Backend;
+  const Backend* owner_ = nullptr;
+  LayerKind kind_ = LayerKind::kConv;
+  ConvSpec conv_;
+  int in_ = 0, out_ = 0;
 };
 using LayerPtr = std::unique_ptr<PreparedLayer>;
 
@@ -85,59 +85,69 @@ class Backend {
   virtual DType compute_dtype() const = 0;  // activations dtype (cpu: f32; cuda: f16/bf16)
 
   // ---- preparation (once per model) ---------------------------------------
-  // weight {out, in/groups, kh, kw}; bias {out} or nullptr. Fold BatchNorm
-  // into weight/bias before calling (models/weights.h has the helper).
-  virtual StatusOr<LayerPtr> PrepareConv(const ConvSpec& spec, const float* weight,
-                                         const float* bias) = 0;
-  // weight {out_features, in_features} (torch.nn.Linear); bias {out} or nullptr.
-  virtual StatusOr<LayerPtr> PrepareLinear(int in_features, int out_features, const float* weight,
-                                           const float* bias) = 0;
-  // LayerNorm over the last dimension.
-  virtual StatusOr<LayerPtr> PrepareLayerNorm(int dim, const float* gamma, const float* beta,
-                                              float eps) = 0;
+  // weight {out, in/groups, kh, kw} (non-null); bias {out} or nullptr. Fold
+  // BatchNorm into weight/bias before calling (models/weights.h has the
+  // helper). Checked: channels, kernel, stride, groups > 0; pad_h, pad_w >= 0;
+  // pad_h_end, pad_w_end >= -1; channels divisible by groups.
+  StatusOr<LayerPtr> PrepareConv(const ConvSpec& spec, const float* weight, const float* bias);
+  // weight {out_features, in_features} (torch.nn.Linear, non-null); bias {out} or nullptr.
+  StatusOr<LayerPtr> PrepareLinear(int in_features, int out_features, const float* weight,
+                                   const float* bias);
+  // LayerNorm over the last dimension, dim > 0, eps >= 0. gamma / beta {dim},
+  // each may be null: then 1 / 0 (torch's elementwise_affine=False), on every
+  // backend alike.
+  StatusOr<LayerPtr> PrepareLayerNorm(int dim, const float* gamma, const float* beta, float eps);
   // A constant tensor (class token, position embedding...), uploaded once.
-  virtual StatusOr<Tensor> Constant(const std::vector<int64_t>& shape, const float* data) = 0;
+  // shape non-empty with dimensions > 0; data non-null.
+  StatusOr<Tensor> Constant(const std::vector<int64_t>& shape, const float* data);
 
   // ---- ops ----------------------------------------------------------------
-  // Decoded images -> {N, crop_h, crop_w, 3} normalized, in compute dtype.
-  virtual StatusOr<Tensor> Preprocess(const std::vector<ImageView>& images,
-                                      const PreprocessSpec& spec) = 0;
+  // Decoded images (at least one, each passing CheckImage) -> {N, crop_h,
+  // crop_w, 3} normalized, in compute dtype. spec passes CheckPreprocessSpec.
+  StatusOr<Tensor> Preprocess(const std::vector<ImageView>& images, const PreprocessSpec& spec);
 
-  // y = act(conv(x) + bias [+ residual]); residual has y's shape or is null.
-  virtual StatusOr<Tensor> Conv2d(const PreparedLayer& conv, const Tensor& x, Activation act,
-                                  const Tensor* residual) = 0;
+  // y = act(conv(x) + bias [+ residual]); x {N, H, W, in_channels}, y {N, OH,
+  // OW, out_channels} with OH = (H + pad_h + pad_h_end - kernel_h) / stride_h
+  // + 1 (H + pads >= kernel_h; the same for W); residual has y's shape or is null.
+  StatusOr<Tensor> Conv2d(const PreparedLayer& conv, const Tensor& x, Activation act,
+                          const Tensor* residual);
   // y = act(x W^T + bias) [+ residual]: activation first, then residual add
-  // (transformer blocks: x + proj(attn)). x {..., in}, y {..., out}.
-  virtual StatusOr<Tensor> Linear(const PreparedLayer& linear, const Tensor& x, Activation act,
-                                  const Tensor* residual) = 0;
-  virtual StatusOr<Tensor> LayerNorm(const PreparedLayer& norm, const Tensor& x) = 0;
+  // (transformer blocks: x + proj(attn)). x {..., in} (rank >= 2), y {..., out}.
+  StatusOr<Tensor> Linear(const PreparedLayer& linear, const Tensor& x, Activation act,
+                          const Tensor* residual);
+  // x {..., dim} -> the same shape.
+  StatusOr<Tensor> LayerNorm(const PreparedLayer& norm, const Tensor& x);
 
   // Multi-head self-attention. qkv {N, T, 3*D} packed as [q | k | v], each
-  // split into `heads` heads of D/heads; returns {N, T, D}:
+  // split into `heads` (> 0, dividing D) heads of D/heads; returns {N, T, D}:
   // softmax(q k^T * scale) v per head, scale = 1/sqrt(D/heads).
-  virtual StatusOr<Tensor> Attention(const Tensor& qkv, int heads) = 0;
+  StatusOr<Tensor> Attention(const Tensor& qkv, int heads);
 
-  // NHWC max pooling, symmetric padding with -inf.
-  virtual StatusOr<Tensor> MaxPool2d(const Tensor& x, int kernel, int stride, int pad) = 0;
-  // {N, H, W, C} -> {N, C} mean over H, W; also {N, T, D} -> {N, D} mean over
-  // tokens [token_begin, T).
-  virtual StatusOr<Tensor> MeanPool(const Tensor& x, int token_begin) = 0;
-  // {N, T, D} -> {N, D}: token `index` of each sequence.
-  virtual StatusOr<Tensor> SelectToken(const Tensor& x, int index) = 0;
+  // NHWC max pooling, symmetric padding with -inf. kernel, stride > 0,
+  // 0 <= pad <= kernel / 2, H + 2 pad >= kernel (the same for W).
+  StatusOr<Tensor> MaxPool2d(const Tensor& x, int kernel, int stride, int pad);
+  // {N, H, W, C} -> {N, C} mean over H, W (token_begin must be 0); also
+  // {N, T, D} -> {N, D} mean over tokens [token_begin, T), 0 <= token_begin < T.
+  StatusOr<Tensor> MeanPool(const Tensor& x, int token_begin);
+  // {N, T, D} -> {N, D}: token `index` (0 <= index < T) of each sequence.
+  StatusOr<Tensor> SelectToken(const Tensor& x, int index);
 
   // ViT input: patches {N, P, D} -> {N, prefix + P, D} where rows [0, prefix)
-  // are `prefix_tokens` {prefix, D} (class + register tokens) and `pos` {1,
-  // prefix + P, D} or {1, P, D} (then added to the patches only, DINOv2-reg
-  // style: pos_applies_to_prefix=false) is added.
-  virtual StatusOr<Tensor> PrependTokensAddPos(const Tensor& patches, const Tensor* prefix_tokens,
-                                               const Tensor& pos, bool pos_applies_to_prefix) = 0;
+  // are `prefix_tokens` {prefix, D} or {1, prefix, D} (class + register
+  // tokens; null: none) and `pos` {1, rows, D} or {rows, D} is added: rows =
+  // prefix + P, or P when pos_applies_to_prefix is false (then added to the
+  // patches only, DINOv2-reg style).
+  StatusOr<Tensor> PrependTokensAddPos(const Tensor& patches, const Tensor* prefix_tokens,
+                                       const Tensor& pos, bool pos_applies_to_prefix);
 
-  virtual StatusOr<Tensor> Add(const Tensor& a, const Tensor& b) = 0;
+  // a + b, equal shapes.
+  StatusOr<Tensor> Add(const Tensor& a, const Tensor& b);
   // Row-wise L2 normalization of {N, D}.
-  virtual StatusOr<Tensor> L2Normalize(const Tensor& x) = 0;
+  StatusOr<Tensor> L2Normalize(const Tensor& x);
 
-  // Copies {N, D} to host fp32, row-major, into out (resized to N*D). Synchronizes.
-  virtual Status ToHost(const Tensor& x, std::vector<float>* out) = 0;
+  // Copies x to host fp32, row-major, into out (non-null; resized to
+  // x.numel()). Synchronizes.
+  Status ToHost(const Tensor& x, std::vector<float>* out);
 
   // ---- recorded execution --------------------------------------------------
   // Returns forward(input). A backend may record the work `forward` enqueues
@@ -151,6 +161,59 @@ class Backend {
   virtual StatusOr<Tensor> RunRecorded(const Tensor& input, const ForwardFn& forward) {
     return forward(input);
   }
+
+ protected:
+  // The backend's implementations, called by the public ops above with
+  // checked arguments only (see the contract at the top of this file). Layers
+  // passed in were made by this backend's Prepare*Impl of the right kind, so
+  // an Impl may static_cast them to its own layer type.
+  //
+  // spec: pad_h_end / pad_w_end resolved (>= 0).
+  virtual StatusOr<LayerPtr> PrepareConvImpl(const ConvSpec& spec, const float* weight,
+                                             const float* bias) = 0;
+  virtual StatusOr<LayerPtr> PrepareLinearImpl(int in_features, int out_features,
+                                               const float* weight, const float* bias) = 0;
+  // gamma / beta are never null here.
+  virtual StatusOr<LayerPtr> PrepareLayerNormImpl(int dim, const float* gamma, const float* beta,
+                                                  float eps) = 0;
+  virtual StatusOr<Tensor> ConstantImpl(const std::vector<int64_t>& shape, const float* data) = 0;
+  virtual StatusOr<Tensor> PreprocessImpl(const std::vector<ImageView>& images,
+                                          const PreprocessSpec& spec) = 0;
+  // out_shape: y's shape {N, OH, OW, out_channels}.
+  virtual StatusOr<Tensor> Conv2dImpl(const PreparedLayer& conv, const Tensor& x, Activation act,
+                                      const Tensor* residual,
+                                      const std::vector<int64_t>& out_shape) = 0;
+  // out_shape: y's shape {..., out_features}.
+  virtual StatusOr<Tensor> LinearImpl(const PreparedLayer& linear, const Tensor& x, Activation act,
+                                      const Tensor* residual,
+                                      const std::vector<int64_t>& out_shape) = 0;
+  virtual StatusOr<Tensor> LayerNormImpl(const PreparedLayer& norm, const Tensor& x) = 0;
+  virtual StatusOr<Tensor> AttentionImpl(const Tensor& qkv, int heads) = 0;
+  // out_shape: {N, OH, OW, C}.
+  virtual StatusOr<Tensor> MaxPool2dImpl(const Tensor& x, int kernel, int stride, int pad,
+                                         const std::vector<int64_t>& out_shape) = 0;
+  // x is always {N, T, D} here (a feature map arrives as {N, H*W, C}).
+  virtual StatusOr<Tensor> MeanPoolImpl(const Tensor& x, int token_begin) = 0;
+  virtual StatusOr<Tensor> SelectTokenImpl(const Tensor& x, int index) = 0;
+  // prefix_tokens: null when prefix == 0; pos rows as the public op states.
+  virtual StatusOr<Tensor> PrependTokensAddPosImpl(const Tensor& patches,
+                                                   const Tensor* prefix_tokens, int64_t prefix,
+                                                   const Tensor& pos,
+                                                   bool pos_applies_to_prefix) = 0;
+  virtual StatusOr<Tensor> AddImpl(const Tensor& a, const Tensor& b) = 0;
+  virtual StatusOr<Tensor> L2NormalizeImpl(const Tensor& x) = 0;
+  virtual Status ToHostImpl(const Tensor& x, std::vector<float>* out) = 0;
+
+ private:
+  // Non-empty, on device(), in compute_dtype(), every dimension > 0.
+  Status CheckTensor(const char* op, const char* what, const Tensor& t) const;
+  // Made by this backend, of `kind`.
+  Status CheckLayer(const char* op, const PreparedLayer& layer, LayerKind kind) const;
+  Status CheckResidual(const char* op, const Tensor* residual,
+                       const std::vector<int64_t>& out_shape) const;
+  // Stamps a layer an Impl returned with what the ops check against.
+  StatusOr<LayerPtr> Stamp(StatusOr<LayerPtr> layer, LayerKind kind, const ConvSpec& conv, int in,
+                           int out) const;
 };
 
 }  // namespace lookalike

@@ -18,17 +18,7 @@ class ModelEmbedder : public Embedder {
   Status Embed(const std::vector<ImageView>& images, std::vector<float>* out) override {
     if (out == nullptr) return InvalidArgumentError("Embed: output vector is null");
     for (size_t i = 0; i < images.size(); ++i) {
-      const ImageView& im = images[i];
-      const std::string where = "image " + std::to_string(i) + ": ";
-      if (im.data == nullptr) return InvalidArgumentError(where + "data is null");
-      if (im.width <= 0 || im.height <= 0) {
-        return InvalidArgumentError(where + "size " + std::to_string(im.width) + "x" +
-                                    std::to_string(im.height) + " is not positive");
-      }
-      if (im.stride_bytes < 3 * im.width) {
-        return InvalidArgumentError(where + "stride_bytes " + std::to_string(im.stride_bytes) +
-                                    " is less than 3 * width = " + std::to_string(3 * im.width));
-      }
+      RETURN_IF_ERROR(CheckImage(images[i]).WithPrefix("image " + std::to_string(i)));
     }
     const size_t dim = static_cast<size_t>(info_.dim);
     std::vector<float> result;

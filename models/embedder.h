@@ -14,17 +14,19 @@
 #include <string>
 #include <vector>
 
+#include "common/device.h"
 #include "common/status.h"
 #include "models/backend.h"
 
 namespace lookalike {
 
 struct EmbedderOptions {
-  std::string preset;          // e.g. "efficientnet_lite0", "resnet50", "vit_b16", "clip_vit_b32"
-  std::string weights_path;    // .safetensors
-  std::string device = "cpu";  // "cpu", "cuda", "cuda:N", or "auto" (cuda if available)
-  int num_threads = 0;         // CPU backend threads; 0 = all cores
-  int max_batch = 64;          // Embed() splits larger batches
+  std::string preset;        // e.g. "efficientnet_lite0", "resnet50", "vit_b16", "clip_vit_b32"
+  std::string weights_path;  // .safetensors
+  std::string device =
+      "cpu";            // parsed by ParseDevice (common/device.h): "cpu", "cuda", "cuda:N", "auto"
+  int num_threads = 0;  // CPU backend threads; 0 = all cores
+  int max_batch = 64;   // Embed() splits larger batches
   // What Embed() returns per image: "embedding" (the preset's embedding,
   // L2-normalized when the preset says so) or "logits" (the reference
   // model's ImageNet classifier output, {1000}, unnormalized; only presets
@@ -59,8 +61,5 @@ class Embedder {
   // per model replica).
   virtual Status Embed(const std::vector<ImageView>& images, std::vector<float>* out) = 0;
 };
-
-// True when this build has the CUDA backend and a usable GPU is present.
-bool CudaAvailable();
 
 }  // namespace lookalike

@@ -14,13 +14,12 @@
 #include <vector>
 
 #include "common/device.h"
+#include "common/dtype.h"
 
 namespace lookalike {
 
-enum class DType { kF32, kF16, kBF16 };
-
-const char* DTypeName(DType dtype);
-size_t DTypeSize(DType dtype);
+// "[2, 224, 224, 3]"
+std::string ShapeString(const std::vector<int64_t>& shape);
 
 class Tensor {
  public:
@@ -59,7 +58,7 @@ class Tensor {
     t.shape_ = std::move(shape);
     return t;
   }
-  std::string ShapeString() const;  // "[2, 224, 224, 3]"
+  std::string ShapeString() const { return lookalike::ShapeString(shape_); }
 
  private:
   std::vector<int64_t> shape_;

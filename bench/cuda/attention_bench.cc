@@ -59,7 +59,7 @@ int main(int argc, char** argv) {
       bench::FillRandomHalf(qkv[r], qkv_n, r + 1);
     }
     kernels::AttentionParams p;
-    p.type = kernels::ElemType::kF16;
+    p.type = DType::kF16;
     p.batch = b;
     p.seq = seq;
     p.heads = heads;

@@ -99,7 +99,7 @@ int main(int argc, char** argv) {
         p.weight = w;
         p.bias = static_cast<float*>(bias32);
         p.output = y;
-        p.act = kernels::Act::kRelu;
+        p.act = Activation::kRelu;
         s = kernels::DepthwiseConv2d(p, stream);
       } else {
         kernels::ConvParams p;
@@ -109,7 +109,7 @@ int main(int argc, char** argv) {
         p.weight_row_stride = ldw;
         p.bias = static_cast<float*>(bias32);
         p.output = y;
-        p.act = kernels::Act::kRelu;
+        p.act = Activation::kRelu;
         s = kernels::Conv2d(p, stream);
       }
       if (!s.ok() && !failed) {

@@ -8,24 +8,6 @@ namespace lookalike {
 namespace kernels {
 namespace ref {
 
-float Activate(float x, Act act) {
-  switch (act) {
-    case Act::kNone:
-      return x;
-    case Act::kRelu:
-      return std::max(x, 0.f);
-    case Act::kRelu6:
-      return std::min(std::max(x, 0.f), 6.f);
-    case Act::kGelu:
-      return 0.5f * x * (1.f + std::erf(x * 0.70710678118654752f));
-    case Act::kGeluTanh:
-      return 0.5f * x * (1.f + std::tanh(0.79788456080286536f * (x + 0.044715f * x * x * x)));
-    case Act::kQuickGelu:
-      return x / (1.f + std::exp(-1.702f * x));
-  }
-  return x;
-}
-
 void Attention(const float* qkv, float* out, int batch, int seq, int heads, int head_dim,
                float scale) {
   const int64_t dim = static_cast<int64_t>(heads) * head_dim;
@@ -59,29 +41,8 @@ void Attention(const float* qkv, float* out, int batch, int seq, int heads, int 
   }
 }
 
-std::vector<float> ConvWeightToOhwi(const float* w, const ConvShape& s, int64_t row_stride) {
-  std::vector<float> out(static_cast<size_t>(s.out_channels) * row_stride, 0.f);
-  for (int o = 0; o < s.out_channels; ++o)
-    for (int c = 0; c < s.in_channels; ++c)
-      for (int r = 0; r < s.kernel_h; ++r)
-        for (int q = 0; q < s.kernel_w; ++q) {
-          const float v =
-              w[((static_cast<int64_t>(o) * s.in_channels + c) * s.kernel_h + r) * s.kernel_w + q];
-          out[o * row_stride + (r * s.kernel_w + q) * s.in_channels + c] = v;
-        }
-  return out;
-}
-
-std::vector<float> DepthwiseWeightToTapMajor(const float* w, int channels, int kh, int kw) {
-  std::vector<float> out(static_cast<size_t>(kh) * kw * channels);
-  for (int c = 0; c < channels; ++c)
-    for (int t = 0; t < kh * kw; ++t)
-      out[static_cast<size_t>(t) * channels + c] = w[c * kh * kw + t];
-  return out;
-}
-
 void Conv2dGemm(const float* x, const float* w, int64_t row_stride, const float* bias,
-                const float* residual, float* y, const ConvShape& s, Act act) {
+                const float* residual, float* y, const ConvShape& s, Activation act) {
   const int oh = s.out_h(), ow = s.out_w();
   const int k_total = s.kernel_h * s.kernel_w * s.in_channels;
   std::vector<float> a_row(k_total);
@@ -107,13 +68,13 @@ void Conv2dGemm(const float* x, const float* w, int64_t row_stride, const float*
           for (int k = 0; k < k_total; ++k) acc += a_row[k] * wr[k];
           if (bias) acc += bias[o];
           if (residual) acc += residual[m * s.out_channels + o];
-          y[m * s.out_channels + o] = Activate(acc, act);
+          y[m * s.out_channels + o] = ApplyActivation(acc, act);
         }
       }
 }
 
 void DepthwiseConv2d(const float* x, const float* w, const float* bias, const float* residual,
-                     float* y, const ConvShape& s, Act act) {
+                     float* y, const ConvShape& s, Activation act) {
   const int oh = s.out_h(), ow = s.out_w(), ch = s.in_channels;
   for (int n = 0; n < s.batch; ++n)
     for (int ho = 0; ho < oh; ++ho)
@@ -132,7 +93,7 @@ void DepthwiseConv2d(const float* x, const float* w, const float* bias, const fl
             }
           }
           if (residual) acc += residual[m * ch + c];
-          y[m * ch + c] = Activate(acc, act);
+          y[m * ch + c] = ApplyActivation(acc, act);
         }
       }
 }
@@ -154,10 +115,11 @@ void LayerNorm(const float* x, float* y, const float* gamma, const float* beta, 
   }
 }
 
-void BiasAct(float* y, const float* bias, const float* residual, int64_t rows, int cols, Act act) {
+void BiasAct(float* y, const float* bias, const float* residual, int64_t rows, int cols,
+             Activation act) {
   for (int64_t i = 0; i < rows * cols; ++i) {
     float v = y[i] + (bias ? bias[i % cols] : 0.f);
-    v = Activate(v, act);
+    v = ApplyActivation(v, act);
     if (residual) v += residual[i];
     y[i] = v;
   }
@@ -229,13 +191,13 @@ void L2Normalize(const float* x, float* y, int64_t rows, int dim, float eps) {
 }
 
 void Linear(const float* x, const float* w, const float* bias, const float* residual, float* y,
-            int64_t rows, int in, int out, Act act) {
+            int64_t rows, int in, int out, Activation act) {
   for (int64_t r = 0; r < rows; ++r)
     for (int o = 0; o < out; ++o) {
       float acc = 0.f;
       for (int i = 0; i < in; ++i) acc += x[r * in + i] * w[static_cast<int64_t>(o) * in + i];
       if (bias) acc += bias[o];
-      acc = Activate(acc, act);
+      acc = ApplyActivation(acc, act);
       if (residual) acc += residual[r * out + o];
       y[r * out + o] = acc;
     }

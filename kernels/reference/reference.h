@@ -7,12 +7,11 @@
 #include <cstdint>
 #include <vector>
 
+#include "common/activation.h"
+
 namespace lookalike {
 namespace kernels {
 namespace ref {
-
-enum class Act { kNone, kRelu, kRelu6, kGelu, kGeluTanh, kQuickGelu };
-float Activate(float x, Act act);
 
 // qkv {batch, seq, 3*heads*head_dim} -> out {batch, seq, heads*head_dim}
 // (dense rows). Row-by-row streaming softmax with the same tiling-free math.
@@ -27,25 +26,22 @@ struct ConvShape {
   int out_w() const { return (in_w + pad_left + pad_right - kernel_w) / stride_w + 1; }
 };
 
-// Weights in PyTorch layout {out, in, kh, kw} -> the kernel layout {out,
-// row_stride} (OHWI, k = (r*kw + s)*in + c, zero padded to row_stride).
-std::vector<float> ConvWeightToOhwi(const float* w_oihw, const ConvShape& s, int64_t row_stride);
-// Depthwise weights {C, 1, kh, kw} -> {kh*kw, C}.
-std::vector<float> DepthwiseWeightToTapMajor(const float* w, int channels, int kh, int kw);
+// Weight reorders into the kernels' layouts: kernels/weight_layout.h.
 
 // Implicit-GEMM formulation: for each output pixel (GEMM row m) and output
 // channel (column n), the dot product over k of the gathered input row and
 // the OHWI weight row. y = act(acc + bias [+ residual]).
 void Conv2dGemm(const float* x, const float* w_ohwi, int64_t row_stride, const float* bias,
-                const float* residual, float* y, const ConvShape& s, Act act);
+                const float* residual, float* y, const ConvShape& s, Activation act);
 // Depthwise (in == out channels), weights {kh*kw, C}.
 void DepthwiseConv2d(const float* x, const float* w_tap_major, const float* bias,
-                     const float* residual, float* y, const ConvShape& s, Act act);
+                     const float* residual, float* y, const ConvShape& s, Activation act);
 
 void LayerNorm(const float* x, float* y, const float* gamma, const float* beta, int64_t rows,
                int dim, float eps);
 // y = act(y + bias) + residual (bias / residual may be null).
-void BiasAct(float* y, const float* bias, const float* residual, int64_t rows, int cols, Act act);
+void BiasAct(float* y, const float* bias, const float* residual, int64_t rows, int cols,
+             Activation act);
 void MaxPool2d(const float* x, float* y, int batch, int in_h, int in_w, int c, int kernel,
                int stride, int pad);
 void MeanPool(const float* x, float* y, int batch, int tokens, int c, int token_begin);
@@ -56,7 +52,7 @@ void PrependTokensAddPos(const float* patches, const float* prefix_tokens, const
 void L2Normalize(const float* x, float* y, int64_t rows, int dim, float eps);
 // y {rows, out} = act(x {rows, in} W^T + b) + residual, W {out, in}.
 void Linear(const float* x, const float* w, const float* bias, const float* residual, float* y,
-            int64_t rows, int in, int out, Act act);
+            int64_t rows, int in, int out, Activation act);
 
 }  // namespace ref
 }  // namespace kernels

@@ -11,13 +11,15 @@
 // (image, head) with an exact softmax between; the element-wise ops are plain
 // OpenMP loops. docs/benchmarks/cpu.md records why (measurements). Built
 // without oneDNN (LOOKALIKE_CPU_USE_DNNL=OFF, or no libdnnl on the machine),
-// every op runs on portable loops instead: same results up to fp32 rounding,
-// far slower (reference use on machines without oneDNN).
+// the dense math runs on portable loops instead (models/cpu/dense.h: one
+// file per implementation, chosen by CMake): same results up to fp32
+// rounding, far slower (reference use on machines without oneDNN).
 //
 // Threads: `num_threads` OpenMP threads for every op (0 = all cores). The
 // setting applies to the calling thread's OpenMP parallel regions, so each
 // op re-applies it; one CpuBackend per model replica, not thread-safe (as
-// models/backend.h states).
+// models/backend.h states). Argument checks are Backend's (models/backend.h);
+// the ...Impl methods here only compute.
 #pragma once
 
 #include <memory>
@@ -42,36 +44,40 @@ class CpuBackend : public Backend {
   DType compute_dtype() const override { return DType::kF32; }
   int num_threads() const { return num_threads_; }
 
-  StatusOr<LayerPtr> PrepareConv(const ConvSpec& spec, const float* weight,
-                                 const float* bias) override;
-  StatusOr<LayerPtr> PrepareLinear(int in_features, int out_features, const float* weight,
-                                   const float* bias) override;
-  StatusOr<LayerPtr> PrepareLayerNorm(int dim, const float* gamma, const float* beta,
-                                      float eps) override;
-  StatusOr<Tensor> Constant(const std::vector<int64_t>& shape, const float* data) override;
-
-  StatusOr<Tensor> Preprocess(const std::vector<ImageView>& images,
-                              const PreprocessSpec& spec) override;
-  StatusOr<Tensor> Conv2d(const PreparedLayer& conv, const Tensor& x, Activation act,
-                          const Tensor* residual) override;
-  StatusOr<Tensor> Linear(const PreparedLayer& linear, const Tensor& x, Activation act,
-                          const Tensor* residual) override;
-  StatusOr<Tensor> LayerNorm(const PreparedLayer& norm, const Tensor& x) override;
-  StatusOr<Tensor> Attention(const Tensor& qkv, int heads) override;
-  StatusOr<Tensor> MaxPool2d(const Tensor& x, int kernel, int stride, int pad) override;
-  StatusOr<Tensor> MeanPool(const Tensor& x, int token_begin) override;
-  StatusOr<Tensor> SelectToken(const Tensor& x, int index) override;
-  StatusOr<Tensor> PrependTokensAddPos(const Tensor& patches, const Tensor* prefix_tokens,
-                                       const Tensor& pos, bool pos_applies_to_prefix) override;
-  StatusOr<Tensor> Add(const Tensor& a, const Tensor& b) override;
-  StatusOr<Tensor> L2Normalize(const Tensor& x) override;
-  Status ToHost(const Tensor& x, std::vector<float>* out) override;
-
   // A fresh host fp32 tensor of `shape` from this backend's buffer pool
   // (contents unspecified). Public for tests and callers that fill inputs.
   StatusOr<Tensor> Allocate(const std::vector<int64_t>& shape);
 
   struct Impl;  // oneDNN engine/stream and the buffer pool (cpu_backend.cc)
+
+ protected:
+  StatusOr<LayerPtr> PrepareConvImpl(const ConvSpec& spec, const float* weight,
+                                     const float* bias) override;
+  StatusOr<LayerPtr> PrepareLinearImpl(int in_features, int out_features, const float* weight,
+                                       const float* bias) override;
+  StatusOr<LayerPtr> PrepareLayerNormImpl(int dim, const float* gamma, const float* beta,
+                                          float eps) override;
+  StatusOr<Tensor> ConstantImpl(const std::vector<int64_t>& shape, const float* data) override;
+  StatusOr<Tensor> PreprocessImpl(const std::vector<ImageView>& images,
+                                  const PreprocessSpec& spec) override;
+  StatusOr<Tensor> Conv2dImpl(const PreparedLayer& conv, const Tensor& x, Activation act,
+                              const Tensor* residual,
+                              const std::vector<int64_t>& out_shape) override;
+  StatusOr<Tensor> LinearImpl(const PreparedLayer& linear, const Tensor& x, Activation act,
+                              const Tensor* residual,
+                              const std::vector<int64_t>& out_shape) override;
+  StatusOr<Tensor> LayerNormImpl(const PreparedLayer& norm, const Tensor& x) override;
+  StatusOr<Tensor> AttentionImpl(const Tensor& qkv, int heads) override;
+  StatusOr<Tensor> MaxPool2dImpl(const Tensor& x, int kernel, int stride, int pad,
+                                 const std::vector<int64_t>& out_shape) override;
+  StatusOr<Tensor> MeanPoolImpl(const Tensor& x, int token_begin) override;
+  StatusOr<Tensor> SelectTokenImpl(const Tensor& x, int index) override;
+  StatusOr<Tensor> PrependTokensAddPosImpl(const Tensor& patches, const Tensor* prefix_tokens,
+                                           int64_t prefix, const Tensor& pos,
+                                           bool pos_applies_to_prefix) override;
+  StatusOr<Tensor> AddImpl(const Tensor& a, const Tensor& b) override;
+  StatusOr<Tensor> L2NormalizeImpl(const Tensor& x) override;
+  Status ToHostImpl(const Tensor& x, std::vector<float>* out) override;
 
  private:
   void ApplyThreads() const;

@@ -182,38 +182,9 @@ void ResizedSize(int width, int height, int resize_shorter, int* out_width, int*
   *out_height = w_short ? new_long : resize_shorter;
 }
 
-Status ValidatePreprocessInput(const ImageView& image, const PreprocessSpec& spec) {
-  if (image.data == nullptr) return InvalidArgumentError("Preprocess: image data is null");
-  if (image.width <= 0 || image.height <= 0) {
-    return InvalidArgumentError("Preprocess: image size " + std::to_string(image.width) + "x" +
-                                std::to_string(image.height) + " is not positive");
-  }
-  if (image.stride_bytes < 3 * image.width) {
-    return InvalidArgumentError("Preprocess: stride_bytes " + std::to_string(image.stride_bytes) +
-                                " < 3 * width " + std::to_string(3 * image.width));
-  }
-  if (spec.resize_shorter <= 0 || spec.crop_height <= 0 || spec.crop_width <= 0) {
-    return InvalidArgumentError("Preprocess: resize_shorter " +
-                                std::to_string(spec.resize_shorter) + ", crop " +
-                                std::to_string(spec.crop_height) + "x" +
-                                std::to_string(spec.crop_width) + " must be positive");
-  }
-  for (int c = 0; c < 3; ++c) {
-    if (!(spec.std[c] != 0.0f) || !std::isfinite(spec.std[c]) || !std::isfinite(spec.mean[c])) {
-      return InvalidArgumentError("Preprocess: mean/std channel " + std::to_string(c) +
-                                  " must be finite with nonzero std");
-    }
-  }
-  return Status::Ok();
-}
-
 Status ResizeRgb8(const ImageView& image, int out_width, int out_height,
                   Interpolation interpolation, bool antialias, std::vector<uint8_t>* out) {
-  if (image.data == nullptr || image.width <= 0 || image.height <= 0 ||
-      image.stride_bytes < 3 * image.width) {
-    return InvalidArgumentError("ResizeRgb8: bad image view " + std::to_string(image.width) + "x" +
-                                std::to_string(image.height));
-  }
+  RETURN_IF_ERROR(CheckImage(image).WithPrefix("ResizeRgb8"));
   if (out_width <= 0 || out_height <= 0) {
     return InvalidArgumentError("ResizeRgb8: output size " + std::to_string(out_width) + "x" +
                                 std::to_string(out_height) + " is not positive");
@@ -225,7 +196,13 @@ Status ResizeRgb8(const ImageView& image, int out_width, int out_height,
 }
 
 Status PreprocessImage(const ImageView& image, const PreprocessSpec& spec, float* out) {
-  RETURN_IF_ERROR(ValidatePreprocessInput(image, spec));
+  RETURN_IF_ERROR(CheckImage(image).WithPrefix("Preprocess"));
+  RETURN_IF_ERROR(CheckPreprocessSpec(spec).WithPrefix("Preprocess"));
+  PreprocessCheckedImage(image, spec, out);
+  return Status::Ok();
+}
+
+void PreprocessCheckedImage(const ImageView& image, const PreprocessSpec& spec, float* out) {
   int rw, rh;
   ResizedSize(image.width, image.height, spec.resize_shorter, &rw, &rh);
   const int ch = spec.crop_height, cw = spec.crop_width;
@@ -256,7 +233,6 @@ Status PreprocessImage(const ImageView& image, const PreprocessSpec& spec, float
   }
   const size_t n = crop.size();
   for (size_t i = 0; i < n; ++i) out[i] = scale_lut[i % 3][crop[i]];
-  return Status::Ok();
 }
 
 }  // namespace lookalike

@@ -30,19 +30,19 @@
 #include <vector>
 
 #include "common/status.h"
-#include "models/backend.h"
+#include "models/image.h"
 
 namespace lookalike {
 
 // torchvision Resize(int) output size for a width x height image.
 void ResizedSize(int width, int height, int resize_shorter, int* out_width, int* out_height);
 
-// Checks the image view (non-null, positive size, stride >= 3 * width) and the
-// spec (positive sizes, nonzero std). Messages name the field.
-Status ValidatePreprocessInput(const ImageView& image, const PreprocessSpec& spec);
-
-// One image -> `out` (crop_height * crop_width * 3 floats, NHWC). Validates first.
+// One image -> `out` (crop_height * crop_width * 3 floats, NHWC). Checks the
+// image (CheckImage) and the spec (CheckPreprocessSpec) first.
 Status PreprocessImage(const ImageView& image, const PreprocessSpec& spec, float* out);
+// The same for arguments that passed CheckImage and CheckPreprocessSpec
+// (Backend::Preprocess checked them).
+void PreprocessCheckedImage(const ImageView& image, const PreprocessSpec& spec, float* out);
 
 // PIL-compatible uint8 resize of a whole RGB image to out_width x out_height
 // (spec-free building block, used by the tests and by PreprocessImage).

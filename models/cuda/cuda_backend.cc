@@ -10,50 +10,20 @@
 #include <set>
 #include <string>
 
+#include "common/device.h"
+#include "common/half.h"
 #include "kernels/attention.h"
 #include "kernels/conv.h"
 #include "kernels/elementwise.h"
 #include "kernels/linear.h"
 #include "kernels/preprocess.h"
-#include "common/half.h"
+#include "kernels/weight_layout.h"
 #include "models/backend_factory.h"
 
 namespace lookalike {
 namespace {
 
-using kernels::ElemType;
-
 std::string Bytes(size_t n) { return std::to_string(n) + " bytes"; }
-
-ElemType ToElem(DType t) {
-  switch (t) {
-    case DType::kF32:
-      return ElemType::kF32;
-    case DType::kF16:
-      return ElemType::kF16;
-    case DType::kBF16:
-      return ElemType::kBF16;
-  }
-  return ElemType::kF16;
-}
-
-kernels::Act ToAct(Activation a) {
-  switch (a) {
-    case Activation::kNone:
-      return kernels::Act::kNone;
-    case Activation::kRelu:
-      return kernels::Act::kRelu;
-    case Activation::kRelu6:
-      return kernels::Act::kRelu6;
-    case Activation::kGelu:
-      return kernels::Act::kGelu;
-    case Activation::kGeluTanh:
-      return kernels::Act::kGeluTanh;
-    case Activation::kQuickGelu:
-      return kernels::Act::kQuickGelu;
-  }
-  return kernels::Act::kNone;
-}
 
 // A cudaMalloc block freed when the last owner goes (weights, constants).
 StatusOr<std::shared_ptr<void>> DeviceAlloc(size_t bytes, const std::string& what) {
@@ -68,17 +38,16 @@ StatusOr<std::shared_ptr<void>> DeviceAlloc(size_t bytes, const std::string& wha
 }
 
 // Host floats -> device buffer of `type` (synchronous copy: preparation only).
-StatusOr<std::shared_ptr<void>> UploadAs(const float* data, size_t n, ElemType type,
+StatusOr<std::shared_ptr<void>> UploadAs(const float* data, size_t n, DType type,
                                          const std::string& what) {
-  ASSIGN_OR_RETURN(std::shared_ptr<void> buf, DeviceAlloc(n * kernels::ElemSize(type), what));
+  ASSIGN_OR_RETURN(std::shared_ptr<void> buf, DeviceAlloc(n * DTypeSize(type), what));
   cudaError_t err;
-  if (type == ElemType::kF32) {
+  if (type == DType::kF32) {
     err = cudaMemcpy(buf.get(), data, n * 4, cudaMemcpyHostToDevice);
   } else {
     std::vector<uint16_t> bits(n);
     for (size_t i = 0; i < n; ++i) {
-      bits[i] = type == ElemType::kBF16 ? FloatToBf16(data[i])
-                                        : FloatToHalf(data[i]);
+      bits[i] = type == DType::kBF16 ? FloatToBf16(data[i]) : FloatToHalf(data[i]);
     }
     err = cudaMemcpy(buf.get(), bits.data(), n * 2, cudaMemcpyHostToDevice);
   }
@@ -195,10 +164,6 @@ struct NormLayer : PreparedLayer {
   std::shared_ptr<void> gamma, beta;  // fp32
 };
 
-Status ShapeError(const std::string& op, const std::string& what, const Tensor& t) {
-  return InvalidArgumentError(op + ": " + what + ", got " + t.ShapeString());
-}
-
 }  // namespace
 
 struct CudaBackend::Impl {
@@ -230,8 +195,6 @@ struct CudaBackend::Impl {
     }
   }
 
-  ElemType elem() const { return ToElem(dtype); }
-
   Status Activate() { return kernels::CudaStatus(cudaSetDevice(device), "cudaSetDevice"); }
 
   StatusOr<Tensor> NewTensor(std::vector<int64_t> shape, DType type) {
@@ -244,25 +207,6 @@ struct CudaBackend::Impl {
   }
   StatusOr<Tensor> NewTensor(std::vector<int64_t> shape) {
     return NewTensor(std::move(shape), dtype);
-  }
-
-  Status CheckInput(const std::string& op, const Tensor& t, int min_rank, int max_rank) const {
-    if (t.empty() || t.device() != DeviceKind::kCuda) {
-      return InvalidArgumentError(op + ": input is not a CUDA tensor");
-    }
-    if (t.dtype() != dtype) {
-      return InvalidArgumentError(op + ": input dtype " + DTypeName(t.dtype()) +
-                                  ", backend computes in " + DTypeName(dtype));
-    }
-    if (t.rank() < min_rank || t.rank() > max_rank) {
-      return InvalidArgumentError(op + ": input rank " + std::to_string(t.rank()) + " (shape " +
-                                  t.ShapeString() + ") outside [" + std::to_string(min_rank) +
-                                  ", " + std::to_string(max_rank) + "]");
-    }
-    for (int i = 0; i < t.rank(); ++i) {
-      if (t.dim(i) <= 0) return ShapeError(op, "empty dimension", t);
-    }
-    return Status::Ok();
   }
 };
 
@@ -399,92 +343,65 @@ std::string CudaBackend::last_graph_error() const { return impl_->last_graph_err
 
 // ---- preparation -------------------------------------------------------------
 
-StatusOr<LayerPtr> CudaBackend::PrepareConv(const ConvSpec& spec, const float* weight,
-                                            const float* bias) {
+StatusOr<LayerPtr> CudaBackend::PrepareConvImpl(const ConvSpec& spec, const float* weight,
+                                                const float* bias) {
   RETURN_IF_ERROR(impl_->Activate());
-  if (weight == nullptr || spec.in_channels <= 0 || spec.out_channels <= 0 || spec.kernel_h <= 0 ||
-      spec.kernel_w <= 0 || spec.stride_h <= 0 || spec.stride_w <= 0 || spec.groups <= 0 ||
-      spec.pad_h < 0 || spec.pad_w < 0) {
-    return InvalidArgumentError("PrepareConv: invalid spec or missing weight");
-  }
   auto layer = std::make_unique<ConvLayer>();
   layer->spec = spec;
   const int kh = spec.kernel_h, kw = spec.kernel_w;
   if (spec.groups == 1) {
-    const int64_t k = static_cast<int64_t>(kh) * kw * spec.in_channels;
-    layer->ldw = kernels::ConvWeightRowStride(k);
-    std::vector<float> ohwi(static_cast<size_t>(spec.out_channels) * layer->ldw, 0.f);
-    for (int o = 0; o < spec.out_channels; ++o)
-      for (int c = 0; c < spec.in_channels; ++c)
-        for (int r = 0; r < kh; ++r)
-          for (int s = 0; s < kw; ++s) {
-            ohwi[o * layer->ldw + (r * kw + s) * spec.in_channels + c] =
-                weight[((static_cast<int64_t>(o) * spec.in_channels + c) * kh + r) * kw + s];
-          }
+    layer->ldw = kernels::ConvWeightRowStride(static_cast<int64_t>(kh) * kw * spec.in_channels);
+    const std::vector<float> ohwi =
+        kernels::ConvWeightToOhwi(weight, spec.out_channels, spec.in_channels, kh, kw, layer->ldw);
     ASSIGN_OR_RETURN(layer->weight,
-                     UploadAs(ohwi.data(), ohwi.size(), impl_->elem(), "conv weight"));
+                     UploadAs(ohwi.data(), ohwi.size(), impl_->dtype, "conv weight"));
   } else if (spec.groups == spec.in_channels && spec.groups == spec.out_channels) {
     layer->depthwise = true;
-    const int c = spec.in_channels;
-    std::vector<float> taps(static_cast<size_t>(kh) * kw * c);
-    for (int ch = 0; ch < c; ++ch)
-      for (int t = 0; t < kh * kw; ++t)
-        taps[static_cast<size_t>(t) * c + ch] = weight[ch * kh * kw + t];
+    const std::vector<float> taps =
+        kernels::DepthwiseWeightToTapMajor(weight, spec.in_channels, kh, kw);
     ASSIGN_OR_RETURN(layer->weight,
-                     UploadAs(taps.data(), taps.size(), impl_->elem(), "depthwise weight"));
+                     UploadAs(taps.data(), taps.size(), impl_->dtype, "depthwise weight"));
   } else {
     return UnimplementedError("PrepareConv: groups " + std::to_string(spec.groups) +
                               " (only 1 and depthwise are supported on cuda)");
   }
   if (bias != nullptr) {
-    ASSIGN_OR_RETURN(layer->bias, UploadAs(bias, spec.out_channels, ElemType::kF32, "conv bias"));
+    ASSIGN_OR_RETURN(layer->bias, UploadAs(bias, spec.out_channels, DType::kF32, "conv bias"));
   }
   return LayerPtr(std::move(layer));
 }
 
-StatusOr<LayerPtr> CudaBackend::PrepareLinear(int in_features, int out_features,
-                                              const float* weight, const float* bias) {
+StatusOr<LayerPtr> CudaBackend::PrepareLinearImpl(int in_features, int out_features,
+                                                  const float* weight, const float* bias) {
   RETURN_IF_ERROR(impl_->Activate());
-  if (in_features <= 0 || out_features <= 0 || weight == nullptr) {
-    return InvalidArgumentError("PrepareLinear: in " + std::to_string(in_features) + ", out " +
-                                std::to_string(out_features) + " or missing weight");
-  }
   auto layer = std::make_unique<LinearLayer>();
   layer->in = in_features;
   layer->out = out_features;
   ASSIGN_OR_RETURN(layer->weight, UploadAs(weight, static_cast<size_t>(in_features) * out_features,
-                                           impl_->elem(), "linear weight"));
+                                           impl_->dtype, "linear weight"));
   if (bias != nullptr) {
-    ASSIGN_OR_RETURN(layer->bias, UploadAs(bias, out_features, impl_->elem(), "linear bias"));
-    ASSIGN_OR_RETURN(layer->bias_f32, UploadAs(bias, out_features, ElemType::kF32, "linear bias"));
+    ASSIGN_OR_RETURN(layer->bias, UploadAs(bias, out_features, impl_->dtype, "linear bias"));
+    ASSIGN_OR_RETURN(layer->bias_f32, UploadAs(bias, out_features, DType::kF32, "linear bias"));
   }
   return LayerPtr(std::move(layer));
 }
 
-StatusOr<LayerPtr> CudaBackend::PrepareLayerNorm(int dim, const float* gamma, const float* beta,
-                                                 float eps) {
+StatusOr<LayerPtr> CudaBackend::PrepareLayerNormImpl(int dim, const float* gamma, const float* beta,
+                                                     float eps) {
   RETURN_IF_ERROR(impl_->Activate());
-  if (dim <= 0 || gamma == nullptr || beta == nullptr || !(eps >= 0.f)) {
-    return InvalidArgumentError("PrepareLayerNorm: dim " + std::to_string(dim) +
-                                ", gamma/beta required, eps >= 0");
-  }
   auto layer = std::make_unique<NormLayer>();
   layer->dim = dim;
   layer->eps = eps;
-  ASSIGN_OR_RETURN(layer->gamma, UploadAs(gamma, dim, ElemType::kF32, "layer norm gamma"));
-  ASSIGN_OR_RETURN(layer->beta, UploadAs(beta, dim, ElemType::kF32, "layer norm beta"));
+  ASSIGN_OR_RETURN(layer->gamma, UploadAs(gamma, dim, DType::kF32, "layer norm gamma"));
+  ASSIGN_OR_RETURN(layer->beta, UploadAs(beta, dim, DType::kF32, "layer norm beta"));
   return LayerPtr(std::move(layer));
 }
 
-StatusOr<Tensor> CudaBackend::Constant(const std::vector<int64_t>& shape, const float* data) {
+StatusOr<Tensor> CudaBackend::ConstantImpl(const std::vector<int64_t>& shape, const float* data) {
   RETURN_IF_ERROR(impl_->Activate());
   int64_t n = 1;
-  for (int64_t d : shape) {
-    if (d <= 0) return InvalidArgumentError("Constant: non-positive dimension in shape");
-    n *= d;
-  }
-  if (data == nullptr) return InvalidArgumentError("Constant: no data");
-  ASSIGN_OR_RETURN(std::shared_ptr<void> buf, UploadAs(data, n, impl_->elem(), "constant"));
+  for (int64_t d : shape) n *= d;
+  ASSIGN_OR_RETURN(std::shared_ptr<void> buf, UploadAs(data, n, impl_->dtype, "constant"));
   void* p = buf.get();
   return Tensor(shape, impl_->dtype, DeviceKind::kCuda, p, std::move(buf));
 }
@@ -500,19 +417,11 @@ Status CudaBackend::Synchronize() {
 
 // ---- ops ------------------------------------------------------------------------
 
-StatusOr<Tensor> CudaBackend::Preprocess(const std::vector<ImageView>& images,
-                                         const PreprocessSpec& spec) {
+StatusOr<Tensor> CudaBackend::PreprocessImpl(const std::vector<ImageView>& images,
+                                             const PreprocessSpec& spec) {
   RETURN_IF_ERROR(impl_->Activate());
-  if (images.empty()) return InvalidArgumentError("Preprocess: no images");
   size_t total = 0;
-  for (size_t i = 0; i < images.size(); ++i) {
-    const ImageView& im = images[i];
-    if (im.data == nullptr || im.width <= 0 || im.height <= 0 || im.stride_bytes < 3 * im.width) {
-      return InvalidArgumentError("Preprocess: item " + std::to_string(i) + ": image " +
-                                  std::to_string(im.width) + "x" + std::to_string(im.height) +
-                                  " with stride " + std::to_string(im.stride_bytes) +
-                                  " is empty or malformed");
-    }
+  for (const ImageView& im : images) {
     total += (static_cast<size_t>(im.width) * 3 * im.height + 15) / 16 * 16;
   }
   ASSIGN_OR_RETURN(std::shared_ptr<void> pixels, impl_->pool->Get(total));
@@ -531,7 +440,7 @@ StatusOr<Tensor> CudaBackend::Preprocess(const std::vector<ImageView>& images,
     offset += (static_cast<size_t>(im.width) * 3 * im.height + 15) / 16 * 16;
   }
   kernels::PreprocessParams p;
-  p.type = impl_->elem();
+  p.type = impl_->dtype;
   p.images = descs.data();
   p.count = static_cast<int>(descs.size());
   p.resize_shorter = spec.resize_shorter;
@@ -554,17 +463,12 @@ StatusOr<Tensor> CudaBackend::Preprocess(const std::vector<ImageView>& images,
   return out;  // `pixels` and `ws` return to the pool; later ops are stream-ordered after this one
 }
 
-StatusOr<Tensor> CudaBackend::Conv2d(const PreparedLayer& layer, const Tensor& x, Activation act,
-                                     const Tensor* residual) {
+StatusOr<Tensor> CudaBackend::Conv2dImpl(const PreparedLayer& layer, const Tensor& x,
+                                         Activation act, const Tensor* residual,
+                                         const std::vector<int64_t>& out_shape) {
   RETURN_IF_ERROR(impl_->Activate());
-  const auto* conv = dynamic_cast<const ConvLayer*>(&layer);
-  if (conv == nullptr)
-    return InvalidArgumentError("Conv2d: layer was not prepared by PrepareConv on cuda");
-  RETURN_IF_ERROR(impl_->CheckInput("Conv2d", x, 4, 4));
+  const auto* conv = static_cast<const ConvLayer*>(&layer);
   const ConvSpec& s = conv->spec;
-  if (x.dim(3) != s.in_channels) {
-    return ShapeError("Conv2d", "expected {N, H, W, " + std::to_string(s.in_channels) + "}", x);
-  }
   kernels::ConvGeometry g;
   g.batch = static_cast<int>(x.dim(0));
   g.in_h = static_cast<int>(x.dim(1));
@@ -577,38 +481,23 @@ StatusOr<Tensor> CudaBackend::Conv2d(const PreparedLayer& layer, const Tensor& x
   g.stride_w = s.stride_w;
   g.pad_top = s.pad_h;
   g.pad_left = s.pad_w;
-  g.pad_bottom = s.pad_h_end < 0 ? s.pad_h : s.pad_h_end;
-  g.pad_right = s.pad_w_end < 0 ? s.pad_w : s.pad_w_end;
-  if (g.out_h() <= 0 || g.out_w() <= 0) {
-    return ShapeError("Conv2d",
-                      "input smaller than the " + std::to_string(s.kernel_h) + "x" +
-                          std::to_string(s.kernel_w) + " kernel",
-                      x);
-  }
-  const std::vector<int64_t> out_shape = {x.dim(0), g.out_h(), g.out_w(), s.out_channels};
-  if (residual != nullptr) {
-    RETURN_IF_ERROR(impl_->CheckInput("Conv2d residual", *residual, 4, 4));
-    if (residual->shape() != out_shape) {
-      return InvalidArgumentError(
-          "Conv2d: residual " + residual->ShapeString() + " does not match output " +
-          Tensor(out_shape, impl_->dtype, DeviceKind::kCuda, nullptr, nullptr).ShapeString());
-    }
-  }
+  g.pad_bottom = s.pad_h_end;
+  g.pad_right = s.pad_w_end;
   ASSIGN_OR_RETURN(Tensor y, impl_->NewTensor(out_shape));
   if (conv->depthwise) {
     kernels::DepthwiseParams p;
-    p.type = impl_->elem();
+    p.type = impl_->dtype;
     p.geo = g;
     p.input = x.data();
     p.weight = conv->weight.get();
     p.bias = static_cast<const float*>(conv->bias.get());
     p.residual = residual ? residual->data() : nullptr;
     p.output = y.data();
-    p.act = ToAct(act);
+    p.act = act;
     RETURN_IF_ERROR(kernels::DepthwiseConv2d(p, impl_->stream));
   } else {
     kernels::ConvParams p;
-    p.type = impl_->elem();
+    p.type = impl_->dtype;
     p.geo = g;
     p.input = x.data();
     p.weight = conv->weight.get();
@@ -616,34 +505,20 @@ StatusOr<Tensor> CudaBackend::Conv2d(const PreparedLayer& layer, const Tensor& x
     p.bias = static_cast<const float*>(conv->bias.get());
     p.residual = residual ? residual->data() : nullptr;
     p.output = y.data();
-    p.act = ToAct(act);
+    p.act = act;
     RETURN_IF_ERROR(kernels::Conv2d(p, impl_->stream));
   }
   return y;
 }
 
-StatusOr<Tensor> CudaBackend::Linear(const PreparedLayer& layer, const Tensor& x, Activation act,
-                                     const Tensor* residual) {
+StatusOr<Tensor> CudaBackend::LinearImpl(const PreparedLayer& layer, const Tensor& x,
+                                         Activation act, const Tensor* residual,
+                                         const std::vector<int64_t>& out_shape) {
   RETURN_IF_ERROR(impl_->Activate());
-  const auto* lin = dynamic_cast<const LinearLayer*>(&layer);
-  if (lin == nullptr)
-    return InvalidArgumentError("Linear: layer was not prepared by PrepareLinear on cuda");
-  RETURN_IF_ERROR(impl_->CheckInput("Linear", x, 2, 4));
-  if (x.dim(-1) != lin->in) {
-    return ShapeError("Linear", "expected last dimension " + std::to_string(lin->in), x);
-  }
-  std::vector<int64_t> out_shape = x.shape();
-  out_shape.back() = lin->out;
-  if (residual != nullptr) {
-    RETURN_IF_ERROR(impl_->CheckInput("Linear residual", *residual, 2, 4));
-    if (residual->shape() != out_shape) {
-      return InvalidArgumentError("Linear: residual " + residual->ShapeString() +
-                                  " does not match the output shape");
-    }
-  }
+  const auto* lin = static_cast<const LinearLayer*>(&layer);
   ASSIGN_OR_RETURN(Tensor y, impl_->NewTensor(out_shape));
   kernels::LinearParams p;
-  p.type = impl_->elem();
+  p.type = impl_->dtype;
   p.x = x.data();
   p.weight = lin->weight.get();
   p.bias = lin->bias.get();
@@ -653,23 +528,17 @@ StatusOr<Tensor> CudaBackend::Linear(const PreparedLayer& layer, const Tensor& x
   p.rows = x.numel() / lin->in;
   p.in_features = lin->in;
   p.out_features = lin->out;
-  p.act = ToAct(act);
+  p.act = act;
   RETURN_IF_ERROR(impl_->linear->Run(p, impl_->stream));
   return y;
 }
 
-StatusOr<Tensor> CudaBackend::LayerNorm(const PreparedLayer& layer, const Tensor& x) {
+StatusOr<Tensor> CudaBackend::LayerNormImpl(const PreparedLayer& layer, const Tensor& x) {
   RETURN_IF_ERROR(impl_->Activate());
-  const auto* norm = dynamic_cast<const NormLayer*>(&layer);
-  if (norm == nullptr)
-    return InvalidArgumentError("LayerNorm: layer was not prepared by PrepareLayerNorm on cuda");
-  RETURN_IF_ERROR(impl_->CheckInput("LayerNorm", x, 2, 4));
-  if (x.dim(-1) != norm->dim) {
-    return ShapeError("LayerNorm", "expected last dimension " + std::to_string(norm->dim), x);
-  }
+  const auto* norm = static_cast<const NormLayer*>(&layer);
   ASSIGN_OR_RETURN(Tensor y, impl_->NewTensor(x.shape()));
   kernels::LayerNormParams p;
-  p.type = impl_->elem();
+  p.type = impl_->dtype;
   p.input = x.data();
   p.output = y.data();
   p.gamma = static_cast<const float*>(norm->gamma.get());
@@ -681,18 +550,12 @@ StatusOr<Tensor> CudaBackend::LayerNorm(const PreparedLayer& layer, const Tensor
   return y;
 }
 
-StatusOr<Tensor> CudaBackend::Attention(const Tensor& qkv, int heads) {
+StatusOr<Tensor> CudaBackend::AttentionImpl(const Tensor& qkv, int heads) {
   RETURN_IF_ERROR(impl_->Activate());
-  RETURN_IF_ERROR(impl_->CheckInput("Attention", qkv, 3, 3));
-  if (heads <= 0 || qkv.dim(2) % (3 * static_cast<int64_t>(heads)) != 0) {
-    return ShapeError("Attention",
-                      "qkv {N, T, 3*D} with D divisible by " + std::to_string(heads) + " heads",
-                      qkv);
-  }
   const int64_t d = qkv.dim(2) / 3;
   ASSIGN_OR_RETURN(Tensor y, impl_->NewTensor({qkv.dim(0), qkv.dim(1), d}));
   kernels::AttentionParams p;
-  p.type = impl_->elem();
+  p.type = impl_->dtype;
   p.qkv = qkv.data();
   p.out = y.data();
   p.batch = static_cast<int>(qkv.dim(0));
@@ -705,20 +568,12 @@ StatusOr<Tensor> CudaBackend::Attention(const Tensor& qkv, int heads) {
   return y;
 }
 
-StatusOr<Tensor> CudaBackend::MaxPool2d(const Tensor& x, int kernel, int stride, int pad) {
+StatusOr<Tensor> CudaBackend::MaxPool2dImpl(const Tensor& x, int kernel, int stride, int pad,
+                                            const std::vector<int64_t>& out_shape) {
   RETURN_IF_ERROR(impl_->Activate());
-  RETURN_IF_ERROR(impl_->CheckInput("MaxPool2d", x, 4, 4));
-  if (kernel <= 0 || stride <= 0 || pad < 0 || 2 * pad > kernel) {
-    return InvalidArgumentError("MaxPool2d: kernel " + std::to_string(kernel) + ", stride " +
-                                std::to_string(stride) + ", pad " + std::to_string(pad) +
-                                " invalid");
-  }
-  const int64_t oh = (x.dim(1) + 2 * pad - kernel) / stride + 1;
-  const int64_t ow = (x.dim(2) + 2 * pad - kernel) / stride + 1;
-  if (oh <= 0 || ow <= 0) return ShapeError("MaxPool2d", "input smaller than the window", x);
-  ASSIGN_OR_RETURN(Tensor y, impl_->NewTensor({x.dim(0), oh, ow, x.dim(3)}));
+  ASSIGN_OR_RETURN(Tensor y, impl_->NewTensor(out_shape));
   kernels::MaxPoolParams p;
-  p.type = impl_->elem();
+  p.type = impl_->dtype;
   p.input = x.data();
   p.output = y.data();
   p.batch = static_cast<int>(x.dim(0));
@@ -732,17 +587,12 @@ StatusOr<Tensor> CudaBackend::MaxPool2d(const Tensor& x, int kernel, int stride,
   return y;
 }
 
-StatusOr<Tensor> CudaBackend::MeanPool(const Tensor& x, int token_begin) {
+StatusOr<Tensor> CudaBackend::MeanPoolImpl(const Tensor& x, int token_begin) {
   RETURN_IF_ERROR(impl_->Activate());
-  RETURN_IF_ERROR(impl_->CheckInput("MeanPool", x, 3, 4));
-  const int64_t tokens = x.rank() == 4 ? x.dim(1) * x.dim(2) : x.dim(1);
-  if (token_begin < 0 || token_begin >= tokens) {
-    return ShapeError("MeanPool", "token_begin " + std::to_string(token_begin) + " out of range",
-                      x);
-  }
+  const int64_t tokens = x.dim(1);
   ASSIGN_OR_RETURN(Tensor y, impl_->NewTensor({x.dim(0), x.dim(-1)}));
   kernels::MeanPoolParams p;
-  p.type = impl_->elem();
+  p.type = impl_->dtype;
   p.input = x.data();
   p.output = y.data();
   p.batch = static_cast<int>(x.dim(0));
@@ -753,15 +603,11 @@ StatusOr<Tensor> CudaBackend::MeanPool(const Tensor& x, int token_begin) {
   return y;
 }
 
-StatusOr<Tensor> CudaBackend::SelectToken(const Tensor& x, int index) {
+StatusOr<Tensor> CudaBackend::SelectTokenImpl(const Tensor& x, int index) {
   RETURN_IF_ERROR(impl_->Activate());
-  RETURN_IF_ERROR(impl_->CheckInput("SelectToken", x, 3, 3));
-  if (index < 0 || index >= x.dim(1)) {
-    return ShapeError("SelectToken", "index " + std::to_string(index) + " out of range", x);
-  }
   ASSIGN_OR_RETURN(Tensor y, impl_->NewTensor({x.dim(0), x.dim(2)}));
   kernels::SelectTokenParams p;
-  p.type = impl_->elem();
+  p.type = impl_->dtype;
   p.input = x.data();
   p.output = y.data();
   p.batch = static_cast<int>(x.dim(0));
@@ -772,34 +618,15 @@ StatusOr<Tensor> CudaBackend::SelectToken(const Tensor& x, int index) {
   return y;
 }
 
-StatusOr<Tensor> CudaBackend::PrependTokensAddPos(const Tensor& patches,
-                                                  const Tensor* prefix_tokens, const Tensor& pos,
-                                                  bool pos_applies_to_prefix) {
+StatusOr<Tensor> CudaBackend::PrependTokensAddPosImpl(const Tensor& patches,
+                                                      const Tensor* prefix_tokens, int64_t prefix,
+                                                      const Tensor& pos,
+                                                      bool pos_applies_to_prefix) {
   RETURN_IF_ERROR(impl_->Activate());
-  RETURN_IF_ERROR(impl_->CheckInput("PrependTokensAddPos", patches, 3, 3));
   const int64_t d = patches.dim(2);
-  int64_t prefix = 0;
-  if (prefix_tokens != nullptr && !prefix_tokens->empty()) {
-    RETURN_IF_ERROR(impl_->CheckInput("PrependTokensAddPos prefix", *prefix_tokens, 2, 3));
-    if (prefix_tokens->dim(-1) != d) {
-      return ShapeError("PrependTokensAddPos",
-                        "prefix tokens must be {prefix, " + std::to_string(d) + "}",
-                        *prefix_tokens);
-    }
-    prefix = prefix_tokens->numel() / d;
-  }
-  RETURN_IF_ERROR(impl_->CheckInput("PrependTokensAddPos pos", pos, 2, 3));
-  const int64_t pos_rows = pos.numel() / pos.dim(-1);
-  const int64_t want_rows = pos_applies_to_prefix ? prefix + patches.dim(1) : patches.dim(1);
-  if (pos.dim(-1) != d || pos_rows != want_rows) {
-    return ShapeError("PrependTokensAddPos",
-                      "pos must be {1, " + std::to_string(want_rows) + ", " + std::to_string(d) +
-                          "} for patches " + patches.ShapeString(),
-                      pos);
-  }
   ASSIGN_OR_RETURN(Tensor y, impl_->NewTensor({patches.dim(0), prefix + patches.dim(1), d}));
   kernels::PrependTokensParams p;
-  p.type = impl_->elem();
+  p.type = impl_->dtype;
   p.patches = patches.data();
   p.prefix_tokens = prefix > 0 ? prefix_tokens->data() : nullptr;
   p.pos = pos.data();
@@ -813,17 +640,11 @@ StatusOr<Tensor> CudaBackend::PrependTokensAddPos(const Tensor& patches,
   return y;
 }
 
-StatusOr<Tensor> CudaBackend::Add(const Tensor& a, const Tensor& b) {
+StatusOr<Tensor> CudaBackend::AddImpl(const Tensor& a, const Tensor& b) {
   RETURN_IF_ERROR(impl_->Activate());
-  RETURN_IF_ERROR(impl_->CheckInput("Add", a, 1, 8));
-  RETURN_IF_ERROR(impl_->CheckInput("Add", b, 1, 8));
-  if (a.shape() != b.shape()) {
-    return InvalidArgumentError("Add: shapes " + a.ShapeString() + " and " + b.ShapeString() +
-                                " differ");
-  }
   ASSIGN_OR_RETURN(Tensor y, impl_->NewTensor(a.shape()));
   kernels::AddParams p;
-  p.type = impl_->elem();
+  p.type = impl_->dtype;
   p.a = a.data();
   p.b = b.data();
   p.out = y.data();
@@ -832,12 +653,11 @@ StatusOr<Tensor> CudaBackend::Add(const Tensor& a, const Tensor& b) {
   return y;
 }
 
-StatusOr<Tensor> CudaBackend::L2Normalize(const Tensor& x) {
+StatusOr<Tensor> CudaBackend::L2NormalizeImpl(const Tensor& x) {
   RETURN_IF_ERROR(impl_->Activate());
-  RETURN_IF_ERROR(impl_->CheckInput("L2Normalize", x, 2, 2));
   ASSIGN_OR_RETURN(Tensor y, impl_->NewTensor(x.shape()));
   kernels::L2NormalizeParams p;
-  p.type = impl_->elem();
+  p.type = impl_->dtype;
   p.input = x.data();
   p.output = y.data();
   p.rows = x.dim(0);
@@ -846,14 +666,12 @@ StatusOr<Tensor> CudaBackend::L2Normalize(const Tensor& x) {
   return y;
 }
 
-Status CudaBackend::ToHost(const Tensor& x, std::vector<float>* out) {
+Status CudaBackend::ToHostImpl(const Tensor& x, std::vector<float>* out) {
   RETURN_IF_ERROR(impl_->Activate());
-  if (out == nullptr) return InvalidArgumentError("ToHost: no output vector");
-  RETURN_IF_ERROR(impl_->CheckInput("ToHost", x, 1, 8));
   ASSIGN_OR_RETURN(Tensor f, impl_->NewTensor(x.shape(), DType::kF32));
   kernels::ConvertParams p;
-  p.src_type = ToElem(x.dtype());
-  p.dst_type = ElemType::kF32;
+  p.src_type = x.dtype();
+  p.dst_type = DType::kF32;
   p.src = x.data();
   p.dst = f.data();
   p.n = x.numel();

@@ -3,8 +3,8 @@
 //
 // - Activations are f16 (default) or bf16 NHWC / NTD tensors in device memory;
 //   every reduction, softmax and epilogue computes in fp32.
-// - Weights are converted, reordered (conv: OHWI rows padded to 8; depthwise:
-//   tap-major) and uploaded once by Prepare*(); biases stay fp32 (plus a
+// - Weights are converted, reordered (kernels/weight_layout.h: conv OHWI rows
+//   padded to 8; depthwise tap-major) and uploaded once by Prepare*(); biases stay fp32 (plus a
 //   compute-dtype copy for cuBLASLt's bias epilogue).
 // - Activation buffers come from a per-backend caching pool: a released
 //   tensor's block goes back to a free list and is reused by later ops on the
@@ -22,6 +22,8 @@
 //   output buffers. A capture that fails (out of memory, say) leaves that
 //   shape eager. Off with CudaBackendOptions::cuda_graphs = false or the
 //   environment variable LOOKALIKE_CUDA_GRAPHS=0.
+// - Argument checks are Backend's (models/backend.h); the ...Impl methods
+//   here only enqueue work.
 // - Not thread-safe (one backend per model replica / stream), as Backend says.
 #pragma once
 
@@ -54,30 +56,6 @@ class CudaBackend : public Backend {
   DeviceKind device() const override { return DeviceKind::kCuda; }
   DType compute_dtype() const override;
 
-  StatusOr<LayerPtr> PrepareConv(const ConvSpec& spec, const float* weight,
-                                 const float* bias) override;
-  StatusOr<LayerPtr> PrepareLinear(int in_features, int out_features, const float* weight,
-                                   const float* bias) override;
-  StatusOr<LayerPtr> PrepareLayerNorm(int dim, const float* gamma, const float* beta,
-                                      float eps) override;
-  StatusOr<Tensor> Constant(const std::vector<int64_t>& shape, const float* data) override;
-
-  StatusOr<Tensor> Preprocess(const std::vector<ImageView>& images,
-                              const PreprocessSpec& spec) override;
-  StatusOr<Tensor> Conv2d(const PreparedLayer& conv, const Tensor& x, Activation act,
-                          const Tensor* residual) override;
-  StatusOr<Tensor> Linear(const PreparedLayer& linear, const Tensor& x, Activation act,
-                          const Tensor* residual) override;
-  StatusOr<Tensor> LayerNorm(const PreparedLayer& norm, const Tensor& x) override;
-  StatusOr<Tensor> Attention(const Tensor& qkv, int heads) override;
-  StatusOr<Tensor> MaxPool2d(const Tensor& x, int kernel, int stride, int pad) override;
-  StatusOr<Tensor> MeanPool(const Tensor& x, int token_begin) override;
-  StatusOr<Tensor> SelectToken(const Tensor& x, int index) override;
-  StatusOr<Tensor> PrependTokensAddPos(const Tensor& patches, const Tensor* prefix_tokens,
-                                       const Tensor& pos, bool pos_applies_to_prefix) override;
-  StatusOr<Tensor> Add(const Tensor& a, const Tensor& b) override;
-  StatusOr<Tensor> L2Normalize(const Tensor& x) override;
-  Status ToHost(const Tensor& x, std::vector<float>* out) override;
   StatusOr<Tensor> RunRecorded(const Tensor& input, const ForwardFn& forward) override;
 
   // Host fp32 {shape} -> a device tensor in the compute dtype (tests, benchmarks).
@@ -93,6 +71,35 @@ class CudaBackend : public Backend {
   std::string last_graph_error() const;
 
   struct Impl;
+
+ protected:
+  StatusOr<LayerPtr> PrepareConvImpl(const ConvSpec& spec, const float* weight,
+                                     const float* bias) override;
+  StatusOr<LayerPtr> PrepareLinearImpl(int in_features, int out_features, const float* weight,
+                                       const float* bias) override;
+  StatusOr<LayerPtr> PrepareLayerNormImpl(int dim, const float* gamma, const float* beta,
+                                          float eps) override;
+  StatusOr<Tensor> ConstantImpl(const std::vector<int64_t>& shape, const float* data) override;
+  StatusOr<Tensor> PreprocessImpl(const std::vector<ImageView>& images,
+                                  const PreprocessSpec& spec) override;
+  StatusOr<Tensor> Conv2dImpl(const PreparedLayer& conv, const Tensor& x, Activation act,
+                              const Tensor* residual,
+                              const std::vector<int64_t>& out_shape) override;
+  StatusOr<Tensor> LinearImpl(const PreparedLayer& linear, const Tensor& x, Activation act,
+                              const Tensor* residual,
+                              const std::vector<int64_t>& out_shape) override;
+  StatusOr<Tensor> LayerNormImpl(const PreparedLayer& norm, const Tensor& x) override;
+  StatusOr<Tensor> AttentionImpl(const Tensor& qkv, int heads) override;
+  StatusOr<Tensor> MaxPool2dImpl(const Tensor& x, int kernel, int stride, int pad,
+                                 const std::vector<int64_t>& out_shape) override;
+  StatusOr<Tensor> MeanPoolImpl(const Tensor& x, int token_begin) override;
+  StatusOr<Tensor> SelectTokenImpl(const Tensor& x, int index) override;
+  StatusOr<Tensor> PrependTokensAddPosImpl(const Tensor& patches, const Tensor* prefix_tokens,
+                                           int64_t prefix, const Tensor& pos,
+                                           bool pos_applies_to_prefix) override;
+  StatusOr<Tensor> AddImpl(const Tensor& a, const Tensor& b) override;
+  StatusOr<Tensor> L2NormalizeImpl(const Tensor& x) override;
+  Status ToHostImpl(const Tensor& x, std::vector<float>* out) override;
 
  private:
   explicit CudaBackend(std::unique_ptr<Impl> impl);

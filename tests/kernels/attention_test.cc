@@ -37,7 +37,7 @@ TEST(AttentionArgsTest, RejectsUnsupportedHeadDimAndBadSizes) {
 }
 
 class AttentionTest
-    : public ::testing::TestWithParam<std::tuple<ElemType, int /*head_dim*/, int /*seq*/>> {};
+    : public ::testing::TestWithParam<std::tuple<DType, int /*head_dim*/, int /*seq*/>> {};
 
 TEST_P(AttentionTest, MatchesReference) {
   LOOKALIKE_REQUIRE_GPU();
@@ -66,15 +66,15 @@ TEST_P(AttentionTest, MatchesReference) {
   ref::Attention(qkv.data(), want.data(), batch, seq, heads, hd, 1.f / std::sqrt(float(hd)));
   // P is rounded to the input type before P V: one more rounding than the output.
   testing::Tolerance tol = DefaultTolerance(type);
-  EXPECT_TRUE(AllClose(got, want, tol)) << ElemTypeName(type) << " hd " << hd << " seq " << seq;
+  EXPECT_TRUE(AllClose(got, want, tol)) << DTypeName(type) << " hd " << hd << " seq " << seq;
 }
 
 INSTANTIATE_TEST_SUITE_P(Sweep, AttentionTest,
-                         ::testing::Combine(::testing::Values(ElemType::kF16, ElemType::kBF16),
+                         ::testing::Combine(::testing::Values(DType::kF16, DType::kBF16),
                                             ::testing::Values(64, 80, 128),
                                             ::testing::Values(1, 50, 64, 197, 257, 577)),
                          [](const auto& info) {
-                           return std::string(ElemTypeName(std::get<0>(info.param))) + "_hd" +
+                           return std::string(DTypeName(std::get<0>(info.param))) + "_hd" +
                                   std::to_string(std::get<1>(info.param)) + "_seq" +
                                   std::to_string(std::get<2>(info.param));
                          });

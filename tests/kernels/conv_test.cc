@@ -17,7 +17,7 @@ using testing::DeviceBuffer;
 struct ConvCase {
   std::string name;
   int batch, h, w, cin, cout, k, stride, pad, pad_end;
-  Act act;
+  Activation act;
   bool residual;
 };
 
@@ -47,13 +47,12 @@ ConvGeometry Geo(const ConvCase& c) {
   g.pad_bottom = g.pad_right = c.pad_end;
   return g;
 }
-ref::Act RefAct(Act a) { return static_cast<ref::Act>(static_cast<int>(a)); }
 
-class ConvTest : public ::testing::TestWithParam<std::tuple<ElemType, ConvCase>> {};
+class ConvTest : public ::testing::TestWithParam<std::tuple<DType, ConvCase>> {};
 
 TEST_P(ConvTest, MatchesReference) {
   LOOKALIKE_REQUIRE_GPU();
-  const ElemType type = std::get<0>(GetParam());
+  const DType type = std::get<0>(GetParam());
   const ConvCase c = std::get<1>(GetParam());
   const ref::ConvShape s = RefShape(c);
   const int64_t k = static_cast<int64_t>(c.k) * c.k * c.cin;
@@ -61,13 +60,13 @@ TEST_P(ConvTest, MatchesReference) {
   const float wscale = 1.f / std::sqrt(static_cast<float>(k));
   const auto x = testing::RandomValues(static_cast<size_t>(c.batch) * c.h * c.w * c.cin, type, 1);
   const auto w = testing::RandomValues(static_cast<size_t>(c.cout) * k, type, 2, -wscale, wscale);
-  const auto bias = testing::RandomValues(c.cout, ElemType::kF32, 3);
+  const auto bias = testing::RandomValues(c.cout, DType::kF32, 3);
   const size_t out_n = static_cast<size_t>(c.batch) * s.out_h() * s.out_w() * c.cout;
   const auto res = testing::RandomValues(out_n, type, 4);
-  const auto w_ohwi = ref::ConvWeightToOhwi(w.data(), s, ldw);
+  const auto w_ohwi = ConvWeightToOhwi(w.data(), c.cout, c.cin, c.k, c.k, ldw);
 
   DeviceBuffer d_x = testing::Upload(x, type), d_w = testing::Upload(w_ohwi, type),
-               d_b = testing::Upload(bias, ElemType::kF32), d_r = testing::Upload(res, type);
+               d_b = testing::Upload(bias, DType::kF32), d_r = testing::Upload(res, type);
   DeviceBuffer d_y = testing::Poisoned(out_n, type);
   ConvParams p;
   p.type = type;
@@ -84,53 +83,62 @@ TEST_P(ConvTest, MatchesReference) {
   const auto got = testing::Download(d_y, out_n, type);
   std::vector<float> want(out_n);
   ref::Conv2dGemm(x.data(), w_ohwi.data(), ldw, bias.data(), c.residual ? res.data() : nullptr,
-                  want.data(), s, RefAct(c.act));
+                  want.data(), s, c.act);
   EXPECT_TRUE(testing::AllClose(got, want, testing::DefaultTolerance(type))) << c.name;
 }
 
 std::vector<ConvCase> ConvCases() {
   return {
-      {"pointwise_1x1", 2, 14, 14, 64, 72, 1, 1, 0, 0, Act::kNone, false},
-      {"pointwise_residual_relu", 1, 7, 7, 256, 64, 1, 1, 0, 0, Act::kRelu, true},
-      {"pointwise_stride2", 2, 14, 14, 32, 64, 1, 2, 0, 0, Act::kNone, false},
-      {"conv3x3", 2, 15, 13, 32, 48, 3, 1, 1, 1, Act::kRelu, false},
-      {"conv3x3_stride2", 1, 16, 16, 16, 40, 3, 2, 1, 1, Act::kRelu6, false},
-      {"conv3x3_same_stride2", 1, 17, 18, 24, 32, 3, 2, 0, 1, Act::kRelu6, false},
-      {"stem7x7_rgb", 1, 32, 30, 3, 64, 7, 2, 3, 3, Act::kRelu, false},
-      {"stem3x3_rgb_same", 2, 33, 33, 3, 32, 3, 2, 0, 1, Act::kRelu6, false},
-      {"patch16", 2, 64, 64, 3, 96, 16, 16, 0, 0, Act::kNone, false},
-      {"patch14", 1, 56, 56, 3, 64, 14, 14, 0, 0, Act::kNone, false},
-      {"patch32", 1, 64, 64, 3, 64, 32, 32, 0, 0, Act::kNone, false},
-      {"odd_cout_residual", 1, 9, 9, 16, 7, 3, 1, 1, 1, Act::kNone, true},
+      {"pointwise_1x1", 2, 14, 14, 64, 72, 1, 1, 0, 0, Activation::kNone, false},
+      {"pointwise_residual_relu", 1, 7, 7, 256, 64, 1, 1, 0, 0, Activation::kRelu, true},
+      {"pointwise_stride2", 2, 14, 14, 32, 64, 1, 2, 0, 0, Activation::kNone, false},
+      {"conv3x3", 2, 15, 13, 32, 48, 3, 1, 1, 1, Activation::kRelu, false},
+      {"conv3x3_stride2", 1, 16, 16, 16, 40, 3, 2, 1, 1, Activation::kRelu6, false},
+      {"conv3x3_same_stride2", 1, 17, 18, 24, 32, 3, 2, 0, 1, Activation::kRelu6, false},
+      {"stem7x7_rgb", 1, 32, 30, 3, 64, 7, 2, 3, 3, Activation::kRelu, false},
+      {"stem3x3_rgb_same", 2, 33, 33, 3, 32, 3, 2, 0, 1, Activation::kRelu6, false},
+      {"patch16", 2, 64, 64, 3, 96, 16, 16, 0, 0, Activation::kNone, false},
+      {"patch14", 1, 56, 56, 3, 64, 14, 14, 0, 0, Activation::kNone, false},
+      {"patch32", 1, 64, 64, 3, 64, 32, 32, 0, 0, Activation::kNone, false},
+      {"odd_cout_residual", 1, 9, 9, 16, 7, 3, 1, 1, 1, Activation::kNone, true},
   };
 }
 
 INSTANTIATE_TEST_SUITE_P(Sweep, ConvTest,
-                         ::testing::Combine(::testing::Values(ElemType::kF16, ElemType::kBF16),
+                         ::testing::Combine(::testing::Values(DType::kF16, DType::kBF16),
                                             ::testing::ValuesIn(ConvCases())),
                          [](const auto& info) {
-                           return std::string(ElemTypeName(std::get<0>(info.param))) + "_" +
+                           return std::string(DTypeName(std::get<0>(info.param))) + "_" +
                                   std::get<1>(info.param).name;
                          });
 
 class DepthwiseTest
-    : public ::testing::TestWithParam<std::tuple<ElemType, int /*k*/, int /*stride*/, int /*c*/>> {
-};
+    : public ::testing::TestWithParam<std::tuple<DType, int /*k*/, int /*stride*/, int /*c*/>> {};
 
 TEST_P(DepthwiseTest, MatchesReference) {
   LOOKALIKE_REQUIRE_GPU();
   const auto [type, k, stride, ch] = GetParam();
-  ConvCase c{"dw",  2,           15,         14, ch, ch, k, stride, stride == 2 ? k / 2 - 1 : k / 2,
-             k / 2, Act::kRelu6, stride == 1};
+  ConvCase c{"dw",
+             2,
+             15,
+             14,
+             ch,
+             ch,
+             k,
+             stride,
+             stride == 2 ? k / 2 - 1 : k / 2,
+             k / 2,
+             Activation::kRelu6,
+             stride == 1};
   const ref::ConvShape s = RefShape(c);
   const auto x = testing::RandomValues(static_cast<size_t>(c.batch) * c.h * c.w * ch, type, 5);
   const auto w = testing::RandomValues(static_cast<size_t>(ch) * k * k, type, 6);
-  const auto bias = testing::RandomValues(ch, ElemType::kF32, 7);
+  const auto bias = testing::RandomValues(ch, DType::kF32, 7);
   const size_t out_n = static_cast<size_t>(c.batch) * s.out_h() * s.out_w() * ch;
   const auto res = testing::RandomValues(out_n, type, 8);
-  const auto w_tap = ref::DepthwiseWeightToTapMajor(w.data(), ch, k, k);
+  const auto w_tap = DepthwiseWeightToTapMajor(w.data(), ch, k, k);
   DeviceBuffer d_x = testing::Upload(x, type), d_w = testing::Upload(w_tap, type),
-               d_b = testing::Upload(bias, ElemType::kF32), d_r = testing::Upload(res, type);
+               d_b = testing::Upload(bias, DType::kF32), d_r = testing::Upload(res, type);
   DeviceBuffer d_y = testing::Poisoned(out_n, type);
   DepthwiseParams p;
   p.type = type;
@@ -146,12 +154,12 @@ TEST_P(DepthwiseTest, MatchesReference) {
   const auto got = testing::Download(d_y, out_n, type);
   std::vector<float> want(out_n);
   ref::DepthwiseConv2d(x.data(), w_tap.data(), bias.data(), c.residual ? res.data() : nullptr,
-                       want.data(), s, RefAct(c.act));
+                       want.data(), s, c.act);
   EXPECT_TRUE(testing::AllClose(got, want, testing::DefaultTolerance(type)));
 }
 
 INSTANTIATE_TEST_SUITE_P(Sweep, DepthwiseTest,
-                         ::testing::Combine(::testing::Values(ElemType::kF16, ElemType::kBF16),
+                         ::testing::Combine(::testing::Values(DType::kF16, DType::kBF16),
                                             ::testing::Values(3, 5), ::testing::Values(1, 2),
                                             ::testing::Values(32, 12)));
 

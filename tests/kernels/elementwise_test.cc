@@ -15,10 +15,10 @@ using testing::AllClose;
 using testing::DefaultTolerance;
 using testing::DeviceBuffer;
 
-class ElementwiseTest : public ::testing::TestWithParam<ElemType> {
+class ElementwiseTest : public ::testing::TestWithParam<DType> {
  protected:
   void SetUp() override { LOOKALIKE_REQUIRE_GPU(); }
-  ElemType type() const { return GetParam(); }
+  DType type() const { return GetParam(); }
   std::vector<float> Run(const DeviceBuffer& b, size_t n) {
     EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
     return testing::Download(b, n, type());
@@ -29,11 +29,10 @@ TEST_P(ElementwiseTest, LayerNorm) {
   for (int dim : {80, 384, 768, 1024}) {
     const int64_t rows = 2 * 197;
     const auto x = testing::RandomValues(rows * dim, type(), dim, -3.f, 5.f);  // nonzero mean
-    const auto g = testing::RandomValues(dim, ElemType::kF32, 2, 0.5f, 1.5f);
-    const auto b = testing::RandomValues(dim, ElemType::kF32, 3);
-    DeviceBuffer dx = testing::Upload(x, type()), dg = testing::Upload(g, ElemType::kF32),
-                 db = testing::Upload(b, ElemType::kF32),
-                 dy = testing::Poisoned(rows * dim, type());
+    const auto g = testing::RandomValues(dim, DType::kF32, 2, 0.5f, 1.5f);
+    const auto b = testing::RandomValues(dim, DType::kF32, 3);
+    DeviceBuffer dx = testing::Upload(x, type()), dg = testing::Upload(g, DType::kF32),
+                 db = testing::Upload(b, DType::kF32), dy = testing::Poisoned(rows * dim, type());
     LayerNormParams p;
     p.type = type();
     p.input = dx.get();
@@ -53,12 +52,12 @@ TEST_P(ElementwiseTest, LayerNorm) {
 TEST_P(ElementwiseTest, BiasActivationResidual) {
   const int64_t rows = 33;
   const int cols = 200;
-  for (Act act :
-       {Act::kNone, Act::kRelu, Act::kRelu6, Act::kGelu, Act::kGeluTanh, Act::kQuickGelu}) {
+  for (Activation act : {Activation::kNone, Activation::kRelu, Activation::kRelu6,
+                         Activation::kGelu, Activation::kGeluTanh, Activation::kQuickGelu}) {
     const auto y = testing::RandomValues(rows * cols, type(), 1, -4.f, 4.f);
-    const auto bias = testing::RandomValues(cols, ElemType::kF32, 2, -3.f, 3.f);
+    const auto bias = testing::RandomValues(cols, DType::kF32, 2, -3.f, 3.f);
     const auto res = testing::RandomValues(rows * cols, type(), 3);
-    DeviceBuffer dy = testing::Upload(y, type()), db = testing::Upload(bias, ElemType::kF32),
+    DeviceBuffer dy = testing::Upload(y, type()), db = testing::Upload(bias, DType::kF32),
                  dr = testing::Upload(res, type());
     BiasActParams p;
     p.type = type();
@@ -70,8 +69,7 @@ TEST_P(ElementwiseTest, BiasActivationResidual) {
     p.act = act;
     STATUS_ASSERT_OK(BiasAct(p, nullptr));
     std::vector<float> want = y;
-    ref::BiasAct(want.data(), bias.data(), res.data(), rows, cols,
-                 static_cast<ref::Act>(static_cast<int>(act)));
+    ref::BiasAct(want.data(), bias.data(), res.data(), rows, cols, act);
     EXPECT_TRUE(AllClose(Run(dy, rows * cols), want, DefaultTolerance(type())))
         << "act " << static_cast<int>(act);
   }
@@ -194,32 +192,32 @@ TEST_P(ElementwiseTest, AddL2NormalizeConvert) {
   EXPECT_TRUE(AllClose(Run(dn, want.size()), want, DefaultTolerance(type())));
 
   // type -> f32 is exact; f32 -> type rounds to nearest even like the host helpers.
-  DeviceBuffer d32 = testing::Poisoned(rows * d, ElemType::kF32);
+  DeviceBuffer d32 = testing::Poisoned(rows * d, DType::kF32);
   ConvertParams cp;
   cp.src_type = type();
-  cp.dst_type = ElemType::kF32;
+  cp.dst_type = DType::kF32;
   cp.src = da.get();
   cp.dst = d32.get();
   cp.n = rows * d;
   STATUS_ASSERT_OK(Convert(cp, nullptr));
   CUDA_ASSERT_OK(cudaDeviceSynchronize());
-  EXPECT_TRUE(AllClose(testing::Download(d32, a.size(), ElemType::kF32), a, {0.f, 0.f}));
-  const auto f = testing::RandomValues(rows * d, ElemType::kF32, 11, -50.f, 50.f);
-  DeviceBuffer df = testing::Upload(f, ElemType::kF32), dh = testing::Poisoned(f.size(), type());
-  cp.src_type = ElemType::kF32;
+  EXPECT_TRUE(AllClose(testing::Download(d32, a.size(), DType::kF32), a, {0.f, 0.f}));
+  const auto f = testing::RandomValues(rows * d, DType::kF32, 11, -50.f, 50.f);
+  DeviceBuffer df = testing::Upload(f, DType::kF32), dh = testing::Poisoned(f.size(), type());
+  cp.src_type = DType::kF32;
   cp.dst_type = type();
   cp.src = df.get();
   cp.dst = dh.get();
   STATUS_ASSERT_OK(Convert(cp, nullptr));
   std::vector<float> rounded(f.size());
   for (size_t i = 0; i < f.size(); ++i) {
-    rounded[i] = type() == ElemType::kF16 ? RoundHalf(f[i]) : RoundBf16(f[i]);
+    rounded[i] = type() == DType::kF16 ? RoundHalf(f[i]) : RoundBf16(f[i]);
   }
   EXPECT_TRUE(AllClose(Run(dh, f.size()), rounded, {0.f, 0.f}));
 }
 
-INSTANTIATE_TEST_SUITE_P(Types, ElementwiseTest, ::testing::Values(ElemType::kF16, ElemType::kBF16),
-                         [](const auto& info) { return std::string(ElemTypeName(info.param)); });
+INSTANTIATE_TEST_SUITE_P(Types, ElementwiseTest, ::testing::Values(DType::kF16, DType::kBF16),
+                         [](const auto& info) { return std::string(DTypeName(info.param)); });
 
 TEST(ElementwiseArgsTest, RejectsOutOfRangeTokens) {
   MeanPoolParams m;

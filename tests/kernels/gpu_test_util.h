@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "common/device.h"
 #include "common/half.h"
 #include "kernels/types.h"
 
@@ -19,19 +20,12 @@ namespace lookalike {
 namespace kernels {
 namespace testing {
 
-// True when a CUDA device is usable; the reason otherwise.
+// True when a CUDA device is usable; the reason otherwise (common/device.h
+// asks the driver, once).
 inline bool HaveGpu(std::string* why) {
-  int n = 0;
-  const cudaError_t err = cudaGetDeviceCount(&n);
-  if (err != cudaSuccess) {
-    *why = std::string("no usable CUDA device: ") + cudaGetErrorString(err);
-    return false;
-  }
-  if (n == 0) {
-    *why = "no CUDA device present";
-    return false;
-  }
-  return true;
+  if (CudaDeviceCount() > 0) return true;
+  *why = CudaUnavailableReason();
+  return false;
 }
 
 #define LOOKALIKE_REQUIRE_GPU()                                     \
@@ -77,7 +71,7 @@ class DeviceBuffer {
 
 // Values in [lo, hi), never exactly zero, already rounded to `type` so the
 // reference sees what the device sees.
-inline std::vector<float> RandomValues(size_t n, ElemType type, uint32_t seed, float lo = -1.f,
+inline std::vector<float> RandomValues(size_t n, DType type, uint32_t seed, float lo = -1.f,
                                        float hi = 1.f) {
   std::mt19937 rng(seed);
   std::uniform_real_distribution<float> dist(lo, hi);
@@ -86,26 +80,26 @@ inline std::vector<float> RandomValues(size_t n, ElemType type, uint32_t seed, f
     float r = 0.f;
     while (r == 0.f) {  // redraw zeros (also values that round to zero)
       r = dist(rng);
-      if (type == ElemType::kF16) r = RoundHalf(r);
-      if (type == ElemType::kBF16) r = RoundBf16(r);
+      if (type == DType::kF16) r = RoundHalf(r);
+      if (type == DType::kBF16) r = RoundBf16(r);
     }
     x = r;
   }
   return v;
 }
 
-inline std::vector<uint16_t> ToBits(const std::vector<float>& v, ElemType type) {
+inline std::vector<uint16_t> ToBits(const std::vector<float>& v, DType type) {
   std::vector<uint16_t> out(v.size());
   for (size_t i = 0; i < v.size(); ++i) {
-    out[i] = type == ElemType::kBF16 ? FloatToBf16(v[i]) : FloatToHalf(v[i]);
+    out[i] = type == DType::kBF16 ? FloatToBf16(v[i]) : FloatToHalf(v[i]);
   }
   return out;
 }
 
 // Uploads `v` converted to `type` (f16/bf16/f32) into a new buffer.
-inline DeviceBuffer Upload(const std::vector<float>& v, ElemType type) {
-  DeviceBuffer b(v.size() * ElemSize(type) + 16);
-  if (type == ElemType::kF32) {
+inline DeviceBuffer Upload(const std::vector<float>& v, DType type) {
+  DeviceBuffer b(v.size() * DTypeSize(type) + 16);
+  if (type == DType::kF32) {
     cudaMemcpy(b.get(), v.data(), v.size() * 4, cudaMemcpyHostToDevice);
   } else {
     const std::vector<uint16_t> bits = ToBits(v, type);
@@ -116,22 +110,22 @@ inline DeviceBuffer Upload(const std::vector<float>& v, ElemType type) {
 
 // A buffer of n elements filled with NaN bit patterns (0xFFFF is NaN in both
 // f16 and bf16; 0xFFFFFFFF in f32), so unwritten elements fail the comparison.
-inline DeviceBuffer Poisoned(size_t n, ElemType type) {
-  DeviceBuffer b(n * ElemSize(type) + 16);
-  cudaMemset(b.get(), 0xFF, n * ElemSize(type) + 16);
+inline DeviceBuffer Poisoned(size_t n, DType type) {
+  DeviceBuffer b(n * DTypeSize(type) + 16);
+  cudaMemset(b.get(), 0xFF, n * DTypeSize(type) + 16);
   return b;
 }
 
-inline std::vector<float> Download(const DeviceBuffer& b, size_t n, ElemType type) {
+inline std::vector<float> Download(const DeviceBuffer& b, size_t n, DType type) {
   std::vector<float> out(n);
-  if (type == ElemType::kF32) {
+  if (type == DType::kF32) {
     cudaMemcpy(out.data(), b.get(), n * 4, cudaMemcpyDeviceToHost);
     return out;
   }
   std::vector<uint16_t> bits(n);
   cudaMemcpy(bits.data(), b.get(), n * 2, cudaMemcpyDeviceToHost);
   for (size_t i = 0; i < n; ++i) {
-    out[i] = type == ElemType::kBF16 ? Bf16ToFloat(bits[i]) : HalfToFloat(bits[i]);
+    out[i] = type == DType::kBF16 ? Bf16ToFloat(bits[i]) : HalfToFloat(bits[i]);
   }
   return out;
 }
@@ -144,13 +138,13 @@ struct Tolerance {
 // fp16 stores 11 significant bits (2^-11 ~ 4.9e-4 relative rounding), bf16 8
 // (2^-8 ~ 3.9e-3); the bounds below allow the final rounding plus fp32
 // accumulation-order differences over long reductions.
-inline Tolerance DefaultTolerance(ElemType type) {
+inline Tolerance DefaultTolerance(DType type) {
   switch (type) {
-    case ElemType::kF16:
+    case DType::kF16:
       return {2e-3f, 4e-3f};
-    case ElemType::kBF16:
+    case DType::kBF16:
       return {1.6e-2f, 1.6e-2f};
-    case ElemType::kF32:
+    case DType::kF32:
       return {1e-5f, 1e-5f};
   }
   return {0.f, 0.f};
@@ -179,7 +173,7 @@ inline ::testing::AssertionResult AllClose(const std::vector<float>& got,
          << want[first] << "; worst abs error " << worst;
 }
 
-inline const char* TypeName(ElemType t) { return ElemTypeName(t); }
+inline const char* TypeName(DType t) { return DTypeName(t); }
 
 }  // namespace testing
 }  // namespace kernels

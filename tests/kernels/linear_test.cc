@@ -15,7 +15,7 @@ namespace {
 using testing::DeviceBuffer;
 
 class LinearTest : public ::testing::TestWithParam<
-                       std::tuple<ElemType, Act, bool /*residual*/, bool /*fallback*/>> {};
+                       std::tuple<DType, Activation, bool /*residual*/, bool /*fallback*/>> {};
 
 TEST_P(LinearTest, MatchesReference) {
   LOOKALIKE_REQUIRE_GPU();
@@ -35,7 +35,7 @@ TEST_P(LinearTest, MatchesReference) {
     const auto b = testing::RandomValues(s.out, type, 3);
     const auto r = testing::RandomValues(s.rows * s.out, type, 4);
     DeviceBuffer dx = testing::Upload(x, type), dw = testing::Upload(w, type),
-                 db = testing::Upload(b, type), db32 = testing::Upload(b, ElemType::kF32),
+                 db = testing::Upload(b, type), db32 = testing::Upload(b, DType::kF32),
                  dr = testing::Upload(r, type), dy = testing::Poisoned(s.rows * s.out, type);
     LinearParams p;
     p.type = type;
@@ -54,7 +54,7 @@ TEST_P(LinearTest, MatchesReference) {
     const auto got = testing::Download(dy, s.rows * s.out, type);
     std::vector<float> want(s.rows * s.out);
     ref::Linear(x.data(), w.data(), b.data(), with_res ? r.data() : nullptr, want.data(), s.rows,
-                s.in, s.out, static_cast<ref::Act>(static_cast<int>(act)));
+                s.in, s.out, act);
     // The fused epilogues may round the matmul result to `type` before the
     // activation / residual: twice the default tolerance.
     testing::Tolerance tol = testing::DefaultTolerance(type);
@@ -64,11 +64,12 @@ TEST_P(LinearTest, MatchesReference) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Sweep, LinearTest,
-                         ::testing::Combine(::testing::Values(ElemType::kF16, ElemType::kBF16),
-                                            ::testing::Values(Act::kNone, Act::kRelu, Act::kGelu,
-                                                              Act::kGeluTanh, Act::kQuickGelu),
-                                            ::testing::Bool(), ::testing::Bool()));
+INSTANTIATE_TEST_SUITE_P(
+    Sweep, LinearTest,
+    ::testing::Combine(::testing::Values(DType::kF16, DType::kBF16),
+                       ::testing::Values(Activation::kNone, Activation::kRelu, Activation::kGelu,
+                                         Activation::kGeluTanh, Activation::kQuickGelu),
+                       ::testing::Bool(), ::testing::Bool()));
 
 }  // namespace
 }  // namespace kernels

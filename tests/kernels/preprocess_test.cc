@@ -34,8 +34,7 @@ HostImage MakeImage(int w, int h, int pad, uint32_t seed) {
 }
 
 class PreprocessTest
-    : public ::testing::TestWithParam<std::tuple<ElemType, bool /*bicubic*/, bool /*antialias*/>> {
-};
+    : public ::testing::TestWithParam<std::tuple<DType, bool /*bicubic*/, bool /*antialias*/>> {};
 
 TEST_P(PreprocessTest, MatchesReference) {
   LOOKALIKE_REQUIRE_GPU();
@@ -92,8 +91,8 @@ TEST_P(PreprocessTest, MatchesReference) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Sweep, PreprocessTest,
-                         ::testing::Combine(::testing::Values(ElemType::kF16, ElemType::kBF16,
-                                                              ElemType::kF32),
+                         ::testing::Combine(::testing::Values(DType::kF16, DType::kBF16,
+                                                              DType::kF32),
                                             ::testing::Bool(), ::testing::Bool()));
 
 TEST(PreprocessArgsTest, RejectsImagesSmallerThanTheCrop) {

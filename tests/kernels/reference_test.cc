@@ -7,6 +7,7 @@
 
 #include "kernels/reference/preprocess_ref.h"
 #include "kernels/reference/reference.h"
+#include "kernels/weight_layout.h"
 
 namespace lookalike {
 namespace kernels {
@@ -128,15 +129,17 @@ TEST(ReferenceConvTest, ImplicitGemmMatchesDirectConv) {
     const auto b = Random(s.out_channels, seed++);
     const int64_t k = static_cast<int64_t>(s.kernel_h) * s.kernel_w * s.in_channels;
     const int64_t stride = (k + 7) / 8 * 8;
-    const auto w_ohwi = ConvWeightToOhwi(w.data(), s, stride);
+    const auto w_ohwi =
+        ConvWeightToOhwi(w.data(), s.out_channels, s.in_channels, s.kernel_h, s.kernel_w, stride);
     std::vector<float> y(static_cast<size_t>(s.batch) * s.out_h() * s.out_w() * s.out_channels,
                          NAN);
-    Conv2dGemm(x.data(), w_ohwi.data(), stride, b.data(), nullptr, y.data(), s, Act::kNone);
+    Conv2dGemm(x.data(), w_ohwi.data(), stride, b.data(), nullptr, y.data(), s, Activation::kNone);
     const auto want = DirectConv(x, w, b, s);
     for (size_t i = 0; i < y.size(); ++i) ASSERT_NEAR(y[i], want[i], 1e-4) << "at " << i;
     // Fused residual + ReLU == relu(conv + residual).
     const auto res = Random(y.size(), seed++);
-    Conv2dGemm(x.data(), w_ohwi.data(), stride, b.data(), res.data(), y.data(), s, Act::kRelu);
+    Conv2dGemm(x.data(), w_ohwi.data(), stride, b.data(), res.data(), y.data(), s,
+               Activation::kRelu);
     for (size_t i = 0; i < y.size(); ++i) {
       ASSERT_NEAR(y[i], std::max(want[i] + res[i], 0.f), 1e-4) << "at " << i;
     }
@@ -160,7 +163,7 @@ TEST(ReferenceConvTest, DepthwiseMatchesGroupedDirectConv) {
       const auto want = DirectConv(x, dense, b, s);
       const auto w_tap = DepthwiseWeightToTapMajor(w.data(), c, k, k);
       std::vector<float> y(want.size(), NAN);
-      DepthwiseConv2d(x.data(), w_tap.data(), b.data(), nullptr, y.data(), s, Act::kRelu6);
+      DepthwiseConv2d(x.data(), w_tap.data(), b.data(), nullptr, y.data(), s, Activation::kRelu6);
       for (size_t i = 0; i < y.size(); ++i) {
         ASSERT_NEAR(y[i], std::min(std::max(want[i], 0.f), 6.f), 1e-5) << "k " << k << " at " << i;
       }
@@ -169,12 +172,12 @@ TEST(ReferenceConvTest, DepthwiseMatchesGroupedDirectConv) {
 }
 
 TEST(ReferenceOpsTest, ActivationsMatchFormulas) {
-  EXPECT_NEAR(Activate(1.f, Act::kGelu), 0.8413447f, 1e-6);
-  EXPECT_NEAR(Activate(-1.f, Act::kGelu), -0.1586553f, 1e-6);
-  EXPECT_NEAR(Activate(1.f, Act::kGeluTanh), 0.8411920f, 1e-6);
-  EXPECT_NEAR(Activate(1.f, Act::kQuickGelu), 1.f / (1.f + std::exp(-1.702f)), 1e-6);
-  EXPECT_EQ(Activate(7.f, Act::kRelu6), 6.f);
-  EXPECT_EQ(Activate(-7.f, Act::kRelu), 0.f);
+  EXPECT_NEAR(ApplyActivation(1.f, Activation::kGelu), 0.8413447f, 1e-6);
+  EXPECT_NEAR(ApplyActivation(-1.f, Activation::kGelu), -0.1586553f, 1e-6);
+  EXPECT_NEAR(ApplyActivation(1.f, Activation::kGeluTanh), 0.8411920f, 1e-6);
+  EXPECT_NEAR(ApplyActivation(1.f, Activation::kQuickGelu), 1.f / (1.f + std::exp(-1.702f)), 1e-6);
+  EXPECT_EQ(ApplyActivation(7.f, Activation::kRelu6), 6.f);
+  EXPECT_EQ(ApplyActivation(-7.f, Activation::kRelu), 0.f);
 }
 
 TEST(ReferenceOpsTest, LayerNormHasZeroMeanUnitVariance) {
@@ -219,7 +222,7 @@ TEST(ReferenceOpsTest, LinearMatchesExplicitDot) {
   const auto x = Random(rows * in, 1), w = Random(out * in, 2), b = Random(out, 3),
              r = Random(rows * out, 4);
   std::vector<float> y(rows * out);
-  Linear(x.data(), w.data(), b.data(), r.data(), y.data(), rows, in, out, Act::kGelu);
+  Linear(x.data(), w.data(), b.data(), r.data(), y.data(), rows, in, out, Activation::kGelu);
   for (int i = 0; i < rows; ++i)
     for (int o = 0; o < out; ++o) {
       double acc = b[o];

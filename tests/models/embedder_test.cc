@@ -27,16 +27,20 @@ TEST(BackendFactoryTest, Devices) {
   EXPECT_NE(unknown.status().message().find("'tpu'"), std::string::npos);
   EXPECT_EQ(MakeBackend("cuda:x", 1).status().code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(MakeBackend("cpu", -1).status().code(), StatusCode::kInvalidArgument);
-#if !defined(LOOKALIKE_HAVE_CUDA_BACKEND)
-  EXPECT_FALSE(CudaAvailable());
-  auto cuda = MakeBackend("cuda:0", 1);
-  ASSERT_FALSE(cuda.ok());
-  EXPECT_EQ(cuda.status().code(), StatusCode::kFailedPrecondition);
-  EXPECT_NE(cuda.status().message().find("this build has no CUDA backend"), std::string::npos);
-  auto autodev = MakeBackend("auto", 1);
-  ASSERT_TRUE(autodev.ok());
-  EXPECT_EQ((*autodev)->name(), "cpu");
-#endif
+  // The same Device either way: one parser.
+  auto parsed = MakeBackend(Device{DeviceKind::kCpu, 0}, 1);
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  EXPECT_EQ((*parsed)->name(), "cpu");
+  if (CudaDeviceCount() == 0) {
+    // Without a usable GPU (or without CUDA in this build) "cuda:0" is a clear
+    // FAILED_PRECONDITION and "auto" falls back to the CPU.
+    auto cuda = MakeBackend("cuda:0", 1);
+    ASSERT_FALSE(cuda.ok());
+    EXPECT_EQ(cuda.status().code(), StatusCode::kFailedPrecondition) << cuda.status().ToString();
+    auto autodev = MakeBackend("auto", 1);
+    ASSERT_TRUE(autodev.ok());
+    EXPECT_EQ((*autodev)->name(), "cpu");
+  }
 }
 
 TEST(EmbedderLoadTest, RejectsBadOptions) {

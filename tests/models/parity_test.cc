@@ -49,8 +49,8 @@ class ParityTest : public ::testing::Test {
     dir_ = dir;
     const char* device = std::getenv("LOOKALIKE_PARITY_DEVICE");
     device_ = device != nullptr && *device ? device : "cpu";
-    if (device_ != "cpu" && !CudaAvailable()) {
-      GTEST_SKIP() << "device " << device_ << ": no usable GPU (or no CUDA backend in this build)";
+    if (device_ != "cpu" && CudaDeviceCount() == 0) {
+      GTEST_SKIP() << "device " << device_ << ": " << CudaUnavailableReason();
     }
     {
       auto backend = MakeBackend(device_, 0);

@@ -1,0 +1,325 @@
+// The public Backend ops: argument checks and shape inference, once for every
+// backend (models/backend.h states the contract), then the backend's Impl.
+#include "models/backend.h"
+
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace lookalike {
+namespace {
+
+std::string Str(int64_t v) { return std::to_string(v); }
+
+std::string SpecString(const ConvSpec& s) {
+  return "in " + Str(s.in_channels) + ", out " + Str(s.out_channels) + ", kernel " +
+         Str(s.kernel_h) + "x" + Str(s.kernel_w) + ", stride " + Str(s.stride_h) + "x" +
+         Str(s.stride_w) + ", pad " + Str(s.pad_h) + "x" + Str(s.pad_w) + ", end pad " +
+         Str(s.pad_h_end) + "x" + Str(s.pad_w_end) + ", groups " + Str(s.groups);
+}
+
+}  // namespace
+
+Status Backend::CheckTensor(const char* op, const char* what, const Tensor& t) const {
+  const std::string where = std::string(op) + ": " + what;
+  if (t.empty()) return InvalidArgumentError(where + " is empty");
+  if (t.device() != device()) {
+    return InvalidArgumentError(where + " " + t.ShapeString() + " is on " +
+                                (t.device() == DeviceKind::kCpu ? "the host" : "a CUDA device") +
+                                ", expected a tensor of " + name());
+  }
+  if (t.dtype() != compute_dtype()) {
+    return InvalidArgumentError(where + " " + t.ShapeString() + " has dtype " +
+                                DTypeName(t.dtype()) + ", expected " + DTypeName(compute_dtype()));
+  }
+  if (t.rank() == 0) return InvalidArgumentError(where + " has no dimensions");
+  for (int64_t d : t.shape()) {
+    if (d <= 0) {
+      return InvalidArgumentError(where + " " + t.ShapeString() + " has a non-positive dimension");
+    }
+  }
+  return Status::Ok();
+}
+
+Status Backend::CheckLayer(const char* op, const PreparedLayer& layer, LayerKind kind) const {
+  static const char* const kPrepare[] = {"PrepareConv", "PrepareLinear", "PrepareLayerNorm"};
+  if (layer.owner_ != this || layer.kind_ != kind) {
+    return InvalidArgumentError(std::string(op) + ": layer was not prepared by " + name() + "'s " +
+                                kPrepare[static_cast<int>(kind)]);
+  }
+  return Status::Ok();
+}
+
+Status Backend::CheckResidual(const char* op, const Tensor* residual,
+                              const std::vector<int64_t>& out_shape) const {
+  if (residual == nullptr) return Status::Ok();
+  RETURN_IF_ERROR(CheckTensor(op, "residual", *residual));
+  if (residual->shape() != out_shape) {
+    return InvalidArgumentError(std::string(op) + ": residual " + residual->ShapeString() +
+                                " does not match output " + ShapeString(out_shape));
+  }
+  return Status::Ok();
+}
+
+StatusOr<LayerPtr> Backend::Stamp(StatusOr<LayerPtr> layer, LayerKind kind, const ConvSpec& conv,
+                                  int in, int out) const {
+  if (!layer.ok()) return layer.status();
+  LayerPtr p = std::move(layer).value();
+  if (p == nullptr) return InternalError(name() + ": a Prepare*Impl returned no layer");
+  p->owner_ = this;
+  p->kind_ = kind;
+  p->conv_ = conv;
+  p->in_ = in;
+  p->out_ = out;
+  return p;
+}
+
+// ---- preparation ------------------------------------------------------------
+
+StatusOr<LayerPtr> Backend::PrepareConv(const ConvSpec& spec, const float* weight,
+                                        const float* bias) {
+  const ConvSpec& s = spec;
+  if (s.in_channels <= 0 || s.out_channels <= 0 || s.kernel_h <= 0 || s.kernel_w <= 0 ||
+      s.stride_h <= 0 || s.stride_w <= 0 || s.pad_h < 0 || s.pad_w < 0 || s.groups <= 0 ||
+      s.pad_h_end < -1 || s.pad_w_end < -1) {
+    return InvalidArgumentError("PrepareConv: invalid spec (" + SpecString(s) +
+                                "): sizes must be positive, pads >= 0, end pads >= -1");
+  }
+  if (s.in_channels % s.groups != 0 || s.out_channels % s.groups != 0) {
+    return InvalidArgumentError("PrepareConv: channels in " + Str(s.in_channels) + " / out " +
+                                Str(s.out_channels) + " not divisible by groups " + Str(s.groups));
+  }
+  if (weight == nullptr) return InvalidArgumentError("PrepareConv: weight is null");
+  ConvSpec resolved = s;
+  if (resolved.pad_h_end < 0) resolved.pad_h_end = resolved.pad_h;
+  if (resolved.pad_w_end < 0) resolved.pad_w_end = resolved.pad_w;
+  return Stamp(PrepareConvImpl(resolved, weight, bias), LayerKind::kConv, resolved, s.in_channels,
+               s.out_channels);
+}
+
+StatusOr<LayerPtr> Backend::PrepareLinear(int in_features, int out_features, const float* weight,
+                                          const float* bias) {
+  if (in_features <= 0 || out_features <= 0) {
+    return InvalidArgumentError("PrepareLinear: features in " + Str(in_features) + ", out " +
+                                Str(out_features) + " must be positive");
+  }
+  if (weight == nullptr) return InvalidArgumentError("PrepareLinear: weight is null");
+  return Stamp(PrepareLinearImpl(in_features, out_features, weight, bias), LayerKind::kLinear,
+               ConvSpec{}, in_features, out_features);
+}
+
+StatusOr<LayerPtr> Backend::PrepareLayerNorm(int dim, const float* gamma, const float* beta,
+                                             float eps) {
+  if (dim <= 0)
+    return InvalidArgumentError("PrepareLayerNorm: dim " + Str(dim) + " must be positive");
+  if (!(eps >= 0.0f)) return InvalidArgumentError("PrepareLayerNorm: eps must be >= 0");
+  std::vector<float> ones, zeros;
+  if (gamma == nullptr) {
+    ones.assign(dim, 1.0f);
+    gamma = ones.data();
+  }
+  if (beta == nullptr) {
+    zeros.assign(dim, 0.0f);
+    beta = zeros.data();
+  }
+  return Stamp(PrepareLayerNormImpl(dim, gamma, beta, eps), LayerKind::kLayerNorm, ConvSpec{}, dim,
+               dim);
+}
+
+StatusOr<Tensor> Backend::Constant(const std::vector<int64_t>& shape, const float* data) {
+  if (shape.empty()) return InvalidArgumentError("Constant: shape is empty");
+  for (int64_t d : shape) {
+    if (d <= 0) {
+      return InvalidArgumentError("Constant: shape " + ShapeString(shape) +
+                                  " has a non-positive dimension");
+    }
+  }
+  if (data == nullptr)
+    return InvalidArgumentError("Constant: data is null for " + ShapeString(shape));
+  return ConstantImpl(shape, data);
+}
+
+// ---- ops --------------------------------------------------------------------
+
+StatusOr<Tensor> Backend::Preprocess(const std::vector<ImageView>& images,
+                                     const PreprocessSpec& spec) {
+  if (images.empty()) return InvalidArgumentError("Preprocess: no images");
+  for (size_t i = 0; i < images.size(); ++i) {
+    RETURN_IF_ERROR(CheckImage(images[i]).WithPrefix("Preprocess: item " + std::to_string(i)));
+  }
+  RETURN_IF_ERROR(CheckPreprocessSpec(spec).WithPrefix("Preprocess"));
+  return PreprocessImpl(images, spec);
+}
+
+StatusOr<Tensor> Backend::Conv2d(const PreparedLayer& conv, const Tensor& x, Activation act,
+                                 const Tensor* residual) {
+  RETURN_IF_ERROR(CheckLayer("Conv2d", conv, LayerKind::kConv));
+  RETURN_IF_ERROR(CheckTensor("Conv2d", "input", x));
+  const ConvSpec& s = conv.conv_spec();
+  if (x.rank() != 4 || x.dim(3) != s.in_channels) {
+    return InvalidArgumentError("Conv2d: input " + x.ShapeString() +
+                                " does not match layer input [N, H, W, " + Str(s.in_channels) +
+                                "]");
+  }
+  const int64_t oh_num = x.dim(1) + s.pad_h + s.pad_h_end - s.kernel_h;
+  const int64_t ow_num = x.dim(2) + s.pad_w + s.pad_w_end - s.kernel_w;
+  if (oh_num < 0 || ow_num < 0) {
+    return InvalidArgumentError("Conv2d: input " + x.ShapeString() + " is smaller than kernel [" +
+                                Str(s.kernel_h) + ", " + Str(s.kernel_w) + "] with padding");
+  }
+  const std::vector<int64_t> out_shape = {x.dim(0), oh_num / s.stride_h + 1,
+                                          ow_num / s.stride_w + 1, s.out_channels};
+  RETURN_IF_ERROR(CheckResidual("Conv2d", residual, out_shape));
+  return Conv2dImpl(conv, x, act, residual, out_shape);
+}
+
+StatusOr<Tensor> Backend::Linear(const PreparedLayer& linear, const Tensor& x, Activation act,
+                                 const Tensor* residual) {
+  RETURN_IF_ERROR(CheckLayer("Linear", linear, LayerKind::kLinear));
+  RETURN_IF_ERROR(CheckTensor("Linear", "input", x));
+  if (x.rank() < 2 || x.dim(-1) != linear.in_features()) {
+    return InvalidArgumentError("Linear: input " + x.ShapeString() +
+                                " does not match layer input [..., " + Str(linear.in_features()) +
+                                "]");
+  }
+  std::vector<int64_t> out_shape = x.shape();
+  out_shape.back() = linear.out_features();
+  RETURN_IF_ERROR(CheckResidual("Linear", residual, out_shape));
+  return LinearImpl(linear, x, act, residual, out_shape);
+}
+
+StatusOr<Tensor> Backend::LayerNorm(const PreparedLayer& norm, const Tensor& x) {
+  RETURN_IF_ERROR(CheckLayer("LayerNorm", norm, LayerKind::kLayerNorm));
+  RETURN_IF_ERROR(CheckTensor("LayerNorm", "input", x));
+  if (x.dim(-1) != norm.in_features()) {
+    return InvalidArgumentError("LayerNorm: input " + x.ShapeString() +
+                                " does not match layer [..., " + Str(norm.in_features()) + "]");
+  }
+  return LayerNormImpl(norm, x);
+}
+
+StatusOr<Tensor> Backend::Attention(const Tensor& qkv, int heads) {
+  RETURN_IF_ERROR(CheckTensor("Attention", "qkv", qkv));
+  if (qkv.rank() != 3 || qkv.dim(2) % 3 != 0) {
+    return InvalidArgumentError("Attention: qkv " + qkv.ShapeString() + " is not [N, T, 3*D]");
+  }
+  const int64_t d = qkv.dim(2) / 3;
+  if (heads <= 0 || d % heads != 0) {
+    return InvalidArgumentError("Attention: qkv " + qkv.ShapeString() + " width D=" + Str(d) +
+                                " is not divisible into heads=" + Str(heads));
+  }
+  return AttentionImpl(qkv, heads);
+}
+
+StatusOr<Tensor> Backend::MaxPool2d(const Tensor& x, int kernel, int stride, int pad) {
+  RETURN_IF_ERROR(CheckTensor("MaxPool2d", "input", x));
+  if (x.rank() != 4) {
+    return InvalidArgumentError("MaxPool2d: input " + x.ShapeString() + " is not [N, H, W, C]");
+  }
+  if (kernel <= 0 || stride <= 0 || pad < 0 || pad > kernel / 2) {
+    return InvalidArgumentError("MaxPool2d: kernel " + Str(kernel) + ", stride " + Str(stride) +
+                                ", pad " + Str(pad) +
+                                " invalid (need kernel, stride > 0 and 0 <= pad <= kernel/2)");
+  }
+  const int64_t h = x.dim(1), w = x.dim(2);
+  if (h + 2 * pad < kernel || w + 2 * pad < kernel) {
+    return InvalidArgumentError("MaxPool2d: input " + x.ShapeString() + " smaller than kernel " +
+                                Str(kernel));
+  }
+  const std::vector<int64_t> out_shape = {x.dim(0), (h + 2 * pad - kernel) / stride + 1,
+                                          (w + 2 * pad - kernel) / stride + 1, x.dim(3)};
+  return MaxPool2dImpl(x, kernel, stride, pad, out_shape);
+}
+
+StatusOr<Tensor> Backend::MeanPool(const Tensor& x, int token_begin) {
+  RETURN_IF_ERROR(CheckTensor("MeanPool", "input", x));
+  if (x.rank() == 4) {
+    if (token_begin != 0) {
+      return InvalidArgumentError("MeanPool: token_begin " + Str(token_begin) +
+                                  " must be 0 for a feature map " + x.ShapeString());
+    }
+    return MeanPoolImpl(x.Reshape({x.dim(0), x.dim(1) * x.dim(2), x.dim(3)}), 0);
+  }
+  if (x.rank() != 3) {
+    return InvalidArgumentError("MeanPool: input " + x.ShapeString() +
+                                " is not [N, H, W, C] or [N, T, D]");
+  }
+  if (token_begin < 0 || token_begin >= x.dim(1)) {
+    return InvalidArgumentError("MeanPool: token_begin " + Str(token_begin) +
+                                " out of range for tokens " + x.ShapeString());
+  }
+  return MeanPoolImpl(x, token_begin);
+}
+
+StatusOr<Tensor> Backend::SelectToken(const Tensor& x, int index) {
+  RETURN_IF_ERROR(CheckTensor("SelectToken", "input", x));
+  if (x.rank() != 3) {
+    return InvalidArgumentError("SelectToken: input " + x.ShapeString() + " is not [N, T, D]");
+  }
+  if (index < 0 || index >= x.dim(1)) {
+    return InvalidArgumentError("SelectToken: index " + Str(index) + " out of range for " +
+                                x.ShapeString());
+  }
+  return SelectTokenImpl(x, index);
+}
+
+StatusOr<Tensor> Backend::PrependTokensAddPos(const Tensor& patches, const Tensor* prefix_tokens,
+                                              const Tensor& pos, bool pos_applies_to_prefix) {
+  RETURN_IF_ERROR(CheckTensor("PrependTokensAddPos", "patches", patches));
+  RETURN_IF_ERROR(CheckTensor("PrependTokensAddPos", "pos", pos));
+  if (patches.rank() != 3) {
+    return InvalidArgumentError("PrependTokensAddPos: patches " + patches.ShapeString() +
+                                " is not [N, P, D]");
+  }
+  const int64_t p = patches.dim(1), d = patches.dim(2);
+  int64_t prefix = 0;
+  if (prefix_tokens != nullptr) {
+    RETURN_IF_ERROR(CheckTensor("PrependTokensAddPos", "prefix_tokens", *prefix_tokens));
+    const Tensor& pt = *prefix_tokens;
+    const bool ok =
+        (pt.rank() == 2 && pt.dim(1) == d) || (pt.rank() == 3 && pt.dim(0) == 1 && pt.dim(2) == d);
+    if (!ok) {
+      return InvalidArgumentError("PrependTokensAddPos: prefix_tokens " + pt.ShapeString() +
+                                  " does not match patches " + patches.ShapeString() +
+                                  " (expected [prefix, D] or [1, prefix, D])");
+    }
+    prefix = pt.rank() == 2 ? pt.dim(0) : pt.dim(1);
+  }
+  const int64_t pos_rows = pos_applies_to_prefix ? prefix + p : p;
+  const bool pos_ok =
+      (pos.rank() == 3 && pos.dim(0) == 1 && pos.dim(1) == pos_rows && pos.dim(2) == d) ||
+      (pos.rank() == 2 && pos.dim(0) == pos_rows && pos.dim(1) == d);
+  if (!pos_ok) {
+    return InvalidArgumentError("PrependTokensAddPos: pos " + pos.ShapeString() +
+                                " does not match patches " + patches.ShapeString() +
+                                " (expected [1, " + Str(pos_rows) + ", " + Str(d) + "])");
+  }
+  return PrependTokensAddPosImpl(patches, prefix > 0 ? prefix_tokens : nullptr, prefix, pos,
+                                 pos_applies_to_prefix);
+}
+
+StatusOr<Tensor> Backend::Add(const Tensor& a, const Tensor& b) {
+  RETURN_IF_ERROR(CheckTensor("Add", "a", a));
+  RETURN_IF_ERROR(CheckTensor("Add", "b", b));
+  if (a.shape() != b.shape()) {
+    return InvalidArgumentError("Add: a " + a.ShapeString() + " and b " + b.ShapeString() +
+                                " differ");
+  }
+  return AddImpl(a, b);
+}
+
+StatusOr<Tensor> Backend::L2Normalize(const Tensor& x) {
+  RETURN_IF_ERROR(CheckTensor("L2Normalize", "input", x));
+  if (x.rank() != 2) {
+    return InvalidArgumentError("L2Normalize: input " + x.ShapeString() + " is not [N, D]");
+  }
+  return L2NormalizeImpl(x);
+}
+
+Status Backend::ToHost(const Tensor& x, std::vector<float>* out) {
+  if (out == nullptr) return InvalidArgumentError("ToHost: out is null");
+  RETURN_IF_ERROR(CheckTensor("ToHost", "input", x));
+  return ToHostImpl(x, out);
+}
+
+}  // namespace lookalike

@@ -1,0 +1,524 @@
+// The Backend contract (models/backend.h), tested once for every backend:
+// each public op's argument checks (INVALID_ARGUMENT naming the op and the
+// shapes), the LayerNorm gamma / beta rule, conv end padding and bad images.
+//
+// Parameters:
+//   "cpu"          CpuBackend.
+//   "cuda"         CudaBackend on GPU 0; skipped without a usable GPU.
+//   "cuda-checks"  The shared checks run with the CUDA backend's device and
+//                  dtype (kCuda, f16) on a backend whose Impls only record
+//                  what reached them: the checks CudaBackend gets, on any
+//                  machine, GPU or not.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "common/device.h"
+#include "models/backend.h"
+#include "models/backend_factory.h"
+#include "models/embedder.h"
+
+namespace lookalike {
+namespace {
+
+// Runs the public ops' checks with the CUDA backend's device and dtype; an
+// Impl records that it was reached and returns a placeholder of the right
+// shape (device memory is never touched).
+class CheckOnlyBackend : public Backend {
+ public:
+  std::string name() const override { return "cuda-checks"; }
+  DeviceKind device() const override { return DeviceKind::kCuda; }
+  DType compute_dtype() const override { return DType::kF16; }
+
+  int impl_calls = 0;
+  ConvSpec last_conv;
+  std::vector<int64_t> last_out_shape;
+  std::vector<float> last_gamma, last_beta;
+
+ protected:
+  StatusOr<LayerPtr> PrepareConvImpl(const ConvSpec& spec, const float*, const float*) override {
+    ++impl_calls;
+    last_conv = spec;
+    return std::make_unique<PreparedLayer>();
+  }
+  StatusOr<LayerPtr> PrepareLinearImpl(int, int, const float*, const float*) override {
+    ++impl_calls;
+    return std::make_unique<PreparedLayer>();
+  }
+  StatusOr<LayerPtr> PrepareLayerNormImpl(int dim, const float* gamma, const float* beta,
+                                          float) override {
+    ++impl_calls;
+    last_gamma.assign(gamma, gamma + dim);
+    last_beta.assign(beta, beta + dim);
+    return std::make_unique<PreparedLayer>();
+  }
+  StatusOr<Tensor> ConstantImpl(const std::vector<int64_t>& shape, const float*) override {
+    return Fake(shape);  // not counted: tests build their inputs with it
+  }
+  StatusOr<Tensor> PreprocessImpl(const std::vector<ImageView>& images,
+                                  const PreprocessSpec& spec) override {
+    return Reached({static_cast<int64_t>(images.size()), spec.crop_height, spec.crop_width, 3});
+  }
+  StatusOr<Tensor> Conv2dImpl(const PreparedLayer&, const Tensor&, Activation, const Tensor*,
+                              const std::vector<int64_t>& out_shape) override {
+    return Reached(out_shape);
+  }
+  StatusOr<Tensor> LinearImpl(const PreparedLayer&, const Tensor&, Activation, const Tensor*,
+                              const std::vector<int64_t>& out_shape) override {
+    return Reached(out_shape);
+  }
+  StatusOr<Tensor> LayerNormImpl(const PreparedLayer&, const Tensor& x) override {
+    return Reached(x.shape());
+  }
+  StatusOr<Tensor> AttentionImpl(const Tensor& qkv, int) override {
+    return Reached({qkv.dim(0), qkv.dim(1), qkv.dim(2) / 3});
+  }
+  StatusOr<Tensor> MaxPool2dImpl(const Tensor&, int, int, int,
+                                 const std::vector<int64_t>& out_shape) override {
+    return Reached(out_shape);
+  }
+  StatusOr<Tensor> MeanPoolImpl(const Tensor& x, int) override {
+    return Reached({x.dim(0), x.dim(2)});
+  }
+  StatusOr<Tensor> SelectTokenImpl(const Tensor& x, int) override {
+    return Reached({x.dim(0), x.dim(2)});
+  }
+  StatusOr<Tensor> PrependTokensAddPosImpl(const Tensor& patches, const Tensor*, int64_t prefix,
+                                           const Tensor&, bool) override {
+    return Reached({patches.dim(0), prefix + patches.dim(1), patches.dim(2)});
+  }
+  StatusOr<Tensor> AddImpl(const Tensor& a, const Tensor&) override { return Reached(a.shape()); }
+  StatusOr<Tensor> L2NormalizeImpl(const Tensor& x) override { return Reached(x.shape()); }
+  Status ToHostImpl(const Tensor& x, std::vector<float>* out) override {
+    ++impl_calls;
+    out->assign(static_cast<size_t>(x.numel()), 0.0f);
+    return Status::Ok();
+  }
+
+ private:
+  Tensor Fake(const std::vector<int64_t>& shape) {
+    return Tensor(shape, DType::kF16, DeviceKind::kCuda, &placeholder_, nullptr);
+  }
+  Tensor Reached(const std::vector<int64_t>& out_shape) {
+    ++impl_calls;
+    last_out_shape = out_shape;
+    return Fake(out_shape);
+  }
+  char placeholder_ = 0;
+};
+
+std::vector<float> RandomVec(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> d(-1.f, 1.f);
+  std::vector<float> v(n);
+  for (float& x : v) x = d(rng);
+  return v;
+}
+
+int64_t Numel(const std::vector<int64_t>& s) {
+  int64_t n = 1;
+  for (int64_t d : s) n *= d;
+  return n;
+}
+
+// INVALID_ARGUMENT whose message names `op` and contains every part.
+void ExpectInvalid(const Status& s, const std::string& op,
+                   const std::vector<std::string>& parts = {}) {
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
+  EXPECT_NE(s.message().find(op), std::string::npos) << "op " << op << ": " << s.ToString();
+  for (const std::string& p : parts) {
+    EXPECT_NE(s.message().find(p), std::string::npos) << "'" << p << "': " << s.ToString();
+  }
+}
+
+StatusOr<std::unique_ptr<Backend>> MakeBackendUnderTest(const std::string& which) {
+  if (which == "cuda-checks") return std::unique_ptr<Backend>(new CheckOnlyBackend());
+  return MakeBackend(which == "cuda" ? "cuda:0" : which, 1);
+}
+
+class BackendContractTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    if (GetParam() == "cuda" && CudaDeviceCount() == 0) {
+      GTEST_SKIP() << CudaUnavailableReason();
+    }
+    auto b = MakeBackendUnderTest(GetParam());
+    ASSERT_TRUE(b.ok()) << b.status().ToString();
+    be_ = std::move(b).value();
+  }
+
+  bool computes() const { return GetParam() != "cuda-checks"; }
+
+  Tensor T(const std::vector<int64_t>& shape, uint32_t seed = 1) {
+    const std::vector<float> v = RandomVec(static_cast<size_t>(Numel(shape)), seed);
+    auto t = be_->Constant(shape, v.data());
+    EXPECT_TRUE(t.ok()) << t.status().ToString();
+    return t.ok() ? *t : Tensor();
+  }
+
+  LayerPtr Conv(const ConvSpec& spec) {
+    const std::vector<float> w =
+        RandomVec(static_cast<size_t>(spec.out_channels) * (spec.in_channels / spec.groups) *
+                      spec.kernel_h * spec.kernel_w,
+                  7);
+    auto l = be_->PrepareConv(spec, w.data(), nullptr);
+    EXPECT_TRUE(l.ok()) << l.status().ToString();
+    return l.ok() ? std::move(l).value() : nullptr;
+  }
+
+  LayerPtr Linear(int in, int out) {
+    const std::vector<float> w = RandomVec(static_cast<size_t>(in) * out, 8);
+    auto l = be_->PrepareLinear(in, out, w.data(), nullptr);
+    EXPECT_TRUE(l.ok()) << l.status().ToString();
+    return l.ok() ? std::move(l).value() : nullptr;
+  }
+
+  std::unique_ptr<Backend> be_;
+};
+
+ConvSpec Spec3x3(int in, int out) {
+  ConvSpec s;
+  s.in_channels = in;
+  s.out_channels = out;
+  s.kernel_h = s.kernel_w = 3;
+  s.pad_h = s.pad_w = 1;
+  return s;
+}
+
+TEST_P(BackendContractTest, PrepareChecksTheirArguments) {
+  const std::vector<float> w(4 * 8 * 9, 0.5f);
+  ConvSpec zero_kernel = Spec3x3(8, 4);
+  zero_kernel.kernel_h = 0;
+  ExpectInvalid(be_->PrepareConv(zero_kernel, w.data(), nullptr).status(), "PrepareConv",
+                {"kernel 0x3"});
+  ConvSpec groups = Spec3x3(8, 4);
+  groups.groups = 3;
+  ExpectInvalid(be_->PrepareConv(groups, w.data(), nullptr).status(), "PrepareConv", {"groups 3"});
+  ExpectInvalid(be_->PrepareConv(Spec3x3(8, 4), nullptr, nullptr).status(), "PrepareConv",
+                {"weight"});
+
+  ExpectInvalid(be_->PrepareLinear(0, 4, w.data(), nullptr).status(), "PrepareLinear", {"in 0"});
+  ExpectInvalid(be_->PrepareLinear(8, 4, nullptr, nullptr).status(), "PrepareLinear", {"weight"});
+
+  ExpectInvalid(be_->PrepareLayerNorm(0, w.data(), w.data(), 1e-5f).status(), "PrepareLayerNorm",
+                {"dim 0"});
+  ExpectInvalid(be_->PrepareLayerNorm(8, w.data(), w.data(), -1.0f).status(), "PrepareLayerNorm",
+                {"eps"});
+  ExpectInvalid(be_->PrepareLayerNorm(8, w.data(), w.data(), NAN).status(), "PrepareLayerNorm",
+                {"eps"});
+
+  ExpectInvalid(be_->Constant({}, w.data()).status(), "Constant");
+  ExpectInvalid(be_->Constant({2, 0, 3}, w.data()).status(), "Constant", {"[2, 0, 3]"});
+  ExpectInvalid(be_->Constant({2, 3}, nullptr).status(), "Constant", {"[2, 3]"});
+}
+
+// The bug: CudaBackend::PrepareConv did not check pad_h_end / pad_w_end
+// (below -1 they reached the kernel as negative padding); the CPU did.
+TEST_P(BackendContractTest, ConvEndPaddingIsCheckedAndApplied) {
+  const std::vector<float> w(4 * 8 * 9, 0.5f);
+  for (int bad : {-2, -7}) {
+    ConvSpec s = Spec3x3(8, 4);
+    s.pad_h_end = bad;
+    ExpectInvalid(be_->PrepareConv(s, w.data(), nullptr).status(), "PrepareConv",
+                  {"end pad " + std::to_string(bad) + "x-1"});
+    s = Spec3x3(8, 4);
+    s.pad_w_end = bad;
+    ExpectInvalid(be_->PrepareConv(s, w.data(), nullptr).status(), "PrepareConv",
+                  {"end pad -1x" + std::to_string(bad)});
+  }
+  // TensorFlow "SAME" at stride 2: one more row / column at the end.
+  ConvSpec same = Spec3x3(8, 4);
+  same.stride_h = same.stride_w = 2;
+  same.pad_h = same.pad_w = 0;
+  same.pad_h_end = same.pad_w_end = 1;
+  LayerPtr l = Conv(same);
+  ASSERT_NE(l, nullptr);
+  EXPECT_EQ(l->conv_spec().pad_h_end, 1);
+  auto y = be_->Conv2d(*l, T({1, 8, 8, 8}), Activation::kNone, nullptr);
+  ASSERT_TRUE(y.ok()) << y.status().ToString();
+  EXPECT_EQ(y->shape(), (std::vector<int64_t>{1, 4, 4, 4}));  // (8 + 0 + 1 - 3) / 2 + 1
+  // -1 means "the same as the start padding".
+  LayerPtr sym = Conv(Spec3x3(8, 4));
+  ASSERT_NE(sym, nullptr);
+  EXPECT_EQ(sym->conv_spec().pad_h_end, 1);
+  EXPECT_EQ(sym->conv_spec().pad_w_end, 1);
+  // End padding counts toward "input smaller than the kernel".
+  ConvSpec big = Spec3x3(8, 4);
+  big.kernel_h = big.kernel_w = 5;
+  big.pad_h = big.pad_w = 0;
+  big.pad_h_end = big.pad_w_end = 2;
+  LayerPtr lb = Conv(big);
+  ASSERT_NE(lb, nullptr);
+  EXPECT_TRUE(be_->Conv2d(*lb, T({1, 3, 3, 8}), Activation::kNone, nullptr).ok());
+  ExpectInvalid(be_->Conv2d(*lb, T({1, 2, 3, 8}), Activation::kNone, nullptr).status(), "Conv2d",
+                {"[1, 2, 3, 8]", "[5, 5]"});
+}
+
+// The bug: the CPU backend accepted null gamma / beta, CudaBackend rejected
+// them. The rule now: null means 1 / 0, on every backend.
+TEST_P(BackendContractTest, LayerNormNullGammaBetaMeansIdentityAffine) {
+  const int d = 64;
+  const std::vector<float> ones(d, 1.0f), zeros(d, 0.0f);
+  auto plain = be_->PrepareLayerNorm(d, nullptr, nullptr, 1e-5f);
+  ASSERT_TRUE(plain.ok()) << plain.status().ToString();
+  auto gamma_only = be_->PrepareLayerNorm(d, ones.data(), nullptr, 1e-5f);
+  ASSERT_TRUE(gamma_only.ok()) << gamma_only.status().ToString();
+  auto explicit_affine = be_->PrepareLayerNorm(d, ones.data(), zeros.data(), 1e-5f);
+  ASSERT_TRUE(explicit_affine.ok()) << explicit_affine.status().ToString();
+  if (!computes()) return;  // "cuda-checks": SharedChecksTest covers what reaches the Impl
+  const Tensor x = T({2, 5, d}, 3);
+  std::vector<float> a, b, c;
+  auto ya = be_->LayerNorm(**plain, x);
+  auto yb = be_->LayerNorm(**gamma_only, x);
+  auto yc = be_->LayerNorm(**explicit_affine, x);
+  ASSERT_TRUE(ya.ok() && yb.ok() && yc.ok());
+  ASSERT_TRUE(be_->ToHost(*ya, &a).ok());
+  ASSERT_TRUE(be_->ToHost(*yb, &b).ok());
+  ASSERT_TRUE(be_->ToHost(*yc, &c).ok());
+  EXPECT_EQ(a, c);
+  EXPECT_EQ(b, c);
+}
+
+TEST_P(BackendContractTest, OpShapeErrorsNameTheOpAndBothShapes) {
+  LayerPtr conv = Conv(Spec3x3(4, 6));
+  ASSERT_NE(conv, nullptr);
+  const Tensor x4 = T({1, 8, 8, 4});
+  const Tensor x5 = T({1, 8, 8, 5});
+  ExpectInvalid(be_->Conv2d(*conv, x5, Activation::kNone, nullptr).status(), "Conv2d",
+                {"[1, 8, 8, 5]", "4]"});
+  ExpectInvalid(be_->Conv2d(*conv, T({8, 8, 4}), Activation::kNone, nullptr).status(), "Conv2d",
+                {"[8, 8, 4]"});
+  const Tensor bad_res = T({1, 8, 8, 5});
+  ExpectInvalid(be_->Conv2d(*conv, x4, Activation::kNone, &bad_res).status(), "Conv2d",
+                {"[1, 8, 8, 5]", "[1, 8, 8, 6]"});
+  ConvSpec no_pad = Spec3x3(4, 6);
+  no_pad.pad_h = no_pad.pad_w = 0;
+  LayerPtr conv0 = Conv(no_pad);
+  ASSERT_NE(conv0, nullptr);
+  ExpectInvalid(be_->Conv2d(*conv0, T({1, 1, 1, 4}), Activation::kNone, nullptr).status(), "Conv2d",
+                {"[1, 1, 1, 4]"});
+
+  LayerPtr lin = Linear(4, 3);
+  ASSERT_NE(lin, nullptr);
+  ExpectInvalid(be_->Linear(*lin, x5, Activation::kNone, nullptr).status(), "Linear",
+                {"[1, 8, 8, 5]", "4]"});
+  ExpectInvalid(be_->Linear(*lin, T({4}), Activation::kNone, nullptr).status(), "Linear", {"[4]"});
+  const Tensor lres = T({1, 8, 8, 4});
+  ExpectInvalid(be_->Linear(*lin, x4, Activation::kNone, &lres).status(), "Linear",
+                {"[1, 8, 8, 4]", "[1, 8, 8, 3]"});
+
+  auto ln = be_->PrepareLayerNorm(4, nullptr, nullptr, 1e-5f);
+  ASSERT_TRUE(ln.ok());
+  ExpectInvalid(be_->LayerNorm(**ln, x5).status(), "LayerNorm", {"[1, 8, 8, 5]", "4]"});
+
+  const Tensor qkv = T({2, 5, 12});
+  ExpectInvalid(be_->Attention(qkv, 3).status(), "Attention", {"[2, 5, 12]", "heads=3"});
+  ExpectInvalid(be_->Attention(qkv, 0).status(), "Attention", {"[2, 5, 12]", "heads=0"});
+  ExpectInvalid(be_->Attention(x4, 1).status(), "Attention", {"[1, 8, 8, 4]"});
+  ExpectInvalid(be_->Attention(T({2, 5, 13}), 1).status(), "Attention", {"[2, 5, 13]"});
+
+  ExpectInvalid(be_->MaxPool2d(qkv, 3, 2, 1).status(), "MaxPool2d", {"[2, 5, 12]"});
+  ExpectInvalid(be_->MaxPool2d(x4, 3, 2, 2).status(), "MaxPool2d", {"pad 2"});
+  ExpectInvalid(be_->MaxPool2d(x4, 3, 0, 1).status(), "MaxPool2d", {"stride 0"});
+  ExpectInvalid(be_->MaxPool2d(T({1, 2, 2, 4}), 5, 2, 1).status(), "MaxPool2d", {"[1, 2, 2, 4]"});
+
+  ExpectInvalid(be_->MeanPool(qkv, 5).status(), "MeanPool", {"[2, 5, 12]"});
+  ExpectInvalid(be_->MeanPool(qkv, -1).status(), "MeanPool", {"[2, 5, 12]"});
+  ExpectInvalid(be_->MeanPool(x4, 1).status(), "MeanPool", {"[1, 8, 8, 4]"});  // feature map
+  ExpectInvalid(be_->MeanPool(T({2, 12}), 0).status(), "MeanPool", {"[2, 12]"});
+  ExpectInvalid(be_->SelectToken(qkv, 5).status(), "SelectToken", {"[2, 5, 12]"});
+  ExpectInvalid(be_->SelectToken(x4, 0).status(), "SelectToken", {"[1, 8, 8, 4]"});
+  ExpectInvalid(be_->Add(x4, x5).status(), "Add", {"[1, 8, 8, 4]", "[1, 8, 8, 5]"});
+  ExpectInvalid(be_->L2Normalize(x4).status(), "L2Normalize", {"[1, 8, 8, 4]"});
+
+  const Tensor patches = T({2, 4, 6});
+  const Tensor cls = T({1, 1, 6});
+  ExpectInvalid(be_->PrependTokensAddPos(patches, &cls, T({1, 4, 6}), true).status(),
+                "PrependTokensAddPos", {"[1, 4, 6]", "[2, 4, 6]", "[1, 5, 6]"});
+  ExpectInvalid(be_->PrependTokensAddPos(patches, &cls, T({1, 5, 6}), false).status(),
+                "PrependTokensAddPos", {"[1, 5, 6]", "[1, 4, 6]"});
+  ExpectInvalid(be_->PrependTokensAddPos(patches, &cls, T({1, 5, 7}), true).status(),
+                "PrependTokensAddPos", {"[1, 5, 7]"});
+  const Tensor cls_bad = T({2, 1, 6});
+  ExpectInvalid(be_->PrependTokensAddPos(patches, &cls_bad, T({1, 5, 6}), true).status(),
+                "PrependTokensAddPos", {"[2, 1, 6]", "[2, 4, 6]"});
+  ExpectInvalid(be_->PrependTokensAddPos(x4, nullptr, T({1, 4, 6}), true).status(),
+                "PrependTokensAddPos", {"[1, 8, 8, 4]"});
+
+  std::vector<float> host;
+  ExpectInvalid(be_->ToHost(x4, nullptr), "ToHost");
+  ExpectInvalid(be_->ToHost(Tensor(), &host), "ToHost");
+}
+
+TEST_P(BackendContractTest, ValidShapesPassTheChecks) {
+  LayerPtr conv = Conv(Spec3x3(4, 6));
+  ASSERT_NE(conv, nullptr);
+  const Tensor x = T({2, 8, 8, 4});
+  auto y = be_->Conv2d(*conv, x, Activation::kRelu, nullptr);
+  ASSERT_TRUE(y.ok()) << y.status().ToString();
+  EXPECT_EQ(y->shape(), (std::vector<int64_t>{2, 8, 8, 6}));
+  auto pooled = be_->MaxPool2d(*y, 3, 2, 1);
+  ASSERT_TRUE(pooled.ok()) << pooled.status().ToString();
+  EXPECT_EQ(pooled->shape(), (std::vector<int64_t>{2, 4, 4, 6}));
+  auto mean = be_->MeanPool(*pooled, 0);
+  ASSERT_TRUE(mean.ok()) << mean.status().ToString();
+  EXPECT_EQ(mean->shape(), (std::vector<int64_t>{2, 6}));
+  LayerPtr lin = Linear(6, 3);
+  ASSERT_NE(lin, nullptr);
+  // Linear takes any rank >= 2.
+  auto l5 = be_->Linear(*lin, T({1, 2, 2, 2, 6}), Activation::kNone, nullptr);
+  ASSERT_TRUE(l5.ok()) << l5.status().ToString();
+  EXPECT_EQ(l5->shape(), (std::vector<int64_t>{1, 2, 2, 2, 3}));
+  const Tensor patches = T({2, 4, 64});
+  const Tensor prefix = T({1, 64});
+  auto tokens = be_->PrependTokensAddPos(patches, &prefix, T({1, 4, 64}), false);
+  ASSERT_TRUE(tokens.ok()) << tokens.status().ToString();
+  EXPECT_EQ(tokens->shape(), (std::vector<int64_t>{2, 5, 64}));
+  auto attn = be_->Attention(T({2, 5, 3 * 64}), 1);
+  ASSERT_TRUE(attn.ok()) << attn.status().ToString();
+  EXPECT_EQ(attn->shape(), (std::vector<int64_t>{2, 5, 64}));
+  auto cls = be_->SelectToken(*tokens, 0);
+  ASSERT_TRUE(cls.ok()) << cls.status().ToString();
+  auto n = be_->L2Normalize(*cls);
+  ASSERT_TRUE(n.ok()) << n.status().ToString();
+  std::vector<float> host;
+  ASSERT_TRUE(be_->ToHost(*n, &host).ok());
+  EXPECT_EQ(host.size(), 2u * 64u);
+}
+
+TEST_P(BackendContractTest, LayersAreCheckedForKindAndOwner) {
+  LayerPtr conv = Conv(Spec3x3(4, 4));
+  LayerPtr lin = Linear(4, 4);
+  ASSERT_NE(conv, nullptr);
+  ASSERT_NE(lin, nullptr);
+  const Tensor x = T({1, 8, 8, 4});
+  ExpectInvalid(be_->Linear(*conv, x, Activation::kNone, nullptr).status(), "Linear",
+                {"PrepareLinear"});
+  ExpectInvalid(be_->Conv2d(*lin, x, Activation::kNone, nullptr).status(), "Conv2d",
+                {"PrepareConv"});
+  ExpectInvalid(be_->LayerNorm(*lin, x).status(), "LayerNorm", {"PrepareLayerNorm"});
+  // A layer of another backend object is not ours to read.
+  auto other = MakeBackendUnderTest(GetParam());
+  ASSERT_TRUE(other.ok());
+  const std::vector<float> w(16, 0.5f);
+  auto foreign = (*other)->PrepareLinear(4, 4, w.data(), nullptr);
+  ASSERT_TRUE(foreign.ok());
+  ExpectInvalid(be_->Linear(**foreign, x, Activation::kNone, nullptr).status(), "Linear",
+                {"PrepareLinear"});
+}
+
+TEST_P(BackendContractTest, TensorsOfAnotherDeviceOrDtypeAreRejected) {
+  float host = 0.0f;
+  const DeviceKind other_device =
+      be_->device() == DeviceKind::kCpu ? DeviceKind::kCuda : DeviceKind::kCpu;
+  const Tensor foreign({1, 4}, be_->compute_dtype(), other_device, &host, nullptr);
+  ExpectInvalid(be_->L2Normalize(foreign).status(), "L2Normalize", {"[1, 4]"});
+  const DType other_dtype = be_->compute_dtype() == DType::kF32 ? DType::kF16 : DType::kF32;
+  const Tensor wrong_dtype({1, 4}, other_dtype, be_->device(), &host, nullptr);
+  ExpectInvalid(be_->Add(wrong_dtype, wrong_dtype).status(), "Add", {DTypeName(other_dtype)});
+  const Tensor zero_dim({1, 0}, be_->compute_dtype(), be_->device(), &host, nullptr);
+  ExpectInvalid(be_->L2Normalize(zero_dim).status(), "L2Normalize", {"[1, 0]"});
+}
+
+TEST_P(BackendContractTest, BadImagesAreRejected) {
+  const std::vector<uint8_t> pixels(16 * 16 * 3, 100);
+  const ImageView good{pixels.data(), 16, 16, 48};
+  PreprocessSpec spec;
+  spec.resize_shorter = 16;
+  spec.crop_height = spec.crop_width = 16;
+  auto ok = be_->Preprocess({good}, spec);
+  ASSERT_TRUE(ok.ok()) << ok.status().ToString();
+  EXPECT_EQ(ok->shape(), (std::vector<int64_t>{1, 16, 16, 3}));
+
+  ExpectInvalid(be_->Preprocess({}, spec).status(), "Preprocess", {"no images"});
+  ExpectInvalid(be_->Preprocess({good, {nullptr, 16, 16, 48}}, spec).status(), "Preprocess",
+                {"item 1", "null"});
+  ExpectInvalid(be_->Preprocess({{pixels.data(), 0, 16, 48}}, spec).status(), "Preprocess",
+                {"item 0", "0x16"});
+  ExpectInvalid(be_->Preprocess({{pixels.data(), 16, -1, 48}}, spec).status(), "Preprocess",
+                {"16x-1"});
+  ExpectInvalid(be_->Preprocess({{pixels.data(), 16, 16, 47}}, spec).status(), "Preprocess",
+                {"stride_bytes 47", "48"});
+  PreprocessSpec bad = spec;
+  bad.crop_height = 0;
+  ExpectInvalid(be_->Preprocess({good}, bad).status(), "Preprocess", {"crop"});
+  bad = spec;
+  bad.std[1] = 0.0f;
+  ExpectInvalid(be_->Preprocess({good}, bad).status(), "Preprocess", {"std"});
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, BackendContractTest,
+                         ::testing::Values("cpu", "cuda", "cuda-checks"),
+                         [](const ::testing::TestParamInfo<std::string>& info) {
+                           std::string n = info.param;
+                           for (char& c : n) {
+                             if (c == '-') c = '_';
+                           }
+                           return n;
+                         });
+
+// What reaches a backend's Impl: checked, normalized arguments, on any
+// machine (the CUDA backend gets exactly these).
+TEST(SharedChecksTest, LayerNormImplGetsOnesAndZerosForNull) {
+  CheckOnlyBackend be;
+  ASSERT_TRUE(be.PrepareLayerNorm(3, nullptr, nullptr, 1e-6f).ok());
+  EXPECT_EQ(be.last_gamma, (std::vector<float>{1, 1, 1}));
+  EXPECT_EQ(be.last_beta, (std::vector<float>{0, 0, 0}));
+  const std::vector<float> g = {2, 3, 4};
+  ASSERT_TRUE(be.PrepareLayerNorm(3, g.data(), nullptr, 1e-6f).ok());
+  EXPECT_EQ(be.last_gamma, g);
+  EXPECT_EQ(be.last_beta, (std::vector<float>{0, 0, 0}));
+}
+
+TEST(SharedChecksTest, ConvImplGetsResolvedEndPaddingAndTheOutputShape) {
+  CheckOnlyBackend be;
+  ConvSpec s = Spec3x3(3, 8);
+  s.stride_h = s.stride_w = 2;
+  s.pad_h = s.pad_w = 0;
+  s.pad_w_end = 1;  // pad_h_end stays -1: the same as pad_h
+  const std::vector<float> w(8 * 3 * 9, 0.f);
+  auto l = be.PrepareConv(s, w.data(), nullptr);
+  ASSERT_TRUE(l.ok()) << l.status().ToString();
+  EXPECT_EQ(be.last_conv.pad_h_end, 0);
+  EXPECT_EQ(be.last_conv.pad_w_end, 1);
+  const std::vector<float> x(2 * 9 * 10 * 3, 0.f);
+  auto xt = be.Constant({2, 9, 10, 3}, x.data());
+  ASSERT_TRUE(xt.ok());
+  ASSERT_TRUE(be.Conv2d(**l, *xt, Activation::kNone, nullptr).ok());
+  // OH = (9 + 0 + 0 - 3) / 2 + 1 = 4, OW = (10 + 0 + 1 - 3) / 2 + 1 = 5.
+  EXPECT_EQ(be.last_out_shape, (std::vector<int64_t>{2, 4, 5, 8}));
+}
+
+TEST(SharedChecksTest, FailedChecksNeverReachTheImpl) {
+  CheckOnlyBackend be;
+  ConvSpec s = Spec3x3(3, 8);
+  s.pad_h_end = -2;
+  const std::vector<float> w(8 * 3 * 9, 0.f);
+  EXPECT_FALSE(be.PrepareConv(s, w.data(), nullptr).ok());
+  EXPECT_FALSE(be.Preprocess({{nullptr, 4, 4, 12}}, PreprocessSpec{}).ok());
+  const std::vector<float> x(12, 0.f);
+  auto t = be.Constant({1, 4, 3}, x.data());
+  ASSERT_TRUE(t.ok());
+  EXPECT_FALSE(be.Attention(*t, 2).ok());
+  EXPECT_FALSE(be.MeanPool(t->Reshape({1, 2, 2, 3}), 1).ok());
+  EXPECT_EQ(be.impl_calls, 0);
+}
+
+TEST(CheckImageTest, OneRuleForEveryCaller) {
+  const uint8_t px[12] = {};
+  EXPECT_TRUE(CheckImage({px, 2, 2, 6}).ok());
+  EXPECT_TRUE(CheckImage({px, 2, 1, 8}).ok());  // padded rows
+  EXPECT_EQ(CheckImage({nullptr, 2, 2, 6}).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(CheckImage({px, 0, 2, 6}).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(CheckImage({px, 2, 0, 6}).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(CheckImage({px, 2, 2, 5}).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(CheckImage({px, 1 << 30, 1, 1 << 30}).code(), StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace lookalike
