@@ -4,10 +4,11 @@
 # generated images, a clean SIGTERM stop and a restart on the same volume.
 # Then removes its containers and volume (the image stays, so a rerun is warm;
 # --remove-image removes it too). Run it before any change to docker/ lands.
-# Opt-in, not part of .ci/run: ~5 min cold, ~4.5 GB of build layers.
+# Opt-in, not part of .ci/run: a cold build takes 5-20 min on 2 cores and ~5 GB
+# of build layers; warm, about a minute.
 #
 #   tools/docker_check.sh [--engine docker|podman] [--ca-cert FILE]... [--no-cache]
-#                         [--image NAME] [--remove-image] [--keep]
+#                         [--image NAME] [--remove-image] [--keep] [--native-build DIR]
 #
 #   --engine         docker or podman (default: docker when its daemon answers,
 #                    else podman; buildah alone can build but not run the checks)
@@ -18,6 +19,10 @@
 #   --image NAME     tag to build and check (default localhost/lookalike:cpu-check)
 #   --remove-image   remove that image at the end as well
 #   --keep           leave the container and volume (to inspect after a failure)
+#   --native-build DIR  also check that the image embeds bit-identically to a
+#                    native build (DIR/server/lookalike-server, DIR/client/lookalike,
+#                    e.g. build): both embed the generated images with the image's
+#                    weights on the CPU, and the vectors must be equal bit for bit
 #
 # Environment: DOCKER_CHECK_ENGINE_OPTS, global options for the engine
 # (e.g. "--storage-driver vfs"); DOCKER_CHECK_BUILD_OPTS, extra build options.
@@ -45,6 +50,7 @@ NO_CACHE=()
 IMAGE=localhost/lookalike:cpu-check
 REMOVE_IMAGE=0
 KEEP=0
+NATIVE=""
 while (($#)); do
   case "$1" in
     --engine) ENGINE=$2; shift 2 ;;
@@ -53,6 +59,7 @@ while (($#)); do
     --image) IMAGE=$2; shift 2 ;;
     --remove-image) REMOVE_IMAGE=1; shift ;;
     --keep) KEEP=1; shift ;;
+    --native-build) NATIVE=$2; shift 2 ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -293,6 +300,35 @@ for q in gen_04.png gen_07.png; do
   pass "search $q: top hit $top, score $score"
 done
 before=$(search_top gen_10.png)
+
+if [ -n "$NATIVE" ]; then
+  NATIVE=$(cd "$NATIVE" && pwd)
+  for b in server/lookalike-server client/lookalike; do
+    [ -x "$NATIVE/$b" ] || fail "--native-build: no $NATIVE/$b"
+  done
+  eng cp "$CONTAINER:/opt/lookalike/weights/efficientnet_lite0.safetensors" "$WORK/w.safetensors" \
+    || fail "copy the weights out of the container"
+  NATIVE_PORT=$(free_port)
+  "$NATIVE/server/lookalike-server" --listen "127.0.0.1:$NATIVE_PORT" --metrics-listen "" \
+    --data-dir "$WORK/native-data" --device cpu \
+    --model "efficientnet_lite0=efficientnet_lite0:$WORK/w.safetensors" >"$WORK/native.log" 2>&1 &
+  native_pid=$!
+  "$NATIVE/client/lookalike" health --server "127.0.0.1:$NATIVE_PORT" --wait 120 >/dev/null \
+    || { kill "$native_pid"; tail -n 20 "$WORK/native.log" >&2; fail "native server did not start"; }
+  files=(gen_00.png gen_05.png gen_10.png)
+  (cd "$WORK/images" && "$NATIVE/client/lookalike" embed "${files[@]}" --json \
+     --server "127.0.0.1:$NATIVE_PORT") >"$WORK/native.json"
+  kill "$native_pid"; wait "$native_pid" 2>/dev/null || true
+  cli embed "${files[@]/#//tmp/check-images/}" --json >"$WORK/image.json"
+  python3 - "$WORK/native.json" "$WORK/image.json" <<'EOF2' || fail "embeddings differ from the native build"
+import json, struct, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:])
+va = [struct.pack("<%df" % len(x["vector"]), *x["vector"]) for x in a]
+vb = [struct.pack("<%df" % len(x["vector"]), *x["vector"]) for x in b]
+sys.exit(0 if len(va) == len(vb) == 3 and va == vb else 1)
+EOF2
+  pass "embeddings of 3 images bit-identical to the native build ($NATIVE)"
+fi
 curl -fsS "http://127.0.0.1:$HTTP_PORT/metrics" >"$WORK/metrics" || fail "GET /metrics"
 grep -q '^lookalike_requests_total{code="OK",method="Search"} 3' "$WORK/metrics" \
   && grep -q '^lookalike_collection_items{collection="check_photos"} 12' "$WORK/metrics" \
