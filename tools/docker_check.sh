@@ -25,7 +25,9 @@
 #                    weights on the CPU, and the vectors must be equal bit for bit
 #
 # Environment: DOCKER_CHECK_ENGINE_OPTS, global options for the engine
-# (e.g. "--storage-driver vfs"); DOCKER_CHECK_BUILD_OPTS, extra build options.
+# (e.g. "--storage-driver vfs"); DOCKER_CHECK_BUILD_OPTS, extra build options;
+# DOCKER_CHECK_NETWORK=host, run with host networking from the start (where
+# publishing ports "works" but forwards nothing).
 #
 # Podman in restricted sandboxes (containers inside a container, no systemd):
 # a probe run with the base image decides what is needed, and the script says
@@ -155,7 +157,7 @@ if ! eng build "${BUILD_OPTS[@]}" "${NO_CACHE[@]}" "${EXTRA_BUILD_OPTS[@]}" . \
 fi
 build_s=$(($(date +%s) - t0))
 size=$(eng image inspect --format '{{.Size}}' "$IMAGE")
-pass "build: $build_s s, image $((size / 1000000)) MB ($IMAGE)"
+pass "build (${NO_CACHE[*]:-layer cache on}): $build_s s, image $((size / 1000000)) MB ($IMAGE)"
 t0=$(date +%s)
 eng build "${BUILD_OPTS[@]}" "${EXTRA_BUILD_OPTS[@]}" . >.cache/docker_check/build-warm.log 2>&1 \
   || fail "warm rebuild"
@@ -194,9 +196,13 @@ start_container() {
   eng run -d --name "$CONTAINER" "${RUN_OPTS[@]}" "${NET_OPTS[@]}" "${ENV_OPTS[@]}" \
     -v "$VOLUME:/var/lib/lookalike" "$IMAGE" "${SERVER_ARGS[@]}"
 }
-if ! out=$(start_container 2>&1); then
+if [ "${DOCKER_CHECK_NETWORK:-}" = host ] || ! out=$(start_container 2>&1); then
   eng rm -f "$CONTAINER" >/dev/null 2>&1 || true
-  say "publishing ports failed ($(tail -n1 <<<"$out")); using --network host"
+  if [ "${DOCKER_CHECK_NETWORK:-}" = host ]; then
+    say "DOCKER_CHECK_NETWORK=host: using --network host"
+  else
+    say "publishing ports failed ($(tail -n1 <<<"$out")); using --network host"
+  fi
   NET_OPTS=(--network host)
   # Flags after the image's own override them: free loopback ports, not 50051/9090;
   # LOOKALIKE_SERVER points the image's CLI (and so its HEALTHCHECK) there.
