@@ -74,7 +74,12 @@ if [ "$PROFILE" = weights ]; then
   mapfile -t requirements < <(grep -i -E "^(${pattern})==" tools/requirements.txt)
 fi
 stamp=.venv/.requirements.sha
-want="$(cat tools/requirements.txt tools/requirements-nodeps.txt | sha256sum | cut -d' ' -f1)${PROFILE#full}"
+# The full profile also installs tools/requirements-nodeps.txt (wheels whose
+# declared dependencies would replace Debian's torch); the Docker stages see
+# only tools/requirements.txt.
+req_files=(tools/requirements.txt)
+if [ "$PROFILE" = full ]; then req_files+=(tools/requirements-nodeps.txt); fi
+want="$(cat "${req_files[@]}" | sha256sum | cut -d' ' -f1)${PROFILE#full}"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   if [ "$PROFILE" = full ]; then
     echo "==> Installing Python packages (tools/requirements.txt, tools/requirements-nodeps.txt)"
