@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "models/layer_loading.h"
 #include "models/model.h"
 
 namespace lookalike {
@@ -25,23 +26,6 @@ namespace {
 struct TextBlock {
   LayerPtr norm1, qkv, proj, norm2, fc1, fc2;
 };
-
-StatusOr<LayerPtr> LoadLinear(Backend& backend, WeightStore& w, const std::string& name, int in,
-                              int out, bool bias) {
-  ASSIGN_OR_RETURN(std::vector<float> weight, w.Get(name + ".weight", {out, in}));
-  std::vector<float> b;
-  if (bias) {
-    ASSIGN_OR_RETURN(b, w.Get(name + ".bias", {out}));
-  }
-  return backend.PrepareLinear(in, out, weight.data(), bias ? b.data() : nullptr);
-}
-
-StatusOr<LayerPtr> LoadLayerNorm(Backend& backend, WeightStore& w, const std::string& name, int dim,
-                                 float eps) {
-  ASSIGN_OR_RETURN(std::vector<float> gamma, w.Get(name + ".weight", {dim}));
-  ASSIGN_OR_RETURN(std::vector<float> beta, w.Get(name + ".bias", {dim}));
-  return backend.PrepareLayerNorm(dim, gamma.data(), beta.data(), eps);
-}
 
 class ClipTextModel : public TextModel {
  public:
@@ -162,15 +146,7 @@ StatusOr<std::unique_ptr<TextModel>> BuildClipText(const ClipTextConfig& cfg, We
     const std::string p = pre + "encoder.layers." + std::to_string(i) + ".";
     TextBlock blk;
     ASSIGN_OR_RETURN(blk.norm1, LoadLayerNorm(backend, w, p + "layer_norm1", d, cfg.ln_eps));
-    std::vector<float> qkv_w, qkv_b;
-    for (const char* part : {"q_proj", "k_proj", "v_proj"}) {
-      const std::string n = p + "self_attn." + part;
-      ASSIGN_OR_RETURN(std::vector<float> wt, w.Get(n + ".weight", {d, d}));
-      ASSIGN_OR_RETURN(std::vector<float> bs, w.Get(n + ".bias", {d}));
-      qkv_w.insert(qkv_w.end(), wt.begin(), wt.end());
-      qkv_b.insert(qkv_b.end(), bs.begin(), bs.end());
-    }
-    ASSIGN_OR_RETURN(blk.qkv, backend.PrepareLinear(d, 3 * d, qkv_w.data(), qkv_b.data()));
+    ASSIGN_OR_RETURN(blk.qkv, LoadPackedQkv(backend, w, p + "self_attn", d));
     ASSIGN_OR_RETURN(blk.proj, LoadLinear(backend, w, p + "self_attn.out_proj", d, d, true));
     ASSIGN_OR_RETURN(blk.norm2, LoadLayerNorm(backend, w, p + "layer_norm2", d, cfg.ln_eps));
     ASSIGN_OR_RETURN(blk.fc1, LoadLinear(backend, w, p + "mlp.fc1", d, cfg.mlp_hidden, true));
