@@ -10,6 +10,8 @@ switches on, from the checkpoint's config):
            (the original OpenAI CLIP configs);
   gelu_eos hidden_act gelu, eos_token_id 49407: pooling at the first
            position holding 49407 (newer configs).
+  clip_vit_b32  the clip_vit_b32 preset's full dimensions with the gelu_eos
+           rules, for the Embedder (which reads config.json).
 
 The configuration is small for CI speed but keeps the real structure: CLIP's
 real vocabulary (49408) and context (77), several layers and heads (head dim
@@ -20,6 +22,8 @@ DIR/model.safetensors
     vision_model.*, text_projection, visual_projection, logit_scale. Every
     LayerNorm's weight and bias and every zero bias is randomized (so all
     affine terms matter); the class embedding too.
+DIR/config.json
+    The CLIPModel config (transformers' save_pretrained form).
 DIR/reference.safetensors
     token_ids      i32 {T, 77}  open_clip.tokenize of the texts (the tokenizer
                                  CLIP was trained with; start, BPE ids, end, 0 pad)
@@ -68,10 +72,23 @@ def config(variant: str):
     from transformers import CLIPConfig
     if variant == "legacy":
         act, eos = "quick_gelu", 2
-    elif variant == "gelu_eos":
+    elif variant in ("gelu_eos", "clip_vit_b32"):
         act, eos = "gelu", 49407
     else:
         raise ValueError(f"unknown variant {variant!r}")
+    if variant == "clip_vit_b32":
+        # The clip_vit_b32 preset's dimensions (OpenAI ViT-B/32), loaded
+        # through the Embedder; config.json says gelu + eos_token_id 49407
+        # where the preset says quick_gelu + argmax, so parity proves the
+        # checkpoint's config is followed.
+        text = dict(vocab_size=49408, hidden_size=512, intermediate_size=2048,
+                    num_hidden_layers=12, num_attention_heads=8, max_position_embeddings=77,
+                    hidden_act=act, layer_norm_eps=1e-5, bos_token_id=49406, eos_token_id=eos,
+                    pad_token_id=1, projection_dim=512)
+        vision = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+                      num_attention_heads=12, image_size=224, patch_size=32, num_channels=3,
+                      hidden_act="quick_gelu", layer_norm_eps=1e-5, projection_dim=512)
+        return CLIPConfig(text_config=text, vision_config=vision, projection_dim=512), text, vision
     text = dict(vocab_size=49408, hidden_size=64, intermediate_size=160, num_hidden_layers=3,
                 num_attention_heads=4, max_position_embeddings=77, hidden_act=act,
                 layer_norm_eps=1e-5, bos_token_id=49406, eos_token_id=eos, pad_token_id=1,
@@ -100,7 +117,7 @@ def randomize_(model: torch.nn.Module, seed: int) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", required=True)
-    ap.add_argument("--variant", default="legacy", choices=["legacy", "gelu_eos"])
+    ap.add_argument("--variant", default="legacy", choices=["legacy", "gelu_eos", "clip_vit_b32"])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--images", type=int, default=6)
     args = ap.parse_args(argv)
@@ -130,10 +147,11 @@ def main(argv=None) -> int:
     sd = {k: v.detach().contiguous().float() for k, v in model.state_dict().items()
           if v.is_floating_point()}
     save_file(sd, os.path.join(args.out, "model.safetensors"))
+    model.config.to_json_file(os.path.join(args.out, "config.json"))
     vocab = os.path.join(os.path.dirname(open_clip.__file__), "bpe_simple_vocab_16e6.txt.gz")
     meta = {
         "config": json.dumps({"text_config": text_cfg, "vision_config": vision_cfg,
-                              "projection_dim": 48}),
+                              "projection_dim": cfg.projection_dim}),
         "texts": json.dumps(TEXTS, ensure_ascii=False),
         "variant": args.variant,
         "seed": str(args.seed),

@@ -19,6 +19,7 @@
 
 #include "models/backend_factory.h"
 #include "models/clip_tokenizer.h"
+#include "models/embedder.h"
 #include "models/json.h"
 #include "models/model.h"
 #include "models/presets.h"
@@ -255,6 +256,56 @@ TEST_F(ClipTextParityTest, TokenizerGivesTheFixtureIds) {
               std::vector<int32_t>(ids_.begin() + i * context_, ids_.begin() + (i + 1) * context_))
         << "text " << i;
   }
+}
+
+// Through the public API: a clip_vit_b32 CLIPModel checkpoint with its
+// config.json (gelu, eos_token_id 49407, where the preset says quick_gelu and
+// argmax) loads both towers; EmbedTexts splits batches and matches the
+// reference. Runs on the clip_vit_b32 fixture (full preset dimensions).
+TEST_F(ClipTextParityTest, EmbedderEmbedsTexts) {
+  const auto& meta = ref_->metadata();
+  if (!meta.count("variant") || meta.at("variant") != "clip_vit_b32") {
+    GTEST_SKIP() << "needs the clip_vit_b32 fixture (preset dimensions)";
+  }
+  EmbedderOptions o;
+  o.preset = "clip_vit_b32";
+  o.weights_path = dir_ + "/model.safetensors";
+  o.max_batch = 5;  // 16 texts: four calls
+  auto embedder = Embedder::Load(o);
+  ASSERT_TRUE(embedder.ok()) << embedder.status().ToString();
+  const ModelInfo& info = (*embedder)->info();
+  EXPECT_TRUE(info.has_text);
+  EXPECT_EQ(info.text_context_length, 77);
+  ASSERT_EQ(info.dim, dim_);
+  std::vector<std::vector<int32_t>> texts;
+  for (int i = 0; i < num_texts_; ++i) {
+    texts.emplace_back(ids_.begin() + i * context_, ids_.begin() + (i + 1) * context_);
+  }
+  std::vector<float> ours;
+  Status s = (*embedder)->EmbedTexts(texts, &ours);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  ASSERT_EQ(ours.size(), ref_text_.size());
+  const double median = MedianPairDistance(ref_text_, num_texts_, dim_);
+  double worst = 0;
+  for (int i = 0; i < num_texts_; ++i) {
+    const double dist = Distance(&ours[i * dim_], &ref_text_[i * dim_], dim_);
+    worst = std::max(worst, dist / median);
+    EXPECT_LE(dist, kParityFraction * median) << "text " << i;
+  }
+  std::printf("Embedder::EmbedTexts (clip_vit_b32, config.json): max distance / median %.3g\n",
+              worst);
+
+  // Ragged batches and out-of-range ids are refused by name; nothing is empty.
+  texts[1].pop_back();
+  s = (*embedder)->EmbedTexts(texts, &ours);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
+  EXPECT_NE(s.message().find("text 1"), std::string::npos) << s.ToString();
+  s = (*embedder)->EmbedTexts({{49406, 49408}}, &ours);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
+  EXPECT_NE(s.message().find("id 49408"), std::string::npos) << s.ToString();
+  s = (*embedder)->EmbedTexts({}, &ours);
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  EXPECT_TRUE(ours.empty());
 }
 
 TEST(ClipTextConfigTest, HfConfigFieldsAndDefaults) {
