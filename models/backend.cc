@@ -198,7 +198,7 @@ StatusOr<Tensor> Backend::LayerNorm(const PreparedLayer& norm, const Tensor& x) 
   return LayerNormImpl(norm, x);
 }
 
-StatusOr<Tensor> Backend::Attention(const Tensor& qkv, int heads) {
+StatusOr<Tensor> Backend::Attention(const Tensor& qkv, int heads, bool causal) {
   RETURN_IF_ERROR(CheckTensor("Attention", "qkv", qkv));
   if (qkv.rank() != 3 || qkv.dim(2) % 3 != 0) {
     return InvalidArgumentError("Attention: qkv " + qkv.ShapeString() + " is not [N, T, 3*D]");
@@ -208,7 +208,7 @@ StatusOr<Tensor> Backend::Attention(const Tensor& qkv, int heads) {
     return InvalidArgumentError("Attention: qkv " + qkv.ShapeString() + " width D=" + Str(d) +
                                 " is not divisible into heads=" + Str(heads));
   }
-  return AttentionImpl(qkv, heads);
+  return AttentionImpl(qkv, heads, causal);
 }
 
 StatusOr<Tensor> Backend::MaxPool2d(const Tensor& x, int kernel, int stride, int pad) {
@@ -261,6 +261,61 @@ StatusOr<Tensor> Backend::SelectToken(const Tensor& x, int index) {
                                 x.ShapeString());
   }
   return SelectTokenImpl(x, index);
+}
+
+StatusOr<Tensor> Backend::SelectTokens(const Tensor& x, const std::vector<int32_t>& index) {
+  RETURN_IF_ERROR(CheckTensor("SelectTokens", "input", x));
+  if (x.rank() != 3) {
+    return InvalidArgumentError("SelectTokens: input " + x.ShapeString() + " is not [N, T, D]");
+  }
+  if (static_cast<int64_t>(index.size()) != x.dim(0)) {
+    return InvalidArgumentError("SelectTokens: " + Str(index.size()) + " indices for input " +
+                                x.ShapeString() + " (expected one per sequence, " + Str(x.dim(0)) +
+                                ")");
+  }
+  for (size_t n = 0; n < index.size(); ++n) {
+    if (index[n] < 0 || index[n] >= x.dim(1)) {
+      return InvalidArgumentError("SelectTokens: index[" + Str(n) + "] = " + Str(index[n]) +
+                                  " out of range for " + x.ShapeString());
+    }
+  }
+  return SelectTokensImpl(x, index);
+}
+
+StatusOr<Tensor> Backend::EmbedTokens(const Tensor& table, const Tensor& pos,
+                                      const std::vector<int32_t>& ids, int64_t batch) {
+  RETURN_IF_ERROR(CheckTensor("EmbedTokens", "table", table));
+  RETURN_IF_ERROR(CheckTensor("EmbedTokens", "pos", pos));
+  if (table.rank() != 2) {
+    return InvalidArgumentError("EmbedTokens: table " + table.ShapeString() + " is not [V, D]");
+  }
+  const int64_t d = table.dim(1);
+  const bool pos_ok = (pos.rank() == 2 && pos.dim(1) == d) ||
+                      (pos.rank() == 3 && pos.dim(0) == 1 && pos.dim(2) == d);
+  if (!pos_ok) {
+    return InvalidArgumentError("EmbedTokens: pos " + pos.ShapeString() + " does not match table " +
+                                table.ShapeString() + " (expected [P, " + Str(d) + "] or [1, P, " +
+                                Str(d) + "])");
+  }
+  const Tensor pos2 = pos.rank() == 2 ? pos : pos.Reshape({pos.dim(1), d});
+  const int64_t count = static_cast<int64_t>(ids.size());
+  if (batch <= 0 || count == 0 || count % batch != 0) {
+    return InvalidArgumentError("EmbedTokens: " + Str(count) + " ids do not form batch " +
+                                Str(batch) + " sequences of equal non-zero length");
+  }
+  const int64_t tokens = count / batch;
+  if (tokens > pos2.dim(0)) {
+    return InvalidArgumentError("EmbedTokens: sequences of " + Str(tokens) + " tokens exceed the " +
+                                Str(pos2.dim(0)) + " positions of pos " + pos.ShapeString());
+  }
+  for (int64_t i = 0; i < count; ++i) {
+    if (ids[i] < 0 || ids[i] >= table.dim(0)) {
+      return InvalidArgumentError("EmbedTokens: id " + Str(ids[i]) + " at [" + Str(i / tokens) +
+                                  ", " + Str(i % tokens) + "] out of range for table " +
+                                  table.ShapeString());
+    }
+  }
+  return EmbedTokensImpl(table, pos2, ids, batch, tokens);
 }
 
 StatusOr<Tensor> Backend::PrependTokensAddPos(const Tensor& patches, const Tensor* prefix_tokens,

@@ -120,8 +120,9 @@ class Backend {
 
   // Multi-head self-attention. qkv {N, T, 3*D} packed as [q | k | v], each
   // split into `heads` (> 0, dividing D) heads of D/heads; returns {N, T, D}:
-  // softmax(q k^T * scale) v per head, scale = 1/sqrt(D/heads).
-  StatusOr<Tensor> Attention(const Tensor& qkv, int heads);
+  // softmax(q k^T * scale) v per head, scale = 1/sqrt(D/heads). causal: token
+  // t attends to tokens [0, t] only (GPT-style mask; CLIP's text tower).
+  StatusOr<Tensor> Attention(const Tensor& qkv, int heads, bool causal = false);
 
   // NHWC max pooling, symmetric padding with -inf. kernel, stride > 0,
   // 0 <= pad <= kernel / 2, H + 2 pad >= kernel (the same for W).
@@ -131,6 +132,17 @@ class Backend {
   StatusOr<Tensor> MeanPool(const Tensor& x, int token_begin);
   // {N, T, D} -> {N, D}: token `index` (0 <= index < T) of each sequence.
   StatusOr<Tensor> SelectToken(const Tensor& x, int index);
+  // {N, T, D} -> {N, D}: token index[n] of sequence n (a per-row SelectToken,
+  // e.g. the end-of-text token of each text). index: host array of N entries,
+  // each 0 <= index[n] < T.
+  StatusOr<Tensor> SelectTokens(const Tensor& x, const std::vector<int32_t>& index);
+
+  // Token embedding: ids is a host array {batch, T} row-major (batch > 0,
+  // ids.size() a non-zero multiple of batch, T = ids.size() / batch);
+  // table {V, D} (every id in [0, V)); pos {P, D} or {1, P, D} with P >= T.
+  // Returns {batch, T, D}: table[ids[n, t]] + pos[t].
+  StatusOr<Tensor> EmbedTokens(const Tensor& table, const Tensor& pos,
+                               const std::vector<int32_t>& ids, int64_t batch);
 
   // ViT input: patches {N, P, D} -> {N, prefix + P, D} where rows [0, prefix)
   // are `prefix_tokens` {prefix, D} or {1, prefix, D} (class + register
@@ -188,13 +200,18 @@ class Backend {
                                       const Tensor* residual,
                                       const std::vector<int64_t>& out_shape) = 0;
   virtual StatusOr<Tensor> LayerNormImpl(const PreparedLayer& norm, const Tensor& x) = 0;
-  virtual StatusOr<Tensor> AttentionImpl(const Tensor& qkv, int heads) = 0;
+  virtual StatusOr<Tensor> AttentionImpl(const Tensor& qkv, int heads, bool causal) = 0;
   // out_shape: {N, OH, OW, C}.
   virtual StatusOr<Tensor> MaxPool2dImpl(const Tensor& x, int kernel, int stride, int pad,
                                          const std::vector<int64_t>& out_shape) = 0;
   // x is always {N, T, D} here (a feature map arrives as {N, H*W, C}).
   virtual StatusOr<Tensor> MeanPoolImpl(const Tensor& x, int token_begin) = 0;
   virtual StatusOr<Tensor> SelectTokenImpl(const Tensor& x, int index) = 0;
+  virtual StatusOr<Tensor> SelectTokensImpl(const Tensor& x, const std::vector<int32_t>& index) = 0;
+  // pos is always {P, D} here; tokens = ids.size() / batch.
+  virtual StatusOr<Tensor> EmbedTokensImpl(const Tensor& table, const Tensor& pos,
+                                           const std::vector<int32_t>& ids, int64_t batch,
+                                           int64_t tokens) = 0;
   // prefix_tokens: null when prefix == 0; pos rows as the public op states.
   virtual StatusOr<Tensor> PrependTokensAddPosImpl(const Tensor& patches,
                                                    const Tensor* prefix_tokens, int64_t prefix,

@@ -1,7 +1,10 @@
 #include "models/embedder.h"
 
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
 #include <mutex>
+#include <sstream>
 
 #include "models/backend_factory.h"
 #include "models/model.h"
@@ -51,8 +54,53 @@ class ModelEmbedder : public Embedder {
     return Status::Ok();
   }
 
+  Status EmbedTexts(const std::vector<std::vector<int32_t>>& token_ids,
+                    std::vector<float>* out) override {
+    if (out == nullptr) return InvalidArgumentError("EmbedTexts: output vector is null");
+    if (!text_model_) {
+      return FailedPreconditionError("preset '" + info_.preset + "': the weights '" +
+                                     weights_path_ +
+                                     "' have no CLIP text tower (text_model.*, text_projection); "
+                                     "text embeddings need a CLIPModel checkpoint");
+    }
+    const size_t dim = static_cast<size_t>(info_.dim);
+    std::vector<float> result;
+    result.reserve(token_ids.size() * dim);
+    std::lock_guard<std::mutex> lock(mu_);
+    std::vector<float> host;
+    for (size_t begin = 0; begin < token_ids.size(); begin += max_batch_) {
+      const size_t end = std::min(token_ids.size(), begin + max_batch_);
+      const size_t len = token_ids[begin].size();
+      std::vector<int32_t> ids;
+      ids.reserve((end - begin) * len);
+      for (size_t i = begin; i < end; ++i) {
+        if (token_ids[i].size() != len) {
+          return InvalidArgumentError("EmbedTexts: text " + std::to_string(i) + " has " +
+                                      std::to_string(token_ids[i].size()) + " ids, text " +
+                                      std::to_string(begin) + " has " + std::to_string(len) +
+                                      " (texts of one call must have equal length)");
+        }
+        ids.insert(ids.end(), token_ids[i].begin(), token_ids[i].end());
+      }
+      const int64_t batch = static_cast<int64_t>(end - begin);
+      ASSIGN_OR_RETURN(Tensor y, text_model_->Forward(*backend_, ids, batch));
+      ASSIGN_OR_RETURN(y, backend_->L2Normalize(y));
+      RETURN_IF_ERROR(backend_->ToHost(y, &host));
+      if (host.size() != static_cast<size_t>(batch) * dim) {
+        return InternalError("text tower of '" + info_.preset + "' produced " +
+                             std::to_string(host.size()) + " values for " + std::to_string(batch) +
+                             " texts of dim " + std::to_string(dim));
+      }
+      result.insert(result.end(), host.begin(), host.end());
+    }
+    *out = std::move(result);
+    return Status::Ok();
+  }
+
   Preset preset_;
   ModelInfo info_;
+  std::string weights_path_;
+  std::unique_ptr<TextModel> text_model_;
   size_t max_batch_ = 64;
   std::unique_ptr<Backend> backend_;
   std::unique_ptr<Model> model_;
@@ -86,6 +134,33 @@ StatusOr<std::unique_ptr<Embedder>> Embedder::Load(const EmbedderOptions& option
   auto embedder = std::make_unique<ModelEmbedder>();
   Status built = [&]() -> Status {
     ASSIGN_OR_RETURN(embedder->model_, BuildModel(preset, *weights, *backend));
+    // A CLIPModel checkpoint carries the text tower too; a vision-only one
+    // (CLIPVisionModelWithProjection) loads as before, without it.
+    if (preset.family == "clip_vit" &&
+        weights->Has("text_model.embeddings.token_embedding.weight")) {
+      ClipTextConfig text = preset.text;
+      // The checkpoint's own config.json (Hugging Face layout), when beside
+      // the weights, says which activation and end-of-text rule it uses.
+      const std::string config_path =
+          std::filesystem::path(options.weights_path).parent_path().append("config.json").string();
+      std::error_code ec;
+      if (std::filesystem::is_regular_file(config_path, ec)) {
+        std::ifstream in(config_path, std::ios::binary);
+        std::stringstream buffer;
+        buffer << in.rdbuf();
+        if (!in.good() && !in.eof())
+          return InvalidArgumentError("cannot read '" + config_path + "'");
+        ASSIGN_OR_RETURN(JsonValue root, ParseJson(buffer.str()));
+        RETURN_IF_ERROR(ApplyHfClipTextConfig(root, &text).WithPrefix(config_path));
+      }
+      if (text.projection_dim != preset.embedding_dim) {
+        return InvalidArgumentError("text projection dim " + std::to_string(text.projection_dim) +
+                                    " differs from the image embedding dim " +
+                                    std::to_string(preset.embedding_dim));
+      }
+      ASSIGN_OR_RETURN(embedder->text_model_, BuildClipText(text, *weights, *backend));
+      preset.text = text;
+    }
     if (logits) {
       const int64_t in = preset.embedding_dim, out = preset.num_classes;
       ASSIGN_OR_RETURN(std::vector<float> w,
@@ -106,6 +181,10 @@ StatusOr<std::unique_ptr<Embedder>> Embedder::Load(const EmbedderOptions& option
   info.input_height = preset.preprocess.crop_height;
   info.input_width = preset.preprocess.crop_width;
   info.l2_normalized = !logits && preset.l2_normalize;
+  info.has_text = embedder->text_model_ != nullptr && !logits;
+  info.text_context_length = info.has_text ? preset.text.context_length : 0;
+  if (!info.has_text) embedder->text_model_.reset();
+  embedder->weights_path_ = options.weights_path;
   info.backend = backend->name();
   info.preprocess = preset.preprocess;
   embedder->preset_ = std::move(preset);

@@ -10,6 +10,7 @@
 // backend (cpu, or cuda when built with CUDA and a GPU is present).
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -41,7 +42,12 @@ struct ModelInfo {
   int input_height = 0;  // after crop
   int input_width = 0;
   bool l2_normalized = true;
-  std::string backend;  // Backend::name()
+  // clip_vit with a CLIPModel checkpoint: EmbedTexts() works and returns
+  // vectors of `dim` in the image embeddings' space. False for vision-only
+  // weights and every other family.
+  bool has_text = false;
+  int text_context_length = 0;  // longest token sequence EmbedTexts() takes
+  std::string backend;          // Backend::name()
   PreprocessSpec preprocess;
 };
 
@@ -60,6 +66,15 @@ class Embedder {
   // row-major, one vector per image in order. Thread-safe (calls are serialized
   // per model replica).
   virtual Status Embed(const std::vector<ImageView>& images, std::vector<float>* out) = 0;
+
+  // Embeds tokenized texts (ClipTokenizer::Tokenize output: each sequence
+  // 1..info().text_context_length ids, all of one length) into the image
+  // embeddings' space, L2-normalized. `out` is resized to token_ids.size() *
+  // info().dim. FAILED_PRECONDITION when the model has no text tower
+  // (info().has_text is false); INVALID_ARGUMENT for ragged or out-of-range
+  // ids. Thread-safe like Embed().
+  virtual Status EmbedTexts(const std::vector<std::vector<int32_t>>& token_ids,
+                            std::vector<float>* out) = 0;
 };
 
 }  // namespace lookalike

@@ -62,8 +62,9 @@ Preset TimmVit(const std::string& name, int patch, int width, int depth, int hea
   return p;
 }
 
-// Hugging Face CLIPVisionModelWithProjection.
-Preset Clip(const std::string& name, int patch, int width, int depth, int heads, int proj) {
+// Hugging Face CLIPVisionModelWithProjection, or CLIPModel (vision + text).
+Preset Clip(const std::string& name, int patch, int width, int depth, int heads, int proj,
+            int text_width, int text_heads) {
   Preset p;
   p.name = name;
   p.family = "clip_vit";
@@ -81,8 +82,20 @@ Preset Clip(const std::string& name, int patch, int width, int depth, int heads,
   p.preprocess = Spec(224, 224, Interpolation::kBicubic, kClipMean, kClipStd);
   p.pooling = Pooling::kClassToken;
   p.embedding_dim = proj;
-  // A buffer some transformers versions save with the state_dict.
-  p.ignored_tensors = {"vision_model.embeddings.position_ids"};
+  p.text.width = text_width;
+  p.text.layers = 12;
+  p.text.heads = text_heads;
+  p.text.mlp_hidden = 4 * text_width;
+  p.text.context_length = 77;
+  p.text.vocab_size = 49408;
+  p.text.projection_dim = proj;
+  p.text.ln_eps = 1e-5f;
+  p.text.mlp_act = Activation::kQuickGelu;
+  p.text.eos_token_id = 2;
+  // Buffers some transformers versions save with the state_dict, and
+  // CLIPModel's contrastive temperature (not part of an embedding).
+  p.ignored_tensors = {"vision_model.embeddings.position_ids", "text_model.embeddings.position_ids",
+                       "logit_scale"};
   return p;
 }
 
@@ -143,9 +156,9 @@ std::vector<Preset> AllPresets() {
       TimmVit("vit_b16", 16, 768, 12, 12),
       TimmVit("vit_l16", 16, 1024, 24, 16),
       TimmVit("vit_b32", 32, 768, 12, 12),
-      Clip("clip_vit_b32", 32, 768, 12, 12, 512),
-      Clip("clip_vit_b16", 16, 768, 12, 12, 512),
-      Clip("clip_vit_l14", 14, 1024, 24, 16, 768),
+      Clip("clip_vit_b32", 32, 768, 12, 12, 512, 512, 8),
+      Clip("clip_vit_b16", 16, 768, 12, 12, 512, 512, 8),
+      Clip("clip_vit_l14", 14, 1024, 24, 16, 768, 768, 12),
       DinoV2("dinov2_vits14", 384, 12, 6, false),
       DinoV2("dinov2_vitb14", 768, 12, 12, false),
       DinoV2("dinov2_vits14_reg", 384, 12, 6, true),

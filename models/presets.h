@@ -50,6 +50,24 @@ struct VitConfig {
   int projection_dim = 0;  // CLIP visual_projection output (0: none)
 };
 
+// Hugging Face CLIPTextModel (CLIPModel's text_model + text_projection).
+struct ClipTextConfig {
+  int width = 512;  // hidden_size
+  int layers = 12;
+  int heads = 8;
+  int mlp_hidden = 2048;    // intermediate_size
+  int context_length = 77;  // max_position_embeddings
+  int vocab_size = 49408;
+  int projection_dim = 512;  // text_projection output, the shared embedding space
+  float ln_eps = 1e-5f;
+  Activation mlp_act = Activation::kQuickGelu;  // config hidden_act
+  // Pooling at the end-of-text token, transformers' CLIPTextTransformer rule:
+  // eos_token_id == 2 (the original CLIP configs) -> argmax of the ids (the
+  // end token has the largest id); otherwise the first position holding
+  // eos_token_id (0 when none does).
+  int eos_token_id = 2;
+};
+
 struct EfficientNetLiteConfig {
   double width_coefficient = 1.0;
   double depth_coefficient = 1.0;
@@ -61,6 +79,9 @@ struct Preset {
   int resnet_depth = 0;  // 18, 34, 50, 101, 152
   VitConfig vit;
   EfficientNetLiteConfig effnet;
+  // clip_vit: the text tower, loaded when the weights hold text_model.* (a
+  // CLIPModel checkpoint); vision-only checkpoints load without it.
+  ClipTextConfig text;
 
   int input_size = 224;  // square network input after crop
   PreprocessSpec preprocess;

@@ -8,8 +8,10 @@ add_library(lookalike_models STATIC
   ${CMAKE_CURRENT_LIST_DIR}/presets.cc
   ${CMAKE_CURRENT_LIST_DIR}/pos_embed.cc
   ${CMAKE_CURRENT_LIST_DIR}/model.cc
+  ${CMAKE_CURRENT_LIST_DIR}/layer_loading.cc
   ${CMAKE_CURRENT_LIST_DIR}/resnet.cc
   ${CMAKE_CURRENT_LIST_DIR}/vit.cc
+  ${CMAKE_CURRENT_LIST_DIR}/clip_text.cc
   ${CMAKE_CURRENT_LIST_DIR}/efficientnet_lite.cc
   ${CMAKE_CURRENT_LIST_DIR}/backend_factory.cc
   ${CMAKE_CURRENT_LIST_DIR}/embedder.cc

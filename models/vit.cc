@@ -19,6 +19,7 @@
 #include <cmath>
 #include <vector>
 
+#include "models/layer_loading.h"
 #include "models/model.h"
 #include "models/pos_embed.h"
 
@@ -72,29 +73,6 @@ class VitModel : public Model {
     return b.SelectToken(h, 0);
   }
 };
-
-StatusOr<LayerPtr> LoadLinear(Backend& backend, WeightStore& w, const std::string& name, int in,
-                              int out, bool bias, const std::vector<float>* scale = nullptr) {
-  ASSIGN_OR_RETURN(std::vector<float> weight, w.Get(name + ".weight", {out, in}));
-  std::vector<float> b;
-  if (bias) {
-    ASSIGN_OR_RETURN(b, w.Get(name + ".bias", {out}));
-  }
-  if (scale != nullptr) {
-    for (int o = 0; o < out; ++o) {
-      for (int i = 0; i < in; ++i) weight[static_cast<size_t>(o) * in + i] *= (*scale)[o];
-      if (bias) b[o] *= (*scale)[o];
-    }
-  }
-  return backend.PrepareLinear(in, out, weight.data(), bias ? b.data() : nullptr);
-}
-
-StatusOr<LayerPtr> LoadLayerNorm(Backend& backend, WeightStore& w, const std::string& name, int dim,
-                                 float eps) {
-  ASSIGN_OR_RETURN(std::vector<float> gamma, w.Get(name + ".weight", {dim}));
-  ASSIGN_OR_RETURN(std::vector<float> beta, w.Get(name + ".bias", {dim}));
-  return backend.PrepareLayerNorm(dim, gamma.data(), beta.data(), eps);
-}
 
 }  // namespace
 
@@ -197,15 +175,7 @@ StatusOr<std::unique_ptr<Model>> BuildVit(const Preset& preset, WeightStore& w, 
     if (clip) {
       const std::string p = pre + "encoder.layers." + std::to_string(i) + ".";
       ASSIGN_OR_RETURN(blk.norm1, LoadLayerNorm(backend, w, p + "layer_norm1", d, cfg.ln_eps));
-      std::vector<float> qkv_w, qkv_b;
-      for (const char* part : {"q_proj", "k_proj", "v_proj"}) {
-        const std::string n = p + "self_attn." + part;
-        ASSIGN_OR_RETURN(std::vector<float> wt, w.Get(n + ".weight", {d, d}));
-        ASSIGN_OR_RETURN(std::vector<float> bs, w.Get(n + ".bias", {d}));
-        qkv_w.insert(qkv_w.end(), wt.begin(), wt.end());
-        qkv_b.insert(qkv_b.end(), bs.begin(), bs.end());
-      }
-      ASSIGN_OR_RETURN(blk.qkv, backend.PrepareLinear(d, 3 * d, qkv_w.data(), qkv_b.data()));
+      ASSIGN_OR_RETURN(blk.qkv, LoadPackedQkv(backend, w, p + "self_attn", d));
       ASSIGN_OR_RETURN(blk.proj, LoadLinear(backend, w, p + "self_attn.out_proj", d, d, true));
       ASSIGN_OR_RETURN(blk.norm2, LoadLayerNorm(backend, w, p + "layer_norm2", d, cfg.ln_eps));
       ASSIGN_OR_RETURN(blk.fc1, LoadLinear(backend, w, p + "mlp.fc1", d, cfg.mlp_hidden, true));

@@ -241,7 +241,7 @@ StatusOr<Tensor> CpuBackend::LayerNormImpl(const PreparedLayer& norm, const Tens
   return y;
 }
 
-StatusOr<Tensor> CpuBackend::AttentionImpl(const Tensor& qkv, int heads) {
+StatusOr<Tensor> CpuBackend::AttentionImpl(const Tensor& qkv, int heads, bool causal) {
   const int64_t n = qkv.dim(0), t = qkv.dim(1), d = qkv.dim(2) / 3;
   const int64_t dh = d / heads;
   const float scale = 1.0f / std::sqrt(static_cast<float>(dh));
@@ -268,6 +268,13 @@ StatusOr<Tensor> CpuBackend::AttentionImpl(const Tensor& qkv, int heads) {
     // S = scale * Q K^T  (row-major: Q {T, dh} ld 3D, K {T, dh} ld 3D).
     Status st = cpu::Sgemm(/*trans_b=*/true, t, t, dh, scale, q, ld, k, ld, s, t);
     if (st.ok()) {
+      if (causal) {
+        // Keys after the query get probability exactly 0 (exp(-inf) = 0);
+        // the diagonal keeps every row's max finite.
+        for (int64_t i = 0; i + 1 < t; ++i) {
+          std::fill(s + i * t + i + 1, s + (i + 1) * t, -std::numeric_limits<float>::infinity());
+        }
+      }
       for (int64_t i = 0; i < t; ++i) SoftmaxRow(s + i * t, t);
       // O = P V, written into head `hd`'s slice of {N, T, D}.
       st = cpu::Sgemm(/*trans_b=*/false, t, dh, t, 1.0f, s, t, v, ld, out + b * t * d + hd * dh, d);
@@ -336,6 +343,35 @@ StatusOr<Tensor> CpuBackend::SelectTokenImpl(const Tensor& x, int index) {
   for (int64_t b = 0; b < n; ++b) {
     std::memcpy(y.data_as<float>() + b * d, x.data_as<float>() + (b * t + index) * d,
                 d * sizeof(float));
+  }
+  return y;
+}
+
+StatusOr<Tensor> CpuBackend::SelectTokensImpl(const Tensor& x, const std::vector<int32_t>& index) {
+  const int64_t n = x.dim(0), t = x.dim(1), d = x.dim(2);
+  ASSIGN_OR_RETURN(Tensor y, Allocate({n, d}));
+  for (int64_t b = 0; b < n; ++b) {
+    std::memcpy(y.data_as<float>() + b * d, x.data_as<float>() + (b * t + index[b]) * d,
+                d * sizeof(float));
+  }
+  return y;
+}
+
+StatusOr<Tensor> CpuBackend::EmbedTokensImpl(const Tensor& table, const Tensor& pos,
+                                             const std::vector<int32_t>& ids, int64_t batch,
+                                             int64_t tokens) {
+  const int64_t d = table.dim(1);
+  ASSIGN_OR_RETURN(Tensor y, Allocate({batch, tokens, d}));
+  const float* tab = table.data_as<float>();
+  const float* p = pos.data_as<float>();
+  float* out = y.data_as<float>();
+  for (int64_t b = 0; b < batch; ++b) {
+    for (int64_t t = 0; t < tokens; ++t) {
+      const float* row = tab + static_cast<int64_t>(ids[b * tokens + t]) * d;
+      const float* pr = p + t * d;
+      float* o = out + (b * tokens + t) * d;
+      for (int64_t i = 0; i < d; ++i) o[i] = row[i] + pr[i];
+    }
   }
   return y;
 }

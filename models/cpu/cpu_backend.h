@@ -67,11 +67,15 @@ class CpuBackend : public Backend {
                               const Tensor* residual,
                               const std::vector<int64_t>& out_shape) override;
   StatusOr<Tensor> LayerNormImpl(const PreparedLayer& norm, const Tensor& x) override;
-  StatusOr<Tensor> AttentionImpl(const Tensor& qkv, int heads) override;
+  StatusOr<Tensor> AttentionImpl(const Tensor& qkv, int heads, bool causal) override;
   StatusOr<Tensor> MaxPool2dImpl(const Tensor& x, int kernel, int stride, int pad,
                                  const std::vector<int64_t>& out_shape) override;
   StatusOr<Tensor> MeanPoolImpl(const Tensor& x, int token_begin) override;
   StatusOr<Tensor> SelectTokenImpl(const Tensor& x, int index) override;
+  StatusOr<Tensor> SelectTokensImpl(const Tensor& x, const std::vector<int32_t>& index) override;
+  StatusOr<Tensor> EmbedTokensImpl(const Tensor& table, const Tensor& pos,
+                                   const std::vector<int32_t>& ids, int64_t batch,
+                                   int64_t tokens) override;
   StatusOr<Tensor> PrependTokensAddPosImpl(const Tensor& patches, const Tensor* prefix_tokens,
                                            int64_t prefix, const Tensor& pos,
                                            bool pos_applies_to_prefix) override;

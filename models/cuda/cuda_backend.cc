@@ -550,7 +550,11 @@ StatusOr<Tensor> CudaBackend::LayerNormImpl(const PreparedLayer& layer, const Te
   return y;
 }
 
-StatusOr<Tensor> CudaBackend::AttentionImpl(const Tensor& qkv, int heads) {
+StatusOr<Tensor> CudaBackend::AttentionImpl(const Tensor& qkv, int heads, bool causal) {
+  if (causal) {
+    return UnimplementedError("Attention: causal masking is not implemented on CUDA (" + name() +
+                              "): kernels/attention.cu has no mask; qkv " + qkv.ShapeString());
+  }
   RETURN_IF_ERROR(impl_->Activate());
   const int64_t d = qkv.dim(2) / 3;
   ASSIGN_OR_RETURN(Tensor y, impl_->NewTensor({qkv.dim(0), qkv.dim(1), d}));
@@ -616,6 +620,34 @@ StatusOr<Tensor> CudaBackend::SelectTokenImpl(const Tensor& x, int index) {
   p.index = index;
   RETURN_IF_ERROR(kernels::SelectToken(p, impl_->stream));
   return y;
+}
+
+StatusOr<Tensor> CudaBackend::SelectTokensImpl(const Tensor& x, const std::vector<int32_t>& index) {
+  RETURN_IF_ERROR(impl_->Activate());
+  const int64_t t = x.dim(1), d = x.dim(2);
+  ASSIGN_OR_RETURN(Tensor y, impl_->NewTensor({x.dim(0), d}));
+  const size_t row_bytes = static_cast<size_t>(d) * DTypeSize(x.dtype());
+  for (int64_t b = 0; b < x.dim(0); ++b) {
+    kernels::SelectTokenParams p;
+    p.type = impl_->dtype;
+    p.input = static_cast<const char*>(x.data()) + static_cast<size_t>(b * t) * row_bytes;
+    p.output = static_cast<char*>(y.data()) + static_cast<size_t>(b) * row_bytes;
+    p.batch = 1;
+    p.tokens = static_cast<int>(t);
+    p.dim = static_cast<int>(d);
+    p.index = index[b];
+    RETURN_IF_ERROR(kernels::SelectToken(p, impl_->stream));
+  }
+  return y;
+}
+
+StatusOr<Tensor> CudaBackend::EmbedTokensImpl(const Tensor& table, const Tensor&,
+                                              const std::vector<int32_t>&, int64_t batch,
+                                              int64_t tokens) {
+  return UnimplementedError("EmbedTokens: not implemented on CUDA (" + name() +
+                            "): no embedding-lookup kernel; table " + table.ShapeString() +
+                            ", ids [" + std::to_string(batch) + ", " + std::to_string(tokens) +
+                            "]");
 }
 
 StatusOr<Tensor> CudaBackend::PrependTokensAddPosImpl(const Tensor& patches,

@@ -11,6 +11,7 @@
 //                  machine, GPU or not.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <memory>
@@ -39,6 +40,8 @@ class CheckOnlyBackend : public Backend {
   ConvSpec last_conv;
   std::vector<int64_t> last_out_shape;
   std::vector<float> last_gamma, last_beta;
+  bool last_causal = false;
+  std::vector<int64_t> last_pos_shape;
 
  protected:
   StatusOr<LayerPtr> PrepareConvImpl(const ConvSpec& spec, const float*, const float*) override {
@@ -75,7 +78,8 @@ class CheckOnlyBackend : public Backend {
   StatusOr<Tensor> LayerNormImpl(const PreparedLayer&, const Tensor& x) override {
     return Reached(x.shape());
   }
-  StatusOr<Tensor> AttentionImpl(const Tensor& qkv, int) override {
+  StatusOr<Tensor> AttentionImpl(const Tensor& qkv, int, bool causal) override {
+    last_causal = causal;
     return Reached({qkv.dim(0), qkv.dim(1), qkv.dim(2) / 3});
   }
   StatusOr<Tensor> MaxPool2dImpl(const Tensor&, int, int, int,
@@ -87,6 +91,15 @@ class CheckOnlyBackend : public Backend {
   }
   StatusOr<Tensor> SelectTokenImpl(const Tensor& x, int) override {
     return Reached({x.dim(0), x.dim(2)});
+  }
+  StatusOr<Tensor> SelectTokensImpl(const Tensor& x, const std::vector<int32_t>&) override {
+    return Reached({x.dim(0), x.dim(2)});
+  }
+  StatusOr<Tensor> EmbedTokensImpl(const Tensor& table, const Tensor& pos,
+                                   const std::vector<int32_t>&, int64_t batch,
+                                   int64_t tokens) override {
+    last_pos_shape = pos.shape();
+    return Reached({batch, tokens, table.dim(1)});
   }
   StatusOr<Tensor> PrependTokensAddPosImpl(const Tensor& patches, const Tensor*, int64_t prefix,
                                            const Tensor&, bool) override {
@@ -452,6 +465,132 @@ TEST_P(BackendContractTest, BadImagesAreRejected) {
   ExpectInvalid(be_->Preprocess({good}, bad).status(), "Preprocess", {"std"});
 }
 
+TEST_P(BackendContractTest, TextOpsCheckTheirArguments) {
+  const Tensor table = T({10, 8});
+  const Tensor pos = T({4, 8});
+  ExpectInvalid(be_->EmbedTokens(table, pos, {1, 2, 3}, 2).status(), "EmbedTokens",
+                {"3 ids", "batch 2"});
+  ExpectInvalid(be_->EmbedTokens(table, pos, {}, 1).status(), "EmbedTokens", {"0 ids"});
+  ExpectInvalid(be_->EmbedTokens(table, pos, {1, 2, 3, 4, 5}, 1).status(), "EmbedTokens",
+                {"5 tokens", "4 positions"});
+  ExpectInvalid(be_->EmbedTokens(table, pos, {1, 10}, 1).status(), "EmbedTokens",
+                {"id 10", "[0, 1]", "[10, 8]"});
+  ExpectInvalid(be_->EmbedTokens(table, pos, {-1, 2}, 1).status(), "EmbedTokens", {"id -1"});
+  ExpectInvalid(be_->EmbedTokens(table, T({4, 7}), {1, 2}, 1).status(), "EmbedTokens",
+                {"[4, 7]", "[10, 8]"});
+  ExpectInvalid(be_->EmbedTokens(T({10, 8, 1}), pos, {1, 2}, 1).status(), "EmbedTokens",
+                {"[10, 8, 1]"});
+  const Tensor x = T({2, 5, 8});
+  ExpectInvalid(be_->SelectTokens(x, {0}).status(), "SelectTokens", {"1 indices", "[2, 5, 8]"});
+  ExpectInvalid(be_->SelectTokens(x, {0, 5}).status(), "SelectTokens",
+                {"index[1] = 5", "[2, 5, 8]"});
+  ExpectInvalid(be_->SelectTokens(x, {-1, 0}).status(), "SelectTokens", {"index[0] = -1"});
+  ExpectInvalid(be_->SelectTokens(T({2, 8}), {0, 0}).status(), "SelectTokens", {"[2, 8]"});
+  ExpectInvalid(be_->Attention(T({2, 5, 3 * 8}), 3, /*causal=*/true).status(), "Attention",
+                {"heads=3"});
+}
+
+TEST_P(BackendContractTest, TextOpsCompute) {
+  if (!computes()) GTEST_SKIP() << "the check-only backend computes nothing";
+  const int64_t v = 6, d = 4, p = 5;
+  const std::vector<float> table_v = RandomVec(v * d, 11), pos_v = RandomVec(p * d, 12);
+  auto table = be_->Constant({v, d}, table_v.data());
+  auto pos = be_->Constant({1, p, d}, pos_v.data());
+  ASSERT_TRUE(table.ok() && pos.ok());
+  const std::vector<int32_t> ids = {5, 0, 3, 2, 2, 1};  // {2, 3}
+  auto emb = be_->EmbedTokens(*table, *pos, ids, 2);
+  if (GetParam() == "cuda") {
+    // Not implemented on CUDA yet: refused clearly, never wrong numbers.
+    ASSERT_EQ(emb.status().code(), StatusCode::kUnimplemented) << emb.status().ToString();
+    EXPECT_NE(emb.status().message().find("EmbedTokens"), std::string::npos);
+  } else {
+    ASSERT_TRUE(emb.ok()) << emb.status().ToString();
+    EXPECT_EQ(emb->shape(), (std::vector<int64_t>{2, 3, d}));
+    std::vector<float> host;
+    ASSERT_TRUE(be_->ToHost(*emb, &host).ok());
+    for (int64_t n = 0; n < 2; ++n) {
+      for (int64_t t = 0; t < 3; ++t) {
+        for (int64_t i = 0; i < d; ++i) {
+          EXPECT_FLOAT_EQ(host[(n * 3 + t) * d + i],
+                          table_v[ids[n * 3 + t] * d + i] + pos_v[t * d + i]);
+        }
+      }
+    }
+  }
+  // SelectTokens picks a different token per sequence.
+  const std::vector<float> xv = RandomVec(2 * 5 * d, 13);
+  auto x = be_->Constant({2, 5, d}, xv.data());
+  ASSERT_TRUE(x.ok());
+  auto sel = be_->SelectTokens(*x, {4, 1});
+  ASSERT_TRUE(sel.ok()) << sel.status().ToString();
+  std::vector<float> host;
+  ASSERT_TRUE(be_->ToHost(*sel, &host).ok());
+  ASSERT_EQ(host.size(), static_cast<size_t>(2 * d));
+  const double tol = GetParam() == "cpu" ? 0.0 : 1e-2;  // f16 rounding on CUDA
+  for (int64_t i = 0; i < d; ++i) {
+    EXPECT_NEAR(host[i], xv[(0 * 5 + 4) * d + i], tol);
+    EXPECT_NEAR(host[d + i], xv[(1 * 5 + 1) * d + i], tol);
+  }
+}
+
+// Causal attention against a direct evaluation of the definition: token t
+// attends to tokens [0, t]; the last token sees everything, so its output
+// equals the unmasked attention's.
+TEST_P(BackendContractTest, CausalAttention) {
+  if (!computes()) GTEST_SKIP() << "the check-only backend computes nothing";
+  const int64_t n = 2, t = 5, heads = 2, dh = 64, d = heads * dh;
+  const std::vector<float> qkv_v = RandomVec(n * t * 3 * d, 21);
+  auto qkv = be_->Constant({n, t, 3 * d}, qkv_v.data());
+  ASSERT_TRUE(qkv.ok());
+  auto y = be_->Attention(*qkv, static_cast<int>(heads), /*causal=*/true);
+  if (GetParam() == "cuda") {
+    // kernels/attention.cu has no mask: refused, never unmasked numbers.
+    ASSERT_EQ(y.status().code(), StatusCode::kUnimplemented) << y.status().ToString();
+    EXPECT_NE(y.status().message().find("causal"), std::string::npos);
+    return;
+  }
+  ASSERT_TRUE(y.ok()) << y.status().ToString();
+  std::vector<float> got;
+  ASSERT_TRUE(be_->ToHost(*y, &got).ok());
+  auto full = be_->Attention(*qkv, static_cast<int>(heads), /*causal=*/false);
+  ASSERT_TRUE(full.ok());
+  std::vector<float> unmasked;
+  ASSERT_TRUE(be_->ToHost(*full, &unmasked).ok());
+  const double scale = 1.0 / std::sqrt(static_cast<double>(dh));
+  double max_err = 0.0;
+  for (int64_t b = 0; b < n; ++b) {
+    for (int64_t h = 0; h < heads; ++h) {
+      for (int64_t i = 0; i < t; ++i) {
+        const float* q = &qkv_v[(b * t + i) * 3 * d + h * dh];
+        std::vector<double> p(i + 1);
+        double mx = -1e300, sum = 0.0;
+        for (int64_t j = 0; j <= i; ++j) {
+          const float* k = &qkv_v[(b * t + j) * 3 * d + d + h * dh];
+          double s = 0.0;
+          for (int64_t c = 0; c < dh; ++c) s += static_cast<double>(q[c]) * k[c];
+          p[j] = s * scale;
+          mx = std::max(mx, p[j]);
+        }
+        for (double& e : p) sum += (e = std::exp(e - mx));
+        for (int64_t c = 0; c < dh; ++c) {
+          double o = 0.0;
+          for (int64_t j = 0; j <= i; ++j)
+            o += p[j] / sum * qkv_v[(b * t + j) * 3 * d + 2 * d + h * dh + c];
+          max_err = std::max(max_err, std::abs(o - got[(b * t + i) * d + h * dh + c]));
+        }
+      }
+    }
+    for (int64_t c = 0; c < d; ++c) {
+      EXPECT_NEAR(got[(b * t + t - 1) * d + c], unmasked[(b * t + t - 1) * d + c], 1e-5);
+    }
+  }
+  EXPECT_LT(max_err, 1e-5);
+  // Token 0 attends to itself only: its output is its own v.
+  for (int64_t c = 0; c < d; ++c) {
+    EXPECT_NEAR(got[c], qkv_v[2 * d + c], 1e-6);
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, BackendContractTest,
                          ::testing::Values("cpu", "cuda", "cuda-checks"),
                          [](const ::testing::TestParamInfo<std::string>& info) {
@@ -492,6 +631,24 @@ TEST(SharedChecksTest, ConvImplGetsResolvedEndPaddingAndTheOutputShape) {
   ASSERT_TRUE(be.Conv2d(**l, *xt, Activation::kNone, nullptr).ok());
   // OH = (9 + 0 + 0 - 3) / 2 + 1 = 4, OW = (10 + 0 + 1 - 3) / 2 + 1 = 5.
   EXPECT_EQ(be.last_out_shape, (std::vector<int64_t>{2, 4, 5, 8}));
+}
+
+TEST(SharedChecksTest, TextOpsReachTheImplNormalized) {
+  CheckOnlyBackend b;
+  const std::vector<float> v(10 * 8, 0.f);
+  auto table = b.Constant({10, 8}, v.data());
+  auto pos = b.Constant({1, 4, 8}, v.data());
+  ASSERT_TRUE(table.ok() && pos.ok());
+  auto y = b.EmbedTokens(*table, *pos, {1, 2, 3, 4, 5, 6}, 3);
+  ASSERT_TRUE(y.ok()) << y.status().ToString();
+  EXPECT_EQ(b.last_pos_shape, (std::vector<int64_t>{4, 8}));  // {1, P, D} arrives as {P, D}
+  EXPECT_EQ(b.last_out_shape, (std::vector<int64_t>{3, 2, 8}));
+  auto qkv = b.Constant({1, 3, 24}, v.data());
+  ASSERT_TRUE(qkv.ok());
+  ASSERT_TRUE(b.Attention(*qkv, 2, /*causal=*/true).ok());
+  EXPECT_TRUE(b.last_causal);
+  ASSERT_TRUE(b.Attention(*qkv, 2).ok());
+  EXPECT_FALSE(b.last_causal);  // the default stays unmasked
 }
 
 TEST(SharedChecksTest, FailedChecksNeverReachTheImpl) {

@@ -263,6 +263,13 @@ TEST_F(ParityTest, EndToEnd) {
   s = embedder->Embed({}, &ours);
   EXPECT_TRUE(s.ok());
   EXPECT_TRUE(ours.empty());
+
+  // No fixture here has a text tower (clip_vit_*: vision-only checkpoints
+  // load as before): text is refused with a clear error.
+  EXPECT_FALSE(embedder->info().has_text);
+  s = embedder->EmbedTexts({{49406, 320, 49407}}, &ours);
+  EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition) << s.ToString();
+  EXPECT_NE(s.message().find("no CLIP text tower"), std::string::npos) << s.ToString();
 }
 
 TEST_F(ParityTest, ConcurrentEmbedCallsAgree) {

@@ -49,6 +49,21 @@ TEST(PresetsTest, ReferenceTransforms) {
   EXPECT_FLOAT_EQ(c.preprocess.mean[0], 0.48145466f);
   EXPECT_EQ(c.embedding_dim, 768);
   EXPECT_EQ(c.vit.mlp_act, Activation::kQuickGelu);
+  // The text tower (CLIPModel checkpoints): OpenAI CLIP's text transformers.
+  EXPECT_EQ(c.text.width, 768);
+  EXPECT_EQ(c.text.heads, 12);
+  EXPECT_EQ(c.text.layers, 12);
+  EXPECT_EQ(c.text.projection_dim, c.embedding_dim);
+  for (const char* name : {"clip_vit_b32", "clip_vit_b16"}) {
+    auto b = *FindPreset(name);
+    EXPECT_EQ(b.text.width, 512) << name;
+    EXPECT_EQ(b.text.heads, 8) << name;
+    EXPECT_EQ(b.text.mlp_hidden, 2048) << name;
+    EXPECT_EQ(b.text.context_length, 77) << name;
+    EXPECT_EQ(b.text.vocab_size, 49408) << name;
+    EXPECT_EQ(b.text.projection_dim, b.embedding_dim) << name;
+    EXPECT_EQ(b.text.mlp_act, Activation::kQuickGelu) << name;
+  }
 
   auto d = *FindPreset("dinov2_vits14_reg");
   EXPECT_EQ(d.vit.num_register_tokens, 4);
