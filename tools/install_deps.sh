@@ -11,6 +11,7 @@ APT_PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libopencv-dev libfaiss-dev libopenblas-dev libdnnl-dev
   libsqlite3-dev sqlite3 libspdlog-dev libfmt-dev nlohmann-json3-dev
+  libpq-dev postgresql
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-venv python3-pip python3-numpy python3-torch python3-torchvision
   libyaml-cpp-dev libcli11-dev prometheus-cpp-dev libgif-dev libjpeg-dev libpng-dev curl zlib1g-dev
