@@ -488,6 +488,9 @@ TEST_P(CollectionTest, ConcurrentSearchesWhileWriting) {
       }
     });
   }
+  // Write only once the readers are searching (threads can start late on a
+  // loaded machine; PostgreSQL storage writes fast enough to finish first).
+  while (searches.load() == 0 && errors.load() == 0) std::this_thread::yield();
   for (size_t i = 100; i < items.size(); i += 20) {
     UpsertAll(*c, std::vector<Item>(items.begin() + static_cast<ptrdiff_t>(i),
                                     items.begin() + static_cast<ptrdiff_t>(i + 20)));
