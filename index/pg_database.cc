@@ -390,10 +390,12 @@ StatusOr<PgDatabase::CatalogEntry> PgDatabase::CreateCollection(const Collection
           .Int64(spec.dim)
           .Text(MetricName(spec.metric))
           .Text(spec.index_spec));
-  if (r.status().code() == StatusCode::kAlreadyExists) {
-    return AlreadyExistsError("collection '" + spec.name + "' already exists in " + name_);
+  if (!r.ok()) {
+    if (r.status().code() == StatusCode::kAlreadyExists) {
+      return AlreadyExistsError("collection '" + spec.name + "' already exists in " + name_);
+    }
+    return r.status();
   }
-  RETURN_IF_ERROR(r.status());
   CatalogEntry entry;
   entry.id = r->Int64(0, 0);
   entry.spec = spec;
