@@ -41,6 +41,8 @@ Status ValidateItem(const Item& item, int dim, Metric metric) {
     return InvalidArgumentError("id is " + std::to_string(item.id.size()) +
                                 " bytes; the limit is " + std::to_string(kMaxIdBytes));
   }
+  // Text in PostgreSQL cannot hold a NUL byte: one rule for every storage.
+  if (item.id.find('\0') != std::string::npos) return InvalidArgumentError("id holds a NUL byte");
   if (static_cast<int64_t>(item.vector.size()) != dim) {
     return InvalidArgumentError("item " + Quote(item.id) + ": vector has dimension " +
                                 std::to_string(item.vector.size()) + ", collection dimension is " +
@@ -78,6 +80,10 @@ Status ValidateItem(const Item& item, int dim, Metric metric) {
       return InvalidArgumentError("item " + Quote(item.id) + ": value of metadata key " +
                                   Quote(kv.first) + " is " + std::to_string(kv.second.size()) +
                                   " bytes; the limit is " + std::to_string(kMaxMetadataValueBytes));
+    }
+    if (kv.first.find('\0') != std::string::npos || kv.second.find('\0') != std::string::npos) {
+      return InvalidArgumentError("item " + Quote(item.id) + ": metadata key " + Quote(kv.first) +
+                                  " or its value holds a NUL byte");
     }
   }
   return Status::Ok();

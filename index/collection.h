@@ -39,7 +39,8 @@ class Collection {
   // Existing ids are replaced. A non-OK return means nothing was written.
   // Cosine collections store (and Get returns) the L2-normalized vector; an
   // all-zero vector is INVALID_ARGUMENT there. Limits: id 1..512 bytes, up to
-  // 64 metadata keys of 1..128 bytes, values up to 4096 bytes.
+  // 64 metadata keys of 1..128 bytes, values up to 4096 bytes; no NUL bytes
+  // in ids, keys or values.
   virtual StatusOr<std::vector<Status>> Upsert(const std::vector<Item>& items) = 0;
 
   // queries: nq x dim, row-major. Returns nq hit lists, best first.

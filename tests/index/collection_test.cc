@@ -162,6 +162,8 @@ TEST_P(CollectionTest, ValidationNamesTheProblem) {
       {"zero", {0, 0, 0}, {}},
       {"bigkey", {1, 0, 0}, {{std::string(200, 'k'), "v"}}},
       {"bigvalue", {1, 0, 0}, {{"k", std::string(5000, 'v')}}},
+      {std::string("nul\0id", 6), {1, 0, 0}, {}},
+      {"nulvalue", {1, 0, 0}, {{"k", std::string("a\0b", 3)}}},
   };
   auto st = c->Upsert(items);
   ASSERT_TRUE(st.ok());
@@ -179,6 +181,8 @@ TEST_P(CollectionTest, ValidationNamesTheProblem) {
   EXPECT_NE((*st)[6].message().find("zeros"), std::string::npos);
   EXPECT_NE((*st)[7].message().find("metadata key"), std::string::npos);
   EXPECT_NE((*st)[8].message().find("value of metadata key"), std::string::npos);
+  EXPECT_NE((*st)[9].message().find("NUL"), std::string::npos);
+  EXPECT_NE((*st)[10].message().find("NUL"), std::string::npos);
   // Only the valid item was written; cosine stores it normalized.
   EXPECT_EQ(c->Stats().count, 1);
   auto got = c->Get({"ok", "nan"});
