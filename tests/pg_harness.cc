@@ -156,11 +156,11 @@ Status PgHarness::Start(std::string* why) {
   // A port picked here may be taken before the server binds it: retry.
   for (int attempt = 0; attempt < 3 && !running_; ++attempt) {
     port_ = FreePort();
-    const std::string options = "-p " + std::to_string(port_) + " -k " + dir_ +
-                                " -c listen_addresses=127.0.0.1 -c fsync=off"
-                                " -c full_page_writes=off -c max_connections=200";
+    options_ = "-p " + std::to_string(port_) + " -k " + dir_ +
+               " -c listen_addresses=127.0.0.1 -c fsync=off"
+               " -c full_page_writes=off -c max_connections=200";
     running_ = Run({bindir_ + "/pg_ctl", "-D", data, "-l", dir_ + "/server.log", "-w", "-t", "60",
-                    "-o", options, "start"}) == 0;
+                    "-o", options_, "start"}) == 0;
   }
   if (!running_) {
     *why = "pg_ctl start failed: " + ReadTail(dir_ + "/server.log") + ReadTail(log_);
@@ -209,6 +209,21 @@ PgHarness::~PgHarness() {
   } else {
     StopAndRemove();
   }
+}
+
+Status PgHarness::Stop() {
+  if (Run({bindir_ + "/pg_ctl", "-D", dir_ + "/data", "-m", "fast", "-w", "stop"}) != 0) {
+    return InternalError("pg_ctl stop failed: " + ReadTail(log_));
+  }
+  return Status::Ok();
+}
+
+Status PgHarness::Resume() {
+  if (Run({bindir_ + "/pg_ctl", "-D", dir_ + "/data", "-l", dir_ + "/server.log", "-w", "-t", "60",
+           "-o", options_, "start"}) != 0) {
+    return InternalError("pg_ctl start failed: " + ReadTail(dir_ + "/server.log"));
+  }
+  return Status::Ok();
 }
 
 StatusOr<std::string> PgHarness::NewDatabase() {

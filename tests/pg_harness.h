@@ -38,6 +38,11 @@ class PgHarness {
 
   int port() const { return port_; }
 
+  // For failure tests: stops the server (fast shutdown: every session is
+  // cut) and starts it again on the same port with the same data.
+  Status Stop();
+  Status Resume();
+
  private:
   PgHarness() = default;
   Status Start(std::string* why);
@@ -48,6 +53,7 @@ class PgHarness {
   std::string bindir_;
   std::string dir_;  // removed at destruction
   std::string log_;
+  std::string options_;  // the server's command-line options (port, sockets, settings)
   int port_ = 0;
   bool running_ = false;
   int databases_ = 0;

@@ -18,6 +18,7 @@
 #include "index/pg_database.h"
 #include "index/postgres_storage.h"
 #include "index/sqlite_storage.h"
+#include "pg_harness.h"
 #include "test_util.h"
 
 namespace lookalike {
@@ -431,6 +432,44 @@ TEST(PostgresStorageTest, UnreachableDatabaseIsUnavailableNamingIt) {
   EXPECT_NE(db.status().message().find("postgresql://someone@127.0.0.1:1/shop"), std::string::npos)
       << db.status().ToString();
   EXPECT_EQ(db.status().message().find("secret"), std::string::npos) << db.status().ToString();
+}
+
+// The database going away: calls fail with UNAVAILABLE naming it (never
+// another code, never a crash); once it is back, the pool replaces its dead
+// connections and nothing acknowledged is lost.
+TEST(PostgresStorageTest, ServerRestartIsUnavailableThenRecovers) {
+  auto uri = StorageFor(StorageKind::kPostgres);
+  if (uri.status().code() == StatusCode::kFailedPrecondition) {
+    GTEST_SKIP() << uri.status().message();
+  }
+  ASSERT_TRUE(uri.ok()) << uri.status().ToString();
+  std::string why;
+  testing::PgHarness* pg = testing::PgHarness::Get(&why);
+  ASSERT_NE(pg, nullptr) << why;
+  auto db = PgDatabase::Connect(*uri);
+  ASSERT_TRUE(db.ok()) << db.status().ToString();
+  auto s = PostgresStorage::Create(*db, Spec());
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  Item a{"a", {1, 2}, {}};
+  ASSERT_TRUE((*s)->Upsert({&a}).ok());
+
+  ASSERT_TRUE(pg->Stop().ok());
+  Item b{"b", {3, 4}, {}};
+  auto down = (*s)->Upsert({&b});
+  EXPECT_EQ(down.status().code(), StatusCode::kUnavailable) << down.status().ToString();
+  EXPECT_NE(down.status().message().find("127.0.0.1:" + std::to_string(pg->port())),
+            std::string::npos)
+      << down.status().ToString();
+  EXPECT_EQ((*s)->LastSeq().status().code(), StatusCode::kUnavailable);
+  ASSERT_TRUE(pg->Resume().ok());
+
+  auto up = (*s)->Upsert({&b});
+  ASSERT_TRUE(up.ok()) << up.status().ToString();
+  EXPECT_EQ(up->seq, 2);  // the failed write took no number
+  auto got = (*s)->Get({"a", "b"});
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_TRUE((*got)[0].has_value());
+  EXPECT_TRUE((*got)[1].has_value());
 }
 
 // The catalog: create, list, find, drop (rows included); a dropped
