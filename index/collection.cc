@@ -13,8 +13,6 @@
 namespace lookalike {
 namespace {
 
-constexpr const char* kDbFile = "items.db";
-
 int64_t FileSize(const std::string& path) {
   struct stat st;
   return ::stat(path.c_str(), &st) == 0 ? static_cast<int64_t>(st.st_size) : 0;
@@ -43,6 +41,8 @@ Status ValidateItem(const Item& item, int dim, Metric metric) {
     return InvalidArgumentError("id is " + std::to_string(item.id.size()) +
                                 " bytes; the limit is " + std::to_string(kMaxIdBytes));
   }
+  // Text in PostgreSQL cannot hold a NUL byte: one rule for every storage.
+  if (item.id.find('\0') != std::string::npos) return InvalidArgumentError("id holds a NUL byte");
   if (static_cast<int64_t>(item.vector.size()) != dim) {
     return InvalidArgumentError("item " + Quote(item.id) + ": vector has dimension " +
                                 std::to_string(item.vector.size()) + ", collection dimension is " +
@@ -80,6 +80,10 @@ Status ValidateItem(const Item& item, int dim, Metric metric) {
       return InvalidArgumentError("item " + Quote(item.id) + ": value of metadata key " +
                                   Quote(kv.first) + " is " + std::to_string(kv.second.size()) +
                                   " bytes; the limit is " + std::to_string(kMaxMetadataValueBytes));
+    }
+    if (kv.first.find('\0') != std::string::npos || kv.second.find('\0') != std::string::npos) {
+      return InvalidArgumentError("item " + Quote(item.id) + ": metadata key " + Quote(kv.first) +
+                                  " or its value holds a NUL byte");
     }
   }
   return Status::Ok();
@@ -134,19 +138,18 @@ CollectionImpl::~CollectionImpl() {
   }
 }
 
-Status CollectionImpl::Initialize(const std::string& dir, const CollectionSpec& spec,
-                                  const CollectionManagerOptions& options) {
+Status CollectionImpl::CheckCreatable(const CollectionSpec& spec,
+                                      const CollectionManagerOptions& options) {
   RETURN_IF_ERROR(ValidateSpec(spec));
   ASSIGN_OR_RETURN(const Device device, ParseDevice(options.index_device, AutoDevice::kReject));
   // Fail early (before writing anything) when the device cannot host the index.
-  RETURN_IF_ERROR(DerivedIndex::Create(spec, device).status());
-  return Storage::Create(dir + "/" + kDbFile, spec).status();
+  return DerivedIndex::Create(spec, device).status();
 }
 
 StatusOr<std::shared_ptr<CollectionImpl>> CollectionImpl::Open(
-    const std::string& dir, const CollectionManagerOptions& options) {
+    const std::string& dir, const CollectionManagerOptions& options,
+    std::unique_ptr<Storage> storage) {
   ASSIGN_OR_RETURN(const Device device, ParseDevice(options.index_device, AutoDevice::kReject));
-  ASSIGN_OR_RETURN(auto storage, Storage::Open(dir + "/" + kDbFile));
   std::shared_ptr<CollectionImpl> c(new CollectionImpl(dir, options, device, std::move(storage)));
   RETURN_IF_ERROR(c->Recover());
   return c;
@@ -174,6 +177,16 @@ Status CollectionImpl::RebuildLocked() {
   std::unique_lock<std::shared_mutex> ilock(index_mu_);
   index_ = std::move(rebuilt);
   applied_seq_ = seq;
+  return Status::Ok();
+}
+
+Status CollectionImpl::CatchUpLocked(int64_t applied_seq) {
+  spdlog::info(
+      "collection '{}': another writer of the shared storage committed batches after "
+      "sequence {}; rebuilding the index from storage",
+      spec().name, applied_seq);
+  const Status rebuilt = RebuildLocked();
+  if (!rebuilt.ok()) return InternalError("the index could not be updated: " + rebuilt.ToString());
   return Status::Ok();
 }
 
@@ -272,15 +285,22 @@ StatusOr<std::vector<Status>> CollectionImpl::Upsert(const std::vector<Item>& it
     vectors.insert(vectors.end(), prepared[i].vector.begin(), prepared[i].vector.end());
   }
   Status applied;
+  int64_t missed_after = -1;
   {
     std::unique_lock<std::shared_mutex> ilock(index_mu_);
-    applied = index_->Remove(written.replaced);
-    if (applied.ok()) {
-      applied = index_->Add(static_cast<int64_t>(ids.size()), vectors.data(), ids.data());
+    if (written.seq != applied_seq_ + 1) {
+      missed_after = applied_seq_;
+    } else {
+      applied = index_->Remove(written.replaced);
+      if (applied.ok()) {
+        applied = index_->Add(static_cast<int64_t>(ids.size()), vectors.data(), ids.data());
+      }
+      applied_seq_ = written.seq;
     }
-    applied_seq_ = written.seq;
   }
-  if (!applied.ok()) {
+  if (missed_after >= 0) {
+    RETURN_IF_ERROR(CatchUpLocked(missed_after).WithPrefix("items were stored"));
+  } else if (!applied.ok()) {
     // Storage has the batch; bring the index back in line with it.
     spdlog::error("collection '{}': applying an upsert to the index failed ({}); rebuilding",
                   s.name, applied.ToString());
@@ -299,12 +319,19 @@ StatusOr<int64_t> CollectionImpl::Delete(const std::vector<std::string>& ids) {
   RETURN_IF_ERROR(CheckLive());
   ASSIGN_OR_RETURN(Storage::DeleteResult removed, storage_->Delete(ids));
   Status applied;
+  int64_t missed_after = -1;
   {
     std::unique_lock<std::shared_mutex> ilock(index_mu_);
-    applied = index_->Remove(removed.removed);
-    applied_seq_ = removed.seq;
+    if (removed.seq != applied_seq_ + 1) {
+      missed_after = applied_seq_;
+    } else {
+      applied = index_->Remove(removed.removed);
+      applied_seq_ = removed.seq;
+    }
   }
-  if (!applied.ok()) {
+  if (missed_after >= 0) {
+    RETURN_IF_ERROR(CatchUpLocked(missed_after).WithPrefix("items were deleted"));
+  } else if (!applied.ok()) {
     spdlog::error("collection '{}': applying a delete to the index failed ({}); rebuilding",
                   spec().name, applied.ToString());
     const Status rebuilt = RebuildLocked();

@@ -1,12 +1,13 @@
 // Collection: a named set of items (string id, vector, metadata) that is
 // durable and searchable.
 //
-// Storage is the source of truth: an SQLite database in WAL mode
-// (<dir>/items.db) holding ids, vectors and metadata, written and synced
-// before Upsert/Delete return. The search index is derived from it: a FAISS
-// index (CPU) or the GPU flat index (index/gpu), snapshotted atomically
-// (temp file, fsync, rename) and rebuilt or replayed from storage at Open when
-// the snapshot is missing, stale or corrupt.
+// Storage is the source of truth, holding ids, vectors and metadata, written
+// and committed durably before Upsert/Delete return: an SQLite database in WAL
+// mode (<dir>/items.db, the default) or tables in a PostgreSQL database that
+// several servers share (CollectionManagerOptions::storage). The search index is derived from it: a
+// FAISS index (CPU) or the GPU flat index (index/gpu), snapshotted atomically (temp file, fsync,
+// rename) and rebuilt or replayed from storage at Open when the snapshot is missing, stale or
+// corrupt.
 //
 // Thread safety: every method may be called concurrently; searches run in
 // parallel with each other, writes are serialized.
@@ -38,7 +39,8 @@ class Collection {
   // Existing ids are replaced. A non-OK return means nothing was written.
   // Cosine collections store (and Get returns) the L2-normalized vector; an
   // all-zero vector is INVALID_ARGUMENT there. Limits: id 1..512 bytes, up to
-  // 64 metadata keys of 1..128 bytes, values up to 4096 bytes.
+  // 64 metadata keys of 1..128 bytes, values up to 4096 bytes; no NUL bytes
+  // in ids, keys or values.
   virtual StatusOr<std::vector<Status>> Upsert(const std::vector<Item>& items) = 0;
 
   // queries: nq x dim, row-major. Returns nq hit lists, best first.
@@ -59,17 +61,27 @@ class Collection {
 };
 
 struct CollectionManagerOptions {
-  std::string data_dir;                   // one sub-directory per collection
+  // One sub-directory per collection: the SQLite database and the index
+  // snapshot; with PostgreSQL storage only the snapshot, under
+  // <data_dir>/postgresql/<name>.<catalog id>.
+  std::string data_dir;
+  // kSqliteStorage ("sqlite") or a PostgreSQL URI (postgresql://user@host:port/db),
+  // see ValidateStorage in index/types.h. With PostgreSQL the collection
+  // catalog lives in the database.
+  std::string storage = kSqliteStorage;
   std::string index_device = "cpu";       // "cpu" or "cuda[:N]"
   int64_t snapshot_every_writes = 10000;  // snapshot after this many changed items
 };
 
-// Owns the collections of one data directory.
+// Owns the collections of one data directory (and, with PostgreSQL storage,
+// of the database's catalog).
 class CollectionManager {
  public:
   virtual ~CollectionManager() = default;
-  // Opens every collection found in data_dir (recovering each); the first
-  // collection that cannot be opened (e.g. DATA_LOSS) fails the whole Open.
+  // Opens every collection found in data_dir, or in the PostgreSQL catalog
+  // (recovering each); the first collection that cannot be opened (e.g.
+  // DATA_LOSS) fails the whole Open. An unreachable PostgreSQL is
+  // UNAVAILABLE naming the database.
   static StatusOr<std::unique_ptr<CollectionManager>> Open(const CollectionManagerOptions& options);
 
   virtual StatusOr<std::shared_ptr<Collection>> Create(

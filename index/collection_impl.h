@@ -2,12 +2,15 @@
 // Private to index/; other modules use index/collection.h.
 //
 // Files in the collection directory:
-//   items.db (+ -wal, -shm)  SQLite storage, see index/storage.h
+//   items.db (+ -wal, -shm)  SQLite storage (kSqliteFileName), see index/sqlite_storage.h;
+//                            with PostgreSQL storage the rows live in the database
+//                            (index/postgres_storage.h) and the directory holds
+//                            only the snapshot
 //   index.snap               derived index snapshot (kSnapshotFileName): container in
 //                            index/snapshot.h, payload in DerivedIndex::WriteSnapshot
 //
-// Write path (serialized by write_mu_): validate -> one SQLite transaction
-// (fsynced) -> apply to the derived index under the exclusive index lock ->
+// Write path (serialized by write_mu_): validate -> one storage transaction
+// (committed durably) -> apply to the derived index under the exclusive index lock ->
 // maybe snapshot. Searches take the index lock shared. A search whose index
 // cannot guarantee k hits (HNSW with a filter, the GPU index with a filter)
 // is answered exactly from the vectors in storage.
@@ -32,6 +35,9 @@
 
 namespace lookalike {
 
+// The SQLite database of a collection, in its directory.
+inline constexpr const char* kSqliteFileName = "items.db";
+
 // Limits enforced by Upsert validation.
 constexpr size_t kMaxIdBytes = 512;
 constexpr size_t kMaxMetadataKeys = 64;
@@ -49,13 +55,14 @@ Status ValidateSpec(const CollectionSpec& spec);
 
 class CollectionImpl : public Collection {
  public:
-  // Writes the database of a new collection into <dir> (existing, empty) and
-  // closes it; the manager then renames <dir> into place and Opens it.
-  static Status Initialize(const std::string& dir, const CollectionSpec& spec,
-                           const CollectionManagerOptions& options);
-  // Opens and recovers the collection stored in <dir>.
+  // OK when `spec` is valid and its index can be built on the configured
+  // device; the manager checks this before writing anything.
+  static Status CheckCreatable(const CollectionSpec& spec, const CollectionManagerOptions& options);
+  // Opens the collection held by `storage` and recovers its index; <dir>
+  // holds the index snapshot (and, for SQLite, the database).
   static StatusOr<std::shared_ptr<CollectionImpl>> Open(const std::string& dir,
-                                                        const CollectionManagerOptions& options);
+                                                        const CollectionManagerOptions& options,
+                                                        std::unique_ptr<Storage> storage);
   // Snapshots when there are unsnapshotted changes (unless dropped).
   ~CollectionImpl() override;
 
@@ -85,6 +92,11 @@ class CollectionImpl : public Collection {
   // storage cannot move past what the new index covers; searches continue on
   // the old index while the new one is built. On error the old index stays.
   Status RebuildLocked();
+  // A write got a sequence number past applied_seq_ + 1: another server
+  // sharing the storage committed batches in between that this index lacks.
+  // Until followers replay them, the index is rebuilt from storage (correct,
+  // not fast). Requires write_mu_.
+  Status CatchUpLocked(int64_t applied_seq);
   Status SnapshotLocked();                 // requires write_mu_
   void AfterWriteLocked(int64_t changed);  // periodic snapshot + compaction
   Status CheckLive() const;

@@ -1,5 +1,7 @@
 // CollectionManager over a data directory: one sub-directory per collection
-// (<data_dir>/<name>/items.db + index.snap).
+// (<data_dir>/<name>/items.db + index.snap) with SQLite storage; with
+// PostgreSQL storage the catalog is the database's and the data directory
+// holds the snapshots (<data_dir>/postgresql/<name>.<catalog id>/index.snap).
 #include <dirent.h>
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
@@ -13,10 +15,14 @@
 #include <filesystem>
 #include <map>
 #include <mutex>
+#include <set>
 
 #include "common/device.h"
 #include "index/collection_impl.h"
+#include "index/pg_database.h"
+#include "index/postgres_storage.h"
 #include "index/snapshot.h"
+#include "index/sqlite_storage.h"
 
 namespace lookalike {
 namespace {
@@ -25,10 +31,13 @@ namespace {
 // names); leftovers of a crash are removed at Open.
 constexpr const char* kCreatingPrefix = ".creating-";
 constexpr const char* kDroppingPrefix = ".dropping-";
+// Under the data directory: snapshot directories of PostgreSQL collections.
+constexpr const char* kPostgresDir = "postgresql";
 
 class CollectionManagerImpl : public CollectionManager {
  public:
-  explicit CollectionManagerImpl(CollectionManagerOptions options) : options_(std::move(options)) {}
+  CollectionManagerImpl(CollectionManagerOptions options, std::shared_ptr<PgDatabase> db)
+      : options_(std::move(options)), db_(std::move(db)) {}
   ~CollectionManagerImpl() override {
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -51,7 +60,9 @@ class CollectionManagerImpl : public CollectionManager {
     return Status::Ok();
   }
 
-  Status LoadAll() {
+  Status LoadAll() { return db_ ? LoadFromPostgres() : LoadFromDataDir(); }
+
+  Status LoadFromDataDir() {
     std::error_code ec;
     std::vector<std::string> names, unfinished;
     for (const auto& entry : std::filesystem::directory_iterator(options_.data_dir, ec)) {
@@ -62,7 +73,7 @@ class CollectionManagerImpl : public CollectionManager {
         continue;
       }
       if (!ValidateCollectionName(name).ok()) continue;
-      if (!std::filesystem::exists(entry.path() / "items.db")) continue;
+      if (!std::filesystem::exists(entry.path() / kSqliteFileName)) continue;
       names.push_back(name);
     }
     if (ec) return InternalError(options_.data_dir + ": cannot list: " + ec.message());
@@ -73,7 +84,7 @@ class CollectionManagerImpl : public CollectionManager {
     std::sort(names.begin(), names.end());
     for (const auto& name : names) {
       const std::string dir = options_.data_dir + "/" + name;
-      auto c = CollectionImpl::Open(dir, options_);
+      auto c = OpenSqlite(dir);
       if (!c.ok()) return c.status().WithPrefix("opening collection '" + name + "'");
       if (c.value()->spec().name != name) {
         return DataLossError(dir + ": directory holds collection '" + c.value()->spec().name + "'");
@@ -85,41 +96,12 @@ class CollectionManagerImpl : public CollectionManager {
   }
 
   StatusOr<std::shared_ptr<Collection>> Create(const CollectionSpec& spec) override {
-    RETURN_IF_ERROR(ValidateSpec(spec));
+    RETURN_IF_ERROR(CollectionImpl::CheckCreatable(spec, options_));
     std::lock_guard<std::mutex> lock(mu_);
     if (collections_.count(spec.name) != 0) {
       return AlreadyExistsError("collection '" + spec.name + "' already exists");
     }
-    const std::string dir = options_.data_dir + "/" + spec.name;
-    std::error_code ec;
-    if (std::filesystem::exists(dir, ec)) {
-      return AlreadyExistsError(dir + " already exists but is not an open collection; remove it");
-    }
-    // Built under a temporary name and renamed into place, so a crash
-    // mid-create leaves no half-made collection for the next Open.
-    const std::string tmp = options_.data_dir + "/" + kCreatingPrefix + spec.name;
-    std::filesystem::remove_all(tmp, ec);
-    if (::mkdir(tmp.c_str(), 0755) != 0) {
-      return InternalError(tmp + ": cannot create directory: " + std::strerror(errno));
-    }
-    Status st = CollectionImpl::Initialize(tmp, spec, options_);
-    if (st.ok()) st = SyncDirectory(tmp);
-    if (st.ok() && ::rename(tmp.c_str(), dir.c_str()) != 0) {
-      st =
-          InternalError(dir + ": cannot rename new collection into place: " + std::strerror(errno));
-    }
-    if (!st.ok()) {
-      std::filesystem::remove_all(tmp, ec);
-      return st;
-    }
-    // The rename is durable only once the data directory is synced; if that
-    // fails the collection is not created.
-    st = SyncDirectory(options_.data_dir);
-    if (!st.ok()) {
-      std::filesystem::remove_all(dir, ec);
-      return st;
-    }
-    auto c = CollectionImpl::Open(dir, options_);
+    auto c = db_ ? CreatePostgresLocked(spec) : CreateSqliteLocked(spec);
     if (!c.ok()) return c.status();
     collections_[spec.name] = c.value();
     spdlog::info("created collection '{}' (dim {}, {}, index '{}')", spec.name, spec.dim,
@@ -142,6 +124,7 @@ class CollectionManagerImpl : public CollectionManager {
   }
 
   Status Drop(const std::string& name) override {
+    if (db_) return DropPostgres(name);
     std::shared_ptr<CollectionImpl> c;
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -174,7 +157,123 @@ class CollectionManagerImpl : public CollectionManager {
   }
 
  private:
+  // The database first: when that fails the collection stays as it was.
+  Status DropPostgres(const std::string& name) {
+    std::shared_ptr<CollectionImpl> c;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = collections_.find(name);
+      if (it == collections_.end()) return NotFoundError("collection '" + name + "' not found");
+      RETURN_IF_ERROR(db_->DropCollection(name));
+      c = std::move(it->second);
+      collections_.erase(it);
+    }
+    c->MarkDropped();
+    std::error_code ec;
+    std::filesystem::remove_all(c->dir(), ec);
+    if (ec)
+      spdlog::warn("{}: not removed ({}); it is removed at the next open", c->dir(), ec.message());
+    spdlog::info("dropped collection '{}' from {}", name, db_->name());
+    return Status::Ok();
+  }
+
+  StatusOr<std::shared_ptr<CollectionImpl>> OpenSqlite(const std::string& dir) {
+    ASSIGN_OR_RETURN(auto storage, SqliteStorage::Open(dir + "/" + kSqliteFileName));
+    return CollectionImpl::Open(dir, options_, std::move(storage));
+  }
+
+  StatusOr<std::shared_ptr<CollectionImpl>> CreateSqliteLocked(const CollectionSpec& spec) {
+    const std::string dir = options_.data_dir + "/" + spec.name;
+    std::error_code ec;
+    if (std::filesystem::exists(dir, ec)) {
+      return AlreadyExistsError(dir + " already exists but is not an open collection; remove it");
+    }
+    // Built under a temporary name and renamed into place, so a crash
+    // mid-create leaves no half-made collection for the next Open.
+    const std::string tmp = options_.data_dir + "/" + kCreatingPrefix + spec.name;
+    std::filesystem::remove_all(tmp, ec);
+    if (::mkdir(tmp.c_str(), 0755) != 0) {
+      return InternalError(tmp + ": cannot create directory: " + std::strerror(errno));
+    }
+    // The database is written and closed before the rename.
+    Status st = SqliteStorage::Create(tmp + "/" + kSqliteFileName, spec).status();
+    if (st.ok()) st = SyncDirectory(tmp);
+    if (st.ok() && ::rename(tmp.c_str(), dir.c_str()) != 0) {
+      st =
+          InternalError(dir + ": cannot rename new collection into place: " + std::strerror(errno));
+    }
+    if (!st.ok()) {
+      std::filesystem::remove_all(tmp, ec);
+      return st;
+    }
+    // The rename is durable only once the data directory is synced; if that
+    // fails the collection is not created.
+    st = SyncDirectory(options_.data_dir);
+    if (!st.ok()) {
+      std::filesystem::remove_all(dir, ec);
+      return st;
+    }
+    return OpenSqlite(dir);
+  }
+
+  std::string PostgresSnapshotDir(const std::string& name, int64_t id) const {
+    return options_.data_dir + "/" + kPostgresDir + "/" + name + "." + std::to_string(id);
+  }
+
+  // The catalog is the database's. Each collection's snapshot directory is
+  // named after its catalog id, so a snapshot of a collection that was
+  // dropped (maybe by another server) is never taken for one created later
+  // under the same name; directories of collections no longer in the
+  // catalog are removed.
+  Status LoadFromPostgres() {
+    const std::string root = options_.data_dir + "/" + kPostgresDir;
+    std::error_code ec;
+    std::filesystem::create_directories(root, ec);
+    if (ec) return FailedPreconditionError(root + ": cannot create: " + ec.message());
+    ASSIGN_OR_RETURN(auto entries, db_->ListCollections());
+    std::set<std::string> live;
+    for (auto& entry : entries) {
+      const std::string name = entry.spec.name;
+      const std::string dir = PostgresSnapshotDir(name, entry.id);
+      live.insert(std::filesystem::path(dir).filename().string());
+      std::filesystem::create_directories(dir, ec);
+      if (ec) return FailedPreconditionError(dir + ": cannot create: " + ec.message());
+      auto c = CollectionImpl::Open(dir, options_, PostgresStorage::Open(db_, std::move(entry)));
+      if (!c.ok()) return c.status().WithPrefix("opening collection '" + name + "'");
+      spdlog::info("opened collection '{}' ({} items) from {}", name, c.value()->Stats().count,
+                   db_->name());
+      collections_[name] = std::move(c).value();
+    }
+    for (const auto& entry : std::filesystem::directory_iterator(root, ec)) {
+      if (live.count(entry.path().filename().string()) != 0) continue;
+      spdlog::info("removing {}: its collection is no longer in {}", entry.path().string(),
+                   db_->name());
+      std::error_code rm_ec;
+      std::filesystem::remove_all(entry.path(), rm_ec);
+    }
+    return Status::Ok();
+  }
+
+  StatusOr<std::shared_ptr<CollectionImpl>> CreatePostgresLocked(const CollectionSpec& spec) {
+    ASSIGN_OR_RETURN(auto storage, PostgresStorage::Create(db_, spec));
+    const std::string dir = PostgresSnapshotDir(spec.name, storage->collection_id());
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+    std::filesystem::create_directories(dir, ec);
+    StatusOr<std::shared_ptr<CollectionImpl>> c =
+        ec ? StatusOr<std::shared_ptr<CollectionImpl>>(
+                 FailedPreconditionError(dir + ": cannot create: " + ec.message()))
+           : CollectionImpl::Open(dir, options_, std::move(storage));
+    if (!c.ok()) {
+      // Undo the catalog entry; the error that matters is the first one.
+      Status undo = db_->DropCollection(spec.name);
+      if (!undo.ok()) spdlog::warn("undoing create of '{}': {}", spec.name, undo.ToString());
+    }
+    return c;
+  }
+
   const CollectionManagerOptions options_;
+  const std::shared_ptr<PgDatabase> db_;  // set with PostgreSQL storage
   int lock_fd_ = -1;
   std::mutex mu_;
   std::map<std::string, std::shared_ptr<CollectionImpl>> collections_;  // guarded by mu_
@@ -189,7 +288,12 @@ StatusOr<std::unique_ptr<CollectionManager>> CollectionManager::Open(
   std::error_code ec;
   std::filesystem::create_directories(options.data_dir, ec);
   if (ec) return FailedPreconditionError(options.data_dir + ": cannot create: " + ec.message());
-  auto manager = std::make_unique<CollectionManagerImpl>(options);
+  RETURN_IF_ERROR(ValidateStorage(options.storage));
+  std::shared_ptr<PgDatabase> db;
+  if (IsPostgresUri(options.storage)) {
+    ASSIGN_OR_RETURN(db, PgDatabase::Connect(options.storage));
+  }
+  auto manager = std::make_unique<CollectionManagerImpl>(options, std::move(db));
   RETURN_IF_ERROR(manager->LockDataDir());
   RETURN_IF_ERROR(manager->LoadAll());
   return std::unique_ptr<CollectionManager>(std::move(manager));

@@ -1,8 +1,10 @@
-# lookalike_index: collections = SQLite storage (source of truth) + derived
-# FAISS index (CPU) or the GPU flat index (index/gpu, when built).
+# lookalike_index: collections = storage (source of truth: SQLite, or
+# PostgreSQL through libpq) + derived FAISS index (CPU) or the GPU flat index
+# (index/gpu, when built).
 find_package(faiss CONFIG REQUIRED)  # Debian's config; see index/gpu/CMakeLists.txt
 find_package(OpenMP REQUIRED COMPONENTS CXX)
 find_package(SQLite3 REQUIRED)
+find_package(PostgreSQL REQUIRED)  # libpq (Debian: libpq-dev)
 find_package(BLAS REQUIRED)
 
 add_library(lookalike_index STATIC
@@ -11,12 +13,15 @@ add_library(lookalike_index STATIC
   ${CMAKE_CURRENT_LIST_DIR}/cpu_index_flat.cc
   ${CMAKE_CURRENT_LIST_DIR}/derived_index.cc
   ${CMAKE_CURRENT_LIST_DIR}/index_factory.cc
+  ${CMAKE_CURRENT_LIST_DIR}/pg_database.cc
+  ${CMAKE_CURRENT_LIST_DIR}/postgres_storage.cc
   ${CMAKE_CURRENT_LIST_DIR}/snapshot.cc
-  ${CMAKE_CURRENT_LIST_DIR}/storage.cc
+  ${CMAKE_CURRENT_LIST_DIR}/sqlite_storage.cc
 )
 target_include_directories(lookalike_index PUBLIC ${PROJECT_SOURCE_DIR})
 target_link_libraries(lookalike_index
   PUBLIC lookalike_common lookalike_index_types faiss OpenMP::OpenMP_CXX SQLite::SQLite3
+         PostgreSQL::PostgreSQL
   PRIVATE spdlog::spdlog BLAS::BLAS)
 # index_factory.cc builds GpuIndexFlat for index_device cuda[:N] when this
 # build has it (CUDA present); tests/index checks the other answer without it.

@@ -30,6 +30,15 @@ enum class Metric {
 const char* MetricName(Metric metric);                  // "cosine", "ip", "l2"
 StatusOr<Metric> ParseMetric(const std::string& name);  // accepts the names above
 
+// Where collections are stored: "sqlite" (the embedded default, one database
+// file per collection in the data directory) or a PostgreSQL connection URI
+// ("postgresql://user@host:port/db" or "postgres://..."; libpq's syntax) shared
+// by several servers. The same word in the config, the CLI flag and the docs.
+inline constexpr const char* kSqliteStorage = "sqlite";
+bool IsPostgresUri(const std::string& storage);
+// OK for "sqlite" or a PostgreSQL URI; INVALID_ARGUMENT otherwise.
+Status ValidateStorage(const std::string& storage);
+
 using Metadata = std::map<std::string, std::string>;
 
 struct CollectionSpec {

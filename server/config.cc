@@ -70,6 +70,7 @@ const std::map<std::string, Setter>& ScalarKeys() {
       {"listen", StringField(&ServerConfig::listen)},
       {"metrics_listen", StringField(&ServerConfig::metrics_listen)},
       {"data_dir", StringField(&ServerConfig::data_dir)},
+      {"storage", StringField(&ServerConfig::storage)},
       {"device", StringField(&ServerConfig::device)},
       {"index_device", StringField(&ServerConfig::index_device)},
       {"log_level", StringField(&ServerConfig::log_level)},
@@ -110,6 +111,7 @@ const std::map<std::string, std::string>& FlagKeys() {
       {"listen", "listen"},
       {"metrics-listen", "metrics_listen"},
       {"data-dir", "data_dir"},
+      {"storage", "storage"},
       {"device", "device"},
       {"index-device", "index_device"},
       {"log-level", "log_level"},
@@ -322,6 +324,7 @@ Status ValidateConfig(const ServerConfig& c) {
                                 "\" is not HOST:PORT (or empty to disable)");
   }
   if (c.data_dir.empty()) return InvalidArgumentError("data_dir: must not be empty");
+  RETURN_IF_ERROR(ValidateStorage(c.storage).WithPrefix("storage"));
   // Whether GPU N exists is for the engine or index that opens it to say.
   if (StatusOr<Device> device = ParseDevice(c.device, AutoDevice::kResolve); !device.ok()) {
     return InvalidArgumentError("device: " + device.status().message());
@@ -421,7 +424,8 @@ documents every key), then these flags:
   --config FILE                 YAML configuration file
   --listen HOST:PORT            gRPC address (default 127.0.0.1:50051)
   --metrics-listen HOST:PORT    HTTP /metrics and /healthz ("" disables; default 127.0.0.1:9090)
-  --data-dir DIR                collection storage (default data)
+  --data-dir DIR                collections (SQLite) and index snapshots (default data)
+  --storage sqlite|URI          sqlite (default) or postgresql://user@host:port/db, shared by servers
   --device auto|cpu|cuda[:N]    where models run (auto: cuda when available)
   --index-device cpu|cuda[:N]   where search indexes live (default cpu)
   --model NAME=PRESET:WEIGHTS   serve a model (repeatable; replaces the configured list; the

@@ -47,9 +47,12 @@ struct ServerConfig {
   std::string listen = "127.0.0.1:50051";         // gRPC address
   std::string metrics_listen = "127.0.0.1:9090";  // HTTP /metrics, /healthz; "" = off
   std::string data_dir = "data";                  // collections live here
-  std::string device = "auto";                    // auto | cpu | cuda | cuda:N (models)
-  std::string index_device = "cpu";               // cpu | cuda | cuda:N (search indexes)
-  int engine_threads = 0;                         // CPU backend threads per model; 0 = all cores
+  // "sqlite" (embedded, in data_dir) or a PostgreSQL URI shared by several
+  // servers (postgresql://user@host:port/db); data_dir then keeps snapshots.
+  std::string storage = "sqlite";
+  std::string device = "auto";       // auto | cpu | cuda | cuda:N (models)
+  std::string index_device = "cpu";  // cpu | cuda | cuda:N (search indexes)
+  int engine_threads = 0;            // CPU backend threads per model; 0 = all cores
   int engine_replicas =
       0;  // engines (own weights, own CUDA stream) per model; 0 = auto: 2 on cuda, 1 on cpu
   int handler_threads = 0;  // RPC worker threads (not held while embedding); 0 = max(32, 4 x cores)

@@ -125,6 +125,7 @@ int Run(int argc, char** argv) {
   }
   CollectionManagerOptions manager_options;
   manager_options.data_dir = config.data_dir;
+  manager_options.storage = config.storage;
   manager_options.index_device = config.index_device;
   manager_options.snapshot_every_writes = config.snapshot_every_writes;
   StatusOr<std::unique_ptr<CollectionManager>> manager = CollectionManager::Open(manager_options);

@@ -26,14 +26,14 @@ BUILD_PACKAGES=(
   build-essential cmake ninja-build pkg-config
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libopencv-dev libfaiss-dev libopenblas-dev libdnnl-dev
-  libsqlite3-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
+  libsqlite3-dev libspdlog-dev libfmt-dev nlohmann-json3-dev libpq-dev
   libyaml-cpp-dev libcli11-dev prometheus-cpp-dev libgif-dev libjpeg-dev libpng-dev zlib1g-dev
 )
 # Python for the weight tools, reference models and the example client.
 PYTHON_PACKAGES=(python3 python3-venv python3-pip python3-numpy python3-torch python3-torchvision)
 # Development only: lint, tests, benchmarks, ccache, tools used by the scripts.
 DEV_PACKAGES=(
-  ccache git clang-format clang-tidy sqlite3 curl
+  ccache git clang-format clang-tidy sqlite3 curl postgresql
   libgtest-dev libgmock-dev libbenchmark-dev
 )
 # The .venv packages tools/prepare_weights.py imports (pins from tools/requirements.txt).

@@ -4,7 +4,9 @@
 //   - Search queries/s through Collection::Search (Flat, cosine) against raw
 //     faiss::IndexFlatIP on the same normalized vectors in the same run, so
 //     the ratio shows the collection's overhead (id/metadata lookup, locks).
-// Usage: index_throughput [data_dir] [n_items] [dim]
+// Usage: index_throughput [data_dir] [n_items] [dim] [storage]
+//   storage: sqlite (default) or a PostgreSQL URI (postgresql://user@host:port/db);
+//   run it once with each, in the same session, to compare the two.
 #include <faiss/IndexFlat.h>
 
 #include <chrono>
@@ -40,20 +42,24 @@ int main(int argc, char** argv) {
   const std::string dir = argc > 1 ? argv[1] : "/tmp/lookalike_index_throughput";
   const int n = argc > 2 ? std::stoi(argv[2]) : 20000;
   const int dim = argc > 3 ? std::stoi(argv[3]) : 512;
+  const std::string storage = argc > 4 ? argv[4] : kSqliteStorage;
   std::filesystem::remove_all(dir);
   CollectionManagerOptions options;
   options.data_dir = dir;
+  options.storage = storage;
   auto manager = CollectionManager::Open(options);
   if (!manager.ok()) {
     std::fprintf(stderr, "%s\n", manager.status().ToString().c_str());
     return 1;
   }
-  std::printf("items %d, dim %d, data_dir %s\n", n, dim, dir.c_str());
+  std::printf("items %d, dim %d, data_dir %s, storage %s\n", n, dim, dir.c_str(),
+              IsPostgresUri(storage) ? "postgresql" : "sqlite");
   const auto vectors = Random(n, dim, 1);
   for (int batch : {1, 100, 1000}) {
     CollectionSpec spec;
     spec.name = "b" + std::to_string(batch);
     spec.dim = dim;
+    (void)(*manager)->Drop(spec.name);  // left by an earlier run on the same database
     auto c = (*manager)->Create(spec);
     if (!c.ok()) return 1;
     // Batch size 1 pays one fsync per item: measure fewer items.
@@ -125,6 +131,7 @@ int main(int argc, char** argv) {
       "(ratio %.2f); collection with a 10%% filter %.0f q/s\n",
       k, collection_qps, raw_qps, collection_qps / raw_qps, filtered_qps);
   (*c).reset();  // the last reference: closes (and snapshots) the collection
+  for (const char* name : {"b1", "b100", "b1000"}) (void)(*manager)->Drop(name);
   manager->reset();
   std::filesystem::remove_all(dir);
   return 0;

@@ -22,6 +22,8 @@ using testing::BruteForce;
 using testing::MakeItems;
 using testing::RandomVectors;
 using testing::RefHit;
+using testing::StorageFor;
+using testing::StorageKind;
 using testing::TempDir;
 
 constexpr float kTol = 1e-4f;
@@ -42,14 +44,31 @@ void ExpectSameHits(const std::vector<SearchHit>& hits, const std::vector<RefHit
   }
 }
 
-class CollectionTest : public ::testing::Test {
+// Collections on SQLite storage unless a test calls UseStorage.
+class CollectionTestBase : public ::testing::Test {
  protected:
+  // Skips the test when `kind` is PostgreSQL and it is not installed.
+  void UseStorage(StorageKind kind) {
+    kind_ = kind;
+    auto storage = StorageFor(kind);
+    if (storage.status().code() == StatusCode::kFailedPrecondition) {
+      GTEST_SKIP() << storage.status().message();
+    }
+    ASSERT_TRUE(storage.ok()) << storage.status().ToString();
+    storage_ = *storage;
+  }
+
+  CollectionManagerOptions Options() const {
+    CollectionManagerOptions options;
+    options.data_dir = dir_.path();
+    options.storage = storage_;
+    return options;
+  }
+
   std::shared_ptr<Collection> Make(int dim, Metric metric, const std::string& index_spec = "Flat",
                                    const std::string& name = "c") {
     if (!manager_) {
-      CollectionManagerOptions options;
-      options.data_dir = dir_.path();
-      auto m = CollectionManager::Open(options);
+      auto m = CollectionManager::Open(Options());
       EXPECT_TRUE(m.ok()) << m.status().ToString();
       manager_ = std::move(m).value();
     }
@@ -70,10 +89,19 @@ class CollectionTest : public ::testing::Test {
   }
 
   TempDir dir_;
+  StorageKind kind_ = StorageKind::kSqlite;
+  std::string storage_ = kSqliteStorage;  // CollectionManagerOptions::storage
   std::unique_ptr<CollectionManager> manager_;
 };
 
-TEST_F(CollectionTest, UpsertGetDeleteReplace) {
+// Runs against SQLite and PostgreSQL storage (a real server, tests/pg_harness.h).
+class CollectionTest : public CollectionTestBase,
+                       public ::testing::WithParamInterface<StorageKind> {
+ protected:
+  void SetUp() override { UseStorage(GetParam()); }
+};
+
+TEST_P(CollectionTest, UpsertGetDeleteReplace) {
   auto c = Make(4, Metric::kL2);
   ASSERT_NE(c, nullptr);
   UpsertAll(*c, {{"a", {1, 2, 3, 4}, {{"k", "v"}}}, {"b", {0, 0, 0, 1}, {}}});
@@ -120,7 +148,7 @@ TEST_F(CollectionTest, UpsertGetDeleteReplace) {
   EXPECT_EQ((*hits)[0][0].id, "b");
 }
 
-TEST_F(CollectionTest, ValidationNamesTheProblem) {
+TEST_P(CollectionTest, ValidationNamesTheProblem) {
   auto c = Make(3, Metric::kCosine);
   ASSERT_NE(c, nullptr);
   const float nan = std::numeric_limits<float>::quiet_NaN();
@@ -134,6 +162,8 @@ TEST_F(CollectionTest, ValidationNamesTheProblem) {
       {"zero", {0, 0, 0}, {}},
       {"bigkey", {1, 0, 0}, {{std::string(200, 'k'), "v"}}},
       {"bigvalue", {1, 0, 0}, {{"k", std::string(5000, 'v')}}},
+      {std::string("nul\0id", 6), {1, 0, 0}, {}},
+      {"nulvalue", {1, 0, 0}, {{"k", std::string("a\0b", 3)}}},
   };
   auto st = c->Upsert(items);
   ASSERT_TRUE(st.ok());
@@ -151,6 +181,8 @@ TEST_F(CollectionTest, ValidationNamesTheProblem) {
   EXPECT_NE((*st)[6].message().find("zeros"), std::string::npos);
   EXPECT_NE((*st)[7].message().find("metadata key"), std::string::npos);
   EXPECT_NE((*st)[8].message().find("value of metadata key"), std::string::npos);
+  EXPECT_NE((*st)[9].message().find("NUL"), std::string::npos);
+  EXPECT_NE((*st)[10].message().find("NUL"), std::string::npos);
   // Only the valid item was written; cosine stores it normalized.
   EXPECT_EQ(c->Stats().count, 1);
   auto got = c->Get({"ok", "nan"});
@@ -173,7 +205,7 @@ TEST_F(CollectionTest, ValidationNamesTheProblem) {
   EXPECT_EQ(c->Search(nullptr, 1, p).status().code(), StatusCode::kInvalidArgument);
 }
 
-class ExactSearchTest : public CollectionTest, public ::testing::WithParamInterface<Metric> {};
+class ExactSearchTest : public CollectionTestBase, public ::testing::WithParamInterface<Metric> {};
 
 TEST_P(ExactSearchTest, MatchesBruteForce) {
   const Metric metric = GetParam();
@@ -247,7 +279,7 @@ void CheckFilters(Collection& c, const std::vector<Item>& items, int dim, Metric
   }
 }
 
-TEST_F(CollectionTest, FiltersReturnKWhenKExist) {
+TEST_P(CollectionTest, FiltersReturnKWhenKExist) {
   const int dim = 8;
   auto c = Make(dim, Metric::kInnerProduct);
   ASSERT_NE(c, nullptr);
@@ -256,7 +288,7 @@ TEST_F(CollectionTest, FiltersReturnKWhenKExist) {
   CheckFilters(*c, items, dim, Metric::kInnerProduct);
 }
 
-TEST_F(CollectionTest, MinScoreAndExcludeIds) {
+TEST_P(CollectionTest, MinScoreAndExcludeIds) {
   const int dim = 8;
   auto c = Make(dim, Metric::kCosine);
   ASSERT_NE(c, nullptr);
@@ -288,7 +320,7 @@ TEST_F(CollectionTest, MinScoreAndExcludeIds) {
   EXPECT_TRUE((*hits)[0].empty());
 }
 
-TEST_F(CollectionTest, IvfExactBeforeTrainingThenTrained) {
+TEST_P(CollectionTest, IvfExactBeforeTrainingThenTrained) {
   const int dim = 8;
   auto c = Make(dim, Metric::kL2, "IVF16,Flat");
   ASSERT_NE(c, nullptr);
@@ -340,7 +372,7 @@ TEST_F(CollectionTest, IvfExactBeforeTrainingThenTrained) {
   for (const auto& h : (*top)[0]) EXPECT_NE(h.id, best);
 }
 
-TEST_F(CollectionTest, HnswFiltersAndDeletesStayCorrect) {
+TEST_P(CollectionTest, HnswFiltersAndDeletesStayCorrect) {
   const int dim = 8;
   auto c = Make(dim, Metric::kInnerProduct, "HNSW16");
   ASSERT_NE(c, nullptr);
@@ -371,7 +403,7 @@ TEST_F(CollectionTest, HnswFiltersAndDeletesStayCorrect) {
 // Every supported approximate family, through training (IVF4,PQ4 first fails
 // to train its 256-centroid codebooks at 156 vectors and retries): own
 // vectors are found, filters return k matching hits, deletes never return.
-class ApproximateSpecTest : public CollectionTest,
+class ApproximateSpecTest : public CollectionTestBase,
                             public ::testing::WithParamInterface<const char*> {};
 
 TEST_P(ApproximateSpecTest, FindsOwnVectorsFiltersAndHidesDeletes) {
@@ -421,7 +453,7 @@ INSTANTIATE_TEST_SUITE_P(Specs, ApproximateSpecTest,
                            return name;
                          });
 
-TEST_F(CollectionTest, ConcurrentSearchesWhileWriting) {
+TEST_P(CollectionTest, ConcurrentSearchesWhileWriting) {
   const int dim = 8;
   auto c = Make(dim, Metric::kCosine);
   ASSERT_NE(c, nullptr);
@@ -460,6 +492,9 @@ TEST_F(CollectionTest, ConcurrentSearchesWhileWriting) {
       }
     });
   }
+  // Write only once the readers are searching (threads can start late on a
+  // loaded machine; PostgreSQL storage writes fast enough to finish first).
+  while (searches.load() == 0 && errors.load() == 0) std::this_thread::yield();
   for (size_t i = 100; i < items.size(); i += 20) {
     UpsertAll(*c, std::vector<Item>(items.begin() + static_cast<ptrdiff_t>(i),
                                     items.begin() + static_cast<ptrdiff_t>(i + 20)));
@@ -472,7 +507,7 @@ TEST_F(CollectionTest, ConcurrentSearchesWhileWriting) {
   EXPECT_EQ(c->Stats().count, 400 - 15);
 }
 
-TEST_F(CollectionTest, ManagerLifecycle) {
+TEST_P(CollectionTest, ManagerLifecycle) {
   auto c = Make(4, Metric::kL2, "Flat", "first");
   ASSERT_NE(c, nullptr);
   CollectionSpec spec;
@@ -507,7 +542,8 @@ TEST_F(CollectionTest, ManagerLifecycle) {
   UpsertAll(*c, {{"x", {1, 2, 3, 4}, {}}});
   auto stats = c->Stats();
   EXPECT_EQ(stats.count, 1);
-  EXPECT_GT(stats.disk_bytes, 0);
+  // PostgreSQL rows are on the database server, not on this disk.
+  if (kind_ == StorageKind::kSqlite) EXPECT_GT(stats.disk_bytes, 0);
   EXPECT_GE(stats.index_bytes, 16);
   EXPECT_EQ(stats.index_device, "cpu");
   EXPECT_EQ(stats.spec.dim, 4);
@@ -524,12 +560,120 @@ TEST_F(CollectionTest, ManagerLifecycle) {
   spec.name = "first";
   EXPECT_TRUE(manager_->Create(spec).ok());
   // A second manager on the same data directory is refused.
-  CollectionManagerOptions options;
-  options.data_dir = dir_.path();
-  auto second = CollectionManager::Open(options);
+  auto second = CollectionManager::Open(Options());
   EXPECT_EQ(second.status().code(), StatusCode::kFailedPrecondition);
   EXPECT_NE(second.status().message().find("in use"), std::string::npos);
 }
+
+// Closing and opening the manager again finds every collection with its
+// items (index from the snapshot, replayed from storage). With PostgreSQL a
+// manager on another, empty data directory (another server) also finds
+// them, rebuilding its index from the database.
+TEST_P(CollectionTest, ReopenFindsCollectionsAndItems) {
+  auto c = Make(8, Metric::kCosine, "Flat", "photos");
+  ASSERT_NE(c, nullptr);
+  const auto items = MakeItems(300, 8, 7);
+  UpsertAll(*c, items);
+  ASSERT_TRUE(c->Delete({"item-0", "item-1"}).ok());
+  c.reset();
+  manager_.reset();
+
+  std::vector<std::string> data_dirs = {dir_.path()};
+  TempDir other;
+  if (kind_ == StorageKind::kPostgres) data_dirs.push_back(other.path());
+  for (const auto& data_dir : data_dirs) {
+    CollectionManagerOptions options = Options();
+    options.data_dir = data_dir;
+    auto m = CollectionManager::Open(options);
+    ASSERT_TRUE(m.ok()) << m.status().ToString();
+    EXPECT_EQ((*m)->List(), std::vector<std::string>{"photos"});
+    auto reopened = (*m)->Get("photos");
+    ASSERT_TRUE(reopened.ok()) << reopened.status().ToString();
+    EXPECT_EQ((*reopened)->Stats().count, 298);
+    SearchParams p;
+    p.k = 5;
+    auto hits = (*reopened)->Search(items[10].vector.data(), 1, p);
+    ASSERT_TRUE(hits.ok()) << hits.status().ToString();
+    ASSERT_FALSE((*hits)[0].empty());
+    EXPECT_EQ((*hits)[0][0].id, "item-10");
+    EXPECT_EQ((*hits)[0][0].metadata, items[10].metadata);
+  }
+}
+
+// Two servers (managers on separate data directories) writing one PostgreSQL
+// collection: a write that finds batches of the other in between catches its
+// index up, so each finds every item written before its own last write.
+TEST(CollectionManagerStorage, TwoManagersWritingOnePostgresCollection) {
+  auto uri = StorageFor(StorageKind::kPostgres);
+  if (uri.status().code() == StatusCode::kFailedPrecondition) {
+    GTEST_SKIP() << uri.status().message();
+  }
+  ASSERT_TRUE(uri.ok()) << uri.status().ToString();
+  TempDir dir_a, dir_b;
+  CollectionManagerOptions options;
+  options.storage = *uri;
+  options.data_dir = dir_a.path();
+  auto a = CollectionManager::Open(options);
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  CollectionSpec spec;
+  spec.name = "shared";
+  spec.dim = 8;
+  auto ca = (*a)->Create(spec);
+  ASSERT_TRUE(ca.ok()) << ca.status().ToString();
+  options.data_dir = dir_b.path();
+  auto b = CollectionManager::Open(options);
+  ASSERT_TRUE(b.ok()) << b.status().ToString();
+  auto cb = (*b)->Get("shared");
+  ASSERT_TRUE(cb.ok()) << cb.status().ToString();
+
+  const auto items = MakeItems(40, 8, 5);
+  for (size_t i = 0; i < items.size(); i += 10) {
+    Collection& writer = (i / 10) % 2 == 0 ? **ca : **cb;
+    auto st = writer.Upsert(std::vector<Item>(items.begin() + static_cast<ptrdiff_t>(i),
+                                              items.begin() + static_cast<ptrdiff_t>(i + 10)));
+    ASSERT_TRUE(st.ok()) << st.status().ToString();
+  }
+  ASSERT_TRUE((*ca)->Delete({"item-35"}).ok());  // a's index catches up on b's last batch
+  EXPECT_EQ((*ca)->Stats().count, 39);
+  SearchParams p;
+  p.k = 1;
+  for (const int i : {5, 15, 25, 39}) {
+    auto hits = (*ca)->Search(items[i].vector.data(), 1, p);
+    ASSERT_TRUE(hits.ok()) << hits.status().ToString();
+    ASSERT_EQ((*hits)[0].size(), 1u);
+    EXPECT_EQ((*hits)[0][0].id, items[i].id);
+  }
+  auto hits = (*ca)->Search(items[35].vector.data(), 1, p);
+  ASSERT_TRUE(hits.ok());
+  EXPECT_NE((*hits)[0][0].id, "item-35");
+}
+
+TEST(CollectionManagerStorage, UnknownStorageIsInvalidArgument) {
+  TempDir dir;
+  CollectionManagerOptions options;
+  options.data_dir = dir.path();
+  options.storage = "mysql://x:secret@h/db";
+  auto m = CollectionManager::Open(options);
+  EXPECT_EQ(m.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(m.status().message().find("secret"), std::string::npos) << m.status().ToString();
+}
+
+TEST(CollectionManagerStorage, UnreachablePostgresIsUnavailableNamingTheDatabase) {
+  TempDir dir;
+  CollectionManagerOptions options;
+  options.data_dir = dir.path();
+  options.storage = "postgresql://lookalike@127.0.0.1:1/shop";
+  auto m = CollectionManager::Open(options);
+  EXPECT_EQ(m.status().code(), StatusCode::kUnavailable) << m.status().ToString();
+  EXPECT_NE(m.status().message().find("postgresql://lookalike@127.0.0.1:1/shop"), std::string::npos)
+      << m.status().ToString();
+}
+
+INSTANTIATE_TEST_SUITE_P(Storages, CollectionTest,
+                         ::testing::Values(StorageKind::kSqlite, StorageKind::kPostgres),
+                         [](const ::testing::TestParamInfo<StorageKind>& info) {
+                           return testing::StorageKindName(info.param);
+                         });
 
 TEST(CollectionManagerDevice, InvalidDeviceIsInvalidArgument) {
   TempDir dir;

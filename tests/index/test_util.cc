@@ -7,6 +7,8 @@
 #include <filesystem>
 #include <random>
 
+#include "pg_harness.h"
+
 namespace lookalike::testing {
 
 TempDir::TempDir() {
@@ -21,6 +23,21 @@ TempDir::TempDir() {
 TempDir::~TempDir() {
   std::error_code ec;
   std::filesystem::remove_all(path_, ec);
+}
+
+std::string StorageKindName(StorageKind kind) {
+  return kind == StorageKind::kSqlite ? "Sqlite" : "Postgres";
+}
+
+StatusOr<std::string> StorageFor(StorageKind kind) {
+  if (kind == StorageKind::kSqlite) return std::string(kSqliteStorage);
+  std::string why;
+  PgHarness* pg = PgHarness::Get(&why);
+  if (pg == nullptr) {
+    if (!PgHarness::Installed()) return FailedPreconditionError(why);
+    return InternalError(why);
+  }
+  return pg->NewDatabase();
 }
 
 std::vector<float> RandomVectors(int n, int dim, uint32_t seed) {

@@ -21,6 +21,16 @@ class TempDir {
   std::string path_;
 };
 
+// The storages the storage and collection tests run against.
+enum class StorageKind { kSqlite, kPostgres };
+// "Sqlite" / "Postgres", for INSTANTIATE_TEST_SUITE_P names.
+std::string StorageKindName(StorageKind kind);
+// The CollectionManagerOptions::storage value for `kind`: "sqlite", or the URI
+// of a new database on the test PostgreSQL (tests/pg_harness.h).
+// FAILED_PRECONDITION when PostgreSQL is not installed (tests skip), another
+// error when it is but did not start (tests fail).
+StatusOr<std::string> StorageFor(StorageKind kind);
+
 // n x dim standard-normal floats from a fixed seed.
 std::vector<float> RandomVectors(int n, int dim, uint32_t seed);
 

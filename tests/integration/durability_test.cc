@@ -1,5 +1,6 @@
 // Durability against the real server: a restart keeps collections, items,
-// metadata and deletions; `kill -9` in the middle of a bulk ingest loses no
+// metadata and deletions (with SQLite storage and with a real PostgreSQL,
+// tests/pg_harness.h); `kill -9` in the middle of a bulk ingest loses no
 // acknowledged item and duplicates none, and the CLI resumes from its journal.
 #include <signal.h>
 #include <sys/wait.h>
@@ -14,6 +15,7 @@
 
 #include "client/cli/ingest_files.h"
 #include "tests/integration/server_harness.h"
+#include "tests/pg_harness.h"
 
 namespace lookalike::testing {
 namespace {
@@ -47,9 +49,10 @@ std::vector<std::string> AllIds(Client* client, const std::string& collection, i
   return ids;
 }
 
-TEST(DurabilityTest, RestartKeepsCollectionsItemsMetadataAndDeletions) {
+// `flags`: extra server flags (the storage).
+void RestartKeepsCollectionsItemsMetadataAndDeletions(const std::vector<std::string>& flags) {
   TempDir dir;
-  ServerProcess server(dir / "data");
+  ServerProcess server(dir / "data", flags);
   ASSERT_TRUE(server.Start().ok()) << server.LogTail();
   auto client = server.MakeClient();
 
@@ -138,6 +141,44 @@ TEST(DurabilityTest, RestartKeepsCollectionsItemsMetadataAndDeletions) {
   std::vector<std::string> ids = AllIds(client.get(), "raw_l2", dim);
   std::multiset<std::string> got(ids.begin(), ids.end());
   EXPECT_EQ(got, (std::multiset<std::string>{"v1", "v2", "v3", "v4", "v5", "v6", "v7"}));
+}
+
+TEST(DurabilityTest, RestartKeepsCollectionsItemsMetadataAndDeletions) {
+  RestartKeepsCollectionsItemsMetadataAndDeletions({});
+}
+
+// The same with `--storage postgresql://...`; then a second server with an
+// empty data directory on the same database finds the collections and their
+// items (its index rebuilt from the database), and a server whose database
+// is unreachable exits naming it.
+TEST(DurabilityTest, PostgresRestartKeepsCollectionsItemsMetadataAndDeletions) {
+  std::string why;
+  PgHarness* pg = PgHarness::Get(&why);
+  if (pg == nullptr && !PgHarness::Installed()) GTEST_SKIP() << why;
+  ASSERT_NE(pg, nullptr) << why;
+  auto uri = pg->NewDatabase();
+  ASSERT_TRUE(uri.ok()) << uri.status().ToString();
+  RestartKeepsCollectionsItemsMetadataAndDeletions({"--storage", *uri});
+  if (HasFatalFailure()) return;
+
+  TempDir dir;
+  ServerProcess replica(dir / "data", {"--storage", *uri});
+  ASSERT_TRUE(replica.Start().ok()) << replica.LogTail();
+  auto client = replica.MakeClient();
+  auto keep = client->DescribeCollection("keep");
+  ASSERT_TRUE(keep.ok()) << keep.status().ToString();
+  EXPECT_EQ(keep->count(), 17);
+  std::vector<std::string> ids = AllIds(client.get(), "raw_l2", keep->dim());
+  std::multiset<std::string> got(ids.begin(), ids.end());
+  EXPECT_EQ(got, (std::multiset<std::string>{"v1", "v2", "v3", "v4", "v5", "v6", "v7"}));
+  ASSERT_TRUE(replica.Stop().ok());
+
+  ServerProcess unreachable(dir / "data2",
+                            {"--storage", "postgresql://lookalike@127.0.0.1:1/nowhere"});
+  EXPECT_FALSE(unreachable.Start(std::chrono::seconds(60)).ok());
+  EXPECT_NE(unreachable.LogTail().find("postgresql://lookalike@127.0.0.1:1/nowhere"),
+            std::string::npos)
+      << unreachable.LogTail();
 }
 
 TEST(DurabilityTest, Kill9DuringBulkIngestKeepsEveryAcknowledgedItemExactlyOnce) {

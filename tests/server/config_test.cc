@@ -39,11 +39,13 @@ TEST(ConfigTest, ShippedYamlEqualsDefaults) {
   loaded.batcher.max_delay_us = 7;
   loaded.models.clear();
   loaded.handler_threads = 3;
+  loaded.storage = "postgresql://x/y";
   ASSERT_TRUE(ApplyYamlConfig(text.str(), "lookalike.yaml", &loaded).ok());
   ServerConfig defaults;
   EXPECT_EQ(loaded.listen, defaults.listen);
   EXPECT_EQ(loaded.metrics_listen, defaults.metrics_listen);
   EXPECT_EQ(loaded.data_dir, defaults.data_dir);
+  EXPECT_EQ(loaded.storage, defaults.storage);
   EXPECT_EQ(loaded.device, defaults.device);
   EXPECT_EQ(loaded.index_device, defaults.index_device);
   EXPECT_EQ(loaded.engine_threads, defaults.engine_threads);
@@ -123,6 +125,10 @@ TEST(ConfigTest, BadValuesNameKeyAndValue) {
   EXPECT_EQ(ErrorOf("batcher:\n  queue_capacity: 10\n"),
             "batcher.queue_capacity: 10 is below limits.max_images_per_request (256)");
   EXPECT_EQ(ErrorOf("limits: 3\n"), "test.yaml:1: limits: expected a map");
+  // A URI may hold a password: only its scheme is repeated.
+  EXPECT_EQ(ErrorOf("storage: mysql://u:secret@h/db\n"),
+            "storage: unknown storage 'mysql://': expected sqlite or a "
+            "postgresql://user@host:port/db URI");
   EXPECT_NE(ErrorOf("listen: [a\n").find("test.yaml: invalid YAML"), std::string::npos);
 }
 
@@ -156,6 +162,8 @@ TEST(ConfigTest, EveryFlagReachesItsKey) {
                                                "",
                                                "--data-dir",
                                                "/d",
+                                               "--storage",
+                                               "postgresql://u@h:5432/db",
                                                "--index-device",
                                                "cuda:0",
                                                "--log-level",
@@ -192,6 +200,7 @@ TEST(ConfigTest, EveryFlagReachesItsKey) {
   ASSERT_TRUE(c.ok()) << c.status().ToString();
   EXPECT_EQ(c->metrics_listen, "");
   EXPECT_EQ(c->data_dir, "/d");
+  EXPECT_EQ(c->storage, "postgresql://u@h:5432/db");
   EXPECT_EQ(c->index_device, "cuda:0");
   EXPECT_EQ(c->log_level, "debug");
   EXPECT_EQ(c->engine_threads, 3);

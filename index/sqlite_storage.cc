@@ -1,4 +1,4 @@
-#include "index/storage.h"
+#include "index/sqlite_storage.h"
 
 #include <sys/stat.h>
 
@@ -42,7 +42,7 @@ int64_t FileSize(const std::string& path) {
 }  // namespace
 
 // One SQLite connection plus its prepared statements.
-class Storage::Connection {
+class SqliteStorage::Connection {
  public:
   Connection(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
   ~Connection() {
@@ -130,10 +130,10 @@ class Storage::Connection {
   std::map<std::string, sqlite3_stmt*> stmts_;
 };
 
-struct Storage::ReadLease {
-  Storage* storage = nullptr;
+struct SqliteStorage::ReadLease {
+  SqliteStorage* storage = nullptr;
   std::unique_ptr<Connection> conn;
-  ReadLease(Storage* s, std::unique_ptr<Connection> c) : storage(s), conn(std::move(c)) {}
+  ReadLease(SqliteStorage* s, std::unique_ptr<Connection> c) : storage(s), conn(std::move(c)) {}
   ReadLease(ReadLease&& other) noexcept = default;
   ~ReadLease() {
     if (storage != nullptr && conn != nullptr) storage->ReturnReader(std::move(conn));
@@ -159,13 +159,13 @@ std::string ColumnText(sqlite3_stmt* stmt, int col) {
 
 }  // namespace
 
-Storage::Storage(std::string path, CollectionSpec spec)
+SqliteStorage::SqliteStorage(std::string path, CollectionSpec spec)
     : path_(std::move(path)), spec_(std::move(spec)) {}
 
-Storage::~Storage() = default;
+SqliteStorage::~SqliteStorage() = default;
 
-StatusOr<std::unique_ptr<Storage::Connection>> Storage::OpenConnection(const std::string& path,
-                                                                       bool create) {
+StatusOr<std::unique_ptr<SqliteStorage::Connection>> SqliteStorage::OpenConnection(
+    const std::string& path, bool create) {
   sqlite3* db = nullptr;
   int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
   int rc = sqlite3_open_v2(path.c_str(), &db, flags, nullptr);
@@ -180,8 +180,8 @@ StatusOr<std::unique_ptr<Storage::Connection>> Storage::OpenConnection(const std
   return conn;
 }
 
-StatusOr<std::unique_ptr<Storage>> Storage::Create(const std::string& path,
-                                                   const CollectionSpec& spec) {
+StatusOr<std::unique_ptr<SqliteStorage>> SqliteStorage::Create(const std::string& path,
+                                                               const CollectionSpec& spec) {
   if (FileSize(path) > 0) return AlreadyExistsError(path + ": database already exists");
   ASSIGN_OR_RETURN(auto conn, OpenConnection(path, /*create=*/true));
   auto body = [&]() -> Status {
@@ -207,12 +207,12 @@ StatusOr<std::unique_ptr<Storage>> Storage::Create(const std::string& path,
     return Status::Ok();
   };
   RETURN_IF_ERROR(conn->InTransaction(Connection::Txn::kWrite, body));
-  auto storage = std::unique_ptr<Storage>(new Storage(path, spec));
+  auto storage = std::unique_ptr<SqliteStorage>(new SqliteStorage(path, spec));
   storage->writer_ = std::move(conn);
   return storage;
 }
 
-StatusOr<std::unique_ptr<Storage>> Storage::Open(const std::string& path) {
+StatusOr<std::unique_ptr<SqliteStorage>> SqliteStorage::Open(const std::string& path) {
   if (FileSize(path) == 0) return NotFoundError(path + ": no collection database");
   ASSIGN_OR_RETURN(auto conn, OpenConnection(path, /*create=*/false));
   // quick_check reads every page: it catches torn or overwritten files at
@@ -262,12 +262,12 @@ StatusOr<std::unique_ptr<Storage>> Storage::Open(const std::string& path) {
   auto metric = ParseMetric(kv["metric"]);
   if (!metric.ok()) return DataLossError(path + ": " + metric.status().message());
   spec.metric = *metric;
-  auto storage = std::unique_ptr<Storage>(new Storage(path, spec));
+  auto storage = std::unique_ptr<SqliteStorage>(new SqliteStorage(path, spec));
   storage->writer_ = std::move(conn);
   return storage;
 }
 
-StatusOr<Storage::ReadLease> Storage::BorrowReader() {
+StatusOr<SqliteStorage::ReadLease> SqliteStorage::BorrowReader() {
   {
     std::lock_guard<std::mutex> lock(pool_mu_);
     if (!readers_.empty()) {
@@ -280,7 +280,7 @@ StatusOr<Storage::ReadLease> Storage::BorrowReader() {
   return ReadLease(this, std::move(conn));
 }
 
-void Storage::ReturnReader(std::unique_ptr<Connection> conn) {
+void SqliteStorage::ReturnReader(std::unique_ptr<Connection> conn) {
   std::lock_guard<std::mutex> lock(pool_mu_);
   if (readers_.size() < kMaxIdleReaders) readers_.push_back(std::move(conn));
 }
@@ -348,7 +348,7 @@ Status RemoveRow(Conn& conn, const std::string& external_id, int64_t seq, int64_
 
 }  // namespace
 
-StatusOr<Storage::UpsertResult> Storage::Upsert(const std::vector<const Item*>& items) {
+StatusOr<Storage::UpsertResult> SqliteStorage::Upsert(const std::vector<const Item*>& items) {
   std::lock_guard<std::mutex> lock(write_mu_);
   Connection& conn = *writer_;
   UpsertResult result;
@@ -394,7 +394,7 @@ StatusOr<Storage::UpsertResult> Storage::Upsert(const std::vector<const Item*>& 
   return result;
 }
 
-StatusOr<Storage::DeleteResult> Storage::Delete(const std::vector<std::string>& ids) {
+StatusOr<Storage::DeleteResult> SqliteStorage::Delete(const std::vector<std::string>& ids) {
   std::lock_guard<std::mutex> lock(write_mu_);
   Connection& conn = *writer_;
   DeleteResult result;
@@ -439,7 +439,7 @@ Status CheckBlob(sqlite3_stmt* stmt, int col, int dim, const std::string& path) 
 
 }  // namespace
 
-StatusOr<std::vector<std::optional<Item>>> Storage::Get(const std::vector<std::string>& ids) {
+StatusOr<std::vector<std::optional<Item>>> SqliteStorage::Get(const std::vector<std::string>& ids) {
   ASSIGN_OR_RETURN(auto lease, BorrowReader());
   Connection& conn = *lease.conn;
   std::vector<std::optional<Item>> out;
@@ -472,7 +472,7 @@ StatusOr<std::vector<std::optional<Item>>> Storage::Get(const std::vector<std::s
   return out;
 }
 
-StatusOr<std::vector<int64_t>> Storage::ResolveIds(const std::vector<std::string>& ids) {
+StatusOr<std::vector<int64_t>> SqliteStorage::ResolveIds(const std::vector<std::string>& ids) {
   ASSIGN_OR_RETURN(auto lease, BorrowReader());
   Connection& conn = *lease.conn;
   std::vector<int64_t> out;
@@ -491,7 +491,7 @@ StatusOr<std::vector<int64_t>> Storage::ResolveIds(const std::vector<std::string
   return out;
 }
 
-StatusOr<std::vector<int64_t>> Storage::MatchFilter(const Filter& filter) {
+StatusOr<std::vector<int64_t>> SqliteStorage::MatchFilter(const Filter& filter) {
   ASSIGN_OR_RETURN(auto lease, BorrowReader());
   Connection& conn = *lease.conn;
   std::vector<int64_t> result;
@@ -528,7 +528,7 @@ StatusOr<std::vector<int64_t>> Storage::MatchFilter(const Filter& filter) {
   return result;
 }
 
-StatusOr<std::vector<std::optional<Storage::Description>>> Storage::Describe(
+StatusOr<std::vector<std::optional<Storage::Description>>> SqliteStorage::Describe(
     const std::vector<int64_t>& internal_ids) {
   ASSIGN_OR_RETURN(auto lease, BorrowReader());
   Connection& conn = *lease.conn;
@@ -558,8 +558,8 @@ StatusOr<std::vector<std::optional<Storage::Description>>> Storage::Describe(
   return out;
 }
 
-Status Storage::ReadVectors(const std::vector<int64_t>& internal_ids, std::vector<int64_t>* found,
-                            std::vector<float>* vectors) {
+Status SqliteStorage::ReadVectors(const std::vector<int64_t>& internal_ids,
+                                  std::vector<int64_t>* found, std::vector<float>* vectors) {
   ASSIGN_OR_RETURN(auto lease, BorrowReader());
   Connection& conn = *lease.conn;
   found->clear();
@@ -583,8 +583,8 @@ Status Storage::ReadVectors(const std::vector<int64_t>& internal_ids, std::vecto
   return conn.InTransaction(Connection::Txn::kRead, body);
 }
 
-Status Storage::ScanItems(int64_t after_seq,
-                          const std::function<Status(int64_t, const float*)>& fn) {
+Status SqliteStorage::ScanItems(int64_t after_seq,
+                                const std::function<Status(int64_t, const float*)>& fn) {
   ASSIGN_OR_RETURN(auto lease, BorrowReader());
   Connection& conn = *lease.conn;
   auto body = [&]() -> Status {
@@ -611,7 +611,7 @@ Status Storage::ScanItems(int64_t after_seq,
   return conn.InTransaction(Connection::Txn::kRead, body);
 }
 
-StatusOr<std::vector<int64_t>> Storage::TombstonesAfter(int64_t after_seq) {
+StatusOr<std::vector<int64_t>> SqliteStorage::TombstonesAfter(int64_t after_seq) {
   ASSIGN_OR_RETURN(auto lease, BorrowReader());
   Connection& conn = *lease.conn;
   ASSIGN_OR_RETURN(
@@ -625,17 +625,17 @@ StatusOr<std::vector<int64_t>> Storage::TombstonesAfter(int64_t after_seq) {
   return out;
 }
 
-StatusOr<int64_t> Storage::LastSeq() {
+StatusOr<int64_t> SqliteStorage::LastSeq() {
   ASSIGN_OR_RETURN(auto lease, BorrowReader());
   return ReadCounter(*lease.conn, "last_seq");
 }
 
-StatusOr<int64_t> Storage::PrunedThrough() {
+StatusOr<int64_t> SqliteStorage::PrunedThrough() {
   ASSIGN_OR_RETURN(auto lease, BorrowReader());
   return ReadCounter(*lease.conn, "pruned_through");
 }
 
-Status Storage::PruneTombstones(int64_t through_seq) {
+Status SqliteStorage::PruneTombstones(int64_t through_seq) {
   std::lock_guard<std::mutex> lock(write_mu_);
   Connection& conn = *writer_;
   auto body = [&]() -> Status {
@@ -651,7 +651,7 @@ Status Storage::PruneTombstones(int64_t through_seq) {
   return conn.InTransaction(Connection::Txn::kWrite, body);
 }
 
-StatusOr<int64_t> Storage::Count() {
+StatusOr<int64_t> SqliteStorage::Count() {
   ASSIGN_OR_RETURN(auto lease, BorrowReader());
   ASSIGN_OR_RETURN(sqlite3_stmt * stmt, lease->Prepare("SELECT COUNT(*) FROM items"));
   int rc = sqlite3_step(stmt);
@@ -661,7 +661,7 @@ StatusOr<int64_t> Storage::Count() {
   return n;
 }
 
-int64_t Storage::DiskBytes() const {
+int64_t SqliteStorage::DiskBytes() const {
   return FileSize(path_) + FileSize(path_ + "-wal") + FileSize(path_ + "-shm");
 }
 
