@@ -259,29 +259,18 @@ StatusOr<std::vector<int64_t>> PostgresStorage::MatchFilter(const Filter& filter
   ASSIGN_OR_RETURN(auto conn, db_->Borrow());
   std::vector<int64_t> result;
   auto body = [&]() -> Status {
-    result.clear();
-    bool first = true;
-    for (const auto& clause : filter.any_of) {
-      ASSIGN_OR_RETURN(
-          PgResult r,
-          conn->Query("SELECT DISTINCT item FROM lookalike_metadata "
-                      "WHERE collection_id = $1 AND key = $2 "
-                      "AND value = ANY($3::text[]) ORDER BY item",
-                      PgParams().Int64(id_).Text(clause.first).TextArray(clause.second)));
+    auto match_key = [&](const std::string& key,
+                         const std::vector<std::string>& values) -> StatusOr<std::vector<int64_t>> {
+      ASSIGN_OR_RETURN(PgResult r, conn->Query("SELECT DISTINCT item FROM lookalike_metadata "
+                                               "WHERE collection_id = $1 AND key = $2 "
+                                               "AND value = ANY($3::text[])",
+                                               PgParams().Int64(id_).Text(key).TextArray(values)));
       std::vector<int64_t> matches;
       matches.reserve(r.rows());
       for (int i = 0; i < r.rows(); ++i) matches.push_back(r.Int64(i, 0));
-      if (first) {
-        result = std::move(matches);
-        first = false;
-      } else {
-        std::vector<int64_t> both;
-        std::set_intersection(result.begin(), result.end(), matches.begin(), matches.end(),
-                              std::back_inserter(both));
-        result = std::move(both);
-      }
-      if (result.empty()) break;
-    }
+      return matches;
+    };
+    ASSIGN_OR_RETURN(result, MatchEveryKey(filter, match_key));
     return Status::Ok();
   };
   RETURN_IF_ERROR(conn->InTransaction(Txn::kRead, body));

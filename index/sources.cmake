@@ -17,6 +17,7 @@ add_library(lookalike_index STATIC
   ${CMAKE_CURRENT_LIST_DIR}/postgres_storage.cc
   ${CMAKE_CURRENT_LIST_DIR}/snapshot.cc
   ${CMAKE_CURRENT_LIST_DIR}/sqlite_storage.cc
+  ${CMAKE_CURRENT_LIST_DIR}/storage.cc
 )
 target_include_directories(lookalike_index PUBLIC ${PROJECT_SOURCE_DIR})
 target_link_libraries(lookalike_index

@@ -495,33 +495,23 @@ StatusOr<std::vector<int64_t>> SqliteStorage::MatchFilter(const Filter& filter) 
   ASSIGN_OR_RETURN(auto lease, BorrowReader());
   Connection& conn = *lease.conn;
   std::vector<int64_t> result;
-  bool first = true;
   auto body = [&]() -> Status {
-    for (const auto& clause : filter.any_of) {
+    auto match_key = [&](const std::string& key,
+                         const std::vector<std::string>& values) -> StatusOr<std::vector<int64_t>> {
       std::vector<int64_t> matches;
-      for (const auto& value : clause.second) {
+      for (const auto& value : values) {
         ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
                          conn.Prepare("SELECT item FROM metadata WHERE key = ? AND value = ?"));
-        RETURN_IF_ERROR(BindText(stmt, 1, clause.first));
+        RETURN_IF_ERROR(BindText(stmt, 1, key));
         RETURN_IF_ERROR(BindText(stmt, 2, value));
         int rc;
         while ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
           matches.push_back(sqlite3_column_int64(stmt, 0));
         if (rc != SQLITE_DONE) return conn.Error(rc, "resolving filter");
       }
-      std::sort(matches.begin(), matches.end());
-      matches.erase(std::unique(matches.begin(), matches.end()), matches.end());
-      if (first) {
-        result = std::move(matches);
-        first = false;
-      } else {
-        std::vector<int64_t> both;
-        std::set_intersection(result.begin(), result.end(), matches.begin(), matches.end(),
-                              std::back_inserter(both));
-        result = std::move(both);
-      }
-      if (result.empty()) break;
-    }
+      return matches;
+    };
+    ASSIGN_OR_RETURN(result, MatchEveryKey(filter, match_key));
     return Status::Ok();
   };
   RETURN_IF_ERROR(conn.InTransaction(Connection::Txn::kRead, body));

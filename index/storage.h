@@ -110,4 +110,14 @@ class Storage {
   virtual int64_t DiskBytes() const = 0;
 };
 
+// The filter rule, written once for every storage: an item matches when it
+// matches every key of the filter, and a key when its value is any of the
+// key's values. `match_key(key, values)` returns the internal ids whose value
+// for `key` is one of `values`, in any order, duplicates allowed. Keys are
+// asked in the filter's order until the intersection is empty. Returns the
+// matching internal ids sorted and distinct.
+using KeyMatcher = std::function<StatusOr<std::vector<int64_t>>(
+    const std::string& key, const std::vector<std::string>& values)>;
+StatusOr<std::vector<int64_t>> MatchEveryKey(const Filter& filter, const KeyMatcher& match_key);
+
 }  // namespace lookalike
