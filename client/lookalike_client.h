@@ -38,8 +38,6 @@
 
 namespace lookalike {
 
-namespace v1 = ::lookalike::v1;
-
 constexpr char kDefaultServer[] = "localhost:50051";
 constexpr char kServerEnvVar[] = "LOOKALIKE_SERVER";
 
