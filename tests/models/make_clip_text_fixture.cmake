@@ -6,9 +6,8 @@
 # with the reason (the C++ test reports GTEST_SKIP with it) and succeeds; any
 # other failure of the generator fails the fixture. A fixture newer than the
 # generator is reused.
-if(DEFINED ENV{LOOKALIKE_PYTHON})
-  set(PYTHON $ENV{LOOKALIKE_PYTHON})
-endif()
+include(${CMAKE_CURRENT_LIST_DIR}/python_reference.cmake)
+lookalike_choose_python()
 set(ref ${OUT}/reference.safetensors)
 set(weights ${OUT}/model.safetensors)
 file(REMOVE ${OUT}/SKIPPED)
@@ -17,19 +16,8 @@ if(EXISTS ${ref} AND EXISTS ${weights} AND EXISTS ${OUT}/config.json
   message(STATUS "fixture ${OUT}: up to date")
   return()
 endif()
-file(MAKE_DIRECTORY ${OUT})
-if(NOT EXISTS ${PYTHON})
-  file(WRITE ${OUT}/SKIPPED "Python reference stack absent: ${PYTHON} does not exist (run tools/install_deps.sh)")
-  return()
-endif()
-execute_process(
-  COMMAND ${PYTHON} -c "import torch, transformers, safetensors, open_clip"
-  RESULT_VARIABLE rc ERROR_VARIABLE err OUTPUT_QUIET)
-if(NOT rc EQUAL 0)
-  string(STRIP "${err}" err)
-  string(REGEX REPLACE ".*\n" "" err "${err}")
-  file(WRITE ${OUT}/SKIPPED "Python reference stack absent in ${PYTHON}: ${err} (run tools/install_deps.sh)")
-  message(STATUS "fixture ${OUT}: skipped: ${err}")
+lookalike_reference_python(${OUT} "import torch, transformers, safetensors, open_clip" ok)
+if(NOT ok)
   return()
 endif()
 execute_process(COMMAND ${PYTHON} ${SCRIPT} --out ${OUT} --variant ${VARIANT} RESULT_VARIABLE rc)

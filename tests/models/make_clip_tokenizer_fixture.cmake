@@ -6,9 +6,8 @@
 # reason (the C++ test reports GTEST_SKIP with it) and succeeds; any other
 # failure of the generator fails the fixture. A fixture newer than the
 # generator is reused, with only the reference's speed measured again.
-if(DEFINED ENV{LOOKALIKE_PYTHON})
-  set(PYTHON $ENV{LOOKALIKE_PYTHON})
-endif()
+include(${CMAKE_CURRENT_LIST_DIR}/python_reference.cmake)
+lookalike_choose_python()
 set(corpus ${OUT}/corpus.tsv)
 file(REMOVE ${OUT}/SKIPPED)
 if(EXISTS ${corpus} AND EXISTS ${OUT}/summary.txt AND NOT ${SCRIPT} IS_NEWER_THAN ${corpus})
@@ -20,19 +19,10 @@ if(EXISTS ${corpus} AND EXISTS ${OUT}/summary.txt AND NOT ${SCRIPT} IS_NEWER_THA
   endif()
   return()
 endif()
-file(MAKE_DIRECTORY ${OUT})
-if(NOT EXISTS ${PYTHON})
-  file(WRITE ${OUT}/SKIPPED "Python reference absent: ${PYTHON} does not exist (run tools/install_deps.sh)")
-  return()
-endif()
-execute_process(
-  COMMAND ${PYTHON} -c "import ftfy, regex, torch, importlib.util as u; assert u.find_spec('open_clip'), 'No module named open_clip (open-clip-torch)'"
-  RESULT_VARIABLE rc ERROR_VARIABLE err OUTPUT_QUIET)
-if(NOT rc EQUAL 0)
-  string(STRIP "${err}" err)
-  string(REGEX REPLACE ".*\n" "" err "${err}")
-  file(WRITE ${OUT}/SKIPPED "Python reference absent in ${PYTHON}: ${err} (run tools/install_deps.sh)")
-  message(STATUS "fixture ${OUT}: skipped: ${err}")
+lookalike_reference_python(${OUT}
+  "import ftfy, regex, torch, importlib.util as u; assert u.find_spec('open_clip'), 'No module named open_clip (open-clip-torch)'"
+  ok)
+if(NOT ok)
   return()
 endif()
 execute_process(COMMAND ${PYTHON} ${SCRIPT} --out ${OUT} RESULT_VARIABLE rc)

