@@ -371,6 +371,91 @@ StatusOr<Tensor> Backend::L2Normalize(const Tensor& x) {
   return L2NormalizeImpl(x);
 }
 
+// ---- ConvNeXt / Swin ops -------------------------------------------------------
+
+StatusOr<Tensor> Backend::GlobalResponseNorm(const Tensor& x, const Tensor& gamma,
+                                             const Tensor& beta, float eps) {
+  RETURN_IF_ERROR(CheckTensor("GlobalResponseNorm", "input", x));
+  RETURN_IF_ERROR(CheckTensor("GlobalResponseNorm", "gamma", gamma));
+  RETURN_IF_ERROR(CheckTensor("GlobalResponseNorm", "beta", beta));
+  if (x.rank() != 4) {
+    return InvalidArgumentError("GlobalResponseNorm: input " + x.ShapeString() +
+                                " is not [N, H, W, C]");
+  }
+  const std::vector<int64_t> c = {x.dim(3)};
+  if (gamma.shape() != c || beta.shape() != c) {
+    return InvalidArgumentError("GlobalResponseNorm: gamma " + gamma.ShapeString() + " / beta " +
+                                beta.ShapeString() + " do not match input " + x.ShapeString() +
+                                " (expected [" + Str(x.dim(3)) + "])");
+  }
+  if (!(eps >= 0.0f)) return InvalidArgumentError("GlobalResponseNorm: eps must be >= 0");
+  return GlobalResponseNormImpl(x, gamma, beta, eps);
+}
+
+namespace {
+
+Status CheckWindows(const char* op, int64_t h, int64_t w, int window, int shift,
+                    const std::string& what) {
+  if (window <= 0 || shift < 0 || shift >= window) {
+    return InvalidArgumentError(std::string(op) + ": window " + Str(window) + ", shift " +
+                                Str(shift) + " invalid (need window > 0, 0 <= shift < window)");
+  }
+  if (h <= 0 || w <= 0 || h % window != 0 || w % window != 0) {
+    return InvalidArgumentError(std::string(op) + ": " + what + " " + Str(h) + "x" + Str(w) +
+                                " is not a positive multiple of window " + Str(window));
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+StatusOr<Tensor> Backend::WindowPartition(const Tensor& x, int window, int shift) {
+  RETURN_IF_ERROR(CheckTensor("WindowPartition", "input", x));
+  if (x.rank() != 4) {
+    return InvalidArgumentError("WindowPartition: input " + x.ShapeString() +
+                                " is not [N, H, W, C]");
+  }
+  RETURN_IF_ERROR(CheckWindows("WindowPartition", x.dim(1), x.dim(2), window, shift,
+                               "input " + x.ShapeString() + " map"));
+  return WindowPartitionImpl(x, window, shift);
+}
+
+StatusOr<Tensor> Backend::WindowMerge(const Tensor& windows, int height, int width, int window,
+                                      int shift) {
+  RETURN_IF_ERROR(CheckTensor("WindowMerge", "windows", windows));
+  RETURN_IF_ERROR(CheckWindows("WindowMerge", height, width, window, shift, "map"));
+  const int64_t per_image = static_cast<int64_t>(height / window) * (width / window);
+  if (windows.rank() != 3 || windows.dim(1) != static_cast<int64_t>(window) * window ||
+      windows.dim(0) % per_image != 0) {
+    return InvalidArgumentError("WindowMerge: windows " + windows.ShapeString() + " is not [N * " +
+                                Str(per_image) + ", " + Str(static_cast<int64_t>(window) * window) +
+                                ", C] for a " + Str(height) + "x" + Str(width) + " map");
+  }
+  return WindowMergeImpl(windows, height, width, window, shift);
+}
+
+StatusOr<Tensor> Backend::AttentionWithBias(const Tensor& qkv, int heads, const Tensor& bias) {
+  RETURN_IF_ERROR(CheckTensor("AttentionWithBias", "qkv", qkv));
+  RETURN_IF_ERROR(CheckTensor("AttentionWithBias", "bias", bias));
+  if (qkv.rank() != 3 || qkv.dim(2) % 3 != 0) {
+    return InvalidArgumentError("AttentionWithBias: qkv " + qkv.ShapeString() +
+                                " is not [N, T, 3*D]");
+  }
+  const int64_t d = qkv.dim(2) / 3, t = qkv.dim(1);
+  if (heads <= 0 || d % heads != 0) {
+    return InvalidArgumentError("AttentionWithBias: qkv " + qkv.ShapeString() + " width D=" +
+                                Str(d) + " is not divisible into heads=" + Str(heads));
+  }
+  if (bias.rank() != 4 || bias.dim(1) != heads || bias.dim(2) != t || bias.dim(3) != t ||
+      qkv.dim(0) % bias.dim(0) != 0) {
+    return InvalidArgumentError("AttentionWithBias: bias " + bias.ShapeString() +
+                                " does not match qkv " + qkv.ShapeString() + " (expected [G, " +
+                                Str(heads) + ", " + Str(t) + ", " + Str(t) + "], G dividing " +
+                                Str(qkv.dim(0)) + ")");
+  }
+  return AttentionWithBiasImpl(qkv, heads, bias);
+}
+
 Status Backend::ToHost(const Tensor& x, std::vector<float>* out) {
   if (out == nullptr) return InvalidArgumentError("ToHost: out is null");
   RETURN_IF_ERROR(CheckTensor("ToHost", "input", x));

@@ -157,6 +157,26 @@ class Backend {
   // Row-wise L2 normalization of {N, D}.
   StatusOr<Tensor> L2Normalize(const Tensor& x);
 
+  // ---- ConvNeXt / Swin ops ------------------------------------------------
+  // ConvNeXt V2 GlobalResponseNorm (timm, channels last) on x {N, H, W, C}:
+  // g[n, c] = ||x[n, :, :, c]||_2, r = g / (mean_c g + eps),
+  // y = x + gamma[c] * (x * r[n, c]) + beta[c]. gamma / beta {C}; eps >= 0.
+  StatusOr<Tensor> GlobalResponseNorm(const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                                      float eps);
+  // Swin window partition of x {N, H, W, C} rolled by -shift on H and W
+  // (torch.roll(x, (-shift, -shift), (1, 2))): returns {N * (H/w) * (W/w),
+  // w * w, C}, windows in row-major grid order per image, tokens row-major in
+  // the window. window > 0 divides H and W; 0 <= shift < window.
+  StatusOr<Tensor> WindowPartition(const Tensor& x, int window, int shift);
+  // The inverse of WindowPartition: windows {N * (H/w) * (W/w), w * w, C}
+  // back to {N, H, W, C}, rolled by +shift. Same conditions as above.
+  StatusOr<Tensor> WindowMerge(const Tensor& windows, int height, int width, int window, int shift);
+  // Attention (same qkv contract) with an additive bias on the scaled
+  // scores before the softmax: bias {G, heads, T, T}, G dividing N; sequence
+  // n uses bias[n % G] (Swin: relative position bias + shifted-window mask,
+  // G = windows per image).
+  StatusOr<Tensor> AttentionWithBias(const Tensor& qkv, int heads, const Tensor& bias);
+
   // Copies x to host fp32, row-major, into out (non-null; resized to
   // x.numel()). Synchronizes.
   Status ToHost(const Tensor& x, std::vector<float>* out);
@@ -220,6 +240,14 @@ class Backend {
   virtual StatusOr<Tensor> AddImpl(const Tensor& a, const Tensor& b) = 0;
   virtual StatusOr<Tensor> L2NormalizeImpl(const Tensor& x) = 0;
   virtual Status ToHostImpl(const Tensor& x, std::vector<float>* out) = 0;
+  // ConvNeXt / Swin ops.
+  virtual StatusOr<Tensor> GlobalResponseNormImpl(const Tensor& x, const Tensor& gamma,
+                                                  const Tensor& beta, float eps) = 0;
+  virtual StatusOr<Tensor> WindowPartitionImpl(const Tensor& x, int window, int shift) = 0;
+  virtual StatusOr<Tensor> WindowMergeImpl(const Tensor& windows, int height, int width, int window,
+                                           int shift) = 0;
+  virtual StatusOr<Tensor> AttentionWithBiasImpl(const Tensor& qkv, int heads,
+                                                 const Tensor& bias) = 0;
 
  private:
   // Non-empty, on device(), in compute_dtype(), every dimension > 0.

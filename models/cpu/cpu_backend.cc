@@ -242,6 +242,16 @@ StatusOr<Tensor> CpuBackend::LayerNormImpl(const PreparedLayer& norm, const Tens
 }
 
 StatusOr<Tensor> CpuBackend::AttentionImpl(const Tensor& qkv, int heads, bool causal) {
+  return RunAttention(qkv, heads, causal, nullptr);
+}
+
+StatusOr<Tensor> CpuBackend::AttentionWithBiasImpl(const Tensor& qkv, int heads,
+                                                   const Tensor& bias) {
+  return RunAttention(qkv, heads, false, &bias);
+}
+
+StatusOr<Tensor> CpuBackend::RunAttention(const Tensor& qkv, int heads, bool causal,
+                                          const Tensor* bias) {
   const int64_t n = qkv.dim(0), t = qkv.dim(1), d = qkv.dim(2) / 3;
   const int64_t dh = d / heads;
   const float scale = 1.0f / std::sqrt(static_cast<float>(dh));
@@ -274,6 +284,10 @@ StatusOr<Tensor> CpuBackend::AttentionImpl(const Tensor& qkv, int heads, bool ca
         for (int64_t i = 0; i + 1 < t; ++i) {
           std::fill(s + i * t + i + 1, s + (i + 1) * t, -std::numeric_limits<float>::infinity());
         }
+      }
+      if (bias != nullptr) {
+        const float* bh = bias->data_as<float>() + ((b % bias->dim(0)) * heads + hd) * t * t;
+        for (int64_t i = 0; i < t * t; ++i) s[i] += bh[i];
       }
       for (int64_t i = 0; i < t; ++i) SoftmaxRow(s + i * t, t);
       // O = P V, written into head `hd`'s slice of {N, T, D}.

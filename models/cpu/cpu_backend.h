@@ -82,9 +82,18 @@ class CpuBackend : public Backend {
   StatusOr<Tensor> AddImpl(const Tensor& a, const Tensor& b) override;
   StatusOr<Tensor> L2NormalizeImpl(const Tensor& x) override;
   Status ToHostImpl(const Tensor& x, std::vector<float>* out) override;
+  // ConvNeXt / Swin ops (GRN and windows in cpu_backend_windows.cc).
+  StatusOr<Tensor> GlobalResponseNormImpl(const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                                          float eps) override;
+  StatusOr<Tensor> WindowPartitionImpl(const Tensor& x, int window, int shift) override;
+  StatusOr<Tensor> WindowMergeImpl(const Tensor& windows, int height, int width, int window,
+                                   int shift) override;
+  StatusOr<Tensor> AttentionWithBiasImpl(const Tensor& qkv, int heads, const Tensor& bias) override;
 
  private:
   void ApplyThreads() const;
+  // Attention and AttentionWithBias: bias {G, heads, T, T} or null.
+  StatusOr<Tensor> RunAttention(const Tensor& qkv, int heads, bool causal, const Tensor* bias);
 
   int num_threads_ = 1;
   std::unique_ptr<Impl> impl_;

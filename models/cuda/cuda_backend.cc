@@ -18,6 +18,8 @@
 #include "kernels/linear.h"
 #include "kernels/preprocess.h"
 #include "kernels/weight_layout.h"
+#include "kernels/window_attention.h"
+#include "kernels/window_ops.h"
 #include "models/backend_factory.h"
 
 namespace lookalike {
@@ -695,6 +697,87 @@ StatusOr<Tensor> CudaBackend::L2NormalizeImpl(const Tensor& x) {
   p.rows = x.dim(0);
   p.dim = static_cast<int>(x.dim(1));
   RETURN_IF_ERROR(kernels::L2Normalize(p, impl_->stream));
+  return y;
+}
+
+// ---- ConvNeXt / Swin ops ---------------------------------------------------------
+
+StatusOr<Tensor> CudaBackend::GlobalResponseNormImpl(const Tensor& x, const Tensor& gamma,
+                                                     const Tensor& beta, float eps) {
+  RETURN_IF_ERROR(impl_->Activate());
+  ASSIGN_OR_RETURN(Tensor y, impl_->NewTensor(x.shape()));
+  ASSIGN_OR_RETURN(Tensor work, impl_->NewTensor({x.dim(0), x.dim(3)}, DType::kF32));
+  kernels::GlobalResponseNormParams p;
+  p.type = impl_->dtype;
+  p.input = x.data();
+  p.gamma = gamma.data();
+  p.beta = beta.data();
+  p.output = y.data();
+  p.workspace = work.data_as<float>();
+  p.batch = static_cast<int>(x.dim(0));
+  p.pixels = static_cast<int>(x.dim(1) * x.dim(2));
+  p.channels = static_cast<int>(x.dim(3));
+  p.eps = eps;
+  RETURN_IF_ERROR(kernels::GlobalResponseNorm(p, impl_->stream));
+  return y;
+}
+
+StatusOr<Tensor> CudaBackend::WindowPartitionImpl(const Tensor& x, int window, int shift) {
+  RETURN_IF_ERROR(impl_->Activate());
+  const int64_t h = x.dim(1), w = x.dim(2);
+  ASSIGN_OR_RETURN(Tensor y, impl_->NewTensor({x.dim(0) * (h / window) * (w / window),
+                                               static_cast<int64_t>(window) * window, x.dim(3)}));
+  kernels::WindowShuffleParams p;
+  p.type = impl_->dtype;
+  p.input = x.data();
+  p.output = y.data();
+  p.batch = static_cast<int>(x.dim(0));
+  p.height = static_cast<int>(h);
+  p.width = static_cast<int>(w);
+  p.channels = static_cast<int>(x.dim(3));
+  p.window = window;
+  p.shift = shift;
+  p.to_windows = true;
+  RETURN_IF_ERROR(kernels::WindowShuffle(p, impl_->stream));
+  return y;
+}
+
+StatusOr<Tensor> CudaBackend::WindowMergeImpl(const Tensor& windows, int height, int width,
+                                              int window, int shift) {
+  RETURN_IF_ERROR(impl_->Activate());
+  const int64_t n = windows.dim(0) / ((height / window) * (width / window));
+  ASSIGN_OR_RETURN(Tensor y, impl_->NewTensor({n, height, width, windows.dim(2)}));
+  kernels::WindowShuffleParams p;
+  p.type = impl_->dtype;
+  p.input = windows.data();
+  p.output = y.data();
+  p.batch = static_cast<int>(n);
+  p.height = height;
+  p.width = width;
+  p.channels = static_cast<int>(windows.dim(2));
+  p.window = window;
+  p.shift = shift;
+  p.to_windows = false;
+  RETURN_IF_ERROR(kernels::WindowShuffle(p, impl_->stream));
+  return y;
+}
+
+StatusOr<Tensor> CudaBackend::AttentionWithBiasImpl(const Tensor& qkv, int heads,
+                                                    const Tensor& bias) {
+  RETURN_IF_ERROR(impl_->Activate());
+  const int64_t d = qkv.dim(2) / 3;
+  ASSIGN_OR_RETURN(Tensor y, impl_->NewTensor({qkv.dim(0), qkv.dim(1), d}));
+  kernels::WindowAttentionParams p;
+  p.type = impl_->dtype;
+  p.qkv = qkv.data();
+  p.bias = bias.data();
+  p.out = y.data();
+  p.batch = static_cast<int>(qkv.dim(0));
+  p.seq = static_cast<int>(qkv.dim(1));
+  p.heads = heads;
+  p.head_dim = static_cast<int>(d / heads);
+  p.groups = static_cast<int>(bias.dim(0));
+  RETURN_IF_ERROR(kernels::WindowAttention(p, impl_->stream));
   return y;
 }
 

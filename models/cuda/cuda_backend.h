@@ -107,6 +107,13 @@ class CudaBackend : public Backend {
   StatusOr<Tensor> AddImpl(const Tensor& a, const Tensor& b) override;
   StatusOr<Tensor> L2NormalizeImpl(const Tensor& x) override;
   Status ToHostImpl(const Tensor& x, std::vector<float>* out) override;
+  // ConvNeXt / Swin ops.
+  StatusOr<Tensor> GlobalResponseNormImpl(const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                                          float eps) override;
+  StatusOr<Tensor> WindowPartitionImpl(const Tensor& x, int window, int shift) override;
+  StatusOr<Tensor> WindowMergeImpl(const Tensor& windows, int height, int width, int window,
+                                   int shift) override;
+  StatusOr<Tensor> AttentionWithBiasImpl(const Tensor& qkv, int heads, const Tensor& bias) override;
 
  private:
   explicit CudaBackend(std::unique_ptr<Impl> impl);

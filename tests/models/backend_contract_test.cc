@@ -107,6 +107,22 @@ class CheckOnlyBackend : public Backend {
   }
   StatusOr<Tensor> AddImpl(const Tensor& a, const Tensor&) override { return Reached(a.shape()); }
   StatusOr<Tensor> L2NormalizeImpl(const Tensor& x) override { return Reached(x.shape()); }
+  // ConvNeXt / Swin ops.
+  StatusOr<Tensor> GlobalResponseNormImpl(const Tensor& x, const Tensor&, const Tensor&,
+                                          float) override {
+    return Reached(x.shape());
+  }
+  StatusOr<Tensor> WindowPartitionImpl(const Tensor& x, int window, int) override {
+    return Reached({x.dim(0) * (x.dim(1) / window) * (x.dim(2) / window),
+                    static_cast<int64_t>(window) * window, x.dim(3)});
+  }
+  StatusOr<Tensor> WindowMergeImpl(const Tensor& w, int height, int width, int window,
+                                   int) override {
+    return Reached({w.dim(0) / ((height / window) * (width / window)), height, width, w.dim(2)});
+  }
+  StatusOr<Tensor> AttentionWithBiasImpl(const Tensor& qkv, int, const Tensor&) override {
+    return Reached({qkv.dim(0), qkv.dim(1), qkv.dim(2) / 3});
+  }
   Status ToHostImpl(const Tensor& x, std::vector<float>* out) override {
     ++impl_calls;
     out->assign(static_cast<size_t>(x.numel()), 0.0f);
@@ -589,6 +605,151 @@ TEST_P(BackendContractTest, CausalAttention) {
   for (int64_t c = 0; c < d; ++c) {
     EXPECT_NEAR(got[c], qkv_v[2 * d + c], 1e-6);
   }
+}
+
+// ---- ConvNeXt / Swin ops -----------------------------------------------------
+
+TEST_P(BackendContractTest, WindowAndGrnOpsCheckTheirArguments) {
+  const Tensor x = T({2, 14, 14, 6});
+  ExpectInvalid(be_->WindowPartition(x, 4, 0).status(), "WindowPartition",
+                {"[2, 14, 14, 6]", "window 4"});
+  ExpectInvalid(be_->WindowPartition(x, 7, 7).status(), "WindowPartition", {"shift 7"});
+  ExpectInvalid(be_->WindowPartition(T({2, 14, 6}), 7, 0).status(), "WindowPartition",
+                {"[2, 14, 6]"});
+  ExpectInvalid(be_->WindowMerge(T({7, 49, 6}), 14, 14, 7, 3).status(), "WindowMerge",
+                {"[7, 49, 6]", "14x14"});
+  ExpectInvalid(be_->WindowMerge(T({8, 48, 6}), 14, 14, 7, 3).status(), "WindowMerge",
+                {"[8, 48, 6]"});
+  const Tensor qkv = T({8, 49, 3 * 6});
+  ExpectInvalid(be_->AttentionWithBias(qkv, 2, T({3, 2, 49, 49})).status(), "AttentionWithBias",
+                {"[3, 2, 49, 49]", "[8, 49, 18]"});
+  ExpectInvalid(be_->AttentionWithBias(qkv, 2, T({4, 3, 49, 49})).status(), "AttentionWithBias",
+                {"[4, 3, 49, 49]"});
+  ExpectInvalid(be_->AttentionWithBias(qkv, 4, T({4, 4, 49, 49})).status(), "AttentionWithBias",
+                {"heads=4"});
+  ExpectInvalid(be_->GlobalResponseNorm(x, T({5}), T({6}), 1e-6f).status(), "GlobalResponseNorm",
+                {"[5]", "[2, 14, 14, 6]"});
+  ExpectInvalid(be_->GlobalResponseNorm(T({2, 6}), T({6}), T({6}), 1e-6f).status(),
+                "GlobalResponseNorm", {"[2, 6]"});
+  ExpectInvalid(be_->GlobalResponseNorm(x, T({6}), T({6}), -1.0f).status(), "GlobalResponseNorm",
+                {"eps"});
+  auto w = be_->WindowPartition(x, 7, 3);
+  ASSERT_TRUE(w.ok()) << w.status().ToString();
+  EXPECT_EQ(w->shape(), (std::vector<int64_t>{8, 49, 6}));
+  auto m = be_->WindowMerge(*w, 14, 14, 7, 3);
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_EQ(m->shape(), x.shape());
+}
+
+// Values against plain loops written from timm's definitions (torch.roll,
+// window_partition, GlobalResponseNorm, attention + bias). The CUDA backend
+// computes in f16: its inputs are rounded first, hence the looser bound.
+TEST_P(BackendContractTest, WindowAndGrnOpsCompute) {
+  if (!computes()) GTEST_SKIP() << "records checks only";
+  const double tol = GetParam() == "cpu" ? 1e-5 : 2e-2;
+  const int64_t n = 2, h = 14, w = 14, c = 6;
+  const int win = 7, shift = 3;
+  const std::vector<float> xv = RandomVec(n * h * w * c, 21);
+  auto x = be_->Constant({n, h, w, c}, xv.data());
+  ASSERT_TRUE(x.ok());
+  auto part = be_->WindowPartition(*x, win, shift);
+  ASSERT_TRUE(part.ok()) << part.status().ToString();
+  std::vector<float> got;
+  ASSERT_TRUE(be_->ToHost(*part, &got).ok());
+  double max_err = 0;
+  for (int64_t b = 0; b < n; ++b) {
+    for (int64_t y = 0; y < h; ++y) {
+      for (int64_t xx = 0; xx < w; ++xx) {
+        const int64_t win_idx = (b * (h / win) + y / win) * (w / win) + xx / win;
+        const int64_t tok = (y % win) * win + xx % win;
+        const int64_t sy = (y + shift) % h, sx = (xx + shift) % w;
+        for (int64_t ch = 0; ch < c; ++ch) {
+          max_err = std::max<double>(max_err, std::fabs(got[(win_idx * win * win + tok) * c + ch] -
+                                                        xv[((b * h + sy) * w + sx) * c + ch]));
+        }
+      }
+    }
+  }
+  EXPECT_LT(max_err, tol);
+  auto merged = be_->WindowMerge(*part, h, w, win, shift);
+  ASSERT_TRUE(merged.ok()) << merged.status().ToString();
+  ASSERT_TRUE(be_->ToHost(*merged, &got).ok());
+  max_err = 0;
+  for (size_t i = 0; i < xv.size(); ++i) {
+    max_err = std::max<double>(max_err, std::fabs(got[i] - xv[i]));
+  }
+  EXPECT_LT(max_err, tol);
+
+  // GlobalResponseNorm.
+  const std::vector<float> gv = RandomVec(c, 22), bv = RandomVec(c, 23);
+  auto g = be_->Constant({c}, gv.data());
+  auto bt = be_->Constant({c}, bv.data());
+  ASSERT_TRUE(g.ok() && bt.ok());
+  auto grn = be_->GlobalResponseNorm(*x, *g, *bt, 1e-6f);
+  ASSERT_TRUE(grn.ok()) << grn.status().ToString();
+  ASSERT_TRUE(be_->ToHost(*grn, &got).ok());
+  max_err = 0;
+  for (int64_t b = 0; b < n; ++b) {
+    std::vector<double> norm(c, 0.0);
+    for (int64_t p = 0; p < h * w; ++p) {
+      for (int64_t ch = 0; ch < c; ++ch) norm[ch] += std::pow(xv[(b * h * w + p) * c + ch], 2);
+    }
+    double mean = 0;
+    for (double& v : norm) {
+      v = std::sqrt(v);
+      mean += v / c;
+    }
+    for (int64_t p = 0; p < h * w; ++p) {
+      for (int64_t ch = 0; ch < c; ++ch) {
+        const double xi = xv[(b * h * w + p) * c + ch];
+        const double ref = xi + gv[ch] * (xi * norm[ch] / (mean + 1e-6)) + bv[ch];
+        max_err = std::max(max_err, std::fabs(got[(b * h * w + p) * c + ch] - ref));
+      }
+    }
+  }
+  EXPECT_LT(max_err, 2 * tol);
+
+  // AttentionWithBias: 4 sequences of 49 tokens, 2 heads of 32, 2 bias groups.
+  const int64_t seqs = 4, t = 49, heads = 2, hd = 32, d = heads * hd, groups = 2;
+  const std::vector<float> qv = RandomVec(seqs * t * 3 * d, 24);
+  std::vector<float> biasv = RandomVec(groups * heads * t * t, 25);
+  for (int64_t i = 0; i < t; ++i) biasv[i * t + (i + 1) % t] = -100.0f;  // a masked entry
+  auto qkv = be_->Constant({seqs, t, 3 * d}, qv.data());
+  auto bias = be_->Constant({groups, heads, t, t}, biasv.data());
+  ASSERT_TRUE(qkv.ok() && bias.ok());
+  auto attn = be_->AttentionWithBias(*qkv, heads, *bias);
+  ASSERT_TRUE(attn.ok()) << attn.status().ToString();
+  ASSERT_TRUE(be_->ToHost(*attn, &got).ok());
+  ASSERT_EQ(got.size(), static_cast<size_t>(seqs * t * d));
+  max_err = 0;
+  const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
+  for (int64_t s = 0; s < seqs; ++s) {
+    for (int64_t hh = 0; hh < heads; ++hh) {
+      const float* bb = biasv.data() + ((s % groups) * heads + hh) * t * t;
+      for (int64_t i = 0; i < t; ++i) {
+        std::vector<double> p(t);
+        double mx = -1e300;
+        for (int64_t j = 0; j < t; ++j) {
+          double dot = 0;
+          for (int64_t k = 0; k < hd; ++k) {
+            dot += static_cast<double>(qv[(s * t + i) * 3 * d + hh * hd + k]) *
+                   qv[(s * t + j) * 3 * d + d + hh * hd + k];
+          }
+          p[j] = dot * scale + bb[i * t + j];
+          mx = std::max(mx, p[j]);
+        }
+        double sum = 0;
+        for (double& v : p) sum += (v = std::exp(v - mx));
+        for (int64_t k = 0; k < hd; ++k) {
+          double o = 0;
+          for (int64_t j = 0; j < t; ++j)
+            o += p[j] / sum * qv[(s * t + j) * 3 * d + 2 * d + hh * hd + k];
+          max_err = std::max(max_err, std::fabs(got[(s * t + i) * d + hh * hd + k] - o));
+        }
+      }
+    }
+  }
+  EXPECT_LT(max_err, tol);
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, BackendContractTest,
