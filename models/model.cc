@@ -5,10 +5,13 @@ namespace lookalike {
 StatusOr<std::unique_ptr<Model>> BuildModel(const Preset& preset, WeightStore& weights,
                                             Backend& backend) {
   if (preset.family == "resnet") return BuildResNet(preset, weights, backend);
-  if (preset.family == "vit" || preset.family == "clip_vit" || preset.family == "dinov2") {
+  if (preset.family == "vit" || preset.family == "clip_vit" || preset.family == "dinov2" ||
+      preset.family == "deit") {
     return BuildVit(preset, weights, backend);
   }
   if (preset.family == "efficientnet_lite") return BuildEfficientNetLite(preset, weights, backend);
+  if (preset.family == "convnext") return BuildConvNext(preset, weights, backend);
+  if (preset.family == "swin") return BuildSwin(preset, weights, backend);
   return InvalidArgumentError("preset '" + preset.name + "': unknown family '" + preset.family +
                               "'");
 }

@@ -46,6 +46,10 @@ StatusOr<std::unique_ptr<Model>> BuildVit(const Preset& preset, WeightStore& wei
                                           Backend& backend);
 StatusOr<std::unique_ptr<Model>> BuildEfficientNetLite(const Preset& preset, WeightStore& weights,
                                                        Backend& backend);
+StatusOr<std::unique_ptr<Model>> BuildConvNext(const Preset& preset, WeightStore& weights,
+                                               Backend& backend);
+StatusOr<std::unique_ptr<Model>> BuildSwin(const Preset& preset, WeightStore& weights,
+                                           Backend& backend);
 // The CLIP text tower with transformers' tensor names (text_model.*,
 // text_projection); see models/clip_text.cc.
 StatusOr<std::unique_ptr<TextModel>> BuildClipText(const ClipTextConfig& config,

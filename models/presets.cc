@@ -145,6 +145,60 @@ Preset EffNetLite(const std::string& name, double width, double depth, int resol
   return p;
 }
 
+// ---- ConvNeXt / Swin / DeiT (timm 0.9.16, default pretrained tags) ----------
+
+PreprocessSpec TimmImageNet(int resize) {
+  return Spec(resize, 224, Interpolation::kBicubic, kImageNetMean, kImageNetStd);
+}
+
+Preset ConvNext(const std::string& name, std::vector<int> depths, std::vector<int> dims, bool grn,
+                int resize) {
+  Preset p;
+  p.name = name;
+  p.family = "convnext";
+  for (int i = 0; i < 4; ++i) {
+    p.convnext.depths[i] = depths[i];
+    p.convnext.dims[i] = dims[i];
+  }
+  p.convnext.grn = grn;
+  p.preprocess = TimmImageNet(resize);
+  p.pooling = Pooling::kAvgPool;  // then head.norm
+  p.embedding_dim = dims[3];
+  p.classifier = "head.fc";
+  p.num_classes = 1000;
+  p.ignored_tensors = {"head.fc.*"};
+  return p;
+}
+
+Preset Swin(const std::string& name, int embed_dim, std::vector<int> depths,
+            std::vector<int> heads) {
+  Preset p;
+  p.name = name;
+  p.family = "swin";
+  p.swin.embed_dim = embed_dim;
+  for (int i = 0; i < 4; ++i) {
+    p.swin.depths[i] = depths[i];
+    p.swin.heads[i] = heads[i];
+  }
+  p.preprocess = TimmImageNet(248);
+  p.pooling = Pooling::kAvgPool;  // of the final norm's tokens
+  p.embedding_dim = embed_dim * 8;
+  p.classifier = "head.fc";
+  p.num_classes = 1000;
+  // Non-persistent buffers that older timm versions saved.
+  p.ignored_tensors = {"head.fc.*", "*.relative_position_index", "*.attn_mask"};
+  return p;
+}
+
+Preset Deit(const std::string& name, int width, int heads, bool distilled) {
+  Preset p = TimmVit(name, 16, width, 12, heads);
+  p.family = "deit";
+  p.vit.distilled = distilled;
+  p.preprocess = TimmImageNet(248);
+  p.ignored_tensors = {"head.*", "head_dist.*"};
+  return p;
+}
+
 std::vector<Preset> AllPresets() {
   return {
       ResNet("resnet18", 18),
@@ -166,6 +220,18 @@ std::vector<Preset> AllPresets() {
       EffNetLite("efficientnet_lite0", 1.0, 1.0, 224),
       EffNetLite("efficientnet_lite1", 1.0, 1.1, 240),
       EffNetLite("efficientnet_lite2", 1.1, 1.2, 260),
+      ConvNext("convnext_tiny", {3, 3, 9, 3}, {96, 192, 384, 768}, false, 235),
+      ConvNext("convnext_small", {3, 3, 27, 3}, {96, 192, 384, 768}, false, 235),
+      ConvNext("convnext_base", {3, 3, 27, 3}, {128, 256, 512, 1024}, false, 256),
+      ConvNext("convnextv2_tiny", {3, 3, 9, 3}, {96, 192, 384, 768}, true, 256),
+      ConvNext("convnextv2_base", {3, 3, 27, 3}, {128, 256, 512, 1024}, true, 256),
+      Swin("swin_tiny", 96, {2, 2, 6, 2}, {3, 6, 12, 24}),
+      Swin("swin_small", 96, {2, 2, 18, 2}, {3, 6, 12, 24}),
+      Swin("swin_base", 128, {2, 2, 18, 2}, {4, 8, 16, 32}),
+      Deit("deit_small", 384, 6, false),
+      Deit("deit_base", 768, 12, false),
+      Deit("deit_small_distilled", 384, 6, true),
+      Deit("deit_base_distilled", 768, 12, true),
   };
 }
 

@@ -17,6 +17,10 @@
 //                      package's own README shows Resize(size) + ImageNet mean/std without
 //                      a crop, which gives non-square inputs its static "same" padding was
 //                      not computed for.
+//   convnext*, swin_*, deit_*  timm 0.9.16 pretrained_cfg of the default tag: bicubic,
+//                      ImageNet mean/std, Resize(floor(224 / crop_pct)) + CenterCrop(224):
+//                      convnext_{tiny,small} 0.95 -> 235; convnext_base, convnextv2_* 0.875
+//                      -> 256; swin_*, deit_* 0.9 -> 248.
 #pragma once
 
 #include <string>
@@ -48,6 +52,22 @@ struct VitConfig {
   float ln_eps = 1e-6f;
   Activation mlp_act = Activation::kGelu;
   int projection_dim = 0;  // CLIP visual_projection output (0: none)
+  // DeiT distilled: a dist_token after the class token; the embedding is
+  // (class + distillation token) / 2 after the final norm (timm pre_logits).
+  bool distilled = false;
+};
+
+// ConvNeXt / ConvNeXt V2 (timm) and Swin (timm, 224 input).
+struct ConvNextConfig {
+  int depths[4] = {3, 3, 9, 3};
+  int dims[4] = {96, 192, 384, 768};
+  bool grn = false;  // ConvNeXt V2: GlobalResponseNorm in the MLP, no layer scale
+};
+struct SwinConfig {
+  int embed_dim = 96;  // stage i has embed_dim << i channels
+  int depths[4] = {2, 2, 6, 2};
+  int heads[4] = {3, 6, 12, 24};
+  int window = 7;
 };
 
 // Hugging Face CLIPTextModel (CLIPModel's text_model + text_projection).
@@ -75,10 +95,13 @@ struct EfficientNetLiteConfig {
 
 struct Preset {
   std::string name;
-  std::string family;    // "resnet", "vit", "clip_vit", "dinov2", "efficientnet_lite"
+  std::string family;    // "resnet", "vit", "clip_vit", "dinov2", "efficientnet_lite",
+                         // "convnext", "swin", "deit"
   int resnet_depth = 0;  // 18, 34, 50, 101, 152
   VitConfig vit;
   EfficientNetLiteConfig effnet;
+  ConvNextConfig convnext;
+  SwinConfig swin;
   // clip_vit: the text tower, loaded when the weights hold text_model.* (a
   // CLIPModel checkpoint); vision-only checkpoints load without it.
   ClipTextConfig text;

@@ -13,6 +13,8 @@ add_library(lookalike_models STATIC
   ${CMAKE_CURRENT_LIST_DIR}/vit.cc
   ${CMAKE_CURRENT_LIST_DIR}/clip_text.cc
   ${CMAKE_CURRENT_LIST_DIR}/efficientnet_lite.cc
+  ${CMAKE_CURRENT_LIST_DIR}/convnext.cc
+  ${CMAKE_CURRENT_LIST_DIR}/swin.cc
   ${CMAKE_CURRENT_LIST_DIR}/backend_factory.cc
   ${CMAKE_CURRENT_LIST_DIR}/embedder.cc
   ${CMAKE_CURRENT_LIST_DIR}/clip_tokenizer.cc

@@ -7,11 +7,14 @@
 //   per block: x = x + proj(Attention(qkv(LN1(x))))        (layer scale folded)
 //              x = x + fc2(act(fc1(LN2(x))))
 //   timm:  x = norm(x); pooled = x[:, 0] (or mean of patch tokens)
+//   DeiT distilled: prefix = [cls | dist]; pooled = (x[:, 0] + x[:, 1]) / 2
 //   CLIP:  pooled = visual_projection(post_layernorm(x[:, 0]))
 //
 // Load-time transforms on the host (so every backend sees plain layers):
 //   - DINOv2 layer scale: ls1.gamma scales attn.proj's rows and bias, ls2.gamma
 //     fc2's (x + g * (W h + b) == x + (g W) h + g b).
+//   - DeiT distilled: the final norm's gamma and beta are halved, so that
+//     x[:, 0] + x[:, 1] is the mean of the two tokens.
 //   - CLIP q/k/v projections are concatenated into one [q | k | v] linear.
 //   - The position embedding is resampled from the checkpoint grid to the
 //     input grid exactly as timm's resample_abs_pos_embed does (bicubic,
@@ -44,6 +47,7 @@ class VitModel : public Model {
   LayerPtr final_norm;  // timm: norm (on all tokens); CLIP: post_layernorm (on the pooled token)
   LayerPtr projection;  // CLIP visual_projection
   bool clip = false;
+  bool distilled = false;
 
   StatusOr<Tensor> Forward(Backend& b, const Tensor& x) override {
     ASSIGN_OR_RETURN(Tensor p, b.Conv2d(*patch_embed, x, Activation::kNone, nullptr));
@@ -69,6 +73,11 @@ class VitModel : public Model {
       return b.Linear(*projection, cls, Activation::kNone, nullptr);
     }
     ASSIGN_OR_RETURN(h, b.LayerNorm(*final_norm, h));
+    if (distilled) {
+      ASSIGN_OR_RETURN(Tensor cls, b.SelectToken(h, 0));
+      ASSIGN_OR_RETURN(Tensor dist, b.SelectToken(h, 1));
+      return b.Add(cls, dist);
+    }
     if (pooling == Pooling::kMeanTokens) return b.MeanPool(h, num_prefix);
     return b.SelectToken(h, 0);
   }
@@ -93,7 +102,8 @@ StatusOr<std::unique_ptr<Model>> BuildVit(const Preset& preset, WeightStore& w, 
   model->cfg = cfg;
   model->clip = clip;
   model->pooling = preset.pooling;
-  model->num_prefix = 1 + cfg.num_register_tokens;
+  model->distilled = cfg.distilled;
+  model->num_prefix = 1 + (cfg.distilled ? 1 : 0) + cfg.num_register_tokens;
   model->pos_applies_to_prefix = cfg.pos_embed_has_prefix;
 
   const std::string pre = clip ? "vision_model." : "";
@@ -123,6 +133,10 @@ StatusOr<std::unique_ptr<Model>> BuildVit(const Preset& preset, WeightStore& w, 
       ASSIGN_OR_RETURN(prefix, w.Get(pre + "embeddings.class_embedding", {d}));
     } else {
       ASSIGN_OR_RETURN(prefix, w.Get("cls_token", {1, 1, d}));
+      if (cfg.distilled) {
+        ASSIGN_OR_RETURN(std::vector<float> dist, w.Get("dist_token", {1, 1, d}));
+        prefix.insert(prefix.end(), dist.begin(), dist.end());
+      }
       if (cfg.num_register_tokens > 0) {
         ASSIGN_OR_RETURN(std::vector<float> reg,
                          w.Get("reg_token", {1, cfg.num_register_tokens, d}));
@@ -203,6 +217,15 @@ StatusOr<std::unique_ptr<Model>> BuildVit(const Preset& preset, WeightStore& w, 
                      LoadLayerNorm(backend, w, pre + "post_layernorm", d, cfg.ln_eps));
     ASSIGN_OR_RETURN(model->projection,
                      LoadLinear(backend, w, "visual_projection", d, cfg.projection_dim, false));
+  } else if (cfg.distilled) {
+    ASSIGN_OR_RETURN(std::vector<float> gamma, w.Get("norm.weight", {d}));
+    ASSIGN_OR_RETURN(std::vector<float> beta, w.Get("norm.bias", {d}));
+    for (int i = 0; i < d; ++i) {
+      gamma[i] *= 0.5f;
+      beta[i] *= 0.5f;
+    }
+    ASSIGN_OR_RETURN(model->final_norm,
+                     backend.PrepareLayerNorm(d, gamma.data(), beta.data(), cfg.ln_eps));
   } else {
     ASSIGN_OR_RETURN(model->final_norm, LoadLayerNorm(backend, w, "norm", d, cfg.ln_eps));
   }

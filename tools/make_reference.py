@@ -132,10 +132,32 @@ def _presets() -> Dict[str, Preset]:
                         "efficientnet_lite_pytorch.EfficientNet", f"efficientnet-lite{i}", 1280,
                         size + 32, size, "bicubic", LITE_MEAN, LITE_STD,
                         "global average pool of the head features (input of _fc)"))
+    # timm 0.9.16 default pretrained tags: bicubic, ImageNet mean/std,
+    # Resize(floor(224 / crop_pct)): 0.95 -> 235, 0.875 -> 256, 0.9 -> 248.
+    for name, resize in [("convnext_tiny", 235), ("convnext_small", 235), ("convnext_base", 256),
+                         ("convnextv2_tiny", 256), ("convnextv2_base", 256)]:
+        dim = 1024 if name.endswith("base") else 768
+        p.append(Preset(name, "convnext", f"timm.models.{name}", name, dim, resize, 224,
+                        "bicubic", IMAGENET_MEAN, IMAGENET_STD,
+                        "head norm of the global average pool (forward_head pre_logits)"))
+    for name, dim in [("swin_tiny", 768), ("swin_small", 768), ("swin_base", 1024)]:
+        arch = f"{name}_patch4_window7_224"
+        p.append(Preset(name, "swin", f"timm.models.{arch}", arch, dim, 248, 224, "bicubic",
+                        IMAGENET_MEAN, IMAGENET_STD,
+                        "global average pool of the final norm (forward_head pre_logits)"))
+    for name, dim in [("deit_small", 384), ("deit_base", 768), ("deit_small_distilled", 384),
+                      ("deit_base_distilled", 768)]:
+        arch = name.replace("_distilled", "") + ("_distilled" if "distilled" in name else "")
+        arch = f"{arch}_patch16_224"
+        what = ("(class token + distillation token) / 2 after the final norm"
+                if "distilled" in name else "class token after the final norm")
+        p.append(Preset(name, "deit", f"timm.models.{arch}", arch, dim, 248, 224, "bicubic",
+                        IMAGENET_MEAN, IMAGENET_STD, what + " (forward_head pre_logits)"))
     return {x.name: x for x in p}
 
 
 PRESETS = _presets()
+TIMM_FAMILIES = ("vit", "dinov2", "convnext", "swin", "deit")
 
 
 # --------------------------------------------------------------------------
@@ -188,7 +210,7 @@ def _build(preset: Preset, img_size: Optional[int] = None) -> torch.nn.Module:
     if preset.family == "resnet":
         import torchvision
         return getattr(torchvision.models, preset.arch)(weights=None)
-    if preset.family == "vit":
+    if preset.family in ("vit", "convnext", "swin", "deit"):
         import timm
         return timm.create_model(preset.arch, pretrained=False)
     if preset.family == "dinov2":
@@ -245,9 +267,13 @@ def randomize_(model: torch.nn.Module, preset: Preset, seed: int) -> None:
                 module.bias.copy_(randn(d, 0.1))
         for name, param in model.named_parameters():
             leaf = name.rsplit(".", 1)[-1]
-            if leaf == "gamma":  # timm LayerScale (init 1e-5)
+            if leaf == "gamma":  # timm LayerScale (init 1e-5), ConvNeXt layer scale (1e-6)
                 param.copy_(rand(param.shape, 0.3, 1.0))
-            elif leaf in ("cls_token", "reg_token", "class_embedding"):
+            elif ".grn." in name:  # ConvNeXt V2 GlobalResponseNorm (init 0)
+                param.copy_(randn(param.shape, 0.5))
+            elif leaf == "relative_position_bias_table":  # Swin (init std 0.02)
+                param.copy_(randn(param.shape, 1.0))
+            elif leaf in ("cls_token", "reg_token", "dist_token", "class_embedding"):
                 param.copy_(randn(param.shape, 0.5))
             elif param.numel() > 0 and bool((param == 0).all()):
                 param.copy_(randn(param.shape, 0.05))
@@ -336,9 +362,11 @@ def run_reference(preset: Preset, model: torch.nn.Module, x: torch.Tensor):
         body = torch.nn.Sequential(*list(model.children())[:-1])
         feats = body(x).flatten(1)
         return feats, model.fc(feats)
-    if preset.family in ("vit", "dinov2"):
-        feats = model.forward_head(model.forward_features(x), pre_logits=True)
-        logits = model.head(feats) if getattr(model, "num_classes", 0) == 1000 else None
+    if preset.family in TIMM_FAMILIES:
+        features = model.forward_features(x)
+        feats = model.forward_head(features, pre_logits=True)
+        logits = (model.forward_head(features) if getattr(model, "num_classes", 0) == 1000
+                  else None)
         return feats, logits
     if preset.family == "clip_vit":
         return model(pixel_values=x).image_embeds, None

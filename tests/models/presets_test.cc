@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <random>
+#include <vector>
 
 #include "models/pos_embed.h"
 
@@ -23,7 +24,7 @@ TEST(PresetsTest, AllContractNamesExist) {
     EXPECT_TRUE(p->l2_normalize);
     EXPECT_EQ(p->preprocess.crop_height, p->input_size);
   }
-  EXPECT_EQ(PresetNames().size(), 19u);
+  EXPECT_EQ(PresetNames().size(), 31u);  // 19 + ConvNeXt / Swin / DeiT 12
   auto bad = FindPreset("resnet19");
   ASSERT_FALSE(bad.ok());
   EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument);
@@ -74,6 +75,45 @@ TEST(PresetsTest, ReferenceTransforms) {
   EXPECT_EQ(e.input_size, 260);
   EXPECT_EQ(e.preprocess.resize_shorter, 292);
   EXPECT_FLOAT_EQ(e.preprocess.std[0], 128.0f / 255.0f);
+}
+
+// timm 0.9.16 pretrained_cfg of each default tag: Resize(floor(224 /
+// crop_pct)), bicubic, ImageNet mean / std; embedding = num_features.
+TEST(PresetsTest, ConvNextSwinDeitFollowTimmPretrainedCfg) {
+  struct Expected {
+    const char* name;
+    const char* family;
+    int resize, dim;
+  };
+  for (const Expected& e : std::vector<Expected>{
+           {"convnext_tiny", "convnext", 235, 768},  // in12k_ft_in1k, crop_pct 0.95
+           {"convnext_small", "convnext", 235, 768},
+           {"convnext_base", "convnext", 256, 1024},  // fb_in22k_ft_in1k, 0.875
+           {"convnextv2_tiny", "convnext", 256, 768},
+           {"convnextv2_base", "convnext", 256, 1024},
+           {"swin_tiny", "swin", 248, 768},  // crop_pct 0.9
+           {"swin_small", "swin", 248, 768},
+           {"swin_base", "swin", 248, 1024},
+           {"deit_small", "deit", 248, 384},
+           {"deit_base", "deit", 248, 768},
+           {"deit_small_distilled", "deit", 248, 384},
+           {"deit_base_distilled", "deit", 248, 768}}) {
+    auto p = FindPreset(e.name);
+    ASSERT_TRUE(p.ok()) << e.name;
+    EXPECT_EQ(p->family, e.family) << e.name;
+    EXPECT_EQ(p->input_size, 224) << e.name;
+    EXPECT_EQ(p->preprocess.resize_shorter, e.resize) << e.name;
+    EXPECT_EQ(p->preprocess.interpolation, Interpolation::kBicubic) << e.name;
+    EXPECT_FLOAT_EQ(p->preprocess.mean[1], 0.456f) << e.name;
+    EXPECT_FLOAT_EQ(p->preprocess.std[2], 0.225f) << e.name;
+    EXPECT_EQ(p->embedding_dim, e.dim) << e.name;
+  }
+  EXPECT_TRUE(FindPreset("convnextv2_tiny")->convnext.grn);
+  EXPECT_FALSE(FindPreset("convnext_tiny")->convnext.grn);
+  EXPECT_EQ(FindPreset("convnext_base")->convnext.depths[2], 27);
+  EXPECT_EQ(FindPreset("swin_base")->swin.heads[3], 32);
+  EXPECT_TRUE(FindPreset("deit_base_distilled")->vit.distilled);
+  EXPECT_FALSE(FindPreset("deit_base")->vit.distilled);
 }
 
 TEST(PosEmbedTest, SameGridIsIdentityAndConstantsStayConstant) {
