@@ -11,6 +11,15 @@
 
 namespace lookalike {
 namespace kernels {
+
+// Blocks of `per_block` threads covering n elements (at least 1, at most the
+// grid's x limit: grid-stride kernels cover the rest).
+inline unsigned Blocks(int64_t n, int per_block = 256) {
+  int64_t b = (n + per_block - 1) / per_block;
+  if (b < 1) b = 1;
+  return static_cast<unsigned>(b > 0x7fffffff ? 0x7fffffff : b);
+}
+
 namespace dev {
 
 template <typename T>

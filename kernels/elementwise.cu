@@ -11,12 +11,6 @@ namespace {
 
 constexpr int kThreads = 256;
 
-inline unsigned Blocks(int64_t n, int per_block = kThreads) {
-  int64_t b = (n + per_block - 1) / per_block;
-  if (b < 1) b = 1;
-  return static_cast<unsigned>(b > 0x7fffffff ? 0x7fffffff : b);
-}
-
 // ---- LayerNorm: one warp per row, two-pass statistics in fp32 ----------------
 template <typename T>
 __global__ void LayerNormKernel(const T* __restrict__ x, T* __restrict__ y,

@@ -10,11 +10,6 @@ namespace {
 
 constexpr int kThreads = 256;
 
-inline unsigned Blocks(int64_t n) {
-  const int64_t b = (n + kThreads - 1) / kThreads;
-  return static_cast<unsigned>(b < 1 ? 1 : (b > 0x7fffffff ? 0x7fffffff : b));
-}
-
 // One thread per element of the map.
 template <typename T>
 __global__ void WindowShuffleKernel(const T* __restrict__ x, T* __restrict__ y, int batch, int h,

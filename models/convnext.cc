@@ -62,21 +62,6 @@ class ConvNextModel : public Model {
   }
 };
 
-StatusOr<LayerPtr> LoadConv(Backend& backend, WeightStore& w, const std::string& name, int in,
-                            int out, int kernel, int stride, int pad, int groups) {
-  ASSIGN_OR_RETURN(std::vector<float> weight,
-                   w.Get(name + ".weight", {out, in / groups, kernel, kernel}));
-  ASSIGN_OR_RETURN(std::vector<float> bias, w.Get(name + ".bias", {out}));
-  ConvSpec spec;
-  spec.in_channels = in;
-  spec.out_channels = out;
-  spec.kernel_h = spec.kernel_w = kernel;
-  spec.stride_h = spec.stride_w = stride;
-  spec.pad_h = spec.pad_w = pad;
-  spec.groups = groups;
-  return backend.PrepareConv(spec, weight.data(), bias.data());
-}
-
 }  // namespace
 
 StatusOr<std::unique_ptr<Model>> BuildConvNext(const Preset& preset, WeightStore& w,

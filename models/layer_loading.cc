@@ -18,6 +18,25 @@ StatusOr<LayerPtr> LoadLinear(Backend& backend, WeightStore& w, const std::strin
   return backend.PrepareLinear(in, out, weight.data(), bias ? b.data() : nullptr);
 }
 
+StatusOr<LayerPtr> LoadConv(Backend& backend, WeightStore& w, const std::string& name, int in,
+                            int out, int kernel, int stride, int pad, int groups) {
+  if (groups <= 0 || in % groups != 0) {
+    return InvalidArgumentError("LoadConv '" + name + "': in " + std::to_string(in) +
+                                " not divisible by groups " + std::to_string(groups));
+  }
+  ASSIGN_OR_RETURN(std::vector<float> weight,
+                   w.Get(name + ".weight", {out, in / groups, kernel, kernel}));
+  ASSIGN_OR_RETURN(std::vector<float> bias, w.Get(name + ".bias", {out}));
+  ConvSpec spec;
+  spec.in_channels = in;
+  spec.out_channels = out;
+  spec.kernel_h = spec.kernel_w = kernel;
+  spec.stride_h = spec.stride_w = stride;
+  spec.pad_h = spec.pad_w = pad;
+  spec.groups = groups;
+  return backend.PrepareConv(spec, weight.data(), bias.data());
+}
+
 StatusOr<LayerPtr> LoadLayerNorm(Backend& backend, WeightStore& w, const std::string& name, int dim,
                                  float eps) {
   ASSIGN_OR_RETURN(std::vector<float> gamma, w.Get(name + ".weight", {dim}));

@@ -18,6 +18,11 @@ StatusOr<LayerPtr> LoadLinear(Backend& backend, WeightStore& weights, const std:
                               int in, int out, bool bias,
                               const std::vector<float>* row_scale = nullptr);
 
+// `<name>.weight` {out, in/groups, kernel, kernel} and `<name>.bias` {out}
+// (torch.nn.Conv2d with bias, square kernel, symmetric padding).
+StatusOr<LayerPtr> LoadConv(Backend& backend, WeightStore& weights, const std::string& name, int in,
+                            int out, int kernel, int stride, int pad, int groups = 1);
+
 // `<name>.weight` and `<name>.bias`, each {dim} (torch.nn.LayerNorm).
 StatusOr<LayerPtr> LoadLayerNorm(Backend& backend, WeightStore& weights, const std::string& name,
                                  int dim, float eps);

@@ -133,17 +133,8 @@ StatusOr<std::unique_ptr<Model>> BuildSwin(const Preset& preset, WeightStore& w,
                                 std::to_string(preset.input_size) + " is not a multiple of 32");
   }
   auto model = std::make_unique<SwinModel>();
-  {
-    ASSIGN_OR_RETURN(std::vector<float> weight, w.Get("patch_embed.proj.weight", {c0, 3, 4, 4}));
-    ASSIGN_OR_RETURN(std::vector<float> bias, w.Get("patch_embed.proj.bias", {c0}));
-    ConvSpec spec;
-    spec.in_channels = 3;
-    spec.out_channels = c0;
-    spec.kernel_h = spec.kernel_w = 4;
-    spec.stride_h = spec.stride_w = 4;
-    ASSIGN_OR_RETURN(model->patch_embed, backend.PrepareConv(spec, weight.data(), bias.data()));
-    ASSIGN_OR_RETURN(model->patch_norm, LoadLayerNorm(backend, w, "patch_embed.norm", c0, kLnEps));
-  }
+  ASSIGN_OR_RETURN(model->patch_embed, LoadConv(backend, w, "patch_embed.proj", 3, c0, 4, 4, 0));
+  ASSIGN_OR_RETURN(model->patch_norm, LoadLayerNorm(backend, w, "patch_embed.norm", c0, kLnEps));
   int res = preset.input_size / 4;
   for (int i = 0; i < 4; ++i) {
     const std::string p = "layers." + std::to_string(i) + ".";

@@ -17,7 +17,7 @@
 # Environment: BUILD_DIR (build-gpu), OUT (logs; $BUILD_DIR/gpu-check),
 #   LOOKALIKE_CUDA_ARCHITECTURES (90), PYTHON (python3), JOBS (nproc),
 #   SANITIZE_FILTER (gtest filter for memcheck; default every test),
-#   PARITY_FIXTURES (presets for the parity stage; resnet50;vit_b16;efficientnet_lite0).
+#   PARITY_FIXTURES (presets for the parity stage; resnet50;vit_b16;efficientnet_lite0;convnext_tiny;convnextv2_tiny;swin_tiny;deit_small_distilled).
 # Logs go to $OUT/<stage>.log; a summary table is printed last.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -45,7 +45,7 @@ stage_build() {
   if cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DLOOKALIKE_ENABLE_CUDA=ON \
       -DLOOKALIKE_BUILD_SERVER=OFF -DLOOKALIKE_BUILD_TESTS=ON -DLOOKALIKE_BUILD_BENCHMARKS=ON \
       -DLOOKALIKE_CUDA_ARCHITECTURES="$ARCH" \
-      -DLOOKALIKE_PARITY_FIXTURES="${PARITY_FIXTURES:-resnet50;vit_b16;efficientnet_lite0}" \
+      -DLOOKALIKE_PARITY_FIXTURES="${PARITY_FIXTURES:-resnet50;vit_b16;efficientnet_lite0;convnext_tiny;convnextv2_tiny;swin_tiny;deit_small_distilled}" \
       >"$log" 2>&1 &&
      cmake --build "$BUILD_DIR" -j "$JOBS" >>"$log" 2>&1; then
     note build ok "$((SECONDS - start)) s, sm_$ARCH"
