@@ -6,6 +6,7 @@
 #
 #   bench/cpu/run.sh [--threads 2] [--reps 3] [--rounds 3] [--batches 1,16]
 #                    [--models "resnet50 vit_b16 efficientnet_lite0"]
+#                    (also available: convnext_tiny swin_tiny)
 #
 # Each round runs, per model, PyTorch then Lookalike in fresh processes (one
 # per engine and model, so each peak RSS is that model's alone); rounds

@@ -2,7 +2,8 @@
 
   torch_bench.py make-weights --model M --out W.safetensors
       Builds the reference model (torchvision resnet50, timm
-      vit_base_patch16_224, efficientnet_lite_pytorch efficientnet-lite0) with
+      vit_base_patch16_224 / convnext_tiny / swin_tiny_patch4_window7_224,
+      efficientnet_lite_pytorch efficientnet-lite0) with
       its default random init (fixed seed) and saves its state_dict (fp32,
       reference tensor names, no num_batches_tracked) for both engines to load.
   torch_bench.py time --model M --weights W.safetensors --threads T --batches 1,16 --reps R
@@ -31,17 +32,22 @@ MODELS = {
     "resnet50": "torchvision.models.resnet50",
     "vit_b16": "timm vit_base_patch16_224",
     "efficientnet_lite0": "efficientnet_lite_pytorch efficientnet-lite0",
+    "convnext_tiny": "timm convnext_tiny",
+    "swin_tiny": "timm swin_tiny_patch4_window7_224",
 }
-CONVNETS = ("resnet50", "efficientnet_lite0")
+CONVNETS = ("resnet50", "efficientnet_lite0", "convnext_tiny")
+# Presets whose timm model is timed through forward_head(pre_logits=True).
+TIMM_ARCH = {"vit_b16": "vit_base_patch16_224", "convnext_tiny": "convnext_tiny",
+             "swin_tiny": "swin_tiny_patch4_window7_224"}
 
 
 def build(model):
     if model == "resnet50":
         import torchvision
         return torchvision.models.resnet50(weights=None)
-    if model == "vit_b16":
+    if model in TIMM_ARCH:
         import timm
-        return timm.create_model("vit_base_patch16_224", pretrained=False)
+        return timm.create_model(TIMM_ARCH[model], pretrained=False)
     if model == "efficientnet_lite0":
         from efficientnet_lite_pytorch import EfficientNet
         return EfficientNet.from_name("efficientnet-lite0")
@@ -52,7 +58,7 @@ def embed_fn(model_name, m):
     if model_name == "resnet50":
         body = torch.nn.Sequential(*list(m.children())[:-1])
         return lambda x: torch.nn.functional.normalize(body(x).flatten(1), dim=1)
-    if model_name == "vit_b16":
+    if model_name in TIMM_ARCH:
         return lambda x: torch.nn.functional.normalize(
             m.forward_head(m.forward_features(x), pre_logits=True), dim=1)
     if model_name == "efficientnet_lite0":
