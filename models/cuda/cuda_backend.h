@@ -107,6 +107,16 @@ class CudaBackend : public Backend {
   StatusOr<Tensor> AddImpl(const Tensor& a, const Tensor& b) override;
   StatusOr<Tensor> L2NormalizeImpl(const Tensor& x) override;
   Status ToHostImpl(const Tensor& x, std::vector<float>* out) override;
+  // MobileNet, VGG, DenseNet, GoogLeNet / Inception ops (kernels/pool2d.h,
+  // kernels/channels.h).
+  StatusOr<Tensor> Pool2dImpl(const Tensor& x, const PoolSpec& spec,
+                              const std::vector<int64_t>& out_shape) override;
+  StatusOr<Tensor> ScaleChannelsImpl(const Tensor& x, const Tensor& scale) override;
+  StatusOr<Tensor> ChannelAffineImpl(const Tensor& x, const Tensor& scale, const Tensor& shift,
+                                     Activation act) override;
+  StatusOr<Tensor> ConcatChannelsImpl(const std::vector<Tensor>& parts,
+                                      const std::vector<int64_t>& out_shape) override;
+  Status WriteChannelsImpl(const Tensor& dst, const Tensor& src, int offset) override;
 
  private:
   explicit CudaBackend(std::unique_ptr<Impl> impl);
