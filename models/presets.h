@@ -17,6 +17,14 @@
 //                      package's own README shows Resize(size) + ImageNet mean/std without
 //                      a crop, which gives non-square inputs its static "same" padding was
 //                      not computed for.
+//   mobilenet_v2, mobilenet_v3_*, vgg*, densenet*, googlenet
+//                      torchvision IMAGENET1K_V1 weights' transforms: Resize(256, bilinear),
+//                      CenterCrop(224), ImageNet mean/std.
+//   inception_v3       torchvision IMAGENET1K_V1: Resize(342, bilinear), CenterCrop(299).
+//   googlenet, inception_v3: torchvision builds them with transform_input=True for
+//                      the pretrained weights, which turns the ImageNet-normalized input
+//                      into (x - 0.5) / 0.5 inside the network; the presets normalize with
+//                      mean = std = 0.5 directly (the same tensor reaches the first conv).
 #pragma once
 
 #include <string>
@@ -75,13 +83,17 @@ struct EfficientNetLiteConfig {
 
 struct Preset {
   std::string name;
-  std::string family;    // "resnet", "vit", "clip_vit", "dinov2", "efficientnet_lite"
+  std::string family;    // "resnet", "vit", "clip_vit", "dinov2", "efficientnet_lite",
+                         // "mobilenet", "vgg", "densenet", "inception"
   int resnet_depth = 0;  // 18, 34, 50, 101, 152
   VitConfig vit;
   EfficientNetLiteConfig effnet;
   // clip_vit: the text tower, loaded when the weights hold text_model.* (a
   // CLIPModel checkpoint); vision-only checkpoints load without it.
   ClipTextConfig text;
+  // mobilenet / vgg / densenet / inception: the torchvision builder name
+  // ("mobilenet_v3_large", "vgg16_bn", "densenet121", "googlenet", ...).
+  std::string arch;
 
   int input_size = 224;  // square network input after crop
   PreprocessSpec preprocess;
