@@ -2,7 +2,8 @@
 
   torch_bench.py make-weights --model M --out W.safetensors
       Builds the reference model (torchvision resnet50, timm
-      vit_base_patch16_224, efficientnet_lite_pytorch efficientnet-lite0) with
+      vit_base_patch16_224, efficientnet_lite_pytorch efficientnet-lite0,
+      torchvision mobilenet_v3_large / densenet121) with
       its default random init (fixed seed) and saves its state_dict (fp32,
       reference tensor names, no num_batches_tracked) for both engines to load.
   torch_bench.py time --model M --weights W.safetensors --threads T --batches 1,16 --reps R
@@ -31,8 +32,11 @@ MODELS = {
     "resnet50": "torchvision.models.resnet50",
     "vit_b16": "timm vit_base_patch16_224",
     "efficientnet_lite0": "efficientnet_lite_pytorch efficientnet-lite0",
+    # torchvision MobileNet / DenseNet
+    "mobilenet_v3_large": "torchvision.models.mobilenet_v3_large",
+    "densenet121": "torchvision.models.densenet121",
 }
-CONVNETS = ("resnet50", "efficientnet_lite0")
+CONVNETS = ("resnet50", "efficientnet_lite0", "mobilenet_v3_large", "densenet121")
 
 
 def build(model):
@@ -45,6 +49,9 @@ def build(model):
     if model == "efficientnet_lite0":
         from efficientnet_lite_pytorch import EfficientNet
         return EfficientNet.from_name("efficientnet-lite0")
+    if model in ("mobilenet_v3_large", "densenet121"):
+        import torchvision
+        return getattr(torchvision.models, model)(weights=None)
     raise SystemExit(f"unknown model {model}")
 
 
@@ -58,6 +65,13 @@ def embed_fn(model_name, m):
     if model_name == "efficientnet_lite0":
         return lambda x: torch.nn.functional.normalize(
             m._avg_pooling(m.extract_features(x)).flatten(1), dim=1)
+    # The presets' embeddings: classifier.0 + hard-swish; relu(norm5) pooled.
+    if model_name == "mobilenet_v3_large":
+        return lambda x: torch.nn.functional.normalize(
+            m.classifier[1](m.classifier[0](m.avgpool(m.features(x)).flatten(1))), dim=1)
+    if model_name == "densenet121":
+        return lambda x: torch.nn.functional.normalize(torch.nn.functional.adaptive_avg_pool2d(
+            torch.relu(m.features(x)), 1).flatten(1), dim=1)
     raise SystemExit(model_name)
 
 
