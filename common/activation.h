@@ -16,6 +16,9 @@ enum class Activation {
   kGelu,       // exact, erf form (timm / torch default): 0.5 x (1 + erf(x / sqrt(2)))
   kGeluTanh,   // tanh approximation: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
   kQuickGelu,  // x * sigmoid(1.702 x) (OpenAI CLIP)
+  // MobileNetV3 (torch.nn.Hardswish / Hardsigmoid):
+  kHardSwish,    // x * relu6(x + 3) / 6
+  kHardSigmoid,  // relu6(x + 3) / 6
 };
 
 // act(x) in fp32.
@@ -33,6 +36,10 @@ inline float ApplyActivation(float x, Activation act) {
       return 0.5f * x * (1.0f + std::tanh(0.79788456080286536f * (x + 0.044715f * x * x * x)));
     case Activation::kQuickGelu:
       return x / (1.0f + std::exp(-1.702f * x));
+    case Activation::kHardSwish:
+      return x * std::min(std::max(x + 3.0f, 0.0f), 6.0f) / 6.0f;
+    case Activation::kHardSigmoid:
+      return std::min(std::max(x + 3.0f, 0.0f), 6.0f) / 6.0f;
   }
   return x;
 }

@@ -83,6 +83,10 @@ __device__ __forceinline__ float Activate(float x, Activation act) {
     }
     case Activation::kQuickGelu:
       return x / (1.f + expf(-1.702f * x));
+    case Activation::kHardSwish:
+      return x * fminf(fmaxf(x + 3.f, 0.f), 6.f) / 6.f;
+    case Activation::kHardSigmoid:
+      return fminf(fmaxf(x + 3.f, 0.f), 6.f) / 6.f;
   }
   return x;
 }

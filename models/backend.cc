@@ -456,6 +456,100 @@ StatusOr<Tensor> Backend::AttentionWithBias(const Tensor& qkv, int heads, const 
   return AttentionWithBiasImpl(qkv, heads, bias);
 }
 
+// ---- MobileNet, VGG, DenseNet, GoogLeNet / Inception ops --------------------
+
+StatusOr<Tensor> Backend::Pool2d(const Tensor& x, const PoolSpec& spec) {
+  RETURN_IF_ERROR(CheckTensor("Pool2d", "input", x));
+  if (x.rank() != 4) {
+    return InvalidArgumentError("Pool2d: input " + x.ShapeString() + " is not [N, H, W, C]");
+  }
+  const PoolSpec& s = spec;
+  if (s.kernel_h <= 0 || s.kernel_w <= 0 || s.stride_h <= 0 || s.stride_w <= 0 || s.pad_h < 0 ||
+      s.pad_w < 0 || s.pad_h > s.kernel_h / 2 || s.pad_w > s.kernel_w / 2) {
+    return InvalidArgumentError("Pool2d: kernel " + Str(s.kernel_h) + "x" + Str(s.kernel_w) +
+                                ", stride " + Str(s.stride_h) + "x" + Str(s.stride_w) + ", pad " +
+                                Str(s.pad_h) + "x" + Str(s.pad_w) +
+                                " invalid (need kernel, stride > 0 and 0 <= pad <= kernel/2)");
+  }
+  std::vector<int64_t> out_shape = x.shape();
+  const int64_t in[2] = {x.dim(1), x.dim(2)};
+  const int k[2] = {s.kernel_h, s.kernel_w}, st[2] = {s.stride_h, s.stride_w},
+            p[2] = {s.pad_h, s.pad_w};
+  for (int a = 0; a < 2; ++a) {
+    const int64_t span = in[a] + 2 * p[a] - k[a];
+    if (span < 0) {
+      return InvalidArgumentError("Pool2d: input " + x.ShapeString() + " smaller than kernel " +
+                                  Str(s.kernel_h) + "x" + Str(s.kernel_w) + " with padding");
+    }
+    int64_t out = (s.ceil_mode ? (span + st[a] - 1) / st[a] : span / st[a]) + 1;
+    if (s.ceil_mode && (out - 1) * st[a] >= in[a] + p[a]) --out;
+    out_shape[1 + a] = out;
+  }
+  return Pool2dImpl(x, spec, out_shape);
+}
+
+StatusOr<Tensor> Backend::ScaleChannels(const Tensor& x, const Tensor& scale) {
+  RETURN_IF_ERROR(CheckTensor("ScaleChannels", "input", x));
+  RETURN_IF_ERROR(CheckTensor("ScaleChannels", "scale", scale));
+  if (x.rank() != 4 || scale.rank() != 2 || scale.dim(0) != x.dim(0) || scale.dim(1) != x.dim(3)) {
+    return InvalidArgumentError("ScaleChannels: scale " + scale.ShapeString() +
+                                " does not match input " + x.ShapeString() +
+                                " (expected input [N, H, W, C] and scale [N, C])");
+  }
+  return ScaleChannelsImpl(x, scale);
+}
+
+StatusOr<Tensor> Backend::ChannelAffine(const Tensor& x, const Tensor& scale, const Tensor& shift,
+                                        Activation act) {
+  RETURN_IF_ERROR(CheckTensor("ChannelAffine", "input", x));
+  RETURN_IF_ERROR(CheckTensor("ChannelAffine", "scale", scale));
+  RETURN_IF_ERROR(CheckTensor("ChannelAffine", "shift", shift));
+  if (x.rank() != 4 || scale.rank() != 1 || shift.shape() != scale.shape() ||
+      scale.dim(0) > x.dim(3)) {
+    return InvalidArgumentError("ChannelAffine: scale " + scale.ShapeString() + " / shift " +
+                                shift.ShapeString() + " do not match input " + x.ShapeString() +
+                                " (expected input [N, H, W, C], scale and shift [c], c <= C)");
+  }
+  return ChannelAffineImpl(x, scale, shift, act);
+}
+
+StatusOr<Tensor> Backend::ConcatChannels(const std::vector<Tensor>& parts, int reserve_channels) {
+  if (parts.empty()) return InvalidArgumentError("ConcatChannels: no parts");
+  if (reserve_channels < 0) {
+    return InvalidArgumentError("ConcatChannels: reserve_channels " + Str(reserve_channels) +
+                                " is negative");
+  }
+  int64_t channels = reserve_channels;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    const std::string what = "part " + Str(i);
+    RETURN_IF_ERROR(CheckTensor("ConcatChannels", what.c_str(), parts[i]));
+    const Tensor& p = parts[i];
+    if (p.rank() != 4 || p.dim(0) != parts[0].dim(0) || p.dim(1) != parts[0].dim(1) ||
+        p.dim(2) != parts[0].dim(2)) {
+      return InvalidArgumentError("ConcatChannels: " + what + " " + p.ShapeString() +
+                                  " does not match part 0 " + parts[0].ShapeString() +
+                                  " (expected [N, H, W, C_i] with equal N, H, W)");
+    }
+    channels += p.dim(3);
+  }
+  const Tensor& p0 = parts[0];
+  return ConcatChannelsImpl(parts, {p0.dim(0), p0.dim(1), p0.dim(2), channels});
+}
+
+Status Backend::WriteChannels(const Tensor& dst, const Tensor& src, int offset) {
+  RETURN_IF_ERROR(CheckTensor("WriteChannels", "dst", dst));
+  RETURN_IF_ERROR(CheckTensor("WriteChannels", "src", src));
+  if (dst.rank() != 4 || src.rank() != 4 || dst.dim(0) != src.dim(0) || dst.dim(1) != src.dim(1) ||
+      dst.dim(2) != src.dim(2) || offset < 0 || offset + src.dim(3) > dst.dim(3)) {
+    return InvalidArgumentError("WriteChannels: src " + src.ShapeString() + " at channel " +
+                                Str(offset) + " does not fit dst " + dst.ShapeString());
+  }
+  if (dst.data() == src.data()) {
+    return InvalidArgumentError("WriteChannels: dst and src are the same tensor");
+  }
+  return WriteChannelsImpl(dst, src, offset);
+}
+
 Status Backend::ToHost(const Tensor& x, std::vector<float>* out) {
   if (out == nullptr) return InvalidArgumentError("ToHost: out is null");
   RETURN_IF_ERROR(CheckTensor("ToHost", "input", x));

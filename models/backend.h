@@ -50,6 +50,21 @@ struct ConvSpec {
   int groups = 1;  // groups == in_channels == out_channels: depthwise
 };
 
+// NHWC pooling window (torch.nn.MaxPool2d / AvgPool2d semantics).
+struct PoolSpec {
+  enum class Kind { kMax, kAvg };
+  Kind kind = Kind::kMax;
+  int kernel_h = 2, kernel_w = 2;
+  int stride_h = 2, stride_w = 2;
+  int pad_h = 0, pad_w = 0;  // symmetric; max pools pad with -inf, avg pools with 0
+  // Output size rounds up instead of down; a window that would start in the
+  // end padding is dropped (torch's rule).
+  bool ceil_mode = false;
+  // kAvg: divide by the window size counted with the padding (torch default)
+  // or by the number of input pixels in the window.
+  bool count_include_pad = true;
+};
+
 class Backend;
 
 enum class LayerKind { kConv, kLinear, kLayerNorm };
@@ -176,6 +191,33 @@ class Backend {
   // n uses bias[n % G] (Swin: relative position bias + shifted-window mask,
   // G = windows per image).
   StatusOr<Tensor> AttentionWithBias(const Tensor& qkv, int heads, const Tensor& bias);
+  // ---- MobileNet, VGG, DenseNet, GoogLeNet / Inception ops ---------------
+  // x {N, H, W, C} -> {N, OH, OW, C}, OH = (H + 2 pad_h - kernel_h) / stride_h
+  // + 1 rounded down, or up with ceil_mode (then one less when the last
+  // window would start at or past H + pad_h); the same for W. kernel, stride
+  // > 0, 0 <= pad <= kernel / 2, H + 2 pad_h >= kernel_h (same for W).
+  StatusOr<Tensor> Pool2d(const Tensor& x, const PoolSpec& spec);
+  // Squeeze-and-excitation's excitation: x {N, H, W, C} times scale {N, C}
+  // broadcast over H and W.
+  StatusOr<Tensor> ScaleChannels(const Tensor& x, const Tensor& scale);
+  // Per-channel affine + activation on the first c = scale.dim(0) channels of
+  // x {N, H, W, C} (c <= C): y {N, H, W, c} = act(x[..., :c] * scale + shift).
+  // A BatchNorm that precedes a convolution with an activation between them
+  // (DenseNet's norm-relu-conv) cannot fold into the convolution; reading a
+  // channel prefix lets DenseNet's layers read the concatenated features in
+  // place. scale, shift {c} (Constants).
+  StatusOr<Tensor> ChannelAffine(const Tensor& x, const Tensor& scale, const Tensor& shift,
+                                 Activation act);
+  // Concatenation along channels: parts (at least one) {N, H, W, C_i} with
+  // equal N, H, W -> {N, H, W, sum C_i + reserve_channels}. The last
+  // reserve_channels (>= 0) are left unset, for WriteChannels to fill in
+  // place (DenseNet writes each layer's new features there once instead of
+  // concatenating again per layer).
+  StatusOr<Tensor> ConcatChannels(const std::vector<Tensor>& parts, int reserve_channels = 0);
+  // In place: dst[..., offset : offset + C_src] = src. dst {N, H, W, C} and
+  // src {N, H, W, C_src} with equal N, H, W; 0 <= offset, offset + C_src <= C.
+  // dst must not share memory with src.
+  Status WriteChannels(const Tensor& dst, const Tensor& src, int offset);
 
   // Copies x to host fp32, row-major, into out (non-null; resized to
   // x.numel()). Synchronizes.
@@ -248,6 +290,16 @@ class Backend {
                                            int shift) = 0;
   virtual StatusOr<Tensor> AttentionWithBiasImpl(const Tensor& qkv, int heads,
                                                  const Tensor& bias) = 0;
+  // MobileNet, VGG, DenseNet, GoogLeNet / Inception ops. out_shape as the
+  // public op infers it.
+  virtual StatusOr<Tensor> Pool2dImpl(const Tensor& x, const PoolSpec& spec,
+                                      const std::vector<int64_t>& out_shape) = 0;
+  virtual StatusOr<Tensor> ScaleChannelsImpl(const Tensor& x, const Tensor& scale) = 0;
+  virtual StatusOr<Tensor> ChannelAffineImpl(const Tensor& x, const Tensor& scale,
+                                             const Tensor& shift, Activation act) = 0;
+  virtual StatusOr<Tensor> ConcatChannelsImpl(const std::vector<Tensor>& parts,
+                                              const std::vector<int64_t>& out_shape) = 0;
+  virtual Status WriteChannelsImpl(const Tensor& dst, const Tensor& src, int offset) = 0;
 
  private:
   // Non-empty, on device(), in compute_dtype(), every dimension > 0.

@@ -37,7 +37,8 @@ struct EmbedderOptions {
 
 struct ModelInfo {
   std::string preset;
-  std::string family;    // "resnet", "vit", "clip_vit", "dinov2", "efficientnet_lite"
+  std::string family;    // "resnet", "vit", "clip_vit", "dinov2", "efficientnet_lite",
+                         // "mobilenet", "vgg", "densenet", "inception"
   int dim = 0;           // embedding dimension
   int input_height = 0;  // after crop
   int input_width = 0;

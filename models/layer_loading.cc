@@ -57,4 +57,39 @@ StatusOr<LayerPtr> LoadPackedQkv(Backend& backend, WeightStore& w, const std::st
   return backend.PrepareLinear(dim, 3 * dim, qkv_w.data(), qkv_b.data());
 }
 
+ConvSpec SquareConvSpec(int in, int out, int kernel, int stride, int pad, int groups) {
+  ConvSpec s;
+  s.in_channels = in;
+  s.out_channels = out;
+  s.kernel_h = s.kernel_w = kernel;
+  s.stride_h = s.stride_w = stride;
+  s.pad_h = s.pad_w = pad;
+  s.groups = groups;
+  return s;
+}
+
+StatusOr<LayerPtr> LoadConv(Backend& backend, WeightStore& w, const std::string& conv,
+                            const std::string& bn, const ConvSpec& spec, float eps,
+                            bool conv_has_bias) {
+  if (spec.groups <= 0 || spec.in_channels % spec.groups != 0) {
+    return InvalidArgumentError("LoadConv '" + conv + "': in_channels " +
+                                std::to_string(spec.in_channels) + " not divisible by groups " +
+                                std::to_string(spec.groups));
+  }
+  const int in_per_group = spec.in_channels / spec.groups;
+  if (bn.empty()) {
+    ASSIGN_OR_RETURN(
+        std::vector<float> weight,
+        w.Get(conv + ".weight", {spec.out_channels, in_per_group, spec.kernel_h, spec.kernel_w}));
+    std::vector<float> bias;
+    if (conv_has_bias) {
+      ASSIGN_OR_RETURN(bias, w.Get(conv + ".bias", {spec.out_channels}));
+    }
+    return backend.PrepareConv(spec, weight.data(), conv_has_bias ? bias.data() : nullptr);
+  }
+  ASSIGN_OR_RETURN(FoldedConv f, LoadConvBn(w, conv, bn, spec.out_channels, in_per_group,
+                                            spec.kernel_h, spec.kernel_w, eps, conv_has_bias));
+  return backend.PrepareConv(spec, f.weight.data(), f.bias.data());
+}
+
 }  // namespace lookalike

@@ -33,4 +33,15 @@ StatusOr<LayerPtr> LoadLayerNorm(Backend& backend, WeightStore& weights, const s
 StatusOr<LayerPtr> LoadPackedQkv(Backend& backend, WeightStore& weights, const std::string& attn,
                                  int dim);
 
+// A square-kernel ConvSpec (torch.nn.Conv2d(in, out, k, stride, pad,
+// groups=groups)); non-square kernels set kernel_w / pad_w after.
+ConvSpec SquareConvSpec(int in, int out, int kernel, int stride, int pad, int groups = 1);
+
+// torchvision's conv + BatchNorm pairs: `<conv>.weight` {out, in/groups, kh,
+// kw} (and `<conv>.bias` when conv_has_bias) with BatchNorm `<bn>.*` folded
+// in (eps), prepared with spec. bn empty: no BatchNorm (VGG without BN).
+StatusOr<LayerPtr> LoadConv(Backend& backend, WeightStore& weights, const std::string& conv,
+                            const std::string& bn, const ConvSpec& spec, float eps,
+                            bool conv_has_bias = false);
+
 }  // namespace lookalike

@@ -50,6 +50,16 @@ StatusOr<std::unique_ptr<Model>> BuildConvNext(const Preset& preset, WeightStore
                                                Backend& backend);
 StatusOr<std::unique_ptr<Model>> BuildSwin(const Preset& preset, WeightStore& weights,
                                            Backend& backend);
+// torchvision MobileNetV2/V3, VGG, DenseNet, GoogLeNet / Inception-v3, by
+// preset.arch (models/mobilenet.cc, vgg.cc, densenet.cc, inception.cc).
+StatusOr<std::unique_ptr<Model>> BuildMobileNet(const Preset& preset, WeightStore& weights,
+                                                Backend& backend);
+StatusOr<std::unique_ptr<Model>> BuildVgg(const Preset& preset, WeightStore& weights,
+                                          Backend& backend);
+StatusOr<std::unique_ptr<Model>> BuildDenseNet(const Preset& preset, WeightStore& weights,
+                                               Backend& backend);
+StatusOr<std::unique_ptr<Model>> BuildInception(const Preset& preset, WeightStore& weights,
+                                                Backend& backend);
 // The CLIP text tower with transformers' tensor names (text_model.*,
 // text_projection); see models/clip_text.cc.
 StatusOr<std::unique_ptr<TextModel>> BuildClipText(const ClipTextConfig& config,

@@ -199,6 +199,26 @@ Preset Deit(const std::string& name, int width, int heads, bool distilled) {
   return p;
 }
 
+// torchvision MobileNetV2/V3, VGG, DenseNet, GoogLeNet, Inception-v3
+// (IMAGENET1K_V1 weights' transforms; bilinear).
+Preset Torchvision(const std::string& name, const std::string& family, int dim,
+                   const std::vector<std::string>& ignored, int resize = 256, int crop = 224,
+                   bool transform_input = false) {
+  Preset p;
+  p.name = name;
+  p.family = family;
+  p.arch = name;
+  p.input_size = crop;
+  p.preprocess = transform_input
+                     ? Spec(resize, crop, Interpolation::kBilinear, kHalf, kHalf)
+                     : Spec(resize, crop, Interpolation::kBilinear, kImageNetMean, kImageNetStd);
+  p.pooling = Pooling::kAvgPool;
+  p.embedding_dim = dim;
+  p.ignored_tensors = ignored;
+  p.ignored_tensors.push_back("*.num_batches_tracked");
+  return p;
+}
+
 std::vector<Preset> AllPresets() {
   return {
       ResNet("resnet18", 18),
@@ -232,6 +252,18 @@ std::vector<Preset> AllPresets() {
       Deit("deit_base", 768, 12, false),
       Deit("deit_small_distilled", 384, 6, true),
       Deit("deit_base_distilled", 768, 12, true),
+      // torchvision MobileNet, VGG, DenseNet, GoogLeNet / Inception.
+      Torchvision("mobilenet_v2", "mobilenet", 1280, {"classifier.*"}),
+      Torchvision("mobilenet_v3_small", "mobilenet", 1024, {"classifier.3.*"}),
+      Torchvision("mobilenet_v3_large", "mobilenet", 1280, {"classifier.3.*"}),
+      Torchvision("vgg16", "vgg", 4096, {"classifier.6.*"}),
+      Torchvision("vgg16_bn", "vgg", 4096, {"classifier.6.*"}),
+      Torchvision("vgg19", "vgg", 4096, {"classifier.6.*"}),
+      Torchvision("vgg19_bn", "vgg", 4096, {"classifier.6.*"}),
+      Torchvision("densenet121", "densenet", 1024, {"classifier.*"}),
+      Torchvision("densenet169", "densenet", 1664, {"classifier.*"}),
+      Torchvision("googlenet", "inception", 1024, {"fc.*", "aux1.*", "aux2.*"}, 256, 224, true),
+      Torchvision("inception_v3", "inception", 2048, {"fc.*", "AuxLogits.*"}, 342, 299, true),
   };
 }
 

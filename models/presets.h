@@ -21,6 +21,14 @@
 //                      ImageNet mean/std, Resize(floor(224 / crop_pct)) + CenterCrop(224):
 //                      convnext_{tiny,small} 0.95 -> 235; convnext_base, convnextv2_* 0.875
 //                      -> 256; swin_*, deit_* 0.9 -> 248.
+//   mobilenet_v2, mobilenet_v3_*, vgg*, densenet*, googlenet
+//                      torchvision IMAGENET1K_V1 weights' transforms: Resize(256, bilinear),
+//                      CenterCrop(224), ImageNet mean/std.
+//   inception_v3       torchvision IMAGENET1K_V1: Resize(342, bilinear), CenterCrop(299).
+//   googlenet, inception_v3: torchvision builds them with transform_input=True for
+//                      the pretrained weights, which turns the ImageNet-normalized input
+//                      into (x - 0.5) / 0.5 inside the network; the presets normalize with
+//                      mean = std = 0.5 directly (the same tensor reaches the first conv).
 #pragma once
 
 #include <string>
@@ -97,6 +105,7 @@ struct Preset {
   std::string name;
   std::string family;    // "resnet", "vit", "clip_vit", "dinov2", "efficientnet_lite",
                          // "convnext", "swin", "deit"
+                         // "mobilenet", "vgg", "densenet", "inception"
   int resnet_depth = 0;  // 18, 34, 50, 101, 152
   VitConfig vit;
   EfficientNetLiteConfig effnet;
@@ -105,6 +114,9 @@ struct Preset {
   // clip_vit: the text tower, loaded when the weights hold text_model.* (a
   // CLIPModel checkpoint); vision-only checkpoints load without it.
   ClipTextConfig text;
+  // mobilenet / vgg / densenet / inception: the torchvision builder name
+  // ("mobilenet_v3_large", "vgg16_bn", "densenet121", "googlenet", ...).
+  std::string arch;
 
   int input_size = 224;  // square network input after crop
   PreprocessSpec preprocess;

@@ -7,6 +7,7 @@
 // layer4's output (pre-fc): 512 (18/34) or 2048 (50/101/152) wide.
 #include <vector>
 
+#include "models/layer_loading.h"
 #include "models/model.h"
 
 namespace lookalike {
@@ -17,14 +18,7 @@ constexpr float kBnEps = 1e-5f;  // torch.nn.BatchNorm2d default
 StatusOr<LayerPtr> PrepareConvBn(Backend& backend, WeightStore& w, const std::string& conv,
                                  const std::string& bn, int in, int out, int k, int stride,
                                  int pad) {
-  ASSIGN_OR_RETURN(FoldedConv f, LoadConvBn(w, conv, bn, out, in, k, k, kBnEps));
-  ConvSpec spec;
-  spec.in_channels = in;
-  spec.out_channels = out;
-  spec.kernel_h = spec.kernel_w = k;
-  spec.stride_h = spec.stride_w = stride;
-  spec.pad_h = spec.pad_w = pad;
-  return backend.PrepareConv(spec, f.weight.data(), f.bias.data());
+  return LoadConv(backend, w, conv, bn, SquareConvSpec(in, out, k, stride, pad), kBnEps);
 }
 
 struct Block {

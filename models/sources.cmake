@@ -15,6 +15,11 @@ add_library(lookalike_models STATIC
   ${CMAKE_CURRENT_LIST_DIR}/efficientnet_lite.cc
   ${CMAKE_CURRENT_LIST_DIR}/convnext.cc
   ${CMAKE_CURRENT_LIST_DIR}/swin.cc
+  # torchvision MobileNet, VGG, DenseNet, GoogLeNet / Inception
+  ${CMAKE_CURRENT_LIST_DIR}/mobilenet.cc
+  ${CMAKE_CURRENT_LIST_DIR}/vgg.cc
+  ${CMAKE_CURRENT_LIST_DIR}/densenet.cc
+  ${CMAKE_CURRENT_LIST_DIR}/inception.cc
   ${CMAKE_CURRENT_LIST_DIR}/backend_factory.cc
   ${CMAKE_CURRENT_LIST_DIR}/embedder.cc
   ${CMAKE_CURRENT_LIST_DIR}/clip_tokenizer.cc

@@ -124,6 +124,34 @@ void FoldBatchNorm(int out_channels, const std::vector<float>& gamma,
   }
 }
 
+namespace {
+
+// The four eval-mode statistics of BatchNorm `bn` {channels}, running_var
+// checked, `<bn>.num_batches_tracked` marked used when present.
+struct BatchNormStats {
+  std::vector<float> gamma, beta, mean, var;
+};
+StatusOr<BatchNormStats> ReadBatchNorm(WeightStore& store, const std::string& bn, int channels,
+                                       float eps) {
+  BatchNormStats s;
+  const int64_t o = channels;
+  ASSIGN_OR_RETURN(s.gamma, store.Get(bn + ".weight", {o}));
+  ASSIGN_OR_RETURN(s.beta, store.Get(bn + ".bias", {o}));
+  ASSIGN_OR_RETURN(s.mean, store.Get(bn + ".running_mean", {o}));
+  ASSIGN_OR_RETURN(s.var, store.Get(bn + ".running_var", {o}));
+  for (int i = 0; i < channels; ++i) {
+    if (!(s.var[i] + eps > 0.0f)) {
+      return InvalidArgumentError("weights '" + store.path() + "': tensor '" + bn +
+                                  ".running_var' has a negative or NaN entry at " +
+                                  std::to_string(i));
+    }
+  }
+  if (store.Has(bn + ".num_batches_tracked")) store.MarkUsed(bn + ".num_batches_tracked");
+  return s;
+}
+
+}  // namespace
+
 StatusOr<FoldedConv> LoadConvBn(WeightStore& store, const std::string& conv, const std::string& bn,
                                 int out_channels, int in_per_group, int kernel_h, int kernel_w,
                                 float eps, bool conv_has_bias) {
@@ -133,19 +161,19 @@ StatusOr<FoldedConv> LoadConvBn(WeightStore& store, const std::string& conv, con
   if (conv_has_bias) {
     ASSIGN_OR_RETURN(out.bias, store.Get(conv + ".bias", {o}));
   }
-  ASSIGN_OR_RETURN(std::vector<float> gamma, store.Get(bn + ".weight", {o}));
-  ASSIGN_OR_RETURN(std::vector<float> beta, store.Get(bn + ".bias", {o}));
-  ASSIGN_OR_RETURN(std::vector<float> mean, store.Get(bn + ".running_mean", {o}));
-  ASSIGN_OR_RETURN(std::vector<float> var, store.Get(bn + ".running_var", {o}));
-  for (int i = 0; i < out_channels; ++i) {
-    if (!(var[i] + eps > 0.0f)) {
-      return InvalidArgumentError("weights '" + store.path() + "': tensor '" + bn +
-                                  ".running_var' has a negative or NaN entry at " +
-                                  std::to_string(i));
-    }
-  }
-  if (store.Has(bn + ".num_batches_tracked")) store.MarkUsed(bn + ".num_batches_tracked");
-  FoldBatchNorm(out_channels, gamma, beta, mean, var, eps, &out.weight, &out.bias);
+  ASSIGN_OR_RETURN(BatchNormStats s, ReadBatchNorm(store, bn, out_channels, eps));
+  FoldBatchNorm(out_channels, s.gamma, s.beta, s.mean, s.var, eps, &out.weight, &out.bias);
+  return out;
+}
+
+StatusOr<FoldedConv> LoadBatchNormAffine(WeightStore& store, const std::string& bn, int channels,
+                                         float eps) {
+  ASSIGN_OR_RETURN(BatchNormStats s, ReadBatchNorm(store, bn, channels, eps));
+  // Folding into an identity "convolution" (weight 1, bias 0) leaves exactly
+  // scale in weight and shift in bias.
+  FoldedConv out;
+  out.weight.assign(channels, 1.0f);
+  FoldBatchNorm(channels, s.gamma, s.beta, s.mean, s.var, eps, &out.weight, &out.bias);
   return out;
 }
 

@@ -91,4 +91,11 @@ StatusOr<FoldedConv> LoadConvBn(WeightStore& store, const std::string& conv, con
                                 int out_channels, int in_per_group, int kernel_h, int kernel_w,
                                 float eps, bool conv_has_bias = false);
 
+// An eval-mode BatchNorm `<bn>.*` {channels} that cannot fold into a
+// convolution (DenseNet's norm-relu-conv) as the per-channel affine it
+// computes, y = x * weight[c] + bias[c]: weight = gamma / sqrt(var + eps),
+// bias = beta - mean * weight. The same reads and checks as LoadConvBn.
+StatusOr<FoldedConv> LoadBatchNormAffine(WeightStore& store, const std::string& bn, int channels,
+                                         float eps);
+
 }  // namespace lookalike

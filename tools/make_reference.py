@@ -81,7 +81,8 @@ LITE_STD = (128.0 / 255.0,) * 3
 @dataclass(frozen=True)
 class Preset:
     name: str
-    family: str          # resnet, vit, clip_vit, dinov2, efficientnet_lite
+    family: str          # resnet, vit, clip_vit, dinov2, efficientnet_lite, mobilenet,
+                         # vgg, densenet, inception
     reference: str       # the reference implementation, for the metadata
     arch: str            # architecture name inside the reference library
     dim: int
@@ -153,6 +154,33 @@ def _presets() -> Dict[str, Preset]:
                 if "distilled" in name else "class token after the final norm")
         p.append(Preset(name, "deit", f"timm.models.{arch}", arch, dim, 248, 224, "bicubic",
                         IMAGENET_MEAN, IMAGENET_STD, what + " (forward_head pre_logits)"))
+    # torchvision MobileNet, VGG, DenseNet, GoogLeNet / Inception (IMAGENET1K_V1
+    # weights' transforms). The embedding is the input of each model's final
+    # Linear (eval mode: Dropout is the identity). googlenet / inception_v3:
+    # the reference is built with transform_input=True (as torchvision does for
+    # the pretrained weights) and fed the ImageNet-normalized image; our
+    # preprocessing normalizes with mean = std = 0.5, the tensor the reference
+    # network computes internally, which is what `preprocessed` holds.
+    for name, dim, what in [
+            ("mobilenet_v2", 1280, "global average pool of features (input of classifier.1)"),
+            ("mobilenet_v3_small", 1024, "classifier.0 + hard-swish (input of classifier.3)"),
+            ("mobilenet_v3_large", 1280, "classifier.0 + hard-swish (input of classifier.3)"),
+            ("vgg16", 4096, "classifier up to the second ReLU, fc7 (input of classifier.6)"),
+            ("vgg16_bn", 4096, "classifier up to the second ReLU, fc7 (input of classifier.6)"),
+            ("vgg19", 4096, "classifier up to the second ReLU, fc7 (input of classifier.6)"),
+            ("vgg19_bn", 4096, "classifier up to the second ReLU, fc7 (input of classifier.6)"),
+            ("densenet121", 1024, "relu(norm5) global average pool (input of classifier)"),
+            ("densenet169", 1664, "relu(norm5) global average pool (input of classifier)"),
+            ("googlenet", 1024, "global average pool of inception5b (input of fc)"),
+            ("inception_v3", 2048, "global average pool of Mixed_7c (input of fc)")]:
+        family = ("mobilenet" if name.startswith("mobilenet") else "vgg" if name.startswith("vgg")
+                  else "densenet" if name.startswith("densenet") else "inception")
+        transform_input = family == "inception"
+        resize, crop = (342, 299) if name == "inception_v3" else (256, 224)
+        p.append(Preset(name, family, f"torchvision.models.{name}", name, dim, resize, crop,
+                        "bilinear", HALF if transform_input else IMAGENET_MEAN,
+                        HALF if transform_input else IMAGENET_STD, what,
+                        dict(transform_input=transform_input)))
     return {x.name: x for x in p}
 
 
@@ -213,6 +241,13 @@ def _build(preset: Preset, img_size: Optional[int] = None) -> torch.nn.Module:
     if preset.family in ("vit", "convnext", "swin", "deit"):
         import timm
         return timm.create_model(preset.arch, pretrained=False)
+    if preset.family in ("mobilenet", "vgg", "densenet"):
+        import torchvision
+        return getattr(torchvision.models, preset.arch)(weights=None)
+    if preset.family == "inception":
+        import torchvision
+        return getattr(torchvision.models, preset.arch)(
+            weights=None, aux_logits=False, transform_input=True, init_weights=True)
     if preset.family == "dinov2":
         import timm
         # Released DINOv2 checkpoints have no classifier head.
@@ -373,6 +408,23 @@ def run_reference(preset: Preset, model: torch.nn.Module, x: torch.Tensor):
     if preset.family == "efficientnet_lite":
         feats = model._avg_pooling(model.extract_features(x)).flatten(1)
         return feats, model._fc(feats)
+    if preset.family in ("mobilenet", "vgg", "densenet", "inception"):
+        if preset.extra.get("transform_input"):
+            # x is (pixel - 0.5) / 0.5; torchvision's pretrained pipeline feeds
+            # ImageNet-normalized pixels and transform_input undoes that.
+            mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+            std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+            x = (x * 0.5 + 0.5 - mean) / std
+        last = model.fc if preset.family == "inception" else model.classifier
+        if isinstance(last, torch.nn.Sequential):
+            last = last[-1]
+        captured = []
+        hook = last.register_forward_hook(lambda m, inp, out: captured.append(inp[0]))
+        try:
+            logits = model(x)
+        finally:
+            hook.remove()
+        return captured[0], logits
     raise ValueError(preset.family)
 
 

@@ -3,7 +3,8 @@
   torch_bench.py make-weights --model M --out W.safetensors
       Builds the reference model (torchvision resnet50, timm
       vit_base_patch16_224 / convnext_tiny / swin_tiny_patch4_window7_224,
-      efficientnet_lite_pytorch efficientnet-lite0) with
+      efficientnet_lite_pytorch efficientnet-lite0, torchvision
+      mobilenet_v3_large / densenet121) with
       its default random init (fixed seed) and saves its state_dict (fp32,
       reference tensor names, no num_batches_tracked) for both engines to load.
   torch_bench.py time --model M --weights W.safetensors --threads T --batches 1,16 --reps R
@@ -34,8 +35,10 @@ MODELS = {
     "efficientnet_lite0": "efficientnet_lite_pytorch efficientnet-lite0",
     "convnext_tiny": "timm convnext_tiny",
     "swin_tiny": "timm swin_tiny_patch4_window7_224",
+    "mobilenet_v3_large": "torchvision.models.mobilenet_v3_large",
+    "densenet121": "torchvision.models.densenet121",
 }
-CONVNETS = ("resnet50", "efficientnet_lite0", "convnext_tiny")
+CONVNETS = ("resnet50", "efficientnet_lite0", "convnext_tiny", "mobilenet_v3_large", "densenet121")
 # Presets whose timm model is timed through forward_head(pre_logits=True).
 TIMM_ARCH = {"vit_b16": "vit_base_patch16_224", "convnext_tiny": "convnext_tiny",
              "swin_tiny": "swin_tiny_patch4_window7_224"}
@@ -51,6 +54,9 @@ def build(model):
     if model == "efficientnet_lite0":
         from efficientnet_lite_pytorch import EfficientNet
         return EfficientNet.from_name("efficientnet-lite0")
+    if model in ("mobilenet_v3_large", "densenet121"):
+        import torchvision
+        return getattr(torchvision.models, model)(weights=None)
     raise SystemExit(f"unknown model {model}")
 
 
@@ -64,6 +70,13 @@ def embed_fn(model_name, m):
     if model_name == "efficientnet_lite0":
         return lambda x: torch.nn.functional.normalize(
             m._avg_pooling(m.extract_features(x)).flatten(1), dim=1)
+    # The presets' embeddings: classifier.0 + hard-swish; relu(norm5) pooled.
+    if model_name == "mobilenet_v3_large":
+        return lambda x: torch.nn.functional.normalize(
+            m.classifier[1](m.classifier[0](m.avgpool(m.features(x)).flatten(1))), dim=1)
+    if model_name == "densenet121":
+        return lambda x: torch.nn.functional.normalize(torch.nn.functional.adaptive_avg_pool2d(
+            torch.relu(m.features(x)), 1).flatten(1), dim=1)
     raise SystemExit(model_name)
 
 

@@ -304,32 +304,12 @@ StatusOr<Tensor> CpuBackend::RunAttention(const Tensor& qkv, int heads, bool cau
 
 StatusOr<Tensor> CpuBackend::MaxPool2dImpl(const Tensor& x, int kernel, int stride, int pad,
                                            const std::vector<int64_t>& out_shape) {
-  const int64_t n = x.dim(0), h = x.dim(1), w = x.dim(2), c = x.dim(3);
-  const int64_t oh = out_shape[1], ow = out_shape[2];
-  ApplyThreads();
-  ASSIGN_OR_RETURN(Tensor y, Allocate(out_shape));
-  const float* in = x.data_as<float>();
-  float* out = y.data_as<float>();
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int64_t b = 0; b < n; ++b) {
-    for (int64_t oy = 0; oy < oh; ++oy) {
-      for (int64_t ox = 0; ox < ow; ++ox) {
-        float* o = out + ((b * oh + oy) * ow + ox) * c;
-        std::fill(o, o + c, -std::numeric_limits<float>::infinity());
-        for (int ky = 0; ky < kernel; ++ky) {
-          const int64_t iy = oy * stride - pad + ky;
-          if (iy < 0 || iy >= h) continue;
-          for (int kx = 0; kx < kernel; ++kx) {
-            const int64_t ix = ox * stride - pad + kx;
-            if (ix < 0 || ix >= w) continue;
-            const float* p = in + ((b * h + iy) * w + ix) * c;
-            for (int64_t ch = 0; ch < c; ++ch) o[ch] = std::max(o[ch], p[ch]);
-          }
-        }
-      }
-    }
-  }
-  return y;
+  PoolSpec s;  // the general pooling loop (cpu_channel_ops.cc)
+  s.kind = PoolSpec::Kind::kMax;
+  s.kernel_h = s.kernel_w = kernel;
+  s.stride_h = s.stride_w = stride;
+  s.pad_h = s.pad_w = pad;
+  return Pool2dImpl(x, s, out_shape);
 }
 
 StatusOr<Tensor> CpuBackend::MeanPoolImpl(const Tensor& x, int token_begin) {

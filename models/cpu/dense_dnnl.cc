@@ -44,6 +44,13 @@ void AppendActivation(dnnl::post_ops* ops, Activation act) {
       // x * sigmoid(1.702 x) is oneDNN's swish with alpha = 1.702.
       ops->append_eltwise(1.0f, dnnl::algorithm::eltwise_swish, 1.702f, 0.f);
       return;
+    case Activation::kHardSwish:
+      ops->append_eltwise(1.0f, dnnl::algorithm::eltwise_hardswish, 0.f, 0.f);
+      return;
+    case Activation::kHardSigmoid:  // oneDNN 2.6 has none: clip(x / 6 + 1/2, 0, 1)
+      ops->append_eltwise(1.0f, dnnl::algorithm::eltwise_linear, 1.f / 6.f, 0.5f);
+      ops->append_eltwise(1.0f, dnnl::algorithm::eltwise_clip, 0.f, 1.f);
+      return;
   }
 }
 

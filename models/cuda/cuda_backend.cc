@@ -13,9 +13,11 @@
 #include "common/device.h"
 #include "common/half.h"
 #include "kernels/attention.h"
+#include "kernels/channels.h"
 #include "kernels/conv.h"
 #include "kernels/elementwise.h"
 #include "kernels/linear.h"
+#include "kernels/pool2d.h"
 #include "kernels/preprocess.h"
 #include "kernels/weight_layout.h"
 #include "kernels/window_attention.h"
@@ -576,21 +578,12 @@ StatusOr<Tensor> CudaBackend::AttentionImpl(const Tensor& qkv, int heads, bool c
 
 StatusOr<Tensor> CudaBackend::MaxPool2dImpl(const Tensor& x, int kernel, int stride, int pad,
                                             const std::vector<int64_t>& out_shape) {
-  RETURN_IF_ERROR(impl_->Activate());
-  ASSIGN_OR_RETURN(Tensor y, impl_->NewTensor(out_shape));
-  kernels::MaxPoolParams p;
-  p.type = impl_->dtype;
-  p.input = x.data();
-  p.output = y.data();
-  p.batch = static_cast<int>(x.dim(0));
-  p.in_h = static_cast<int>(x.dim(1));
-  p.in_w = static_cast<int>(x.dim(2));
-  p.channels = static_cast<int>(x.dim(3));
-  p.kernel = kernel;
-  p.stride = stride;
-  p.pad = pad;
-  RETURN_IF_ERROR(kernels::MaxPool2d(p, impl_->stream));
-  return y;
+  PoolSpec s;  // the general pooling kernel (kernels/pool2d.h)
+  s.kind = PoolSpec::Kind::kMax;
+  s.kernel_h = s.kernel_w = kernel;
+  s.stride_h = s.stride_w = stride;
+  s.pad_h = s.pad_w = pad;
+  return Pool2dImpl(x, s, out_shape);
 }
 
 StatusOr<Tensor> CudaBackend::MeanPoolImpl(const Tensor& x, int token_begin) {
@@ -797,6 +790,92 @@ Status CudaBackend::ToHostImpl(const Tensor& x, std::vector<float>* out) {
       "ToHost: copy to host"));
   return kernels::CudaStatus(cudaStreamSynchronize(impl_->stream),
                              "ToHost: executing the queued CUDA work");
+}
+
+// ---- MobileNet, VGG, DenseNet, GoogLeNet / Inception ops ---------------------------
+
+StatusOr<Tensor> CudaBackend::Pool2dImpl(const Tensor& x, const PoolSpec& s,
+                                         const std::vector<int64_t>& out_shape) {
+  RETURN_IF_ERROR(impl_->Activate());
+  ASSIGN_OR_RETURN(Tensor y, impl_->NewTensor(out_shape));
+  kernels::Pool2dParams p;
+  p.type = impl_->dtype;
+  p.input = x.data();
+  p.output = y.data();
+  p.batch = static_cast<int>(x.dim(0));
+  p.in_h = static_cast<int>(x.dim(1));
+  p.in_w = static_cast<int>(x.dim(2));
+  p.channels = static_cast<int>(x.dim(3));
+  p.out_h = static_cast<int>(out_shape[1]);
+  p.out_w = static_cast<int>(out_shape[2]);
+  p.kernel_h = s.kernel_h;
+  p.kernel_w = s.kernel_w;
+  p.stride_h = s.stride_h;
+  p.stride_w = s.stride_w;
+  p.pad_h = s.pad_h;
+  p.pad_w = s.pad_w;
+  p.average = s.kind == PoolSpec::Kind::kAvg;
+  p.count_include_pad = s.count_include_pad;
+  RETURN_IF_ERROR(kernels::Pool2d(p, impl_->stream));
+  return y;
+}
+
+StatusOr<Tensor> CudaBackend::ScaleChannelsImpl(const Tensor& x, const Tensor& scale) {
+  RETURN_IF_ERROR(impl_->Activate());
+  ASSIGN_OR_RETURN(Tensor y, impl_->NewTensor(x.shape()));
+  kernels::ScaleChannelsParams p;
+  p.type = impl_->dtype;
+  p.input = x.data();
+  p.scale = scale.data();
+  p.output = y.data();
+  p.batch = static_cast<int>(x.dim(0));
+  p.pixels = x.dim(1) * x.dim(2);
+  p.channels = static_cast<int>(x.dim(3));
+  RETURN_IF_ERROR(kernels::ScaleChannels(p, impl_->stream));
+  return y;
+}
+
+StatusOr<Tensor> CudaBackend::ChannelAffineImpl(const Tensor& x, const Tensor& scale,
+                                                const Tensor& shift, Activation act) {
+  RETURN_IF_ERROR(impl_->Activate());
+  ASSIGN_OR_RETURN(Tensor y, impl_->NewTensor({x.dim(0), x.dim(1), x.dim(2), scale.dim(0)}));
+  kernels::ChannelAffineParams p;
+  p.type = impl_->dtype;
+  p.input = x.data();
+  p.scale = scale.data();
+  p.shift = shift.data();
+  p.output = y.data();
+  p.pixels = x.dim(0) * x.dim(1) * x.dim(2);
+  p.channels = static_cast<int>(scale.dim(0));
+  p.in_stride = static_cast<int>(x.dim(3));
+  p.act = act;
+  RETURN_IF_ERROR(kernels::ChannelAffine(p, impl_->stream));
+  return y;
+}
+
+StatusOr<Tensor> CudaBackend::ConcatChannelsImpl(const std::vector<Tensor>& parts,
+                                                 const std::vector<int64_t>& out_shape) {
+  RETURN_IF_ERROR(impl_->Activate());
+  ASSIGN_OR_RETURN(Tensor y, impl_->NewTensor(out_shape));
+  int offset = 0;
+  for (const Tensor& part : parts) {
+    RETURN_IF_ERROR(WriteChannelsImpl(y, part, offset));
+    offset += static_cast<int>(part.dim(3));
+  }
+  return y;
+}
+
+Status CudaBackend::WriteChannelsImpl(const Tensor& dst, const Tensor& src, int offset) {
+  RETURN_IF_ERROR(impl_->Activate());
+  kernels::WriteChannelsParams p;
+  p.type = impl_->dtype;
+  p.src = src.data();
+  p.dst = dst.data();
+  p.pixels = src.dim(0) * src.dim(1) * src.dim(2);
+  p.channels = static_cast<int>(src.dim(3));
+  p.dst_stride = static_cast<int>(dst.dim(3));
+  p.offset = offset;
+  return kernels::WriteChannels(p, impl_->stream);
 }
 
 // ---- factory hooks (models/backend_factory.h) ---------------------------------------

@@ -114,6 +114,16 @@ class CudaBackend : public Backend {
   StatusOr<Tensor> WindowMergeImpl(const Tensor& windows, int height, int width, int window,
                                    int shift) override;
   StatusOr<Tensor> AttentionWithBiasImpl(const Tensor& qkv, int heads, const Tensor& bias) override;
+  // MobileNet, VGG, DenseNet, GoogLeNet / Inception ops (kernels/pool2d.h,
+  // kernels/channels.h).
+  StatusOr<Tensor> Pool2dImpl(const Tensor& x, const PoolSpec& spec,
+                              const std::vector<int64_t>& out_shape) override;
+  StatusOr<Tensor> ScaleChannelsImpl(const Tensor& x, const Tensor& scale) override;
+  StatusOr<Tensor> ChannelAffineImpl(const Tensor& x, const Tensor& scale, const Tensor& shift,
+                                     Activation act) override;
+  StatusOr<Tensor> ConcatChannelsImpl(const std::vector<Tensor>& parts,
+                                      const std::vector<int64_t>& out_shape) override;
+  Status WriteChannelsImpl(const Tensor& dst, const Tensor& src, int offset) override;
 
  private:
   explicit CudaBackend(std::unique_ptr<Impl> impl);

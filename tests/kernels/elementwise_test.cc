@@ -53,7 +53,8 @@ TEST_P(ElementwiseTest, BiasActivationResidual) {
   const int64_t rows = 33;
   const int cols = 200;
   for (Activation act : {Activation::kNone, Activation::kRelu, Activation::kRelu6,
-                         Activation::kGelu, Activation::kGeluTanh, Activation::kQuickGelu}) {
+                         Activation::kGelu, Activation::kGeluTanh, Activation::kQuickGelu,
+                         Activation::kHardSwish, Activation::kHardSigmoid}) {
     const auto y = testing::RandomValues(rows * cols, type(), 1, -4.f, 4.f);
     const auto bias = testing::RandomValues(cols, DType::kF32, 2, -3.f, 3.f);
     const auto res = testing::RandomValues(rows * cols, type(), 3);

@@ -178,6 +178,11 @@ TEST(ReferenceOpsTest, ActivationsMatchFormulas) {
   EXPECT_NEAR(ApplyActivation(1.f, Activation::kQuickGelu), 1.f / (1.f + std::exp(-1.702f)), 1e-6);
   EXPECT_EQ(ApplyActivation(7.f, Activation::kRelu6), 6.f);
   EXPECT_EQ(ApplyActivation(-7.f, Activation::kRelu), 0.f);
+  EXPECT_NEAR(ApplyActivation(1.f, Activation::kHardSwish), 4.f / 6.f, 1e-6);
+  EXPECT_EQ(ApplyActivation(-3.5f, Activation::kHardSwish), 0.f);
+  EXPECT_EQ(ApplyActivation(3.5f, Activation::kHardSwish), 3.5f);
+  EXPECT_NEAR(ApplyActivation(1.f, Activation::kHardSigmoid), 4.f / 6.f, 1e-6);
+  EXPECT_EQ(ApplyActivation(4.f, Activation::kHardSigmoid), 1.f);
 }
 
 TEST(ReferenceOpsTest, LayerNormHasZeroMeanUnitVariance) {

@@ -128,6 +128,25 @@ class CheckOnlyBackend : public Backend {
     out->assign(static_cast<size_t>(x.numel()), 0.0f);
     return Status::Ok();
   }
+  StatusOr<Tensor> Pool2dImpl(const Tensor&, const PoolSpec&,
+                              const std::vector<int64_t>& out_shape) override {
+    return Reached(out_shape);
+  }
+  StatusOr<Tensor> ScaleChannelsImpl(const Tensor& x, const Tensor&) override {
+    return Reached(x.shape());
+  }
+  StatusOr<Tensor> ChannelAffineImpl(const Tensor& x, const Tensor& scale, const Tensor&,
+                                     Activation) override {
+    return Reached({x.dim(0), x.dim(1), x.dim(2), scale.dim(0)});
+  }
+  StatusOr<Tensor> ConcatChannelsImpl(const std::vector<Tensor>&,
+                                      const std::vector<int64_t>& out_shape) override {
+    return Reached(out_shape);
+  }
+  Status WriteChannelsImpl(const Tensor&, const Tensor&, int) override {
+    ++impl_calls;
+    return Status::Ok();
+  }
 
  private:
   Tensor Fake(const std::vector<int64_t>& shape) {
@@ -750,6 +769,152 @@ TEST_P(BackendContractTest, WindowAndGrnOpsCompute) {
     }
   }
   EXPECT_LT(max_err, tol);
+}
+
+// ---- MobileNet, VGG, DenseNet, GoogLeNet / Inception ops --------------------
+
+TEST_P(BackendContractTest, ChannelOpsCheckTheirArguments) {
+  const Tensor x = T({2, 5, 5, 8});
+  PoolSpec bad;
+  bad.kernel_h = 3;
+  bad.pad_h = 2;  // > kernel / 2
+  ExpectInvalid(be_->Pool2d(x, bad).status(), "Pool2d", {"kernel 3x2", "pad 2x0"});
+  PoolSpec big;
+  big.kernel_h = big.kernel_w = 7;
+  ExpectInvalid(be_->Pool2d(x, big).status(), "Pool2d", {"[2, 5, 5, 8]", "smaller than kernel"});
+  ExpectInvalid(be_->Pool2d(T({2, 5, 8}), PoolSpec{}).status(), "Pool2d", {"[2, 5, 8]"});
+  ExpectInvalid(be_->ScaleChannels(x, T({2, 7})).status(), "ScaleChannels",
+                {"[2, 7]", "[2, 5, 5, 8]"});
+  ExpectInvalid(be_->ScaleChannels(x, T({1, 8})).status(), "ScaleChannels", {"[1, 8]"});
+  ExpectInvalid(be_->ChannelAffine(x, T({9}), T({9}), Activation::kRelu).status(), "ChannelAffine",
+                {"[9]", "[2, 5, 5, 8]"});
+  ExpectInvalid(be_->ChannelAffine(x, T({4}), T({3}), Activation::kRelu).status(), "ChannelAffine",
+                {"[4]", "[3]"});
+  ExpectInvalid(be_->ConcatChannels({}).status(), "ConcatChannels", {"no parts"});
+  ExpectInvalid(be_->ConcatChannels({x, T({2, 4, 5, 3})}).status(), "ConcatChannels",
+                {"part 1", "[2, 4, 5, 3]", "[2, 5, 5, 8]"});
+  ExpectInvalid(be_->ConcatChannels({x}, -1).status(), "ConcatChannels", {"reserve_channels -1"});
+  ExpectInvalid(be_->WriteChannels(x, T({2, 5, 5, 4}), 5), "WriteChannels",
+                {"[2, 5, 5, 4]", "channel 5", "[2, 5, 5, 8]"});
+  ExpectInvalid(be_->WriteChannels(x, x, 0), "WriteChannels", {"same tensor"});
+  // Output shapes, ceil mode included (torch's rule: 5 -> 2 floor, 3 ceil;
+  // 6 with k2 s2 ceil -> 3, the last window starting inside the input).
+  PoolSpec ceil;
+  ceil.kind = PoolSpec::Kind::kMax;
+  ceil.kernel_h = ceil.kernel_w = 3;
+  ceil.stride_h = ceil.stride_w = 2;
+  ceil.ceil_mode = true;
+  auto p = be_->Pool2d(x, ceil);
+  ASSERT_TRUE(p.ok()) << p.status().ToString();
+  EXPECT_EQ(p->shape(), (std::vector<int64_t>{2, 2, 2, 8}));
+  ceil.pad_h = ceil.pad_w = 1;
+  p = be_->Pool2d(x, ceil);
+  ASSERT_TRUE(p.ok()) << p.status().ToString();
+  EXPECT_EQ(p->shape(), (std::vector<int64_t>{2, 3, 3, 8}));
+  PoolSpec two;
+  two.ceil_mode = true;
+  p = be_->Pool2d(T({1, 7, 6, 2}), two);
+  ASSERT_TRUE(p.ok()) << p.status().ToString();
+  EXPECT_EQ(p->shape(), (std::vector<int64_t>{1, 4, 3, 2}));
+  auto c = be_->ConcatChannels({x, T({2, 5, 5, 3})}, 4);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->shape(), (std::vector<int64_t>{2, 5, 5, 15}));
+  auto a = be_->ChannelAffine(x, T({3}), T({3}), Activation::kRelu);
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  EXPECT_EQ(a->shape(), (std::vector<int64_t>{2, 5, 5, 3}));
+}
+
+// Host values of a backend tensor.
+std::vector<float> Host(Backend& be, const Tensor& t) {
+  std::vector<float> v;
+  const Status s = be.ToHost(t, &v);
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  return v;
+}
+
+TEST_P(BackendContractTest, ChannelOpsCompute) {
+  if (!computes()) GTEST_SKIP() << "the check-only backend computes nothing";
+  const double tol = GetParam() == "cpu" ? 1e-5 : 2e-2;  // f16 on CUDA
+  const int n = 2, h = 7, w = 6, c = 5;
+  const Tensor x = T({n, h, w, c}, 3);
+  const std::vector<float> xv = Host(*be_, x);
+  auto at = [&](int b, int y, int xx, int ch) { return xv[((b * h + y) * w + xx) * c + ch]; };
+
+  // Pool2d: max (ceil, padded) and average (padded; with and without the
+  // padding in the divisor) against torch's window rule.
+  for (int kind = 0; kind < 3; ++kind) {
+    PoolSpec s;
+    s.kind = kind == 0 ? PoolSpec::Kind::kMax : PoolSpec::Kind::kAvg;
+    s.kernel_h = s.kernel_w = 3;
+    s.stride_h = s.stride_w = 2;
+    s.pad_h = s.pad_w = 1;
+    s.ceil_mode = kind != 2;
+    s.count_include_pad = kind == 1;
+    auto y = be_->Pool2d(x, s);
+    ASSERT_TRUE(y.ok()) << y.status().ToString();
+    const std::vector<float> got = Host(*be_, *y);
+    const int oh = static_cast<int>(y->dim(1)), ow = static_cast<int>(y->dim(2));
+    for (int b = 0; b < n; ++b) {
+      for (int oy = 0; oy < oh; ++oy) {
+        for (int ox = 0; ox < ow; ++ox) {
+          for (int ch = 0; ch < c; ++ch) {
+            const int y0 = oy * 2 - 1, x0 = ox * 2 - 1;
+            const int y1 = std::min(y0 + 3, h + 1), x1 = std::min(x0 + 3, w + 1);
+            double acc = kind == 0 ? -1e30 : 0.0;
+            int inside = 0;
+            for (int iy = std::max(y0, 0); iy < std::min(y1, h); ++iy) {
+              for (int ix = std::max(x0, 0); ix < std::min(x1, w); ++ix) {
+                const double v = at(b, iy, ix, ch);
+                acc = kind == 0 ? std::max(acc, v) : acc + v;
+                ++inside;
+              }
+            }
+            if (kind == 1) acc /= (y1 - y0) * (x1 - x0);
+            if (kind == 2) acc /= inside;
+            EXPECT_NEAR(got[((b * oh + oy) * ow + ox) * c + ch], acc, tol)
+                << "pool kind " << kind << " at " << b << "," << oy << "," << ox << "," << ch;
+          }
+        }
+      }
+    }
+  }
+
+  // ScaleChannels.
+  const Tensor scale = T({n, c}, 4);
+  const std::vector<float> sv = Host(*be_, scale);
+  auto scaled = be_->ScaleChannels(x, scale);
+  ASSERT_TRUE(scaled.ok()) << scaled.status().ToString();
+  const std::vector<float> sg = Host(*be_, *scaled);
+  for (size_t i = 0; i < sg.size(); ++i) {
+    const size_t b = i / (h * w * c);
+    EXPECT_NEAR(sg[i], xv[i] * sv[b * c + i % c], tol) << i;
+  }
+
+  // ChannelAffine on a channel prefix, hard-swish.
+  const Tensor ga = T({3}, 5), be = T({3}, 6);
+  const std::vector<float> gv = Host(*be_, ga), bv = Host(*be_, be);
+  auto aff = be_->ChannelAffine(x, ga, be, Activation::kHardSwish);
+  ASSERT_TRUE(aff.ok()) << aff.status().ToString();
+  const std::vector<float> ag = Host(*be_, *aff);
+  for (int p = 0; p < n * h * w; ++p) {
+    for (int ch = 0; ch < 3; ++ch) {
+      const float want = ApplyActivation(xv[p * c + ch] * gv[ch] + bv[ch], Activation::kHardSwish);
+      EXPECT_NEAR(ag[p * 3 + ch], want, tol) << p << "," << ch;
+    }
+  }
+
+  // ConcatChannels with reserved channels, then WriteChannels into them.
+  const Tensor other = T({n, h, w, 2}, 7);
+  const std::vector<float> ov = Host(*be_, other);
+  auto cat = be_->ConcatChannels({x, other}, 3);
+  ASSERT_TRUE(cat.ok()) << cat.status().ToString();
+  ASSERT_TRUE(be_->WriteChannels(*cat, *aff, 7).ok());
+  const std::vector<float> cg = Host(*be_, *cat);
+  for (int p = 0; p < n * h * w; ++p) {
+    for (int ch = 0; ch < c; ++ch) EXPECT_EQ(cg[p * 10 + ch], xv[p * c + ch]);
+    for (int ch = 0; ch < 2; ++ch) EXPECT_EQ(cg[p * 10 + c + ch], ov[p * 2 + ch]);
+    for (int ch = 0; ch < 3; ++ch) EXPECT_EQ(cg[p * 10 + 7 + ch], ag[p * 3 + ch]);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, BackendContractTest,

@@ -4,6 +4,8 @@
 
 #include <cmath>
 #include <random>
+#include <set>
+#include <string>
 #include <vector>
 
 #include "models/pos_embed.h"
@@ -16,7 +18,10 @@ TEST(PresetsTest, AllContractNamesExist) {
        {"resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "vit_s16", "vit_b16",
         "vit_l16", "vit_b32", "clip_vit_b32", "clip_vit_b16", "clip_vit_l14", "dinov2_vits14",
         "dinov2_vitb14", "dinov2_vits14_reg", "dinov2_vitb14_reg", "efficientnet_lite0",
-        "efficientnet_lite1", "efficientnet_lite2"}) {
+        "efficientnet_lite1", "efficientnet_lite2",
+        // torchvision MobileNet, VGG, DenseNet, GoogLeNet / Inception
+        "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large", "vgg16", "vgg16_bn", "vgg19",
+        "vgg19_bn", "densenet121", "densenet169", "googlenet", "inception_v3"}) {
     auto p = FindPreset(name);
     ASSERT_TRUE(p.ok()) << name;
     EXPECT_EQ(p->name, name);
@@ -24,12 +29,44 @@ TEST(PresetsTest, AllContractNamesExist) {
     EXPECT_TRUE(p->l2_normalize);
     EXPECT_EQ(p->preprocess.crop_height, p->input_size);
   }
-  EXPECT_EQ(PresetNames().size(), 31u);  // 19 + ConvNeXt / Swin / DeiT 12
+  EXPECT_EQ(PresetNames().size(), 42u);  // 19 + ConvNeXt / Swin / DeiT 12 + torchvision 11
+  const std::vector<std::string> names = PresetNames();
+  EXPECT_EQ(std::set<std::string>(names.begin(), names.end()).size(), names.size())
+      << "preset names are unique";
   auto bad = FindPreset("resnet19");
   ASSERT_FALSE(bad.ok());
   EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument);
   EXPECT_NE(bad.status().message().find("unknown preset 'resnet19'"), std::string::npos);
   EXPECT_NE(bad.status().message().find("efficientnet_lite0"), std::string::npos);
+}
+
+// torchvision IMAGENET1K_V1 transforms; googlenet / inception_v3 take
+// transform_input's (x - 0.5) / 0.5 as their normalization.
+TEST(PresetsTest, TorchvisionFamilies) {
+  struct Want {
+    const char* name;
+    const char* family;
+    int dim, resize, crop;
+    float mean0;
+  };
+  for (const Want& w : {Want{"mobilenet_v2", "mobilenet", 1280, 256, 224, 0.485f},
+                        Want{"mobilenet_v3_small", "mobilenet", 1024, 256, 224, 0.485f},
+                        Want{"mobilenet_v3_large", "mobilenet", 1280, 256, 224, 0.485f},
+                        Want{"vgg19_bn", "vgg", 4096, 256, 224, 0.485f},
+                        Want{"densenet169", "densenet", 1664, 256, 224, 0.485f},
+                        Want{"googlenet", "inception", 1024, 256, 224, 0.5f},
+                        Want{"inception_v3", "inception", 2048, 342, 299, 0.5f}}) {
+    auto p = FindPreset(w.name);
+    ASSERT_TRUE(p.ok()) << w.name;
+    EXPECT_EQ(p->family, w.family) << w.name;
+    EXPECT_EQ(p->arch, w.name);
+    EXPECT_EQ(p->embedding_dim, w.dim) << w.name;
+    EXPECT_EQ(p->preprocess.resize_shorter, w.resize) << w.name;
+    EXPECT_EQ(p->input_size, w.crop) << w.name;
+    EXPECT_EQ(p->preprocess.interpolation, Interpolation::kBilinear) << w.name;
+    EXPECT_FLOAT_EQ(p->preprocess.mean[0], w.mean0) << w.name;
+    EXPECT_FLOAT_EQ(p->preprocess.std[2], w.mean0 == 0.5f ? 0.5f : 0.225f) << w.name;
+  }
 }
 
 TEST(PresetsTest, ReferenceTransforms) {

@@ -170,3 +170,62 @@ def test_timm_arch_names_missing_misshaped_and_unexpected_tensors(tmp_path):
     with pytest.raises(convert_weights.ConversionError, match="--timm-arch no_such_net"):
         convert_weights.convert(str(tmp_path / "deit.pth"), str(tmp_path / "x.safetensors"),
                                 timm_arch="no_such_net")
+# ---- torchvision MobileNet, VGG, DenseNet, GoogLeNet / Inception ------------
+
+def _torchvision(arch, **kwargs):
+    import torchvision
+    torch.manual_seed(0)
+    return getattr(torchvision.models, arch)(weights=None, **kwargs)
+
+
+def test_densenet_released_names_are_renamed_like_torchvision(tmp_path):
+    net = _torchvision("densenet121")
+    current = {k: v for k, v in net.state_dict().items() if not k.endswith("num_batches_tracked")}
+    # The released densenet121-a639ec97.pth spells "denselayer1.norm.1.weight".
+    old = {}
+    for k, v in current.items():
+        for part in ("norm1", "relu1", "conv1", "norm2", "relu2", "conv2"):
+            k = k.replace(f".{part}.", f".{part[:-1]}.{part[-1]}.")
+        old[k] = v
+    assert "features.denseblock1.denselayer1.norm.1.weight" in old
+    torch.save(old, tmp_path / "old.pth")
+    convert_weights.convert(str(tmp_path / "old.pth"), str(tmp_path / "d.safetensors"),
+                            quiet=True, torchvision_arch="densenet121")
+    out = load_file(tmp_path / "d.safetensors")
+    assert set(out) == set(current)
+    for k, v in current.items():
+        assert torch.equal(out[k], v), k
+
+
+@pytest.mark.parametrize("arch,kwargs", [
+    ("mobilenet_v3_small", {}),
+    ("googlenet", {"aux_logits": False, "init_weights": False}),  # aux classifiers optional
+])
+def test_torchvision_arch_accepts_the_architecture(tmp_path, arch, kwargs):
+    torch.save(_torchvision(arch, **kwargs).state_dict(), tmp_path / "m.pth")
+    s = convert_weights.convert(str(tmp_path / "m.pth"), str(tmp_path / "m.safetensors"),
+                                quiet=True, torchvision_arch=arch)
+    assert s["tensors"] > 0
+
+
+def test_torchvision_arch_names_missing_misshaped_and_unexpected_tensors(tmp_path):
+    sd = _torchvision("mobilenet_v2").state_dict()
+    del sd["features.1.conv.0.0.weight"]
+    sd["classifier.1.weight"] = torch.zeros(10, 1280)
+    sd["head.weight"] = torch.zeros(3)
+    torch.save(sd, tmp_path / "bad.pth")
+    with pytest.raises(convert_weights.ConversionError) as e:
+        convert_weights.convert(str(tmp_path / "bad.pth"), str(tmp_path / "bad.safetensors"),
+                                quiet=True, torchvision_arch="mobilenet_v2")
+    msg = str(e.value)
+    assert "missing 1: features.1.conv.0.0.weight [32, 1, 3, 3]" in msg
+    assert "classifier.1.weight: expected [1000, 1280], found [10, 1280]" in msg
+    assert "unexpected 1: head.weight" in msg
+    assert not os.path.exists(tmp_path / "bad.safetensors")
+
+
+def test_torchvision_arch_rejects_an_unknown_architecture(tmp_path):
+    torch.save(_random_net().state_dict(), tmp_path / "n.pth")
+    with pytest.raises(convert_weights.ConversionError, match="unknown architecture 'vgg11'"):
+        convert_weights.convert(str(tmp_path / "n.pth"), str(tmp_path / "n.safetensors"),
+                                quiet=True, torchvision_arch="vgg11")

@@ -48,6 +48,10 @@ double RefAct(double x, Activation act) {
       return 0.5 * x * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x)));
     case Activation::kQuickGelu:
       return x / (1.0 + std::exp(-1.702 * x));
+    case Activation::kHardSwish:
+      return x * std::min(std::max(x + 3.0, 0.0), 6.0) / 6.0;
+    case Activation::kHardSigmoid:
+      return std::min(std::max(x + 3.0, 0.0), 6.0) / 6.0;
   }
   return x;
 }
@@ -66,6 +70,10 @@ const char* ActName(Activation a) {
       return "gelu_tanh";
     case Activation::kQuickGelu:
       return "quick_gelu";
+    case Activation::kHardSwish:
+      return "hard_swish";
+    case Activation::kHardSigmoid:
+      return "hard_sigmoid";
   }
   return "?";
 }
@@ -111,6 +119,10 @@ TEST(CpuBackendTest, Conv2dMatchesNaiveLoop) {
       {2, 9, 9, 16, 16, 3, 3, 1, 1, 1, 1, -1, -1, 1, Activation::kRelu, true},
       {1, 14, 13, 8, 24, 3, 3, 2, 2, 1, 1, 0, 0, 1, Activation::kRelu6, true},
       {1, 10, 10, 16, 8, 5, 5, 1, 1, 2, 2, -1, -1, 1, Activation::kNone, false},
+      // MobileNetV3: hard-swish on a depthwise conv, hard-sigmoid on a 1x1.
+      {2, 9, 9, 16, 16, 5, 5, 2, 2, 2, 2, -1, -1, 16, Activation::kHardSwish, false},
+      {1, 6, 7, 16, 24, 1, 1, 1, 1, 0, 0, -1, -1, 1, Activation::kHardSigmoid, false},
+      {1, 8, 8, 16, 16, 3, 3, 1, 1, 1, 1, -1, -1, 1, Activation::kHardSwish, true},
   };
   CpuBackend be({/*num_threads=*/2});
   uint32_t seed = 1;

@@ -194,6 +194,39 @@ TEST_P(CudaBackendTest, PoolsMatchCpu) {
   ExpectClose(cpu_->MeanPool(xc, 0), gpu_->MeanPool(xg, 0), 0.1f, "mean pool");
 }
 
+// MobileNet, VGG, DenseNet, GoogLeNet / Inception ops.
+TEST_P(CudaBackendTest, ChannelOpsMatchCpu) {
+  auto [xc, xg] = Input({2, 15, 13, 48}, 31);
+  for (bool avg : {false, true}) {
+    for (bool ceil : {false, true}) {
+      PoolSpec s;
+      s.kind = avg ? PoolSpec::Kind::kAvg : PoolSpec::Kind::kMax;
+      s.kernel_h = s.kernel_w = 3;
+      s.stride_h = s.stride_w = avg ? 1 : 2;
+      s.pad_h = s.pad_w = 1;
+      s.ceil_mode = ceil;
+      s.count_include_pad = !ceil;
+      ExpectClose(cpu_->Pool2d(xc, s), gpu_->Pool2d(xg, s), 0.1f,
+                  std::string(avg ? "avg" : "max") + (ceil ? " ceil" : "") + " pool");
+    }
+  }
+  auto [sc, sg] = Input({2, 48}, 32, 0.f, 1.f);
+  ExpectClose(cpu_->ScaleChannels(xc, sc), gpu_->ScaleChannels(xg, sg), 0.1f, "scale channels");
+  auto [gc, gg] = Input({40}, 33);
+  auto [bc, bg] = Input({40}, 34);
+  for (Activation act : {Activation::kRelu, Activation::kHardSwish, Activation::kHardSigmoid}) {
+    ExpectClose(cpu_->ChannelAffine(xc, gc, bc, act), gpu_->ChannelAffine(xg, gg, bg, act), 0.1f,
+                "channel affine");
+  }
+  auto [oc, og] = Input({2, 15, 13, 8}, 35);
+  auto cat_c = cpu_->ConcatChannels({xc, oc}, 8);
+  auto cat_g = gpu_->ConcatChannels({xg, og}, 8);
+  ASSERT_TRUE(cat_c.ok() && cat_g.ok());
+  ASSERT_TRUE(cpu_->WriteChannels(*cat_c, oc, 56).ok());
+  ASSERT_TRUE(gpu_->WriteChannels(*cat_g, og, 56).ok());
+  ExpectClose(cat_c, cat_g, 0.f, "concat + write channels");
+}
+
 TEST_P(CudaBackendTest, PreprocessMatchesCpu) {
   std::vector<std::vector<uint8_t>> pixels;
   std::vector<ImageView> views;
