@@ -9,11 +9,6 @@ namespace {
 
 constexpr int kThreads = 256;
 
-unsigned Blocks(int64_t n) {
-  return static_cast<unsigned>(
-      std::max<int64_t>(1, std::min<int64_t>((n + kThreads - 1) / kThreads, 1 << 20)));
-}
-
 #define LOOKALIKE_GRID_LOOP(i, n)                                                        \
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < (n); \
        i += static_cast<int64_t>(gridDim.x) * blockDim.x)
@@ -54,7 +49,7 @@ Status ScaleChannels(const ScaleChannelsParams& p, cudaStream_t stream) {
   }
   return LOOKALIKE_DISPATCH_HALF_TYPES(p.type, T, [&]() -> Status {
     const int64_t total = p.batch * p.pixels * p.channels;
-    ScaleChannelsKernel<T><<<Blocks(total), kThreads, 0, stream>>>(
+    ScaleChannelsKernel<T><<<Blocks(total, kThreads), kThreads, 0, stream>>>(
         static_cast<const T*>(p.input), static_cast<const T*>(p.scale), static_cast<T*>(p.output),
         p.pixels, p.channels, total);
     return LaunchStatus("ScaleChannelsKernel");
@@ -67,7 +62,7 @@ Status ChannelAffine(const ChannelAffineParams& p, cudaStream_t stream) {
   }
   return LOOKALIKE_DISPATCH_HALF_TYPES(p.type, T, [&]() -> Status {
     const int64_t total = p.pixels * p.channels;
-    ChannelAffineKernel<T><<<Blocks(total), kThreads, 0, stream>>>(
+    ChannelAffineKernel<T><<<Blocks(total, kThreads), kThreads, 0, stream>>>(
         static_cast<const T*>(p.input), static_cast<const T*>(p.scale),
         static_cast<const T*>(p.shift), static_cast<T*>(p.output), p.channels, p.in_stride, total,
         p.act);
@@ -81,7 +76,7 @@ Status WriteChannels(const WriteChannelsParams& p, cudaStream_t stream) {
   }
   return LOOKALIKE_DISPATCH_HALF_TYPES(p.type, T, [&]() -> Status {
     const int64_t total = p.pixels * p.channels;
-    WriteChannelsKernel<T><<<Blocks(total), kThreads, 0, stream>>>(
+    WriteChannelsKernel<T><<<Blocks(total, kThreads), kThreads, 0, stream>>>(
         static_cast<const T*>(p.src), static_cast<T*>(p.dst), p.channels, p.dst_stride, p.offset,
         total);
     return LaunchStatus("WriteChannelsKernel");

@@ -20,21 +20,8 @@ StatusOr<LayerPtr> LoadLinear(Backend& backend, WeightStore& w, const std::strin
 
 StatusOr<LayerPtr> LoadConv(Backend& backend, WeightStore& w, const std::string& name, int in,
                             int out, int kernel, int stride, int pad, int groups) {
-  if (groups <= 0 || in % groups != 0) {
-    return InvalidArgumentError("LoadConv '" + name + "': in " + std::to_string(in) +
-                                " not divisible by groups " + std::to_string(groups));
-  }
-  ASSIGN_OR_RETURN(std::vector<float> weight,
-                   w.Get(name + ".weight", {out, in / groups, kernel, kernel}));
-  ASSIGN_OR_RETURN(std::vector<float> bias, w.Get(name + ".bias", {out}));
-  ConvSpec spec;
-  spec.in_channels = in;
-  spec.out_channels = out;
-  spec.kernel_h = spec.kernel_w = kernel;
-  spec.stride_h = spec.stride_w = stride;
-  spec.pad_h = spec.pad_w = pad;
-  spec.groups = groups;
-  return backend.PrepareConv(spec, weight.data(), bias.data());
+  return LoadConv(backend, w, name, /*bn=*/"", SquareConvSpec(in, out, kernel, stride, pad, groups),
+                  /*eps=*/0.0f, /*conv_has_bias=*/true);
 }
 
 StatusOr<LayerPtr> LoadLayerNorm(Backend& backend, WeightStore& w, const std::string& name, int dim,

@@ -19,7 +19,8 @@ StatusOr<LayerPtr> LoadLinear(Backend& backend, WeightStore& weights, const std:
                               const std::vector<float>* row_scale = nullptr);
 
 // `<name>.weight` {out, in/groups, kernel, kernel} and `<name>.bias` {out}
-// (torch.nn.Conv2d with bias, square kernel, symmetric padding).
+// (torch.nn.Conv2d with bias, square kernel, symmetric padding): the
+// conv + BatchNorm LoadConv below with no BatchNorm.
 StatusOr<LayerPtr> LoadConv(Backend& backend, WeightStore& weights, const std::string& name, int in,
                             int out, int kernel, int stride, int pad, int groups = 1);
 
