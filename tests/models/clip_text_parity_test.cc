@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "common/device.h"
 #include "models/backend_factory.h"
 #include "models/clip_tokenizer.h"
 #include "models/embedder.h"
@@ -306,6 +307,41 @@ TEST_F(ClipTextParityTest, EmbedderEmbedsTexts) {
   s = (*embedder)->EmbedTexts({}, &ours);
   EXPECT_TRUE(s.ok()) << s.ToString();
   EXPECT_TRUE(ours.empty());
+}
+
+// The text tower on the CUDA backend (causal attention kernel, embedding
+// lookup; f16 compute) against the same reference, with the 5% bound of the
+// CUDA image parity checks. Skipped without a GPU.
+TEST_F(ClipTextParityTest, CudaEmbedderMatchesTheReference) {
+  if (CudaDeviceCount() == 0) GTEST_SKIP() << CudaUnavailableReason();
+  const auto& meta = ref_->metadata();
+  if (!meta.count("variant") || meta.at("variant") != "clip_vit_b32") {
+    GTEST_SKIP() << "needs the clip_vit_b32 fixture (preset dimensions)";
+  }
+  constexpr double kCudaParityFraction = 0.05;
+  EmbedderOptions o;
+  o.preset = "clip_vit_b32";
+  o.weights_path = dir_ + "/model.safetensors";
+  o.device = "cuda";
+  auto embedder = Embedder::Load(o);
+  ASSERT_TRUE(embedder.ok()) << embedder.status().ToString();
+  ASSERT_TRUE((*embedder)->info().has_text);
+  std::vector<std::vector<int32_t>> texts;
+  for (int i = 0; i < num_texts_; ++i) {
+    texts.emplace_back(ids_.begin() + i * context_, ids_.begin() + (i + 1) * context_);
+  }
+  std::vector<float> ours;
+  Status s = (*embedder)->EmbedTexts(texts, &ours);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  ASSERT_EQ(ours.size(), ref_text_.size());
+  const double median = MedianPairDistance(ref_text_, num_texts_, dim_);
+  double worst = 0;
+  for (int i = 0; i < num_texts_; ++i) {
+    const double dist = Distance(&ours[i * dim_], &ref_text_[i * dim_], dim_);
+    worst = std::max(worst, dist / median);
+    EXPECT_LE(dist, kCudaParityFraction * median) << "text " << i;
+  }
+  std::printf("CUDA Embedder::EmbedTexts (clip_vit_b32): max distance / median %.3g\n", worst);
 }
 
 TEST(ClipTextConfigTest, HfConfigFieldsAndDefaults) {
