@@ -56,54 +56,44 @@ EmbedPipeline::EmbedPipeline(std::vector<ServedModel> models, std::string defaul
   for (ServedModel& served : models) {
     auto model = std::make_unique<Model>();
     model->served = std::move(served);
+    const ServedModel& m = model->served;
+    // One batch function per engine (replicas), for images and for texts;
+    // the test hooks (embed, embed_texts) replace them.
+    std::vector<std::shared_ptr<Embedder>> engines;
+    if (m.embedder) engines.push_back(m.embedder);
+    engines.insert(engines.end(), m.more_replicas.begin(), m.more_replicas.end());
     std::vector<Batcher::EmbedFn> fns;
-    if (model->served.embed) {
-      fns.push_back(model->served.embed);
-    } else {
-      std::vector<std::shared_ptr<Embedder>> engines = {model->served.embedder};
-      for (const auto& e : model->served.more_replicas) engines.push_back(e);
-      for (std::shared_ptr<Embedder> embedder : engines) {
-        fns.push_back([embedder](const std::vector<ImageView>& images, std::vector<float>* out) {
-          return embedder->Embed(images, out);
-        });
-      }
+    std::vector<TextBatcher::EmbedFn> text_fns;
+    for (const std::shared_ptr<Embedder>& embedder : engines) {
+      fns.push_back([embedder](const std::vector<ImageView>& images, std::vector<float>* out) {
+        return embedder->Embed(images, out);
+      });
+      text_fns.push_back([embedder](const std::vector<TokenIds>& texts, std::vector<float>* out) {
+        return embedder->EmbedTexts(PadToLongest(texts), out);
+      });
     }
-    const std::string name = model->served.name;
-    model->batcher = std::make_unique<Batcher>(name, model->served.info.dim, std::move(fns),
-                                               batcher_options, [metrics, name](int size) {
-                                                 if (metrics) metrics->ObserveBatch(name, size);
-                                               });
+    if (m.embed) fns = {m.embed};
+    if (m.embed_texts) {
+      text_fns = {
+          [fn = m.embed_texts](const std::vector<TokenIds>& texts, std::vector<float>* out) {
+            return fn(PadToLongest(texts), out);
+          }};
+    }
+    const std::string name = m.name;
+    auto observer = [metrics, name](int size) {
+      if (metrics) metrics->ObserveBatch(name, size);
+    };
+    model->batcher =
+        std::make_unique<Batcher>(name, m.info.dim, std::move(fns), batcher_options, observer);
     ModelInfo& info = model->served.info;
-    if (!model->served.tokenizer) info.has_text = false;
+    if (!m.tokenizer) info.has_text = false;
     if (!info.has_text) info.text_context_length = 0;
     if (info.has_text && info.text_context_length <= 0) {
       info.text_context_length = ClipTokenizer::kDefaultContextLength;
     }
     if (info.has_text) {
-      std::vector<TextBatcher::EmbedFn> text_fns;
-      std::vector<TextBatcher::EmbedFn> engines_text;
-      if (model->served.embed_texts) {
-        engines_text.push_back(model->served.embed_texts);
-      } else {
-        std::vector<std::shared_ptr<Embedder>> engines = {model->served.embedder};
-        for (const auto& e : model->served.more_replicas) engines.push_back(e);
-        for (std::shared_ptr<Embedder> embedder : engines) {
-          engines_text.push_back(
-              [embedder](const std::vector<TokenIds>& texts, std::vector<float>* out) {
-                return embedder->EmbedTexts(texts, out);
-              });
-        }
-      }
-      for (TextBatcher::EmbedFn& fn : engines_text) {
-        text_fns.push_back(
-            [fn = std::move(fn)](const std::vector<TokenIds>& texts, std::vector<float>* out) {
-              return fn(PadToLongest(texts), out);
-            });
-      }
-      model->text_batcher = std::make_unique<TextBatcher>(
-          name, info.dim, std::move(text_fns), batcher_options, [metrics, name](int size) {
-            if (metrics) metrics->ObserveBatch(name, size);
-          });
+      model->text_batcher = std::make_unique<TextBatcher>(name, info.dim, std::move(text_fns),
+                                                          batcher_options, observer);
     }
     models_[name] = std::move(model);
   }
