@@ -5,6 +5,7 @@
 #include <random>
 #include <utility>
 
+#include <google/protobuf/stubs/common.h>
 #include <grpcpp/generic/generic_stub.h>
 
 namespace lookalike {
@@ -57,6 +58,14 @@ Status Client::WaitForConnected(std::chrono::milliseconds timeout) {
 }
 
 namespace {
+
+// A proto3 string must be UTF-8: the server's parser refuses a request that
+// carries anything else before any handler sees it, so a text is checked
+// here, where the error can name it ("texts[2]: ...").
+Status CheckUtf8(const std::string& text, const std::string& label) {
+  if (google::protobuf::internal::IsStructurallyValidUTF8(text)) return Status::Ok();
+  return InvalidArgumentError(label + ": text is not valid UTF-8");
+}
 
 // grpc.health.v1 messages are tiny; encoding them by hand avoids shipping a
 // copy of health.proto. HealthCheckRequest { string service = 1; }
@@ -177,6 +186,9 @@ StatusOr<std::vector<v1::ModelInfo>> Client::ListModels() {
 }
 
 StatusOr<v1::EmbedResponse> Client::Embed(const v1::EmbedRequest& request) {
+  for (int i = 0; i < request.texts_size(); ++i) {
+    RETURN_IF_ERROR(CheckUtf8(request.texts(i), "texts[" + std::to_string(i) + "]"));
+  }
   v1::EmbedResponse response;
   RETURN_IF_ERROR(CallWithRetry(
       "Embed", [&](grpc::ClientContext* c) { return stub_->Embed(c, request, &response); }));
@@ -246,6 +258,11 @@ StatusOr<v1::UpsertResponse> Client::UpsertStream(const std::string& collection,
 }
 
 StatusOr<v1::SearchResponse> Client::Search(const v1::SearchRequest& request) {
+  for (int i = 0; i < request.queries_size(); ++i) {
+    if (request.queries(i).has_text()) {
+      RETURN_IF_ERROR(CheckUtf8(request.queries(i).text(), "queries[" + std::to_string(i) + "]"));
+    }
+  }
   v1::SearchResponse response;
   RETURN_IF_ERROR(CallWithRetry(
       "Search", [&](grpc::ClientContext* c) { return stub_->Search(c, request, &response); }));

@@ -85,6 +85,9 @@ class Client {
                              std::chrono::milliseconds timeout = std::chrono::milliseconds(2000));
 
   StatusOr<std::vector<v1::ModelInfo>> ListModels();
+  // Embed and Search refuse a text that is not valid UTF-8 before sending
+  // (INVALID_ARGUMENT naming it, "texts[i]" / "queries[i]"): a proto3 string
+  // must be UTF-8, and the server's parser would refuse the whole call.
   StatusOr<v1::EmbedResponse> Embed(const v1::EmbedRequest& request);
 
   StatusOr<v1::CollectionInfo> CreateCollection(const v1::CreateCollectionRequest& request);

@@ -6,6 +6,8 @@
 // registers (running max / sum per row, rescaling the O accumulator), then
 // O += P V with P converted to 16-bit straight from the S accumulators (the
 // accumulator layout of two n8 tiles equals the A-fragment layout of one k16).
+// Causal: keys after a row's query are masked like keys past the end, and
+// key tiles wholly after the CTA's last query row are not visited.
 #include "kernels/attention.h"
 
 #include <cmath>
@@ -47,7 +49,7 @@ __device__ __forceinline__ void LoadTile(T* smem, const T* src, int64_t row_stri
 template <typename T, int HD>
 __global__ void __launch_bounds__(kThreads)
     AttentionKernel(const T* __restrict__ qkv, T* __restrict__ out, int seq, int dim,
-                    int64_t qkv_stride, int64_t out_stride, float scale_log2) {
+                    int64_t qkv_stride, int64_t out_stride, float scale_log2, bool causal) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
   using S = AttnSmem<HD>;
   T* q_s = reinterpret_cast<T*>(smem_raw);
@@ -81,7 +83,8 @@ __global__ void __launch_bounds__(kThreads)
   float row_sum[2] = {0.f, 0.f};
   uint32_t q_frag[kDK][4];
 
-  const int num_tiles = (seq + kBlockN - 1) / kBlockN;
+  int num_tiles = (seq + kBlockN - 1) / kBlockN;
+  if (causal) num_tiles = min(num_tiles, (m0 + kBlockM - 1) / kBlockN + 1);
   for (int j = 0; j < num_tiles; ++j) {
     const int stage = j & 1;
     if (j + 1 < num_tiles) {
@@ -122,14 +125,17 @@ __global__ void __launch_bounds__(kThreads)
       }
     }
 
-    // Scale into the log2 domain and mask keys past the sequence end.
+    // Scale into the log2 domain and mask keys past the sequence end (and,
+    // causal, after the element's query row: g for e = 0, 1; g + 8 for 2, 3).
     const int key0 = j * kBlockN;
+    const int query0 = m0 + warp * 16 + g;
 #pragma unroll
     for (int nt = 0; nt < kNT; ++nt) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int key = key0 + nt * 8 + 2 * t + (e & 1);
-        s_acc[nt][e] = key < seq ? s_acc[nt][e] * scale_log2 : -INFINITY;
+        const bool visible = key < seq && (!causal || key <= query0 + (e >> 1) * 8);
+        s_acc[nt][e] = visible ? s_acc[nt][e] * scale_log2 : -INFINITY;
       }
     }
 
@@ -143,7 +149,8 @@ __global__ void __launch_bounds__(kThreads)
         mx = fmaxf(mx, fmaxf(s_acc[nt][2 * r], s_acc[nt][2 * r + 1]));
       mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
       mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-      // Key tile 0 always holds key 0, so mx is finite from the first tile on.
+      // Key tile 0 always holds key 0, visible to every row (causal too), so
+      // mx is finite from the first tile on.
       const float correction = exp2f(row_max[r] - mx);
       row_max[r] = mx;
       float sum = 0.f;
@@ -221,7 +228,7 @@ Status LaunchAttention(const AttentionParams& p, cudaStream_t stream) {
   dim3 grid((p.seq + kBlockM - 1) / kBlockM, p.heads, p.batch);
   kernel<<<grid, kThreads, smem, stream>>>(static_cast<const T*>(p.qkv), static_cast<T*>(p.out),
                                            p.seq, p.heads * HD, p.qkv_row_stride, p.out_row_stride,
-                                           scale * 1.4426950408889634f);
+                                           scale * 1.4426950408889634f, p.causal);
   return LaunchStatus("AttentionKernel");
 }
 

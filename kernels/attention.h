@@ -2,7 +2,8 @@
 //
 // qkv: {batch, seq, 3 * dim} packed [q | k | v] (models/backend.h Attention
 // contract); head h uses columns [h*head_dim, (h+1)*head_dim) of each part.
-// out: {batch, seq, dim}, out[n, t, h*hd + j] = softmax(q k^T * scale) v.
+// out: {batch, seq, dim}, out[n, t, h*hd + j] = softmax(q k^T * scale) v;
+// with `causal`, query t attends to keys [0, t] only (CLIP's text tower).
 // Row strides are in elements (qkv_row_stride >= 3*dim, out_row_stride >= dim).
 // Supported: f16 / bf16, head_dim 64, 80 or 128, any seq >= 1; pointers and
 // row strides 16-byte aligned. fp32 accumulation and softmax.
@@ -26,6 +27,7 @@ struct AttentionParams {
   int64_t qkv_row_stride = 0;  // elements between consecutive tokens in qkv
   int64_t out_row_stride = 0;  // elements between consecutive tokens in out
   float scale = 0.f;           // 0 means 1/sqrt(head_dim)
+  bool causal = false;         // mask keys after the query (GPT-style)
 };
 
 Status Attention(const AttentionParams& p, cudaStream_t stream);

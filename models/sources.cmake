@@ -2,7 +2,6 @@
 # Embedder (the engine's public API). Included from models/CMakeLists.txt after
 # the backends, so their targets exist here.
 add_library(lookalike_models STATIC
-  ${CMAKE_CURRENT_LIST_DIR}/json.cc
   ${CMAKE_CURRENT_LIST_DIR}/safetensors.cc
   ${CMAKE_CURRENT_LIST_DIR}/weights.cc
   ${CMAKE_CURRENT_LIST_DIR}/presets.cc
@@ -22,13 +21,10 @@ add_library(lookalike_models STATIC
   ${CMAKE_CURRENT_LIST_DIR}/inception.cc
   ${CMAKE_CURRENT_LIST_DIR}/backend_factory.cc
   ${CMAKE_CURRENT_LIST_DIR}/embedder.cc
-  ${CMAKE_CURRENT_LIST_DIR}/clip_tokenizer.cc
 )
 target_include_directories(lookalike_models PUBLIC ${PROJECT_SOURCE_DIR})
 target_link_libraries(lookalike_models PUBLIC lookalike_models_core lookalike_common
-                                              lookalike_cpu_backend)
-find_package(ZLIB REQUIRED)  # clip_tokenizer.cc reads bpe_simple_vocab_16e6.txt.gz
-target_link_libraries(lookalike_models PRIVATE ZLIB::ZLIB)
+                                              lookalike_cpu_backend lookalike_clip_tokenizer)
 # MakeCudaBackend() (models/backend_factory.h): the CUDA backend where this
 # build has CUDA, else the stand-in that says the build has none.
 if(LOOKALIKE_HAVE_CUDA)

@@ -4,14 +4,31 @@
 #include <cstring>
 
 namespace lookalike {
+namespace {
 
-Batcher::Batcher(std::string name, int dim, EmbedFn embed, BatcherOptions options,
-                 BatchObserver observer)
-    : Batcher(std::move(name), dim, std::vector<EmbedFn>{std::move(embed)}, options,
-              std::move(observer)) {}
+// What the queued items are called in messages.
+template <typename Item>
+const char* ItemsWord();
+template <>
+const char* ItemsWord<ImageView>() {
+  return "images";
+}
+template <>
+const char* ItemsWord<TokenIds>() {
+  return "texts";
+}
 
-Batcher::Batcher(std::string name, int dim, std::vector<EmbedFn> embeds, BatcherOptions options,
-                 BatchObserver observer)
+}  // namespace
+
+template <typename Item>
+BatcherOf<Item>::BatcherOf(std::string name, int dim, EmbedFn embed, BatcherOptions options,
+                           BatchObserver observer)
+    : BatcherOf(std::move(name), dim, std::vector<EmbedFn>{std::move(embed)}, options,
+                std::move(observer)) {}
+
+template <typename Item>
+BatcherOf<Item>::BatcherOf(std::string name, int dim, std::vector<EmbedFn> embeds,
+                           BatcherOptions options, BatchObserver observer)
     : name_(std::move(name)),
       dim_(dim),
       embeds_(std::move(embeds)),
@@ -22,9 +39,13 @@ Batcher::Batcher(std::string name, int dim, std::vector<EmbedFn> embeds, Batcher
   }
 }
 
-Batcher::~Batcher() { Shutdown(); }
+template <typename Item>
+BatcherOf<Item>::~BatcherOf() {
+  Shutdown();
+}
 
-void Batcher::Shutdown() {
+template <typename Item>
+void BatcherOf<Item>::Shutdown() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     stopping_ = true;
@@ -35,13 +56,16 @@ void Batcher::Shutdown() {
   }
 }
 
-int Batcher::queue_depth() const {
+template <typename Item>
+int BatcherOf<Item>::queue_depth() const {
   std::lock_guard<std::mutex> lock(mu_);
   return static_cast<int>(queue_.size());
 }
 
-Status Batcher::Submit(std::vector<ImageView> images, DoneFn done) {
-  if (images.empty()) return InvalidArgumentError("no images to embed");
+template <typename Item>
+Status BatcherOf<Item>::Submit(std::vector<Item> images, DoneFn done) {
+  if (images.empty())
+    return InvalidArgumentError(std::string("no ") + ItemsWord<Item>() + " to embed");
   if (embeds_.empty()) return FailedPreconditionError("model \"" + name_ + "\" has no replicas");
   auto job = std::make_shared<Job>();
   job->remaining = images.size();
@@ -53,9 +77,10 @@ Status Batcher::Submit(std::vector<ImageView> images, DoneFn done) {
     std::lock_guard<std::mutex> lock(mu_);
     if (stopping_) return UnavailableError("model \"" + name_ + "\" is shutting down");
     if (queue_.size() + job->images.size() > static_cast<size_t>(options_.queue_capacity)) {
-      return ResourceExhaustedError(
-          "model \"" + name_ + "\" embedding queue is full (" + std::to_string(queue_.size()) +
-          " of " + std::to_string(options_.queue_capacity) + " images queued); retry later");
+      return ResourceExhaustedError("model \"" + name_ + "\" embedding queue is full (" +
+                                    std::to_string(queue_.size()) + " of " +
+                                    std::to_string(options_.queue_capacity) + " " +
+                                    ItemsWord<Item>() + " queued); retry later");
     }
     for (size_t i = 0; i < job->images.size(); ++i) queue_.push_back(Entry{job, i, now});
   }
@@ -63,10 +88,11 @@ Status Batcher::Submit(std::vector<ImageView> images, DoneFn done) {
   return Status::Ok();
 }
 
-void Batcher::Run(const EmbedFn& embed) {
+template <typename Item>
+void BatcherOf<Item>::Run(const EmbedFn& embed) {
   const size_t max_batch = static_cast<size_t>(std::max(1, options_.max_batch));
   std::vector<Entry> batch;
-  std::vector<ImageView> views;
+  std::vector<Item> views;
   std::vector<float> out;
   std::vector<std::shared_ptr<Job>> finished;
   for (;;) {
@@ -97,8 +123,8 @@ void Batcher::Run(const EmbedFn& embed) {
     }
     if (status.ok() && out.size() != views.size() * static_cast<size_t>(dim_)) {
       status = InternalError("model \"" + name_ + "\" returned " + std::to_string(out.size()) +
-                             " floats for " + std::to_string(views.size()) + " images of dim " +
-                             std::to_string(dim_));
+                             " floats for " + std::to_string(views.size()) + " " +
+                             ItemsWord<Item>() + " of dim " + std::to_string(dim_));
     }
     // Rows go to disjoint places of each job's vectors; the counts and status
     // are shared with the other workers, so they change under mu_ (which also
@@ -125,5 +151,8 @@ void Batcher::Run(const EmbedFn& embed) {
     batch.clear();
   }
 }
+
+template class BatcherOf<ImageView>;
+template class BatcherOf<TokenIds>;
 
 }  // namespace lookalike

@@ -13,7 +13,9 @@
 // is queued.
 //
 // The embedding function is a std::function so tests can run without a model;
-// the server passes Embedder::Embed.
+// the server passes Embedder::Embed. The same batching serves texts
+// (TextBatcher: items are tokenized texts, the function Embedder::EmbedTexts);
+// the messages then say "texts" where they say "images".
 #pragma once
 
 #include <chrono>
@@ -32,33 +34,36 @@
 
 namespace lookalike {
 
+// One tokenized text (ClipTokenizer ids), what a TextBatcher queues.
+using TokenIds = std::vector<int32_t>;
+
 struct BatcherOptions {
   int max_batch = 32;                         // images per embedding call, >= 1
   std::chrono::microseconds max_delay{2000};  // >= 0
   int queue_capacity = 1024;                  // images waiting, >= 1
 };
 
-class Batcher {
+template <typename Item>
+class BatcherOf {
  public:
   // images -> out (images.size() * dim floats, row-major). Called on the
   // worker thread only, never concurrently.
-  using EmbedFn =
-      std::function<Status(const std::vector<ImageView>& images, std::vector<float>* out)>;
+  using EmbedFn = std::function<Status(const std::vector<Item>& images, std::vector<float>* out)>;
   // Status and images.size() * dim floats (empty on error).
   using DoneFn = std::function<void(Status status, std::vector<float> vectors)>;
   // Observes each batch run (metrics): its size.
   using BatchObserver = std::function<void(int batch_size)>;
 
-  Batcher(std::string name, int dim, EmbedFn embed, BatcherOptions options,
-          BatchObserver observer = nullptr);
+  BatcherOf(std::string name, int dim, EmbedFn embed, BatcherOptions options,
+            BatchObserver observer = nullptr);
   // One worker per function (at least one). Each function is called on its
   // own worker only, never concurrently with itself.
-  Batcher(std::string name, int dim, std::vector<EmbedFn> embeds, BatcherOptions options,
-          BatchObserver observer = nullptr);
+  BatcherOf(std::string name, int dim, std::vector<EmbedFn> embeds, BatcherOptions options,
+            BatchObserver observer = nullptr);
   // Finishes the queued work, then stops the worker.
-  ~Batcher();
-  Batcher(const Batcher&) = delete;
-  Batcher& operator=(const Batcher&) = delete;
+  ~BatcherOf();
+  BatcherOf(const BatcherOf&) = delete;
+  BatcherOf& operator=(const BatcherOf&) = delete;
 
   // Queues `images` (views must stay valid until `done` runs) and returns at
   // once. On OK, `done` is called exactly once, on a worker thread, when the
@@ -66,7 +71,7 @@ class Batcher {
   // it should hand the result on rather than do long work, since the worker
   // batches for every request. On error (queue full: RESOURCE_EXHAUSTED; shut
   // down: UNAVAILABLE; empty: INVALID_ARGUMENT) `done` is not called.
-  Status Submit(std::vector<ImageView> images, DoneFn done);
+  Status Submit(std::vector<Item> images, DoneFn done);
 
   // Images waiting for a batch.
   int queue_depth() const;
@@ -79,7 +84,7 @@ class Batcher {
 
  private:
   struct Job {
-    std::vector<ImageView> images;
+    std::vector<Item> images;
     DoneFn done;
     std::vector<float> vectors;
     Status status;
@@ -105,5 +110,10 @@ class Batcher {
   bool stopping_ = false;
   std::vector<std::thread> workers_;
 };
+
+using Batcher = BatcherOf<ImageView>;
+using TextBatcher = BatcherOf<TokenIds>;
+extern template class BatcherOf<ImageView>;
+extern template class BatcherOf<TokenIds>;
 
 }  // namespace lookalike

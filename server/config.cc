@@ -95,6 +95,9 @@ const std::map<std::string, Setter>& ScalarKeys() {
        IntField(&ServerConfig::limits, &LimitsConfig::max_ids_per_request)},
       {"limits.max_queries_per_search",
        IntField(&ServerConfig::limits, &LimitsConfig::max_queries_per_search)},
+      {"limits.max_texts_per_request",
+       IntField(&ServerConfig::limits, &LimitsConfig::max_texts_per_request)},
+      {"limits.max_text_bytes", IntField(&ServerConfig::limits, &LimitsConfig::max_text_bytes)},
       {"limits.max_k", IntField(&ServerConfig::limits, &LimitsConfig::max_k)},
       {"limits.max_image_pixels", IntField(&ServerConfig::limits, &LimitsConfig::max_image_pixels)},
       {"limits.decode_threads", IntField(&ServerConfig::limits, &LimitsConfig::decode_threads)},
@@ -126,6 +129,8 @@ const std::map<std::string, std::string>& FlagKeys() {
       {"max-ids-per-request", "limits.max_ids_per_request"},
       {"max-queries-per-search", "limits.max_queries_per_search"},
       {"max-k", "limits.max_k"},
+      {"max-texts-per-request", "limits.max_texts_per_request"},
+      {"max-text-bytes", "limits.max_text_bytes"},
       {"max-image-pixels", "limits.max_image_pixels"},
       {"decode-threads", "limits.decode_threads"},
       {"max-batch", "batcher.max_batch"},
@@ -152,8 +157,8 @@ Status ScalarOf(const std::string& source, const std::string& key, const YAML::N
 
 Status ApplyModels(const std::string& source, const YAML::Node& node, ServerConfig* config) {
   if (!node.IsSequence()) {
-    return InvalidArgumentError(Where(source, node) +
-                                ": models: expected a list of {name, preset, weights}");
+    return InvalidArgumentError(
+        Where(source, node) + ": models: expected a list of {name, preset, weights[, tokenizer]}");
   }
   std::vector<ModelConfig> models;
   for (size_t i = 0; i < node.size(); ++i) {
@@ -174,9 +179,11 @@ Status ApplyModels(const std::string& source, const YAML::Node& node, ServerConf
         model.preset = value;
       } else if (sub == "weights") {
         model.weights = value;
+      } else if (sub == "tokenizer") {
+        model.tokenizer = value;
       } else {
         return InvalidArgumentError(Where(source, kv.first) + ": unknown key \"" + key + "." + sub +
-                                    "\" (expected name, preset, weights)");
+                                    "\" (expected name, preset, weights, tokenizer)");
       }
     }
     if (model.preset.empty()) model.preset = model.name;
@@ -373,6 +380,8 @@ Status ValidateConfig(const ServerConfig& c) {
       CheckRange("limits.max_queries_per_search", l.max_queries_per_search, 1, 1 << 16));
   RETURN_IF_ERROR(CheckRange("limits.max_ids_per_request", l.max_ids_per_request, 1, 1 << 20));
   RETURN_IF_ERROR(CheckRange("limits.max_k", l.max_k, 1, kMaxK));
+  RETURN_IF_ERROR(CheckRange("limits.max_texts_per_request", l.max_texts_per_request, 1, 1 << 20));
+  RETURN_IF_ERROR(CheckRange("limits.max_text_bytes", l.max_text_bytes, 1, 1 << 24));
   RETURN_IF_ERROR(CheckRange("limits.max_image_pixels", l.max_image_pixels, 1, 1ll << 32));
   RETURN_IF_ERROR(CheckRange("limits.decode_threads", l.decode_threads, 0, 1024));
   const BatcherConfig& b = c.batcher;
@@ -384,6 +393,11 @@ Status ValidateConfig(const ServerConfig& c) {
     return InvalidArgumentError("batcher.queue_capacity: " + std::to_string(b.queue_capacity) +
                                 " is below limits.max_images_per_request (" +
                                 std::to_string(l.max_images_per_request) + ")");
+  }
+  if (b.queue_capacity < l.max_texts_per_request) {
+    return InvalidArgumentError("batcher.queue_capacity: " + std::to_string(b.queue_capacity) +
+                                " is below limits.max_texts_per_request (" +
+                                std::to_string(l.max_texts_per_request) + ")");
   }
   return Status::Ok();
 }
@@ -439,7 +453,7 @@ documents every key), then these flags:
   --log-level LEVEL             trace|debug|info|warn|error|critical|off
   --max-message-bytes N         --max-images-per-request N   --max-items-per-upsert N
   --max-ids-per-request N       --max-queries-per-search N   --max-k N (<= 2048)
-  --max-image-pixels N
+  --max-image-pixels N          --max-texts-per-request N    --max-text-bytes N
   --decode-threads N            --max-batch N                --max-delay-us N
   --queue-capacity N
 )";

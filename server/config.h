@@ -22,6 +22,10 @@ struct ModelConfig {
   std::string name;     // [A-Za-z0-9_.-]{1,64}
   std::string preset;   // a models/ preset, e.g. "efficientnet_lite0"
   std::string weights;  // .safetensors path (relative paths are relative to the working directory)
+  // CLIP text tokenizer (models/clip_tokenizer.h): OpenCLIP's bpe file, or a
+  // Hugging Face vocab.json / merges.txt (or their directory). "" = the
+  // vocab.json + merges.txt beside `weights`, when present.
+  std::string tokenizer;
 };
 
 // Request limits. Requests over a limit fail with INVALID_ARGUMENT.
@@ -31,6 +35,8 @@ struct LimitsConfig {
   int max_items_per_upsert = 4096;         // items per Upsert request or stream message
   int max_ids_per_request = 4096;          // ids per Get or Delete request
   int max_queries_per_search = 256;
+  int max_texts_per_request = 256;        // Embed texts, and text queries per Search
+  int max_text_bytes = 4096;              // UTF-8 bytes of one text
   int max_k = 2048;                       // <= kMaxK (index/types.h), the index's limit
   int64_t max_image_pixels = 50'000'000;  // width * height of one decoded image
   int decode_threads = 0;                 // 0 = number of cores

@@ -3,8 +3,44 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 
 namespace lookalike {
+namespace {
+
+// The batch as the text tower takes it: every text padded with id 0 to the
+// longest (see the header: exact under causal attention and end-token
+// pooling; 0 is below the end token, so argmax pooling is unchanged too).
+std::vector<TokenIds> PadToLongest(const std::vector<TokenIds>& texts) {
+  size_t longest = 0;
+  for (const TokenIds& t : texts) longest = std::max(longest, t.size());
+  std::vector<TokenIds> padded = texts;
+  for (TokenIds& t : padded) t.resize(longest, 0);
+  return padded;
+}
+
+}  // namespace
+
+StatusOr<std::shared_ptr<const ClipTokenizer>> LoadModelTokenizer(const ModelConfig& config,
+                                                                  const ModelInfo& info) {
+  if (!info.has_text) return std::shared_ptr<const ClipTokenizer>();
+  std::string path = config.tokenizer;
+  if (path.empty()) {
+    const std::filesystem::path dir = std::filesystem::path(config.weights).parent_path();
+    std::error_code ec;
+    if (!std::filesystem::exists(dir / "vocab.json", ec) ||
+        !std::filesystem::exists(dir / "merges.txt", ec)) {
+      return std::shared_ptr<const ClipTokenizer>();
+    }
+    path = (dir / "vocab.json").string();
+  }
+  StatusOr<ClipTokenizer> tokenizer = ClipTokenizer::Load(path);
+  if (!tokenizer.ok()) {
+    return Status(tokenizer.status().code(),
+                  "tokenizer \"" + path + "\": " + tokenizer.status().message());
+  }
+  return std::make_shared<const ClipTokenizer>(*std::move(tokenizer));
+}
 
 EmbedPipeline::EmbedPipeline(std::vector<ServedModel> models, std::string default_model,
                              LimitsConfig limits, BatcherConfig batcher, ThreadPool* completions,
@@ -20,23 +56,45 @@ EmbedPipeline::EmbedPipeline(std::vector<ServedModel> models, std::string defaul
   for (ServedModel& served : models) {
     auto model = std::make_unique<Model>();
     model->served = std::move(served);
+    const ServedModel& m = model->served;
+    // One batch function per engine (replicas), for images and for texts;
+    // the test hooks (embed, embed_texts) replace them.
+    std::vector<std::shared_ptr<Embedder>> engines;
+    if (m.embedder) engines.push_back(m.embedder);
+    engines.insert(engines.end(), m.more_replicas.begin(), m.more_replicas.end());
     std::vector<Batcher::EmbedFn> fns;
-    if (model->served.embed) {
-      fns.push_back(model->served.embed);
-    } else {
-      std::vector<std::shared_ptr<Embedder>> engines = {model->served.embedder};
-      for (const auto& e : model->served.more_replicas) engines.push_back(e);
-      for (std::shared_ptr<Embedder> embedder : engines) {
-        fns.push_back([embedder](const std::vector<ImageView>& images, std::vector<float>* out) {
-          return embedder->Embed(images, out);
-        });
-      }
+    std::vector<TextBatcher::EmbedFn> text_fns;
+    for (const std::shared_ptr<Embedder>& embedder : engines) {
+      fns.push_back([embedder](const std::vector<ImageView>& images, std::vector<float>* out) {
+        return embedder->Embed(images, out);
+      });
+      text_fns.push_back([embedder](const std::vector<TokenIds>& texts, std::vector<float>* out) {
+        return embedder->EmbedTexts(PadToLongest(texts), out);
+      });
     }
-    const std::string name = model->served.name;
-    model->batcher = std::make_unique<Batcher>(name, model->served.info.dim, std::move(fns),
-                                               batcher_options, [metrics, name](int size) {
-                                                 if (metrics) metrics->ObserveBatch(name, size);
-                                               });
+    if (m.embed) fns = {m.embed};
+    if (m.embed_texts) {
+      text_fns = {
+          [fn = m.embed_texts](const std::vector<TokenIds>& texts, std::vector<float>* out) {
+            return fn(PadToLongest(texts), out);
+          }};
+    }
+    const std::string name = m.name;
+    auto observer = [metrics, name](int size) {
+      if (metrics) metrics->ObserveBatch(name, size);
+    };
+    model->batcher =
+        std::make_unique<Batcher>(name, m.info.dim, std::move(fns), batcher_options, observer);
+    ModelInfo& info = model->served.info;
+    if (!m.tokenizer) info.has_text = false;
+    if (!info.has_text) info.text_context_length = 0;
+    if (info.has_text && info.text_context_length <= 0) {
+      info.text_context_length = ClipTokenizer::kDefaultContextLength;
+    }
+    if (info.has_text) {
+      model->text_batcher = std::make_unique<TextBatcher>(name, info.dim, std::move(text_fns),
+                                                          batcher_options, observer);
+    }
     models_[name] = std::move(model);
   }
 }
@@ -44,12 +102,19 @@ EmbedPipeline::EmbedPipeline(std::vector<ServedModel> models, std::string defaul
 EmbedPipeline::~EmbedPipeline() { Shutdown(); }
 
 void EmbedPipeline::Shutdown() {
-  for (auto& [name, model] : models_) model->batcher->Shutdown();
+  for (auto& [name, model] : models_) {
+    model->batcher->Shutdown();
+    if (model->text_batcher) model->text_batcher->Shutdown();
+  }
 }
 
 std::vector<std::pair<std::string, double>> EmbedPipeline::QueueDepths() const {
   std::vector<std::pair<std::string, double>> out;
-  for (const auto& [name, model] : models_) out.emplace_back(name, model->batcher->queue_depth());
+  for (const auto& [name, model] : models_) {
+    int depth = model->batcher->queue_depth();
+    if (model->text_batcher) depth += model->text_batcher->queue_depth();
+    out.emplace_back(name, depth);
+  }
   return out;
 }
 
@@ -138,6 +203,72 @@ Status EmbedPipeline::Embed(const ServedModel& served, std::vector<std::string_v
           }
           pending->decoded.clear();  // free the pixels before the rest of the request
           pending->done(std::move(pending->result));
+        });
+      });
+}
+
+Status EmbedPipeline::CheckServesTexts(const ServedModel& served) const {
+  if (served.info.has_text) return Status::Ok();
+  return FailedPreconditionError(
+      "model \"" + served.name + "\" (preset " + served.info.preset +
+      ") has no text tower: texts need a CLIP checkpoint with both towers (a CLIPModel "
+      "model.safetensors) and its tokenizer (models[].tokenizer, or vocab.json + merges.txt "
+      "beside the weights)");
+}
+
+Status EmbedPipeline::EmbedTexts(const ServedModel& served,
+                                 const std::vector<std::string_view>& texts,
+                                 const std::string& field, const std::vector<int>& indexes,
+                                 DoneFn done) {
+  auto it = models_.find(served.name);
+  if (it == models_.end() || &it->second->served != &served) {
+    return InternalError("model \"" + served.name + "\" is not this pipeline's");
+  }
+  RETURN_IF_ERROR(CheckServesTexts(served));
+  if (!it->second->text_batcher)
+    return InternalError("model \"" + served.name + "\" has no text batcher");
+  const int n = static_cast<int>(texts.size());
+  if (n > limits_.max_texts_per_request) {
+    return InvalidArgumentError(field + ": " + std::to_string(n) + " texts is over the limit of " +
+                                std::to_string(limits_.max_texts_per_request));
+  }
+  const ClipTokenizer& tokenizer = *served.tokenizer;
+  const int context = served.info.text_context_length;
+  std::vector<TokenIds> tokens;
+  tokens.reserve(texts.size());
+  for (size_t j = 0; j < texts.size(); ++j) {
+    const std::string label =
+        field + "[" + std::to_string(indexes.empty() ? static_cast<int>(j) : indexes[j]) + "]";
+    const std::string_view text = texts[j];
+    if (text.empty()) return InvalidArgumentError(label + ": text is empty");
+    if (text.size() > static_cast<size_t>(limits_.max_text_bytes)) {
+      return InvalidArgumentError(label + ": text of " + std::to_string(text.size()) +
+                                  " bytes is over the limit of " +
+                                  std::to_string(limits_.max_text_bytes));
+    }
+    StatusOr<TokenIds> ids = tokenizer.Tokenize(text, context);
+    if (!ids.ok()) return Status(ids.status().code(), label + ": " + ids.status().message());
+    // The ids up to the (first) end token: the rest is padding the causal
+    // text tower never looks at; the batch pads to its longest text.
+    const auto end = std::find(ids->begin(), ids->end(), tokenizer.end_token());
+    if (end != ids->end()) ids->erase(end + 1, ids->end());
+    tokens.push_back(*std::move(ids));
+  }
+  const size_t dim = static_cast<size_t>(served.info.dim);
+  ThreadPool* completions = completions_;
+  return it->second->text_batcher->Submit(
+      std::move(tokens),
+      [n, dim, completions, done = std::move(done)](Status status, std::vector<float> out) mutable {
+        completions->Submit([n, dim, done = std::move(done), status = std::move(status),
+                             out = std::move(out)]() mutable {
+          if (!status.ok()) return done(status);
+          EmbeddedImages result;
+          result.item_status.assign(static_cast<size_t>(n), Status::Ok());
+          result.vectors = std::move(out);
+          if (result.vectors.size() != static_cast<size_t>(n) * dim) {
+            return done(InternalError("text batch returned the wrong number of values"));
+          }
+          done(std::move(result));
         });
       });
 }

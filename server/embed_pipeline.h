@@ -1,9 +1,19 @@
-// EmbedPipeline: the one path from image bytes to vectors, shared by Embed,
-// Upsert and Search.
+// EmbedPipeline: the one path from image bytes (or texts) to vectors, shared
+// by Embed, Upsert and Search.
 //
 //   model lookup (by name, or for a collection: vectors-only and unserved
 //   models refused) -> limit on images per request -> decode (DecodePool,
 //   pixel limit) -> the model's Batcher -> scatter rows back to payload order.
+//
+//   texts: limits (count, bytes) -> the model's ClipTokenizer (invalid UTF-8
+//   refused; context truncation as CLIP does) -> the model's TextBatcher.
+//   Texts are short and of many lengths: each text's ids end at its end token
+//   and a batch is padded (id 0) to its longest text. This is exact, not an
+//   approximation: attention is causal and the text is pooled at its end
+//   token, so positions after it never reach the output; and a batch of short
+//   queries runs ~10 positions instead of 77. (Grouping by length would save
+//   the padding too, but it delays or splits small batches for little gain
+//   when most queries are a few words.)
 //
 // Decoding runs before Embed returns (on the decode pool; the caller's thread
 // waits for it, which is CPU work of this request only). Embedding completes
@@ -23,6 +33,7 @@
 
 #include "common/status.h"
 #include "index/types.h"
+#include "models/clip_tokenizer.h"
 #include "models/embedder.h"
 #include "server/batcher.h"
 #include "server/config.h"
@@ -42,9 +53,24 @@ struct ServedModel {
   std::vector<std::shared_ptr<Embedder>> more_replicas;
   // What the batcher runs; empty = embedder->Embed. (Tests pass a function.)
   Batcher::EmbedFn embed;
+  // Texts: served when info.has_text and a tokenizer is set (the pipeline
+  // clears info.has_text otherwise, so ListModels tells the truth).
+  std::shared_ptr<const ClipTokenizer> tokenizer;
+  // What the text batcher runs on a padded batch; empty =
+  // embedder->EmbedTexts. (Tests pass a function.)
+  TextBatcher::EmbedFn embed_texts;
 };
 
-// What Embed hands back: one entry per payload, in payload order.
+// The tokenizer of a model with a text tower (info.has_text): from
+// `config.tokenizer` when set (an unreadable one is an error naming it), else
+// from vocab.json + merges.txt beside `config.weights` when both are there.
+// Null when the model has no text tower, or nothing is configured and the
+// files are absent (the model then serves images only).
+StatusOr<std::shared_ptr<const ClipTokenizer>> LoadModelTokenizer(const ModelConfig& config,
+                                                                  const ModelInfo& info);
+
+// What Embed and EmbedTexts hand back: one entry per payload (image or text),
+// in payload order.
 struct EmbeddedImages {
   // OK, or why payload i could not be decoded (its row of `vectors` is zero).
   std::vector<Status> item_status;
@@ -88,7 +114,21 @@ class EmbedPipeline {
   Status Embed(const ServedModel& model, std::vector<std::string_view> payloads,
                const std::string& field, bool all_or_nothing, DoneFn done);
 
-  // Images waiting per model (metrics).
+  // OK when `model` embeds texts; FAILED_PRECONDITION naming it otherwise.
+  Status CheckServesTexts(const ServedModel& model) const;
+
+  // Tokenizes `texts` (views valid until this returns) with `model`'s
+  // tokenizer and queues them on its text batcher; `done` as for Embed (every
+  // item_status OK). Errors, `done` not called: FAILED_PRECONDITION when the
+  // model serves no texts (naming it); INVALID_ARGUMENT over
+  // limits.max_texts_per_request ("<field>: ..."), or for an empty, too long
+  // (limits.max_text_bytes) or invalid UTF-8 text, named
+  // "<field>[<indexes[j]>]" (indexes empty: j); RESOURCE_EXHAUSTED /
+  // UNAVAILABLE as for Embed.
+  Status EmbedTexts(const ServedModel& model, const std::vector<std::string_view>& texts,
+                    const std::string& field, const std::vector<int>& indexes, DoneFn done);
+
+  // Images (and texts) waiting per model (metrics).
   std::vector<std::pair<std::string, double>> QueueDepths() const;
 
   // Finishes queued embedding work (its DoneFns go to the completion pool)
@@ -99,6 +139,7 @@ class EmbedPipeline {
   struct Model {
     ServedModel served;
     std::unique_ptr<Batcher> batcher;
+    std::unique_ptr<TextBatcher> text_batcher;  // null when the model serves no texts
   };
 
   const std::string default_model_;

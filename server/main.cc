@@ -111,9 +111,22 @@ int Run(int argc, char** argv) {
         served.more_replicas.push_back(std::shared_ptr<Embedder>(std::move(*embedder)));
       }
     }
-    spdlog::info("model \"{}\": preset {}, dim {}, input {}x{}, backend {}, {} engine(s)", m.name,
+    StatusOr<std::shared_ptr<const ClipTokenizer>> tokenizer = LoadModelTokenizer(m, served.info);
+    if (!tokenizer.ok()) {
+      spdlog::critical("model \"{}\": {}", m.name, tokenizer.status().ToString());
+      return 1;
+    }
+    served.tokenizer = *tokenizer;
+    if (served.info.has_text && !served.tokenizer) {
+      spdlog::warn(
+          "model \"{}\": has a text tower but no tokenizer (set its tokenizer, or put "
+          "vocab.json + merges.txt beside {}); serving images only",
+          m.name, m.weights);
+    }
+    spdlog::info("model \"{}\": preset {}, dim {}, input {}x{}, backend {}, {} engine(s){}", m.name,
                  served.info.preset, served.info.dim, served.info.input_height,
-                 served.info.input_width, served.info.backend, replicas);
+                 served.info.input_width, served.info.backend, replicas,
+                 served.tokenizer ? ", texts" : "");
     models.push_back(std::move(served));
   }
 

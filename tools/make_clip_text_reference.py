@@ -35,6 +35,21 @@ DIR/reference.safetensors
   __metadata__: config (JSON: the CLIPModel text_config and vision_config
     fields the engine needs), texts (JSON list), variant, seed,
     open_clip_vocab (path of bpe_simple_vocab_16e6.txt.gz).
+
+  .venv/bin/python tools/make_clip_text_reference.py --search DIR
+
+adds, for the server's end-to-end test (tests/integration/text_test.cc), to a
+clip_vit_b32 fixture DIR written before:
+DIR/vocab.json, DIR/merges.txt
+    open_clip's vocabulary in Hugging Face's form (the server's default
+    tokenizer: the files beside the weights).
+DIR/search/NAME.png
+    224 x 224 images (the preset's input size: resize and crop are identity),
+    smooth random colour fields.
+DIR/search/reference.json
+    {"images": [NAME...], "texts": [...], "similarity": [[image x text]]}:
+    cosine similarity of CLIPModel's image features (pixels / 255 normalized
+    with CLIP's mean and std) and text features (open_clip.tokenize ids).
 """
 
 import argparse
@@ -114,13 +129,75 @@ def randomize_(model: torch.nn.Module, seed: int) -> None:
                 param.copy_(torch.randn(param.shape, generator=g) * 0.05)
 
 
+SEARCH_TEXTS = ["a red square", "a photo of a dog on the beach", "blue",
+                "green leaves in the morning sun", "Zwei Katzen", "東京の夜景"]
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def write_search_fixture(dirname: str, images: int = 6, seed: int = 7) -> None:
+    import open_clip
+    from open_clip.tokenizer import SimpleTokenizer
+    from PIL import Image
+    from safetensors.torch import load_file
+    from transformers import CLIPConfig, CLIPModel
+
+    tok = SimpleTokenizer()
+    with open(os.path.join(dirname, "vocab.json"), "w", encoding="utf-8") as f:
+        json.dump(tok.encoder, f, ensure_ascii=False)
+    merges = sorted(tok.bpe_ranks.items(), key=lambda kv: kv[1])
+    with open(os.path.join(dirname, "merges.txt"), "w", encoding="utf-8") as f:
+        f.write("#version: 0.2\n")
+        f.write("\n".join(f"{a} {b}" for (a, b), _ in merges))
+    model = CLIPModel(CLIPConfig.from_json_file(os.path.join(dirname, "config.json"))).eval()
+    missing, unexpected = model.load_state_dict(
+        load_file(os.path.join(dirname, "model.safetensors")), strict=False)
+    # The file holds the floating-point tensors only (no position_ids buffers).
+    assert not unexpected and all(k.endswith("position_ids") for k in missing), (missing, unexpected)
+    out = os.path.join(dirname, "search")
+    os.makedirs(out, exist_ok=True)
+    g = torch.Generator().manual_seed(seed)
+    names, pixels = [], []
+    for i in range(images):
+        # A coarse random field upsampled: smooth, so the image is not noise.
+        coarse = torch.rand(1, 3, 4, 4, generator=g)
+        img = torch.nn.functional.interpolate(coarse, size=(224, 224), mode="bilinear",
+                                              align_corners=False)[0]
+        u8 = (img * 255).round().clamp(0, 255).to(torch.uint8)
+        name = f"img{i}"
+        Image.fromarray(u8.permute(1, 2, 0).numpy()).save(os.path.join(out, name + ".png"))
+        x = u8.float() / 255.0
+        mean = torch.tensor(CLIP_MEAN).view(3, 1, 1)
+        std = torch.tensor(CLIP_STD).view(3, 1, 1)
+        pixels.append((x - mean) / std)
+        names.append(name)
+    ids = open_clip.tokenize(SEARCH_TEXTS).to(torch.int64)
+    with torch.no_grad():
+        image = torch.nn.functional.normalize(
+            model.get_image_features(pixel_values=torch.stack(pixels)).float(), dim=-1)
+        text = torch.nn.functional.normalize(
+            model.get_text_features(input_ids=ids).float(), dim=-1)
+    sim = (image @ text.T).tolist()
+    with open(os.path.join(out, "reference.json"), "w", encoding="utf-8") as f:
+        json.dump({"images": names, "texts": SEARCH_TEXTS, "similarity": sim}, f,
+                  ensure_ascii=False)
+    print(f"clip search fixture: {images} images, {len(SEARCH_TEXTS)} texts in {out}")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", required=True)
+    ap.add_argument("--search", metavar="DIR",
+                    help="add the server test's images, vocabulary and similarities to DIR")
+    ap.add_argument("--out")
     ap.add_argument("--variant", default="legacy", choices=["legacy", "gelu_eos", "clip_vit_b32"])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--images", type=int, default=6)
     args = ap.parse_args(argv)
+    if args.search:
+        write_search_fixture(args.search)
+        return 0
+    if not args.out:
+        ap.error("--out is required")
 
     import open_clip
     from safetensors.torch import save_file

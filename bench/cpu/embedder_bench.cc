@@ -4,6 +4,12 @@
 //
 //   lookalike_cpu_embedder_bench --preset resnet50 --weights W.safetensors
 //       [--threads 2] [--batches 1,16] [--reps 5] [--image 320x240]
+//   lookalike_cpu_embedder_bench --preset clip_vit_b32 --weights CLIPModel.safetensors --texts 1
+//
+// --texts 1 times Embedder::EmbedTexts instead (the model "<preset>_text"):
+// search-query-sized texts, BenchTokenIds below (the same rule as
+// bench/cpu/torch_bench.py), padded to the batch's longest as the server's
+// text batcher does.
 //
 // Prints one JSON object per batch size:
 //   {"impl": "lookalike", "model": ..., "batch": B, "threads": T,
@@ -41,6 +47,26 @@ double PeakRssMb() {
   return ru.ru_maxrss / 1024.0;  // kilobytes on Linux
 }
 
+// Text i of a batch: start token, 6..18 ids, end token (8..20 tokens, a
+// search query's length), 0-padded to the batch's longest. The ids are
+// arbitrary but fixed (speed does not depend on them).
+std::vector<std::vector<int32_t>> BenchTokenIds(int batch) {
+  std::vector<std::vector<int32_t>> texts(batch);
+  size_t longest = 0;
+  for (int i = 0; i < batch; ++i) {
+    const int length = 8 + (i * 5) % 13;
+    std::vector<int32_t>& ids = texts[i];
+    ids.push_back(49406);
+    for (int j = 1; j + 1 < length; ++j) {
+      ids.push_back(1 + static_cast<int32_t>((i * 7919LL + j * 104729LL) % 49404));
+    }
+    ids.push_back(49407);
+    longest = std::max(longest, ids.size());
+  }
+  for (auto& ids : texts) ids.resize(longest, 0);
+  return texts;
+}
+
 std::vector<int> ParseList(const std::string& s) {
   std::vector<int> v;
   std::stringstream ss(s);
@@ -53,7 +79,7 @@ std::vector<int> ParseList(const std::string& s) {
 
 int main(int argc, char** argv) {
   std::string preset, weights, batches = "1,16", image = "320x240";
-  int threads = 2, reps = 5, max_batch_opt = 0;
+  int threads = 2, reps = 5, max_batch_opt = 0, texts = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
     if (k == "--preset")
@@ -70,6 +96,8 @@ int main(int argc, char** argv) {
       image = v;
     else if (k == "--max-batch")
       max_batch_opt = std::atoi(v.c_str());
+    else if (k == "--texts")
+      texts = std::atoi(v.c_str());
     else {
       std::fprintf(stderr, "unknown flag %s\n", k.c_str());
       return 2;
@@ -114,9 +142,14 @@ int main(int argc, char** argv) {
     all.push_back({p.data(), iw, ih, iw * 3});
   }
   std::vector<float> out;
+  const std::string model = texts ? preset + "_text" : preset;
   for (int b : batch_sizes) {
     const std::vector<lookalike::ImageView> images(all.begin(), all.begin() + b);
-    lookalike::Status warm = (*embedder)->Embed(images, &out);
+    const std::vector<std::vector<int32_t>> ids = BenchTokenIds(b);
+    auto embed = [&]() {
+      return texts ? (*embedder)->EmbedTexts(ids, &out) : (*embedder)->Embed(images, &out);
+    };
+    lookalike::Status warm = embed();
     if (!warm.ok()) {
       std::fprintf(stderr, "embed failed: %s\n", warm.ToString().c_str());
       return 1;
@@ -125,7 +158,7 @@ int main(int argc, char** argv) {
     for (int r = 0; r < reps; ++r) {
       const double c0 = CpuMs();
       const auto t0 = std::chrono::steady_clock::now();
-      lookalike::Status s = (*embedder)->Embed(images, &out);
+      lookalike::Status s = embed();
       const auto t1 = std::chrono::steady_clock::now();
       cpu.push_back(CpuMs() - c0);
       if (!s.ok()) {
@@ -141,7 +174,7 @@ int main(int argc, char** argv) {
         "{\"impl\": \"lookalike\", \"model\": \"%s\", \"batch\": %d, \"threads\": %d, "
         "\"max_batch\": %d, \"images_per_s\": %.3f, \"ms_per_batch\": %.2f, "
         "\"best_ms\": %.2f, \"cpu_ms_per_batch\": %.2f, \"peak_rss_mb\": %.1f}\n",
-        preset.c_str(), b, threads, options.max_batch, b * 1000.0 / med, med, ms.front(),
+        model.c_str(), b, threads, options.max_batch, b * 1000.0 / med, med, ms.front(),
         cpu[cpu.size() / 2], PeakRssMb());
     std::fflush(stdout);
   }

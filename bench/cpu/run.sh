@@ -7,6 +7,7 @@
 #   bench/cpu/run.sh [--threads 2] [--reps 3] [--rounds 3] [--batches 1,16]
 #                    [--models "resnet50 vit_b16 efficientnet_lite0"]
 #                    (also available: convnext_tiny swin_tiny)
+#   bench/cpu/run.sh --models clip_vit_b32_text --batches 1,64   # text embeddings
 #
 # Each round runs, per model, PyTorch then Lookalike in fresh processes (one
 # per engine and model, so each peak RSS is that model's alone); rounds
@@ -54,8 +55,11 @@ run_torch() {
       --threads "$THREADS" --batches "$BATCHES" --reps "$REPS" | tee -a "$RESULTS"
 }
 run_ours() {
-  "$BIN" --preset "$1" --weights "$OUT_DIR/$1.safetensors" --threads "$THREADS" \
-      --batches "$BATCHES" --reps "$REPS" | tee -a "$RESULTS"
+  # "<preset>_text": the preset's text tower (EmbedTexts).
+  local preset=${1%_text} texts=0
+  [ "$preset" = "$1" ] || texts=1
+  "$BIN" --preset "$preset" --texts "$texts" --weights "$OUT_DIR/$1.safetensors" \
+      --threads "$THREADS" --batches "$BATCHES" --reps "$REPS" | tee -a "$RESULTS"
 }
 for ((round = 1; round <= ROUNDS; round++)); do
   for m in $MODELS; do

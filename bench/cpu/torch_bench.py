@@ -37,6 +37,11 @@ MODELS = {
     "swin_tiny": "timm swin_tiny_patch4_window7_224",
     "mobilenet_v3_large": "torchvision.models.mobilenet_v3_large",
     "densenet121": "torchvision.models.densenet121",
+    # Text embeddings: transformers CLIPModel (OpenAI ViT-B/32 sizes, both
+    # towers in the weights file), get_text_features on search-query-sized
+    # token ids (bench_token_ids), L2-normalized. Lookalike: the clip_vit_b32
+    # preset's EmbedTexts on the same ids.
+    "clip_vit_b32_text": "transformers CLIPModel.get_text_features",
 }
 CONVNETS = ("resnet50", "efficientnet_lite0", "convnext_tiny", "mobilenet_v3_large", "densenet121")
 # Presets whose timm model is timed through forward_head(pre_logits=True).
@@ -57,6 +62,10 @@ def build(model):
     if model in ("mobilenet_v3_large", "densenet121"):
         import torchvision
         return getattr(torchvision.models, model)(weights=None)
+    if model == "clip_vit_b32_text":
+        from transformers import CLIPConfig, CLIPModel
+        # transformers' defaults are OpenAI's ViT-B/32 (quick_gelu, argmax pooling).
+        return CLIPModel(CLIPConfig())
     raise SystemExit(f"unknown model {model}")
 
 
@@ -77,7 +86,21 @@ def embed_fn(model_name, m):
     if model_name == "densenet121":
         return lambda x: torch.nn.functional.normalize(torch.nn.functional.adaptive_avg_pool2d(
             torch.relu(m.features(x)), 1).flatten(1), dim=1)
+    if model_name == "clip_vit_b32_text":
+        return lambda ids: torch.nn.functional.normalize(m.get_text_features(input_ids=ids), dim=1)
     raise SystemExit(model_name)
+
+
+def bench_token_ids(batch):
+    """The rule of BenchTokenIds in bench/cpu/embedder_bench.cc: text i is the
+    start token, 6..18 fixed ids and the end token, 0-padded to the longest."""
+    texts = []
+    for i in range(batch):
+        length = 8 + (i * 5) % 13
+        texts.append([49406] + [1 + (i * 7919 + j * 104729) % 49404 for j in range(1, length - 1)]
+                     + [49407])
+    longest = max(len(t) for t in texts)
+    return torch.tensor([t + [0] * (longest - len(t)) for t in texts], dtype=torch.int64)
 
 
 def make_weights(args):
@@ -102,7 +125,8 @@ def time_model(args):
     formats = ["contiguous", "channels_last"] if args.model in CONVNETS else ["contiguous"]
     for b in [int(x) for x in args.batches.split(",")]:
         g = torch.Generator().manual_seed(b)
-        x0 = torch.randn(b, 3, 224, 224, generator=g)
+        x0 = bench_token_ids(b) if args.model == "clip_vit_b32_text" else \
+            torch.randn(b, 3, 224, 224, generator=g)
         results, best_ms, cpu_ms = {}, {}, {}
         for fmt in formats:
             mm = m.to(memory_format=torch.channels_last) if fmt == "channels_last" else \

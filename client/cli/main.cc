@@ -5,9 +5,9 @@
 //   lookalike collections list | describe NAME | drop NAME
 //   lookalike index COLLECTION PATH... [--metadata FILE.csv|FILE.jsonl] [--concurrency N]
 //                                      [--batch N]
-//   lookalike search COLLECTION (--image FILE | --id ID | --vector "a,b,c") [--k 10]
-//                               [--filter k=v]...
-//   lookalike embed [--model NAME] FILE...
+//   lookalike search COLLECTION (--image FILE | --text "words" | --id ID | --vector "a,b,c")
+//                               [--k 10] [--filter k=v]...
+//   lookalike embed [--model NAME] (FILE... | --text "words"...)
 //   lookalike get COLLECTION ID... | delete COLLECTION ID... | models | health
 //
 // Every command takes --server HOST:PORT (default $LOOKALIKE_SERVER or
@@ -374,7 +374,7 @@ int RunIndex(const CommonFlags& flags, const IndexArgs& a) {
 // ---------------------------------------------------------------- search ---
 
 struct SearchArgs {
-  std::string collection, image, id, vector;
+  std::string collection, image, text, id, vector;
   int k = 10;
   std::vector<std::string> filters;
   std::optional<float> min_score;
@@ -383,9 +383,9 @@ struct SearchArgs {
 };
 
 int RunSearch(const CommonFlags& flags, const SearchArgs& a) {
-  int given = !a.image.empty() + !a.id.empty() + !a.vector.empty();
+  int given = !a.image.empty() + !a.text.empty() + !a.id.empty() + !a.vector.empty();
   if (given != 1)
-    return Fail(InvalidArgumentError("give exactly one of --image, --id or --vector"));
+    return Fail(InvalidArgumentError("give exactly one of --image, --text, --id or --vector"));
   v1::SearchRequest request;
   request.set_collection(a.collection);
   request.set_k(a.k);
@@ -397,6 +397,8 @@ int RunSearch(const CommonFlags& flags, const SearchArgs& a) {
     auto bytes = ReadFileBytes(a.image);
     if (!bytes.ok()) return Fail(bytes.status());
     q->set_image(std::move(*bytes));
+  } else if (!a.text.empty()) {
+    q->set_text(a.text);
   } else if (!a.id.empty()) {
     q->set_id(a.id);
   } else {
@@ -449,39 +451,54 @@ int RunSearch(const CommonFlags& flags, const SearchArgs& a) {
 // ------------------------------------------------------------ embed etc. ---
 
 int RunEmbed(const CommonFlags& flags, const std::string& model,
-             const std::vector<std::string>& files, bool as_json) {
+             const std::vector<std::string>& files, const std::vector<std::string>& texts,
+             bool as_json) {
+  if (files.empty() == texts.empty()) {
+    return Fail(InvalidArgumentError("give image FILEs or --text, not both"));
+  }
   auto client = MakeClient(flags);
   if (!client.ok()) return Fail(client.status());
+  // What each vector is printed with: the file, or the text.
+  const bool by_text = !texts.empty();
+  const std::vector<std::string>& inputs = by_text ? texts : files;
   json out = json::array();
   constexpr size_t kPerRequest = 16;
-  for (size_t start = 0; start < files.size(); start += kPerRequest) {
+  for (size_t start = 0; start < inputs.size(); start += kPerRequest) {
     v1::EmbedRequest request;
     request.set_model(model);
-    size_t end = std::min(files.size(), start + kPerRequest);
+    size_t end = std::min(inputs.size(), start + kPerRequest);
     for (size_t i = start; i < end; ++i) {
-      auto bytes = ReadFileBytes(files[i]);
+      if (by_text) {
+        request.add_texts(inputs[i]);
+        continue;
+      }
+      auto bytes = ReadFileBytes(inputs[i]);
       if (!bytes.ok()) return Fail(bytes.status());
       request.add_images(std::move(*bytes));
     }
     auto response = (*client)->Embed(request);
     if (!response.ok()) {
-      return Fail(response.status().WithPrefix("embedding " + files[start] +
-                                               (end - start > 1 ? " ..." : "")));
+      const std::string what = by_text ? "\"" + inputs[start] + "\"" : inputs[start];
+      return Fail(
+          response.status().WithPrefix("embedding " + what + (end - start > 1 ? " ..." : "")));
     }
     if (response->vectors_size() != static_cast<int>(end - start)) {
       return Fail(InternalError("server returned " + std::to_string(response->vectors_size()) +
-                                " vectors for " + std::to_string(end - start) + " images"));
+                                " vectors for " + std::to_string(end - start) +
+                                (by_text ? " texts" : " images")));
     }
     for (size_t i = start; i < end; ++i) {
       const v1::Vector& v = response->vectors(static_cast<int>(i - start));
       if (as_json) {
-        out.push_back(
-            {{"file", files[i]}, {"model", response->model().name()}, {"vector", VectorJson(v)}});
+        out.push_back({{by_text ? "text" : "file", inputs[i]},
+                       {"model", response->model().name()},
+                       {"vector", VectorJson(v)}});
         continue;
       }
       double norm = 0;
       for (float x : v.values()) norm += static_cast<double>(x) * x;
-      std::printf("%s  model=%s dim=%d norm=%.4f  [", files[i].c_str(),
+      const std::string label = by_text ? "\"" + inputs[i] + "\"" : inputs[i];
+      std::printf("%s  model=%s dim=%d norm=%.4f  [", label.c_str(),
                   response->model().name().c_str(), v.values_size(), std::sqrt(norm));
       for (int j = 0; j < std::min(v.values_size(), 6); ++j)
         std::printf("%s%.5f", j ? ", " : "", v.values(j));
@@ -556,16 +573,18 @@ int RunModels(const CommonFlags& flags, bool as_json) {
                    {"l2_normalized", m.l2_normalized()},
                    {"input_height", m.input_height()},
                    {"input_width", m.input_width()},
-                   {"backend", m.backend()}});
+                   {"backend", m.backend()},
+                   {"has_text", m.has_text()}});
     }
     PrintJson(j);
     return 0;
   }
-  std::printf("%-24s %-20s %6s %-9s %s\n", "NAME", "PRESET", "DIM", "INPUT", "BACKEND");
+  std::printf("%-24s %-20s %6s %-9s %-8s %s\n", "NAME", "PRESET", "DIM", "INPUT", "BACKEND",
+              "TEXT");
   for (const auto& m : *models) {
     std::string input = std::to_string(m.input_height()) + "x" + std::to_string(m.input_width());
-    std::printf("%-24s %-20s %6d %-9s %s\n", m.name().c_str(), m.preset().c_str(), m.dim(),
-                input.c_str(), m.backend().c_str());
+    std::printf("%-24s %-20s %6d %-9s %-8s %s\n", m.name().c_str(), m.preset().c_str(), m.dim(),
+                input.c_str(), m.backend().c_str(), m.has_text() ? "yes" : "no");
   }
   return 0;
 }
@@ -679,14 +698,17 @@ int Main(int argc, char** argv) {
 
   // search
   SearchArgs search;
-  CLI::App* c_search =
-      app.add_subcommand("search", "Find the items most similar to an image, an item or a vector");
+  CLI::App* c_search = app.add_subcommand(
+      "search", "Find the items most similar to an image, words, an item or a vector");
   c_search->add_option("COLLECTION", search.collection, "Collection name")->required();
   auto* o_image = c_search->add_option("--image", search.image, "Query image file");
+  auto* o_text = c_search->add_option(
+      "--text", search.text, "Query words (the collection's model needs a text tower: CLIP)");
   auto* o_id = c_search->add_option("--id", search.id,
                                     "Query by an item of the collection (excluded from results)");
   auto* o_vector = c_search->add_option("--vector", search.vector, "Query vector \"a,b,c,...\"");
-  o_image->excludes(o_id)->excludes(o_vector);
+  o_image->excludes(o_text)->excludes(o_id)->excludes(o_vector);
+  o_text->excludes(o_id)->excludes(o_vector);
   o_id->excludes(o_vector);
   c_search->add_option("--k", search.k, "Number of results")
       ->capture_default_str()
@@ -703,15 +725,18 @@ int Main(int argc, char** argv) {
   // embed
   std::string embed_model;
   std::vector<std::string> embed_files;
+  std::vector<std::string> embed_texts;
   bool embed_json = false;
-  CLI::App* c_embed =
-      app.add_subcommand("embed", "Print the embedding vectors of image files (stores nothing)");
-  c_embed->add_option("FILE", embed_files, "Image files")->required();
+  CLI::App* c_embed = app.add_subcommand(
+      "embed", "Print the embedding vectors of image files or texts (stores nothing)");
+  c_embed->add_option("FILE", embed_files, "Image files");
+  c_embed->add_option("--text", embed_texts, "A text to embed (repeatable; CLIP models)");
   c_embed->add_option("--model", embed_model, "Model name (default: the server's default)");
   c_embed->add_flag("--json", embed_json, "Print full vectors as JSON");
   AddCommonFlags(c_embed, &flags);
-  c_embed->callback(
-      [&] { run = [&] { return RunEmbed(flags, embed_model, embed_files, embed_json); }; });
+  c_embed->callback([&] {
+    run = [&] { return RunEmbed(flags, embed_model, embed_files, embed_texts, embed_json); };
+  });
 
   // get
   std::string get_collection;

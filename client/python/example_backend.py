@@ -8,6 +8,7 @@ catalogue items (ids, scores, metadata) as JSON.
     python client/python/example_backend.py --server localhost:50051 \
         --collection products --port 8080
     curl --data-binary @shoe.jpg 'http://localhost:8080/similar?k=5'
+    curl 'http://localhost:8080/similar?text=red+summer+dress&k=5'   # CLIP models
 
 Python stubs are generated at start-up from proto/lookalike/v1/lookalike.proto
 with grpcio-tools into a temporary folder (pinned in tools/requirements.txt),
@@ -16,6 +17,7 @@ so nothing generated is checked in.
 Library use:
     backend = SimilarityBackend("localhost:50051", "products")
     backend.similar_products(open("shoe.jpg", "rb").read(), k=5)
+    backend.products_matching("red summer dress", k=5)  # the collection's model is CLIP
 """
 
 import argparse
@@ -75,8 +77,17 @@ class SimilarityBackend:
         server's code and message on bad input (e.g. INVALID_ARGUMENT for bytes
         that are not an image).
         """
+        return self._search(self.pb2.Query(image=image_bytes), k, filters, min_score)
+
+    def products_matching(self, text, k=10, filters=None, min_score=None):
+        """Search by words ("red summer dress"), as similar_products. The
+        collection's model must embed texts (a CLIP model: FAILED_PRECONDITION
+        otherwise); an empty text is INVALID_ARGUMENT."""
+        return self._search(self.pb2.Query(text=text), k, filters, min_score)
+
+    def _search(self, query, k, filters, min_score):
         request = self.pb2.SearchRequest(collection=self.collection, k=k, include_metadata=True)
-        request.queries.add(image=image_bytes)
+        request.queries.append(query)
         for key, values in (filters or {}).items():
             if isinstance(values, str):
                 values = [values]
@@ -94,6 +105,7 @@ class SimilarityBackend:
 # gRPC code -> HTTP status for the endpoint's errors.
 _HTTP_STATUS = {
     grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.FAILED_PRECONDITION: 400,
     grpc.StatusCode.NOT_FOUND: 404,
     grpc.StatusCode.RESOURCE_EXHAUSTED: 503,
     grpc.StatusCode.UNAVAILABLE: 503,
@@ -112,17 +124,17 @@ def make_handler(backend):
             self.wfile.write(data)
 
         def do_GET(self):  # noqa: N802 (http.server naming)
-            if urllib.parse.urlparse(self.path).path == "/healthz":
-                self._reply(200, {"ok": True})
-            else:
-                self._reply(404, {"error": "POST an image to /similar?k=N"})
-
-        def do_POST(self):  # noqa: N802
             url = urllib.parse.urlparse(self.path)
-            if url.path != "/similar":
-                self._reply(404, {"error": "POST an image to /similar?k=N"})
-                return
-            params = urllib.parse.parse_qs(url.query)
+            params = urllib.parse.parse_qs(url.query, keep_blank_values=True)
+            if url.path == "/healthz":
+                self._reply(200, {"ok": True})
+            elif url.path == "/similar" and "text" in params:
+                self._search(params, lambda k, filters: backend.products_matching(
+                    params["text"][0], k=k, filters=filters))
+            else:
+                self._reply(404, {"error": "POST an image to /similar?k=N, or GET /similar?text=..."})
+
+        def _search(self, params, run):
             try:
                 k = int(params.get("k", ["10"])[0])
             except ValueError:
@@ -132,15 +144,24 @@ def make_handler(backend):
             for spec in params.get("filter", []):
                 key, _, value = spec.partition("=")
                 filters.setdefault(key, []).append(value)
-            length = int(self.headers.get("Content-Length", "0"))
-            image = self.rfile.read(length)
             try:
-                hits = backend.similar_products(image, k=k, filters=filters)
+                hits = run(k, filters)
             except grpc.RpcError as e:
                 self._reply(_HTTP_STATUS.get(e.code(), 502),
                             {"error": e.details(), "code": e.code().name})
                 return
             self._reply(200, {"results": hits})
+
+        def do_POST(self):  # noqa: N802
+            url = urllib.parse.urlparse(self.path)
+            if url.path != "/similar":
+                self._reply(404, {"error": "POST an image to /similar?k=N"})
+                return
+            params = urllib.parse.parse_qs(url.query)
+            length = int(self.headers.get("Content-Length", "0"))
+            image = self.rfile.read(length)
+            self._search(params, lambda k, filters: backend.similar_products(
+                image, k=k, filters=filters))
 
         def log_message(self, fmt, *args):  # keep test output quiet
             if os.environ.get("LOOKALIKE_EXAMPLE_LOG"):
@@ -160,9 +181,17 @@ def main(argv=None):
     parser.add_argument("--collection", required=True)
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--query", help="instead of serving HTTP: print the results for this image file as JSON")
+    parser.add_argument("--text", help="instead of serving HTTP: print the results for these words as JSON")
     parser.add_argument("--k", type=int, default=10)
     args = parser.parse_args(argv)
     backend = SimilarityBackend(args.server, args.collection)
+    if args.text:
+        try:
+            print(json.dumps(backend.products_matching(args.text, k=args.k), indent=2))
+        except grpc.RpcError as e:
+            print(f"error: {e.code().name}: {e.details()}", file=sys.stderr)
+            return 1
+        return 0
     if args.query:
         with open(args.query, "rb") as f:
             try:

@@ -9,7 +9,7 @@ namespace kernels {
 namespace ref {
 
 void Attention(const float* qkv, float* out, int batch, int seq, int heads, int head_dim,
-               float scale) {
+               float scale, bool causal) {
   const int64_t dim = static_cast<int64_t>(heads) * head_dim;
   std::vector<float> scores(seq);
   std::vector<double> acc(head_dim);
@@ -19,7 +19,8 @@ void Attention(const float* qkv, float* out, int batch, int seq, int heads, int 
       for (int i = 0; i < seq; ++i) {
         const float* q = base + i * 3 * dim + h * head_dim;
         float mx = -std::numeric_limits<float>::infinity();
-        for (int j = 0; j < seq; ++j) {
+        const int keys = causal ? i + 1 : seq;
+        for (int j = 0; j < keys; ++j) {
           const float* k = base + j * 3 * dim + dim + h * head_dim;
           float s = 0.f;
           for (int d = 0; d < head_dim; ++d) s += q[d] * k[d];
@@ -28,7 +29,7 @@ void Attention(const float* qkv, float* out, int batch, int seq, int heads, int 
         }
         double sum = 0.0;
         std::fill(acc.begin(), acc.end(), 0.0);
-        for (int j = 0; j < seq; ++j) {
+        for (int j = 0; j < keys; ++j) {
           const float p = std::exp(scores[j] - mx);
           sum += p;
           const float* v = base + j * 3 * dim + 2 * dim + h * head_dim;

@@ -15,8 +15,9 @@ namespace ref {
 
 // qkv {batch, seq, 3*heads*head_dim} -> out {batch, seq, heads*head_dim}
 // (dense rows). Row-by-row streaming softmax with the same tiling-free math.
+// causal: query i attends to keys [0, i] only.
 void Attention(const float* qkv, float* out, int batch, int seq, int heads, int head_dim,
-               float scale);
+               float scale, bool causal = false);
 
 struct ConvShape {
   int batch = 0, in_h = 0, in_w = 0, in_channels = 0, out_channels = 0;

@@ -16,6 +16,7 @@
 #include "kernels/channels.h"
 #include "kernels/conv.h"
 #include "kernels/elementwise.h"
+#include "kernels/embedding.h"
 #include "kernels/linear.h"
 #include "kernels/pool2d.h"
 #include "kernels/preprocess.h"
@@ -555,10 +556,6 @@ StatusOr<Tensor> CudaBackend::LayerNormImpl(const PreparedLayer& layer, const Te
 }
 
 StatusOr<Tensor> CudaBackend::AttentionImpl(const Tensor& qkv, int heads, bool causal) {
-  if (causal) {
-    return UnimplementedError("Attention: causal masking is not implemented on CUDA (" + name() +
-                              "): kernels/attention.cu has no mask; qkv " + qkv.ShapeString());
-  }
   RETURN_IF_ERROR(impl_->Activate());
   const int64_t d = qkv.dim(2) / 3;
   ASSIGN_OR_RETURN(Tensor y, impl_->NewTensor({qkv.dim(0), qkv.dim(1), d}));
@@ -572,6 +569,7 @@ StatusOr<Tensor> CudaBackend::AttentionImpl(const Tensor& qkv, int heads, bool c
   p.head_dim = static_cast<int>(d / heads);
   p.qkv_row_stride = 3 * d;
   p.out_row_stride = d;
+  p.causal = causal;
   RETURN_IF_ERROR(kernels::Attention(p, impl_->stream));
   return y;
 }
@@ -636,13 +634,31 @@ StatusOr<Tensor> CudaBackend::SelectTokensImpl(const Tensor& x, const std::vecto
   return y;
 }
 
-StatusOr<Tensor> CudaBackend::EmbedTokensImpl(const Tensor& table, const Tensor&,
-                                              const std::vector<int32_t>&, int64_t batch,
+StatusOr<Tensor> CudaBackend::EmbedTokensImpl(const Tensor& table, const Tensor& pos,
+                                              const std::vector<int32_t>& ids, int64_t batch,
                                               int64_t tokens) {
-  return UnimplementedError("EmbedTokens: not implemented on CUDA (" + name() +
-                            "): no embedding-lookup kernel; table " + table.ShapeString() +
-                            ", ids [" + std::to_string(batch) + ", " + std::to_string(tokens) +
-                            "]");
+  RETURN_IF_ERROR(impl_->Activate());
+  const int64_t d = table.dim(1);
+  ASSIGN_OR_RETURN(Tensor y, impl_->NewTensor({batch, tokens, d}));
+  // The ids go up with the stream; from pageable memory cudaMemcpyAsync
+  // returns once they are staged, so `ids` may go away after it.
+  const size_t id_bytes = ids.size() * sizeof(int32_t);
+  ASSIGN_OR_RETURN(std::shared_ptr<void> device_ids, impl_->active_pool->Get(id_bytes));
+  RETURN_IF_ERROR(kernels::CudaStatus(cudaMemcpyAsync(device_ids.get(), ids.data(), id_bytes,
+                                                      cudaMemcpyHostToDevice, impl_->stream),
+                                      "EmbedTokens: uploading ids"));
+  kernels::EmbedTokensParams p;
+  p.type = impl_->dtype;
+  p.table = table.data();
+  p.pos = pos.data();
+  p.ids = static_cast<const int32_t*>(device_ids.get());
+  p.output = y.data();
+  p.batch = static_cast<int>(batch);
+  p.tokens = static_cast<int>(tokens);
+  p.dim = static_cast<int>(d);
+  p.vocab = static_cast<int>(table.dim(0));
+  RETURN_IF_ERROR(kernels::EmbedTokens(p, impl_->stream));
+  return y;  // device_ids returns to the pool; later users are stream-ordered after this kernel
 }
 
 StatusOr<Tensor> CudaBackend::PrependTokensAddPosImpl(const Tensor& patches,

@@ -96,8 +96,7 @@ class CudaBackend : public Backend {
   StatusOr<Tensor> SelectTokenImpl(const Tensor& x, int index) override;
   // Runs the SelectToken kernel once per sequence.
   StatusOr<Tensor> SelectTokensImpl(const Tensor& x, const std::vector<int32_t>& index) override;
-  // UNIMPLEMENTED: no embedding-lookup kernel yet (the CLIP text tower runs
-  // on the CPU backend).
+  // Uploads the ids on the stream, then the EmbedTokens kernel.
   StatusOr<Tensor> EmbedTokensImpl(const Tensor& table, const Tensor& pos,
                                    const std::vector<int32_t>& ids, int64_t batch,
                                    int64_t tokens) override;

@@ -191,6 +191,29 @@ TEST_F(ClientTest, UnimplementedRpcIsReported) {
   EXPECT_EQ(r.status().code(), StatusCode::kUnimplemented);
 }
 
+// A text that is not UTF-8 is refused before it is sent, naming it (the
+// server's parser would refuse the whole message); valid texts go out.
+TEST_F(ClientTest, TextsMustBeUtf8) {
+  auto client = MakeClient(4);
+  v1::EmbedRequest embed;
+  embed.add_texts("caf\xC3\xA9");
+  embed.add_texts(std::string("caf\xC3", 4));
+  auto e = client->Embed(embed);
+  ASSERT_FALSE(e.ok());
+  EXPECT_EQ(e.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(e.status().message(), "texts[1]: text is not valid UTF-8");
+  v1::SearchRequest search;
+  search.add_queries()->set_id("x");
+  search.add_queries()->set_text("\xFF");
+  auto r = client->Search(search);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().message(), "queries[1]: text is not valid UTF-8");
+  EXPECT_EQ(service_.calls.load(), 0);
+  search.mutable_queries(1)->set_text("caf\xC3\xA9");
+  r = client->Search(search);
+  EXPECT_EQ(r.status().code(), StatusCode::kUnimplemented);  // sent: the fake has no Search
+}
+
 TEST_F(ClientTest, HealthCheckReportsServing) {
   auto client = MakeClient();
   auto serving = client->CheckHealth();

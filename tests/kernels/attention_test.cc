@@ -36,12 +36,14 @@ TEST(AttentionArgsTest, RejectsUnsupportedHeadDimAndBadSizes) {
   EXPECT_EQ(Attention(p, nullptr).code(), StatusCode::kInvalidArgument);
 }
 
-class AttentionTest
-    : public ::testing::TestWithParam<std::tuple<DType, int /*head_dim*/, int /*seq*/>> {};
+// causal: CLIP's text tower; lengths inside one key tile, CLIP's 77, and past
+// one CTA's 64 query rows (tiles after a CTA's last row are skipped).
+class AttentionTest : public ::testing::TestWithParam<
+                          std::tuple<DType, int /*head_dim*/, int /*seq*/, bool /*causal*/>> {};
 
 TEST_P(AttentionTest, MatchesReference) {
   LOOKALIKE_REQUIRE_GPU();
-  const auto [type, hd, seq] = GetParam();
+  const auto [type, hd, seq, causal] = GetParam();
   const int batch = 2, heads = 3, dim = heads * hd;
   // Range 2 makes softmax rows peaked enough for the running max to matter.
   const auto qkv = testing::RandomValues(static_cast<size_t>(batch) * seq * 3 * dim, type,
@@ -59,24 +61,33 @@ TEST_P(AttentionTest, MatchesReference) {
   p.head_dim = hd;
   p.qkv_row_stride = 3 * dim;
   p.out_row_stride = dim;
+  p.causal = causal;
   STATUS_ASSERT_OK(Attention(p, nullptr));
   CUDA_ASSERT_OK(cudaDeviceSynchronize());
   const auto got = testing::Download(d_out, out_n, type);
   std::vector<float> want(out_n);
-  ref::Attention(qkv.data(), want.data(), batch, seq, heads, hd, 1.f / std::sqrt(float(hd)));
+  const float scale = 1.f / std::sqrt(float(hd));
+  ref::Attention(qkv.data(), want.data(), batch, seq, heads, hd, scale, causal);
   // P is rounded to the input type before P V: one more rounding than the output.
   testing::Tolerance tol = DefaultTolerance(type);
   EXPECT_TRUE(AllClose(got, want, tol)) << DTypeName(type) << " hd " << hd << " seq " << seq;
+  if (causal && seq > 1) {  // the mask matters: unmasked, the first rows differ
+    std::vector<float> unmasked(out_n);
+    ref::Attention(qkv.data(), unmasked.data(), batch, seq, heads, hd, scale, false);
+    EXPECT_FALSE(AllClose(got, unmasked, tol));
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Sweep, AttentionTest,
                          ::testing::Combine(::testing::Values(DType::kF16, DType::kBF16),
                                             ::testing::Values(64, 80, 128),
-                                            ::testing::Values(1, 50, 64, 197, 257, 577)),
+                                            ::testing::Values(1, 7, 50, 64, 77, 197, 257, 577),
+                                            ::testing::Bool()),
                          [](const auto& info) {
                            return std::string(DTypeName(std::get<0>(info.param))) + "_hd" +
                                   std::to_string(std::get<1>(info.param)) + "_seq" +
-                                  std::to_string(std::get<2>(info.param));
+                                  std::to_string(std::get<2>(info.param)) +
+                                  (std::get<3>(info.param) ? "_causal" : "");
                          });
 
 }  // namespace

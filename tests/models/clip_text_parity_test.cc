@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "common/device.h"
 #include "models/backend_factory.h"
 #include "models/clip_tokenizer.h"
 #include "models/embedder.h"
@@ -63,6 +64,31 @@ double MedianPairDistance(const std::vector<float>& ref, int n, int d) {
 
 class ClipTextParityTest : public ::testing::Test {
  protected:
+  // The fixture's texts as token id sequences.
+  std::vector<std::vector<int32_t>> Texts() const {
+    std::vector<std::vector<int32_t>> texts;
+    for (int i = 0; i < num_texts_; ++i) {
+      texts.emplace_back(ids_.begin() + i * context_, ids_.begin() + (i + 1) * context_);
+    }
+    return texts;
+  }
+  // EmbedTexts of every text is within `fraction` of the median distance
+  // between different texts' reference embeddings.
+  void ExpectTextsMatch(Embedder& embedder, double fraction, const char* what) {
+    std::vector<float> ours;
+    Status s = embedder.EmbedTexts(Texts(), &ours);
+    ASSERT_TRUE(s.ok()) << s.ToString();
+    ASSERT_EQ(ours.size(), ref_text_.size());
+    const double median = MedianPairDistance(ref_text_, num_texts_, dim_);
+    double worst = 0;
+    for (int i = 0; i < num_texts_; ++i) {
+      const double dist = Distance(&ours[i * dim_], &ref_text_[i * dim_], dim_);
+      worst = std::max(worst, dist / median);
+      EXPECT_LE(dist, fraction * median) << "text " << i;
+    }
+    std::printf("%s: max distance / median %.3g\n", what, worst);
+  }
+
   void SetUp() override {
     const char* dir = std::getenv("LOOKALIKE_CLIP_TEXT_DIR");
     if (dir == nullptr) GTEST_SKIP() << "LOOKALIKE_CLIP_TEXT_DIR not set (run through ctest)";
@@ -277,27 +303,13 @@ TEST_F(ClipTextParityTest, EmbedderEmbedsTexts) {
   EXPECT_TRUE(info.has_text);
   EXPECT_EQ(info.text_context_length, 77);
   ASSERT_EQ(info.dim, dim_);
-  std::vector<std::vector<int32_t>> texts;
-  for (int i = 0; i < num_texts_; ++i) {
-    texts.emplace_back(ids_.begin() + i * context_, ids_.begin() + (i + 1) * context_);
-  }
+  std::vector<std::vector<int32_t>> texts = Texts();
   std::vector<float> ours;
-  Status s = (*embedder)->EmbedTexts(texts, &ours);
-  ASSERT_TRUE(s.ok()) << s.ToString();
-  ASSERT_EQ(ours.size(), ref_text_.size());
-  const double median = MedianPairDistance(ref_text_, num_texts_, dim_);
-  double worst = 0;
-  for (int i = 0; i < num_texts_; ++i) {
-    const double dist = Distance(&ours[i * dim_], &ref_text_[i * dim_], dim_);
-    worst = std::max(worst, dist / median);
-    EXPECT_LE(dist, kParityFraction * median) << "text " << i;
-  }
-  std::printf("Embedder::EmbedTexts (clip_vit_b32, config.json): max distance / median %.3g\n",
-              worst);
+  ExpectTextsMatch(**embedder, kParityFraction, "Embedder::EmbedTexts (clip_vit_b32, config.json)");
 
   // Ragged batches and out-of-range ids are refused by name; nothing is empty.
   texts[1].pop_back();
-  s = (*embedder)->EmbedTexts(texts, &ours);
+  Status s = (*embedder)->EmbedTexts(texts, &ours);
   EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
   EXPECT_NE(s.message().find("text 1"), std::string::npos) << s.ToString();
   s = (*embedder)->EmbedTexts({{49406, 49408}}, &ours);
@@ -306,6 +318,26 @@ TEST_F(ClipTextParityTest, EmbedderEmbedsTexts) {
   s = (*embedder)->EmbedTexts({}, &ours);
   EXPECT_TRUE(s.ok()) << s.ToString();
   EXPECT_TRUE(ours.empty());
+}
+
+// The text tower on the CUDA backend (causal attention kernel, embedding
+// lookup; f16 compute) against the same reference, with the 5% bound of the
+// CUDA image parity checks. Skipped without a GPU.
+TEST_F(ClipTextParityTest, CudaEmbedderMatchesTheReference) {
+  if (CudaDeviceCount() == 0) GTEST_SKIP() << CudaUnavailableReason();
+  const auto& meta = ref_->metadata();
+  if (!meta.count("variant") || meta.at("variant") != "clip_vit_b32") {
+    GTEST_SKIP() << "needs the clip_vit_b32 fixture (preset dimensions)";
+  }
+  constexpr double kCudaParityFraction = 0.05;
+  EmbedderOptions o;
+  o.preset = "clip_vit_b32";
+  o.weights_path = dir_ + "/model.safetensors";
+  o.device = "cuda";
+  auto embedder = Embedder::Load(o);
+  ASSERT_TRUE(embedder.ok()) << embedder.status().ToString();
+  ASSERT_TRUE((*embedder)->info().has_text);
+  ExpectTextsMatch(**embedder, kCudaParityFraction, "CUDA Embedder::EmbedTexts (clip_vit_b32)");
 }
 
 TEST(ClipTextConfigTest, HfConfigFieldsAndDefaults) {

@@ -81,6 +81,7 @@ models:
   - name: a
     preset: resnet18
     weights: /w/a.safetensors
+    tokenizer: /w/clip/vocab.json
   - name: b
     weights: /w/b.safetensors
 default_model: b
@@ -93,14 +94,17 @@ default_model: b
   EXPECT_EQ(config.batcher.max_batch, 8);
   ASSERT_EQ(config.models.size(), 2u);
   EXPECT_EQ(config.models[1].preset, "b");  // preset defaults to the name
+  EXPECT_EQ(config.models[0].tokenizer, "/w/clip/vocab.json");
+  EXPECT_EQ(config.models[1].tokenizer, "");  // beside the weights
   EXPECT_TRUE(ValidateConfig(config).ok());
 }
 
 TEST(ConfigTest, UnknownKeysAreErrors) {
   EXPECT_EQ(ErrorOf("listn: a:1\n"), "test.yaml:1: unknown key \"listn\"");
   EXPECT_EQ(ErrorOf("limits:\n  max_kk: 3\n"), "test.yaml:2: unknown key \"limits.max_kk\"");
-  EXPECT_EQ(ErrorOf("models:\n  - name: a\n    weight: w\n"),
-            "test.yaml:3: unknown key \"models[0].weight\" (expected name, preset, weights)");
+  EXPECT_EQ(
+      ErrorOf("models:\n  - name: a\n    weight: w\n"),
+      "test.yaml:3: unknown key \"models[0].weight\" (expected name, preset, weights, tokenizer)");
 }
 
 TEST(ConfigTest, BadValuesNameKeyAndValue) {
@@ -188,6 +192,10 @@ TEST(ConfigTest, EveryFlagReachesItsKey) {
                                                "11",
                                                "--max-image-pixels",
                                                "12",
+                                               "--max-texts-per-request",
+                                               "6",
+                                               "--max-text-bytes",
+                                               "100",
                                                "--decode-threads",
                                                "13",
                                                "--max-batch",
@@ -213,6 +221,8 @@ TEST(ConfigTest, EveryFlagReachesItsKey) {
   EXPECT_EQ(c->limits.max_ids_per_request, 17);
   EXPECT_EQ(c->limits.max_queries_per_search, 11);
   EXPECT_EQ(c->limits.max_image_pixels, 12);
+  EXPECT_EQ(c->limits.max_texts_per_request, 6);
+  EXPECT_EQ(c->limits.max_text_bytes, 100);
   EXPECT_EQ(c->limits.decode_threads, 13);
   EXPECT_EQ(c->batcher.max_batch, 14);
   EXPECT_EQ(c->batcher.max_delay_us, 15);

@@ -31,6 +31,8 @@ class FakeLookalike(pb2_grpc.LookalikeServicer):
         self.requests.append(request)
         if request.collection != "products":
             context.abort(grpc.StatusCode.NOT_FOUND, f'collection "{request.collection}" not found')
+        if request.queries[0].WhichOneof("query") == "text" and request.queries[0].text == "":
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "queries[0]: text is empty")
         if request.queries[0].image == b"not an image":
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "queries[0]: cannot decode image")
         hits = [pb2.Hit(id=f"p{i}", score=1.0 - 0.1 * i, metadata={"rank": str(i)}) for i in range(request.k)]
@@ -64,6 +66,18 @@ def test_similar_products_sends_request_and_maps_hits(fake_server):
     backend.close()
 
 
+def test_products_matching_sends_a_text_query(fake_server):
+    servicer, address = fake_server
+    backend = example_backend.SimilarityBackend(address, "products")
+    hits = backend.products_matching("red summer dress", k=2, filters={"size": "S"})
+    assert [h["id"] for h in hits] == ["p0", "p1"]
+    req = servicer.requests[-1]
+    assert req.queries[0].WhichOneof("query") == "text"
+    assert req.queries[0].text == "red summer dress"
+    assert {f.key: list(f.values) for f in req.filter} == {"size": ["S"]}
+    backend.close()
+
+
 def test_similar_products_raises_server_error(fake_server):
     _, address = fake_server
     backend = example_backend.SimilarityBackend(address, "nope")
@@ -90,6 +104,11 @@ def test_http_endpoint(fake_server):
             urllib.request.urlopen(urllib.request.Request(base + "/similar?k=2", data=b"not an image"))
         assert err.value.code == 400
         assert "cannot decode" in json.loads(err.value.read())["error"]
+        with urllib.request.urlopen(base + "/similar?text=red+summer+dress&k=1") as r:
+            assert [h["id"] for h in json.loads(r.read())["results"]] == ["p0"]
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(base + "/similar?text=&k=1")
+        assert err.value.code == 400
         with urllib.request.urlopen(base + "/healthz") as r:
             assert json.loads(r.read()) == {"ok": True}
     finally:
