@@ -69,6 +69,7 @@ const std::map<std::string, Setter>& ScalarKeys() {
   static const auto* keys = new std::map<std::string, Setter>{
       {"listen", StringField(&ServerConfig::listen)},
       {"metrics_listen", StringField(&ServerConfig::metrics_listen)},
+      {"http_listen", StringField(&ServerConfig::http_listen)},
       {"data_dir", StringField(&ServerConfig::data_dir)},
       {"storage", StringField(&ServerConfig::storage)},
       {"device", StringField(&ServerConfig::device)},
@@ -113,6 +114,7 @@ const std::map<std::string, std::string>& FlagKeys() {
   static const auto* flags = new std::map<std::string, std::string>{
       {"listen", "listen"},
       {"metrics-listen", "metrics_listen"},
+      {"http-listen", "http_listen"},
       {"data-dir", "data_dir"},
       {"storage", "storage"},
       {"device", "device"},
@@ -330,6 +332,10 @@ Status ValidateConfig(const ServerConfig& c) {
     return InvalidArgumentError("metrics_listen: \"" + c.metrics_listen +
                                 "\" is not HOST:PORT (or empty to disable)");
   }
+  if (!c.http_listen.empty() && !ValidAddress(c.http_listen)) {
+    return InvalidArgumentError("http_listen: \"" + c.http_listen +
+                                "\" is not HOST:PORT (or empty to disable)");
+  }
   if (c.data_dir.empty()) return InvalidArgumentError("data_dir: must not be empty");
   RETURN_IF_ERROR(ValidateStorage(c.storage).WithPrefix("storage"));
   // Whether GPU N exists is for the engine or index that opens it to say.
@@ -438,6 +444,7 @@ documents every key), then these flags:
   --config FILE                 YAML configuration file
   --listen HOST:PORT            gRPC address (default 127.0.0.1:50051)
   --metrics-listen HOST:PORT    HTTP /metrics and /healthz ("" disables; default 127.0.0.1:9090)
+  --http-listen HOST:PORT       HTTP/JSON API, web page, /metrics, /healthz (default "": off)
   --data-dir DIR                collections (SQLite) and index snapshots (default data)
   --storage sqlite|URI          sqlite (default) or postgresql://user@host:port/db, shared by servers
   --device auto|cpu|cuda[:N]    where models run (auto: cuda when available)

@@ -52,7 +52,9 @@ struct BatcherConfig {
 struct ServerConfig {
   std::string listen = "127.0.0.1:50051";         // gRPC address
   std::string metrics_listen = "127.0.0.1:9090";  // HTTP /metrics, /healthz; "" = off
-  std::string data_dir = "data";                  // collections live here
+  // HTTP/JSON API, web page, /metrics and /healthz (server/http_api.h); "" = off
+  std::string http_listen;
+  std::string data_dir = "data";  // collections live here
   // "sqlite" (embedded, in data_dir) or a PostgreSQL URI shared by several
   // servers (postgresql://user@host:port/db); data_dir then keeps snapshots.
   std::string storage = "sqlite";

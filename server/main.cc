@@ -1,5 +1,6 @@
 // lookalike-server: loads the configured models, opens the collections of the
-// data directory and serves lookalike.v1 over gRPC (plus /metrics over HTTP)
+// data directory and serves lookalike.v1 over gRPC (plus /metrics over HTTP,
+// and the HTTP/JSON API and web page when http_listen is set)
 // until SIGTERM or SIGINT, then drains calls and snapshots every collection.
 //
 // Exit codes: 0 clean shutdown, 1 start-up failure, 2 bad configuration.
@@ -23,6 +24,8 @@
 #include "server/config.h"
 #include "server/decode.h"
 #include "server/grpc_server.h"
+#include "server/http_api.h"
+#include "server/http_server.h"
 #include "server/metrics.h"
 #include "server/service.h"
 
@@ -174,7 +177,8 @@ int Run(int argc, char** argv) {
   }
   GrpcServer* server = grpc_server->get();
   MetricsHttpServer http(&metrics, [server] { return server->serving(); });
-  if (!config.metrics_listen.empty()) {
+  // The API port serves /metrics and /healthz too: one port when both name it.
+  if (!config.metrics_listen.empty() && config.metrics_listen != config.http_listen) {
     Status s = http.Start(config.metrics_listen);
     if (!s.ok()) {
       spdlog::critical("{}", s.message());
@@ -182,6 +186,21 @@ int Run(int argc, char** argv) {
     }
     const std::string host = config.metrics_listen.substr(0, config.metrics_listen.rfind(':'));
     spdlog::info("metrics on http://{}:{}/metrics", host, http.port());
+  }
+  HttpApi http_api(
+      &service, &metrics, [server] { return server->serving(); }, config.limits.max_message_bytes);
+  HttpServer api_server(http_api.ServerOptions(),
+                        [&http_api](HttpRequest request, HttpServer::Respond respond) {
+                          http_api.Handle(std::move(request), std::move(respond));
+                        });
+  if (!config.http_listen.empty()) {
+    Status s = api_server.Start(config.http_listen, "http_listen");
+    if (!s.ok()) {
+      spdlog::critical("{}", s.message());
+      return 1;
+    }
+    const std::string host = config.http_listen.substr(0, config.http_listen.rfind(':'));
+    spdlog::info("HTTP/JSON API and web page on http://{}:{}/", host, api_server.port());
   }
   server->SetServing(true);
   const size_t colon = config.listen.rfind(':');
@@ -191,6 +210,7 @@ int Run(int argc, char** argv) {
   sigwait(&signals, &signal_number);
   spdlog::info("signal {}: draining calls", signal_number);
   server->Shutdown(std::chrono::seconds(10));
+  api_server.Stop(std::chrono::seconds(10));  // answers its calls in progress first
   service.Shutdown();
   http.Stop();
   int failures = 0;

@@ -10,8 +10,10 @@
 //   lookalike_embed_queue_depth{model}             images waiting (sampled at scrape)
 //   lookalike_collection_items{collection}         live items (sampled at scrape)
 //
-// The HTTP server runs on its own thread; it never touches gRPC's. Malformed
-// HTTP gets a 4xx and the connection is closed.
+// The metrics port is an HttpServer (server/http_server.h) with one I/O
+// thread of its own; it never touches gRPC's. Malformed HTTP gets a 4xx and
+// the connection is closed. The same two paths are also served on the HTTP
+// API port (server/http_api.h).
 #pragma once
 
 #include <cstdint>
@@ -19,12 +21,13 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
-#include <thread>
 #include <utility>
 #include <vector>
 
 #include "common/status.h"
+#include "server/http_server.h"
 
 namespace prometheus {
 class Registry;
@@ -57,7 +60,12 @@ class Metrics {
   std::unique_ptr<Impl> impl_;
 };
 
-// Serves Metrics over HTTP/1.1.
+// GET/HEAD /metrics and /healthz (`healthy` may be null: not serving);
+// nullopt for any other path.
+std::optional<HttpResponse> MetricsEndpoint(const HttpRequest& request, Metrics* metrics,
+                                            const std::function<bool()>& healthy);
+
+// Serves MetricsEndpoint on its own port (metrics_listen); 404 elsewhere.
 class MetricsHttpServer {
  public:
   // `healthy` answers /healthz; both must outlive the server.
@@ -67,18 +75,10 @@ class MetricsHttpServer {
   // address "HOST:PORT" (PORT 0 picks a free port; see port()).
   Status Start(const std::string& address);
   void Stop();
-  int port() const { return port_; }
+  int port() const;
 
  private:
-  void Serve();                                 // the accept loop
-  std::string Answer(const std::string& head);  // full HTTP response to one request
-
-  Metrics* metrics_;
-  std::function<bool()> healthy_;
-  int listen_fd_ = -1;
-  int stop_pipe_[2] = {-1, -1};
-  int port_ = 0;
-  std::thread thread_;
+  std::unique_ptr<HttpServer> http_;
 };
 
 // "OK", "INVALID_ARGUMENT", ... for gRPC code numbers 0..16.

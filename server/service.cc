@@ -135,19 +135,17 @@ void LookalikeService::Record(const char* method, const Status& status, double s
   }
 }
 
-grpc::ServerUnaryReactor* LookalikeService::RunUnaryAsync(
-    grpc::CallbackServerContext* ctx, const char* method,
-    std::function<void(FinishFn finish)> work) {
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+void LookalikeService::Run(const char* method, std::function<void(FinishFn finish)> work,
+                           FinishFn done) {
   const auto start = std::chrono::steady_clock::now();
-  // Finishes the reactor once: a completion that threw after handing on
-  // `finish` must not finish it twice.
+  // Finishes once: a completion that threw after handing on `finish` must
+  // not finish the call twice.
   auto finished = std::make_shared<std::atomic<bool>>(false);
-  FinishFn finish = [this, reactor, method, start, finished](Status status) {
+  FinishFn finish = [this, method, start, finished, done = std::move(done)](Status status) {
     if (finished->exchange(true)) return;
     Record(method, status,
            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-    reactor->Finish(ToGrpcStatus(status));
+    done(std::move(status));
   };
   handlers_->Submit([work = std::move(work), finish = std::move(finish)] {
     const Status status = Guard([&] {
@@ -156,6 +154,14 @@ grpc::ServerUnaryReactor* LookalikeService::RunUnaryAsync(
     });
     if (!status.ok()) finish(status);
   });
+}
+
+grpc::ServerUnaryReactor* LookalikeService::RunUnaryAsync(
+    grpc::CallbackServerContext* ctx, const char* method,
+    std::function<void(FinishFn finish)> work) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  Run(method, std::move(work),
+      [reactor](const Status& status) { reactor->Finish(ToGrpcStatus(status)); });
   return reactor;
 }
 

@@ -108,6 +108,12 @@ class LookalikeService final : public lookalike::v1::Lookalike::CallbackService 
                   lookalike::v1::DeleteResponse* response);
   Status DoListModels(lookalike::v1::ListModelsResponse* response);
 
+  // Runs `work` on the handler pool as RPC `method`: its status is counted
+  // in Metrics and an escaped exception becomes a status. `done` is called
+  // exactly once, with the status `work` hands to its `finish`. For
+  // transports other than gRPC's (server/http_api.h).
+  void Run(const char* method, std::function<void(FinishFn finish)> work, FinishFn done);
+
   // Embedding queue depth per model (metrics).
   std::vector<std::pair<std::string, double>> QueueDepths() const;
 

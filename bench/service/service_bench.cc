@@ -10,8 +10,13 @@
 //   search_vectors  Search with one random vector per request
 //   upsert_images   Upsert of --image-batch encoded images per request (the server embeds them)
 //   search_images   Search with one encoded image per request
+// With --http HOST:PORT (the server's http_listen) each search phase runs a
+// second time over HTTP/JSON (search_vectors_http, search_images_http): the
+// same requests, written and read with protobuf's JSON mapping, one
+// keep-alive connection per worker.
 // Latency is per request, measured by the client from send to reply
-// (includes loopback gRPC, queueing, decode and embedding).
+// (includes loopback gRPC or HTTP, JSON or protobuf coding, queueing, decode
+// and embedding).
 #include <unistd.h>
 
 #include <algorithm>
@@ -26,7 +31,11 @@
 #include <thread>
 #include <vector>
 
+#include <google/protobuf/util/json_util.h>
 #include <CLI/CLI.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
 #include <nlohmann/json.hpp>
 
 #include "client/cli/ingest_files.h"
@@ -48,7 +57,56 @@ struct Config {
   int preload = 5000;  // vectors stored before search_vectors
   std::string phases = "upsert_vectors,search_vectors,upsert_images,search_images";
   std::string json_out;
+  std::string http;  // HOST:PORT of the HTTP/JSON API; "" = gRPC only
   bool keep = false;
+};
+
+// One keep-alive HTTP/1.1 connection calling the JSON API.
+class HttpCaller {
+ public:
+  explicit HttpCaller(const std::string& address) : socket_(io_) {
+    const size_t colon = address.rfind(':');
+    boost::asio::ip::tcp::resolver resolver(io_);
+    auto endpoints = resolver.resolve(address.substr(0, colon), address.substr(colon + 1));
+    boost::asio::connect(socket_, endpoints);
+    host_ = address;
+  }
+  // POST /lookalike.v1.Lookalike/<method> with `request` as JSON; `response`
+  // parsed from the reply's JSON.
+  Status Call(const std::string& method, const google::protobuf::Message& request,
+              google::protobuf::Message* response) {
+    namespace http = boost::beast::http;
+    http::request<http::string_body> req{http::verb::post, "/lookalike.v1.Lookalike/" + method, 11};
+    req.set(http::field::host, host_);
+    req.set(http::field::content_type, "application/json");
+    if (!google::protobuf::util::MessageToJsonString(request, &req.body()).ok()) {
+      return InternalError("cannot write the request as JSON");
+    }
+    req.prepare_payload();
+    boost::beast::error_code ec;
+    http::write(socket_, req, ec);
+    if (ec) return UnavailableError("HTTP write: " + ec.message());
+    http::response_parser<http::string_body> parser;
+    parser.body_limit(256 << 20);
+    http::read(socket_, buffer_, parser, ec);
+    if (ec) return UnavailableError("HTTP read: " + ec.message());
+    const auto& res = parser.get();
+    if (res.result_int() != 200) {
+      return Status(StatusCode::kUnknown,
+                    "HTTP " + std::to_string(res.result_int()) + ": " + res.body());
+    }
+    google::protobuf::util::JsonParseOptions options;
+    if (!google::protobuf::util::JsonStringToMessage(res.body(), response, options).ok()) {
+      return InternalError("cannot read the response JSON");
+    }
+    return Status::Ok();
+  }
+
+ private:
+  boost::asio::io_context io_;
+  boost::asio::ip::tcp::socket socket_;
+  boost::beast::flat_buffer buffer_;
+  std::string host_;
 };
 
 struct PhaseResult {
@@ -120,6 +178,20 @@ PhaseResult RunPhase(const std::string& name, const Config& cfg,
   return r;
 }
 
+// RunPhase over the HTTP/JSON API: each worker keeps one connection.
+PhaseResult RunHttpSearch(const std::string& name, const Config& cfg,
+                          const std::function<v1::SearchRequest(int worker, int64_t seq)>& make) {
+  std::vector<std::unique_ptr<HttpCaller>> callers;
+  for (int w = 0; w < cfg.concurrency; ++w) {
+    callers.push_back(std::make_unique<HttpCaller>(cfg.http));
+  }
+  return RunPhase(name, cfg, [&](int w, int64_t seq) -> StatusOr<int> {
+    v1::SearchResponse response;
+    RETURN_IF_ERROR(callers[w]->Call("Search", make(w, seq), &response));
+    return 1;
+  });
+}
+
 std::vector<float> RandomUnit(std::mt19937& rng, int dim) {
   std::normal_distribution<float> n(0.f, 1.f);
   std::vector<float> v(static_cast<size_t>(dim));
@@ -173,6 +245,8 @@ int Main(int argc, char** argv) {
   app.add_option("--phases", cfg.phases, "Comma-separated phases to run")->capture_default_str();
   app.add_option("--json", cfg.json_out, "Also write the results to this JSON file");
   app.add_flag("--keep", cfg.keep, "Keep the bench collections");
+  app.add_option("--http", cfg.http,
+                 "HOST:PORT of the server's HTTP/JSON API: also run each search phase over it");
   CLI11_PARSE(app, argc, argv);
 
   ClientOptions copts;
@@ -272,16 +346,24 @@ int Main(int argc, char** argv) {
         }
       }
       auto searched = client.DescribeCollection(vec_coll);
-      results.push_back(RunPhase("search_vectors", cfg, [&](int w, int64_t) -> StatusOr<int> {
+      auto request = [&](int w) {
         v1::SearchRequest req;
         req.set_collection(vec_coll);
         req.set_k(cfg.k);
         SetVector(req.add_queries()->mutable_vector(), RandomUnit(rngs[w], dim));
-        auto r = client.Search(req);
+        return req;
+      };
+      results.push_back(RunPhase("search_vectors", cfg, [&](int w, int64_t) -> StatusOr<int> {
+        auto r = client.Search(request(w));
         if (!r.ok()) return r.status();
         return 1;
       }));
       results.back().collection_items = searched.ok() ? searched->count() : -1;
+      if (!cfg.http.empty()) {
+        results.push_back(
+            RunHttpSearch("search_vectors_http", cfg, [&](int w, int64_t) { return request(w); }));
+        results.back().collection_items = searched.ok() ? searched->count() : -1;
+      }
     }
     if (!cfg.keep) (void)client.DropCollection(vec_coll);
   }
@@ -307,16 +389,24 @@ int Main(int argc, char** argv) {
     }
     if (want("search_images")) {
       auto searched = client.DescribeCollection(img_coll);
-      results.push_back(RunPhase("search_images", cfg, [&](int, int64_t seq) -> StatusOr<int> {
+      auto request = [&](int64_t seq) {
         v1::SearchRequest req;
         req.set_collection(img_coll);
         req.set_k(cfg.k);
         req.add_queries()->set_image(images[static_cast<size_t>(seq) % images.size()]);
-        auto r = client.Search(req);
+        return req;
+      };
+      results.push_back(RunPhase("search_images", cfg, [&](int, int64_t seq) -> StatusOr<int> {
+        auto r = client.Search(request(seq));
         if (!r.ok()) return r.status();
         return 1;
       }));
       results.back().collection_items = searched.ok() ? searched->count() : -1;
+      if (!cfg.http.empty()) {
+        results.push_back(RunHttpSearch("search_images_http", cfg,
+                                        [&](int, int64_t seq) { return request(seq); }));
+        results.back().collection_items = searched.ok() ? searched->count() : -1;
+      }
     }
     if (!cfg.keep) (void)client.DropCollection(img_coll);
   }

@@ -44,6 +44,7 @@ TEST(ConfigTest, ShippedYamlEqualsDefaults) {
   ServerConfig defaults;
   EXPECT_EQ(loaded.listen, defaults.listen);
   EXPECT_EQ(loaded.metrics_listen, defaults.metrics_listen);
+  EXPECT_EQ(loaded.http_listen, defaults.http_listen);
   EXPECT_EQ(loaded.data_dir, defaults.data_dir);
   EXPECT_EQ(loaded.storage, defaults.storage);
   EXPECT_EQ(loaded.device, defaults.device);
@@ -164,6 +165,8 @@ TEST(ConfigTest, EveryFlagReachesItsKey) {
   bool help = false;
   StatusOr<ServerConfig> c = LoadServerConfig({"--metrics-listen",
                                                "",
+                                               "--http-listen",
+                                               "127.0.0.1:8080",
                                                "--data-dir",
                                                "/d",
                                                "--storage",
@@ -207,6 +210,7 @@ TEST(ConfigTest, EveryFlagReachesItsKey) {
                                               &help);
   ASSERT_TRUE(c.ok()) << c.status().ToString();
   EXPECT_EQ(c->metrics_listen, "");
+  EXPECT_EQ(c->http_listen, "127.0.0.1:8080");
   EXPECT_EQ(c->data_dir, "/d");
   EXPECT_EQ(c->storage, "postgresql://u@h:5432/db");
   EXPECT_EQ(c->index_device, "cuda:0");

@@ -17,10 +17,9 @@
 #include <fstream>
 #include <future>
 #include <mutex>
-#include <opencv2/core.hpp>
-#include <opencv2/imgcodecs.hpp>
 #include <thread>
 
+#include "fake_model.h"
 #include "memory_collections.h"
 #include "models/clip_tokenizer.h"
 #include "server/grpc_server.h"
@@ -32,30 +31,8 @@ namespace pb = ::lookalike::v1;
 
 constexpr int kFakeDim = 4;
 
-// Vector of an image: {mean R, mean G, mean B, 100} / 255.
-Status FakeEmbed(const std::vector<ImageView>& images, std::vector<float>* out) {
-  out->clear();
-  for (const ImageView& v : images) {
-    double sum[3] = {0, 0, 0};
-    for (int y = 0; y < v.height; ++y) {
-      const uint8_t* row = v.data + static_cast<size_t>(y) * v.stride_bytes;
-      for (int x = 0; x < v.width; ++x) {
-        for (int c = 0; c < 3; ++c) sum[c] += row[3 * x + c];
-      }
-    }
-    const double n = double(v.width) * v.height;
-    for (int c = 0; c < 3; ++c) out->push_back(static_cast<float>(sum[c] / n / 255.0));
-    out->push_back(100.f / 255.f);
-  }
-  return Status::Ok();
-}
-
-std::string Png(int r, int g, int b, int w = 8, int h = 6) {
-  cv::Mat bgr(h, w, CV_8UC3, cv::Scalar(b, g, r));
-  std::vector<uint8_t> buf;
-  cv::imencode(".png", bgr, buf);
-  return std::string(buf.begin(), buf.end());
-}
+using testing::FakeEmbed;
+using testing::Png;
 
 pb::Vector Vec(std::vector<float> values) {
   pb::Vector v;
@@ -79,14 +56,6 @@ class ServiceTest : public ::testing::TestWithParam<std::string> {
       ASSERT_TRUE(manager.ok()) << manager.status().ToString();
       collections_ = std::move(manager).value();
     }
-    ServedModel model;
-    model.name = "fake";
-    model.info.preset = "fake_preset";
-    model.info.dim = kFakeDim;
-    model.info.input_height = 8;
-    model.info.input_width = 8;
-    model.info.backend = "cpu";
-    model.embed = FakeEmbed;
     ServiceOptions options;
     options.default_model = "fake";
     options.limits.max_images_per_request = 4;
@@ -100,7 +69,7 @@ class ServiceTest : public ::testing::TestWithParam<std::string> {
     options.batcher.max_delay_us = 500;
     options.handler_threads = 4;
     std::vector<ServedModel> models;
-    models.push_back(std::move(model));
+    models.push_back(testing::FakeModel());
     service_ = std::make_unique<LookalikeService>(options, collections_.get(), std::move(models),
                                                   &metrics_);
     StatusOr<std::unique_ptr<GrpcServer>> server =

@@ -1,0 +1,295 @@
+// The Lookalike page: pick a collection, give a photo (file, drag and drop,
+// camera), see similar items; filter by metadata, set a minimum score, and
+// search again from any result ("more like this"). Talks to the server's
+// JSON API (POST /lookalike.v1.Lookalike/<Method>, protobuf's JSON mapping).
+"use strict";
+
+const K = 24;
+const PICTURE_KEYS = ["image_url", "thumbnail_url"];
+const $ = (id) => document.getElementById(id);
+const state = {
+  collection: "",
+  query: null,       // {image: base64} or {id: "..."}
+  filters: {},       // key -> value (one value per key)
+  facets: {},        // key -> Set of values seen in this collection's results
+  minScore: 0,
+};
+
+class ApiError extends Error {
+  constructor(code, message) { super(message); this.code = code; }
+}
+
+async function call(method, body) {
+  let response;
+  try {
+    response = await fetch("/lookalike.v1.Lookalike/" + method, {
+      method: "POST",
+      headers: {"Content-Type": "application/json"},
+      body: JSON.stringify(body || {}),
+    });
+  } catch (e) {
+    throw new ApiError("unavailable", "cannot reach the server (" + e.message + ")");
+  }
+  const text = await response.text();
+  let json = {};
+  try { json = text ? JSON.parse(text) : {}; } catch (e) { json = {message: text}; }
+  if (!response.ok) {
+    throw new ApiError(json.code || "unknown", json.message || ("HTTP " + response.status));
+  }
+  return json;
+}
+
+function show(text, isError) {
+  const m = $("message");
+  m.textContent = text;
+  m.classList.toggle("error", !!isError);
+  m.setAttribute("role", isError ? "alert" : "status");
+}
+
+function explain(error) {
+  if (error.code === "unavailable") return "The server is not reachable: " + error.message;
+  if (error.code === "invalid_argument") return "The server could not use that: " + error.message;
+  if (error.code === "not_found") return "Not found: " + error.message;
+  if (error.code === "resource_exhausted") return "The server is busy or the photo is too large: " + error.message;
+  return "Server error (" + error.code + "): " + error.message;
+}
+
+async function loadCollections() {
+  const select = $("collection");
+  let list;
+  try {
+    list = (await call("ListCollections")).collections || [];
+  } catch (e) {
+    show(explain(e), true);
+    return;
+  }
+  select.textContent = "";
+  if (list.length === 0) {
+    show("This server has no collections yet: create one and index photos " +
+         "(lookalike create NAME; lookalike index NAME PHOTO_DIR).", true);
+    return;
+  }
+  for (const c of list) {
+    const option = document.createElement("option");
+    option.value = c.name;
+    option.textContent = c.name + " (" + Number(c.count || 0) + " items)";
+    select.appendChild(option);
+  }
+  const remembered = localStorage.getItem("lookalike.collection");
+  if (remembered && list.some((c) => c.name === remembered)) select.value = remembered;
+  await chooseCollection(select.value);
+}
+
+async function chooseCollection(name) {
+  state.collection = name;
+  state.query = null;
+  state.filters = {};
+  state.facets = {};
+  localStorage.setItem("lookalike.collection", name);
+  $("results").textContent = "";
+  renderChips();
+  try {
+    const info = await call("DescribeCollection", {name});
+    const count = Number(info.count || 0);
+    $("collection-info").textContent = count + " items, model " + (info.model || "?") +
+        ", metric " + (info.metric || "COSINE").toLowerCase();
+    if (count === 0) {
+      show("Collection " + name + " is empty: index photos into it first " +
+           "(lookalike index " + name + " PHOTO_DIR).", true);
+    } else if (info.model === "none") {
+      show("Collection " + name + " stores vectors only: it cannot be searched with a photo.", true);
+    } else {
+      show("Choose, drop or take a photo to find similar items.");
+    }
+  } catch (e) {
+    show(explain(e), true);
+  }
+}
+
+function readAsBase64(file) {
+  return new Promise((resolve, reject) => {
+    const reader = new FileReader();
+    reader.onload = () => resolve(String(reader.result).replace(/^data:[^,]*,/, ""));
+    reader.onerror = () => reject(reader.error);
+    reader.readAsDataURL(file);
+  });
+}
+
+async function usePhoto(file) {
+  if (!file) return;
+  if (!file.type.startsWith("image/")) {
+    show("\u201c" + file.name + "\u201d is not a photo (" + (file.type || "unknown type") +
+         "): choose a JPEG, PNG, WebP, GIF, BMP or TIFF image.", true);
+    return;
+  }
+  const preview = $("query-preview");
+  preview.src = URL.createObjectURL(file);
+  preview.alt = "Your photo: " + file.name;
+  preview.hidden = false;
+  state.query = {image: await readAsBase64(file)};
+  await search();
+}
+
+async function search() {
+  if (!state.collection || !state.query) return;
+  const request = {
+    collection: state.collection,
+    queries: [state.query],
+    k: K,
+    includeMetadata: true,
+    filter: Object.entries(state.filters).map(([key, value]) => ({key, values: [value]})),
+  };
+  if (state.minScore > 0) request.minScore = state.minScore;
+  show("Searching\u2026");
+  try {
+    const response = await call("Search", request);
+    const hits = ((response.results || [])[0] || {}).hits || [];
+    learnFacets(hits);
+    renderChips();
+    renderResults(hits);
+    const filters = Object.entries(state.filters).map(([k, v]) => k + "=" + v).join(", ");
+    show(hits.length === 0
+        ? "No similar items" + (filters ? " with " + filters : "") +
+          (state.minScore > 0 ? " scoring at least " + state.minScore.toFixed(2) : "") + "."
+        : hits.length + " similar items" + (filters ? " with " + filters : "") + ".");
+  } catch (e) {
+    $("results").textContent = "";
+    show(explain(e), true);
+  }
+}
+
+// Filter chips come from the metadata of the results seen so far: keys with
+// a few distinct values (a category, a brand), not per-item keys (an id, a URL).
+function learnFacets(hits) {
+  for (const hit of hits) {
+    for (const [key, value] of Object.entries(hit.metadata || {})) {
+      if (PICTURE_KEYS.includes(key) || value.length > 40) continue;
+      (state.facets[key] = state.facets[key] || new Set()).add(value);
+    }
+  }
+}
+
+function renderChips() {
+  const box = $("chips");
+  box.textContent = "";
+  for (const key of Object.keys(state.facets).sort()) {
+    const values = [...state.facets[key]].sort();
+    if (values.length < 2 && !(key in state.filters)) continue;
+    if (values.length > 12) continue;
+    const label = document.createElement("span");
+    label.className = "key";
+    label.textContent = key + ":";
+    box.appendChild(label);
+    for (const value of values) {
+      const chip = document.createElement("button");
+      chip.type = "button";
+      chip.className = "chip";
+      chip.textContent = value;
+      chip.dataset.key = key;
+      chip.dataset.value = value;
+      chip.setAttribute("aria-pressed", String(state.filters[key] === value));
+      chip.addEventListener("click", () => {
+        if (state.filters[key] === value) delete state.filters[key];
+        else state.filters[key] = value;
+        search();
+      });
+      box.appendChild(chip);
+    }
+  }
+}
+
+function pictureUrl(hit) {
+  const metadata = hit.metadata || {};
+  for (const key of PICTURE_KEYS) {
+    const url = metadata[key];
+    if (url && /^(https?:|data:image\/|\/)/.test(url)) return url;
+  }
+  return "";
+}
+
+function renderResults(hits) {
+  const list = $("results");
+  list.textContent = "";
+  for (const hit of hits) {
+    const item = document.createElement("li");
+    item.className = "result";
+    item.dataset.id = hit.id;
+    const url = pictureUrl(hit);
+    let picture;
+    if (url) {
+      picture = document.createElement("img");
+      picture.src = url;
+      picture.alt = hit.id;
+      picture.loading = "lazy";
+    } else {
+      picture = document.createElement("div");
+      picture.classList.add("placeholder");
+      picture.textContent = "no picture";
+    }
+    picture.classList.add("picture");
+    item.appendChild(picture);
+    const body = document.createElement("div");
+    body.className = "body";
+    const id = document.createElement("div");
+    id.className = "id";
+    id.textContent = hit.id;
+    const score = document.createElement("div");
+    score.className = "score";
+    score.textContent = "score " + Number(hit.score || 0).toFixed(3);
+    body.append(id, score);
+    const entries = Object.entries(hit.metadata || {}).filter(([k]) => !PICTURE_KEYS.includes(k));
+    if (entries.length) {
+      const dl = document.createElement("dl");
+      for (const [k, v] of entries.sort()) {
+        const dt = document.createElement("dt");
+        dt.textContent = k;
+        const dd = document.createElement("dd");
+        dd.textContent = v;
+        dd.dataset.key = k;
+        dl.append(dt, dd);
+      }
+      body.appendChild(dl);
+    }
+    const more = document.createElement("button");
+    more.type = "button";
+    more.className = "more";
+    more.textContent = "More like this";
+    more.setAttribute("aria-label", "More like " + hit.id);
+    more.addEventListener("click", () => {
+      state.query = {id: hit.id};
+      const preview = $("query-preview");
+      if (url) { preview.src = url; preview.alt = "Searching like " + hit.id; preview.hidden = false; }
+      search();
+    });
+    body.appendChild(more);
+    item.appendChild(body);
+    list.appendChild(item);
+  }
+}
+
+function setUp() {
+  $("collection").addEventListener("change", (e) => chooseCollection(e.target.value));
+  for (const id of ["file", "camera"]) {
+    $(id).addEventListener("change", (e) => {
+      usePhoto(e.target.files[0]);
+      e.target.value = "";  // the same file again is a new choice
+    });
+  }
+  const drop = $("drop");
+  drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (e) => {
+    e.preventDefault();
+    drop.classList.remove("over");
+    usePhoto(e.dataTransfer.files[0]);
+  });
+  const slider = $("min-score");
+  slider.addEventListener("input", () => {
+    state.minScore = Number(slider.value);
+    $("min-score-value").textContent = state.minScore > 0 ? state.minScore.toFixed(2) : "off";
+  });
+  slider.addEventListener("change", search);
+  loadCollections();
+}
+
+setUp();

@@ -1,0 +1,337 @@
+// The HTTP/JSON API (server/http_api.h) on a real loopback port: every
+// method of the service descriptor, Connect-style errors, HTTP-level errors
+// (malformed JSON, wrong content type, oversized body, unknown method, wrong
+// HTTP method), keep-alive and many concurrent connections. Collections in
+// memory; the model is a fake embedding function (mean R, G, B and a
+// constant), as in service_test.cc.
+#include "server/http_api.h"
+
+#include <google/protobuf/descriptor.h>
+#include <gtest/gtest.h>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/core/detail/base64.hpp>
+#include <boost/beast/http.hpp>
+#include <future>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "fake_model.h"
+#include "memory_collections.h"
+#include "server/http_server.h"
+
+namespace lookalike {
+namespace {
+
+namespace pb = ::lookalike::v1;
+namespace beast = boost::beast;
+namespace http = boost::beast::http;
+using tcp = boost::asio::ip::tcp;
+using nlohmann::json;
+
+constexpr int64_t kMaxMessageBytes = 1 << 20;
+
+using testing::Png;
+
+std::string Base64(const std::string& bytes) {
+  std::string out(beast::detail::base64::encoded_size(bytes.size()), '\0');
+  out.resize(beast::detail::base64::encode(out.data(), bytes.data(), bytes.size()));
+  return out;
+}
+
+struct Reply {
+  int status = 0;
+  std::string content_type;
+  std::string body;
+  std::map<std::string, std::string> headers;
+  json Json() const { return json::parse(body, nullptr, /*allow_exceptions=*/false); }
+};
+
+// One HTTP/1.1 connection to 127.0.0.1:port (keep-alive).
+class Connection {
+ public:
+  explicit Connection(int port) : socket_(io_) {
+    socket_.connect(tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), port));
+  }
+  Reply Send(const std::string& method, const std::string& target, const std::string& body,
+             const std::string& content_type = "application/json") {
+    http::request<http::string_body> req{http::string_to_verb(method), target, 11};
+    req.set(http::field::host, "127.0.0.1");
+    if (!content_type.empty()) req.set(http::field::content_type, content_type);
+    req.body() = body;
+    req.prepare_payload();
+    http::write(socket_, req);
+    http::response_parser<http::string_body> parser;
+    parser.body_limit(64 << 20);
+    beast::error_code ec;
+    http::read(socket_, buffer_, parser, ec);
+    Reply r;
+    if (ec) return r;  // status 0: no reply
+    auto& res = parser.get();
+    r.status = static_cast<int>(res.result_int());
+    r.content_type = std::string(res[http::field::content_type]);
+    for (const auto& f : res) r.headers[std::string(f.name_string())] = std::string(f.value());
+    r.body = res.body();
+    return r;
+  }
+
+ private:
+  boost::asio::io_context io_;
+  tcp::socket socket_;
+  beast::flat_buffer buffer_;
+};
+
+class HttpApiTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    collections_ = std::make_unique<testing::MemoryCollectionManager>();
+    ServiceOptions options;
+    options.default_model = "fake";
+    options.limits.max_message_bytes = kMaxMessageBytes;
+    options.limits.max_k = 100;  // k 5000 is out of range
+    options.handler_threads = 4;
+    options.batcher.max_delay_us = 500;
+    service_ = std::make_unique<LookalikeService>(
+        options, collections_.get(), std::vector<ServedModel>(1, testing::FakeModel()), &metrics_);
+    api_ = std::make_unique<HttpApi>(
+        service_.get(), &metrics_, [] { return true; }, kMaxMessageBytes);
+    server_ = std::make_unique<HttpServer>(
+        api_->ServerOptions(), [this](HttpRequest request, HttpServer::Respond respond) {
+          api_->Handle(std::move(request), std::move(respond));
+        });
+    ASSERT_TRUE(server_->Start("127.0.0.1:0", "http_listen").ok());
+  }
+  void TearDown() override {
+    server_->Stop();
+    service_.reset();
+  }
+
+  Reply Call(const std::string& method, const json& body) {
+    return Connection(server_->port()).Send("POST", HttpApi::MethodPrefix() + method, body.dump());
+  }
+  Reply Raw(const std::string& verb, const std::string& target, const std::string& body,
+            const std::string& content_type = "application/json") {
+    return Connection(server_->port()).Send(verb, target, body, content_type);
+  }
+  // The server still answers a plain call.
+  void ExpectServing() {
+    Reply r = Call("ListModels", json::object());
+    EXPECT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(r.Json()["models"][0]["name"], "fake");
+  }
+  // A Connect error with this HTTP status and code.
+  static void ExpectError(const Reply& r, int status, const std::string& code,
+                          const std::string& message_part = "") {
+    EXPECT_EQ(r.status, status) << r.body;
+    EXPECT_EQ(r.content_type, "application/json");
+    json j = r.Json();
+    ASSERT_TRUE(j.is_object()) << r.body;
+    EXPECT_EQ(j["code"], code) << r.body;
+    EXPECT_NE(j["message"].get<std::string>().find(message_part), std::string::npos) << r.body;
+  }
+
+  Metrics metrics_;
+  std::unique_ptr<CollectionManager> collections_;
+  std::unique_ptr<LookalikeService> service_;
+  std::unique_ptr<HttpApi> api_;
+  std::unique_ptr<HttpServer> server_;
+};
+
+TEST_F(HttpApiTest, EveryMethodOfTheDescriptorIsServed) {
+  EXPECT_TRUE(api_->MethodsWithoutHandler().empty());
+  const google::protobuf::ServiceDescriptor* svc =
+      pb::EmbedRequest::descriptor()->file()->FindServiceByName("Lookalike");
+  ASSERT_NE(svc, nullptr);
+  for (int i = 0; i < svc->method_count(); ++i) {
+    const auto* m = svc->method(i);
+    Reply r = Call(m->name(), json::object());
+    if (m->client_streaming() || m->server_streaming()) {
+      ExpectError(r, 501, "unimplemented", "Upsert");
+      continue;
+    }
+    // An empty request may be refused by the service (no collection named
+    // ""), but never for being an unknown method.
+    EXPECT_FALSE(r.status == 404 && r.Json().value("code", "") == "unimplemented") << m->name();
+    EXPECT_TRUE(r.status == 200 || r.Json().contains("code")) << m->name() << ": " << r.body;
+  }
+}
+
+TEST_F(HttpApiTest, EveryMethodWorksEndToEnd) {
+  Reply r = Call("ListModels", json::object());
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.content_type, "application/json");
+  EXPECT_EQ(r.Json()["models"][0]["dim"], 4);
+
+  r = Call("CreateCollection", {{"name", "vec"}, {"model", "none"}, {"dim", 3}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.Json()["dim"], 3);
+  EXPECT_EQ(r.Json()["metric"], "COSINE");
+  r = Call("CreateCollection", {{"name", "img"}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.Json()["model"], "fake");
+
+  r = Call("ListCollections", json::object());
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.Json()["collections"].size(), 2u);
+
+  r = Call("Upsert",
+           {{"collection", "vec"},
+            {"items",
+             {{{"id", "a"}, {"vector", {{"values", {1, 0, 0}}}}, {"metadata", {{"c", "x"}}}},
+              {{"id", "b"}, {"vector", {{"values", {0, 1, 0}}}}, {"metadata", {{"c", "y"}}}},
+              {{"id", "bad"}, {"vector", {{"values", {1, 2}}}}}}}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.Json()["upserted"], "2");  // int64 is a string in JSON
+  EXPECT_EQ(r.Json()["failed"], "1");
+  EXPECT_EQ(r.Json()["statuses"][2]["code"], 3);
+
+  r = Call("Upsert", {{"collection", "img"},
+                      {"items",
+                       {{{"id", "red"}, {"image", Base64(Png(250, 10, 10))}},
+                        {{"id", "blue"}, {"image", Base64(Png(10, 10, 250))}}}}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.Json()["upserted"], "2");
+
+  r = Call("Search", {{"collection", "vec"},
+                      {"queries", {{{"vector", {{"values", {0.9, 0.1, 0}}}}}}},
+                      {"k", 2},
+                      {"includeMetadata", true}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  json hits = r.Json()["results"][0]["hits"];
+  ASSERT_EQ(hits.size(), 2u);
+  EXPECT_EQ(hits[0]["id"], "a");
+  EXPECT_EQ(hits[0]["metadata"]["c"], "x");
+  EXPECT_GT(hits[0]["score"].get<double>(), hits[1]["score"].get<double>());
+
+  // snake_case field names are accepted too; filter and by-id query.
+  r = Call("Search", {{"collection", "vec"},
+                      {"queries", {{{"id", "a"}}}},
+                      {"filter", {{{"key", "c"}, {"values", {"y"}}}}},
+                      {"include_metadata", true}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  hits = r.Json()["results"][0]["hits"];
+  ASSERT_EQ(hits.size(), 1u);
+  EXPECT_EQ(hits[0]["id"], "b");
+
+  r = Call("Search", {{"collection", "img"}, {"queries", {{{"image", Base64(Png(240, 20, 20))}}}}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.Json()["results"][0]["hits"][0]["id"], "red");
+
+  r = Call("Embed", {{"images", {Base64(Png(255, 0, 0))}}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  json values = r.Json()["vectors"][0]["values"];
+  ASSERT_EQ(values.size(), 4u);
+  EXPECT_NEAR(values[0].get<double>(), 1.0, 1e-5);
+
+  r = Call("Get", {{"collection", "vec"}, {"ids", {"a", "zz"}}, {"includeVectors", true}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.Json()["items"][0]["id"], "a");
+  EXPECT_EQ(r.Json()["items"][0]["vector"]["values"].size(), 3u);
+  EXPECT_EQ(r.Json()["missingIds"][0], "zz");
+
+  r = Call("Delete", {{"collection", "vec"}, {"ids", {"a", "zz"}}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.Json()["deleted"], "1");
+
+  r = Call("DescribeCollection", {{"name", "vec"}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.Json()["count"], "1");
+
+  r = Call("DropCollection", {{"name", "vec"}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.body, "{}");
+  ExpectError(Call("DescribeCollection", {{"name", "vec"}}), 404, "not_found", "vec");
+}
+
+TEST_F(HttpApiTest, ServiceErrorsMapToConnectCodesAndStatuses) {
+  ExpectError(Call("DescribeCollection", {{"name", "nope"}}), 404, "not_found", "nope");
+  ASSERT_EQ(Call("CreateCollection", {{"name", "c"}, {"model", "none"}, {"dim", 2}}).status, 200);
+  ExpectError(Call("CreateCollection", {{"name", "c"}, {"model", "none"}, {"dim", 2}}), 409,
+              "already_exists");
+  ExpectError(
+      Call("Search",
+           {{"collection", "c"}, {"queries", {{{"vector", {{"values", {1, 0}}}}}}}, {"k", 5000}}),
+      400, "invalid_argument", "k: 5000");
+  ExpectError(Call("Embed", {{"images", {Base64("not an image")}}}), 400, "invalid_argument",
+              "images[0]");
+  ExpectError(
+      Call("Search", {{"collection", "c"}, {"queries", {{{"image", Base64(Png(1, 2, 3))}}}}}), 400,
+      "invalid_argument", "queries[0]");
+  ExpectServing();
+
+  EXPECT_EQ(ConnectCodeName(StatusCode::kCancelled), "canceled");
+  EXPECT_EQ(ConnectHttpStatus(StatusCode::kResourceExhausted), 429);
+  EXPECT_EQ(ConnectHttpStatus(StatusCode::kUnavailable), 503);
+}
+
+TEST_F(HttpApiTest, BadRequestsGetClearErrorsAndTheServerKeepsServing) {
+  const std::string path = HttpApi::MethodPrefix() + "ListCollections";
+  ExpectError(Raw("POST", path, "{not json"), 400, "invalid_argument",
+              "lookalike.v1.ListCollectionsRequest");
+  ExpectServing();
+  ExpectError(Call("Search", {{"collection", "c"}, {"nonsense", 1}}), 400, "invalid_argument",
+              "nonsense");
+  ExpectError(Call("Search", {{"collection", "c"}, {"k", "many"}}), 400, "invalid_argument");
+  ExpectError(Call("Embed", {{"images", {"%%% not base64 %%%"}}}), 400, "invalid_argument");
+  ExpectServing();
+
+  Reply r = Raw("POST", path, "{}", "text/plain");
+  ExpectError(r, 415, "unimplemented", "application/json");
+  ExpectServing();
+  r = Raw("POST", path, "{}", "application/json; charset=utf-8");
+  EXPECT_EQ(r.status, 200) << r.body;
+
+  r = Raw("GET", path, "", "");
+  ExpectError(r, 405, "unimplemented", "POST");
+  EXPECT_EQ(r.headers["Allow"], "POST");
+  ExpectServing();
+
+  ExpectError(Raw("POST", HttpApi::MethodPrefix() + "Frobnicate", "{}"), 404, "unimplemented",
+              "Frobnicate");
+  ExpectError(Raw("POST", "/lookalike.v2.Other/Search", "{}"), 404, "not_found");
+  ExpectServing();
+
+  // Over the body limit: refused before the body is read in full.
+  const std::string huge(kMaxMessageBytes * 2, 'x');
+  r = Raw("POST", path, huge);
+  if (r.status != 0) ExpectError(r, 413, "resource_exhausted", "body");  // or reset mid-send
+  ExpectServing();
+  // Under the body limit but over max_message_bytes once decoded.
+  const std::string big(kMaxMessageBytes + 1000, 'y');
+  ExpectError(Call("Embed", {{"images", {Base64(big)}}}), 429, "resource_exhausted",
+              "max_message_bytes");
+  ExpectServing();
+}
+
+TEST_F(HttpApiTest, KeepAliveManyConnectionsAndMetricsOnTheSamePort) {
+  Connection one(server_->port());
+  for (int i = 0; i < 5; ++i) {
+    Reply r = one.Send("POST", HttpApi::MethodPrefix() + "ListModels", "{}");
+    ASSERT_EQ(r.status, 200) << "request " << i << " on one connection";
+  }
+  // 64 connections open at once, each with a request in flight, on a
+  // server with 2 I/O threads.
+  std::vector<std::unique_ptr<Connection>> open;
+  for (int i = 0; i < 64; ++i) open.push_back(std::make_unique<Connection>(server_->port()));
+  std::vector<std::future<int>> replies;
+  for (auto& c : open) {
+    replies.push_back(std::async(std::launch::async, [&c] {
+      return c->Send("POST", HttpApi::MethodPrefix() + "ListCollections", "{}").status;
+    }));
+  }
+  for (auto& f : replies) EXPECT_EQ(f.get(), 200);
+
+  Reply r = Raw("GET", "/healthz", "", "");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, "SERVING\n");
+  r = Raw("GET", "/metrics", "", "");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_NE(r.body.find("lookalike_requests_total{code=\"OK\",method=\"ListModels\"} 5"),
+            std::string::npos)
+      << r.body;
+}
+
+}  // namespace
+}  // namespace lookalike
