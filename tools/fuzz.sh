@@ -36,6 +36,7 @@ if [ -z "${LOOKALIKE_CLIP_VOCAB:-}" ]; then
 fi
 # Leaks fail the run; allocations over the limit are reported, not served.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:allocator_may_return_null=1:abort_on_error=0}
+export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$PWD/tests/fuzz/lsan.supp:print_suppressions=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 
 run_one() {
