@@ -15,27 +15,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SECONDS_PER_LEVEL=${1:-20}
-BUILD_DIR=${BUILD_DIR:-build}
-SERVER_BIN=$BUILD_DIR/server/lookalike-server
-BENCH_BIN=$BUILD_DIR/bench/service/lookalike-service-bench
-PY=.venv/bin/python
 QUEUE=${QUEUE:-32}
 IMAGE_BATCH=${IMAGE_BATCH:-8}
 LEVELS=${LEVELS:-1 2}
-for bin in "$SERVER_BIN" "$BENCH_BIN"; do
-  [ -x "$bin" ] || { echo "missing $bin (configure with -DLOOKALIKE_BUILD_BENCHMARKS=ON and build it)" >&2; exit 1; }
-done
-[ -f weights/efficientnet_lite0.safetensors ] || "$PY" tools/prepare_weights.py
-PHOTOS=$BUILD_DIR/bench/service/photos
-[ -f "$PHOTOS/metadata.csv" ] || "$PY" tools/make_sample_photos.py --out "$PHOTOS" >/dev/null
-
-WORK=$(mktemp -d)
-SERVER_PID=
-cleanup() {
-  [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+. bench/service/server.sh
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
 echo "queue_capacity $QUEUE images, $IMAGE_BATCH images per Upsert, $SECONDS_PER_LEVEL s per level"
 printf '%-6s %8s %10s %10s %8s %10s %10s %14s\n' level clients admitted "images/s" "shed %" \
@@ -43,21 +26,11 @@ printf '%-6s %8s %10s %10s %8s %10s %10s %14s\n' level clients admitted "images/
 base=$((QUEUE / IMAGE_BATCH))
 for level in $LEVELS; do
   clients=$((base * level))
-  PORT=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  ADDR=127.0.0.1:$PORT
-  rm -rf "$WORK/data"
-  "$SERVER_BIN" --listen "$ADDR" --data-dir "$WORK/data" --metrics-listen= --log-level warn \
-    --device cpu --queue-capacity "$QUEUE" --max-images-per-request "$IMAGE_BATCH" \
-    --model "efficientnet_lite0=efficientnet_lite0:weights/efficientnet_lite0.safetensors" \
-    ${SERVER_FLAGS:-} >"$WORK/server.log" 2>&1 &
-  SERVER_PID=$!
-  for _ in $(seq 1 600); do
-    "$BUILD_DIR/client/lookalike" health --server "$ADDR" >/dev/null 2>&1 && break
-    kill -0 "$SERVER_PID" 2>/dev/null || { cat "$WORK/server.log" >&2; exit 1; }
-    sleep 0.2
-  done
-  # The server re-executes itself once at start (OpenCV's pixel limit): its
-  # pid is the one that listens.
+  # shellcheck disable=SC2086  # SERVER_FLAGS is a list of flags
+  start_server --device cpu --queue-capacity "$QUEUE" --max-images-per-request "$IMAGE_BATCH" \
+    ${SERVER_FLAGS:-}
+  # (The server re-executes itself in place at start: $SERVER_PID is the one
+  # that listens.)
   "$BENCH_BIN" --server "$ADDR" --images "$PHOTOS" --phases upsert_images --max-attempts 1 \
     --concurrency "$clients" --image-batch "$IMAGE_BATCH" --requests 1000000 \
     --seconds "$SECONDS_PER_LEVEL" --json "$WORK/level.json" >"$WORK/bench.log" 2>&1 ||
@@ -72,6 +45,5 @@ shed = 100.0 * r["shed"] / total if total else 0.0
 print(f'{level + "x":<6} {clients:>8} {r["requests"]:>10} {r["items"] / r["seconds"]:>10.1f} '
       f'{shed:>8.1f} {r["p50_ms"]:>10.1f} {r["p99_ms"]:>10.1f} {peak_kib / 1024:>14.0f}')
 PYEOF
-  kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true
-  SERVER_PID=
+  stop_server
 done
