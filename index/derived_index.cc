@@ -430,6 +430,7 @@ StatusOr<std::unique_ptr<DerivedIndex>> DerivedIndex::LoadSnapshot(const std::st
       !cur.Read(&spec_len)) {
     return corrupt("snapshot header fields truncated");
   }
+  if (spec_len > payload_bytes - cur.pos()) return corrupt("snapshot spec truncated");
   std::string index_spec(spec_len, '\0');
   if (!cur.ReadBytes(index_spec.data(), spec_len)) return corrupt("snapshot spec truncated");
   if (dim != spec.dim || metric != static_cast<int32_t>(spec.metric) ||
