@@ -430,6 +430,7 @@ StatusOr<std::unique_ptr<DerivedIndex>> DerivedIndex::LoadSnapshot(const std::st
       !cur.Read(&spec_len)) {
     return corrupt("snapshot header fields truncated");
   }
+  if (spec_len > payload_bytes - cur.pos()) return corrupt("snapshot spec truncated");
   std::string index_spec(spec_len, '\0');
   if (!cur.ReadBytes(index_spec.data(), spec_len)) return corrupt("snapshot spec truncated");
   if (dim != spec.dim || metric != static_cast<int32_t>(spec.metric) ||
@@ -450,6 +451,13 @@ StatusOr<std::unique_ptr<DerivedIndex>> DerivedIndex::LoadSnapshot(const std::st
   reader.data.assign(payload + cur.pos(), payload + payload_bytes);
   try {
     d->index_.reset(faiss::read_index(&reader));
+    // FAISS stores any int read from the file as its MetricType: check the
+    // value before anything reads it as the enum (found by fuzz_snapshot).
+    int metric_value = 0;
+    std::memcpy(&metric_value, &d->index_->metric_type, sizeof(metric_value));
+    if (metric_value != static_cast<int>(FaissMetric(spec.metric))) {
+      return corrupt("snapshot index has another metric");
+    }
     d->index_ = CpuIndexFlat::Adopt(std::move(d->index_));
   } catch (const std::exception& e) {
     return corrupt(std::string("snapshot index unreadable: ") + e.what());

@@ -31,12 +31,23 @@ void AppendU64(std::vector<uint8_t>* out, uint64_t value) {
   out->insert(out->end(), p, p + sizeof(value));
 }
 
+// A failed system call on `path`: RESOURCE_EXHAUSTED naming the disk when it
+// is full (ENOSPC, EDQUOT), so callers and clients see the same code as for a
+// full SQLite database; INTERNAL otherwise.
+Status IoError(const std::string& path, const std::string& what, int err) {
+  if (err == ENOSPC || err == EDQUOT) {
+    return ResourceExhaustedError(path + ": " + what + ": " + std::strerror(err) +
+                                  " (the disk holding it is full)");
+  }
+  return InternalError(path + ": " + what + ": " + std::strerror(err));
+}
+
 Status WriteAll(int fd, const uint8_t* data, size_t n, const std::string& path) {
   while (n > 0) {
     ssize_t w = ::write(fd, data, n);
     if (w < 0) {
       if (errno == EINTR) continue;
-      return InternalError(path + ": write failed: " + std::strerror(errno));
+      return IoError(path, "write failed", errno);
     }
     data += w;
     n -= static_cast<size_t>(w);
@@ -53,13 +64,13 @@ struct Bytes {
 Status WriteParts(const std::string& path, std::initializer_list<Bytes> parts) {
   const std::string tmp = path + ".tmp";
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return InternalError(tmp + ": cannot create: " + std::strerror(errno));
+  if (fd < 0) return IoError(tmp, "cannot create", errno);
   Status st;
   for (const Bytes& part : parts) {
     if (st.ok()) st = WriteAll(fd, part.data, part.size, tmp);
   }
   if (st.ok() && ::fsync(fd) != 0) {
-    st = InternalError(tmp + ": fsync failed: " + std::strerror(errno));
+    st = IoError(tmp, "fsync failed", errno);
   }
   ::close(fd);
   if (!st.ok()) {

@@ -30,7 +30,9 @@ inline constexpr const char* kSnapshotFileName = "index.snap";
 [[nodiscard]] Status SyncDirectory(const std::string& dir);
 
 // Replaces `path` with `bytes` atomically and durably (see above). On error
-// <path>.tmp is removed and the old file, if any, is left in place.
+// <path>.tmp is removed and the old file, if any, is left in place; a full
+// disk (ENOSPC, EDQUOT) is RESOURCE_EXHAUSTED naming the file, other I/O
+// errors INTERNAL.
 [[nodiscard]] Status WriteFileDurably(const std::string& path, const std::vector<uint8_t>& bytes);
 
 // Writes a snapshot of `payload` covering storage sequence `seq` to `path`

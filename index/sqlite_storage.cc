@@ -67,7 +67,7 @@ class SqliteStorage::Connection {
       case SQLITE_LOCKED:
         return UnavailableError(msg);
       case SQLITE_FULL:
-        return ResourceExhaustedError(msg);
+        return ResourceExhaustedError(msg + "; the disk holding it is full");
       case SQLITE_CANTOPEN:
       case SQLITE_PERM:
       case SQLITE_READONLY:

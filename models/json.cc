@@ -244,6 +244,12 @@ class JsonParser {
     const std::string text(start, p_);
     v->type_ = JsonValue::Type::kNumber;
     v->number_ = std::strtod(text.c_str(), nullptr);
+    // 1e400 would read as infinity, which no JSON text (and no model value)
+    // can mean.
+    if (!std::isfinite(v->number_)) {
+      p_ = start;
+      return Error("number out of the range of a double");
+    }
     if (integral) {
       errno = 0;
       const long long i = std::strtoll(text.c_str(), nullptr, 10);

@@ -102,6 +102,8 @@ const std::map<std::string, Setter>& ScalarKeys() {
       {"limits.max_k", IntField(&ServerConfig::limits, &LimitsConfig::max_k)},
       {"limits.max_image_pixels", IntField(&ServerConfig::limits, &LimitsConfig::max_image_pixels)},
       {"limits.decode_threads", IntField(&ServerConfig::limits, &LimitsConfig::decode_threads)},
+      {"limits.max_pending_requests",
+       IntField(&ServerConfig::limits, &LimitsConfig::max_pending_requests)},
       {"batcher.max_batch", IntField(&ServerConfig::batcher, &BatcherConfig::max_batch)},
       {"batcher.max_delay_us", IntField(&ServerConfig::batcher, &BatcherConfig::max_delay_us)},
       {"batcher.queue_capacity", IntField(&ServerConfig::batcher, &BatcherConfig::queue_capacity)},
@@ -135,6 +137,7 @@ const std::map<std::string, std::string>& FlagKeys() {
       {"max-text-bytes", "limits.max_text_bytes"},
       {"max-image-pixels", "limits.max_image_pixels"},
       {"decode-threads", "limits.decode_threads"},
+      {"max-pending-requests", "limits.max_pending_requests"},
       {"max-batch", "batcher.max_batch"},
       {"max-delay-us", "batcher.max_delay_us"},
       {"queue-capacity", "batcher.queue_capacity"},
@@ -390,6 +393,7 @@ Status ValidateConfig(const ServerConfig& c) {
   RETURN_IF_ERROR(CheckRange("limits.max_text_bytes", l.max_text_bytes, 1, 1 << 24));
   RETURN_IF_ERROR(CheckRange("limits.max_image_pixels", l.max_image_pixels, 1, 1ll << 32));
   RETURN_IF_ERROR(CheckRange("limits.decode_threads", l.decode_threads, 0, 1024));
+  RETURN_IF_ERROR(CheckRange("limits.max_pending_requests", l.max_pending_requests, 1, 1 << 20));
   const BatcherConfig& b = c.batcher;
   RETURN_IF_ERROR(CheckRange("batcher.max_batch", b.max_batch, 1, 4096));
   RETURN_IF_ERROR(CheckRange("batcher.max_delay_us", b.max_delay_us, 0, 10'000'000));
@@ -462,7 +466,7 @@ documents every key), then these flags:
   --max-ids-per-request N       --max-queries-per-search N   --max-k N (<= 2048)
   --max-image-pixels N          --max-texts-per-request N    --max-text-bytes N
   --decode-threads N            --max-batch N                --max-delay-us N
-  --queue-capacity N
+  --queue-capacity N            --max-pending-requests N
 )";
 }
 

@@ -40,6 +40,12 @@ struct LimitsConfig {
   int max_k = 2048;                       // <= kMaxK (index/types.h), the index's limit
   int64_t max_image_pixels = 50'000'000;  // width * height of one decoded image
   int decode_threads = 0;                 // 0 = number of cores
+  // Unary RPCs accepted and not yet answered (decoding, queued, embedding,
+  // searching); beyond it a request fails at once with RESOURCE_EXHAUSTED.
+  // With batcher.queue_capacity this bounds memory under overload: each
+  // pending request holds at most max_message_bytes plus its decoded images
+  // (docs/reliability.md).
+  int max_pending_requests = 512;
 };
 
 // Dynamic batching of embedding work, per model.

@@ -22,6 +22,12 @@ uint32_t Le16(const uint8_t* p) { return (uint32_t{p[1]} << 8) | p[0]; }
 uint32_t Le24(const uint8_t* p) { return (uint32_t{p[2]} << 16) | Le16(p); }
 uint32_t Le32(const uint8_t* p) { return (Le16(p + 2) << 16) | Le16(p); }
 
+// width * height without overflow: header sizes are at most 2^32 - 1 each, so
+// the product fits 64 unsigned bits (not always 63 signed ones).
+uint64_t PixelCount(int64_t w, int64_t h) {
+  return static_cast<uint64_t>(w) * static_cast<uint64_t>(h);
+}
+
 std::optional<ImageSize> Make(int64_t w, int64_t h) {
   if (w <= 0 || h <= 0) return std::nullopt;
   return ImageSize{w, h};
@@ -347,7 +353,7 @@ std::optional<ImageSize> ProbeImageSize(std::string_view bytes) {
 
 std::string PixelLimitMessage(int64_t width, int64_t height, int64_t max_pixels) {
   return "image is " + std::to_string(width) + " x " + std::to_string(height) + " = " +
-         std::to_string(width * height) + " pixels, over the limit of " +
+         std::to_string(PixelCount(width, height)) + " pixels, over the limit of " +
          std::to_string(max_pixels) + " pixels";
 }
 
@@ -356,7 +362,7 @@ StatusOr<DecodedImage> DecodeImage(std::string_view bytes, int64_t max_pixels) {
   const ImageFormat format = SniffImageFormat(bytes);
   if (format == ImageFormat::kUnknown) return InvalidArgumentError(kImageUnsupportedMessage);
   if (std::optional<ImageSize> size = ProbeImageSize(bytes)) {
-    if (size->width * size->height > max_pixels) {
+    if (PixelCount(size->width, size->height) > static_cast<uint64_t>(max_pixels)) {
       return InvalidArgumentError(PixelLimitMessage(size->width, size->height, max_pixels));
     }
   }

@@ -143,10 +143,19 @@ void LookalikeService::Run(const char* method, std::function<void(FinishFn finis
   auto finished = std::make_shared<std::atomic<bool>>(false);
   FinishFn finish = [this, method, start, finished, done = std::move(done)](Status status) {
     if (finished->exchange(true)) return;
+    pending_.fetch_sub(1);
     Record(method, status,
            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
     done(std::move(status));
   };
+  // Overload sheds here, before the request is queued anywhere: the handler
+  // pool's queue is unbounded, this count is not.
+  const int limit = options_.limits.max_pending_requests;
+  if (pending_.fetch_add(1) >= limit) {
+    finish(ResourceExhaustedError("server is busy: " + std::to_string(limit) +
+                                  " requests pending (limits.max_pending_requests); retry later"));
+    return reactor;
+  }
   handlers_->Submit([work = std::move(work), finish = std::move(finish)] {
     const Status status = Guard([&] {
       work(finish);

@@ -16,6 +16,7 @@
 // The model is copied straight through to CollectionInfo.model.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
@@ -143,6 +144,8 @@ class LookalikeService final : public lookalike::v1::Lookalike::CallbackService 
   // Declared before the pipeline: the pipeline's completions run here, so it
   // is destroyed after the pipeline's batchers have drained into it.
   std::unique_ptr<ThreadPool> handlers_;
+  // Unary RPCs accepted and not yet finished (limits.max_pending_requests).
+  std::atomic<int> pending_{0};
   EmbedPipeline pipeline_;
 };
 

@@ -16,7 +16,8 @@
 // keep-alive connection per worker.
 // Latency is per request, measured by the client from send to reply
 // (includes loopback gRPC or HTTP, JSON or protobuf coding, queueing, decode
-// and embedding).
+// and embedding), over the requests the server admitted; RESOURCE_EXHAUSTED answers (overload, see
+// --max-attempts 1 and bench/service/overload.sh) are counted as "shed".
 #include <unistd.h>
 
 #include <algorithm>
@@ -59,6 +60,7 @@ struct Config {
   std::string json_out;
   std::string http;  // HOST:PORT of the HTTP/JSON API; "" = gRPC only
   bool keep = false;
+  int max_attempts = 6;  // 1: a shed request (RESOURCE_EXHAUSTED) is counted, not retried
 };
 
 // One keep-alive HTTP/1.1 connection calling the JSON API.
@@ -114,6 +116,7 @@ struct PhaseResult {
   int64_t requests = 0;
   int64_t items = 0;  // vectors or images carried
   int64_t errors = 0;
+  int64_t shed = 0;  // RESOURCE_EXHAUSTED answers (overload), not counted in errors
   double seconds = 0;
   double p50_ms = 0, p99_ms = 0, mean_ms = 0;
   std::string first_error;
@@ -143,7 +146,7 @@ PhaseResult RunPhase(const std::string& name, const Config& cfg,
   for (int w = 0; w < cfg.concurrency; ++w) {
     threads.emplace_back([&, w] {
       std::vector<double> local;
-      int64_t items = 0, errors = 0;
+      int64_t items = 0, errors = 0, shed = 0;
       std::string first_error;
       for (;;) {
         int64_t seq = next.fetch_add(1);
@@ -155,6 +158,8 @@ PhaseResult RunPhase(const std::string& name, const Config& cfg,
         if (n.ok()) {
           local.push_back(ms);
           items += *n;
+        } else if (n.status().code() == StatusCode::kResourceExhausted) {
+          ++shed;
         } else {
           ++errors;
           if (first_error.empty()) first_error = n.status().ToString();
@@ -164,6 +169,7 @@ PhaseResult RunPhase(const std::string& name, const Config& cfg,
       latencies.insert(latencies.end(), local.begin(), local.end());
       r.items += items;
       r.errors += errors;
+      r.shed += shed;
       if (r.first_error.empty()) r.first_error = first_error;
     });
   }
@@ -247,11 +253,16 @@ int Main(int argc, char** argv) {
   app.add_flag("--keep", cfg.keep, "Keep the bench collections");
   app.add_option("--http", cfg.http,
                  "HOST:PORT of the server's HTTP/JSON API: also run each search phase over it");
+  app.add_option("--max-attempts", cfg.max_attempts,
+                 "Attempts per request (1: shed requests are counted, not retried)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100));
   CLI11_PARSE(app, argc, argv);
 
   ClientOptions copts;
   copts.server = cfg.server;
   copts.timeout = std::chrono::seconds(120);
+  copts.max_attempts = cfg.max_attempts;
   auto client_or = Client::Connect(copts);
   if (!client_or.ok()) {
     std::fprintf(stderr, "%s\n", client_or.status().ToString().c_str());
@@ -416,16 +427,16 @@ int Main(int argc, char** argv) {
       "k %d, %zu images (mean %.1f KiB)\n",
       client.server().c_str(), model.name().c_str(), dim, model.backend().c_str(), cfg.concurrency,
       cfg.batch, cfg.image_batch, cfg.k, images.size(), mean_image_kib);
-  std::printf("%-16s %9s %9s %12s %12s %10s %10s %10s %7s\n", "phase", "requests", "seconds",
-              "requests/s", "items/s", "p50 ms", "p99 ms", "mean ms", "errors");
+  std::printf("%-16s %9s %9s %12s %12s %10s %10s %10s %7s %7s\n", "phase", "requests", "seconds",
+              "requests/s", "items/s", "p50 ms", "p99 ms", "mean ms", "shed", "errors");
   nlohmann::json j = nlohmann::json::array();
   int rc = 0;
   for (const auto& r : results) {
-    std::printf("%-16s %9lld %9.2f %12.1f %12.1f %10.2f %10.2f %10.2f %7lld\n", r.name.c_str(),
-                static_cast<long long>(r.requests), r.seconds,
+    std::printf("%-16s %9lld %9.2f %12.1f %12.1f %10.2f %10.2f %10.2f %7lld %7lld\n",
+                r.name.c_str(), static_cast<long long>(r.requests), r.seconds,
                 static_cast<double>(r.requests) / r.seconds,
                 static_cast<double>(r.items) / r.seconds, r.p50_ms, r.p99_ms, r.mean_ms,
-                static_cast<long long>(r.errors));
+                static_cast<long long>(r.shed), static_cast<long long>(r.errors));
     if (r.collection_items >= 0) {
       std::printf("  (searched a Flat index of %lld items)\n",
                   static_cast<long long>(r.collection_items));
@@ -442,6 +453,7 @@ int Main(int argc, char** argv) {
                  {"p99_ms", r.p99_ms},
                  {"mean_ms", r.mean_ms},
                  {"errors", r.errors},
+                 {"shed", r.shed},
                  {"collection_items", r.collection_items}});
   }
   if (!cfg.json_out.empty()) {

@@ -6,6 +6,7 @@
 
 #include <numeric>
 
+#include "index/snapshot.h"
 #include "test_util.h"
 
 namespace lookalike {
@@ -94,6 +95,32 @@ TEST(DerivedIndexTest, ExactUntilTrainedAndSnapshotsRoundTrip) {
   ASSERT_EQ(r->hits[0].size(), 1u);
   EXPECT_EQ(r->hits[0][0].internal_id, 11);
   EXPECT_NEAR(r->hits[0][0].score, 0.f, 1e-5f);
+}
+
+// Found by tests/fuzz: a snapshot whose checksum matches but whose spec
+// length field is huge made LoadSnapshot allocate that many bytes first.
+TEST(DerivedIndexTest, SnapshotWithAHugeSpecLengthIsDataLoss) {
+  TempDir dir;
+  const std::string path = dir.path() + "/index.snap";
+  std::vector<uint8_t> payload;
+  auto append = [&](const auto& value) {
+    const auto* p = reinterpret_cast<const uint8_t*>(&value);
+    payload.insert(payload.end(), p, p + sizeof(value));
+  };
+  append(uint32_t{1});            // format
+  append(uint32_t{1});            // exact mode
+  append(int64_t{1000});          // min_train
+  append(int32_t{4});             // dim
+  append(int32_t{2});             // metric
+  append(uint32_t{0xFFFFFFF0u});  // spec length, far past the payload
+  payload.resize(payload.size() + 16, 'F');
+  ASSERT_TRUE(WriteSnapshotFile(path, 3, payload).ok());
+  int64_t seq = 0;
+  auto loaded = DerivedIndex::LoadSnapshot(path, Spec("Flat"), &seq);
+  ASSERT_FALSE(loaded.ok());
+  EXPECT_EQ(loaded.status().code(), StatusCode::kDataLoss);
+  EXPECT_NE(loaded.status().message().find("snapshot spec truncated"), std::string::npos)
+      << loaded.status().ToString();
 }
 
 }  // namespace

@@ -175,9 +175,11 @@ Status ServerProcess::Start(std::chrono::seconds timeout) {
       "info",           "--model",  "efficientnet_lite0=efficientnet_lite0:" + paths.weights};
   argv.insert(argv.end(), extra_flags_.begin(), extra_flags_.end());
   pid_ = SpawnBackground(argv, log_file_);
-  auto client = MakeClient(1);
   auto deadline = std::chrono::steady_clock::now() + timeout;
   while (std::chrono::steady_clock::now() < deadline) {
+    // A fresh channel per attempt: one that failed to connect before the
+    // server listened would wait out gRPC's reconnect backoff (seconds).
+    auto client = MakeClient(1);
     int status = 0;
     if (waitpid(pid_, &status, WNOHANG) == pid_) {
       pid_ = -1;

@@ -43,5 +43,20 @@ TEST(JsonTest, RejectsMalformed) {
   EXPECT_FALSE(ParseJson(deep).ok());
 }
 
+// Found by tests/fuzz: 1e400 used to read as infinity (and dumped as "inf",
+// which is no JSON).
+TEST(JsonTest, RejectsNumbersBeyondDoubleRange) {
+  for (const char* bad : {"1e400", "[0,-1e400]", "{\"eps\": 1e30551616}"}) {
+    auto v = ParseJson(bad);
+    ASSERT_FALSE(v.ok()) << "accepted: " << bad;
+    EXPECT_EQ(v.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(v.status().message().find("out of the range of a double"), std::string::npos)
+        << v.status().ToString();
+  }
+  auto ok = ParseJson("[1.7976931348623157e308, 1e-400]");  // largest; underflow is 0
+  ASSERT_TRUE(ok.ok()) << ok.status().ToString();
+  EXPECT_EQ(ok->items()[1].as_double(), 0.0);
+}
+
 }  // namespace
 }  // namespace lookalike

@@ -333,6 +333,16 @@ TEST(DecodeTest, PixelLimitIsCheckedFromTheHeader) {
   r = DecodeImage(png, kLimit);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().message(), PixelLimitMessage(60000, 60000, kLimit));
+  // The largest header sizes (2^32 - 1 each, found by tests/fuzz): their
+  // product overflows int64, and once wrapped negative it passed the check.
+  const unsigned char max_dims[8] = {0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF};
+  png.replace(16, 8, reinterpret_cast<const char*>(max_dims), 8);
+  r = DecodeImage(png, kLimit);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().message(),
+            "image is 4294967295 x 4294967295 = 18446744065119617025 "
+            "pixels, over the limit of " +
+                std::to_string(kLimit) + " pixels");
 }
 
 TEST(DecodeTest, PoolDecodesInOrderWithPerItemErrors) {

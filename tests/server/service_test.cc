@@ -1019,5 +1019,67 @@ TEST_F(ServiceTextTest, TextQueryErrorsNameTheQuery) {
   EXPECT_EQ(resp.results_size(), 0);
 }
 
+// Overload: past limits.max_pending_requests a request fails at once with
+// RESOURCE_EXHAUSTED instead of queueing, and the count frees as requests
+// finish.
+TEST(ServiceAsyncTest, RequestsPastThePendingLimitAreShed) {
+  constexpr int kLimit = 4;
+  std::promise<void> entered, release;
+  std::shared_future<void> released = release.get_future().share();
+  std::atomic<bool> first{true};
+  ServedModel model;
+  model.name = "fake";
+  model.info.dim = kFakeDim;
+  model.embed = [&](const std::vector<ImageView>& images, std::vector<float>* out) {
+    if (first.exchange(false)) {
+      entered.set_value();
+      released.wait();  // the first batch holds kLimit requests pending
+    }
+    return FakeEmbed(images, out);
+  };
+  ServiceOptions options;
+  options.default_model = "fake";
+  options.limits.max_pending_requests = kLimit;
+  options.batcher.max_batch = kLimit;
+  options.batcher.max_delay_us = 60'000'000;  // the batch runs when full
+  options.handler_threads = 2;
+  testing::MemoryCollectionManager collections;
+  std::vector<ServedModel> models;
+  models.push_back(std::move(model));
+  LookalikeService service(options, &collections, std::move(models), nullptr);
+  StatusOr<std::unique_ptr<GrpcServer>> server =
+      GrpcServer::Start("127.0.0.1:0", 4 << 20, &service);
+  ASSERT_TRUE(server.ok()) << server.status().ToString();
+  (*server)->SetServing(true);
+  auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string((*server)->port()),
+                                     grpc::InsecureChannelCredentials());
+  auto stub = pb::Lookalike::NewStub(channel);
+  auto embed = [&](int i) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+    pb::EmbedRequest req;
+    req.add_images(Png(i, 0, 0));
+    pb::EmbedResponse resp;
+    return stub->Embed(&ctx, req, &resp);
+  };
+  std::vector<std::future<grpc::Status>> held;
+  for (int i = 0; i < kLimit; ++i) held.push_back(std::async(std::launch::async, embed, i));
+  entered.get_future().wait();  // all kLimit admitted and embedding
+
+  const grpc::Status shed = embed(99);
+  EXPECT_EQ(shed.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_NE(shed.error_message().find("4 requests pending (limits.max_pending_requests)"),
+            std::string::npos)
+      << shed.error_message();
+
+  release.set_value();
+  for (auto& f : held) EXPECT_TRUE(f.get().ok());
+  // Their slots are free again (a batch of one waits for max_delay: send kLimit).
+  std::vector<std::future<grpc::Status>> after;
+  for (int i = 0; i < kLimit; ++i) after.push_back(std::async(std::launch::async, embed, i));
+  for (auto& f : after) EXPECT_TRUE(f.get().ok());
+  (*server)->Shutdown(std::chrono::seconds(2));
+}
+
 }  // namespace
 }  // namespace lookalike
