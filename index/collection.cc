@@ -8,6 +8,7 @@
 
 #include "index/collection_impl.h"
 #include "index/index_factory.h"
+#include "index/pg_database.h"
 #include "index/snapshot.h"
 
 namespace lookalike {
@@ -180,13 +181,77 @@ Status CollectionImpl::RebuildLocked() {
   return Status::Ok();
 }
 
-Status CollectionImpl::CatchUpLocked(int64_t applied_seq) {
-  spdlog::info(
-      "collection '{}': another writer of the shared storage committed batches after "
-      "sequence {}; rebuilding the index from storage",
-      spec().name, applied_seq);
-  const Status rebuilt = RebuildLocked();
-  if (!rebuilt.ok()) return InternalError("the index could not be updated: " + rebuilt.ToString());
+Status CollectionImpl::CatchUp() {
+  std::lock_guard<std::mutex> lock(write_mu_);
+  RETURN_IF_ERROR(CheckLive());
+  return ReplayTailLocked();
+}
+
+void CollectionImpl::NoteLastSeq(int64_t last_seq) {
+  int64_t applied = 0;
+  {
+    std::shared_lock<std::shared_mutex> ilock(index_mu_);
+    applied = applied_seq_;
+  }
+  const int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                          std::chrono::steady_clock::now().time_since_epoch())
+                          .count();
+  std::lock_guard<std::mutex> lock(lag_mu_);
+  seen_seq_ = std::max(seen_seq_, last_seq);
+  if (applied >= seen_seq_) {
+    behind_since_ns_ = 0;
+  } else if (behind_since_ns_ == 0) {
+    behind_since_ns_ = now;
+  }
+}
+
+Status CollectionImpl::ReplayTailLocked() {
+  // Order matters (see storage.h): the last sequence first, then the
+  // tombstones, then the items. Rows committed after the first read may be
+  // seen too; they are applied again, harmlessly, by the next replay
+  // (internal ids are never reused).
+  ASSIGN_OR_RETURN(const int64_t last_seq, storage_->LastSeq());
+  NoteLastSeq(last_seq);
+  const int64_t from = applied_seq_;  // only writers (we hold write_mu_) change it
+  if (last_seq <= from) return Status::Ok();
+  ASSIGN_OR_RETURN(auto tombstones, storage_->TombstonesAfter(from));
+  // Read after the tombstones: if pruning passed `from` before they were
+  // read, some deletes are missing and only a rebuild is correct.
+  ASSIGN_OR_RETURN(const int64_t pruned_through, storage_->PrunedThrough());
+  Status applied;
+  int64_t added = 0;
+  if (pruned_through > from) {
+    spdlog::warn(
+        "collection '{}': tombstones through sequence {} were pruned but the index covers only "
+        "{}; rebuilding it from storage",
+        spec().name, pruned_through, from);
+    applied = InternalError("tombstones pruned");
+  } else {
+    std::vector<float> vectors;
+    std::vector<int64_t> ids;
+    const int dim = spec().dim;
+    RETURN_IF_ERROR(storage_->ScanItems(from, [&](int64_t id, const float* v) {
+      if (!index_->Contains(id)) {  // index_ changes only under write_mu_, which we hold
+        ids.push_back(id);
+        vectors.insert(vectors.end(), v, v + dim);
+      }
+      return Status::Ok();
+    }));
+    added = static_cast<int64_t>(ids.size());
+    std::unique_lock<std::shared_mutex> ilock(index_mu_);
+    applied = index_->Remove(tombstones);
+    if (applied.ok()) applied = index_->Add(added, vectors.data(), ids.data());
+    if (applied.ok()) applied_seq_ = std::max(applied_seq_, last_seq);
+  }
+  if (!applied.ok()) {
+    const Status rebuilt = RebuildLocked();
+    if (!rebuilt.ok())
+      return InternalError("the index could not be updated: " + rebuilt.ToString());
+  }
+  NoteLastSeq(last_seq);
+  spdlog::debug("collection '{}': replayed sequence {}..{} ({} removals, {} items)", spec().name,
+                from + 1, last_seq, tombstones.size(), added);
+  AfterWriteLocked(static_cast<int64_t>(tombstones.size()) + added);
   return Status::Ok();
 }
 
@@ -299,7 +364,10 @@ StatusOr<std::vector<Status>> CollectionImpl::Upsert(const std::vector<Item>& it
     }
   }
   if (missed_after >= 0) {
-    RETURN_IF_ERROR(CatchUpLocked(missed_after).WithPrefix("items were stored"));
+    // Another server committed batches in between: replay them (and this one).
+    RETURN_IF_ERROR(ReplayTailLocked().WithPrefix("items were stored"));
+    NoteLastSeq(written.seq);
+    return statuses;
   } else if (!applied.ok()) {
     // Storage has the batch; bring the index back in line with it.
     spdlog::error("collection '{}': applying an upsert to the index failed ({}); rebuilding",
@@ -330,7 +398,8 @@ StatusOr<int64_t> CollectionImpl::Delete(const std::vector<std::string>& ids) {
     }
   }
   if (missed_after >= 0) {
-    RETURN_IF_ERROR(CatchUpLocked(missed_after).WithPrefix("items were deleted"));
+    RETURN_IF_ERROR(ReplayTailLocked().WithPrefix("items were deleted"));
+    return static_cast<int64_t>(removed.removed.size());
   } else if (!applied.ok()) {
     spdlog::error("collection '{}': applying a delete to the index failed ({}); rebuilding",
                   spec().name, applied.ToString());
@@ -520,6 +589,24 @@ CollectionStats CollectionImpl::Stats() {
   stats.spec = spec();
   stats.disk_bytes = storage_->DiskBytes() + FileSize(snapshot_path_);
   stats.index_device = device_.ToString();
+  stats.storage = StorageDisplayName(options_.storage);
+  {
+    int64_t applied = 0;
+    {
+      std::shared_lock<std::shared_mutex> ilock(index_mu_);
+      applied = applied_seq_;
+    }
+    std::lock_guard<std::mutex> lock(lag_mu_);
+    if (seen_seq_ > applied) {
+      stats.follow_lag_batches = seen_seq_ - applied;
+      if (behind_since_ns_ != 0) {
+        const int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                std::chrono::steady_clock::now().time_since_epoch())
+                                .count();
+        stats.follow_lag_seconds = static_cast<double>(now - behind_since_ns_) * 1e-9;
+      }
+    }
+  }
   if (device_.is_cuda()) {
     // Exclusive: the GPU index's byte count is not safe next to searches.
     std::unique_lock<std::shared_mutex> ilock(index_mu_);

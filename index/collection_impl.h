@@ -23,6 +23,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <mutex>
 #include <shared_mutex>
@@ -75,6 +76,13 @@ class CollectionImpl : public Collection {
   CollectionStats Stats() override;
   Status Snapshot() override;
 
+  // Follower step: applies to the index every batch committed to storage
+  // past the sequence it covers (by this or any other server sharing the
+  // storage): tombstones, then newer items. A tail replay, not a rebuild,
+  // unless tombstones it needs were pruned. NOT_FOUND when the collection
+  // is gone from storage (dropped elsewhere). Serialized with writes.
+  Status CatchUp();
+
   // Marks the collection dropped: later calls fail with NOT_FOUND and no
   // snapshot is written at destruction. Waits for the running write.
   void MarkDropped();
@@ -92,11 +100,13 @@ class CollectionImpl : public Collection {
   // storage cannot move past what the new index covers; searches continue on
   // the old index while the new one is built. On error the old index stays.
   Status RebuildLocked();
-  // A write got a sequence number past applied_seq_ + 1: another server
-  // sharing the storage committed batches in between that this index lacks.
-  // Until followers replay them, the index is rebuilt from storage (correct,
-  // not fast). Requires write_mu_.
-  Status CatchUpLocked(int64_t applied_seq);
+  // Replays storage past applied_seq_ (see CatchUp), also when a write got
+  // a sequence number past applied_seq_ + 1 (another server committed in
+  // between). Falls back to a rebuild when PrunedThrough() passed
+  // applied_seq_ or the index refused the update. Requires write_mu_.
+  Status ReplayTailLocked();
+  // Records the storage sequence last seen, for the follow lag in Stats().
+  void NoteLastSeq(int64_t last_seq);
   Status SnapshotLocked();                 // requires write_mu_
   void AfterWriteLocked(int64_t changed);  // periodic snapshot + compaction
   Status CheckLive() const;
@@ -118,6 +128,12 @@ class CollectionImpl : public Collection {
   mutable std::shared_mutex index_mu_;
   std::unique_ptr<DerivedIndex> index_;  // guarded by index_mu_
   int64_t applied_seq_ = 0;              // storage seq the index reflects; index_mu_
+
+  // Follow lag (Stats): the largest storage sequence seen, and when this
+  // server first saw the index behind it (steady clock ns; 0: caught up).
+  std::mutex lag_mu_;
+  int64_t seen_seq_ = 0;         // guarded by lag_mu_
+  int64_t behind_since_ns_ = 0;  // guarded by lag_mu_
 };
 
 }  // namespace lookalike

@@ -12,6 +12,7 @@ add_library(lookalike_index STATIC
   ${CMAKE_CURRENT_LIST_DIR}/collection_manager.cc
   ${CMAKE_CURRENT_LIST_DIR}/cpu_index_flat.cc
   ${CMAKE_CURRENT_LIST_DIR}/derived_index.cc
+  ${CMAKE_CURRENT_LIST_DIR}/follower.cc
   ${CMAKE_CURRENT_LIST_DIR}/index_factory.cc
   ${CMAKE_CURRENT_LIST_DIR}/pg_database.cc
   ${CMAKE_CURRENT_LIST_DIR}/postgres_storage.cc

@@ -128,6 +128,7 @@ int Run(int argc, char** argv) {
   manager_options.storage = config.storage;
   manager_options.index_device = config.index_device;
   manager_options.snapshot_every_writes = config.snapshot_every_writes;
+  manager_options.follow_poll_ms = config.follow_poll_ms;
   StatusOr<std::unique_ptr<CollectionManager>> manager = CollectionManager::Open(manager_options);
   if (!manager.ok()) {
     spdlog::critical("data_dir \"{}\": {}", config.data_dir, manager.status().ToString());
