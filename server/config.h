@@ -60,7 +60,7 @@ struct ServerConfig {
   // PostgreSQL storage: followers poll the database this often when no
   // notification arrives (CollectionManagerOptions::follow_poll_ms).
   int64_t follow_poll_ms = 1000;
-  std::string log_level = "info";         // trace|debug|info|warn|error|critical|off
+  std::string log_level = "info";  // trace|debug|info|warn|error|critical|off
   std::string default_model = "efficientnet_lite0";
   std::vector<ModelConfig> models = {
       {"efficientnet_lite0", "efficientnet_lite0", "weights/efficientnet_lite0.safetensors"}};
