@@ -15,6 +15,13 @@
 // cannot guarantee k hits (HNSW with a filter, the GPU index with a filter)
 // is answered exactly from the vectors in storage.
 //
+// Descriptions (external id + metadata of every indexed item) are kept in
+// memory beside the index and updated with it, so a search answers from this
+// server alone: with PostgreSQL storage, searches keep working while the
+// database is unreachable (filters and exclude_ids then match against these
+// descriptions too; only the exact fallback for HNSW/GPU with a filter needs
+// the database).
+//
 // Recovery at Open: load index.snap when present and valid for this spec,
 // then replay storage past its sequence (tombstones, then newer items).
 // Missing, stale (older than pruned tombstones or newer than storage) or
@@ -28,6 +35,8 @@
 #include <mutex>
 #include <shared_mutex>
 #include <string>
+#include <unordered_map>
+#include <vector>
 
 #include "common/device.h"
 #include "index/collection.h"
@@ -89,12 +98,19 @@ class CollectionImpl : public Collection {
   const std::string& dir() const { return dir_; }
 
  private:
+  using Descriptions = std::unordered_map<int64_t, Storage::Description>;
+  // Descriptions of `internal_ids` from storage (ids gone meanwhile are left out).
+  StatusOr<Descriptions> DescribeFromStorage(const std::vector<int64_t>& internal_ids);
+  // Matches against descriptions_, for when storage is unreachable. Requires index_mu_.
+  std::vector<int64_t> MatchFilterLocally(const Filter& filter) const;
+  std::vector<int64_t> ResolveIdsLocally(const std::vector<std::string>& ids) const;
+
   CollectionImpl(std::string dir, CollectionManagerOptions options, Device device,
                  std::unique_ptr<Storage> storage);
   Status Recover();
   // Builds a fresh index from every stored item. Caller holds write_mu_ (or
   // is the only user, at open). Sets *seq to the storage sequence covered.
-  StatusOr<std::unique_ptr<DerivedIndex>> BuildFromStorage(int64_t* seq);
+  StatusOr<std::unique_ptr<DerivedIndex>> BuildFromStorage(int64_t* seq, Descriptions* described);
   // Rebuilds the index from storage and swaps it in (compaction, or an index
   // update that failed after the storage commit). Requires write_mu_, so
   // storage cannot move past what the new index covers; searches continue on
@@ -128,6 +144,7 @@ class CollectionImpl : public Collection {
   mutable std::shared_mutex index_mu_;
   std::unique_ptr<DerivedIndex> index_;  // guarded by index_mu_
   int64_t applied_seq_ = 0;              // storage seq the index reflects; index_mu_
+  Descriptions descriptions_;            // of the indexed items; guarded by index_mu_
 
   // Follow lag (Stats): the largest storage sequence seen, and when this
   // server first saw the index behind it (steady clock ns; 0: caught up).

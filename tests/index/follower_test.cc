@@ -12,6 +12,7 @@
 #include "index/collection.h"
 #include "index/pg_database.h"
 #include "test_util.h"
+#include "tests/pg_harness.h"
 
 namespace lookalike {
 namespace {
@@ -241,6 +242,58 @@ TEST_F(FollowerTest, TombstonesArePrunedOnlyBelowEveryReplicasSnapshot) {
   auto b = Open(dir_b);  // replays both deletes from the kept tombstones
   ASSERT_TRUE(b);
   EXPECT_EQ(CountOn(*b, "t"), 8);
+}
+
+// PostgreSQL stopped: writes fail UNAVAILABLE naming the database; b keeps
+// answering searches (plain, filtered, excluding ids) from its own index and
+// descriptions. Once it is back, a write made before b's follower has
+// reconnected (its notification lost to b) still reaches b.
+TEST_F(FollowerTest, DatabaseDownSearchesAnswerWritesFailThenFollowersReplay) {
+  std::string why;
+  testing::PgHarness* pg = testing::PgHarness::Get(&why);
+  ASSERT_NE(pg, nullptr) << why;
+  TempDir dir_a, dir_b;
+  auto a = Open(dir_a);
+  auto b = Open(dir_b, /*poll_ms=*/100);
+  ASSERT_TRUE(a && b);
+  ASSERT_TRUE(a->Create(Spec("down")).ok());
+  const auto items = MakeItems(20, 8, 9);
+  Write(*a, "down", items);
+  ASSERT_TRUE(Eventually([&] { return CountOn(*b, "down") == 20; }));
+  auto cb = b->Get("down");
+  ASSERT_TRUE(cb.ok());
+
+  ASSERT_TRUE(pg->Stop().ok());
+  auto ca = a->Get("down");
+  ASSERT_TRUE(ca.ok());
+  auto failed = (*ca)->Upsert(MakeItems(1, 8, 99));
+  EXPECT_EQ(failed.status().code(), StatusCode::kUnavailable) << failed.status().ToString();
+  EXPECT_NE(failed.status().message().find(StorageDisplayName(uri_)), std::string::npos)
+      << failed.status().ToString();
+
+  SearchParams p;
+  p.k = 3;
+  auto hits = (*cb)->Search(items[7].vector.data(), 1, p);
+  ASSERT_TRUE(hits.ok()) << hits.status().ToString();
+  ASSERT_EQ((*hits)[0].size(), 3u);
+  EXPECT_EQ((*hits)[0][0].id, "item-7");
+  EXPECT_EQ((*hits)[0][0].metadata, items[7].metadata);
+  p.exclude_ids = {"item-7"};
+  p.filter = Filter{{{items[7].metadata.begin()->first, {items[7].metadata.begin()->second}}}};
+  hits = (*cb)->Search(items[7].vector.data(), 1, p);
+  ASSERT_TRUE(hits.ok()) << hits.status().ToString();
+  for (const auto& h : (*hits)[0]) {
+    EXPECT_NE(h.id, "item-7");
+    EXPECT_EQ(h.metadata.at(items[7].metadata.begin()->first), items[7].metadata.begin()->second);
+  }
+
+  ASSERT_TRUE(pg->Resume().ok());
+  // a's pool reconnects on its own; b's follower only at its next attempt.
+  ASSERT_TRUE(Eventually([&] {
+    auto st = (*ca)->Upsert(MakeItems(25, 8, 9));  // item-20..24 new
+    return st.ok();
+  }));
+  ASSERT_TRUE(Eventually([&] { return CountOn(*b, "down") == 25; })) << CountOn(*b, "down");
 }
 
 }  // namespace
