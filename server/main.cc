@@ -145,14 +145,23 @@ int Run(int argc, char** argv) {
   LookalikeService service(service_options, manager->get(), std::move(models), &metrics);
   metrics.SetQueueDepthSampler([&service] { return service.QueueDepths(); });
   CollectionManager* collections = manager->get();
-  metrics.SetCollectionItemsSampler([collections] {
-    std::vector<std::pair<std::string, double>> out;
-    for (const std::string& name : collections->List()) {
-      StatusOr<std::shared_ptr<Collection>> c = collections->Get(name);
-      if (c.ok()) out.emplace_back(name, static_cast<double>((*c)->Stats().count));
-    }
-    return out;
-  });
+  // One sampler per gauge family, each reading CollectionStats.
+  auto per_collection = [collections](double (*value)(const CollectionStats&)) {
+    return [collections, value] {
+      std::vector<std::pair<std::string, double>> out;
+      for (const std::string& name : collections->List()) {
+        StatusOr<std::shared_ptr<Collection>> c = collections->Get(name);
+        if (c.ok()) out.emplace_back(name, value((*c)->Stats()));
+      }
+      return out;
+    };
+  };
+  metrics.SetCollectionItemsSampler(
+      per_collection([](const CollectionStats& s) { return static_cast<double>(s.count); }));
+  metrics.SetFollowLagSamplers(
+      per_collection(
+          [](const CollectionStats& s) { return static_cast<double>(s.follow_lag_batches); }),
+      per_collection([](const CollectionStats& s) { return s.follow_lag_seconds; }));
 
   StatusOr<std::unique_ptr<GrpcServer>> grpc_server =
       GrpcServer::Start(config.listen, config.limits.max_message_bytes, &service);
