@@ -17,21 +17,11 @@
 namespace lookalike {
 namespace {
 
+using testing::Eventually;
 using testing::MakeItems;
 using testing::StorageFor;
 using testing::StorageKind;
 using testing::TempDir;
-
-// Polls `done` every 10 ms until it holds or `limit` passed.
-bool Eventually(const std::function<bool()>& done,
-                std::chrono::milliseconds limit = std::chrono::seconds(10)) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  for (;;) {
-    if (done()) return true;
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-}
 
 // The id of the best hit for `vector` in `name` on `manager`, or "" when
 // the collection or the hit is missing.

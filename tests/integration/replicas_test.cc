@@ -24,16 +24,6 @@ namespace {
 
 constexpr int kDim = 16;
 
-bool Eventually(const std::function<bool()>& done,
-                std::chrono::milliseconds limit = std::chrono::seconds(10)) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  for (;;) {
-    if (done()) return true;
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-}
-
 std::vector<float> VectorOf(int seed, int salt = 0) {
   std::vector<float> v(kDim);
   for (int d = 0; d < kDim; ++d) {
