@@ -8,6 +8,7 @@
 
 #include "index/collection_impl.h"
 #include "index/index_factory.h"
+#include "index/pg_database.h"
 #include "index/snapshot.h"
 
 namespace lookalike {
@@ -155,7 +156,50 @@ StatusOr<std::shared_ptr<CollectionImpl>> CollectionImpl::Open(
   return c;
 }
 
-StatusOr<std::unique_ptr<DerivedIndex>> CollectionImpl::BuildFromStorage(int64_t* seq) {
+StatusOr<CollectionImpl::Descriptions> CollectionImpl::DescribeFromStorage(
+    const std::vector<int64_t>& internal_ids) {
+  constexpr size_t kChunk = 8192;  // ids per storage request
+  Descriptions out;
+  out.reserve(internal_ids.size());
+  for (size_t at = 0; at < internal_ids.size(); at += kChunk) {
+    const std::vector<int64_t> chunk(
+        internal_ids.begin() + static_cast<ptrdiff_t>(at),
+        internal_ids.begin() + static_cast<ptrdiff_t>(std::min(internal_ids.size(), at + kChunk)));
+    ASSIGN_OR_RETURN(auto described, storage_->Describe(chunk));
+    for (auto& d : described) {
+      if (d.has_value()) out.emplace(d->internal_id, std::move(*d));
+    }
+  }
+  return out;
+}
+
+std::vector<int64_t> CollectionImpl::MatchFilterLocally(const Filter& filter) const {
+  auto match_key = [&](const std::string& key,
+                       const std::vector<std::string>& values) -> StatusOr<std::vector<int64_t>> {
+    std::vector<int64_t> ids;
+    for (const auto& [id, d] : descriptions_) {
+      auto it = d.metadata.find(key);
+      if (it != d.metadata.end() &&
+          std::find(values.begin(), values.end(), it->second) != values.end()) {
+        ids.push_back(id);
+      }
+    }
+    return ids;
+  };
+  auto matched = MatchEveryKey(filter, match_key);
+  return matched.ok() ? std::move(matched).value() : std::vector<int64_t>();
+}
+
+std::vector<int64_t> CollectionImpl::ResolveIdsLocally(const std::vector<std::string>& ids) const {
+  std::vector<int64_t> out;
+  for (const auto& [id, d] : descriptions_) {
+    if (std::find(ids.begin(), ids.end(), d.id) != ids.end()) out.push_back(id);
+  }
+  return out;
+}
+
+StatusOr<std::unique_ptr<DerivedIndex>> CollectionImpl::BuildFromStorage(int64_t* seq,
+                                                                         Descriptions* described) {
   ASSIGN_OR_RETURN(*seq, storage_->LastSeq());
   ASSIGN_OR_RETURN(auto index, DerivedIndex::Create(spec(), device_));
   std::vector<float> vectors;
@@ -168,25 +212,97 @@ StatusOr<std::unique_ptr<DerivedIndex>> CollectionImpl::BuildFromStorage(int64_t
   }));
   // One Add: a trainable index trains on every stored vector at once.
   RETURN_IF_ERROR(index->Add(static_cast<int64_t>(ids.size()), vectors.data(), ids.data()));
+  ASSIGN_OR_RETURN(*described, DescribeFromStorage(ids));
   return index;
 }
 
 Status CollectionImpl::RebuildLocked() {
   int64_t seq = 0;
-  ASSIGN_OR_RETURN(std::unique_ptr<DerivedIndex> rebuilt, BuildFromStorage(&seq));
+  Descriptions described;
+  ASSIGN_OR_RETURN(std::unique_ptr<DerivedIndex> rebuilt, BuildFromStorage(&seq, &described));
   std::unique_lock<std::shared_mutex> ilock(index_mu_);
   index_ = std::move(rebuilt);
+  descriptions_ = std::move(described);
   applied_seq_ = seq;
   return Status::Ok();
 }
 
-Status CollectionImpl::CatchUpLocked(int64_t applied_seq) {
-  spdlog::info(
-      "collection '{}': another writer of the shared storage committed batches after "
-      "sequence {}; rebuilding the index from storage",
-      spec().name, applied_seq);
-  const Status rebuilt = RebuildLocked();
-  if (!rebuilt.ok()) return InternalError("the index could not be updated: " + rebuilt.ToString());
+Status CollectionImpl::CatchUp() {
+  std::lock_guard<std::mutex> lock(write_mu_);
+  RETURN_IF_ERROR(CheckLive());
+  return ReplayTailLocked();
+}
+
+void CollectionImpl::NoteLastSeq(int64_t last_seq) {
+  int64_t applied = 0;
+  {
+    std::shared_lock<std::shared_mutex> ilock(index_mu_);
+    applied = applied_seq_;
+  }
+  const int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                          std::chrono::steady_clock::now().time_since_epoch())
+                          .count();
+  std::lock_guard<std::mutex> lock(lag_mu_);
+  seen_seq_ = std::max(seen_seq_, last_seq);
+  if (applied >= seen_seq_) {
+    behind_since_ns_ = 0;
+  } else if (behind_since_ns_ == 0) {
+    behind_since_ns_ = now;
+  }
+}
+
+Status CollectionImpl::ReplayTailLocked() {
+  // Order matters (see storage.h): the last sequence first, then the
+  // tombstones, then the items. Rows committed after the first read may be
+  // seen too; they are applied again, harmlessly, by the next replay
+  // (internal ids are never reused).
+  ASSIGN_OR_RETURN(const int64_t last_seq, storage_->LastSeq());
+  NoteLastSeq(last_seq);
+  const int64_t from = applied_seq_;  // only writers (we hold write_mu_) change it
+  if (last_seq <= from) return Status::Ok();
+  ASSIGN_OR_RETURN(auto tombstones, storage_->TombstonesAfter(from));
+  // Read after the tombstones: if pruning passed `from` before they were
+  // read, some deletes are missing and only a rebuild is correct.
+  ASSIGN_OR_RETURN(const int64_t pruned_through, storage_->PrunedThrough());
+  Status applied;
+  int64_t added = 0;
+  if (pruned_through > from) {
+    spdlog::warn(
+        "collection '{}': tombstones through sequence {} were pruned but the index covers only "
+        "{}; rebuilding it from storage",
+        spec().name, pruned_through, from);
+    applied = InternalError("tombstones pruned");
+  } else {
+    std::vector<float> vectors;
+    std::vector<int64_t> ids;
+    const int dim = spec().dim;
+    RETURN_IF_ERROR(storage_->ScanItems(from, [&](int64_t id, const float* v) {
+      if (!index_->Contains(id)) {  // index_ changes only under write_mu_, which we hold
+        ids.push_back(id);
+        vectors.insert(vectors.end(), v, v + dim);
+      }
+      return Status::Ok();
+    }));
+    added = static_cast<int64_t>(ids.size());
+    ASSIGN_OR_RETURN(Descriptions described, DescribeFromStorage(ids));
+    std::unique_lock<std::shared_mutex> ilock(index_mu_);
+    applied = index_->Remove(tombstones);
+    if (applied.ok()) applied = index_->Add(added, vectors.data(), ids.data());
+    if (applied.ok()) {
+      applied_seq_ = std::max(applied_seq_, last_seq);
+      for (int64_t id : tombstones) descriptions_.erase(id);
+      for (auto& d : described) descriptions_.insert_or_assign(d.first, std::move(d.second));
+    }
+  }
+  if (!applied.ok()) {
+    const Status rebuilt = RebuildLocked();
+    if (!rebuilt.ok())
+      return InternalError("the index could not be updated: " + rebuilt.ToString());
+  }
+  NoteLastSeq(last_seq);
+  spdlog::debug("collection '{}': replayed sequence {}..{} ({} removals, {} items)", spec().name,
+                from + 1, last_seq, tombstones.size(), added);
+  AfterWriteLocked(static_cast<int64_t>(tombstones.size()) + added);
   return Status::Ok();
 }
 
@@ -234,13 +350,17 @@ Status CollectionImpl::Recover() {
                  name, tombstones.size(), ids.size(), snap_seq);
     write_snapshot = true;
   }
+  Descriptions described;
   if (index == nullptr) {
-    ASSIGN_OR_RETURN(index, BuildFromStorage(&snap_seq));
+    ASSIGN_OR_RETURN(index, BuildFromStorage(&snap_seq, &described));
     write_snapshot = index->live_count() > 0 || last_seq > 0;
+  } else {
+    ASSIGN_OR_RETURN(described, DescribeFromStorage(index->Candidates(nullptr, nullptr)));
   }
   {
     std::unique_lock<std::shared_mutex> lock(index_mu_);
     index_ = std::move(index);
+    descriptions_ = std::move(described);
     applied_seq_ = last_seq;
   }
   if (write_snapshot && index_->CanSnapshot()) {
@@ -296,10 +416,20 @@ StatusOr<std::vector<Status>> CollectionImpl::Upsert(const std::vector<Item>& it
         applied = index_->Add(static_cast<int64_t>(ids.size()), vectors.data(), ids.data());
       }
       applied_seq_ = written.seq;
+      for (int64_t id : written.replaced) descriptions_.erase(id);
+      for (size_t i = 0; i < prepared.size(); ++i) {
+        if (written.internal_ids[i] < 0) continue;
+        descriptions_.insert_or_assign(
+            written.internal_ids[i],
+            Storage::Description{written.internal_ids[i], prepared[i].id, prepared[i].metadata});
+      }
     }
   }
   if (missed_after >= 0) {
-    RETURN_IF_ERROR(CatchUpLocked(missed_after).WithPrefix("items were stored"));
+    // Another server committed batches in between: replay them (and this one).
+    RETURN_IF_ERROR(ReplayTailLocked().WithPrefix("items were stored"));
+    NoteLastSeq(written.seq);
+    return statuses;
   } else if (!applied.ok()) {
     // Storage has the batch; bring the index back in line with it.
     spdlog::error("collection '{}': applying an upsert to the index failed ({}); rebuilding",
@@ -327,10 +457,12 @@ StatusOr<int64_t> CollectionImpl::Delete(const std::vector<std::string>& ids) {
     } else {
       applied = index_->Remove(removed.removed);
       applied_seq_ = removed.seq;
+      for (int64_t id : removed.removed) descriptions_.erase(id);
     }
   }
   if (missed_after >= 0) {
-    RETURN_IF_ERROR(CatchUpLocked(missed_after).WithPrefix("items were deleted"));
+    RETURN_IF_ERROR(ReplayTailLocked().WithPrefix("items were deleted"));
+    return static_cast<int64_t>(removed.removed.size());
   } else if (!applied.ok()) {
     spdlog::error("collection '{}': applying a delete to the index failed ({}); rebuilding",
                   spec().name, applied.ToString());
@@ -437,20 +569,40 @@ StatusOr<std::vector<std::vector<SearchHit>>> CollectionImpl::SearchOnce(const f
                                                                          bool* raced) {
   const CollectionSpec& s = spec();
   const int dim = s.dim;
+  // Storage's indexes answer exclusions and filters; when storage is
+  // unreachable (UNAVAILABLE) the in-memory descriptions do, more slowly.
   std::vector<int64_t> excluded;
+  bool excluded_locally = false;
   if (!params.exclude_ids.empty()) {
-    ASSIGN_OR_RETURN(excluded, storage_->ResolveIds(params.exclude_ids));
+    auto resolved = storage_->ResolveIds(params.exclude_ids);
+    if (resolved.ok()) {
+      excluded = std::move(resolved).value();
+    } else if (resolved.status().code() == StatusCode::kUnavailable) {
+      excluded_locally = true;
+    } else {
+      return resolved.status();
+    }
   }
   std::vector<int64_t> allowed;
   const bool filtered = !params.filter.empty();
+  bool filtered_locally = false;
   if (filtered) {
-    ASSIGN_OR_RETURN(allowed, storage_->MatchFilter(params.filter));
+    auto matched = storage_->MatchFilter(params.filter);
+    if (matched.ok()) {
+      allowed = std::move(matched).value();
+    } else if (matched.status().code() == StatusCode::kUnavailable) {
+      filtered_locally = true;
+    } else {
+      return matched.status();
+    }
   }
 
   DerivedIndex::Result result;
   std::vector<int64_t> fallback_candidates;
   {
     std::shared_lock<std::shared_mutex> ilock(index_mu_);
+    if (excluded_locally) excluded = ResolveIdsLocally(params.exclude_ids);
+    if (filtered_locally) allowed = MatchFilterLocally(params.filter);
     DerivedIndex::Query query;
     query.x = q;
     query.nq = nq;
@@ -477,7 +629,6 @@ StatusOr<std::vector<std::vector<SearchHit>>> CollectionImpl::SearchOnce(const f
     }
   }
 
-  std::vector<int64_t> hit_ids;
   for (auto& hits : result.hits) {
     if (params.min_score.has_value()) {
       const float min_score = *params.min_score;
@@ -485,25 +636,17 @@ StatusOr<std::vector<std::vector<SearchHit>>> CollectionImpl::SearchOnce(const f
                                 [min_score](const ScoredId& h) { return h.score < min_score; }),
                  hits.end());
     }
-    for (const auto& h : hits) hit_ids.push_back(h.internal_id);
-  }
-  std::sort(hit_ids.begin(), hit_ids.end());
-  hit_ids.erase(std::unique(hit_ids.begin(), hit_ids.end()), hit_ids.end());
-  ASSIGN_OR_RETURN(auto described, storage_->Describe(hit_ids));
-  std::unordered_map<int64_t, const Storage::Description*> by_id;
-  for (const auto& d : described) {
-    if (d.has_value()) by_id[d->internal_id] = &*d;
   }
   std::vector<std::vector<SearchHit>> out(static_cast<size_t>(nq));
+  std::shared_lock<std::shared_mutex> ilock(index_mu_);
   for (int i = 0; i < nq; ++i) {
     for (const auto& h : result.hits[static_cast<size_t>(i)]) {
-      auto it = by_id.find(h.internal_id);
-      if (it == by_id.end()) {
-        *raced = true;  // removed since the index was read
+      auto it = descriptions_.find(h.internal_id);
+      if (it == descriptions_.end()) {
+        *raced = true;  // removed since the index (or storage, for the exact answer) was read
         continue;
       }
-      out[static_cast<size_t>(i)].push_back(
-          SearchHit{it->second->id, h.score, it->second->metadata});
+      out[static_cast<size_t>(i)].push_back(SearchHit{it->second.id, h.score, it->second.metadata});
     }
   }
   return out;
@@ -520,6 +663,24 @@ CollectionStats CollectionImpl::Stats() {
   stats.spec = spec();
   stats.disk_bytes = storage_->DiskBytes() + FileSize(snapshot_path_);
   stats.index_device = device_.ToString();
+  stats.storage = StorageDisplayName(options_.storage);
+  {
+    int64_t applied = 0;
+    {
+      std::shared_lock<std::shared_mutex> ilock(index_mu_);
+      applied = applied_seq_;
+    }
+    std::lock_guard<std::mutex> lock(lag_mu_);
+    if (seen_seq_ > applied) {
+      stats.follow_lag_batches = seen_seq_ - applied;
+      if (behind_since_ns_ != 0) {
+        const int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                std::chrono::steady_clock::now().time_since_epoch())
+                                .count();
+        stats.follow_lag_seconds = static_cast<double>(now - behind_since_ns_) * 1e-9;
+      }
+    }
+  }
   if (device_.is_cuda()) {
     // Exclusive: the GPU index's byte count is not safe next to searches.
     std::unique_lock<std::shared_mutex> ilock(index_mu_);

@@ -71,10 +71,17 @@ struct CollectionManagerOptions {
   std::string storage = kSqliteStorage;
   std::string index_device = "cpu";       // "cpu" or "cuda[:N]"
   int64_t snapshot_every_writes = 10000;  // snapshot after this many changed items
+  // PostgreSQL storage: collections follow the database (index/follower.h),
+  // woken by LISTEN/NOTIFY; without a notification they still check the
+  // catalog and every collection this often (also the reconnect interval).
+  int64_t follow_poll_ms = 1000;
 };
 
 // Owns the collections of one data directory (and, with PostgreSQL storage,
-// of the database's catalog).
+// of the database's catalog). With PostgreSQL storage it also follows the
+// database: collections created or dropped, and items written, through other
+// servers reach this one's collections (index/follower.h), and this server's
+// data directory has a replica id (<data_dir>/.replica-id) naming it there.
 class CollectionManager {
  public:
   virtual ~CollectionManager() = default;

@@ -15,6 +15,13 @@
 // cannot guarantee k hits (HNSW with a filter, the GPU index with a filter)
 // is answered exactly from the vectors in storage.
 //
+// Descriptions (external id + metadata of every indexed item) are kept in
+// memory beside the index and updated with it, so a search answers from this
+// server alone: with PostgreSQL storage, searches keep working while the
+// database is unreachable (filters and exclude_ids then match against these
+// descriptions too; only the exact fallback for HNSW/GPU with a filter needs
+// the database).
+//
 // Recovery at Open: load index.snap when present and valid for this spec,
 // then replay storage past its sequence (tombstones, then newer items).
 // Missing, stale (older than pruned tombstones or newer than storage) or
@@ -23,10 +30,13 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <mutex>
 #include <shared_mutex>
 #include <string>
+#include <unordered_map>
+#include <vector>
 
 #include "common/device.h"
 #include "index/collection.h"
@@ -75,28 +85,44 @@ class CollectionImpl : public Collection {
   CollectionStats Stats() override;
   Status Snapshot() override;
 
+  // Follower step: applies to the index every batch committed to storage
+  // past the sequence it covers (by this or any other server sharing the
+  // storage): tombstones, then newer items. A tail replay, not a rebuild,
+  // unless tombstones it needs were pruned. NOT_FOUND when the collection
+  // is gone from storage (dropped elsewhere). Serialized with writes.
+  Status CatchUp();
+
   // Marks the collection dropped: later calls fail with NOT_FOUND and no
   // snapshot is written at destruction. Waits for the running write.
   void MarkDropped();
   const std::string& dir() const { return dir_; }
 
  private:
+  using Descriptions = std::unordered_map<int64_t, Storage::Description>;
+  // Descriptions of `internal_ids` from storage (ids gone meanwhile are left out).
+  StatusOr<Descriptions> DescribeFromStorage(const std::vector<int64_t>& internal_ids);
+  // Matches against descriptions_, for when storage is unreachable. Requires index_mu_.
+  std::vector<int64_t> MatchFilterLocally(const Filter& filter) const;
+  std::vector<int64_t> ResolveIdsLocally(const std::vector<std::string>& ids) const;
+
   CollectionImpl(std::string dir, CollectionManagerOptions options, Device device,
                  std::unique_ptr<Storage> storage);
   Status Recover();
   // Builds a fresh index from every stored item. Caller holds write_mu_ (or
   // is the only user, at open). Sets *seq to the storage sequence covered.
-  StatusOr<std::unique_ptr<DerivedIndex>> BuildFromStorage(int64_t* seq);
+  StatusOr<std::unique_ptr<DerivedIndex>> BuildFromStorage(int64_t* seq, Descriptions* described);
   // Rebuilds the index from storage and swaps it in (compaction, or an index
   // update that failed after the storage commit). Requires write_mu_, so
   // storage cannot move past what the new index covers; searches continue on
   // the old index while the new one is built. On error the old index stays.
   Status RebuildLocked();
-  // A write got a sequence number past applied_seq_ + 1: another server
-  // sharing the storage committed batches in between that this index lacks.
-  // Until followers replay them, the index is rebuilt from storage (correct,
-  // not fast). Requires write_mu_.
-  Status CatchUpLocked(int64_t applied_seq);
+  // Replays storage past applied_seq_ (see CatchUp), also when a write got
+  // a sequence number past applied_seq_ + 1 (another server committed in
+  // between). Falls back to a rebuild when PrunedThrough() passed
+  // applied_seq_ or the index refused the update. Requires write_mu_.
+  Status ReplayTailLocked();
+  // Records the storage sequence last seen, for the follow lag in Stats().
+  void NoteLastSeq(int64_t last_seq);
   Status SnapshotLocked();                 // requires write_mu_
   void AfterWriteLocked(int64_t changed);  // periodic snapshot + compaction
   Status CheckLive() const;
@@ -118,6 +144,13 @@ class CollectionImpl : public Collection {
   mutable std::shared_mutex index_mu_;
   std::unique_ptr<DerivedIndex> index_;  // guarded by index_mu_
   int64_t applied_seq_ = 0;              // storage seq the index reflects; index_mu_
+  Descriptions descriptions_;            // of the indexed items; guarded by index_mu_
+
+  // Follow lag (Stats): the largest storage sequence seen, and when this
+  // server first saw the index behind it (steady clock ns; 0: caught up).
+  std::mutex lag_mu_;
+  int64_t seen_seq_ = 0;         // guarded by lag_mu_
+  int64_t behind_since_ns_ = 0;  // guarded by lag_mu_
 };
 
 }  // namespace lookalike

@@ -13,12 +13,15 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <mutex>
+#include <random>
 #include <set>
 
 #include "common/device.h"
 #include "index/collection_impl.h"
+#include "index/follower.h"
 #include "index/pg_database.h"
 #include "index/postgres_storage.h"
 #include "index/snapshot.h"
@@ -33,12 +36,37 @@ constexpr const char* kCreatingPrefix = ".creating-";
 constexpr const char* kDroppingPrefix = ".dropping-";
 // Under the data directory: snapshot directories of PostgreSQL collections.
 constexpr const char* kPostgresDir = "postgresql";
+// Under the data directory: this server's name among the replicas sharing a
+// PostgreSQL database (lookalike_replicas); made once, kept across restarts
+// since the snapshots it vouches for are this directory's.
+constexpr const char* kReplicaIdFile = ".replica-id";
 
-class CollectionManagerImpl : public CollectionManager {
+// The replica id kept in `data_dir`, created (random, 16 hex digits) when
+// missing.
+StatusOr<std::string> ReplicaId(const std::string& data_dir) {
+  const std::string path = data_dir + "/" + kReplicaIdFile;
+  {
+    std::ifstream in(path);
+    std::string id;
+    if (in && std::getline(in, id) && !id.empty()) return id;
+  }
+  std::random_device random;
+  const uint64_t bits = (static_cast<uint64_t>(random()) << 32) ^ random();
+  char hex[17];
+  std::snprintf(hex, sizeof(hex), "%016llx", static_cast<unsigned long long>(bits));
+  const std::string id = hex;
+  std::vector<uint8_t> bytes(id.begin(), id.end());
+  bytes.push_back('\n');
+  RETURN_IF_ERROR(WriteFileDurably(path, bytes));
+  return id;
+}
+
+class CollectionManagerImpl : public CollectionManager, public Follower::Target {
  public:
   CollectionManagerImpl(CollectionManagerOptions options, std::shared_ptr<PgDatabase> db)
       : options_(std::move(options)), db_(std::move(db)) {}
   ~CollectionManagerImpl() override {
+    follower_.reset();  // stops its thread, which calls into this object
     {
       std::lock_guard<std::mutex> lock(mu_);
       collections_.clear();  // close (and snapshot) before releasing the lock file
@@ -61,6 +89,14 @@ class CollectionManagerImpl : public CollectionManager {
   }
 
   Status LoadAll() { return db_ ? LoadFromPostgres() : LoadFromDataDir(); }
+
+  // With PostgreSQL storage: follow the database from now on.
+  void StartFollowing() {
+    if (db_) {
+      follower_ =
+          std::make_unique<Follower>(db_, this, std::chrono::milliseconds(options_.follow_poll_ms));
+    }
+  }
 
   Status LoadFromDataDir() {
     std::error_code ec;
@@ -97,6 +133,7 @@ class CollectionManagerImpl : public CollectionManager {
 
   StatusOr<std::shared_ptr<Collection>> Create(const CollectionSpec& spec) override {
     RETURN_IF_ERROR(CollectionImpl::CheckCreatable(spec, options_));
+    std::lock_guard<std::mutex> catalog(catalog_mu_);
     std::lock_guard<std::mutex> lock(mu_);
     if (collections_.count(spec.name) != 0) {
       return AlreadyExistsError("collection '" + spec.name + "' already exists");
@@ -159,6 +196,7 @@ class CollectionManagerImpl : public CollectionManager {
  private:
   // The database first: when that fails the collection stays as it was.
   Status DropPostgres(const std::string& name) {
+    std::lock_guard<std::mutex> catalog(catalog_mu_);
     std::shared_ptr<CollectionImpl> c;
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -167,6 +205,7 @@ class CollectionManagerImpl : public CollectionManager {
       RETURN_IF_ERROR(db_->DropCollection(name));
       c = std::move(it->second);
       collections_.erase(it);
+      catalog_ids_.erase(name);
     }
     c->MarkDropped();
     std::error_code ec;
@@ -234,15 +273,11 @@ class CollectionManagerImpl : public CollectionManager {
     std::set<std::string> live;
     for (auto& entry : entries) {
       const std::string name = entry.spec.name;
-      const std::string dir = PostgresSnapshotDir(name, entry.id);
-      live.insert(std::filesystem::path(dir).filename().string());
-      std::filesystem::create_directories(dir, ec);
-      if (ec) return FailedPreconditionError(dir + ": cannot create: " + ec.message());
-      auto c = CollectionImpl::Open(dir, options_, PostgresStorage::Open(db_, std::move(entry)));
-      if (!c.ok()) return c.status().WithPrefix("opening collection '" + name + "'");
-      spdlog::info("opened collection '{}' ({} items) from {}", name, c.value()->Stats().count,
-                   db_->name());
-      collections_[name] = std::move(c).value();
+      const int64_t id = entry.id;
+      live.insert(std::filesystem::path(PostgresSnapshotDir(name, id)).filename().string());
+      ASSIGN_OR_RETURN(auto c, OpenPostgres(std::move(entry)));
+      collections_[name] = std::move(c);
+      catalog_ids_[name] = id;
     }
     for (const auto& entry : std::filesystem::directory_iterator(root, ec)) {
       if (live.count(entry.path().filename().string()) != 0) continue;
@@ -254,10 +289,101 @@ class CollectionManagerImpl : public CollectionManager {
     return Status::Ok();
   }
 
+  // Opens (recovers) the collection of a catalog entry; its snapshot
+  // directory is made when missing.
+  StatusOr<std::shared_ptr<CollectionImpl>> OpenPostgres(PgDatabase::CatalogEntry entry) {
+    const std::string name = entry.spec.name;
+    const std::string dir = PostgresSnapshotDir(name, entry.id);
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    if (ec) return FailedPreconditionError(dir + ": cannot create: " + ec.message());
+    auto c = CollectionImpl::Open(dir, options_, PostgresStorage::Open(db_, std::move(entry)));
+    if (!c.ok()) return c.status().WithPrefix("opening collection '" + name + "'");
+    spdlog::info("opened collection '{}' ({} items) from {}", name, c.value()->Stats().count,
+                 db_->name());
+    return c;
+  }
+
+  // Follower::Target. Catalog changes made elsewhere: collections no longer
+  // in the catalog (or there under a new id: dropped and created again) are
+  // closed and their snapshots removed; new ones are opened. Holds
+  // catalog_mu_, so it never interleaves with a Create or Drop here.
+  Status SyncCatalog() override {
+    std::lock_guard<std::mutex> catalog(catalog_mu_);
+    ASSIGN_OR_RETURN(auto entries, db_->ListCollections());
+    std::map<std::string, int64_t> remote;
+    for (const auto& entry : entries) remote[entry.spec.name] = entry.id;
+    std::vector<std::shared_ptr<CollectionImpl>> gone;
+    std::set<std::string> local;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (auto it = collections_.begin(); it != collections_.end();) {
+        auto r = remote.find(it->first);
+        if (r == remote.end() || r->second != catalog_ids_[it->first]) {
+          gone.push_back(std::move(it->second));
+          catalog_ids_.erase(it->first);
+          it = collections_.erase(it);
+        } else {
+          local.insert(it->first);
+          ++it;
+        }
+      }
+    }
+    for (const auto& c : gone) {
+      c->MarkDropped();
+      std::error_code ec;
+      std::filesystem::remove_all(c->dir(), ec);
+      spdlog::info("collection '{}' was dropped through another server", c->spec().name);
+    }
+    Status first = Status::Ok();
+    for (auto& entry : entries) {
+      if (local.count(entry.spec.name) != 0) continue;
+      const std::string name = entry.spec.name;
+      const int64_t id = entry.id;
+      auto c = OpenPostgres(std::move(entry));
+      if (!c.ok()) {
+        // Dropped again meanwhile, or the database went away: next pass.
+        if (first.ok()) first = c.status();
+        continue;
+      }
+      std::lock_guard<std::mutex> lock(mu_);
+      collections_[name] = std::move(c).value();
+      catalog_ids_[name] = id;
+    }
+    return first;
+  }
+
+  Status CatchUp(const std::string& name) override {
+    std::shared_ptr<CollectionImpl> c;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = collections_.find(name);
+      if (it == collections_.end()) return NotFoundError("collection '" + name + "' not found");
+      c = it->second;
+    }
+    return c->CatchUp();
+  }
+
+  Status CatchUpAll() override {
+    std::vector<std::shared_ptr<CollectionImpl>> all;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (const auto& entry : collections_) all.push_back(entry.second);
+    }
+    Status first = Status::Ok();
+    for (const auto& c : all) {
+      const Status st = c->CatchUp();
+      // NOT_FOUND: dropped meanwhile; the next catalog sync closes it.
+      if (!st.ok() && st.code() != StatusCode::kNotFound && first.ok()) first = st;
+    }
+    return first;
+  }
+
   StatusOr<std::shared_ptr<CollectionImpl>> CreatePostgresLocked(const CollectionSpec& spec) {
     ASSIGN_OR_RETURN(auto storage, PostgresStorage::Create(db_, spec));
     const std::string dir = PostgresSnapshotDir(spec.name, storage->collection_id());
     std::error_code ec;
+    catalog_ids_[spec.name] = storage->collection_id();
     std::filesystem::remove_all(dir, ec);
     std::filesystem::create_directories(dir, ec);
     StatusOr<std::shared_ptr<CollectionImpl>> c =
@@ -265,6 +391,7 @@ class CollectionManagerImpl : public CollectionManager {
                  FailedPreconditionError(dir + ": cannot create: " + ec.message()))
            : CollectionImpl::Open(dir, options_, std::move(storage));
     if (!c.ok()) {
+      catalog_ids_.erase(spec.name);
       // Undo the catalog entry; the error that matters is the first one.
       Status undo = db_->DropCollection(spec.name);
       if (!undo.ok()) spdlog::warn("undoing create of '{}': {}", spec.name, undo.ToString());
@@ -275,8 +402,13 @@ class CollectionManagerImpl : public CollectionManager {
   const CollectionManagerOptions options_;
   const std::shared_ptr<PgDatabase> db_;  // set with PostgreSQL storage
   int lock_fd_ = -1;
+  // PostgreSQL: serializes catalog changes (Create, Drop, SyncCatalog);
+  // taken before mu_.
+  std::mutex catalog_mu_;
   std::mutex mu_;
   std::map<std::string, std::shared_ptr<CollectionImpl>> collections_;  // guarded by mu_
+  std::map<std::string, int64_t> catalog_ids_;  // PostgreSQL catalog id by name; mu_
+  std::unique_ptr<Follower> follower_;          // set with PostgreSQL storage
 };
 
 }  // namespace
@@ -290,12 +422,18 @@ StatusOr<std::unique_ptr<CollectionManager>> CollectionManager::Open(
   if (ec) return FailedPreconditionError(options.data_dir + ": cannot create: " + ec.message());
   RETURN_IF_ERROR(ValidateStorage(options.storage));
   std::shared_ptr<PgDatabase> db;
+  if (options.follow_poll_ms < 1) {
+    return InvalidArgumentError("follow_poll_ms must be at least 1, got " +
+                                std::to_string(options.follow_poll_ms));
+  }
   if (IsPostgresUri(options.storage)) {
-    ASSIGN_OR_RETURN(db, PgDatabase::Connect(options.storage));
+    ASSIGN_OR_RETURN(const std::string replica, ReplicaId(options.data_dir));
+    ASSIGN_OR_RETURN(db, PgDatabase::Connect(options.storage, replica));
   }
   auto manager = std::make_unique<CollectionManagerImpl>(options, std::move(db));
   RETURN_IF_ERROR(manager->LockDataDir());
   RETURN_IF_ERROR(manager->LoadAll());
+  manager->StartFollowing();
   return std::unique_ptr<CollectionManager>(std::move(manager));
 }
 

@@ -51,6 +51,12 @@ CREATE TABLE IF NOT EXISTS lookalike_tombstones(
   seq BIGINT NOT NULL,
   PRIMARY KEY(collection_id, internal_id));
 CREATE INDEX IF NOT EXISTS lookalike_tombstones_by_seq ON lookalike_tombstones(collection_id, seq);
+CREATE TABLE IF NOT EXISTS lookalike_replicas(
+  collection_id BIGINT NOT NULL,
+  replica TEXT NOT NULL,
+  snapshot_seq BIGINT NOT NULL,
+  updated_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+  PRIMARY KEY(collection_id, replica));
 )sql";
 
 constexpr const char* kCatalogColumns =
@@ -113,6 +119,10 @@ StatusOr<PgDatabase::CatalogEntry> ParseCatalogRow(const PgResult& r, int row,
 }
 
 }  // namespace
+
+std::string StorageDisplayName(const std::string& storage) {
+  return IsPostgresUri(storage) ? DisplayName(storage) : storage;
+}
 
 PgResult& PgResult::operator=(PgResult&& other) noexcept {
   if (this != &other) {
@@ -296,8 +306,9 @@ PgDatabase::Lease::~Lease() {
   if (db_ != nullptr && conn_ != nullptr) db_->Return(std::move(conn_));
 }
 
-StatusOr<std::shared_ptr<PgDatabase>> PgDatabase::Connect(const std::string& uri) {
-  std::shared_ptr<PgDatabase> db(new PgDatabase(uri, DisplayName(uri)));
+StatusOr<std::shared_ptr<PgDatabase>> PgDatabase::Connect(const std::string& uri,
+                                                          std::string replica) {
+  std::shared_ptr<PgDatabase> db(new PgDatabase(uri, DisplayName(uri), std::move(replica)));
   RETURN_IF_ERROR(db->EnsureSchema());
   return db;
 }
@@ -381,24 +392,26 @@ StatusOr<PgDatabase::CatalogEntry> PgDatabase::FindCollection(const std::string&
 
 StatusOr<PgDatabase::CatalogEntry> PgDatabase::CreateCollection(const CollectionSpec& spec) {
   ASSIGN_OR_RETURN(auto conn, Borrow());
-  auto r = conn->Query(
-      "INSERT INTO lookalike_collections(name, model, dim, metric, index_spec) "
-      "VALUES($1, $2, $3, $4, $5) RETURNING id",
-      PgParams()
-          .Text(spec.name)
-          .Text(spec.model)
-          .Int64(spec.dim)
-          .Text(MetricName(spec.metric))
-          .Text(spec.index_spec));
-  if (!r.ok()) {
-    if (r.status().code() == StatusCode::kAlreadyExists) {
-      return AlreadyExistsError("collection '" + spec.name + "' already exists in " + name_);
-    }
-    return r.status();
-  }
   CatalogEntry entry;
-  entry.id = r->Int64(0, 0);
   entry.spec = spec;
+  const Status st = conn->InTransaction(PgConnection::Txn::kWrite, [&]() -> Status {
+    ASSIGN_OR_RETURN(PgResult r, conn->Query("INSERT INTO lookalike_collections(name, model, dim, "
+                                             "metric, index_spec) "
+                                             "VALUES($1, $2, $3, $4, $5) RETURNING id",
+                                             PgParams()
+                                                 .Text(spec.name)
+                                                 .Text(spec.model)
+                                                 .Int64(spec.dim)
+                                                 .Text(MetricName(spec.metric))
+                                                 .Text(spec.index_spec)));
+    entry.id = r.Int64(0, 0);
+    // Other servers open the new collection when this commits.
+    return NotifyChange(*conn, spec.name);
+  });
+  if (st.code() == StatusCode::kAlreadyExists) {
+    return AlreadyExistsError("collection '" + spec.name + "' already exists in " + name_);
+  }
+  if (!st.ok()) return st;
   return entry;
 }
 
@@ -410,13 +423,38 @@ Status PgDatabase::DropCollection(const std::string& name) {
                                  PgParams().Text(name)));
     if (r.rows() == 0) return NotFoundError("collection '" + name + "' not found in " + name_);
     const int64_t id = r.Int64(0, 0);
-    for (const char* table : {"lookalike_items", "lookalike_metadata", "lookalike_tombstones"}) {
+    for (const char* table :
+         {"lookalike_items", "lookalike_metadata", "lookalike_tombstones", "lookalike_replicas"}) {
       RETURN_IF_ERROR(conn->Query(std::string("DELETE FROM ") + table + " WHERE collection_id = $1",
                                   PgParams().Int64(id))
                           .status());
     }
-    return Status::Ok();
+    // Other servers close their copy when this commits.
+    return NotifyChange(*conn, name);
   });
+}
+
+Status NotifyChange(PgConnection& conn, const std::string& collection) {
+  return conn.Query("SELECT pg_notify($1, $2)", PgParams().Text(kChangesChannel).Text(collection))
+      .status();
+}
+
+StatusOr<std::unique_ptr<PgConnection>> PgDatabase::Listen() {
+  ASSIGN_OR_RETURN(auto conn, OpenConnection());
+  RETURN_IF_ERROR(conn->Execute(std::string("LISTEN ") + kChangesChannel));
+  return conn;
+}
+
+int PgConnection::Socket() const { return PQsocket(conn_); }
+
+Status PgConnection::TakeNotifications(std::vector<std::string>* payloads) {
+  if (PQconsumeInput(conn_) != 1) return Error(nullptr, "reading notifications");
+  while (PGnotify* n = PQnotifies(conn_)) {
+    payloads->emplace_back(n->extra != nullptr ? n->extra : "");
+    PQfreemem(n);
+  }
+  if (PQstatus(conn_) != CONNECTION_OK) return Error(nullptr, "reading notifications");
+  return Status::Ok();
 }
 
 }  // namespace lookalike

@@ -15,6 +15,17 @@
 //     -- PRIMARY KEY(collection_id, item, key), index on (collection_id, key, value, item)
 //   lookalike_tombstones(collection_id, internal_id, seq)
 //     -- PRIMARY KEY(collection_id, internal_id), index on (collection_id, seq)
+//   lookalike_replicas(collection_id, replica, snapshot_seq, updated_at)
+//     -- per server (replica id) the sequence of its latest durable index
+//        snapshot: tombstones are pruned only below every recent replica's
+//        position (PostgresStorage::PruneTombstones)
+// (lookalike_replicas was added after version 1 shipped; CREATE ... IF NOT
+// EXISTS adds it to an older database, so the version stays 1.)
+//
+// Change notifications: every transaction that changes a collection (a
+// write batch, create, drop) also runs NOTIFY kChangesChannel with the
+// collection name as payload; PostgreSQL delivers it to listeners only when
+// that transaction commits. Followers (index/follower.h) LISTEN on it.
 // There are no foreign keys (they would cost a lookup per ingested row):
 // every write locks its collection's catalog row first, and Drop deletes the
 // collection's rows in the transaction that deletes its catalog row.
@@ -98,6 +109,18 @@ class PgCopyBuffer {
   size_t rows_ = 0;
 };
 
+// How a `storage` option (kSqliteStorage or a PostgreSQL URI) is shown to
+// users (DescribeCollection, logs): "sqlite", or
+// "postgresql://user@host:port/db" without the password.
+std::string StorageDisplayName(const std::string& storage);
+
+// The NOTIFY channel of collection changes; the payload is the collection name.
+inline constexpr const char* kChangesChannel = "lookalike_changes";
+
+class PgConnection;
+// NOTIFY kChangesChannel naming `collection`, inside the caller's transaction.
+Status NotifyChange(PgConnection& conn, const std::string& collection);
+
 class PgConnection {
  public:
   PgConnection(PGconn* conn, std::string database) : conn_(conn), database_(std::move(database)) {}
@@ -127,6 +150,12 @@ class PgConnection {
   }
   void Rollback();
 
+  // The connection's socket, to wait for notifications with poll().
+  int Socket() const;
+  // Reads what arrived on the socket and appends the payloads of the
+  // notifications received (LISTEN). UNAVAILABLE when the connection is lost.
+  Status TakeNotifications(std::vector<std::string>* payloads);
+
   // True when the connection is lost or not idle (it is then not reused).
   bool Unusable() const;
   // A Status for a failed result (nullptr: the connection's last error).
@@ -146,10 +175,14 @@ class PgDatabase {
 
   // Connects to `uri` (postgresql://...; libpq's syntax), creating the schema
   // when missing. UNAVAILABLE naming the database when it cannot be reached.
-  static StatusOr<std::shared_ptr<PgDatabase>> Connect(const std::string& uri);
+  // `replica` names this server among those sharing the database (its
+  // position is kept in lookalike_replicas, see PostgresStorage::PruneTombstones).
+  static StatusOr<std::shared_ptr<PgDatabase>> Connect(const std::string& uri,
+                                                       std::string replica = "");
 
   // The database as "postgresql://user@host:port/dbname" (no password).
   const std::string& name() const { return name_; }
+  const std::string& replica() const { return replica_; }
 
   // A pooled connection, returned to the pool at destruction (dropped when
   // unusable).
@@ -175,14 +208,19 @@ class PgDatabase {
   // transaction. NOT_FOUND when there is no such collection.
   Status DropCollection(const std::string& name);
 
+  // A connection of its own (not pooled) listening on kChangesChannel.
+  StatusOr<std::unique_ptr<PgConnection>> Listen();
+
  private:
-  PgDatabase(std::string uri, std::string name) : uri_(std::move(uri)), name_(std::move(name)) {}
+  PgDatabase(std::string uri, std::string name, std::string replica)
+      : uri_(std::move(uri)), name_(std::move(name)), replica_(std::move(replica)) {}
   StatusOr<std::unique_ptr<PgConnection>> OpenConnection();
   Status EnsureSchema();
   void Return(std::unique_ptr<PgConnection> conn);
 
   const std::string uri_;
   const std::string name_;
+  const std::string replica_;
   std::mutex mu_;
   std::vector<std::unique_ptr<PgConnection>> idle_;  // guarded by mu_
 };

@@ -177,7 +177,7 @@ StatusOr<Storage::UpsertResult> PostgresStorage::Upsert(const std::vector<const 
                        "FROM STDIN (FORMAT binary)",
                        metadata.Finish()));
     }
-    return Status::Ok();
+    return NotifyChange(*conn, spec_.name);  // followers wake at COMMIT
   };
   RETURN_IF_ERROR(conn->InTransaction(Txn::kWrite, body));
   return result;
@@ -197,7 +197,7 @@ StatusOr<Storage::DeleteResult> PostgresStorage::Delete(const std::vector<std::s
       auto it = by_id.find(id);
       if (it != by_id.end()) result.removed.push_back(it->second);
     }
-    return Status::Ok();
+    return NotifyChange(*conn, spec_.name);  // followers wake at COMMIT
   };
   RETURN_IF_ERROR(conn->InTransaction(Txn::kWrite, body));
   return result;
@@ -391,14 +391,29 @@ StatusOr<int64_t> PostgresStorage::PrunedThrough() { return ReadCounter("pruned_
 Status PostgresStorage::PruneTombstones(int64_t through_seq) {
   ASSIGN_OR_RETURN(auto conn, db_->Borrow());
   return conn->InTransaction(Txn::kWrite, [&]() -> Status {
-    // The catalog row first, as every writer does: no lock-order inversion.
+    // This server's snapshot now covers through_seq: record it, then prune
+    // only what every replica seen recently has covered too (a replica's own
+    // row is the only one it writes, so this takes no lock a writer holds).
+    RETURN_IF_ERROR(conn->Query("INSERT INTO lookalike_replicas(collection_id, replica, "
+                                "snapshot_seq, updated_at) VALUES($1, $2, $3, now()) "
+                                "ON CONFLICT (collection_id, replica) DO UPDATE "
+                                "SET snapshot_seq = EXCLUDED.snapshot_seq, updated_at = now()",
+                                PgParams().Int64(id_).Text(db_->replica()).Int64(through_seq))
+                        .status());
+    ASSIGN_OR_RETURN(PgResult oldest,
+                     conn->Query("SELECT min(snapshot_seq) FROM lookalike_replicas "
+                                 "WHERE collection_id = $1 AND updated_at > now() - "
+                                 "make_interval(secs => $2)",
+                                 PgParams().Int64(id_).Int64(kReplicaRetentionSeconds)));
+    const int64_t prune_to = std::min(through_seq, oldest.Int64(0, 0));
+    // The catalog row next, as every writer does: no lock-order inversion.
     ASSIGN_OR_RETURN(PgResult r, conn->Query("UPDATE lookalike_collections SET pruned_through = $2 "
                                              "WHERE id = $1 AND pruned_through < $2 RETURNING id",
-                                             PgParams().Int64(id_).Int64(through_seq)));
+                                             PgParams().Int64(id_).Int64(prune_to)));
     if (r.rows() == 0) return Status::Ok();
     return conn
         ->Query("DELETE FROM lookalike_tombstones WHERE collection_id = $1 AND seq <= $2",
-                PgParams().Int64(id_).Int64(through_seq))
+                PgParams().Int64(id_).Int64(prune_to))
         .status();
   });
 }

@@ -17,6 +17,16 @@
 // their metadata, inside that one transaction. Writers of different
 // collections do not wait for each other.
 //
+// Tombstones with several servers: each server (PgDatabase::replica())
+// records in lookalike_replicas the sequence its latest durable snapshot
+// covers (PruneTombstones is called right after a snapshot). Tombstones are
+// pruned only through the smallest position of the replicas that recorded
+// one within kReplicaRetentionSeconds, so a follower, running or restarted
+// from its snapshot, still finds every delete it has not applied. A replica
+// silent for longer no longer holds pruning back; if it returns it finds
+// PrunedThrough() past its position and rebuilds its index from storage
+// (CollectionImpl detects this at open and when following).
+//
 // Reads that need one consistent view use a REPEATABLE READ READ ONLY
 // transaction; ScanItems reads through a cursor, in batches.
 //
@@ -36,6 +46,9 @@ namespace lookalike {
 
 class PostgresStorage : public Storage {
  public:
+  // How long a replica's recorded position holds tombstone pruning back.
+  static constexpr int64_t kReplicaRetentionSeconds = 7 * 24 * 3600;
+
   // Adds `spec` to the catalog (ALREADY_EXISTS when the name is taken).
   static StatusOr<std::unique_ptr<PostgresStorage>> Create(std::shared_ptr<PgDatabase> db,
                                                            const CollectionSpec& spec);
@@ -64,6 +77,8 @@ class PostgresStorage : public Storage {
   StatusOr<std::vector<int64_t>> TombstonesAfter(int64_t after_seq) override;
   StatusOr<int64_t> LastSeq() override;
   StatusOr<int64_t> PrunedThrough() override;
+  // Records this replica's snapshot position, then prunes through the
+  // smallest recent replica position (at most through_seq).
   Status PruneTombstones(int64_t through_seq) override;
   StatusOr<int64_t> Count() override;
   // 0: the rows live on the database server.

@@ -12,6 +12,7 @@ add_library(lookalike_index STATIC
   ${CMAKE_CURRENT_LIST_DIR}/collection_manager.cc
   ${CMAKE_CURRENT_LIST_DIR}/cpu_index_flat.cc
   ${CMAKE_CURRENT_LIST_DIR}/derived_index.cc
+  ${CMAKE_CURRENT_LIST_DIR}/follower.cc
   ${CMAKE_CURRENT_LIST_DIR}/index_factory.cc
   ${CMAKE_CURRENT_LIST_DIR}/pg_database.cc
   ${CMAKE_CURRENT_LIST_DIR}/postgres_storage.cc
@@ -35,4 +36,7 @@ endif()
 if(LOOKALIKE_BUILD_BENCHMARKS)
   add_executable(index_throughput ${CMAKE_CURRENT_LIST_DIR}/tools/index_throughput.cc)
   target_link_libraries(index_throughput PRIVATE lookalike_index)
+  # Follower lag between two managers on one PostgreSQL (bench/replicas/run.sh).
+  add_executable(follow_lag ${CMAKE_CURRENT_LIST_DIR}/tools/follow_lag.cc)
+  target_link_libraries(follow_lag PRIVATE lookalike_index Threads::Threads)
 endif()

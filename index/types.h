@@ -84,6 +84,15 @@ struct CollectionStats {
   int64_t index_bytes = 0;   // host memory of the derived index
   int64_t gpu_bytes = 0;     // device memory of the GPU index (0 on CPU)
   std::string index_device;  // "cpu" or "cuda:N"
+  // Where the rows live: "sqlite", or the PostgreSQL database as
+  // "postgresql://user@host:port/db" (never a password).
+  std::string storage;
+  // Following a shared storage (PostgreSQL): committed write batches (one
+  // per Upsert/Delete call, i.e. sequence numbers) this server's index has
+  // not applied yet, as last seen, and seconds since this server first saw
+  // the oldest of them (0 when caught up, and always with SQLite).
+  int64_t follow_lag_batches = 0;
+  double follow_lag_seconds = 0;
 };
 
 }  // namespace lookalike

@@ -86,6 +86,9 @@ const std::map<std::string, Setter>& ScalarKeys() {
        [](const std::string& k, const std::string& v, ServerConfig* c) {
          return ParseInt64(k, v, &c->snapshot_every_writes);
        }},
+      // Followers of a PostgreSQL storage (index/follower.h).
+      {"follow_poll_ms", [](const std::string& k, const std::string& v,
+                            ServerConfig* c) { return ParseInt64(k, v, &c->follow_poll_ms); }},
       {"limits.max_message_bytes",
        IntField(&ServerConfig::limits, &LimitsConfig::max_message_bytes)},
       {"limits.max_images_per_request",
@@ -127,6 +130,7 @@ const std::map<std::string, std::string>& FlagKeys() {
       {"engine-replicas", "engine_replicas"},
       {"handler-threads", "handler_threads"},
       {"snapshot-every-writes", "snapshot_every_writes"},
+      {"follow-poll-ms", "follow_poll_ms"},
       {"max-message-bytes", "limits.max_message_bytes"},
       {"max-images-per-request", "limits.max_images_per_request"},
       {"max-items-per-upsert", "limits.max_items_per_upsert"},
@@ -359,6 +363,7 @@ Status ValidateConfig(const ServerConfig& c) {
   RETURN_IF_ERROR(CheckRange("handler_threads", c.handler_threads, 0, 4096));
   RETURN_IF_ERROR(CheckRange("snapshot_every_writes", c.snapshot_every_writes, 1,
                              std::numeric_limits<int64_t>::max()));
+  RETURN_IF_ERROR(CheckRange("follow_poll_ms", c.follow_poll_ms, 1, 3600 * 1000));
   static const std::regex model_name("[A-Za-z0-9_.-]{1,64}");
   std::set<std::string> names;
   for (size_t i = 0; i < c.models.size(); ++i) {
@@ -461,6 +466,8 @@ documents every key), then these flags:
                                 (0 = auto: 2 on cuda, 1 on cpu)
   --handler-threads N           RPC worker threads (0 = max(32, 4 x cores))
   --snapshot-every-writes N     index snapshot after N changed items
+  --follow-poll-ms N            PostgreSQL storage: poll for other servers' changes every N ms
+                                when no notification came (default 1000)
   --log-level LEVEL             trace|debug|info|warn|error|critical|off
   --max-message-bytes N         --max-images-per-request N   --max-items-per-upsert N
   --max-ids-per-request N       --max-queries-per-search N   --max-k N (<= 2048)

@@ -71,7 +71,10 @@ struct ServerConfig {
       0;  // engines (own weights, own CUDA stream) per model; 0 = auto: 2 on cuda, 1 on cpu
   int handler_threads = 0;  // RPC worker threads (not held while embedding); 0 = max(32, 4 x cores)
   int64_t snapshot_every_writes = 10000;  // index snapshot after this many changed items
-  std::string log_level = "info";         // trace|debug|info|warn|error|critical|off
+  // PostgreSQL storage: followers poll the database this often when no
+  // notification arrives (CollectionManagerOptions::follow_poll_ms).
+  int64_t follow_poll_ms = 1000;
+  std::string log_level = "info";  // trace|debug|info|warn|error|critical|off
   std::string default_model = "efficientnet_lite0";
   std::vector<ModelConfig> models = {
       {"efficientnet_lite0", "efficientnet_lite0", "weights/efficientnet_lite0.safetensors"}};

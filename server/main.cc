@@ -144,6 +144,7 @@ int Run(int argc, char** argv) {
   manager_options.storage = config.storage;
   manager_options.index_device = config.index_device;
   manager_options.snapshot_every_writes = config.snapshot_every_writes;
+  manager_options.follow_poll_ms = config.follow_poll_ms;
   StatusOr<std::unique_ptr<CollectionManager>> manager = CollectionManager::Open(manager_options);
   if (!manager.ok()) {
     spdlog::critical("data_dir \"{}\": {}", config.data_dir, manager.status().ToString());
@@ -160,14 +161,23 @@ int Run(int argc, char** argv) {
   LookalikeService service(service_options, manager->get(), std::move(models), &metrics);
   metrics.SetQueueDepthSampler([&service] { return service.QueueDepths(); });
   CollectionManager* collections = manager->get();
-  metrics.SetCollectionItemsSampler([collections] {
-    std::vector<std::pair<std::string, double>> out;
-    for (const std::string& name : collections->List()) {
-      StatusOr<std::shared_ptr<Collection>> c = collections->Get(name);
-      if (c.ok()) out.emplace_back(name, static_cast<double>((*c)->Stats().count));
-    }
-    return out;
-  });
+  // One sampler per gauge family, each reading CollectionStats.
+  auto per_collection = [collections](double (*value)(const CollectionStats&)) {
+    return [collections, value] {
+      std::vector<std::pair<std::string, double>> out;
+      for (const std::string& name : collections->List()) {
+        StatusOr<std::shared_ptr<Collection>> c = collections->Get(name);
+        if (c.ok()) out.emplace_back(name, value((*c)->Stats()));
+      }
+      return out;
+    };
+  };
+  metrics.SetCollectionItemsSampler(
+      per_collection([](const CollectionStats& s) { return static_cast<double>(s.count); }));
+  metrics.SetFollowLagSamplers(
+      per_collection(
+          [](const CollectionStats& s) { return static_cast<double>(s.follow_lag_batches); }),
+      per_collection([](const CollectionStats& s) { return s.follow_lag_seconds; }));
 
   StatusOr<std::unique_ptr<GrpcServer>> grpc_server =
       GrpcServer::Start(config.listen, config.limits.max_message_bytes, &service);

@@ -64,11 +64,27 @@ struct Metrics::Impl {
                                                                 .Help("Live items per collection")
                                                                 .Register(registry);
 
+  // Followers of a shared PostgreSQL storage (index/follower.h).
+  prometheus::Family<prometheus::Gauge>& lag_batches =
+      prometheus::BuildGauge()
+          .Name("lookalike_follow_lag_batches")
+          .Help("Write batches committed to the shared storage, not yet in this server's index")
+          .Register(registry);
+  prometheus::Family<prometheus::Gauge>& lag_seconds =
+      prometheus::BuildGauge()
+          .Name("lookalike_follow_lag_seconds")
+          .Help("Seconds since this server first saw the oldest batch it has not applied")
+          .Register(registry);
+
   std::mutex mu;  // guards samplers and the sampled gauges below
   Sampler queue_sampler;
   Sampler items_sampler;
+  Sampler lag_batches_sampler;
+  Sampler lag_seconds_sampler;
   std::map<std::string, prometheus::Gauge*> queue_gauges;
   std::map<std::string, prometheus::Gauge*> item_gauges;
+  std::map<std::string, prometheus::Gauge*> lag_batches_gauges;
+  std::map<std::string, prometheus::Gauge*> lag_seconds_gauges;
 
   // Sets one gauge per sampled label; removes gauges whose label disappeared
   // (a dropped collection).
@@ -117,11 +133,21 @@ void Metrics::SetCollectionItemsSampler(Sampler sampler) {
   impl_->items_sampler = std::move(sampler);
 }
 
+void Metrics::SetFollowLagSamplers(Sampler batches, Sampler seconds) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  impl_->lag_batches_sampler = std::move(batches);
+  impl_->lag_seconds_sampler = std::move(seconds);
+}
+
 std::string Metrics::Render() {
   {
     std::lock_guard<std::mutex> lock(impl_->mu);
     Impl::Refresh(impl_->queue_sampler, "model", impl_->queue_depth, impl_->queue_gauges);
     Impl::Refresh(impl_->items_sampler, "collection", impl_->collection_items, impl_->item_gauges);
+    Impl::Refresh(impl_->lag_batches_sampler, "collection", impl_->lag_batches,
+                  impl_->lag_batches_gauges);
+    Impl::Refresh(impl_->lag_seconds_sampler, "collection", impl_->lag_seconds,
+                  impl_->lag_seconds_gauges);
   }
   return prometheus::TextSerializer().Serialize(impl_->registry.Collect());
 }

@@ -9,6 +9,10 @@
 //   lookalike_embed_batch_size{model}              histogram of images per engine call
 //   lookalike_embed_queue_depth{model}             images waiting (sampled at scrape)
 //   lookalike_collection_items{collection}         live items (sampled at scrape)
+//   lookalike_follow_lag_batches{collection}       PostgreSQL storage: write batches committed
+//                                                  through other servers, not yet in this
+//                                                  server's index (sampled at scrape)
+//   lookalike_follow_lag_seconds{collection}       ... and seconds since the oldest was seen
 //
 // The metrics port is an HttpServer (server/http_server.h) with one I/O
 // thread of its own; it never touches gRPC's. Malformed HTTP gets a 4xx and
@@ -51,6 +55,8 @@ class Metrics {
   using Sampler = std::function<std::vector<std::pair<std::string, double>>()>;
   void SetQueueDepthSampler(Sampler sampler);
   void SetCollectionItemsSampler(Sampler sampler);
+  // Follower lag per collection (CollectionStats::follow_lag_*).
+  void SetFollowLagSamplers(Sampler batches, Sampler seconds);
 
   // The text exposition format (version 0.0.4).
   std::string Render();

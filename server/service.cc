@@ -193,6 +193,7 @@ void LookalikeService::FillCollectionInfo(Collection& collection, pb::Collection
   info->set_index_bytes(stats.index_bytes);
   info->set_gpu_bytes(stats.gpu_bytes);
   info->set_index_device(stats.index_device);
+  info->set_storage(stats.storage);
 }
 
 // ---- Embed --------------------------------------------------------------------

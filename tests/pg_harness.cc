@@ -18,6 +18,7 @@
 #include <memory>
 #include <mutex>
 #include <sstream>
+#include <thread>
 #include <vector>
 
 namespace lookalike::testing {
@@ -239,6 +240,15 @@ StatusOr<std::string> PgHarness::NewDatabase() {
   PQclear(r);
   if (!ok) return InternalError(std::string("CREATE DATABASE: ") + PQerrorMessage(conn));
   return base + name;
+}
+
+bool Eventually(const std::function<bool()>& done, std::chrono::milliseconds limit) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  for (;;) {
+    if (done()) return true;
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
 }
 
 }  // namespace lookalike::testing

@@ -14,6 +14,8 @@
 // GTEST_SKIP with it.
 #pragma once
 
+#include <chrono>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -60,5 +62,10 @@ class PgHarness {
   int watchdog_ = -1;  // pid of the process that stops the server when this one ends
   int pipe_ = -1;      // its end of the pipe the watchdog waits on
 };
+
+// For tests of servers following one database: polls `done` every 10 ms
+// until it holds (true) or `limit` passed (false).
+bool Eventually(const std::function<bool()>& done,
+                std::chrono::milliseconds limit = std::chrono::seconds(10));
 
 }  // namespace lookalike::testing

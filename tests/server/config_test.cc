@@ -52,6 +52,7 @@ TEST(ConfigTest, ShippedYamlEqualsDefaults) {
   EXPECT_EQ(loaded.engine_threads, defaults.engine_threads);
   EXPECT_EQ(loaded.handler_threads, defaults.handler_threads);
   EXPECT_EQ(loaded.snapshot_every_writes, defaults.snapshot_every_writes);
+  EXPECT_EQ(loaded.follow_poll_ms, defaults.follow_poll_ms);
   EXPECT_EQ(loaded.log_level, defaults.log_level);
   EXPECT_EQ(loaded.default_model, defaults.default_model);
   ASSERT_EQ(loaded.models.size(), 1u);
@@ -183,6 +184,8 @@ TEST(ConfigTest, EveryFlagReachesItsKey) {
                                                "5",
                                                "--snapshot-every-writes",
                                                "7",
+                                               "--follow-poll-ms",
+                                               "250",
                                                "--max-message-bytes",
                                                "2048",
                                                "--max-images-per-request",
@@ -219,6 +222,7 @@ TEST(ConfigTest, EveryFlagReachesItsKey) {
   EXPECT_EQ(c->engine_replicas, 4);
   EXPECT_EQ(c->handler_threads, 5);
   EXPECT_EQ(c->snapshot_every_writes, 7);
+  EXPECT_EQ(c->follow_poll_ms, 250);
   EXPECT_EQ(c->limits.max_message_bytes, 2048);
   EXPECT_EQ(c->limits.max_images_per_request, 9);
   EXPECT_EQ(c->limits.max_items_per_upsert, 10);

@@ -77,6 +77,23 @@ TEST(MetricsTest, RendersRequestsErrorsLatencyBatchesAndSamples) {
   EXPECT_EQ(text.find("collection=\"old\""), std::string::npos);
 }
 
+TEST(MetricsTest, FollowLagPerCollection) {
+  Metrics metrics;
+  metrics.SetFollowLagSamplers(
+      [] {
+        return std::vector<std::pair<std::string, double>>{{"photos", 3}};
+      },
+      [] {
+        return std::vector<std::pair<std::string, double>>{{"photos", 0.25}};
+      });
+  const std::string text = metrics.Render();
+  EXPECT_NE(text.find("lookalike_follow_lag_batches{collection=\"photos\"} 3"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("lookalike_follow_lag_seconds{collection=\"photos\"} 0.25"),
+            std::string::npos)
+      << text;
+}
+
 TEST(MetricsTest, HttpServesMetricsHealthAndSurvivesGarbage) {
   Metrics metrics;
   metrics.ObserveRequest("Embed", 0, 0.01);

@@ -493,6 +493,8 @@ TEST_P(ServiceTest, UpsertStreamWritesEveryBatch) {
   grpc::ClientContext ctx2;
   ASSERT_TRUE(stub_->DescribeCollection(&ctx2, describe, &info).ok());
   EXPECT_EQ(info.count(), 5);
+  // The in-memory fake has no storage; the real collections say where theirs is.
+  EXPECT_EQ(info.storage(), GetParam() == "memory" ? "" : "sqlite");
 
   // A stream that names no collection fails as a whole.
   grpc::ClientContext ctx3;
