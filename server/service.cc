@@ -154,7 +154,7 @@ void LookalikeService::Run(const char* method, std::function<void(FinishFn finis
   if (pending_.fetch_add(1) >= limit) {
     finish(ResourceExhaustedError("server is busy: " + std::to_string(limit) +
                                   " requests pending (limits.max_pending_requests); retry later"));
-    return reactor;
+    return;
   }
   handlers_->Submit([work = std::move(work), finish = std::move(finish)] {
     const Status status = Guard([&] {
