@@ -1,6 +1,7 @@
 // The Lookalike page: pick a collection, give a photo (file, drag and drop,
-// camera), see similar items; filter by metadata, set a minimum score, and
-// search again from any result ("more like this"). Talks to the server's
+// camera) or, when the collection's model has a text tower (CLIP), words;
+// see similar items; filter by metadata, set a minimum score, and search
+// again from any result ("more like this"). Talks to the server's
 // JSON API (POST /lookalike.v1.Lookalike/<Method>, protobuf's JSON mapping).
 "use strict";
 
@@ -9,7 +10,8 @@ const PICTURE_KEYS = ["image_url", "thumbnail_url"];
 const $ = (id) => document.getElementById(id);
 const state = {
   collection: "",
-  query: null,       // {image: base64} or {id: "..."}
+  query: null,       // {image: base64}, {text: "..."} or {id: "..."}
+  models: {},        // model name -> ModelInfo (ListModels)
   filters: {},       // key -> value (one value per key)
   facets: {},        // key -> Set of values seen in this collection's results
   minScore: 0,
@@ -50,6 +52,7 @@ function explain(error) {
   if (error.code === "unavailable") return "The server is not reachable: " + error.message;
   if (error.code === "invalid_argument") return "The server could not use that: " + error.message;
   if (error.code === "not_found") return "Not found: " + error.message;
+  if (error.code === "failed_precondition") return "This search is not possible here: " + error.message;
   if (error.code === "resource_exhausted") return "The server is busy or the photo is too large: " + error.message;
   return "Server error (" + error.code + "): " + error.message;
 }
@@ -58,6 +61,7 @@ async function loadCollections() {
   const select = $("collection");
   let list;
   try {
+    for (const m of (await call("ListModels")).models || []) state.models[m.name] = m;
     list = (await call("ListCollections")).collections || [];
   } catch (e) {
     show(explain(e), true);
@@ -93,6 +97,8 @@ async function chooseCollection(name) {
     const count = Number(info.count || 0);
     $("collection-info").textContent = count + " items, model " + (info.model || "?") +
         ", metric " + (info.metric || "COSINE").toLowerCase();
+    const model = state.models[info.model];
+    $("text-form").hidden = !(model && model.hasText);
     if (count === 0) {
       show("Collection " + name + " is empty: index photos into it first " +
            "(lookalike index " + name + " PHOTO_DIR).", true);
@@ -127,6 +133,17 @@ async function usePhoto(file) {
   preview.alt = "Your photo: " + file.name;
   preview.hidden = false;
   state.query = {image: await readAsBase64(file)};
+  await search();
+}
+
+async function useText(text) {
+  text = text.trim();
+  if (!text) {
+    show("Type a few words describing what you are looking for.", true);
+    return;
+  }
+  $("query-preview").hidden = true;
+  state.query = {text};
   await search();
 }
 
@@ -282,6 +299,10 @@ function setUp() {
     e.preventDefault();
     drop.classList.remove("over");
     usePhoto(e.dataTransfer.files[0]);
+  });
+  $("text-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    useText($("text").value);
   });
   const slider = $("min-score");
   slider.addEventListener("input", () => {

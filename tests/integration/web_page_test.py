@@ -158,6 +158,8 @@ def test_shopper_flow(server, browser):
     driver.get(base + "/")
     wait_for(lambda: "Choose, drop or take a photo" in message(driver)[0], "the collection to load")
     assert driver.find_element(By.ID, "collection").get_attribute("value") == COLLECTION
+    # EfficientNet-Lite0 has no text tower: no "describe it" box.
+    assert not driver.find_element(By.ID, "text-form").is_displayed()
 
     # A catalog photo: its own item first, with its picture.
     query = "chelsea/original.jpg"
