@@ -40,6 +40,7 @@ class Cursor {
   }
   bool ReadBytes(void* out, size_t n) {
     if (n_ - pos_ < n) return false;
+    if (n == 0) return true;  // out may be null (an empty vector's data())
     std::memcpy(out, p_ + pos_, n);
     pos_ += n;
     return true;
@@ -65,6 +66,46 @@ void SetDefaultNprobe(faiss::Index* index) {
   if (auto* ivf = dynamic_cast<faiss::IndexIVF*>(index)) {
     ivf->nprobe = std::min<size_t>(ivf->nlist, std::max<size_t>(8, ivf->nlist / 8));
   }
+}
+
+// FAISS' read_index sizes each vector from a length field in the body and
+// allocates it before reading it, so a forged length (a snapshot whose
+// checksum matches a corrupt body) asks for up to 1 TiB (found by
+// fuzz_snapshot). A flat index, the index of every "Flat" collection and of
+// every collection in exact mode, is checked here first: fourcc, the index
+// header (faiss/impl/index_read.cpp: d, ntotal, two reserved int64,
+// is_trained, metric_type, metric_arg when metric_type > 1; is_trained must
+// be a valid bool), then the codes' length field, which must fit the bytes that follow (FAISS counts it in
+// floats or bytes by version: both fit then). `body` is the FAISS part of
+// the payload. Returns whether the body is a flat index.
+StatusOr<bool> CheckFlatIndexBody(const uint8_t* body, size_t n) {
+  Cursor cur(body, n);
+  uint32_t fourcc = 0;
+  if (!cur.Read(&fourcc)) return DataLossError("index body truncated");
+  if (fourcc != faiss::fourcc("IxFI") && fourcc != faiss::fourcc("IxF2") &&
+      fourcc != faiss::fourcc("IxFl")) {
+    return false;
+  }
+  int32_t d = 0, metric_type = 0;
+  int64_t ntotal = 0, reserved = 0;
+  uint8_t is_trained = 0;
+  float metric_arg = 0;
+  uint64_t codes_len = 0;
+  if (!cur.Read(&d) || !cur.Read(&ntotal) || !cur.Read(&reserved) || !cur.Read(&reserved) ||
+      !cur.Read(&is_trained) || !cur.Read(&metric_type) ||
+      (metric_type > 1 && !cur.Read(&metric_arg)) || !cur.Read(&codes_len)) {
+    return DataLossError("flat index header truncated");
+  }
+  const uint64_t left = n - cur.pos();
+  // is_trained is a bool FAISS reads from the file byte as it is.
+  if (d <= 0 || ntotal < 0 || is_trained > 1 || codes_len > left) {
+    return DataLossError("flat index header does not match its body (d " + std::to_string(d) +
+                         ", ntotal " + std::to_string(ntotal) + ", is_trained " +
+                         std::to_string(is_trained) + ", codes " +
+                         std::to_string(codes_len) + " of " + std::to_string(left) +
+                         " bytes left)");
+  }
+  return true;
 }
 
 bool ScoreBetter(const ScoredId& a, const ScoredId& b) {
@@ -446,6 +487,11 @@ StatusOr<std::unique_ptr<DerivedIndex>> DerivedIndex::LoadSnapshot(const std::st
   d->slots_.resize(nslots);
   if (!cur.ReadBytes(d->slots_.data(), nslots * sizeof(int64_t))) {
     return corrupt("snapshot slot table truncated");
+  }
+  auto flat = CheckFlatIndexBody(payload + cur.pos(), payload_bytes - cur.pos());
+  if (!flat.ok()) return corrupt(flat.status().message());
+  if (!*flat && (exact != 0 || spec.index_spec == "Flat")) {
+    return corrupt("snapshot of a flat index holds another index type");
   }
   faiss::VectorIOReader reader;
   reader.data.assign(payload + cur.pos(), payload + payload_bytes);

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <numeric>
 
 #include "index/snapshot.h"
@@ -120,6 +121,40 @@ TEST(DerivedIndexTest, SnapshotWithAHugeSpecLengthIsDataLoss) {
   ASSERT_FALSE(loaded.ok());
   EXPECT_EQ(loaded.status().code(), StatusCode::kDataLoss);
   EXPECT_NE(loaded.status().message().find("snapshot spec truncated"), std::string::npos)
+      << loaded.status().ToString();
+}
+
+// Found by tests/fuzz: FAISS' read_index allocates a vector from the length
+// field in the body before reading it, so a checksum-valid snapshot with a
+// forged codes length asked for up to 1 TiB. Flat bodies are checked first.
+TEST(DerivedIndexTest, FlatSnapshotWithAForgedCodesLengthIsDataLoss) {
+  TempDir dir;
+  const std::string path = dir.path() + "/index.snap";
+  auto d = DerivedIndex::Create(Spec("Flat"), Device{});
+  ASSERT_TRUE(d.ok());
+  const auto x = RandomVectors(10, 4, 3);
+  const auto ids = Ids(1, 10);
+  ASSERT_TRUE((*d)->Add(10, x.data(), ids.data()).ok());
+  ASSERT_TRUE((*d)->WriteSnapshot(path, 5).ok());
+  auto file = ReadSnapshotFile(path);
+  ASSERT_TRUE(file.ok()) << file.status().ToString();
+  // The codes (10 x 4 floats) end the payload; their length field precedes them.
+  std::vector<uint8_t> payload = file->payload;
+  const size_t codes_bytes = 10 * 4 * sizeof(float);
+  ASSERT_GT(payload.size(), codes_bytes + sizeof(uint64_t));
+  const size_t field = payload.size() - codes_bytes - sizeof(uint64_t);
+  uint64_t length = 0;
+  std::memcpy(&length, payload.data() + field, sizeof(length));
+  ASSERT_TRUE(length == codes_bytes || length == codes_bytes / 4) << length;
+  const uint64_t forged = uint64_t{1} << 38;
+  std::memcpy(payload.data() + field, &forged, sizeof(forged));
+  ASSERT_TRUE(WriteSnapshotFile(path, 5, payload).ok());
+  int64_t seq = 0;
+  auto loaded = DerivedIndex::LoadSnapshot(path, Spec("Flat"), &seq);
+  ASSERT_FALSE(loaded.ok());
+  EXPECT_EQ(loaded.status().code(), StatusCode::kDataLoss);
+  EXPECT_NE(loaded.status().message().find("flat index header does not match its body"),
+            std::string::npos)
       << loaded.status().ToString();
 }
 
