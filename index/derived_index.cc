@@ -75,9 +75,9 @@ void SetDefaultNprobe(faiss::Index* index) {
 // every collection in exact mode, is checked here first: fourcc, the index
 // header (faiss/impl/index_read.cpp: d, ntotal, two reserved int64,
 // is_trained, metric_type, metric_arg when metric_type > 1; is_trained must
-// be a valid bool), then the codes' length field, which must fit the bytes that follow (FAISS counts it in
-// floats or bytes by version: both fit then). `body` is the FAISS part of
-// the payload. Returns whether the body is a flat index.
+// be a valid bool), then the codes' length field, which must fit the bytes that follow (FAISS
+// counts it in floats or bytes by version: both fit then). `body` is the FAISS part of the payload.
+// Returns whether the body is a flat index.
 StatusOr<bool> CheckFlatIndexBody(const uint8_t* body, size_t n) {
   Cursor cur(body, n);
   uint32_t fourcc = 0;
@@ -101,9 +101,8 @@ StatusOr<bool> CheckFlatIndexBody(const uint8_t* body, size_t n) {
   if (d <= 0 || ntotal < 0 || is_trained > 1 || codes_len > left) {
     return DataLossError("flat index header does not match its body (d " + std::to_string(d) +
                          ", ntotal " + std::to_string(ntotal) + ", is_trained " +
-                         std::to_string(is_trained) + ", codes " +
-                         std::to_string(codes_len) + " of " + std::to_string(left) +
-                         " bytes left)");
+                         std::to_string(is_trained) + ", codes " + std::to_string(codes_len) +
+                         " of " + std::to_string(left) + " bytes left)");
   }
   return true;
 }
