@@ -672,6 +672,33 @@ INSTANTIATE_TEST_SUITE_P(Collections, ServiceTest, ::testing::ValuesIn(Managers(
                            return info.param;
                          });
 
+// One fake model (the default) behind a real gRPC server on a loopback port,
+// for the ServiceAsyncTest cases; shut down when it goes out of scope.
+struct OneModelServer {
+  testing::MemoryCollectionManager collections;
+  std::unique_ptr<LookalikeService> service;
+  std::unique_ptr<GrpcServer> server;
+  std::unique_ptr<pb::Lookalike::Stub> stub;
+  ~OneModelServer() {
+    if (server) server->Shutdown(std::chrono::seconds(2));
+  }
+};
+
+void StartOneModelServer(ServiceOptions options, ServedModel model, OneModelServer* out) {
+  options.default_model = model.name;
+  std::vector<ServedModel> models;
+  models.push_back(std::move(model));
+  out->service =
+      std::make_unique<LookalikeService>(options, &out->collections, std::move(models), nullptr);
+  StatusOr<std::unique_ptr<GrpcServer>> server =
+      GrpcServer::Start("127.0.0.1:0", 4 << 20, out->service.get());
+  ASSERT_TRUE(server.ok()) << server.status().ToString();
+  out->server = std::move(server).value();
+  out->server->SetServing(true);
+  out->stub = pb::Lookalike::NewStub(grpc::CreateChannel(
+      "127.0.0.1:" + std::to_string(out->server->port()), grpc::InsecureChannelCredentials()));
+}
+
 // Embedding completes asynchronously: with 2 handler threads, 32 requests in
 // flight at once still share one batch of 32 images, and each gets its own
 // vector back. (When a handler thread waited for its batch, two requests
@@ -692,23 +719,14 @@ TEST(ServiceAsyncTest, ManyEmbedsInFlightWithTwoHandlerThreads) {
     return FakeEmbed(images, out);
   };
   ServiceOptions options;
-  options.default_model = "fake";
   options.limits.decode_threads = 1;
   options.batcher.max_batch = kRequests;
   options.batcher.max_delay_us = 60'000'000;  // a batch runs when full, not on a timer
   options.batcher.queue_capacity = 2 * kRequests;
   options.handler_threads = 2;
-  testing::MemoryCollectionManager collections;
-  std::vector<ServedModel> models;
-  models.push_back(std::move(model));
-  LookalikeService service(options, &collections, std::move(models), nullptr);
-  StatusOr<std::unique_ptr<GrpcServer>> server =
-      GrpcServer::Start("127.0.0.1:0", 4 << 20, &service);
-  ASSERT_TRUE(server.ok()) << server.status().ToString();
-  (*server)->SetServing(true);
-  auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string((*server)->port()),
-                                     grpc::InsecureChannelCredentials());
-  auto stub = pb::Lookalike::NewStub(channel);
+  OneModelServer served;
+  ASSERT_NO_FATAL_FAILURE(StartOneModelServer(options, std::move(model), &served));
+  auto& stub = served.stub;
 
   std::vector<std::string> images;
   for (int i = 0; i < kRequests; ++i) images.push_back(Png(i * 7, 0, 0));
@@ -736,7 +754,6 @@ TEST(ServiceAsyncTest, ManyEmbedsInFlightWithTwoHandlerThreads) {
     std::lock_guard<std::mutex> lock(mu);
     EXPECT_EQ(batches, std::vector<int>{kRequests});
   }
-  (*server)->Shutdown(std::chrono::seconds(2));
 }
 
 // ---- texts ------------------------------------------------------------------------
@@ -1040,22 +1057,13 @@ TEST(ServiceAsyncTest, RequestsPastThePendingLimitAreShed) {
     return FakeEmbed(images, out);
   };
   ServiceOptions options;
-  options.default_model = "fake";
   options.limits.max_pending_requests = kLimit;
   options.batcher.max_batch = kLimit;
   options.batcher.max_delay_us = 60'000'000;  // the batch runs when full
   options.handler_threads = 2;
-  testing::MemoryCollectionManager collections;
-  std::vector<ServedModel> models;
-  models.push_back(std::move(model));
-  LookalikeService service(options, &collections, std::move(models), nullptr);
-  StatusOr<std::unique_ptr<GrpcServer>> server =
-      GrpcServer::Start("127.0.0.1:0", 4 << 20, &service);
-  ASSERT_TRUE(server.ok()) << server.status().ToString();
-  (*server)->SetServing(true);
-  auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string((*server)->port()),
-                                     grpc::InsecureChannelCredentials());
-  auto stub = pb::Lookalike::NewStub(channel);
+  OneModelServer served;
+  ASSERT_NO_FATAL_FAILURE(StartOneModelServer(options, std::move(model), &served));
+  auto& stub = served.stub;
   auto embed = [&](int i) {
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
@@ -1080,7 +1088,6 @@ TEST(ServiceAsyncTest, RequestsPastThePendingLimitAreShed) {
   std::vector<std::future<grpc::Status>> after;
   for (int i = 0; i < kLimit; ++i) after.push_back(std::async(std::launch::async, embed, i));
   for (auto& f : after) EXPECT_TRUE(f.get().ok());
-  (*server)->Shutdown(std::chrono::seconds(2));
 }
 
 }  // namespace
