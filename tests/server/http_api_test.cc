@@ -62,7 +62,10 @@ class Connection {
     if (!content_type.empty()) req.set(http::field::content_type, content_type);
     req.body() = body;
     req.prepare_payload();
-    http::write(socket_, req);
+    // The server may answer (413) and close before the whole body is sent:
+    // the write then fails with a broken pipe, and the reply is still read.
+    beast::error_code write_ec;
+    http::write(socket_, req, write_ec);
     http::response_parser<http::string_body> parser;
     parser.body_limit(64 << 20);
     beast::error_code ec;
