@@ -20,7 +20,7 @@ reader=$(python3 "$src/tools/make_api_key.py" --role read --name web --append "$
 cat > "$work/config.yaml" <<YAML
 listen: 127.0.0.1:0
 metrics_listen: 127.0.0.1:0
-http_listen: 127.0.0.1:0
+http_listen: 127.0.0.2:0
 data_dir: $work/data
 models: []
 api_keys: $work/keys.yaml
@@ -35,7 +35,8 @@ for _ in $(seq 1 100); do
 done
 grpc=$(sed -n 's|.*serving lookalike.v1 on 127.0.0.1:\([0-9]*\).*|\1|p' "$work/log")
 metrics=$(sed -n 's|.*metrics on http://127.0.0.1:\([0-9]*\)/metrics.*|\1|p' "$work/log")
-api=$(sed -n 's|.*web page on http://127.0.0.1:\([0-9]*\)/.*|\1|p' "$work/log")
+# Its own address: the same HOST:PORT as metrics_listen would share one port.
+api=$(sed -n 's|.*web page on http://127.0.0.2:\([0-9]*\)/.*|\1|p' "$work/log")
 [ -n "$grpc" ] && [ -n "$metrics" ] && [ -n "$api" ] || fail "server did not start"
 grep -q "API keys: 2 key(s) from $work/keys.yaml; /metrics needs a key" "$work/log" || fail "keys not loaded"
 
@@ -44,7 +45,7 @@ code() { curl -s -o /dev/null -w '%{http_code}' "$@"; }
 [ "$(code "http://127.0.0.1:$metrics/metrics")" = 401 ] || fail "/metrics without a key"
 [ "$(code -H "Authorization: Bearer $reader" "http://127.0.0.1:$metrics/metrics")" = 200 ] \
   || fail "/metrics with a key"
-method="http://127.0.0.1:$api/lookalike.v1.Lookalike/ListCollections"
+method="http://127.0.0.2:$api/lookalike.v1.Lookalike/ListCollections"
 [ "$(code -H 'Content-Type: application/json' -d '{}' "$method")" = 401 ] || fail "HTTP without a key"
 [ "$(code -H 'Content-Type: application/json' -H "Authorization: Bearer $reader" -d '{}' "$method")" = 200 ] \
   || fail "HTTP with a key"
