@@ -309,7 +309,7 @@ void HttpApi::Handle(HttpRequest request, HttpServer::Respond respond) {
     return respond(std::move(r));
   }
   const Method& method = *it->second;
-  // The key before the body is read: its right on the collection once it is.
+  // The key before the body is parsed; its right on the collection once it is.
   const ApiKey* key = nullptr;
   if (const Authenticator* auth = service_->authenticator()) {
     StatusOr<const ApiKey*> found = auth->Authenticate(request.Header("authorization"), name);
