@@ -17,6 +17,12 @@ std::string ResolveServerAddress(const std::string& flag) {
   return kDefaultServer;
 }
 
+std::string ResolveApiKey(const std::string& flag) {
+  if (!flag.empty()) return flag;
+  const char* env = std::getenv(kApiKeyEnvVar);
+  return env != nullptr ? env : "";
+}
+
 bool StoresVectorsOnly(const v1::CollectionInfo& info) { return info.model() == kVectorsOnly; }
 
 bool IsRetryable(StatusCode code) {
@@ -31,6 +37,14 @@ StatusOr<std::unique_ptr<Client>> Client::Connect(const ClientOptions& options) 
                                 "\" contains whitespace; expected HOST:PORT");
   }
   if (resolved.max_attempts < 1) return InvalidArgumentError("max_attempts must be >= 1");
+  resolved.api_key = ResolveApiKey(options.api_key);
+  // gRPC metadata values are printable ASCII; a key with a line break (a
+  // file read with its newline) would fail every call obscurely.
+  if (!std::all_of(resolved.api_key.begin(), resolved.api_key.end(),
+                   [](char c) { return c > ' ' && c < 0x7f; })) {
+    return InvalidArgumentError(
+        "API key contains spaces, line breaks or non-ASCII characters (keys look like lk_...)");
+  }
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(resolved.max_message_bytes);
   args.SetMaxSendMessageSize(resolved.max_message_bytes);
@@ -118,10 +132,16 @@ int DecodeHealthStatus(const std::string& bytes) {
 
 }  // namespace
 
+void Client::PrepareContext(grpc::ClientContext* context, std::chrono::milliseconds timeout) const {
+  context->set_deadline(std::chrono::system_clock::now() + timeout);
+  if (!options_.api_key.empty())
+    context->AddMetadata("authorization", "Bearer " + options_.api_key);
+}
+
 StatusOr<bool> Client::CheckHealth(const std::string& service, std::chrono::milliseconds timeout) {
   grpc::GenericStub generic(channel_);
   grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + timeout);
+  PrepareContext(&context, timeout);
   std::string request_bytes = EncodeHealthRequest(service);
   grpc::Slice slice(request_bytes);
   grpc::ByteBuffer request(&slice, 1);
@@ -157,7 +177,7 @@ Status Client::CallWithRetry(const char* method,
   Status last;
   for (int attempt = 1; attempt <= options_.max_attempts; ++attempt) {
     grpc::ClientContext context;
-    context.set_deadline(std::chrono::system_clock::now() + options_.timeout);
+    PrepareContext(&context, options_.timeout);
     last = FromGrpcStatus(call(&context));
     if (last.ok() || !IsRetryable(last.code()) || attempt == options_.max_attempts) break;
     retries_.fetch_add(1);
@@ -242,7 +262,7 @@ StatusOr<v1::UpsertResponse> Client::Upsert(const v1::UpsertRequest& request) {
 StatusOr<v1::UpsertResponse> Client::UpsertStream(const std::string& collection,
                                                   const std::vector<v1::UpsertRequest>& batches) {
   grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + options_.timeout);
+  PrepareContext(&context, options_.timeout);
   v1::UpsertResponse response;
   auto writer = stub_->UpsertStream(&context, &response);
   bool first = true;

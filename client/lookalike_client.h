@@ -45,6 +45,11 @@ constexpr char kServerEnvVar[] = "LOOKALIKE_SERVER";
 // localhost:50051.
 std::string ResolveServerAddress(const std::string& flag);
 
+constexpr char kApiKeyEnvVar[] = "LOOKALIKE_API_KEY";
+
+// `flag` if non-empty, else $LOOKALIKE_API_KEY if set, else "" (no key).
+std::string ResolveApiKey(const std::string& flag);
+
 // True for the codes a caller should retry after a pause.
 bool IsRetryable(StatusCode code);
 
@@ -61,6 +66,10 @@ struct ClientOptions {
   std::chrono::milliseconds max_backoff{5000};
   double backoff_multiplier = 2.0;
   int max_message_bytes = 64 << 20;  // receive/send limit of this channel
+
+  // API key (docs/security.md), sent as "authorization: Bearer <key>" with
+  // every call; "" = ResolveApiKey(""): $LOOKALIKE_API_KEY, or no key.
+  std::string api_key;
 };
 
 class Client {
@@ -117,6 +126,8 @@ class Client {
   // retrying retryable failures with backoff.
   Status CallWithRetry(const char* method,
                        const std::function<grpc::Status(grpc::ClientContext*)>& call);
+  // The deadline `timeout` from now and the API key's metadata, if any.
+  void PrepareContext(grpc::ClientContext* context, std::chrono::milliseconds timeout) const;
 
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::Lookalike::Stub> stub_;

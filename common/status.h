@@ -29,6 +29,7 @@ enum class StatusCode : int {
   kInternal = 13,
   kUnavailable = 14,
   kDataLoss = 15,
+  kUnauthenticated = 16,
 };
 
 // "INVALID_ARGUMENT", "NOT_FOUND", ...
@@ -74,6 +75,8 @@ Status InternalError(std::string message);
 Status UnavailableError(std::string message);
 Status DataLossError(std::string message);
 Status CancelledError(std::string message);
+Status PermissionDeniedError(std::string message);
+Status UnauthenticatedError(std::string message);
 
 // Holds either a value or a non-OK Status.
 template <typename T>

@@ -43,6 +43,17 @@ Status ParseInt(const std::string& key, const std::string& text, int* out) {
   return Status::Ok();
 }
 
+Status ParseBool(const std::string& key, const std::string& text, bool* out) {
+  if (text == "true") {
+    *out = true;
+  } else if (text == "false") {
+    *out = false;
+  } else {
+    return InvalidArgumentError(key + ": expected true or false, got \"" + text + "\"");
+  }
+  return Status::Ok();
+}
+
 // One settable scalar key: how to parse a string into the config.
 using Setter =
     std::function<Status(const std::string& key, const std::string& value, ServerConfig* config)>;
@@ -110,6 +121,12 @@ const std::map<std::string, Setter>& ScalarKeys() {
       {"batcher.max_batch", IntField(&ServerConfig::batcher, &BatcherConfig::max_batch)},
       {"batcher.max_delay_us", IntField(&ServerConfig::batcher, &BatcherConfig::max_delay_us)},
       {"batcher.queue_capacity", IntField(&ServerConfig::batcher, &BatcherConfig::queue_capacity)},
+      // API keys (server/auth.h).
+      {"api_keys", StringField(&ServerConfig::api_keys)},
+      {"metrics_require_key",
+       [](const std::string& k, const std::string& v, ServerConfig* c) {
+         return ParseBool(k, v, &c->metrics_require_key);
+       }},
   };
   return *keys;
 }
@@ -145,6 +162,8 @@ const std::map<std::string, std::string>& FlagKeys() {
       {"max-batch", "batcher.max_batch"},
       {"max-delay-us", "batcher.max_delay_us"},
       {"queue-capacity", "batcher.queue_capacity"},
+      {"api-keys", "api_keys"},
+      {"metrics-require-key", "metrics_require_key"},
   };
   return *flags;
 }
@@ -414,6 +433,9 @@ Status ValidateConfig(const ServerConfig& c) {
                                 " is below limits.max_texts_per_request (" +
                                 std::to_string(l.max_texts_per_request) + ")");
   }
+  if (c.metrics_require_key && c.api_keys.empty()) {
+    return InvalidArgumentError("metrics_require_key: true needs api_keys (a keys file)");
+  }
   return Status::Ok();
 }
 
@@ -474,6 +496,9 @@ documents every key), then these flags:
   --max-image-pixels N          --max-texts-per-request N    --max-text-bytes N
   --decode-threads N            --max-batch N                --max-delay-us N
   --queue-capacity N            --max-pending-requests N
+  --api-keys FILE               API keys file (docs/security.md); calls then need
+                                "authorization: Bearer <key>" (default "": no keys)
+  --metrics-require-key true    /metrics needs a key too (default false: open)
 )";
 }
 

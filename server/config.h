@@ -80,6 +80,12 @@ struct ServerConfig {
       {"efficientnet_lite0", "efficientnet_lite0", "weights/efficientnet_lite0.safetensors"}};
   LimitsConfig limits;
   BatcherConfig batcher;
+
+  // API keys (server/auth.h, docs/security.md): the keys file; "" = no keys,
+  // every call allowed.
+  std::string api_keys;
+  // /metrics answers only with a key valid on every collection (needs api_keys).
+  bool metrics_require_key = false;
 };
 
 // Parses YAML text over `config` (keys not present keep their value).

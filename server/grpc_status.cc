@@ -17,7 +17,7 @@ grpc::Status ToGrpcStatus(const Status& status) {
 Status FromGrpcStatus(const grpc::Status& status) {
   if (status.ok()) return Status::Ok();
   const int code = static_cast<int>(status.error_code());
-  const StatusCode ours = (code >= 1 && code <= static_cast<int>(StatusCode::kDataLoss))
+  const StatusCode ours = (code >= 1 && code <= static_cast<int>(StatusCode::kUnauthenticated))
                               ? static_cast<StatusCode>(code)
                               : StatusCode::kUnknown;
   std::string message = status.error_message();

@@ -38,6 +38,8 @@ int ConnectHttpStatus(StatusCode code) {
     case StatusCode::kAlreadyExists:
     case StatusCode::kAborted:
       return 409;
+    case StatusCode::kUnauthenticated:
+      return 401;
     case StatusCode::kPermissionDenied:
       return 403;
     case StatusCode::kResourceExhausted:
@@ -64,6 +66,7 @@ HttpResponse ErrorWithStatus(const Status& status, int http_status) {
   r.content_type = "application/json";
   nlohmann::json body = {{"code", ConnectCodeName(status.code())}, {"message", status.message()}};
   r.body = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  if (http_status == 401) r.headers.emplace_back("WWW-Authenticate", "Bearer");  // RFC 6750
   return r;
 }
 
@@ -268,7 +271,8 @@ HttpServerOptions HttpApi::ServerOptions() const {
 }
 
 void HttpApi::Handle(HttpRequest request, HttpServer::Respond respond) {
-  if (std::optional<HttpResponse> r = MetricsEndpoint(request, metrics_, healthy_)) {
+  if (std::optional<HttpResponse> r =
+          MetricsEndpoint(request, metrics_, healthy_, service_->authenticator())) {
     return respond(std::move(*r));
   }
   if (std::optional<HttpResponse> r = WebPage(request)) return respond(std::move(*r));
@@ -305,11 +309,22 @@ void HttpApi::Handle(HttpRequest request, HttpServer::Respond respond) {
     return respond(std::move(r));
   }
   const Method& method = *it->second;
+  // The key before the body is parsed; its right on the collection once it is.
+  const ApiKey* key = nullptr;
+  if (const Authenticator* auth = service_->authenticator()) {
+    StatusOr<const ApiKey*> found = auth->Authenticate(request.Header("authorization"), name);
+    if (!found.ok()) {
+      service_->Record(method.descriptor->name().c_str(), found.status(), 0);
+      return respond(ConnectErrorResponse(found.status()));
+    }
+    key = *found;
+  }
   if (!method.call) return respond(ConnectErrorResponse(method.refusal));
-  CallMethod(method, std::move(request), std::move(respond));
+  CallMethod(method, key, std::move(request), std::move(respond));
 }
 
-void HttpApi::CallMethod(const Method& method, HttpRequest request, HttpServer::Respond respond) {
+void HttpApi::CallMethod(const Method& method, const ApiKey* key, HttpRequest request,
+                         HttpServer::Respond respond) {
   // Parsing and printing run on the handler pool with the call itself.
   std::shared_ptr<Message> in = method.new_request();
   std::shared_ptr<Message> out = method.new_response();
@@ -317,7 +332,8 @@ void HttpApi::CallMethod(const Method& method, HttpRequest request, HttpServer::
   const int64_t max_bytes = max_message_bytes_;
   service_->Run(
       method.descriptor->name().c_str(),
-      [&method, in, out, body, max_bytes, service = service_](LookalikeService::FinishFn finish) {
+      [&method, key, in, out, body, max_bytes,
+       service = service_](LookalikeService::FinishFn finish) {
         google::protobuf::util::JsonParseOptions options;
         options.ignore_unknown_fields = false;
         const std::string& text = body->empty() ? std::string("{}") : *body;
@@ -334,6 +350,11 @@ void HttpApi::CallMethod(const Method& method, HttpRequest request, HttpServer::
           return finish(ResourceExhaustedError("request message is " + std::to_string(size) +
                                                " bytes, over limits.max_message_bytes (" +
                                                std::to_string(max_bytes) + ")"));
+        }
+        if (key != nullptr) {
+          Status allowed =
+              service->authenticator()->Authorize(*key, method.descriptor->name(), *in);
+          if (!allowed.ok()) return finish(allowed);
         }
         method.call(*service, *in, out.get(), std::move(finish));
       },

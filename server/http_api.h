@@ -22,6 +22,8 @@
 //   body that is not the method's JSON message    400 invalid_argument
 //   body over the limit                           413 resource_exhausted
 //   message over limits.max_message_bytes         429 resource_exhausted
+//   missing or unknown API key (server/auth.h)     401 unauthenticated (WWW-Authenticate: Bearer)
+//   API key without the right                     403 permission_denied
 // (the body limit is max_message_bytes * 4/3 + 64 KiB, room for base64; the
 // decoded message then meets the same limit as on gRPC).
 //
@@ -42,6 +44,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "server/auth.h"
 #include "server/http_server.h"
 #include "server/metrics.h"
 #include "server/service.h"
@@ -77,7 +80,9 @@ class HttpApi {
   struct Method;
 
  private:
-  void CallMethod(const Method& method, HttpRequest request, HttpServer::Respond respond);
+  // `key`: the caller's API key; null when the server has none.
+  void CallMethod(const Method& method, const ApiKey* key, HttpRequest request,
+                  HttpServer::Respond respond);
 
   LookalikeService* const service_;
   Metrics* const metrics_;

@@ -21,6 +21,7 @@
 #include "common/device.h"
 #include "index/collection.h"
 #include "models/embedder.h"
+#include "server/auth.h"
 #include "server/config.h"
 #include "server/decode.h"
 #include "server/grpc_server.h"
@@ -60,6 +61,16 @@ int Run(int argc, char** argv) {
     return 2;
   }
   const ServerConfig config = std::move(loaded).value();
+  // API keys (server/auth.h): a bad keys file is a configuration error.
+  std::vector<ApiKey> api_keys;
+  if (!config.api_keys.empty()) {
+    StatusOr<std::vector<ApiKey>> keys = LoadApiKeys(config.api_keys);
+    if (!keys.ok()) {
+      std::cerr << "lookalike-server: configuration error: " << keys.status().message() << "\n";
+      return 2;
+    }
+    api_keys = std::move(keys).value();
+  }
   ApplyOpenCvPixelLimit(config.limits.max_image_pixels, argv);
 
   spdlog::set_default_logger(spdlog::stderr_color_mt("lookalike"));
@@ -153,7 +164,15 @@ int Run(int argc, char** argv) {
   spdlog::info("data_dir \"{}\": {} collection(s)", config.data_dir, (*manager)->List().size());
 
   Metrics metrics;
+  std::unique_ptr<Authenticator> auth;
+  if (!api_keys.empty()) {
+    spdlog::info("API keys: {} key(s) from {}; /metrics {}", api_keys.size(), config.api_keys,
+                 config.metrics_require_key ? "needs a key" : "open");
+    auth =
+        std::make_unique<Authenticator>(std::move(api_keys), &metrics, config.metrics_require_key);
+  }
   ServiceOptions service_options;
+  service_options.auth = auth.get();
   service_options.limits = config.limits;
   service_options.batcher = config.batcher;
   service_options.handler_threads = config.handler_threads;
@@ -186,7 +205,8 @@ int Run(int argc, char** argv) {
     return 1;
   }
   GrpcServer* server = grpc_server->get();
-  MetricsHttpServer http(&metrics, [server] { return server->serving(); });
+  MetricsHttpServer http(
+      &metrics, [server] { return server->serving(); }, auth.get());
   // The API port serves /metrics and /healthz too: one port when both name it.
   if (!config.metrics_listen.empty() && config.metrics_listen != config.http_listen) {
     Status s = http.Start(config.metrics_listen);

@@ -9,6 +9,8 @@
 
 #include <chrono>
 
+#include "server/auth.h"
+
 namespace lookalike {
 
 const char* GrpcCodeName(int code) {
@@ -76,6 +78,12 @@ struct Metrics::Impl {
           .Help("Seconds since this server first saw the oldest batch it has not applied")
           .Register(registry);
 
+  prometheus::Family<prometheus::Counter>& auth_failures =
+      prometheus::BuildCounter()
+          .Name("lookalike_auth_failures_total")
+          .Help("Calls refused by API keys: missing_key, unknown_key, permission_denied")
+          .Register(registry);
+
   std::mutex mu;  // guards samplers and the sampled gauges below
   Sampler queue_sampler;
   Sampler items_sampler;
@@ -123,6 +131,10 @@ void Metrics::ObserveBatch(const std::string& model, int batch_size) {
   impl_->batch_size.Add({{"model", model}}, kBuckets).Observe(batch_size);
 }
 
+void Metrics::ObserveAuthFailure(const std::string& reason) {
+  impl_->auth_failures.Add({{"reason", reason}}).Increment();
+}
+
 void Metrics::SetQueueDepthSampler(Sampler sampler) {
   std::lock_guard<std::mutex> lock(impl_->mu);
   impl_->queue_sampler = std::move(sampler);
@@ -155,7 +167,8 @@ std::string Metrics::Render() {
 // ---- HTTP ---------------------------------------------------------------------
 
 std::optional<HttpResponse> MetricsEndpoint(const HttpRequest& request, Metrics* metrics,
-                                            const std::function<bool()>& healthy) {
+                                            const std::function<bool()>& healthy,
+                                            const Authenticator* auth) {
   if (request.path != "/metrics" && request.path != "/healthz") return std::nullopt;
   if (std::optional<HttpResponse> refused = RefuseUnlessGet(request)) return refused;
   HttpResponse r;
@@ -166,6 +179,15 @@ std::optional<HttpResponse> MetricsEndpoint(const HttpRequest& request, Metrics*
     r.status = serving ? 200 : 503;
     r.body = serving ? "SERVING\n" : "NOT_SERVING\n";
     return r;
+  }
+  if (auth != nullptr) {
+    const Status allowed = auth->CheckMetrics(request.Header("authorization"));
+    if (!allowed.ok()) {
+      r.status = allowed.code() == StatusCode::kUnauthenticated ? 401 : 403;
+      if (r.status == 401) r.headers.emplace_back("WWW-Authenticate", "Bearer");
+      r.body = allowed.message() + "\n";
+      return r;
+    }
   }
   try {
     r.content_type = "text/plain; version=0.0.4; charset=utf-8";
@@ -178,16 +200,17 @@ std::optional<HttpResponse> MetricsEndpoint(const HttpRequest& request, Metrics*
   return r;
 }
 
-MetricsHttpServer::MetricsHttpServer(Metrics* metrics, std::function<bool()> healthy) {
+MetricsHttpServer::MetricsHttpServer(Metrics* metrics, std::function<bool()> healthy,
+                                     const Authenticator* auth) {
   HttpServerOptions options;
   options.io_threads = 1;
   options.max_body_bytes = 0;  // GET and HEAD only
   options.read_timeout = std::chrono::milliseconds(2000);
   options.idle_timeout = std::chrono::milliseconds(2000);
-  http_ = std::make_unique<HttpServer>(
-      options,
-      [metrics, healthy = std::move(healthy)](HttpRequest request, HttpServer::Respond respond) {
-        std::optional<HttpResponse> answer = MetricsEndpoint(request, metrics, healthy);
+  http_ =
+      std::make_unique<HttpServer>(options, [metrics, healthy = std::move(healthy), auth](
+                                                HttpRequest request, HttpServer::Respond respond) {
+        std::optional<HttpResponse> answer = MetricsEndpoint(request, metrics, healthy, auth);
         if (!answer) {
           HttpResponse r;
           r.status = 404;

@@ -13,6 +13,8 @@
 //                                                  through other servers, not yet in this
 //                                                  server's index (sampled at scrape)
 //   lookalike_follow_lag_seconds{collection}       ... and seconds since the oldest was seen
+//   lookalike_auth_failures_total{reason}          calls refused by API keys (server/auth.h):
+//                                                  missing_key, unknown_key, permission_denied
 //
 // The metrics port is an HttpServer (server/http_server.h) with one I/O
 // thread of its own; it never touches gRPC's. Malformed HTTP gets a 4xx and
@@ -42,6 +44,8 @@ class Family;
 
 namespace lookalike {
 
+class Authenticator;  // server/auth.h
+
 class Metrics {
  public:
   Metrics();
@@ -50,6 +54,8 @@ class Metrics {
   // One finished RPC. `code` is the gRPC status code number (0 = OK).
   void ObserveRequest(const std::string& method, int code, double seconds);
   void ObserveBatch(const std::string& model, int batch_size);
+  // One call refused by API keys; `reason` as in lookalike_auth_failures_total.
+  void ObserveAuthFailure(const std::string& reason);
 
   // Sampled just before each scrape: (label value, value) pairs.
   using Sampler = std::function<std::vector<std::pair<std::string, double>>()>;
@@ -67,15 +73,20 @@ class Metrics {
 };
 
 // GET/HEAD /metrics and /healthz (`healthy` may be null: not serving);
-// nullopt for any other path.
+// nullopt for any other path. /metrics is checked by `auth`
+// (Authenticator::CheckMetrics) when given: 401 or 403 in plain text.
+// /healthz is always open.
 std::optional<HttpResponse> MetricsEndpoint(const HttpRequest& request, Metrics* metrics,
-                                            const std::function<bool()>& healthy);
+                                            const std::function<bool()>& healthy,
+                                            const Authenticator* auth = nullptr);
 
 // Serves MetricsEndpoint on its own port (metrics_listen); 404 elsewhere.
 class MetricsHttpServer {
  public:
-  // `healthy` answers /healthz; both must outlive the server.
-  MetricsHttpServer(Metrics* metrics, std::function<bool()> healthy);
+  // `healthy` answers /healthz; `auth` (may be null) guards /metrics; all
+  // must outlive the server.
+  MetricsHttpServer(Metrics* metrics, std::function<bool()> healthy,
+                    const Authenticator* auth = nullptr);
   ~MetricsHttpServer();
 
   // address "HOST:PORT" (PORT 0 picks a free port; see port()).

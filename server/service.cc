@@ -95,6 +95,14 @@ Status Guard(const std::function<Status()>& work) {
   }
 }
 
+// The `authorization` metadata of a call ("" when absent).
+std::string_view AuthorizationOf(const grpc::CallbackServerContext* ctx) {
+  const auto& metadata = ctx->client_metadata();
+  auto it = metadata.find("authorization");
+  if (it == metadata.end()) return {};
+  return std::string_view(it->second.data(), it->second.size());
+}
+
 // Rejects a request carrying more than `limit` entries of `field` ("images",
 // "items", "ids", "queries"): "items: 5000 items is over the limit of 4096".
 Status CheckCount(const std::string& field, int count, int limit) {
@@ -166,9 +174,18 @@ void LookalikeService::Run(const char* method, std::function<void(FinishFn finis
 }
 
 grpc::ServerUnaryReactor* LookalikeService::RunUnaryAsync(
-    grpc::CallbackServerContext* ctx, const char* method,
+    grpc::CallbackServerContext* ctx, const char* method, const google::protobuf::Message& request,
     std::function<void(FinishFn finish)> work) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  if (options_.auth != nullptr) {
+    const Status allowed =
+        Guard([&] { return options_.auth->Check(AuthorizationOf(ctx), method, request); });
+    if (!allowed.ok()) {
+      Record(method, allowed, 0);
+      reactor->Finish(ToGrpcStatus(allowed));
+      return reactor;
+    }
+  }
   Run(method, std::move(work),
       [reactor](const Status& status) { reactor->Finish(ToGrpcStatus(status)); });
   return reactor;
@@ -176,8 +193,9 @@ grpc::ServerUnaryReactor* LookalikeService::RunUnaryAsync(
 
 grpc::ServerUnaryReactor* LookalikeService::RunUnary(grpc::CallbackServerContext* ctx,
                                                      const char* method,
+                                                     const google::protobuf::Message& request,
                                                      std::function<Status()> work) {
-  return RunUnaryAsync(ctx, method,
+  return RunUnaryAsync(ctx, method, request,
                        [work = std::move(work)](FinishFn finish) { finish(Guard(work)); });
 }
 
@@ -417,8 +435,20 @@ void LookalikeService::DoUpsert(const pb::UpsertRequest& request, int64_t index_
 class LookalikeService::UpsertStreamReactor final
     : public grpc::ServerReadReactor<pb::UpsertRequest> {
  public:
-  UpsertStreamReactor(LookalikeService* service, pb::UpsertResponse* response)
+  UpsertStreamReactor(LookalikeService* service, grpc::CallbackServerContext* ctx,
+                      pb::UpsertResponse* response)
       : service_(service), response_(response), start_(std::chrono::steady_clock::now()) {
+    // The key is checked once here, and its right on the collection per message.
+    if (const Authenticator* auth = service_->options_.auth) {
+      const Status checked = Guard([&] {
+        ASSIGN_OR_RETURN(key_, auth->Authenticate(AuthorizationOf(ctx), "UpsertStream"));
+        return Status::Ok();
+      });
+      if (!checked.ok()) {
+        Done(checked);
+        return;
+      }
+    }
     StartRead(&message_);
   }
 
@@ -453,6 +483,10 @@ class LookalikeService::UpsertStreamReactor final
                                        "\" but the stream writes to \"" + collection_ + "\""));
     }
     message_.set_collection(collection_);
+    if (key_ != nullptr) {
+      const Status allowed = service_->options_.auth->Authorize(*key_, "UpsertStream", message_);
+      if (!allowed.ok()) return Done(allowed);
+    }
     part_.Clear();
     service_->DoUpsert(message_, items_seen_, &part_, [this](Status status) {
       if (!status.ok()) return Done(status);
@@ -479,6 +513,7 @@ class LookalikeService::UpsertStreamReactor final
   pb::UpsertResponse part_;  // the reply to message_
   std::string collection_;
   int64_t items_seen_ = 0;
+  const ApiKey* key_ = nullptr;  // the caller's, when the server has keys
 };
 
 // ---- Search ----------------------------------------------------------------------
@@ -780,70 +815,73 @@ Status LookalikeService::DoListModels(pb::ListModelsResponse* response) {
 grpc::ServerUnaryReactor* LookalikeService::Embed(grpc::CallbackServerContext* ctx,
                                                   const pb::EmbedRequest* request,
                                                   pb::EmbedResponse* response) {
-  return RunUnaryAsync(ctx, "Embed",
+  return RunUnaryAsync(ctx, "Embed", *request,
                        [=](FinishFn finish) { DoEmbed(*request, response, std::move(finish)); });
 }
 
 grpc::ServerUnaryReactor* LookalikeService::CreateCollection(
     grpc::CallbackServerContext* ctx, const pb::CreateCollectionRequest* request,
     pb::CollectionInfo* response) {
-  return RunUnary(ctx, "CreateCollection", [=] { return DoCreateCollection(*request, response); });
+  return RunUnary(ctx, "CreateCollection", *request,
+                  [=] { return DoCreateCollection(*request, response); });
 }
 
-grpc::ServerUnaryReactor* LookalikeService::ListCollections(grpc::CallbackServerContext* ctx,
-                                                            const pb::ListCollectionsRequest*,
-                                                            pb::ListCollectionsResponse* response) {
-  return RunUnary(ctx, "ListCollections", [=] { return DoListCollections(response); });
+grpc::ServerUnaryReactor* LookalikeService::ListCollections(
+    grpc::CallbackServerContext* ctx, const pb::ListCollectionsRequest* request,
+    pb::ListCollectionsResponse* response) {
+  return RunUnary(ctx, "ListCollections", *request, [=] { return DoListCollections(response); });
 }
 
 grpc::ServerUnaryReactor* LookalikeService::DescribeCollection(
     grpc::CallbackServerContext* ctx, const pb::DescribeCollectionRequest* request,
     pb::CollectionInfo* response) {
-  return RunUnary(ctx, "DescribeCollection",
+  return RunUnary(ctx, "DescribeCollection", *request,
                   [=] { return DoDescribeCollection(request->name(), response); });
 }
 
 grpc::ServerUnaryReactor* LookalikeService::DropCollection(grpc::CallbackServerContext* ctx,
                                                            const pb::DropCollectionRequest* request,
                                                            pb::DropCollectionResponse*) {
-  return RunUnary(ctx, "DropCollection", [=] { return DoDropCollection(request->name()); });
+  return RunUnary(ctx, "DropCollection", *request,
+                  [=] { return DoDropCollection(request->name()); });
 }
 
 grpc::ServerUnaryReactor* LookalikeService::Upsert(grpc::CallbackServerContext* ctx,
                                                    const pb::UpsertRequest* request,
                                                    pb::UpsertResponse* response) {
-  return RunUnaryAsync(
-      ctx, "Upsert", [=](FinishFn finish) { DoUpsert(*request, 0, response, std::move(finish)); });
+  return RunUnaryAsync(ctx, "Upsert", *request, [=](FinishFn finish) {
+    DoUpsert(*request, 0, response, std::move(finish));
+  });
 }
 
 grpc::ServerReadReactor<pb::UpsertRequest>* LookalikeService::UpsertStream(
-    grpc::CallbackServerContext*, pb::UpsertResponse* response) {
-  return new UpsertStreamReactor(this, response);
+    grpc::CallbackServerContext* ctx, pb::UpsertResponse* response) {
+  return new UpsertStreamReactor(this, ctx, response);
 }
 
 grpc::ServerUnaryReactor* LookalikeService::Search(grpc::CallbackServerContext* ctx,
                                                    const pb::SearchRequest* request,
                                                    pb::SearchResponse* response) {
-  return RunUnaryAsync(ctx, "Search",
+  return RunUnaryAsync(ctx, "Search", *request,
                        [=](FinishFn finish) { DoSearch(*request, response, std::move(finish)); });
 }
 
 grpc::ServerUnaryReactor* LookalikeService::Get(grpc::CallbackServerContext* ctx,
                                                 const pb::GetRequest* request,
                                                 pb::GetResponse* response) {
-  return RunUnary(ctx, "Get", [=] { return DoGet(*request, response); });
+  return RunUnary(ctx, "Get", *request, [=] { return DoGet(*request, response); });
 }
 
 grpc::ServerUnaryReactor* LookalikeService::Delete(grpc::CallbackServerContext* ctx,
                                                    const pb::DeleteRequest* request,
                                                    pb::DeleteResponse* response) {
-  return RunUnary(ctx, "Delete", [=] { return DoDelete(*request, response); });
+  return RunUnary(ctx, "Delete", *request, [=] { return DoDelete(*request, response); });
 }
 
 grpc::ServerUnaryReactor* LookalikeService::ListModels(grpc::CallbackServerContext* ctx,
-                                                       const pb::ListModelsRequest*,
+                                                       const pb::ListModelsRequest* request,
                                                        pb::ListModelsResponse* response) {
-  return RunUnary(ctx, "ListModels", [=] { return DoListModels(response); });
+  return RunUnary(ctx, "ListModels", *request, [=] { return DoListModels(response); });
 }
 
 }  // namespace lookalike

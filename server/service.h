@@ -26,6 +26,7 @@
 #include "common/status.h"
 #include "index/collection.h"
 #include "lookalike/v1/lookalike.grpc.pb.h"
+#include "server/auth.h"
 #include "server/config.h"
 #include "server/embed_pipeline.h"
 #include "server/metrics.h"
@@ -40,6 +41,10 @@ struct ServiceOptions {
   // Threads running RPC bodies. A request holds one while its images are
   // decoded, not while they wait for or run in a batch.
   int handler_threads = 0;  // 0 = max(32, 4 * cores)
+  // API keys (server/auth.h): every call is checked against them, on gRPC
+  // here and over HTTP by HttpApi. Null = no keys, every call allowed.
+  // Must outlive the service.
+  const Authenticator* auth = nullptr;
 };
 
 class LookalikeService final : public lookalike::v1::Lookalike::CallbackService {
@@ -115,6 +120,12 @@ class LookalikeService final : public lookalike::v1::Lookalike::CallbackService 
   // transports other than gRPC's (server/http_api.h).
   void Run(const char* method, std::function<void(FinishFn finish)> work, FinishFn done);
 
+  // The API keys calls are checked against; null when there are none.
+  const Authenticator* authenticator() const { return options_.auth; }
+  // Counts a finished call of `method` in Metrics (and logs a failure at
+  // debug). Run does this itself; for calls refused before Run (API keys).
+  void Record(const char* method, const Status& status, double seconds);
+
   // Embedding queue depth per model (metrics).
   std::vector<std::pair<std::string, double>> QueueDepths() const;
 
@@ -122,14 +133,16 @@ class LookalikeService final : public lookalike::v1::Lookalike::CallbackService 
   class UpsertStreamReactor;
   struct SearchPlan;
 
-  // Runs `work` on the handler pool; it (or a completion it hands `finish`
-  // to) finishes the reactor. Records metrics for `method`.
+  // Checks the call's API key (ServiceOptions::auth) for `method` and
+  // `request`, then runs `work` on the handler pool; it (or a completion it
+  // hands `finish` to) finishes the reactor. Records metrics for `method`.
   grpc::ServerUnaryReactor* RunUnaryAsync(grpc::CallbackServerContext* ctx, const char* method,
+                                          const google::protobuf::Message& request,
                                           std::function<void(FinishFn finish)> work);
   // The same for work that is done when it returns.
   grpc::ServerUnaryReactor* RunUnary(grpc::CallbackServerContext* ctx, const char* method,
+                                     const google::protobuf::Message& request,
                                      std::function<Status()> work);
-  void Record(const char* method, const Status& status, double seconds);
 
   Status PlanSearch(const lookalike::v1::SearchRequest& request, SearchPlan* plan,
                     std::vector<int>* image_queries, std::vector<int>* text_queries);

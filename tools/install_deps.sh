@@ -28,7 +28,7 @@ BUILD_PACKAGES=(
   libopencv-dev libfaiss-dev libopenblas-dev libdnnl-dev
   libsqlite3-dev libspdlog-dev libfmt-dev nlohmann-json3-dev libpq-dev
   libyaml-cpp-dev libcli11-dev prometheus-cpp-dev libgif-dev libjpeg-dev libpng-dev zlib1g-dev
-  libboost-dev
+  libboost-dev libssl-dev
 )
 # Python for the weight tools, reference models and the example client.
 PYTHON_PACKAGES=(python3 python3-venv python3-pip python3-numpy python3-torch python3-torchvision)

@@ -11,7 +11,8 @@
 //   lookalike get COLLECTION ID... | delete COLLECTION ID... | models | health
 //
 // Every command takes --server HOST:PORT (default $LOOKALIKE_SERVER or
-// localhost:50051) and --timeout SECONDS. Errors go to stderr as
+// localhost:50051), --timeout SECONDS and --api-key KEY (default
+// $LOOKALIKE_API_KEY; docs/security.md). Errors go to stderr as
 // "lookalike: CODE: message" with exit code 1; usage errors exit with 2.
 #include <unistd.h>
 
@@ -43,6 +44,7 @@ struct CommonFlags {
   std::string server;
   double timeout_s = 60.0;
   int max_attempts = 6;
+  std::string api_key;  // "" = $LOOKALIKE_API_KEY, or none
 };
 
 void AddCommonFlags(CLI::App* cmd, CommonFlags* flags) {
@@ -55,6 +57,9 @@ void AddCommonFlags(CLI::App* cmd, CommonFlags* flags) {
                   "Attempts per request for UNAVAILABLE / RESOURCE_EXHAUSTED (with backoff)")
       ->capture_default_str()
       ->check(CLI::Range(1, 100));
+  // The environment keeps the key out of shell history and `ps`.
+  cmd->add_option("--api-key", flags->api_key,
+                  "API key, sent as \"authorization: Bearer KEY\" (default: $LOOKALIKE_API_KEY)");
 }
 
 int Fail(const Status& status) {
@@ -67,6 +72,7 @@ StatusOr<std::unique_ptr<Client>> MakeClient(const CommonFlags& flags) {
   options.server = flags.server;
   options.timeout = std::chrono::milliseconds(static_cast<int64_t>(flags.timeout_s * 1000.0));
   options.max_attempts = flags.max_attempts;
+  options.api_key = flags.api_key;
   return Client::Connect(options);
 }
 

@@ -15,7 +15,7 @@ with grpcio-tools into a temporary folder (pinned in tools/requirements.txt),
 so nothing generated is checked in.
 
 Library use:
-    backend = SimilarityBackend("localhost:50051", "products")
+    backend = SimilarityBackend("localhost:50051", "products")  # api_key="lk_..." if the server has keys
     backend.similar_products(open("shoe.jpg", "rb").read(), k=5)
     backend.products_matching("red summer dress", k=5)  # the collection's model is CLIP
 """
@@ -61,10 +61,12 @@ def load_stubs(proto_dir=PROTO_DIR):
 class SimilarityBackend:
     """Thin wrapper over the Lookalike stub; one channel shared by all requests."""
 
-    def __init__(self, server, collection, timeout_s=10.0):
+    def __init__(self, server, collection, timeout_s=10.0, api_key=None):
         self.pb2, pb2_grpc = load_stubs()
         self.collection = collection
         self.timeout_s = timeout_s
+        # API key (docs/security.md): sent as "authorization: Bearer <key>" with every call.
+        self.metadata = (("authorization", f"Bearer {api_key}"),) if api_key else ()
         self.channel = grpc.insecure_channel(
             server, options=[("grpc.max_send_message_length", 64 << 20),
                              ("grpc.max_receive_message_length", 64 << 20)])
@@ -94,7 +96,7 @@ class SimilarityBackend:
             request.filter.add(key=key, values=list(values))
         if min_score is not None:
             request.min_score = min_score
-        response = self.stub.Search(request, timeout=self.timeout_s)
+        response = self.stub.Search(request, timeout=self.timeout_s, metadata=self.metadata)
         return [{"id": h.id, "score": h.score, "metadata": dict(h.metadata)}
                 for h in response.results[0].hits]
 
@@ -183,8 +185,10 @@ def main(argv=None):
     parser.add_argument("--query", help="instead of serving HTTP: print the results for this image file as JSON")
     parser.add_argument("--text", help="instead of serving HTTP: print the results for these words as JSON")
     parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--api-key", default=os.environ.get("LOOKALIKE_API_KEY"),
+                        help="API key, when the server has keys (default: $LOOKALIKE_API_KEY)")
     args = parser.parse_args(argv)
-    backend = SimilarityBackend(args.server, args.collection)
+    backend = SimilarityBackend(args.server, args.collection, api_key=args.api_key)
     if args.text:
         try:
             print(json.dumps(backend.products_matching(args.text, k=args.k), indent=2))

@@ -278,5 +278,36 @@ TEST(ConfigTest, FlagErrors) {
   EXPECT_TRUE(help);
 }
 
+// API keys (server/auth.h): the file path and whether /metrics needs a key.
+TEST(ConfigTest, ApiKeysSettings) {
+  bool help = false;
+  StatusOr<ServerConfig> c =
+      LoadServerConfig({"--api-keys", "/etc/keys.yaml", "--metrics-require-key", "true"}, &help);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->api_keys, "/etc/keys.yaml");
+  EXPECT_TRUE(c->metrics_require_key);
+  ServerConfig yaml;
+  ASSERT_TRUE(
+      ApplyYamlConfig("api_keys: k.yaml\nmetrics_require_key: true\n", "x.yaml", &yaml).ok());
+  EXPECT_EQ(yaml.api_keys, "k.yaml");
+  EXPECT_TRUE(yaml.metrics_require_key);
+  // The shipped file documents the defaults: no keys, /metrics open.
+  std::ifstream in(std::string(LOOKALIKE_SOURCE_DIR) + "/configs/lookalike.yaml");
+  std::stringstream text;
+  text << in.rdbuf();
+  ASSERT_TRUE(ApplyYamlConfig(text.str(), "lookalike.yaml", &yaml).ok());
+  EXPECT_EQ(yaml.api_keys, "");
+  EXPECT_FALSE(yaml.metrics_require_key);
+
+  Status bad = ApplyFlags({"--metrics-require-key", "yes"}, &yaml);
+  EXPECT_NE(bad.message().find("--metrics-require-key: expected true or false, got \"yes\""),
+            std::string::npos)
+      << bad.ToString();
+  c = LoadServerConfig({"--metrics-require-key", "true"}, &help);
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("metrics_require_key: true needs api_keys"),
+            std::string::npos);
+}
+
 }  // namespace
 }  // namespace lookalike

@@ -27,9 +27,17 @@ TEST(GrpcStatusTest, CodesAndMessagesMapOneToOne) {
     EXPECT_EQ(FromGrpcStatus(g), status);
   }
   EXPECT_EQ(FromGrpcStatus(grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "who")).code(),
-            StatusCode::kUnknown);
+            StatusCode::kUnauthenticated);
+  EXPECT_EQ(ToGrpcStatus(UnauthenticatedError("who")).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(ToGrpcStatus(PermissionDeniedError("no")).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
   EXPECT_EQ(FromGrpcStatus(grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "who")).message(),
             "who");
+  // A code beyond gRPC's (a newer peer) becomes UNKNOWN, its message kept.
+  const Status beyond = FromGrpcStatus(grpc::Status(static_cast<grpc::StatusCode>(17), "new"));
+  EXPECT_EQ(beyond.code(), StatusCode::kUnknown);
+  EXPECT_EQ(beyond.message(), "new");
   EXPECT_TRUE(FromGrpcStatus(grpc::Status::OK).ok());
 }
 

@@ -9,16 +9,14 @@
 #include <google/protobuf/descriptor.h>
 #include <gtest/gtest.h>
 
-#include <boost/asio/connect.hpp>
-#include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/core/detail/base64.hpp>
-#include <boost/beast/http.hpp>
 #include <future>
 #include <nlohmann/json.hpp>
 #include <thread>
 
 #include "fake_model.h"
+#include "http_test_client.h"
 #include "memory_collections.h"
 #include "server/http_server.h"
 
@@ -27,64 +25,19 @@ namespace {
 
 namespace pb = ::lookalike::v1;
 namespace beast = boost::beast;
-namespace http = boost::beast::http;
-using tcp = boost::asio::ip::tcp;
 using nlohmann::json;
 
 constexpr int64_t kMaxMessageBytes = 1 << 20;
 
+using testing::Connection;
 using testing::Png;
+using testing::Reply;
 
 std::string Base64(const std::string& bytes) {
   std::string out(beast::detail::base64::encoded_size(bytes.size()), '\0');
   out.resize(beast::detail::base64::encode(out.data(), bytes.data(), bytes.size()));
   return out;
 }
-
-struct Reply {
-  int status = 0;
-  std::string content_type;
-  std::string body;
-  std::map<std::string, std::string> headers;
-  json Json() const { return json::parse(body, nullptr, /*allow_exceptions=*/false); }
-};
-
-// One HTTP/1.1 connection to 127.0.0.1:port (keep-alive).
-class Connection {
- public:
-  explicit Connection(int port) : socket_(io_) {
-    socket_.connect(tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), port));
-  }
-  Reply Send(const std::string& method, const std::string& target, const std::string& body,
-             const std::string& content_type = "application/json") {
-    http::request<http::string_body> req{http::string_to_verb(method), target, 11};
-    req.set(http::field::host, "127.0.0.1");
-    if (!content_type.empty()) req.set(http::field::content_type, content_type);
-    req.body() = body;
-    req.prepare_payload();
-    // The server may answer (413) and close before the whole body is sent:
-    // the write then fails with a broken pipe, and the reply is still read.
-    beast::error_code write_ec;
-    http::write(socket_, req, write_ec);
-    http::response_parser<http::string_body> parser;
-    parser.body_limit(64 << 20);
-    beast::error_code ec;
-    http::read(socket_, buffer_, parser, ec);
-    Reply r;
-    if (ec) return r;  // status 0: no reply
-    auto& res = parser.get();
-    r.status = static_cast<int>(res.result_int());
-    r.content_type = std::string(res[http::field::content_type]);
-    for (const auto& f : res) r.headers[std::string(f.name_string())] = std::string(f.value());
-    r.body = res.body();
-    return r;
-  }
-
- private:
-  boost::asio::io_context io_;
-  tcp::socket socket_;
-  beast::flat_buffer buffer_;
-};
 
 class HttpApiTest : public ::testing::Test {
  protected:

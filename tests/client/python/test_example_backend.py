@@ -26,9 +26,11 @@ pb2, pb2_grpc = example_backend.load_stubs()
 class FakeLookalike(pb2_grpc.LookalikeServicer):
     def __init__(self):
         self.requests = []
+        self.authorization = []  # the "authorization" metadata of each call (None if absent)
 
     def Search(self, request, context):
         self.requests.append(request)
+        self.authorization.append(dict(context.invocation_metadata()).get("authorization"))
         if request.collection != "products":
             context.abort(grpc.StatusCode.NOT_FOUND, f'collection "{request.collection}" not found')
         if request.queries[0].WhichOneof("query") == "text" and request.queries[0].text == "":
@@ -114,3 +116,10 @@ def test_http_endpoint(fake_server):
     finally:
         httpd.shutdown()
         backend.close()
+
+
+def test_api_key_is_sent_as_bearer_metadata(fake_server):
+    servicer, address = fake_server
+    example_backend.SimilarityBackend(address, "products").similar_products(b"x", k=1)
+    example_backend.SimilarityBackend(address, "products", api_key="lk_abc").similar_products(b"x", k=1)
+    assert servicer.authorization == [None, "Bearer lk_abc"]
