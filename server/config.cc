@@ -64,6 +64,13 @@ Setter IntField(Sub ServerConfig::*sub, T Sub::*field) {
   };
 }
 
+Setter TlsField(std::string TlsConfig::*field) {
+  return [field](const std::string&, const std::string& v, ServerConfig* c) {
+    c->tls.*field = v;
+    return Status::Ok();
+  };
+}
+
 // Top-level scalar keys (YAML key -> setter). Section keys use "section.key".
 const std::map<std::string, Setter>& ScalarKeys() {
   static const auto* keys = new std::map<std::string, Setter>{
@@ -110,6 +117,10 @@ const std::map<std::string, Setter>& ScalarKeys() {
       {"batcher.max_batch", IntField(&ServerConfig::batcher, &BatcherConfig::max_batch)},
       {"batcher.max_delay_us", IntField(&ServerConfig::batcher, &BatcherConfig::max_delay_us)},
       {"batcher.queue_capacity", IntField(&ServerConfig::batcher, &BatcherConfig::queue_capacity)},
+      // TLS (server/tls.h): PEM file paths.
+      {"tls_cert", TlsField(&TlsConfig::cert)},
+      {"tls_key", TlsField(&TlsConfig::key)},
+      {"tls_client_ca", TlsField(&TlsConfig::client_ca)},
   };
   return *keys;
 }
@@ -145,6 +156,9 @@ const std::map<std::string, std::string>& FlagKeys() {
       {"max-batch", "batcher.max_batch"},
       {"max-delay-us", "batcher.max_delay_us"},
       {"queue-capacity", "batcher.queue_capacity"},
+      {"tls-cert", "tls_cert"},
+      {"tls-key", "tls_key"},
+      {"tls-client-ca", "tls_client_ca"},
   };
   return *flags;
 }
@@ -343,6 +357,17 @@ Status ValidateConfig(const ServerConfig& c) {
     return InvalidArgumentError("http_listen: \"" + c.http_listen +
                                 "\" is not HOST:PORT (or empty to disable)");
   }
+  // Whether the TLS files can be read and match is checked when the server
+  // loads them (server/tls.h), naming the file.
+  if (c.tls.cert.empty() != c.tls.key.empty()) {
+    return InvalidArgumentError(c.tls.cert.empty()
+                                    ? "tls_key: \"" + c.tls.key + "\" is set but tls_cert is not"
+                                    : "tls_cert: \"" + c.tls.cert + "\" is set but tls_key is not");
+  }
+  if (!c.tls.client_ca.empty() && c.tls.cert.empty()) {
+    return InvalidArgumentError("tls_client_ca: \"" + c.tls.client_ca +
+                                "\" needs tls_cert and tls_key (mutual TLS is TLS first)");
+  }
   if (c.data_dir.empty()) return InvalidArgumentError("data_dir: must not be empty");
   RETURN_IF_ERROR(ValidateStorage(c.storage).WithPrefix("storage"));
   // Whether GPU N exists is for the engine or index that opens it to say.
@@ -474,6 +499,11 @@ documents every key), then these flags:
   --max-image-pixels N          --max-texts-per-request N    --max-text-bytes N
   --decode-threads N            --max-batch N                --max-delay-us N
   --queue-capacity N            --max-pending-requests N
+  --tls-cert FILE               TLS on every listener: the server's PEM certificate chain
+  --tls-key FILE                ... and its PEM private key (both or neither)
+  --tls-client-ca FILE          mutual TLS: clients must present a certificate signed by
+                                these PEM CA certificates (gRPC and http_listen)
+                                SIGHUP re-reads the three files (docs/security.md)
 )";
 }
 

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "server/tls.h"
 
 namespace lookalike {
 
@@ -80,6 +81,9 @@ struct ServerConfig {
       {"efficientnet_lite0", "efficientnet_lite0", "weights/efficientnet_lite0.safetensors"}};
   LimitsConfig limits;
   BatcherConfig batcher;
+  // TLS on every listener: top-level keys tls_cert, tls_key, tls_client_ca
+  // (server/tls.h, docs/security.md). Off when tls_cert is "".
+  TlsConfig tls;
 };
 
 // Parses YAML text over `config` (keys not present keep their value).

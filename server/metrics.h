@@ -74,8 +74,10 @@ std::optional<HttpResponse> MetricsEndpoint(const HttpRequest& request, Metrics*
 // Serves MetricsEndpoint on its own port (metrics_listen); 404 elsewhere.
 class MetricsHttpServer {
  public:
-  // `healthy` answers /healthz; both must outlive the server.
-  MetricsHttpServer(Metrics* metrics, std::function<bool()> healthy);
+  // `healthy` answers /healthz; both must outlive the server. With `tls`
+  // the port speaks TLS only, without asking for client certificates.
+  MetricsHttpServer(Metrics* metrics, std::function<bool()> healthy,
+                    std::shared_ptr<TlsCredentialStore> tls = nullptr);
   ~MetricsHttpServer();
 
   // address "HOST:PORT" (PORT 0 picks a free port; see port()).

@@ -28,14 +28,14 @@ BUILD_PACKAGES=(
   libopencv-dev libfaiss-dev libopenblas-dev libdnnl-dev
   libsqlite3-dev libspdlog-dev libfmt-dev nlohmann-json3-dev libpq-dev
   libyaml-cpp-dev libcli11-dev prometheus-cpp-dev libgif-dev libjpeg-dev libpng-dev zlib1g-dev
-  libboost-dev
+  libboost-dev libssl-dev
 )
 # Python for the weight tools, reference models and the example client.
 PYTHON_PACKAGES=(python3 python3-venv python3-pip python3-numpy python3-torch python3-torchvision)
 # Development only: lint, tests, benchmarks, ccache, tools used by the scripts
 # (clang-14 + libclang-rt-14-dev: libFuzzer and the sanitizers of tools/fuzz.sh).
 DEV_PACKAGES=(
-  ccache git clang-format clang-tidy sqlite3 curl postgresql
+  ccache git clang-format clang-tidy sqlite3 curl openssl postgresql
   clang-14 libclang-rt-14-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   chromium chromium-driver

@@ -11,7 +11,9 @@
 //   lookalike get COLLECTION ID... | delete COLLECTION ID... | models | health
 //
 // Every command takes --server HOST:PORT (default $LOOKALIKE_SERVER or
-// localhost:50051) and --timeout SECONDS. Errors go to stderr as
+// localhost:50051), --timeout SECONDS, and for a TLS server --tls-ca FILE
+// (plus --tls-cert FILE --tls-key FILE for mutual TLS; defaults
+// $LOOKALIKE_TLS_CA, $LOOKALIKE_TLS_CERT, $LOOKALIKE_TLS_KEY). Errors go to stderr as
 // "lookalike: CODE: message" with exit code 1; usage errors exit with 2.
 #include <unistd.h>
 
@@ -43,6 +45,8 @@ struct CommonFlags {
   std::string server;
   double timeout_s = 60.0;
   int max_attempts = 6;
+  // TLS files (ClientOptions::tls_*).
+  std::string tls_ca, tls_cert, tls_key;
 };
 
 void AddCommonFlags(CLI::App* cmd, CommonFlags* flags) {
@@ -55,6 +59,14 @@ void AddCommonFlags(CLI::App* cmd, CommonFlags* flags) {
                   "Attempts per request for UNAVAILABLE / RESOURCE_EXHAUSTED (with backoff)")
       ->capture_default_str()
       ->check(CLI::Range(1, 100));
+  cmd->add_option("--tls-ca", flags->tls_ca,
+                  "TLS: PEM CA certificates that signed the server's certificate (turns TLS on)")
+      ->envname("LOOKALIKE_TLS_CA");
+  cmd->add_option("--tls-cert", flags->tls_cert,
+                  "TLS: this client's PEM certificate, for a server that requires one")
+      ->envname("LOOKALIKE_TLS_CERT");
+  cmd->add_option("--tls-key", flags->tls_key, "TLS: the private key of --tls-cert (PEM)")
+      ->envname("LOOKALIKE_TLS_KEY");
 }
 
 int Fail(const Status& status) {
@@ -67,6 +79,9 @@ StatusOr<std::unique_ptr<Client>> MakeClient(const CommonFlags& flags) {
   options.server = flags.server;
   options.timeout = std::chrono::milliseconds(static_cast<int64_t>(flags.timeout_s * 1000.0));
   options.max_attempts = flags.max_attempts;
+  options.tls_ca = flags.tls_ca;
+  options.tls_cert = flags.tls_cert;
+  options.tls_key = flags.tls_key;
   return Client::Connect(options);
 }
 

@@ -40,6 +40,7 @@ TEST(ConfigTest, ShippedYamlEqualsDefaults) {
   loaded.models.clear();
   loaded.handler_threads = 3;
   loaded.storage = "postgresql://x/y";
+  loaded.tls = {"c.pem", "k.pem", "ca.pem"};
   ASSERT_TRUE(ApplyYamlConfig(text.str(), "lookalike.yaml", &loaded).ok());
   ServerConfig defaults;
   EXPECT_EQ(loaded.listen, defaults.listen);
@@ -69,6 +70,9 @@ TEST(ConfigTest, ShippedYamlEqualsDefaults) {
   EXPECT_EQ(loaded.batcher.max_batch, defaults.batcher.max_batch);
   EXPECT_EQ(loaded.batcher.max_delay_us, defaults.batcher.max_delay_us);
   EXPECT_EQ(loaded.batcher.queue_capacity, defaults.batcher.queue_capacity);
+  EXPECT_EQ(loaded.tls.cert, defaults.tls.cert);
+  EXPECT_EQ(loaded.tls.key, defaults.tls.key);
+  EXPECT_EQ(loaded.tls.client_ca, defaults.tls.client_ca);
 }
 
 TEST(ConfigTest, YamlOverridesNestedKeys) {
@@ -276,6 +280,32 @@ TEST(ConfigTest, FlagErrors) {
             "default_model: \"efficientnet_lite0\" is not one of the configured models");
   StatusOr<ServerConfig> c = LoadServerConfig({"--help"}, &help);
   EXPECT_TRUE(help);
+}
+
+// TLS keys and flags: the file contents are checked by the server at start
+// (tests/server/tls_test.cc); here only their presence.
+TEST(ConfigTest, TlsKeysAndFlags) {
+  bool help = false;
+  StatusOr<ServerConfig> c = LoadServerConfig(
+      {"--tls-cert", "/c.pem", "--tls-key=/k.pem", "--tls-client-ca", "/ca.pem"}, &help);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->tls.cert, "/c.pem");
+  EXPECT_EQ(c->tls.key, "/k.pem");
+  EXPECT_EQ(c->tls.client_ca, "/ca.pem");
+  EXPECT_TRUE(c->tls.enabled());
+  EXPECT_FALSE(ServerConfig().tls.enabled());
+
+  ServerConfig yaml;
+  ASSERT_TRUE(ApplyYamlConfig("tls_cert: a.pem\ntls_key: b.pem\n", "t.yaml", &yaml).ok());
+  EXPECT_EQ(yaml.tls.cert, "a.pem");
+  EXPECT_EQ(yaml.tls.key, "b.pem");
+  EXPECT_TRUE(ValidateConfig(yaml).ok());
+
+  EXPECT_EQ(ErrorOf("tls_cert: a.pem\n"), "tls_cert: \"a.pem\" is set but tls_key is not");
+  EXPECT_EQ(ErrorOf("tls_key: b.pem\n"), "tls_key: \"b.pem\" is set but tls_cert is not");
+  EXPECT_EQ(ErrorOf("tls_client_ca: ca.pem\n"),
+            "tls_client_ca: \"ca.pem\" needs tls_cert and tls_key (mutual TLS is TLS first)");
+  EXPECT_EQ(ErrorOf("tls:\n  cert: a\n"), "test.yaml:1: unknown key \"tls\"");
 }
 
 }  // namespace
