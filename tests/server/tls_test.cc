@@ -452,12 +452,8 @@ int PlainGet(int port, const std::string& target) {
 
 class TlsHttpTest : public ::testing::Test {
  protected:
-  // `tls` false: a plain-text server.
-  void StartServer(bool mutual, bool tls = true) {
-    if (tls) {
-      store_ = LoadStore(files_.Config(mutual));
-      ASSERT_NE(store_, nullptr);
-    }
+  void StartServer(bool mutual) {
+    store_ = LoadStore(files_.Config(mutual));
     HttpServerOptions options;
     options.tls = store_;
     server_ =
