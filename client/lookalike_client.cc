@@ -8,6 +8,8 @@
 #include <google/protobuf/stubs/common.h>
 #include <grpcpp/generic/generic_stub.h>
 
+#include "common/file.h"
+
 namespace lookalike {
 
 std::string ResolveServerAddress(const std::string& flag) {
@@ -27,6 +29,65 @@ bool StoresVectorsOnly(const v1::CollectionInfo& info) { return info.model() == 
 
 bool IsRetryable(StatusCode code) {
   return code == StatusCode::kUnavailable || code == StatusCode::kResourceExhausted;
+}
+
+StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeChannelCredentials(
+    const ClientOptions& options) {
+  if (!options.tls()) return grpc::InsecureChannelCredentials();
+  if (options.tls_cert.empty() != options.tls_key.empty()) {
+    return InvalidArgumentError(options.tls_cert.empty()
+                                    ? "tls_key is set but tls_cert is not (give both or neither)"
+                                    : "tls_cert is set but tls_key is not (give both or neither)");
+  }
+  grpc::SslCredentialsOptions ssl;
+  const std::pair<const std::string*, std::string*> files[] = {
+      {&options.tls_ca, &ssl.pem_root_certs},
+      {&options.tls_cert, &ssl.pem_cert_chain},
+      {&options.tls_key, &ssl.pem_private_key}};
+  const char* names[] = {"tls_ca", "tls_cert", "tls_key"};
+  for (int i = 0; i < 3; ++i) {
+    if (files[i].first->empty()) continue;
+    StatusOr<std::string> pem = ReadSmallFile(*files[i].first);
+    if (!pem.ok()) return Status(pem.status().code(), names[i] + (": " + pem.status().message()));
+    *files[i].second = std::move(*pem);
+  }
+  return grpc::SslCredentials(ssl);
+}
+
+Status ExplainTlsFailure(const Status& status, const ClientOptions& options) {
+  if (status.code() != StatusCode::kUnavailable) return status;
+  const std::string& m = status.message();
+  auto has = [&m](const char* text) { return m.find(text) != std::string::npos; };
+  std::string why;
+  if (has("certificate verify failed") || has("is not in peer certificate")) {
+    why = options.tls_ca.empty()
+              ? "the server's certificate is not signed by a CA in gRPC's default roots, or does "
+                "not name this host; set tls_ca (--tls-ca) to the CA that signed it"
+              : "the server's certificate is not signed by a CA in tls_ca \"" + options.tls_ca +
+                    "\", or does not name the host of " + options.server;
+  } else if (options.tls() && (has("wrong version number") || has("packet length too long"))) {
+    why = "the server at " + options.server + " does not speak TLS (leave out tls_ca, --tls-ca)";
+  } else if (has("certificate required") ||
+             (has("handshake failure") && options.tls_cert.empty())) {
+    why = "the server requires a client certificate (tls_cert and tls_key, --tls-cert --tls-key)";
+  } else if (has("unknown ca") || has("bad certificate")) {
+    why = "the server does not accept the client certificate tls_cert \"" + options.tls_cert +
+          "\" (not signed by a CA it trusts)";
+  } else if (has("Socket closed")) {
+    // The server hung up during the handshake: also what a TLS server does to
+    // a plain client, and (TLS 1.3) to a client certificate it refuses. A
+    // hint, since a restarting server looks the same.
+    const std::string hint =
+        !options.tls() ? "if the server uses TLS, set tls_ca (--tls-ca)"
+        : options.tls_cert.empty()
+            ? "if the server requires client certificates, set tls_cert and tls_key"
+            : "the server may not trust the client certificate tls_cert \"" + options.tls_cert +
+                  "\"";
+    return Status(status.code(), m + " (" + hint + ")");
+  } else {
+    return status;
+  }
+  return Status(status.code(), "TLS: " + why + " [" + m + "]");
 }
 
 StatusOr<std::unique_ptr<Client>> Client::Connect(const ClientOptions& options) {
@@ -51,8 +112,9 @@ StatusOr<std::unique_ptr<Client>> Client::Connect(const ClientOptions& options) 
   // Retries are done here (CallWithRetry) so they are visible and bounded in
   // one place; keep gRPC's own transparent retries off to avoid multiplying.
   args.SetInt(GRPC_ARG_ENABLE_RETRIES, 0);
-  auto channel =
-      grpc::CreateCustomChannel(resolved.server, grpc::InsecureChannelCredentials(), args);
+  ASSIGN_OR_RETURN(std::shared_ptr<grpc::ChannelCredentials> credentials,
+                   MakeChannelCredentials(resolved));
+  auto channel = grpc::CreateCustomChannel(resolved.server, credentials, args);
   if (channel == nullptr)
     return InvalidArgumentError("cannot create a channel to \"" + resolved.server + "\"");
   return std::make_unique<Client>(std::move(channel), std::move(resolved));
@@ -157,7 +219,8 @@ StatusOr<bool> Client::CheckHealth(const std::string& service, std::chrono::mill
   cq.Shutdown();
   while (cq.Next(&tag, &ok)) {
   }
-  RETURN_IF_ERROR(FromGrpcStatus(status).WithPrefix("health check of " + options_.server));
+  RETURN_IF_ERROR(ExplainTlsFailure(FromGrpcStatus(status), options_)
+                      .WithPrefix("health check of " + options_.server));
   grpc::Slice out;
   std::string bytes;
   if (response.Length() > 0) {
@@ -180,6 +243,8 @@ Status Client::CallWithRetry(const char* method,
     PrepareContext(&context, options_.timeout);
     last = FromGrpcStatus(call(&context));
     if (last.ok() || !IsRetryable(last.code()) || attempt == options_.max_attempts) break;
+    // A certificate that is refused stays refused: no retries.
+    if (ExplainTlsFailure(last, options_).message().rfind("TLS: ", 0) == 0) break;
     retries_.fetch_add(1);
     // Full jitter in [backoff/2, backoff] spreads the retries of concurrent
     // callers so they do not hit a recovering server at the same instant.
@@ -189,6 +254,7 @@ Status Client::CallWithRetry(const char* method,
     backoff_ms = std::min(backoff_ms * options_.backoff_multiplier,
                           static_cast<double>(options_.max_backoff.count()));
   }
+  last = ExplainTlsFailure(last, options_);
   if (!last.ok() && last.code() == StatusCode::kUnavailable) {
     return Status(last.code(),
                   last.message() + " (server " + options_.server + ", method " + method + ")");

@@ -70,12 +70,33 @@ struct ClientOptions {
   // API key (docs/security.md), sent as "authorization: Bearer <key>" with
   // every call; "" = ResolveApiKey(""): $LOOKALIKE_API_KEY, or no key.
   std::string api_key;
+  // TLS (docs/security.md#tls): PEM file paths; setting any of them makes the
+  // channel TLS. tls_ca: the CA certificates that must have signed the
+  // server's certificate ("" = gRPC's default roots). tls_cert + tls_key:
+  // this client's certificate for a server that requires mutual TLS.
+  std::string tls_ca;
+  std::string tls_cert;
+  std::string tls_key;
+  bool tls() const { return !tls_ca.empty() || !tls_cert.empty() || !tls_key.empty(); }
 };
+
+// Insecure credentials, or SSL credentials from the options' TLS files
+// (read now). Errors name the option and the file:
+//   tls_ca: cannot read "/x/ca.pem": No such file or directory
+StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeChannelCredentials(
+    const ClientOptions& options);
+
+// An UNAVAILABLE `status` whose gRPC message shows a failed TLS handshake
+// gets a first sentence saying which side refused what ("TLS: the server's
+// certificate is not signed by a CA in tls_ca ..."), gRPC's text kept in
+// brackets; the client does not retry these. A connection the server closed
+// gets a hint about TLS settings appended. Any other status comes back as is.
+Status ExplainTlsFailure(const Status& status, const ClientOptions& options);
 
 class Client {
  public:
   // Creates the channel (it connects lazily, on the first call). Fails only on
-  // an empty or malformed address.
+  // an empty or malformed address, or TLS files that cannot be read.
   static StatusOr<std::unique_ptr<Client>> Connect(const ClientOptions& options);
 
   // Wraps an existing channel (tests, custom credentials).

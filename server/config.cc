@@ -1,5 +1,7 @@
 #include "server/config.h"
 
+#include <cstdio>
+
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -75,6 +77,13 @@ Setter IntField(Sub ServerConfig::*sub, T Sub::*field) {
   };
 }
 
+Setter TlsField(std::string TlsConfig::*field) {
+  return [field](const std::string&, const std::string& v, ServerConfig* c) {
+    c->tls.*field = v;
+    return Status::Ok();
+  };
+}
+
 // Top-level scalar keys (YAML key -> setter). Section keys use "section.key".
 const std::map<std::string, Setter>& ScalarKeys() {
   static const auto* keys = new std::map<std::string, Setter>{
@@ -127,6 +136,10 @@ const std::map<std::string, Setter>& ScalarKeys() {
        [](const std::string& k, const std::string& v, ServerConfig* c) {
          return ParseBool(k, v, &c->metrics_require_key);
        }},
+      // TLS (server/tls.h): PEM file paths.
+      {"tls_cert", TlsField(&TlsConfig::cert)},
+      {"tls_key", TlsField(&TlsConfig::key)},
+      {"tls_client_ca", TlsField(&TlsConfig::client_ca)},
   };
   return *keys;
 }
@@ -164,6 +177,9 @@ const std::map<std::string, std::string>& FlagKeys() {
       {"queue-capacity", "batcher.queue_capacity"},
       {"api-keys", "api_keys"},
       {"metrics-require-key", "metrics_require_key"},
+      {"tls-cert", "tls_cert"},
+      {"tls-key", "tls_key"},
+      {"tls-client-ca", "tls_client_ca"},
   };
   return *flags;
 }
@@ -362,6 +378,17 @@ Status ValidateConfig(const ServerConfig& c) {
     return InvalidArgumentError("http_listen: \"" + c.http_listen +
                                 "\" is not HOST:PORT (or empty to disable)");
   }
+  // Whether the TLS files can be read and match is checked when the server
+  // loads them (server/tls.h), naming the file.
+  if (c.tls.cert.empty() != c.tls.key.empty()) {
+    return InvalidArgumentError(c.tls.cert.empty()
+                                    ? "tls_key: \"" + c.tls.key + "\" is set but tls_cert is not"
+                                    : "tls_cert: \"" + c.tls.cert + "\" is set but tls_key is not");
+  }
+  if (!c.tls.client_ca.empty() && c.tls.cert.empty()) {
+    return InvalidArgumentError("tls_client_ca: \"" + c.tls.client_ca +
+                                "\" needs tls_cert and tls_key (mutual TLS is TLS first)");
+  }
   if (c.data_dir.empty()) return InvalidArgumentError("data_dir: must not be empty");
   RETURN_IF_ERROR(ValidateStorage(c.storage).WithPrefix("storage"));
   // Whether GPU N exists is for the engine or index that opens it to say.
@@ -499,7 +526,49 @@ documents every key), then these flags:
   --api-keys FILE               API keys file (docs/security.md); calls then need
                                 "authorization: Bearer <key>" (default "": no keys)
   --metrics-require-key true    /metrics needs a key too (default false: open)
+  --tls-cert FILE               TLS on every listener: the server's PEM certificate chain
+  --tls-key FILE                ... and its PEM private key (both or neither)
+  --tls-client-ca FILE          mutual TLS: clients must present a certificate signed by
+                                these PEM CA certificates (gRPC and http_listen)
+                                SIGHUP re-reads the three files (docs/security.md)
 )";
+}
+
+bool IsLoopbackAddress(const std::string& address) {
+  if (address.rfind("unix:", 0) == 0) return true;
+  const size_t colon = address.rfind(':');
+  std::string host = colon == std::string::npos ? address : address.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  if (host == "localhost" || host == "::1") return true;
+  // 127.0.0.0/8, written as four dotted numbers.
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  char rest = 0;
+  return std::sscanf(host.c_str(), "%u.%u.%u.%u%c", &a, &b, &c, &d, &rest) == 4 && a == 127 &&
+         b < 256 && c < 256 && d < 256;
+}
+
+std::vector<std::string> ExposureWarnings(const ServerConfig& config) {
+  std::vector<std::string> out;
+  const bool tls = config.tls.enabled();
+  const bool keys = !config.api_keys.empty();
+  if (tls && keys) return out;
+  for (const auto& [name, address] :
+       {std::pair<const char*, const std::string*>{"listen", &config.listen},
+        {"http_listen", &config.http_listen}}) {
+    if (address->empty() || IsLoopbackAddress(*address)) continue;
+    std::string line = std::string(name) + " \"" + *address + "\" is reachable from the network";
+    if (!keys) {
+      line += "; without api_keys anyone who reaches it can read, write and drop every collection";
+    }
+    if (!tls) {
+      line += std::string("; without tls_cert/tls_key requests") + (keys ? ", API keys" : "") +
+              " and results cross the network in clear text";
+    }
+    out.push_back(line + " (docs/security.md)");
+  }
+  return out;
 }
 
 }  // namespace lookalike

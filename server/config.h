@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "server/tls.h"
 
 namespace lookalike {
 
@@ -86,6 +87,9 @@ struct ServerConfig {
   std::string api_keys;
   // /metrics answers only with a key valid on every collection (needs api_keys).
   bool metrics_require_key = false;
+  // TLS on every listener: top-level keys tls_cert, tls_key, tls_client_ca
+  // (server/tls.h, docs/security.md). Off when tls_cert is "".
+  TlsConfig tls;
 };
 
 // Parses YAML text over `config` (keys not present keep their value).
@@ -106,6 +110,17 @@ StatusOr<ServerConfig> LoadServerConfig(const std::vector<std::string>& args, bo
 
 // Text for --help.
 std::string ConfigUsage();
+
+// True for an address only this machine can reach: 127.0.0.0/8, ::1,
+// localhost, a unix: socket. "0.0.0.0:50051", "[::]:50051", ":50051" and any
+// other host are reachable from the network.
+bool IsLoopbackAddress(const std::string& address);
+
+// One line per client listener (listen, http_listen) that is reachable from
+// the network while the server has no TLS, or no API keys: what is exposed
+// and the setting that closes it. Empty when every such listener is on
+// loopback or both TLS and keys are on. The server logs them at start.
+std::vector<std::string> ExposureWarnings(const ServerConfig& config);
 
 // Parses "NAME=PRESET:WEIGHTS" (the --model flag).
 StatusOr<ModelConfig> ParseModelFlag(const std::string& value);

@@ -1,5 +1,6 @@
 // The gRPC server around LookalikeService: listening port, message limits,
-// grpc.health.v1 (gRPC's default health service) and server reflection.
+// grpc.health.v1 (gRPC's default health service), server reflection, and TLS
+// (server/tls.h) when given credentials.
 #pragma once
 
 #include <grpcpp/grpcpp.h>
@@ -11,6 +12,7 @@
 
 #include "common/status.h"
 #include "server/service.h"
+#include "server/tls.h"
 
 namespace lookalike {
 
@@ -19,9 +21,12 @@ class GrpcServer {
   // Builds and starts the server on `listen` ("HOST:PORT"; port 0 picks a
   // free one, see port()). Health starts NOT_SERVING; call SetServing(true)
   // once ready. `service` must outlive the server.
-  static StatusOr<std::unique_ptr<GrpcServer>> Start(const std::string& listen,
-                                                     int64_t max_message_bytes,
-                                                     LookalikeService* service);
+  // With `tls` the port speaks TLS only (mutual TLS when the store has a
+  // client CA); each new connection's handshake uses the store's current
+  // credentials, so a Reload() applies without dropping open connections.
+  static StatusOr<std::unique_ptr<GrpcServer>> Start(
+      const std::string& listen, int64_t max_message_bytes, LookalikeService* service,
+      std::shared_ptr<TlsCredentialStore> tls = nullptr);
   ~GrpcServer();
 
   int port() const { return port_; }
@@ -34,6 +39,9 @@ class GrpcServer {
 
  private:
   GrpcServer() = default;
+  // Declared before server_ so it outlives it: the server's handshakes call
+  // into it.
+  std::shared_ptr<grpc::ServerCredentials> credentials_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
   std::atomic<bool> serving_{false};

@@ -5,9 +5,11 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 #include <cctype>
 #include <mutex>
 #include <optional>
@@ -20,7 +22,9 @@ namespace {
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = boost::beast::http;
+namespace ssl = boost::asio::ssl;
 using tcp = boost::asio::ip::tcp;
+using TlsStream = beast::ssl_stream<beast::tcp_stream>;
 
 HttpResponse DefaultError(int status, const std::string& message) {
   HttpResponse r;
@@ -61,7 +65,13 @@ std::string HttpRequest::Header(const std::string& lower_case_name) const {
   return it == headers.end() ? std::string() : it->second;
 }
 
-class HttpConnection;
+// What the server needs of any connection, plain or TLS.
+class HttpConnection {
+ public:
+  virtual ~HttpConnection() = default;
+  // Closes the socket (from any thread).
+  virtual void Close() = 0;
+};
 
 struct HttpServer::Impl {
   Impl(HttpServerOptions o, Handler h)
@@ -70,6 +80,9 @@ struct HttpServer::Impl {
   }
 
   void Accept();
+  // The TLS context for a new connection: rebuilt when the store's
+  // credentials changed since the last one was built.
+  StatusOr<std::shared_ptr<ssl::context>> TlsContext();
 
   HttpServerOptions options;
   Handler handler;
@@ -83,17 +96,48 @@ struct HttpServer::Impl {
   std::unordered_map<HttpConnection*, std::weak_ptr<HttpConnection>> connections;
   std::atomic<int> in_flight{0};  // requests handed to the handler, not yet answered
   std::weak_ptr<Impl> self_;      // guarded by mu; reset by Stop: no new connections
+
+  std::mutex tls_mu;
+  std::shared_ptr<ssl::context> tls_context;  // guarded by tls_mu
+  uint64_t tls_generation = 0;                // guarded by tls_mu: what tls_context was built from
 };
 
-// One client connection: read a request, hand it to the handler, write its
-// response, and (keep-alive) read the next. Lives as long as an operation or
-// a pending responder holds it; every step runs on its strand.
-class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
- public:
-  HttpConnection(std::shared_ptr<HttpServer::Impl> server, tcp::socket socket)
-      : server_(std::move(server)), stream_(std::move(socket)) {}
+StatusOr<std::shared_ptr<ssl::context>> HttpServer::Impl::TlsContext() {
+  uint64_t generation = 0;
+  std::shared_ptr<const TlsCredentials> credentials = options.tls->current(&generation);
+  std::lock_guard<std::mutex> lock(tls_mu);
+  if (generation != tls_generation || !tls_context) {
+    StatusOr<std::shared_ptr<ssl::context>> built =
+        MakeServerSslContext(*credentials, options.tls_verify_clients);
+    // The store checked the files, so this is OpenSSL refusing what it
+    // accepted before: keep serving with the last context that worked.
+    if (!built.ok() && !tls_context) return built.status();
+    if (built.ok()) tls_context = *std::move(built);
+    tls_generation = generation;
+  }
+  return tls_context;
+}
 
-  ~HttpConnection() {
+// One client connection: (TLS: handshake,) read a request, hand it to the
+// handler, write its response, and (keep-alive) read the next. Lives as long
+// as an operation or a pending responder holds it; every step runs on its
+// strand. `Stream` is beast::tcp_stream (plain) or TlsStream.
+template <typename Stream>
+class HttpSession final : public HttpConnection,
+                          public std::enable_shared_from_this<HttpSession<Stream>> {
+ public:
+  static constexpr bool kTls = std::is_same_v<Stream, TlsStream>;
+
+  HttpSession(std::shared_ptr<HttpServer::Impl> server, tcp::socket socket)
+      : server_(std::move(server)), stream_(std::move(socket)) {}
+  // The context is held for as long as the session: its SSL refers to it.
+  HttpSession(std::shared_ptr<HttpServer::Impl> server, tcp::socket socket,
+              std::shared_ptr<ssl::context> context)
+      : server_(std::move(server)),
+        context_(std::move(context)),
+        stream_(std::move(socket), *context_) {}
+
+  ~HttpSession() override {
     std::lock_guard<std::mutex> lock(server_->mu);
     server_->connections.erase(this);
   }
@@ -101,37 +145,53 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
   void Start() {
     {
       std::lock_guard<std::mutex> lock(server_->mu);
-      server_->connections[this] = weak_from_this();
+      server_->connections[this] = this->weak_from_this();
     }
-    asio::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->ReadHead(); });
-  }
-
-  void Close() {
-    asio::post(stream_.get_executor(), [self = shared_from_this()] {
-      beast::error_code ignored;
-      self->stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
-      self->stream_.close();
+    asio::dispatch(stream_.get_executor(), [self = this->shared_from_this()] {
+      if constexpr (kTls) {
+        self->Tcp().expires_after(self->server_->options.read_timeout);
+        self->stream_.async_handshake(ssl::stream_base::server, [self](beast::error_code ec) {
+          // A failed handshake (plain HTTP, an untrusted or
+          // missing client certificate) has nobody to answer.
+          if (ec) return self->CloseTcp();
+          self->ReadHead();
+        });
+      } else {
+        self->ReadHead();
+      }
     });
   }
 
+  void Close() override {
+    asio::post(stream_.get_executor(), [self = this->shared_from_this()] { self->CloseTcp(); });
+  }
+
  private:
+  beast::tcp_stream& Tcp() { return beast::get_lowest_layer(stream_); }
+
+  void CloseTcp() {
+    beast::error_code ignored;
+    Tcp().socket().shutdown(tcp::socket::shutdown_both, ignored);
+    Tcp().close();
+  }
+
   // The head within idle_timeout of the previous response (or of the
   // connection), then the body within read_timeout.
   void ReadHead() {
     parser_.emplace();
     parser_->header_limit(static_cast<std::uint32_t>(server_->options.max_head_bytes));
     parser_->body_limit(static_cast<std::uint64_t>(server_->options.max_body_bytes));
-    stream_.expires_after(server_->options.idle_timeout);
+    Tcp().expires_after(server_->options.idle_timeout);
     http::async_read_header(
         stream_, buffer_, *parser_,
-        [self = shared_from_this()](beast::error_code ec, size_t) { self->OnHead(ec); });
+        [self = this->shared_from_this()](beast::error_code ec, size_t) { self->OnHead(ec); });
   }
 
   void OnHead(beast::error_code ec) {
     if (ec) return OnReadError(ec, /*head_read=*/false);
-    stream_.expires_after(server_->options.read_timeout);
+    Tcp().expires_after(server_->options.read_timeout);
     http::async_read(stream_, buffer_, *parser_,
-                     [self = shared_from_this()](beast::error_code ec, size_t) {
+                     [self = this->shared_from_this()](beast::error_code ec, size_t) {
                        if (ec) return self->OnReadError(ec, /*head_read=*/true);
                        self->OnRequest();
                      });
@@ -175,11 +235,11 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
     }
     request.body = std::move(message.body());
     keep_alive_ = message.keep_alive();
-    stream_.expires_never();  // the handler has its own pace; the client may wait
+    Tcp().expires_never();  // the handler has its own pace; the client may wait
 
     server_->in_flight.fetch_add(1);
     auto once = std::make_shared<std::atomic<bool>>(false);
-    HttpServer::Respond respond = [self = shared_from_this(), once](HttpResponse response) {
+    HttpServer::Respond respond = [self = this->shared_from_this(), once](HttpResponse response) {
       if (once->exchange(true)) return;
       self->PostResponse(std::move(response));
     };
@@ -198,7 +258,7 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
       return;
     }
     asio::post(stream_.get_executor(),
-               [self = shared_from_this(), response = std::move(response)]() mutable {
+               [self = this->shared_from_this(), response = std::move(response)]() mutable {
                  self->Write(std::move(response), self->keep_alive_, /*counted=*/true);
                });
   }
@@ -222,24 +282,33 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
       out->body() = std::move(response.body);
       out->prepare_payload();
     }
-    stream_.expires_after(server_->options.read_timeout);  // a client that does not read
+    Tcp().expires_after(server_->options.read_timeout);  // a client that does not read
     http::async_write(
         stream_, *out,
-        [self = shared_from_this(), out, keep_alive, counted](beast::error_code ec, size_t) {
+        [self = this->shared_from_this(), out, keep_alive, counted](beast::error_code ec, size_t) {
           if (counted) self->server_->in_flight.fetch_sub(1);
           if (ec || !keep_alive) return self->Shutdown();
           self->ReadHead();
         });
   }
 
+  // The end of a connection: TLS sends its close_notify first (within a
+  // second), then the socket closes.
   void Shutdown() {
-    beast::error_code ignored;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
-    stream_.close();
+    if constexpr (kTls) {
+      Tcp().expires_after(std::chrono::seconds(1));
+      stream_.async_shutdown(
+          [self = this->shared_from_this()](beast::error_code) { self->Tcp().close(); });
+    } else {
+      beast::error_code ignored;
+      Tcp().socket().shutdown(tcp::socket::shutdown_send, ignored);
+      Tcp().close();
+    }
   }
 
   std::shared_ptr<HttpServer::Impl> server_;
-  beast::tcp_stream stream_;
+  std::shared_ptr<ssl::context> context_;  // TLS only
+  Stream stream_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   bool keep_alive_ = true;
@@ -255,7 +324,16 @@ void HttpServer::Impl::Accept() {
         std::lock_guard<std::mutex> lock(mu);
         self = self_.lock();
       }
-      if (self) std::make_shared<HttpConnection>(self, std::move(socket))->Start();
+      if (self && !options.tls) {
+        std::make_shared<HttpSession<beast::tcp_stream>>(self, std::move(socket))->Start();
+      } else if (self) {
+        // Fails only when no context was ever built (Start() builds one).
+        StatusOr<std::shared_ptr<ssl::context>> context = TlsContext();
+        if (context.ok()) {
+          std::make_shared<HttpSession<TlsStream>>(self, std::move(socket), *std::move(context))
+              ->Start();
+        }
+      }
     }
     Accept();  // also after a failed accept (e.g. the client gave up)
   });
@@ -300,6 +378,10 @@ Status HttpServer::Start(const std::string& address, const std::string& what) {
   }
   if (ec) {
     return UnavailableError(what + ": cannot listen on \"" + address + "\" (" + ec.message() + ")");
+  }
+  if (impl_->options.tls) {
+    StatusOr<std::shared_ptr<ssl::context>> context = impl_->TlsContext();
+    if (!context.ok()) return context.status().WithPrefix(what);
   }
   port_ = acceptor.local_endpoint().port();
   impl_->Accept();

@@ -13,6 +13,12 @@
 // from any thread (exactly once), so long work goes to a worker pool.
 // Keep-alive: a connection carries one request at a time, any number in turn.
 //
+// TLS (HttpServerOptions::tls): every connection starts with a TLS handshake
+// (within `read_timeout`); a client that does not complete one, plain HTTP
+// included, is closed without an answer. The handshake uses the store's
+// current credentials: after a TlsCredentialStore::Reload() new connections
+// get the new certificate, open ones keep theirs.
+//
 // Limits and timeouts, each answered with an error and the connection closed:
 //   head (request line + headers) over `max_head_bytes`   431
 //   body over `max_body_bytes`                              413
@@ -33,6 +39,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "server/tls.h"
 
 namespace lookalike {
 
@@ -67,9 +74,15 @@ struct HttpServerOptions {
   // How an error the server produces itself (413, 431, 400, 408) is
   // written; default: text/plain with `message`.
   std::function<HttpResponse(int status, const std::string& message)> error_response;
+  // TLS only when set (server/tls.h). With `tls_verify_clients` and a client
+  // CA in the store, a client certificate signed by it is required.
+  std::shared_ptr<TlsCredentialStore> tls;
+  bool tls_verify_clients = true;
 };
 
 class HttpConnection;
+template <typename Stream>
+class HttpSession;
 
 class HttpServer {
  public:
@@ -90,6 +103,8 @@ class HttpServer {
 
  private:
   friend class HttpConnection;
+  template <typename Stream>
+  friend class HttpSession;
   struct Impl;
   std::shared_ptr<Impl> impl_;  // shared with connections and pending responders
   int port_ = 0;

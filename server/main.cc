@@ -2,6 +2,7 @@
 // data directory and serves lookalike.v1 over gRPC (plus /metrics over HTTP,
 // and the HTTP/JSON API and web page when http_listen is set)
 // until SIGTERM or SIGINT, then drains calls and snapshots every collection.
+// SIGHUP re-reads the TLS certificate, key and client CA (docs/security.md).
 //
 // Exit codes: 0 clean shutdown, 1 start-up failure, 2 bad configuration.
 #include <signal.h>
@@ -29,6 +30,7 @@
 #include "server/http_server.h"
 #include "server/metrics.h"
 #include "server/service.h"
+#include "server/tls.h"
 
 namespace lookalike {
 namespace {
@@ -83,7 +85,24 @@ int Run(int argc, char** argv) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  // TLS files are read and checked before anything slow starts; a bad set
+  // is a configuration error naming the file.
+  std::shared_ptr<TlsCredentialStore> tls;
+  if (config.tls.enabled()) {
+    StatusOr<std::shared_ptr<TlsCredentialStore>> loaded_tls = TlsCredentialStore::Load(config.tls);
+    if (!loaded_tls.ok()) {
+      spdlog::critical("configuration error: {}", loaded_tls.status().message());
+      return 2;
+    }
+    tls = *std::move(loaded_tls);
+    spdlog::info("TLS: certificate {}{}", tls->current()->summary,
+                 tls->mutual() ? "; client certificates required (tls_client_ca \"" +
+                                     config.tls.client_ca + "\")"
+                               : "");
+  }
 
   // "auto" is resolved here, once (common/device.h); the config checked the syntax.
   StatusOr<Device> parsed_device = ParseDevice(config.device, AutoDevice::kResolve);
@@ -199,14 +218,14 @@ int Run(int argc, char** argv) {
       per_collection([](const CollectionStats& s) { return s.follow_lag_seconds; }));
 
   StatusOr<std::unique_ptr<GrpcServer>> grpc_server =
-      GrpcServer::Start(config.listen, config.limits.max_message_bytes, &service);
+      GrpcServer::Start(config.listen, config.limits.max_message_bytes, &service, tls);
   if (!grpc_server.ok()) {
     spdlog::critical("{}", grpc_server.status().message());
     return 1;
   }
   GrpcServer* server = grpc_server->get();
   MetricsHttpServer http(
-      &metrics, [server] { return server->serving(); }, auth.get());
+      &metrics, [server] { return server->serving(); }, auth.get(), tls);
   // The API port serves /metrics and /healthz too: one port when both name it.
   if (!config.metrics_listen.empty() && config.metrics_listen != config.http_listen) {
     Status s = http.Start(config.metrics_listen);
@@ -215,14 +234,15 @@ int Run(int argc, char** argv) {
       return 1;
     }
     const std::string host = config.metrics_listen.substr(0, config.metrics_listen.rfind(':'));
-    spdlog::info("metrics on http://{}:{}/metrics", host, http.port());
+    spdlog::info("metrics on {}://{}:{}/metrics", tls ? "https" : "http", host, http.port());
   }
   HttpApi http_api(
       &service, &metrics, [server] { return server->serving(); }, config.limits.max_message_bytes);
-  HttpServer api_server(http_api.ServerOptions(),
-                        [&http_api](HttpRequest request, HttpServer::Respond respond) {
-                          http_api.Handle(std::move(request), std::move(respond));
-                        });
+  HttpServerOptions api_options = http_api.ServerOptions();
+  api_options.tls = tls;
+  HttpServer api_server(api_options, [&http_api](HttpRequest request, HttpServer::Respond respond) {
+    http_api.Handle(std::move(request), std::move(respond));
+  });
   if (!config.http_listen.empty()) {
     Status s = api_server.Start(config.http_listen, "http_listen");
     if (!s.ok()) {
@@ -230,14 +250,26 @@ int Run(int argc, char** argv) {
       return 1;
     }
     const std::string host = config.http_listen.substr(0, config.http_listen.rfind(':'));
-    spdlog::info("HTTP/JSON API and web page on http://{}:{}/", host, api_server.port());
+    spdlog::info("HTTP/JSON API and web page on {}://{}:{}/", tls ? "https" : "http", host,
+                 api_server.port());
   }
+  for (const std::string& warning : ExposureWarnings(config)) spdlog::warn("{}", warning);
   server->SetServing(true);
   const size_t colon = config.listen.rfind(':');
-  spdlog::info("serving lookalike.v1 on {}:{}", config.listen.substr(0, colon), server->port());
+  spdlog::info("serving lookalike.v1 on {}:{}{}", config.listen.substr(0, colon), server->port(),
+               tls ? " (TLS)" : "");
 
   int signal_number = 0;
-  sigwait(&signals, &signal_number);
+  while (sigwait(&signals, &signal_number) == 0 && signal_number == SIGHUP) {
+    // New handshakes take the new files; open connections keep theirs.
+    if (!tls) {
+      spdlog::info("SIGHUP: no TLS configured, nothing to reload");
+    } else if (Status s = tls->Reload(); !s.ok()) {
+      spdlog::error("SIGHUP: TLS files refused, keeping the current ones: {}", s.message());
+    } else {
+      spdlog::info("SIGHUP: TLS reloaded: certificate {}", tls->current()->summary);
+    }
+  }
   spdlog::info("signal {}: draining calls", signal_number);
   server->Shutdown(std::chrono::seconds(10));
   api_server.Stop(std::chrono::seconds(10));  // answers its calls in progress first

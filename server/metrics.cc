@@ -201,8 +201,13 @@ std::optional<HttpResponse> MetricsEndpoint(const HttpRequest& request, Metrics*
 }
 
 MetricsHttpServer::MetricsHttpServer(Metrics* metrics, std::function<bool()> healthy,
-                                     const Authenticator* auth) {
+                                     const Authenticator* auth,
+                                     std::shared_ptr<TlsCredentialStore> tls) {
   HttpServerOptions options;
+  // TLS with the server's certificate, but no client certificate asked for:
+  // health probes and scrapers rarely carry one (docs/security.md#tls).
+  options.tls = std::move(tls);
+  options.tls_verify_clients = false;
   options.io_threads = 1;
   options.max_body_bytes = 0;  // GET and HEAD only
   options.read_timeout = std::chrono::milliseconds(2000);

@@ -84,9 +84,11 @@ std::optional<HttpResponse> MetricsEndpoint(const HttpRequest& request, Metrics*
 class MetricsHttpServer {
  public:
   // `healthy` answers /healthz; `auth` (may be null) guards /metrics; all
-  // must outlive the server.
+  // must outlive the server. With `tls` the port speaks TLS only, without
+  // asking for client certificates.
   MetricsHttpServer(Metrics* metrics, std::function<bool()> healthy,
-                    const Authenticator* auth = nullptr);
+                    const Authenticator* auth = nullptr,
+                    std::shared_ptr<TlsCredentialStore> tls = nullptr);
   ~MetricsHttpServer();
 
   // address "HOST:PORT" (PORT 0 picks a free port; see port()).

@@ -35,7 +35,7 @@ PYTHON_PACKAGES=(python3 python3-venv python3-pip python3-numpy python3-torch py
 # Development only: lint, tests, benchmarks, ccache, tools used by the scripts
 # (clang-14 + libclang-rt-14-dev: libFuzzer and the sanitizers of tools/fuzz.sh).
 DEV_PACKAGES=(
-  ccache git clang-format clang-tidy sqlite3 curl postgresql
+  ccache git clang-format clang-tidy sqlite3 curl openssl postgresql
   clang-14 libclang-rt-14-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   chromium chromium-driver

@@ -11,8 +11,10 @@
 //   lookalike get COLLECTION ID... | delete COLLECTION ID... | models | health
 //
 // Every command takes --server HOST:PORT (default $LOOKALIKE_SERVER or
-// localhost:50051), --timeout SECONDS and --api-key KEY (default
-// $LOOKALIKE_API_KEY; docs/security.md). Errors go to stderr as
+// localhost:50051), --timeout SECONDS, --api-key KEY (default
+// $LOOKALIKE_API_KEY; docs/security.md), and for a TLS server --tls-ca FILE
+// (plus --tls-cert FILE --tls-key FILE for mutual TLS; defaults
+// $LOOKALIKE_TLS_CA, $LOOKALIKE_TLS_CERT, $LOOKALIKE_TLS_KEY). Errors go to stderr as
 // "lookalike: CODE: message" with exit code 1; usage errors exit with 2.
 #include <unistd.h>
 
@@ -45,6 +47,8 @@ struct CommonFlags {
   double timeout_s = 60.0;
   int max_attempts = 6;
   std::string api_key;  // "" = $LOOKALIKE_API_KEY, or none
+  // TLS files (ClientOptions::tls_*).
+  std::string tls_ca, tls_cert, tls_key;
 };
 
 void AddCommonFlags(CLI::App* cmd, CommonFlags* flags) {
@@ -60,6 +64,14 @@ void AddCommonFlags(CLI::App* cmd, CommonFlags* flags) {
   // The environment keeps the key out of shell history and `ps`.
   cmd->add_option("--api-key", flags->api_key,
                   "API key, sent as \"authorization: Bearer KEY\" (default: $LOOKALIKE_API_KEY)");
+  cmd->add_option("--tls-ca", flags->tls_ca,
+                  "TLS: PEM CA certificates that signed the server's certificate (turns TLS on)")
+      ->envname("LOOKALIKE_TLS_CA");
+  cmd->add_option("--tls-cert", flags->tls_cert,
+                  "TLS: this client's PEM certificate, for a server that requires one")
+      ->envname("LOOKALIKE_TLS_CERT");
+  cmd->add_option("--tls-key", flags->tls_key, "TLS: the private key of --tls-cert (PEM)")
+      ->envname("LOOKALIKE_TLS_KEY");
 }
 
 int Fail(const Status& status) {
@@ -73,6 +85,9 @@ StatusOr<std::unique_ptr<Client>> MakeClient(const CommonFlags& flags) {
   options.timeout = std::chrono::milliseconds(static_cast<int64_t>(flags.timeout_s * 1000.0));
   options.max_attempts = flags.max_attempts;
   options.api_key = flags.api_key;
+  options.tls_ca = flags.tls_ca;
+  options.tls_cert = flags.tls_cert;
+  options.tls_key = flags.tls_key;
   return Client::Connect(options);
 }
 

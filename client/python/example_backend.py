@@ -10,6 +10,10 @@ catalogue items (ids, scores, metadata) as JSON.
     curl --data-binary @shoe.jpg 'http://localhost:8080/similar?k=5'
     curl 'http://localhost:8080/similar?text=red+summer+dress&k=5'   # CLIP models
 
+A server with TLS (docs/security.md#tls): --tls-ca ca.pem, and for mutual TLS
+--tls-cert client.pem --tls-key client.key (or LOOKALIKE_TLS_CA,
+LOOKALIKE_TLS_CERT, LOOKALIKE_TLS_KEY).
+
 Python stubs are generated at start-up from proto/lookalike/v1/lookalike.proto
 with grpcio-tools into a temporary folder (pinned in tools/requirements.txt),
 so nothing generated is checked in.
@@ -18,6 +22,7 @@ Library use:
     backend = SimilarityBackend("localhost:50051", "products")  # api_key="lk_..." if the server has keys
     backend.similar_products(open("shoe.jpg", "rb").read(), k=5)
     backend.products_matching("red summer dress", k=5)  # the collection's model is CLIP
+    SimilarityBackend("search.example.com:50051", "products", tls_ca="ca.pem")  # TLS
 """
 
 import argparse
@@ -58,18 +63,45 @@ def load_stubs(proto_dir=PROTO_DIR):
     return _stubs
 
 
+def tls_channel_credentials(tls_ca=None, tls_cert=None, tls_key=None):
+    """grpc.ssl_channel_credentials from PEM files; ValueError naming the file or option."""
+    if bool(tls_cert) != bool(tls_key):
+        raise ValueError("tls_cert and tls_key: give both or neither")
+
+    def read(option, path):
+        if not path:
+            return None
+        try:
+            with open(path, "rb") as f:
+                return f.read()
+        except OSError as e:
+            raise ValueError(f"{option}: cannot read \"{path}\": {e.strerror}") from e
+
+    return grpc.ssl_channel_credentials(root_certificates=read("tls_ca", tls_ca),
+                                        private_key=read("tls_key", tls_key),
+                                        certificate_chain=read("tls_cert", tls_cert))
+
+
 class SimilarityBackend:
     """Thin wrapper over the Lookalike stub; one channel shared by all requests."""
 
-    def __init__(self, server, collection, timeout_s=10.0, api_key=None):
+    def __init__(self, server, collection, timeout_s=10.0, api_key=None, tls_ca=None, tls_cert=None,
+                 tls_key=None):
+        """api_key: sent as "authorization: Bearer <key>" with every call (docs/security.md).
+        tls_ca, tls_cert, tls_key: PEM file paths; any of them makes the channel TLS
+        (tls_ca: the CA that signed the server's certificate, None = gRPC's default roots;
+        tls_cert + tls_key: this client's certificate for mutual TLS)."""
         self.pb2, pb2_grpc = load_stubs()
         self.collection = collection
         self.timeout_s = timeout_s
-        # API key (docs/security.md): sent as "authorization: Bearer <key>" with every call.
         self.metadata = (("authorization", f"Bearer {api_key}"),) if api_key else ()
-        self.channel = grpc.insecure_channel(
-            server, options=[("grpc.max_send_message_length", 64 << 20),
-                             ("grpc.max_receive_message_length", 64 << 20)])
+        options = [("grpc.max_send_message_length", 64 << 20),
+                   ("grpc.max_receive_message_length", 64 << 20)]
+        if tls_ca or tls_cert or tls_key:
+            self.channel = grpc.secure_channel(
+                server, tls_channel_credentials(tls_ca, tls_cert, tls_key), options=options)
+        else:
+            self.channel = grpc.insecure_channel(server, options=options)
         self.stub = pb2_grpc.LookalikeStub(self.channel)
 
     def similar_products(self, image_bytes, k=10, filters=None, min_score=None):
@@ -187,8 +219,19 @@ def main(argv=None):
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--api-key", default=os.environ.get("LOOKALIKE_API_KEY"),
                         help="API key, when the server has keys (default: $LOOKALIKE_API_KEY)")
+    parser.add_argument("--tls-ca", default=os.environ.get("LOOKALIKE_TLS_CA"),
+                        help="TLS: PEM CA certificates that signed the server's certificate")
+    parser.add_argument("--tls-cert", default=os.environ.get("LOOKALIKE_TLS_CERT"),
+                        help="TLS: this client's PEM certificate (mutual TLS)")
+    parser.add_argument("--tls-key", default=os.environ.get("LOOKALIKE_TLS_KEY"),
+                        help="TLS: the private key of --tls-cert")
     args = parser.parse_args(argv)
-    backend = SimilarityBackend(args.server, args.collection, api_key=args.api_key)
+    try:
+        backend = SimilarityBackend(args.server, args.collection, api_key=args.api_key,
+                                    tls_ca=args.tls_ca, tls_cert=args.tls_cert, tls_key=args.tls_key)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     if args.text:
         try:
             print(json.dumps(backend.products_matching(args.text, k=args.k), indent=2))

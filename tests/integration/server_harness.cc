@@ -232,9 +232,18 @@ std::unique_ptr<Client> ServerProcess::MakeClient(int max_attempts) const {
   o.max_attempts = max_attempts;
   o.initial_backoff = std::chrono::milliseconds(50);
   o.max_backoff = std::chrono::milliseconds(500);
+  o.tls_ca = client_tls_.tls_ca;
+  o.tls_cert = client_tls_.tls_cert;
+  o.tls_key = client_tls_.tls_key;
   auto c = Client::Connect(o);
   if (!c.ok()) throw std::runtime_error(c.status().ToString());
   return std::move(*c);
+}
+
+void ServerProcess::SetClientTls(std::string ca, std::string cert, std::string key) {
+  client_tls_.tls_ca = std::move(ca);
+  client_tls_.tls_cert = std::move(cert);
+  client_tls_.tls_key = std::move(key);
 }
 
 CommandResult RunCli(const ServerProcess& server, std::vector<std::string> args,
@@ -243,6 +252,15 @@ CommandResult RunCli(const ServerProcess& server, std::vector<std::string> args,
   argv.insert(argv.end(), args.begin(), args.end());
   argv.push_back("--server");
   argv.push_back(server.address());
+  const ClientOptions& tls = server.client_tls();
+  for (const auto& [flag, value] :
+       {std::pair<const char*, const std::string*>{"--tls-ca", &tls.tls_ca},
+        {"--tls-cert", &tls.tls_cert},
+        {"--tls-key", &tls.tls_key}}) {
+    if (value->empty()) continue;
+    argv.push_back(flag);
+    argv.push_back(*value);
+  }
   return RunCommand(argv, env);
 }
 

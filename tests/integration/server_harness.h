@@ -79,15 +79,23 @@ class ServerProcess {
   // A client of this server (short backoff, 30 s deadline).
   std::unique_ptr<Client> MakeClient(int max_attempts = 3) const;
 
+  // TLS files for this harness's clients (the health check of Start(),
+  // MakeClient(), RunCli()): set before Start() for a server run with
+  // --tls-cert. `cert` and `key`: for a server with --tls-client-ca.
+  void SetClientTls(std::string ca, std::string cert = "", std::string key = "");
+  const ClientOptions& client_tls() const { return client_tls_; }
+
  private:
   std::string data_dir_;
   std::vector<std::string> extra_flags_;
   std::string address_;
   std::string log_file_;
   pid_t pid_ = -1;
+  ClientOptions client_tls_;  // tls_* only
 };
 
-// Runs `lookalike ARGS --server <server>`.
+// Runs `lookalike ARGS --server <server>` (and the server's client TLS
+// files as --tls-ca, --tls-cert, --tls-key when set).
 CommandResult RunCli(const ServerProcess& server, std::vector<std::string> args,
                      const std::map<std::string, std::string>& env = {});
 

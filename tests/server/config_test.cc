@@ -40,6 +40,7 @@ TEST(ConfigTest, ShippedYamlEqualsDefaults) {
   loaded.models.clear();
   loaded.handler_threads = 3;
   loaded.storage = "postgresql://x/y";
+  loaded.tls = {"c.pem", "k.pem", "ca.pem"};
   ASSERT_TRUE(ApplyYamlConfig(text.str(), "lookalike.yaml", &loaded).ok());
   ServerConfig defaults;
   EXPECT_EQ(loaded.listen, defaults.listen);
@@ -69,6 +70,9 @@ TEST(ConfigTest, ShippedYamlEqualsDefaults) {
   EXPECT_EQ(loaded.batcher.max_batch, defaults.batcher.max_batch);
   EXPECT_EQ(loaded.batcher.max_delay_us, defaults.batcher.max_delay_us);
   EXPECT_EQ(loaded.batcher.queue_capacity, defaults.batcher.queue_capacity);
+  EXPECT_EQ(loaded.tls.cert, defaults.tls.cert);
+  EXPECT_EQ(loaded.tls.key, defaults.tls.key);
+  EXPECT_EQ(loaded.tls.client_ca, defaults.tls.client_ca);
 }
 
 TEST(ConfigTest, YamlOverridesNestedKeys) {
@@ -309,5 +313,68 @@ TEST(ConfigTest, ApiKeysSettings) {
             std::string::npos);
 }
 
+// TLS keys and flags: the file contents are checked by the server at start
+// (tests/server/tls_test.cc); here only their presence.
+TEST(ConfigTest, TlsKeysAndFlags) {
+  bool help = false;
+  StatusOr<ServerConfig> c = LoadServerConfig(
+      {"--tls-cert", "/c.pem", "--tls-key=/k.pem", "--tls-client-ca", "/ca.pem"}, &help);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->tls.cert, "/c.pem");
+  EXPECT_EQ(c->tls.key, "/k.pem");
+  EXPECT_EQ(c->tls.client_ca, "/ca.pem");
+  EXPECT_TRUE(c->tls.enabled());
+  EXPECT_FALSE(ServerConfig().tls.enabled());
+
+  ServerConfig yaml;
+  ASSERT_TRUE(ApplyYamlConfig("tls_cert: a.pem\ntls_key: b.pem\n", "t.yaml", &yaml).ok());
+  EXPECT_EQ(yaml.tls.cert, "a.pem");
+  EXPECT_EQ(yaml.tls.key, "b.pem");
+  EXPECT_TRUE(ValidateConfig(yaml).ok());
+
+  EXPECT_EQ(ErrorOf("tls_cert: a.pem\n"), "tls_cert: \"a.pem\" is set but tls_key is not");
+  EXPECT_EQ(ErrorOf("tls_key: b.pem\n"), "tls_key: \"b.pem\" is set but tls_cert is not");
+  EXPECT_EQ(ErrorOf("tls_client_ca: ca.pem\n"),
+            "tls_client_ca: \"ca.pem\" needs tls_cert and tls_key (mutual TLS is TLS first)");
+  EXPECT_EQ(ErrorOf("tls:\n  cert: a\n"), "test.yaml:1: unknown key \"tls\"");
+}
+
 }  // namespace
+// Loopback listeners never warn; a network-reachable one warns for each of
+// TLS and API keys that is missing.
+TEST(ConfigTest, ExposureWarnings) {
+  for (const char* a : {"127.0.0.1:50051", "127.1.2.3:1", "localhost:50051", "[::1]:50051",
+                        "unix:/tmp/l.sock"}) {
+    EXPECT_TRUE(IsLoopbackAddress(a)) << a;
+  }
+  for (const char* a :
+       {"0.0.0.0:50051", "[::]:50051", ":50051", "10.0.0.5:50051", "search.example.com:443",
+        "128.0.0.1:1", "127.0.0.1.example.com:1", "127.0.0.300:1"}) {
+    EXPECT_FALSE(IsLoopbackAddress(a)) << a;
+  }
+  ServerConfig c;  // defaults: loopback only
+  EXPECT_TRUE(ExposureWarnings(c).empty());
+  c.listen = "0.0.0.0:50051";
+  c.http_listen = "127.0.0.1:8080";
+  std::vector<std::string> w = ExposureWarnings(c);
+  ASSERT_EQ(w.size(), 1u);
+  EXPECT_NE(w[0].find("listen \"0.0.0.0:50051\" is reachable from the network"), std::string::npos);
+  EXPECT_NE(w[0].find("without api_keys"), std::string::npos);
+  EXPECT_NE(w[0].find("without tls_cert/tls_key"), std::string::npos);
+  c.http_listen = "0.0.0.0:8080";
+  c.api_keys = "keys.yaml";
+  w = ExposureWarnings(c);
+  ASSERT_EQ(w.size(), 2u);
+  EXPECT_EQ(w[1].find("without api_keys"), std::string::npos) << w[1];
+  EXPECT_NE(w[1].find("API keys and results cross the network in clear text"), std::string::npos)
+      << w[1];
+  c.tls.cert = "c.pem";
+  c.tls.key = "k.pem";
+  EXPECT_TRUE(ExposureWarnings(c).empty());
+  c.api_keys.clear();
+  w = ExposureWarnings(c);
+  ASSERT_EQ(w.size(), 2u);
+  EXPECT_EQ(w[0].find("clear text"), std::string::npos) << w[0];
+}
+
 }  // namespace lookalike

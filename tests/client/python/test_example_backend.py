@@ -123,3 +123,61 @@ def test_api_key_is_sent_as_bearer_metadata(fake_server):
     example_backend.SimilarityBackend(address, "products").similar_products(b"x", k=1)
     example_backend.SimilarityBackend(address, "products", api_key="lk_abc").similar_products(b"x", k=1)
     assert servicer.authorization == [None, "Bearer lk_abc"]
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory):
+    """A CA, a server certificate for 127.0.0.1 and a client certificate, made with the openssl CLI."""
+    import shutil
+    import subprocess
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is not installed")
+    d = tmp_path_factory.mktemp("tls")
+
+    def run(*args):
+        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
+
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    run("req", "-x509", *ec, "-days", "1", "-subj", "/CN=Test CA", "-keyout", "ca.key", "-out", "ca.pem")
+    for name, ext in (("server", "subjectAltName=DNS:localhost,IP:127.0.0.1"),
+                      ("client", "extendedKeyUsage=clientAuth")):
+        run("req", *ec, "-subj", f"/CN={name}", "-keyout", f"{name}.key", "-out", f"{name}.csr")
+        (d / f"{name}.ext").write_text(ext + "\n")
+        run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-days", "1", "-out", f"{name}.pem", "-extfile", f"{name}.ext")
+    return d
+
+
+@pytest.fixture()
+def mtls_server(tls_files):
+    servicer = FakeLookalike()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    pb2_grpc.add_LookalikeServicer_to_server(servicer, server)
+    credentials = grpc.ssl_server_credentials(
+        [((tls_files / "server.key").read_bytes(), (tls_files / "server.pem").read_bytes())],
+        root_certificates=(tls_files / "ca.pem").read_bytes(), require_client_auth=True)
+    port = server.add_secure_port("127.0.0.1:0", credentials)
+    server.start()
+    yield servicer, f"127.0.0.1:{port}"
+    server.stop(None)
+
+
+def test_mutual_tls(mtls_server, tls_files):
+    _, address = mtls_server
+    backend = example_backend.SimilarityBackend(
+        address, "products", tls_ca=str(tls_files / "ca.pem"),
+        tls_cert=str(tls_files / "client.pem"), tls_key=str(tls_files / "client.key"))
+    assert [h["id"] for h in backend.similar_products(b"jpeg", k=2)] == ["p0", "p1"]
+    backend.close()
+
+    no_cert = example_backend.SimilarityBackend(address, "products", tls_ca=str(tls_files / "ca.pem"),
+                                                timeout_s=5)
+    with pytest.raises(grpc.RpcError) as e:
+        no_cert.similar_products(b"jpeg", k=2)
+    assert e.value.code() == grpc.StatusCode.UNAVAILABLE
+    no_cert.close()
+
+
+def test_tls_files_are_checked(tls_files):
+    with pytest.raises(ValueError, match='tls_ca: cannot read "/nope/ca.pem": No such file'):
+        example_backend.SimilarityBackend("127.0.0.1:1", "products", tls_ca="/nope/ca.pem")
+    with pytest.raises(ValueError, match="tls_cert and tls_key: give both or neither"):
+        example_backend.SimilarityBackend("127.0.0.1:1", "products", tls_cert=str(tls_files / "client.pem"))
