@@ -118,6 +118,19 @@ Status ValidateSpec(const CollectionSpec& spec) {
         std::string(kVectorsOnly) + "\" for a collection of raw vectors");
   }
   if (spec.index_spec.empty()) return InvalidArgumentError("index_spec is empty");
+  if (spec.thumbnail_size != 0) {
+    if (spec.thumbnail_size < kMinThumbnailSize || spec.thumbnail_size > kMaxThumbnailSize) {
+      return InvalidArgumentError("thumbnail_size must be 0 (no thumbnails) or in " +
+                                  std::to_string(kMinThumbnailSize) + ".." +
+                                  std::to_string(kMaxThumbnailSize) + " pixels, got " +
+                                  std::to_string(spec.thumbnail_size));
+    }
+    if (spec.model == kVectorsOnly) {
+      return InvalidArgumentError(
+          "thumbnail_size: collection \"" + spec.name +
+          "\" stores vectors only (no model), so it has no images to keep thumbnails of");
+    }
+  }
   return ValidateIndexSpec(spec);
 }
 
@@ -656,6 +669,21 @@ StatusOr<std::vector<std::optional<Item>>> CollectionImpl::Get(
     const std::vector<std::string>& ids) {
   RETURN_IF_ERROR(CheckLive());
   return storage_->Get(ids);
+}
+
+StatusOr<std::string> CollectionImpl::GetThumbnail(const std::string& id) {
+  RETURN_IF_ERROR(CheckLive());
+  ASSIGN_OR_RETURN(std::optional<std::string> thumbnail, storage_->ReadThumbnail(id));
+  if (!thumbnail.has_value()) {
+    return NotFoundError("no item " + Quote(id) + " in collection '" + spec().name + "'");
+  }
+  if (thumbnail->empty()) {
+    return NotFoundError(
+        "item " + Quote(id) + " of collection '" + spec().name + "' has no thumbnail" +
+        (spec().thumbnail_size == 0 ? " (the collection was created without thumbnail_size)"
+                                    : " (it was written as a vector, not an image)"));
+  }
+  return *std::move(thumbnail);
 }
 
 CollectionStats CollectionImpl::Stats() {

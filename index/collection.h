@@ -50,6 +50,11 @@ class Collection {
   // One entry per id, nullopt where the id is unknown.
   virtual StatusOr<std::vector<std::optional<Item>>> Get(const std::vector<std::string>& ids) = 0;
 
+  // The thumbnail stored with item `id` (Item::thumbnail: JPEG bytes).
+  // NOT_FOUND naming the item when the id is unknown or the item has none
+  // (the collection keeps none, or it was written as a raw vector).
+  virtual StatusOr<std::string> GetThumbnail(const std::string& id) = 0;
+
   // Removes the ids (durable on return); returns how many existed.
   virtual StatusOr<int64_t> Delete(const std::vector<std::string>& ids) = 0;
 

@@ -81,6 +81,7 @@ class CollectionImpl : public Collection {
   StatusOr<std::vector<std::vector<SearchHit>>> Search(const float* queries, int nq,
                                                        const SearchParams& params) override;
   StatusOr<std::vector<std::optional<Item>>> Get(const std::vector<std::string>& ids) override;
+  StatusOr<std::string> GetThumbnail(const std::string& id) override;
   StatusOr<int64_t> Delete(const std::vector<std::string>& ids) override;
   CollectionStats Stats() override;
   Status Snapshot() override;

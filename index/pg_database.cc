@@ -57,10 +57,17 @@ CREATE TABLE IF NOT EXISTS lookalike_replicas(
   snapshot_seq BIGINT NOT NULL,
   updated_at TIMESTAMPTZ NOT NULL DEFAULT now(),
   PRIMARY KEY(collection_id, replica));
+ALTER TABLE lookalike_collections ADD COLUMN IF NOT EXISTS thumbnail_size INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE IF NOT EXISTS lookalike_thumbnails(
+  collection_id BIGINT NOT NULL,
+  item BIGINT NOT NULL,
+  image BYTEA NOT NULL,
+  PRIMARY KEY(collection_id, item));
 )sql";
 
 constexpr const char* kCatalogColumns =
-    "id, name, model, dim::int8, metric, index_spec FROM lookalike_collections";
+    "id, name, model, dim::int8, metric, index_spec, thumbnail_size::int8 FROM "
+    "lookalike_collections";
 
 void IgnoreNotice(void*, const char*) {}
 
@@ -115,6 +122,7 @@ StatusOr<PgDatabase::CatalogEntry> ParseCatalogRow(const PgResult& r, int row,
   }
   entry.spec.metric = *metric;
   entry.spec.index_spec = r.Text(row, 5);
+  entry.spec.thumbnail_size = static_cast<int>(r.Int64(row, 6));
   return entry;
 }
 
@@ -396,14 +404,15 @@ StatusOr<PgDatabase::CatalogEntry> PgDatabase::CreateCollection(const Collection
   entry.spec = spec;
   const Status st = conn->InTransaction(PgConnection::Txn::kWrite, [&]() -> Status {
     ASSIGN_OR_RETURN(PgResult r, conn->Query("INSERT INTO lookalike_collections(name, model, dim, "
-                                             "metric, index_spec) "
-                                             "VALUES($1, $2, $3, $4, $5) RETURNING id",
+                                             "metric, index_spec, thumbnail_size) "
+                                             "VALUES($1, $2, $3, $4, $5, $6) RETURNING id",
                                              PgParams()
                                                  .Text(spec.name)
                                                  .Text(spec.model)
                                                  .Int64(spec.dim)
                                                  .Text(MetricName(spec.metric))
-                                                 .Text(spec.index_spec)));
+                                                 .Text(spec.index_spec)
+                                                 .Int64(spec.thumbnail_size)));
     entry.id = r.Int64(0, 0);
     // Other servers open the new collection when this commits.
     return NotifyChange(*conn, spec.name);
@@ -423,8 +432,8 @@ Status PgDatabase::DropCollection(const std::string& name) {
                                  PgParams().Text(name)));
     if (r.rows() == 0) return NotFoundError("collection '" + name + "' not found in " + name_);
     const int64_t id = r.Int64(0, 0);
-    for (const char* table :
-         {"lookalike_items", "lookalike_metadata", "lookalike_tombstones", "lookalike_replicas"}) {
+    for (const char* table : {"lookalike_items", "lookalike_metadata", "lookalike_thumbnails",
+                              "lookalike_tombstones", "lookalike_replicas"}) {
       RETURN_IF_ERROR(conn->Query(std::string("DELETE FROM ") + table + " WHERE collection_id = $1",
                                   PgParams().Int64(id))
                           .status());

@@ -6,21 +6,26 @@
 // Schema (version 1, created at Connect when missing):
 //   lookalike_schema(version)
 //   lookalike_collections(id BIGSERIAL, name UNIQUE, model, dim, metric,
-//                         index_spec, last_seq, last_internal_id, pruned_through)
+//                         index_spec, last_seq, last_internal_id, pruned_through,
+//                         thumbnail_size)
 //     -- the catalog; its row is also each collection's sequence counter
 //   lookalike_items(collection_id, internal_id, external_id, vector BYTEA, seq)
 //     -- PRIMARY KEY(collection_id, internal_id), UNIQUE(collection_id, external_id),
 //        index on (collection_id, seq); vector = dim float32, little-endian
 //   lookalike_metadata(collection_id, item, key, value)
 //     -- PRIMARY KEY(collection_id, item, key), index on (collection_id, key, value, item)
+//   lookalike_thumbnails(collection_id, item, image BYTEA)
+//     -- PRIMARY KEY(collection_id, item): Item::thumbnail (JPEG), written and
+//        removed with its item
 //   lookalike_tombstones(collection_id, internal_id, seq)
 //     -- PRIMARY KEY(collection_id, internal_id), index on (collection_id, seq)
 //   lookalike_replicas(collection_id, replica, snapshot_seq, updated_at)
 //     -- per server (replica id) the sequence of its latest durable index
 //        snapshot: tombstones are pruned only below every recent replica's
 //        position (PostgresStorage::PruneTombstones)
-// (lookalike_replicas was added after version 1 shipped; CREATE ... IF NOT
-// EXISTS adds it to an older database, so the version stays 1.)
+// (lookalike_replicas, lookalike_thumbnails and thumbnail_size were added
+// after version 1 shipped; CREATE ... IF NOT EXISTS and ADD COLUMN IF NOT
+// EXISTS add them to an older database, so the version stays 1.)
 //
 // Change notifications: every transaction that changes a collection (a
 // write batch, create, drop) also runs NOTIFY kChangesChannel with the

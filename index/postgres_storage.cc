@@ -99,10 +99,12 @@ StatusOr<std::vector<std::pair<std::string, int64_t>>> PostgresStorage::RemoveRo
     internal_ids.push_back(r.Int64(i, 1));
   }
   if (internal_ids.empty()) return removed;
-  RETURN_IF_ERROR(conn.Query("DELETE FROM lookalike_metadata WHERE collection_id = $1 "
-                             "AND item = ANY($2::int8[])",
-                             PgParams().Int64(id_).Int64Array(internal_ids))
-                      .status());
+  for (const char* sql : {"DELETE FROM lookalike_metadata WHERE collection_id = $1 "
+                          "AND item = ANY($2::int8[])",
+                          "DELETE FROM lookalike_thumbnails WHERE collection_id = $1 "
+                          "AND item = ANY($2::int8[])"}) {
+    RETURN_IF_ERROR(conn.Query(sql, PgParams().Int64(id_).Int64Array(internal_ids)).status());
+  }
   RETURN_IF_ERROR(WriteTombstones(conn, internal_ids, seq));
   return removed;
 }
@@ -146,7 +148,7 @@ StatusOr<Storage::UpsertResult> PostgresStorage::Upsert(const std::vector<const 
       }
     }
     RETURN_IF_ERROR(WriteTombstones(*conn, superseded, result.seq));
-    PgCopyBuffer rows, metadata;
+    PgCopyBuffer rows, metadata, thumbnails;
     for (size_t i = 0; i < n; ++i) {
       const int64_t internal_id = result.internal_ids[i];
       if (internal_id < 0) continue;
@@ -164,6 +166,12 @@ StatusOr<Storage::UpsertResult> PostgresStorage::Upsert(const std::vector<const 
         metadata.Text(kv.first);
         metadata.Text(kv.second);
       }
+      if (!item.thumbnail.empty()) {
+        thumbnails.BeginRow(3);
+        thumbnails.Int64(id_);
+        thumbnails.Int64(internal_id);
+        thumbnails.Bytes(item.thumbnail.data(), item.thumbnail.size());
+      }
     }
     if (rows.rows() > 0) {
       RETURN_IF_ERROR(
@@ -176,6 +184,12 @@ StatusOr<Storage::UpsertResult> PostgresStorage::Upsert(const std::vector<const 
           conn->CopyIn("COPY lookalike_metadata(collection_id, item, key, value) "
                        "FROM STDIN (FORMAT binary)",
                        metadata.Finish()));
+    }
+    if (thumbnails.rows() > 0) {
+      RETURN_IF_ERROR(
+          conn->CopyIn("COPY lookalike_thumbnails(collection_id, item, image) "
+                       "FROM STDIN (FORMAT binary)",
+                       thumbnails.Finish()));
     }
     return NotifyChange(*conn, spec_.name);  // followers wake at COMMIT
   };
@@ -236,6 +250,19 @@ StatusOr<std::vector<std::optional<Item>>> PostgresStorage::Get(
   };
   RETURN_IF_ERROR(conn->InTransaction(Txn::kRead, body));
   return out;
+}
+
+StatusOr<std::optional<std::string>> PostgresStorage::ReadThumbnail(const std::string& id) {
+  ASSIGN_OR_RETURN(auto conn, db_->Borrow());
+  ASSIGN_OR_RETURN(
+      PgResult r,
+      conn->Query("SELECT t.image FROM lookalike_items i LEFT JOIN lookalike_thumbnails "
+                  "t ON t.collection_id = i.collection_id AND t.item = i.internal_id "
+                  "WHERE i.collection_id = $1 AND i.external_id = $2",
+                  PgParams().Int64(id_).Text(id)));
+  if (r.rows() == 0) return std::optional<std::string>();
+  if (PQgetisnull(r.get(), 0, 0)) return std::optional<std::string>(std::string());
+  return std::optional<std::string>(std::string(r.Bytes(0, 0), r.Length(0, 0)));
 }
 
 StatusOr<std::vector<int64_t>> PostgresStorage::ResolveIds(const std::vector<std::string>& ids) {

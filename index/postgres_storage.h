@@ -66,6 +66,7 @@ class PostgresStorage : public Storage {
   StatusOr<UpsertResult> Upsert(const std::vector<const Item*>& items) override;
   StatusOr<DeleteResult> Delete(const std::vector<std::string>& ids) override;
   StatusOr<std::vector<std::optional<Item>>> Get(const std::vector<std::string>& ids) override;
+  StatusOr<std::optional<std::string>> ReadThumbnail(const std::string& id) override;
   StatusOr<std::vector<int64_t>> ResolveIds(const std::vector<std::string>& ids) override;
   StatusOr<std::vector<int64_t>> MatchFilter(const Filter& filter) override;
   StatusOr<std::vector<std::optional<Description>>> Describe(

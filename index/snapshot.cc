@@ -10,21 +10,16 @@
 #include <iterator>
 #include <utility>
 
+#include "common/hash.h"
+
 namespace lookalike {
 namespace {
 
 constexpr char kSnapshotMagic[8] = {'L', 'K', 'S', 'N', 'A', 'P', '0', '1'};
 constexpr size_t kHeaderBytes = 8 + 3 * sizeof(uint64_t);  // magic, seq, payload bytes, checksum
 
-// FNV-1a, 64 bit: detects truncation and flipped bytes in snapshot files.
-uint64_t Checksum(const uint8_t* data, size_t n) {
-  uint64_t h = 1469598103934665603ull;
-  for (size_t i = 0; i < n; ++i) {
-    h ^= data[i];
-    h *= 1099511628211ull;
-  }
-  return h;
-}
+// Detects truncation and flipped bytes in snapshot files.
+uint64_t Checksum(const uint8_t* data, size_t n) { return Fnv1a64(data, n); }
 
 void AppendU64(std::vector<uint8_t>* out, uint64_t value) {
   const auto* p = reinterpret_cast<const uint8_t*>(&value);

@@ -33,6 +33,12 @@ CREATE TABLE tombstones(internal_id INTEGER PRIMARY KEY, seq INTEGER NOT NULL);
 CREATE INDEX tombstones_by_seq ON tombstones(seq);
 )sql";
 
+// Added after schema version 1 shipped: Create and Open both run this, so an
+// older database gains the table at open and the version stays 1. A table of
+// its own keeps the items rows (read by every scan) small.
+constexpr const char* kThumbnailsTable =
+    "CREATE TABLE IF NOT EXISTS thumbnails(item INTEGER PRIMARY KEY, image BLOB NOT NULL)";
+
 int64_t FileSize(const std::string& path) {
   struct stat st;
   if (::stat(path.c_str(), &st) != 0) return 0;
@@ -186,6 +192,7 @@ StatusOr<std::unique_ptr<SqliteStorage>> SqliteStorage::Create(const std::string
   ASSIGN_OR_RETURN(auto conn, OpenConnection(path, /*create=*/true));
   auto body = [&]() -> Status {
     RETURN_IF_ERROR(conn->Exec(kSchema));
+    RETURN_IF_ERROR(conn->Exec(kThumbnailsTable));
     const std::vector<std::pair<std::string, std::string>> rows = {
         {"schema_version", std::to_string(kSchemaVersion)},
         {"name", spec.name},
@@ -193,6 +200,7 @@ StatusOr<std::unique_ptr<SqliteStorage>> SqliteStorage::Create(const std::string
         {"dim", std::to_string(spec.dim)},
         {"metric", MetricName(spec.metric)},
         {"index_spec", spec.index_spec},
+        {"thumbnail_size", std::to_string(spec.thumbnail_size)},
         {"last_seq", "0"},
         {"pruned_through", "0"},
     };
@@ -259,9 +267,18 @@ StatusOr<std::unique_ptr<SqliteStorage>> SqliteStorage::Open(const std::string& 
   } catch (...) {
     return DataLossError(path + ": invalid dim '" + kv["dim"] + "'");
   }
+  // Databases written before thumbnails existed have no thumbnail_size: 0.
+  if (kv.count("thumbnail_size") != 0) {
+    try {
+      spec.thumbnail_size = std::stoi(kv["thumbnail_size"]);
+    } catch (...) {
+      return DataLossError(path + ": invalid thumbnail_size '" + kv["thumbnail_size"] + "'");
+    }
+  }
   auto metric = ParseMetric(kv["metric"]);
   if (!metric.ok()) return DataLossError(path + ": " + metric.status().message());
   spec.metric = *metric;
+  RETURN_IF_ERROR(conn->Exec(kThumbnailsTable));
   auto storage = std::unique_ptr<SqliteStorage>(new SqliteStorage(path, spec));
   storage->writer_ = std::move(conn);
   return storage;
@@ -329,7 +346,8 @@ Status RemoveRow(Conn& conn, const std::string& external_id, int64_t seq, int64_
   int64_t internal_id = sqlite3_column_int64(find, 0);
   sqlite3_reset(find);
   for (const char* sql :
-       {"DELETE FROM metadata WHERE item = ?", "DELETE FROM items WHERE internal_id = ?"}) {
+       {"DELETE FROM metadata WHERE item = ?", "DELETE FROM thumbnails WHERE item = ?",
+        "DELETE FROM items WHERE internal_id = ?"}) {
     ASSIGN_OR_RETURN(sqlite3_stmt * del, conn.Prepare(sql));
     sqlite3_bind_int64(del, 1, internal_id);
     rc = sqlite3_step(del);
@@ -384,6 +402,16 @@ StatusOr<Storage::UpsertResult> SqliteStorage::Upsert(const std::vector<const It
         RETURN_IF_ERROR(BindText(meta, 3, kv.second));
         rc = sqlite3_step(meta);
         if (rc != SQLITE_DONE) return conn.Error(rc, "inserting metadata");
+      }
+      if (!item->thumbnail.empty()) {
+        ASSIGN_OR_RETURN(sqlite3_stmt * thumb,
+                         conn.Prepare("INSERT INTO thumbnails(item, image) VALUES(?, ?)"));
+        sqlite3_bind_int64(thumb, 1, internal_id);
+        sqlite3_bind_blob(thumb, 2, item->thumbnail.data(),
+                          static_cast<int>(item->thumbnail.size()), SQLITE_STATIC);
+        rc = sqlite3_step(thumb);
+        sqlite3_clear_bindings(thumb);
+        if (rc != SQLITE_DONE) return conn.Error(rc, "inserting thumbnail");
       }
     }
     return Status::Ok();
@@ -470,6 +498,24 @@ StatusOr<std::vector<std::optional<Item>>> SqliteStorage::Get(const std::vector<
   // One consistent read snapshot.
   RETURN_IF_ERROR(conn.InTransaction(Connection::Txn::kRead, body));
   return out;
+}
+
+StatusOr<std::optional<std::string>> SqliteStorage::ReadThumbnail(const std::string& id) {
+  ASSIGN_OR_RETURN(auto lease, BorrowReader());
+  Connection& conn = *lease.conn;
+  ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
+                   conn.Prepare("SELECT t.image FROM items i LEFT JOIN thumbnails t "
+                                "ON t.item = i.internal_id WHERE i.external_id = ?"));
+  RETURN_IF_ERROR(BindText(stmt, 1, id));
+  int rc = sqlite3_step(stmt);
+  if (rc == SQLITE_DONE) return std::optional<std::string>();
+  if (rc != SQLITE_ROW) return conn.Error(rc, "reading thumbnail");
+  const auto* blob = static_cast<const char*>(sqlite3_column_blob(stmt, 0));
+  std::string image = blob == nullptr
+                          ? std::string()
+                          : std::string(blob, static_cast<size_t>(sqlite3_column_bytes(stmt, 0)));
+  sqlite3_reset(stmt);
+  return std::optional<std::string>(std::move(image));
 }
 
 StatusOr<std::vector<int64_t>> SqliteStorage::ResolveIds(const std::vector<std::string>& ids) {

@@ -10,6 +10,9 @@
 //         vector BLOB (dim float32, little-endian host order), seq INTEGER)
 //   metadata(item, key, value)  -- PRIMARY KEY(item, key), index on (key, value, item)
 //   tombstones(internal_id INTEGER PRIMARY KEY, seq INTEGER)
+//   thumbnails(item INTEGER PRIMARY KEY, image BLOB)  -- Item::thumbnail, JPEG;
+//     added later: Open creates it in an older database (and the collection
+//     table then has no thumbnail_size, read as 0)
 //
 // Commit order: one process owns the file (the manager's data-directory
 // lock) and writers take SQLite's write lock up front (BEGIN IMMEDIATE), so
@@ -55,6 +58,7 @@ class SqliteStorage : public Storage {
   StatusOr<UpsertResult> Upsert(const std::vector<const Item*>& items) override;
   StatusOr<DeleteResult> Delete(const std::vector<std::string>& ids) override;
   StatusOr<std::vector<std::optional<Item>>> Get(const std::vector<std::string>& ids) override;
+  StatusOr<std::optional<std::string>> ReadThumbnail(const std::string& id) override;
   StatusOr<std::vector<int64_t>> ResolveIds(const std::vector<std::string>& ids) override;
   StatusOr<std::vector<int64_t>> MatchFilter(const Filter& filter) override;
   StatusOr<std::vector<std::optional<Description>>> Describe(

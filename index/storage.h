@@ -66,9 +66,9 @@ class Storage {
   // (without credentials) and collection.
   virtual const std::string& location() const = 0;
 
-  // Writes the items (already validated; vectors of spec().dim floats) in one
-  // transaction. Ids already stored are replaced (new internal id). When an id
-  // occurs twice in `items` the later occurrence wins.
+  // Writes the items (already validated; vectors of spec().dim floats) with
+  // their thumbnails (Item::thumbnail, when not empty) in one transaction. Ids already stored are
+  // replaced (new internal id). When an id occurs twice in `items` the later occurrence wins.
   virtual StatusOr<UpsertResult> Upsert(const std::vector<const Item*>& items) = 0;
   // Removes the ids that exist, in one transaction; `removed` follows the
   // order of `ids`.
@@ -76,6 +76,9 @@ class Storage {
 
   // One entry per id, nullopt where unknown.
   virtual StatusOr<std::vector<std::optional<Item>>> Get(const std::vector<std::string>& ids) = 0;
+  // The thumbnail written with `id` (Item::thumbnail): nullopt when the id is
+  // unknown, "" when the item has none. Replaced and removed with its item.
+  virtual StatusOr<std::optional<std::string>> ReadThumbnail(const std::string& id) = 0;
   // Internal ids of the external ids that exist (unknown ones are skipped).
   virtual StatusOr<std::vector<int64_t>> ResolveIds(const std::vector<std::string>& ids) = 0;
   // Sorted internal ids of the items matching every key of the filter.

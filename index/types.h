@@ -41,6 +41,11 @@ Status ValidateStorage(const std::string& storage);
 
 using Metadata = std::map<std::string, std::string>;
 
+// CollectionSpec::thumbnail_size: 0 (no thumbnails) or this range, in pixels
+// of the longer side.
+inline constexpr int kMinThumbnailSize = 16;
+inline constexpr int kMaxThumbnailSize = 1024;
+
 struct CollectionSpec {
   std::string name;  // [A-Za-z0-9_-]{1,64}
   // The model that produces its vectors, or kVectorsOnly; never empty
@@ -49,12 +54,20 @@ struct CollectionSpec {
   int dim = 0;  // 1..65536
   Metric metric = Metric::kCosine;
   std::string index_spec = "Flat";  // FAISS index_factory string
+  // Image items keep a JPEG thumbnail whose longer side is at most this many
+  // pixels (aspect kept, never enlarged), stored with the item; 0 = none.
+  // 0 or kMinThumbnailSize..kMaxThumbnailSize.
+  int thumbnail_size = 0;
 };
 
 struct Item {
   std::string id;  // 1..512 bytes, any UTF-8
   std::vector<float> vector;
   Metadata metadata;
+  // Encoded JPEG written with the item (CollectionSpec::thumbnail_size), or
+  // empty: none. Storage::Get leaves it empty; the bytes are read one item at
+  // a time (Storage::ReadThumbnail, Collection::GetThumbnail).
+  std::string thumbnail;
 };
 
 // Metadata filter: an item matches when, for every key, its value is one of

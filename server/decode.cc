@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <condition_variable>
 #include <cstdlib>
 #include <cstring>
@@ -417,12 +418,60 @@ DecodePool::DecodePool(int threads) : pool_(threads) {
   cv::setNumThreads(1);
 }
 
+StatusOr<std::string> EncodeThumbnail(const DecodedImage& image, int max_side) {
+  if (max_side < 1) {
+    return InvalidArgumentError("thumbnail size " + std::to_string(max_side) + " is not positive");
+  }
+  if (image.width < 1 || image.height < 1 ||
+      image.rgb.size() != static_cast<size_t>(image.width) * image.height * 3) {
+    return InternalError("thumbnail of an empty or inconsistent image");
+  }
+  try {
+    // OpenCV's view of our RGB buffer (read only); imencode wants BGR.
+    const cv::Mat rgb(image.height, image.width, CV_8UC3, const_cast<uint8_t*>(image.rgb.data()));
+    const int longer = std::max(image.width, image.height);
+    cv::Mat scaled = rgb;
+    if (longer > max_side) {
+      const double scale = static_cast<double>(max_side) / longer;
+      const int w = std::max(1, static_cast<int>(std::lround(image.width * scale)));
+      const int h = std::max(1, static_cast<int>(std::lround(image.height * scale)));
+      cv::resize(rgb, scaled, cv::Size(w, h), 0, 0, cv::INTER_AREA);
+    }
+    cv::Mat bgr;
+    cv::cvtColor(scaled, bgr, cv::COLOR_RGB2BGR);
+    std::vector<uint8_t> jpeg;
+    if (!cv::imencode(".jpg", bgr, jpeg, {cv::IMWRITE_JPEG_QUALITY, kThumbnailJpegQuality})) {
+      return InternalError("encoding the thumbnail as JPEG failed");
+    }
+    return std::string(jpeg.begin(), jpeg.end());
+  } catch (const cv::Exception& e) {
+    return InternalError(std::string("making the thumbnail: ") + e.what());
+  } catch (const std::bad_alloc&) {
+    return ResourceExhaustedError("out of memory making the thumbnail");
+  }
+}
+
+namespace {
+
+// One payload of DecodeAll: decoded, and its thumbnail when asked for.
+StatusOr<DecodedImage> DecodeWithThumbnail(std::string_view payload, int64_t max_pixels,
+                                           int thumbnail_size) {
+  StatusOr<DecodedImage> decoded = DecodeImage(payload, max_pixels);
+  if (!decoded.ok() || thumbnail_size <= 0) return decoded;
+  StatusOr<std::string> thumbnail = EncodeThumbnail(*decoded, thumbnail_size);
+  if (!thumbnail.ok()) return thumbnail.status();
+  decoded->thumbnail = *std::move(thumbnail);
+  return decoded;
+}
+
+}  // namespace
+
 std::vector<StatusOr<DecodedImage>> DecodePool::DecodeAll(
-    const std::vector<std::string_view>& payloads, int64_t max_pixels) {
+    const std::vector<std::string_view>& payloads, int64_t max_pixels, int thumbnail_size) {
   std::vector<StatusOr<DecodedImage>> results(payloads.size(),
                                               StatusOr<DecodedImage>(InternalError("not run")));
   if (payloads.size() == 1) {  // no hand-off for the common single-image case
-    results[0] = DecodeImage(payloads[0], max_pixels);
+    results[0] = DecodeWithThumbnail(payloads[0], max_pixels, thumbnail_size);
     return results;
   }
   std::mutex mu;
@@ -430,7 +479,7 @@ std::vector<StatusOr<DecodedImage>> DecodePool::DecodeAll(
   size_t remaining = payloads.size();
   for (size_t i = 0; i < payloads.size(); ++i) {
     pool_.Submit([&, i] {
-      StatusOr<DecodedImage> r = DecodeImage(payloads[i], max_pixels);
+      StatusOr<DecodedImage> r = DecodeWithThumbnail(payloads[i], max_pixels, thumbnail_size);
       std::lock_guard<std::mutex> lock(mu);
       results[i] = std::move(r);
       if (--remaining == 0) done.notify_all();

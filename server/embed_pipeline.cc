@@ -148,7 +148,8 @@ StatusOr<const ServedModel*> EmbedPipeline::ModelForCollection(const CollectionS
 }
 
 Status EmbedPipeline::Embed(const ServedModel& served, std::vector<std::string_view> payloads,
-                            const std::string& field, bool all_or_nothing, DoneFn done) {
+                            const std::string& field, bool all_or_nothing, DoneFn done,
+                            int thumbnail_size) {
   const int n = static_cast<int>(payloads.size());
   if (n > limits_.max_images_per_request) {
     return InvalidArgumentError(field + ": " + std::to_string(n) + " images is over the limit of " +
@@ -170,9 +171,10 @@ Status EmbedPipeline::Embed(const ServedModel& served, std::vector<std::string_v
     DoneFn done;
   };
   auto pending = std::make_shared<Pending>();
-  pending->decoded = decode_pool_.DecodeAll(payloads, limits_.max_image_pixels);
+  pending->decoded = decode_pool_.DecodeAll(payloads, limits_.max_image_pixels, thumbnail_size);
   pending->result.item_status.assign(payloads.size(), Status::Ok());
   pending->result.vectors.assign(payloads.size() * dim, 0.f);
+  if (thumbnail_size > 0) pending->result.thumbnails.resize(payloads.size());
   pending->done = std::move(done);
   std::vector<ImageView> views;
   for (size_t i = 0; i < pending->decoded.size(); ++i) {
@@ -182,6 +184,8 @@ Status EmbedPipeline::Embed(const ServedModel& served, std::vector<std::string_v
     }
     views.push_back(pending->decoded[i]->view());
     pending->positions.push_back(i);
+    if (thumbnail_size > 0)
+      pending->result.thumbnails[i] = std::move(pending->decoded[i]->thumbnail);
   }
   if (views.empty() || (all_or_nothing && views.size() < payloads.size())) {
     pending->done(std::move(pending->result));

@@ -76,6 +76,9 @@ struct EmbeddedImages {
   std::vector<Status> item_status;
   // payloads.size() x model dim floats, row-major.
   std::vector<float> vectors;
+  // With Embed's thumbnail_size > 0: payloads.size() JPEG thumbnails
+  // (EncodeThumbnail), empty where the payload failed; else empty.
+  std::vector<std::string> thumbnails;
 };
 
 class EmbedPipeline {
@@ -111,8 +114,10 @@ class EmbedPipeline {
   // completion pool (or at once, on this thread, when there is nothing to
   // embed). On error (over the limit: INVALID_ARGUMENT; queue full:
   // RESOURCE_EXHAUSTED; shut down: UNAVAILABLE) `done` is not called.
+  // thumbnail_size > 0 (CollectionSpec::thumbnail_size) also makes each
+  // image's thumbnail on the decode pool (EmbeddedImages::thumbnails).
   Status Embed(const ServedModel& model, std::vector<std::string_view> payloads,
-               const std::string& field, bool all_or_nothing, DoneFn done);
+               const std::string& field, bool all_or_nothing, DoneFn done, int thumbnail_size = 0);
 
   // OK when `model` embeds texts; FAILED_PRECONDITION naming it otherwise.
   Status CheckServesTexts(const ServedModel& model) const;

@@ -1,5 +1,6 @@
 #include "server/http_api.h"
 
+#include "server/http_thumbnails.h"
 #include "server/web_assets.h"
 
 #include <google/protobuf/descriptor.h>
@@ -276,6 +277,7 @@ void HttpApi::Handle(HttpRequest request, HttpServer::Respond respond) {
     return respond(std::move(*r));
   }
   if (std::optional<HttpResponse> r = WebPage(request)) return respond(std::move(*r));
+  if (HandleThumbnailRequest(service_, request, respond)) return;
   const std::string prefix = MethodPrefix();
   if (request.path.compare(0, prefix.size(), prefix) != 0) {
     return respond(ErrorWithStatus(NotFoundError("no such path: " + request.path +

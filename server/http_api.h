@@ -33,8 +33,9 @@
 // empty). Work runs on the service's handler pool, not on the HTTP I/O threads.
 //
 // Also served on this port: the web page at / (server/web/, compiled in;
-// ETag + Cache-Control: no-cache), and GET /metrics and /healthz
-// (server/metrics.h).
+// ETag + Cache-Control: no-cache), item thumbnails at
+// GET /collections/{name}/items/{id}/thumbnail (server/http_thumbnails.h),
+// and GET /metrics and /healthz (server/metrics.h).
 #pragma once
 
 #include <functional>

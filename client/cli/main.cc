@@ -1,7 +1,7 @@
 // `lookalike`: the command-line client of lookalike-server.
 //
 //   lookalike collections create NAME [--model M|none] [--dim D] [--metric cosine|ip|l2]
-//                                     [--index Flat]
+//                                     [--index Flat] [--thumbnail-size PX]
 //   lookalike collections list | describe NAME | drop NAME
 //   lookalike index COLLECTION PATH... [--metadata FILE.csv|FILE.jsonl] [--concurrency N]
 //                                      [--batch N]
@@ -140,7 +140,8 @@ json CollectionJson(const v1::CollectionInfo& c) {
           {"disk_bytes", c.disk_bytes()},
           {"index_bytes", c.index_bytes()},
           {"gpu_bytes", c.gpu_bytes()},
-          {"index_device", c.index_device()}};
+          {"index_device", c.index_device()},
+          {"thumbnail_size", c.thumbnail_size()}};
 }
 
 void PrintCollection(const v1::CollectionInfo& c) {
@@ -154,6 +155,11 @@ void PrintCollection(const v1::CollectionInfo& c) {
   std::printf("disk bytes:   %lld\n", static_cast<long long>(c.disk_bytes()));
   std::printf("index bytes:  %lld\n", static_cast<long long>(c.index_bytes()));
   if (c.gpu_bytes() > 0) std::printf("gpu bytes:    %lld\n", static_cast<long long>(c.gpu_bytes()));
+  if (c.thumbnail_size() > 0) {
+    std::printf("thumbnails:   up to %d px (longer side)\n", c.thumbnail_size());
+  } else {
+    std::printf("thumbnails:   none\n");
+  }
 }
 
 // ----------------------------------------------------------- collections ---
@@ -161,6 +167,7 @@ void PrintCollection(const v1::CollectionInfo& c) {
 struct CreateArgs {
   std::string name, model, metric = "cosine", index = "Flat";
   int dim = 0;
+  int thumbnail_size = 0;
   bool json = false;
 };
 
@@ -173,6 +180,7 @@ int RunCreate(const CommonFlags& flags, const CreateArgs& a) {
   request.set_dim(a.dim);
   request.set_metric(a.metric == "ip" ? v1::INNER_PRODUCT : a.metric == "l2" ? v1::L2 : v1::COSINE);
   request.set_index_spec(a.index);
+  request.set_thumbnail_size(a.thumbnail_size);
   auto info = (*client)->CreateCollection(request);
   if (!info.ok()) return Fail(info.status());
   if (a.json) {
@@ -654,6 +662,12 @@ int Main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::IsMember({"cosine", "ip", "l2"}));
   c_create->add_option("--index", create.index, "FAISS index_factory string")
+      ->capture_default_str();
+  c_create
+      ->add_option("--thumbnail-size", create.thumbnail_size,
+                   "Keep a JPEG thumbnail of each image item, this many pixels on its longer "
+                   "side (16..1024; served at /collections/NAME/items/ID/thumbnail on the "
+                   "HTTP port); 0 = none")
       ->capture_default_str();
   c_create->add_flag("--json", create.json, "Print the collection as JSON");
   AddCommonFlags(c_create, &flags);

@@ -10,6 +10,7 @@ const PICTURE_KEYS = ["image_url", "thumbnail_url"];
 const $ = (id) => document.getElementById(id);
 const state = {
   collection: "",
+  thumbnails: false, // the collection keeps thumbnails (CollectionInfo.thumbnailSize > 0)
   query: null,       // {image: base64}, {text: "..."} or {id: "..."}
   models: {},        // model name -> ModelInfo (ListModels)
   filters: {},       // key -> value (one value per key)
@@ -86,6 +87,7 @@ async function loadCollections() {
 
 async function chooseCollection(name) {
   state.collection = name;
+  state.thumbnails = false;
   state.query = null;
   state.filters = {};
   state.facets = {};
@@ -95,6 +97,7 @@ async function chooseCollection(name) {
   try {
     const info = await call("DescribeCollection", {name});
     const count = Number(info.count || 0);
+    state.thumbnails = Number(info.thumbnailSize || 0) > 0;
     $("collection-info").textContent = count + " items, model " + (info.model || "?") +
         ", metric " + (info.metric || "COSINE").toLowerCase();
     const model = state.models[info.model];
@@ -215,11 +218,17 @@ function renderChips() {
   }
 }
 
+// The item's own picture (metadata image_url / thumbnail_url) first, else the
+// thumbnail the server keeps when the collection has them, else none.
 function pictureUrl(hit) {
   const metadata = hit.metadata || {};
   for (const key of PICTURE_KEYS) {
     const url = metadata[key];
     if (url && /^(https?:|data:image\/|\/)/.test(url)) return url;
+  }
+  if (state.thumbnails) {
+    return "/collections/" + encodeURIComponent(state.collection) + "/items/" +
+        encodeURIComponent(hit.id) + "/thumbnail";
   }
   return "";
 }
@@ -238,6 +247,13 @@ function renderResults(hits) {
       picture.src = url;
       picture.alt = hit.id;
       picture.loading = "lazy";
+      // An item without a picture (e.g. written as a vector): the placeholder.
+      picture.addEventListener("error", () => {
+        const placeholder = document.createElement("div");
+        placeholder.className = "picture placeholder";
+        placeholder.textContent = "no picture";
+        picture.replaceWith(placeholder);
+      }, {once: true});
     } else {
       picture = document.createElement("div");
       picture.classList.add("placeholder");

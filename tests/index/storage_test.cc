@@ -357,6 +357,109 @@ TEST_P(StorageContractTest, ConcurrentWritersCommitInSequenceOrder) {
   EXPECT_EQ(seen, all_ids) << "the follower skipped rows (" << rounds << " rounds)";
 }
 
+// Thumbnails (Item::thumbnail) are written with their item, read one at a
+// time, replaced and deleted with it; Get leaves them out; the spec keeps
+// thumbnail_size across a reopen.
+TEST_P(StorageContractTest, ThumbnailsLiveAndDieWithTheirItem) {
+  CollectionSpec spec = Spec();
+  spec.model = "m";
+  spec.thumbnail_size = 128;
+  auto s = Create(spec);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  const std::string jpeg_a(3000, '\xd8');  // any bytes: storage does not look inside
+  const std::string jpeg_b = std::string("\xff\xd8\0\x01", 4) + "b";  // a NUL byte too
+  Item a{"a", {1, 2}, {{"color", "red"}}, jpeg_a};
+  Item b{"b/with slash", {3, 4}, {}, jpeg_b};
+  Item v{"v", {5, 6}, {}};  // a raw vector: no thumbnail
+  ASSERT_TRUE((*s)->Upsert({&a, &b, &v}).ok());
+  auto thumb = [&](const std::string& id) {
+    auto t = (*s)->ReadThumbnail(id);
+    EXPECT_TRUE(t.ok()) << t.status().ToString();
+    return t.ok() ? *t : std::optional<std::string>("<error>");
+  };
+  EXPECT_EQ(thumb("a"), jpeg_a);
+  EXPECT_EQ(thumb("b/with slash"), jpeg_b);
+  EXPECT_EQ(thumb("v"), std::string());   // exists, no thumbnail
+  EXPECT_EQ(thumb("zzz"), std::nullopt);  // no such item
+  auto got = (*s)->Get({"a"});
+  ASSERT_TRUE(got.ok() && (*got)[0].has_value());
+  EXPECT_TRUE((*got)[0]->thumbnail.empty());
+
+  // Replaced with the item: a new thumbnail, or none when the new version has none.
+  Item a2{"a", {1, 3}, {}, "new"};
+  ASSERT_TRUE((*s)->Upsert({&a2}).ok());
+  EXPECT_EQ(thumb("a"), std::string("new"));
+  Item b2{"b/with slash", {3, 5}, {}};
+  ASSERT_TRUE((*s)->Upsert({&b2}).ok());
+  EXPECT_EQ(thumb("b/with slash"), std::string());
+  // The same id twice in one batch: the later occurrence's thumbnail.
+  Item c1{"c", {1, 1}, {}, "first"};
+  Item c2{"c", {2, 2}, {}, "second"};
+  ASSERT_TRUE((*s)->Upsert({&c1, &c2}).ok());
+  EXPECT_EQ(thumb("c"), std::string("second"));
+
+  s = Reopen("s");
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_EQ((*s)->spec().thumbnail_size, 128);
+  EXPECT_EQ(thumb("a"), std::string("new"));  // durable
+
+  // Deleted with the item, in the same transaction.
+  ASSERT_TRUE((*s)->Delete({"a", "c"}).ok());
+  EXPECT_EQ(thumb("a"), std::nullopt);
+  EXPECT_EQ(thumb("c"), std::nullopt);
+  if (db_) {  // no thumbnail row is left behind either
+    auto conn = db_->Borrow();
+    ASSERT_TRUE(conn.ok());
+    auto rows = (*conn)->Query("SELECT count(*)::int8 FROM lookalike_thumbnails");
+    ASSERT_TRUE(rows.ok()) << rows.status().ToString();
+    EXPECT_EQ(rows->Int64(0, 0), 0);
+    // Dropping the collection removes its thumbnails too.
+    Item d{"d", {1, 1}, {}, "jpeg"};
+    ASSERT_TRUE((*s)->Upsert({&d}).ok());
+    ASSERT_TRUE(db_->DropCollection("s").ok());
+    rows = (*conn)->Query("SELECT count(*)::int8 FROM lookalike_thumbnails");
+    ASSERT_TRUE(rows.ok()) << rows.status().ToString();
+    EXPECT_EQ(rows->Int64(0, 0), 0);
+  }
+}
+
+// A database written before thumbnails existed (no thumbnail_size in the
+// spec, no thumbnails table) opens with thumbnail_size 0 and gains the table.
+TEST_P(StorageContractTest, OlderDatabaseGainsThumbnailsAtOpen) {
+  {
+    auto s = Create(Spec());
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    Item a{"a", {1, 2}, {}};
+    ASSERT_TRUE((*s)->Upsert({&a}).ok());
+  }
+  if (db_) {
+    auto conn = db_->Borrow();
+    ASSERT_TRUE(conn.ok());
+    ASSERT_TRUE((*conn)
+                    ->Execute("ALTER TABLE lookalike_collections DROP COLUMN thumbnail_size; "
+                              "DROP TABLE lookalike_thumbnails")
+                    .ok());
+  } else {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(Path("s").c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db,
+                           "DELETE FROM collection WHERE key = 'thumbnail_size'; "
+                           "DROP TABLE thumbnails",
+                           nullptr, nullptr, nullptr),
+              SQLITE_OK);
+    sqlite3_close(db);
+  }
+  auto s = Reopen("s");  // PostgreSQL: a new server connecting adds the schema
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_EQ((*s)->spec().thumbnail_size, 0);
+  auto old = (*s)->ReadThumbnail("a");
+  ASSERT_TRUE(old.ok()) << old.status().ToString();
+  EXPECT_EQ(*old, std::string());
+  Item b{"b", {3, 4}, {}, "jpeg"};
+  ASSERT_TRUE((*s)->Upsert({&b}).ok());
+  EXPECT_EQ(*(*s)->ReadThumbnail("b"), std::string("jpeg"));
+}
+
 TEST_P(StorageContractTest, MissingCollectionIsNotFound) {
   EXPECT_EQ(Reopen("none").status().code(), StatusCode::kNotFound);
 }

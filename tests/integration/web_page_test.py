@@ -1,9 +1,11 @@
 """The web page end to end in a real headless Chromium (Debian's chromium and
 chromedriver, driven by Selenium): the real lookalike-server with the real
-EfficientNet-Lite0 weights and a catalog of sample photos (each with a small
-picture in its image_url metadata), then, as a shopper would: upload a catalog
-photo and see that item first with its picture; "more like this"; a category
-filter chip; a text file and a corrupt photo, each with a clear message. Saves
+EfficientNet-Lite0 weights and a catalog of sample photos in a collection that
+keeps 256 px thumbnails (one item also carries a small picture in its image_url
+metadata, which the page prefers), then, as a shopper would: upload a catalog
+photo and see that item first with its picture, loaded from the server's
+thumbnail URL; "more like this"; a category filter chip; a text file and a
+corrupt photo, each with a clear message. Saves
 screenshots to $LOOKALIKE_SCREENSHOT_DIR (the build directory); with
 LOOKALIKE_UPDATE_SCREENSHOT=1 also docs/web_page.png.
 
@@ -29,6 +31,8 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 VARIANTS = ("original", "crop_a", "flip", "png")
 COLLECTION = "catalog"
+THUMBNAIL_SIZE = 256
+IMAGE_URL_ITEM = "chelsea/flip.jpg"  # carries metadata image_url; the rest use thumbnails
 
 if not (CHROMIUM and CHROMEDRIVER):
     # Exit code 77: CTest reports the test as skipped (SKIP_RETURN_CODE).
@@ -77,7 +81,7 @@ def server():
             base = found.group(1) if found else None
             time.sleep(0.1)
         assert base, open(log_path).read()
-        api(base, "CreateCollection", {"name": COLLECTION})
+        api(base, "CreateCollection", {"name": COLLECTION, "thumbnailSize": THUMBNAIL_SIZE})
         items = []
         with open(os.path.join(photos, "metadata.csv")) as f:
             for row in csv.DictReader(f):
@@ -86,9 +90,10 @@ def server():
                 path = os.path.join(photos, row["path"])
                 with open(path, "rb") as image:
                     data = base64.b64encode(image.read()).decode()
-                items.append({"id": row["path"], "image": data,
-                              "metadata": {"source": row["source"], "variant": row["variant"],
-                                           "image_url": picture_url(path)}})
+                metadata = {"source": row["source"], "variant": row["variant"]}
+                if row["path"] == IMAGE_URL_ITEM:
+                    metadata["image_url"] = picture_url(path)
+                items.append({"id": row["path"], "image": data, "metadata": metadata})
         reply = api(base, "Upsert", {"collection": COLLECTION, "items": items})
         assert int(reply.get("failed", "0")) == 0, reply
         yield base, photos, work
@@ -117,13 +122,14 @@ def browser():
 
 
 def results(driver):
-    """(id, {metadata}, picture loaded) of each result, in order."""
+    """(id, {metadata}, picture loaded, picture URL) of each result, in order."""
     return driver.execute_script("""
         return [...document.querySelectorAll('#results li')].map((li) => {
           const img = li.querySelector('img.picture');
           const md = {};
           li.querySelectorAll('dd').forEach((dd) => { md[dd.dataset.key] = dd.textContent; });
-          return [li.dataset.id, md, !!img && img.complete && img.naturalWidth > 0];
+          return [li.dataset.id, md, !!img && img.complete && img.naturalWidth > 0,
+                  img ? img.currentSrc || img.src : ""];
         });""")
 
 
@@ -167,10 +173,27 @@ def test_shopper_flow(server, browser):
     wait_for(lambda: results(driver) and results(driver)[0][0] == query, "results for " + query)
     first = wait_for(lambda: results(driver)[0][2] and results(driver)[0], "the first picture")
     assert first[1]["source"] == "chelsea"
+    # No image_url for it: the picture is the server's thumbnail of the item.
+    assert first[3] == (base + "/collections/" + COLLECTION + "/items/chelsea%2Foriginal.jpg"
+                        "/thumbnail"), first[3]
+    size = driver.execute_script(
+        "const img = document.querySelector('#results li img.picture');"
+        "return [img.naturalWidth, img.naturalHeight];")
+    assert max(size) == THUMBNAIL_SIZE, size  # the sample photos are larger than 256 px
     hits = results(driver)
     assert len(hits) > 4
     # Its siblings (other variants of the same photo) come next.
     assert {h[1]["source"] for h in hits[:4]} == {"chelsea"}, hits[:4]
+    # The first row's pictures load (the rest load lazily, when scrolled to):
+    # image_url where the item has one, else its thumbnail.
+    hits = wait_for(lambda: all(h[2] for h in results(driver)[:6]) and results(driver)[:6],
+                    "the first row's pictures")
+    for hit_id, _, _, src in hits:
+        if hit_id == IMAGE_URL_ITEM:
+            assert src.startswith("data:image/jpeg;base64,"), (hit_id, src[:60])
+        else:
+            assert src.startswith(base + "/collections/" + COLLECTION + "/items/"), (hit_id, src)
+    assert IMAGE_URL_ITEM in [h[0] for h in hits[:4]]
     screenshot(driver, "web_page.png")
 
     # More like this, from the second result: that item is excluded from its own results.

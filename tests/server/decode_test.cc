@@ -362,5 +362,44 @@ TEST(DecodeTest, PoolDecodesInOrderWithPerItemErrors) {
   EXPECT_TRUE(results[4].ok());
 }
 
+// Thumbnails: the longer side becomes max_side (rounded, aspect kept), never
+// enlarged; colours and layout survive (RGB in, JPEG out); a bad size is refused.
+TEST(DecodeTest, ThumbnailsShrinkKeepingAspectAndColours) {
+  const DecodedImage image = MustDecode(Encode(TestImage(), ".png"));  // 40 x 24
+  StatusOr<std::string> jpeg = EncodeThumbnail(image, 20);
+  ASSERT_TRUE(jpeg.ok()) << jpeg.status().ToString();
+  EXPECT_EQ(SniffImageFormat(*jpeg), ImageFormat::kJpeg);
+  DecodedImage thumb = MustDecode(*jpeg);
+  EXPECT_EQ(thumb.width, 20);
+  EXPECT_EQ(thumb.height, 12);
+  ExpectNear(Px(thumb, 2, 1), {255, 0, 0}, 40);   // red top-left (not swapped to blue)
+  ExpectNear(Px(thumb, 17, 1), {0, 0, 255}, 40);  // blue top-right
+  ExpectNear(Px(thumb, 10, 9), {0, 200, 0}, 20);
+
+  thumb = MustDecode(*EncodeThumbnail(image, 7));  // 24 * 7 / 40 = 4.2
+  EXPECT_EQ(thumb.width, 7);
+  EXPECT_EQ(thumb.height, 4);
+  cv::Mat tall(300, 2, CV_8UC3, cv::Scalar(10, 20, 30));  // a side rounds to 0: kept at 1
+  thumb = MustDecode(*EncodeThumbnail(MustDecode(Encode(tall, ".png")), 16));
+  EXPECT_EQ(thumb.width, 1);
+  EXPECT_EQ(thumb.height, 16);
+  thumb = MustDecode(*EncodeThumbnail(image, 256));  // smaller than asked: as is
+  EXPECT_EQ(thumb.width, 40);
+  EXPECT_EQ(thumb.height, 24);
+
+  EXPECT_EQ(EncodeThumbnail(image, 0).status().code(), StatusCode::kInvalidArgument);
+
+  // The pool makes them beside the decode when asked, and only then.
+  DecodePool pool(2);
+  const std::string png = Encode(TestImage(), ".png");
+  std::vector<std::string_view> payloads = {png, "junk", png};
+  std::vector<StatusOr<DecodedImage>> results = pool.DecodeAll(payloads, kLimit, 10);
+  ASSERT_TRUE(results[0].ok() && results[2].ok());
+  EXPECT_FALSE(results[1].ok());
+  EXPECT_EQ(MustDecode(results[0]->thumbnail).width, 10);
+  EXPECT_EQ(results[0]->thumbnail, results[2]->thumbnail);  // deterministic
+  EXPECT_TRUE(pool.DecodeAll({png}, kLimit)[0]->thumbnail.empty());
+}
+
 }  // namespace
 }  // namespace lookalike

@@ -18,7 +18,9 @@
 #include "fake_model.h"
 #include "http_test_client.h"
 #include "memory_collections.h"
+#include "server/decode.h"
 #include "server/http_server.h"
+#include "server/http_thumbnails.h"
 
 namespace lookalike {
 namespace {
@@ -287,6 +289,106 @@ TEST_F(HttpApiTest, KeepAliveManyConnectionsAndMetricsOnTheSamePort) {
   EXPECT_NE(r.body.find("lookalike_requests_total{code=\"OK\",method=\"ListModels\"} 5"),
             std::string::npos)
       << r.body;
+}
+
+}  // namespace
+}  // namespace lookalike
+
+namespace lookalike {
+namespace {
+
+// GET /collections/{name}/items/{id}/thumbnail: the JPEG with a strong ETag
+// and Cache-Control, 304 for a matching If-None-Match, HEAD, Connect 404s
+// for what is missing, percent-decoded ids.
+TEST_F(HttpApiTest, ThumbnailsAreServedWithEtagsAndRevalidation) {
+  Reply r = Call("CreateCollection", {{"name", "shop"}, {"thumbnailSize", 64}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.Json()["thumbnailSize"], 64);
+  EXPECT_EQ(Call("DescribeCollection", {{"name", "shop"}}).Json()["thumbnailSize"], 64);
+  const std::string id = "shoes/red 1?%.jpg";  // needs percent-encoding
+  r = Call("Upsert", {{"collection", "shop"},
+                      {"items",
+                       {{{"id", id}, {"image", Base64(Png(200, 10, 10, 160, 80))}},
+                        {{"id", "vec"}, {"vector", {{"values", {1, 0, 0, 0}}}}}}}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  ASSERT_EQ(r.Json()["upserted"], "2") << r.body;
+
+  const std::string path = ThumbnailPath("shop", id);
+  EXPECT_EQ(path, "/collections/shop/items/shoes%2Fred%201%3F%25.jpg/thumbnail");
+  r = Raw("GET", path, "", "");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.content_type, "image/jpeg");
+  EXPECT_EQ(r.headers["Cache-Control"], "no-cache");
+  const std::string etag = r.headers["ETag"];
+  ASSERT_EQ(etag.size(), 18u) << etag;  // "<16 hex digits>", strong (no W/)
+  EXPECT_EQ(etag.front(), '"');
+  StatusOr<DecodedImage> image = DecodeImage(r.body, 1 << 20);
+  ASSERT_TRUE(image.ok()) << image.status().ToString();
+  EXPECT_EQ(image->width, 64);
+  EXPECT_EQ(image->height, 32);
+  const std::string jpeg = r.body;
+
+  // Revalidation: the same ETag (alone, in a list, or weak) is 304 without a body.
+  for (const std::string& tag :
+       std::vector<std::string>{etag, "\"0000000000000000\", " + etag, "W/" + etag, "*"}) {
+    Reply again = Connection(server_->port()).Send("GET", path, "", "", {{"If-None-Match", tag}});
+    EXPECT_EQ(again.status, 304) << tag;
+    EXPECT_EQ(again.headers["ETag"], etag);
+    EXPECT_TRUE(again.body.empty());
+  }
+  Reply other =
+      Connection(server_->port()).Send("GET", path, "", "", {{"If-None-Match", "\"abc\""}});
+  EXPECT_EQ(other.status, 200);
+  EXPECT_EQ(other.body, jpeg);
+  Reply head = Raw("HEAD", path, "", "");
+  EXPECT_EQ(head.status, 200);
+  EXPECT_EQ(head.headers["Content-Length"], std::to_string(jpeg.size()));
+  EXPECT_EQ(head.headers["ETag"], etag);
+
+  // A new picture under the same id: a new ETag, so the old one no longer matches.
+  r = Call("Upsert", {{"collection", "shop"},
+                      {"items", {{{"id", id}, {"image", Base64(Png(10, 10, 200, 80, 160))}}}}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  Reply changed = Connection(server_->port()).Send("GET", path, "", "", {{"If-None-Match", etag}});
+  EXPECT_EQ(changed.status, 200);
+  EXPECT_NE(changed.headers["ETag"], etag);
+  image = DecodeImage(changed.body, 1 << 20);
+  ASSERT_TRUE(image.ok()) << image.status().ToString();
+  EXPECT_EQ(image->width, 32);
+  EXPECT_EQ(image->height, 64);
+
+  // Missing things: Connect JSON 404s naming them.
+  ExpectError(Raw("GET", ThumbnailPath("nope", id), "", ""), 404, "not_found", "nope");
+  ExpectError(Raw("GET", ThumbnailPath("shop", "missing"), "", ""), 404, "not_found", "missing");
+  ExpectError(Raw("GET", ThumbnailPath("shop", "vec"), "", ""), 404, "not_found",
+              "has no thumbnail");
+  ExpectError(Raw("GET", "/collections/shop/items/x", "", ""), 404, "not_found",
+              "GET /collections/{name}/items/{id}/thumbnail");
+  ExpectError(Raw("GET", "/collections/shop/items/%zz/thumbnail", "", ""), 400, "invalid_argument",
+              "percent-encoding");
+  Reply post = Raw("POST", path, "{}");
+  ExpectError(post, 405, "unimplemented", "GET");
+  EXPECT_EQ(post.headers["Allow"], "GET, HEAD");
+
+  // Deleted with its item.
+  r = Call("Delete", {{"collection", "shop"}, {"ids", {id}}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  ExpectError(Raw("GET", path, "", ""), 404, "not_found");
+  ExpectServing();
+}
+
+TEST(PercentCodingTest, RoundTripsEveryByteAndRefusesMalformedEscapes) {
+  std::string all;
+  for (int c = 0; c < 256; ++c) all.push_back(static_cast<char>(c));
+  const std::string encoded = PercentEncode(all);
+  EXPECT_EQ(encoded.find_first_not_of(
+                "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~%"),
+            std::string::npos);
+  EXPECT_EQ(*PercentDecode(encoded), all);
+  EXPECT_EQ(*PercentDecode("a+b%2fc"), "a+b/c");
+  for (const char* bad : {"%", "%2", "%G0", "a%2"}) {
+    EXPECT_EQ(PercentDecode(bad).status().code(), StatusCode::kInvalidArgument) << bad;
+  }
 }
 
 }  // namespace

@@ -48,6 +48,7 @@ class Connection {
     http::write(socket_, req, write_ec);
     http::response_parser<http::string_body> parser;
     parser.body_limit(64 << 20);
+    parser.skip(method == "HEAD");  // a HEAD reply has the headers of a body it does not send
     beast::error_code ec;
     http::read(socket_, buffer_, parser, ec);
     Reply r;

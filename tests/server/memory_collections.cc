@@ -68,9 +68,23 @@ class MemoryCollection final : public Collection {
     std::vector<std::optional<Item>> out;
     for (const std::string& id : ids) {
       auto it = items_.find(id);
-      out.push_back(it == items_.end() ? std::nullopt : std::optional<Item>(it->second));
+      if (it == items_.end()) {
+        out.emplace_back(std::nullopt);
+        continue;
+      }
+      Item item = it->second;
+      item.thumbnail.clear();  // as Storage::Get: thumbnails are read one at a time
+      out.emplace_back(std::move(item));
     }
     return out;
+  }
+
+  StatusOr<std::string> GetThumbnail(const std::string& id) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = items_.find(id);
+    if (it == items_.end()) return NotFoundError("no item \"" + id + "\"");
+    if (it->second.thumbnail.empty()) return NotFoundError("item \"" + id + "\" has no thumbnail");
+    return it->second.thumbnail;
   }
 
   StatusOr<int64_t> Delete(const std::vector<std::string>& ids) override {

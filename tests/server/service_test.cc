@@ -108,6 +108,16 @@ class ServiceTest : public ::testing::TestWithParam<std::string> {
     return resp;
   }
 
+  pb::CollectionInfo Describe(const std::string& name) {
+    grpc::ClientContext ctx;
+    pb::DescribeCollectionRequest req;
+    req.set_name(name);
+    pb::CollectionInfo info;
+    grpc::Status s = stub_->DescribeCollection(&ctx, req, &info);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return info;
+  }
+
   pb::SearchResponse Search(const pb::SearchRequest& req, grpc::Status* status) {
     grpc::ClientContext ctx;
     pb::SearchResponse resp;
@@ -582,12 +592,7 @@ TEST_P(ServiceTest, ConcurrentClientsGetTheirOwnResults) {
   }
   for (std::thread& t : threads) t.join();
   EXPECT_EQ(failures.load(), 0);
-  grpc::ClientContext ctx;
-  pb::DescribeCollectionRequest describe;
-  describe.set_name("raw");
-  pb::CollectionInfo info;
-  ASSERT_TRUE(stub_->DescribeCollection(&ctx, describe, &info).ok());
-  EXPECT_EQ(info.count(), kThreads * kItems);
+  EXPECT_EQ(Describe("raw").count(), kThreads * kItems);
 }
 
 // Get and Delete are bounded by limits.max_ids_per_request (they used to be
@@ -663,6 +668,106 @@ TEST_P(ServiceTest, VectorsOnlyCollectionRefusesImages) {
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_EQ(s.error_message(),
             "queries[1]: collection \"raw\" stores vectors only (no model); send a vector");
+}
+
+// A collection created with thumbnail_size keeps a JPEG thumbnail of each
+// image item: its longer side at most that size, the aspect kept; replaced
+// with the item, deleted with it; raw-vector items have none.
+TEST_P(ServiceTest, ImageItemsKeepThumbnails) {
+  {
+    grpc::ClientContext ctx;
+    pb::CreateCollectionRequest req;
+    req.set_name("thumbs");
+    req.set_thumbnail_size(32);
+    pb::CollectionInfo info;
+    grpc::Status s = stub_->CreateCollection(&ctx, req, &info);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    EXPECT_EQ(info.thumbnail_size(), 32);
+  }
+  EXPECT_EQ(Describe("thumbs").thumbnail_size(), 32);
+  pb::UpsertRequest up;
+  up.set_collection("thumbs");
+  auto* wide = up.add_items();
+  wide->set_id("wide");
+  wide->set_image(Png(200, 30, 30, 90, 30));  // 3:1, larger than 32
+  auto* small = up.add_items();
+  small->set_id("small");
+  small->set_image(Png(10, 200, 10, 12, 20));  // smaller than 32: never enlarged
+  auto* raw = up.add_items();
+  raw->set_id("raw");
+  *raw->mutable_vector() = Vec({1, 0, 0, 0});
+  grpc::Status s;
+  pb::UpsertResponse resp = Upsert(up, &s);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  ASSERT_EQ(resp.upserted(), 3) << resp.DebugString();
+
+  auto thumbnail = [&](const std::string& id) -> StatusOr<DecodedImage> {
+    std::string jpeg;
+    RETURN_IF_ERROR(service_->DoGetThumbnail("thumbs", id, &jpeg));
+    EXPECT_EQ(SniffImageFormat(jpeg), ImageFormat::kJpeg);
+    return DecodeImage(jpeg, 1 << 20);
+  };
+  StatusOr<DecodedImage> t = thumbnail("wide");
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  EXPECT_EQ(t->width, 32);
+  EXPECT_EQ(t->height, 11);  // 30 * 32 / 90 = 10.67, rounded
+  // The colour survives (JPEG is lossy; the fake photo is one flat colour).
+  EXPECT_NEAR(t->rgb[0], 200, 8);
+  EXPECT_NEAR(t->rgb[1], 30, 8);
+  t = thumbnail("small");
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  EXPECT_EQ(t->width, 12);
+  EXPECT_EQ(t->height, 20);
+  EXPECT_EQ(thumbnail("raw").status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(thumbnail("nope").status().code(), StatusCode::kNotFound);
+  std::string unused;
+  EXPECT_EQ(service_->DoGetThumbnail("no_such", "wide", &unused).code(), StatusCode::kNotFound);
+
+  // Re-upserted as a vector: the old thumbnail goes with the old version.
+  pb::UpsertRequest again;
+  again.set_collection("thumbs");
+  again.add_items()->set_id("wide");
+  *again.mutable_items(0)->mutable_vector() = Vec({0, 1, 0, 0});
+  resp = Upsert(again, &s);
+  ASSERT_TRUE(s.ok() && resp.upserted() == 1) << s.error_message() << resp.DebugString();
+  EXPECT_EQ(thumbnail("wide").status().code(), StatusCode::kNotFound);
+
+  {
+    grpc::ClientContext ctx;
+    pb::DeleteRequest req;
+    req.set_collection("thumbs");
+    req.add_ids("small");
+    pb::DeleteResponse del;
+    ASSERT_TRUE(stub_->Delete(&ctx, req, &del).ok());
+  }
+  EXPECT_EQ(thumbnail("small").status().code(), StatusCode::kNotFound);
+}
+
+// thumbnail_size is 0 or 16..1024, and only for a collection with a model.
+TEST_P(ServiceTest, ThumbnailSizeIsChecked) {
+  if (GetParam() == "memory") GTEST_SKIP() << "the spec is checked by the real CollectionManager";
+  auto create = [&](const std::string& model, int size) {
+    grpc::ClientContext ctx;
+    pb::CreateCollectionRequest req;
+    req.set_name("t" + std::to_string(size < 0 ? 0 : size));
+    req.set_model(model);
+    if (model == kVectorsOnly) req.set_dim(4);
+    req.set_thumbnail_size(size);
+    pb::CollectionInfo info;
+    return stub_->CreateCollection(&ctx, req, &info);
+  };
+  for (int bad : {-1, 8, 15, 1025, 100000}) {
+    grpc::Status s = create("", bad);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << bad;
+    EXPECT_NE(s.error_message().find("thumbnail_size must be 0 (no thumbnails) or in 16..1024"),
+              std::string::npos)
+        << s.error_message();
+  }
+  grpc::Status s = create(kVectorsOnly, 64);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(s.error_message().find("stores vectors only"), std::string::npos) << s.error_message();
+  EXPECT_TRUE(create("", 16).ok());
+  EXPECT_TRUE(create("", 1024).ok());
 }
 
 std::vector<std::string> Managers() { return {"memory", "index"}; }
