@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "common/hash.h"
+#include "server/auth.h"
 #include "server/http_api.h"
 
 namespace lookalike {
@@ -65,6 +66,22 @@ bool HandleThumbnailRequest(LookalikeService* service, const HttpRequest& reques
     const Status& bad = !collection.ok() ? collection.status() : id.status();
     respond(ConnectErrorResponse(InvalidArgumentError(request.path + ": " + bad.message())));
     return true;
+  }
+  // With API keys, a thumbnail is read like Get: the read right on its collection.
+  if (const Authenticator* auth = service->authenticator()) {
+    StatusOr<const ApiKey*> key = auth->Authenticate(request.Header("authorization"), request.path);
+    Status allowed = key.status();
+    if (key.ok()) {
+      AccessNeed need;
+      need.role = ApiRole::kRead;
+      need.names_collection = true;
+      need.collection = *collection;
+      allowed = CheckAccess(**key, "GET thumbnail", need);
+    }
+    if (!allowed.ok()) {
+      respond(ConnectErrorResponse(allowed));
+      return true;
+    }
   }
   auto jpeg = std::make_shared<std::string>();
   const bool head = request.method == "HEAD";

@@ -509,6 +509,18 @@ TEST_F(AuthServerTest, HttpRefusesMissingUnknownAndInsufficientKeys) {
       << text;
 }
 
+// A thumbnail is read like Get: the read right on its collection.
+TEST_F(AuthServerTest, ThumbnailsNeedTheReadRightOnTheirCollection) {
+  EXPECT_EQ(HttpGet("/collections/bags/items/a/thumbnail", "").status, 401);
+  EXPECT_EQ(HttpGet("/collections/bags/items/a/thumbnail", "lk_wrong").status, 401);
+  Reply other = HttpGet("/collections/bags/items/a/thumbnail", kShoesKey);
+  EXPECT_EQ(other.status, 403) << other.body;
+  EXPECT_NE(other.body.find("on collection \\\"bags\\\""), std::string::npos) << other.body;
+  // Past the key check: the collection does not exist.
+  Reply missing = HttpGet("/collections/shoes/items/a/thumbnail", kShoesKey);
+  EXPECT_EQ(missing.status, 404) << missing.body;
+}
+
 TEST_F(AuthServerTest, HealthzOpenMetricsBehindAKey) {
   Reply health = HttpGet("/healthz", "");
   EXPECT_EQ(health.status, 200);
