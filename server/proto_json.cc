@@ -1,5 +1,7 @@
 #include "server/proto_json.h"
 
+#include "common/utf8.h"
+
 #include <google/protobuf/descriptor.h>
 #include <google/protobuf/message.h>
 #include <google/protobuf/reflection.h>
@@ -105,50 +107,6 @@ bool DecodeBase64(std::string_view in, std::string* out) {
     }
   }
   return (acc & ((1u << bits) - 1)) == 0;  // no stray bits in the last character
-}
-
-// ------------------------------------------------------------------- UTF-8
-
-// Length of the valid UTF-8 sequence at s[0..n) (n > 0, s[0] >= 0x80), or 0.
-size_t Utf8SequenceLength(const unsigned char* s, size_t n) {
-  const unsigned char c = s[0];
-  size_t len;
-  uint32_t cp;
-  if (c >= 0xc2 && c <= 0xdf) {
-    len = 2, cp = c & 0x1f;
-  } else if (c >= 0xe0 && c <= 0xef) {
-    len = 3, cp = c & 0x0f;
-  } else if (c >= 0xf0 && c <= 0xf4) {
-    len = 4, cp = c & 0x07;
-  } else {
-    return 0;
-  }
-  if (n < len) return 0;
-  for (size_t i = 1; i < len; ++i) {
-    if ((s[i] & 0xc0) != 0x80) return 0;
-    cp = (cp << 6) | (s[i] & 0x3f);
-  }
-  if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff))) return 0;
-  if (cp >= 0xd800 && cp <= 0xdfff) return 0;  // surrogates are not characters
-  return len;
-}
-
-void AppendUtf8(uint32_t cp, std::string* out) {
-  if (cp < 0x80) {
-    out->push_back(static_cast<char>(cp));
-  } else if (cp < 0x800) {
-    out->push_back(static_cast<char>(0xc0 | (cp >> 6)));
-    out->push_back(static_cast<char>(0x80 | (cp & 0x3f)));
-  } else if (cp < 0x10000) {
-    out->push_back(static_cast<char>(0xe0 | (cp >> 12)));
-    out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3f)));
-    out->push_back(static_cast<char>(0x80 | (cp & 0x3f)));
-  } else {
-    out->push_back(static_cast<char>(0xf0 | (cp >> 18)));
-    out->push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3f)));
-    out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3f)));
-    out->push_back(static_cast<char>(0x80 | (cp & 0x3f)));
-  }
 }
 
 // ------------------------------------------------------------------ reader

@@ -14,7 +14,7 @@
 // oneofs, both field-name spellings); anything else it declines, and then
 // protobuf's parser decides. Where both refuse a body, the error is the
 // direct reader's, which names the field ("queries[0].vector.values[3]:
-// 1e+39 is out of range for a float"). Message types with well-known types
+// 1e39 is out of range for a float"). Message types with well-known types
 // (google.protobuf.*) go to protobuf's util as a whole.
 //
 // Writing (MessageToJson) gives protobuf's canonical JSON: lowerCamelCase
