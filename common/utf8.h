@@ -1,5 +1,6 @@
-// UTF-8 encoding and validation, shared by the JSON readers and writers
-// (models/json.cc, server/proto_json.cc) and the CLIP tokenizer.
+// UTF-8 encoding and validation, and JSON's one-character escapes, shared by
+// the JSON readers and writers (models/json.cc, server/proto_json.cc) and the
+// CLIP tokenizer.
 #pragma once
 
 #include <cstddef>
@@ -51,6 +52,29 @@ inline size_t Utf8SequenceLength(const unsigned char* s, size_t n) {
   if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF))) return 0;
   if (cp >= 0xD800 && cp <= 0xDFFF) return 0;
   return len;
+}
+
+// The character JSON's escape `\e` stands for, for e one of " \ / b f n r t;
+// '\0' for any other e ('u' starts a \uXXXX escape, the rest are errors).
+inline char JsonEscapedChar(char e) {
+  switch (e) {
+    case '"':
+    case '\\':
+    case '/':
+      return e;
+    case 'b':
+      return '\b';
+    case 'f':
+      return '\f';
+    case 'n':
+      return '\n';
+    case 'r':
+      return '\r';
+    case 't':
+      return '\t';
+    default:
+      return '\0';
+  }
 }
 
 }  // namespace lookalike

@@ -158,31 +158,11 @@ class JsonParser {
       }
       if (p_ == end_) return Error("unterminated escape");
       const char e = *p_++;
+      if (const char plain = JsonEscapedChar(e)) {
+        out->push_back(plain);
+        continue;
+      }
       switch (e) {
-        case '"':
-          out->push_back('"');
-          break;
-        case '\\':
-          out->push_back('\\');
-          break;
-        case '/':
-          out->push_back('/');
-          break;
-        case 'b':
-          out->push_back('\b');
-          break;
-        case 'f':
-          out->push_back('\f');
-          break;
-        case 'n':
-          out->push_back('\n');
-          break;
-        case 'r':
-          out->push_back('\r');
-          break;
-        case 't':
-          out->push_back('\t');
-          break;
         case 'u': {
           uint32_t cp;
           RETURN_IF_ERROR(ParseHex4(&cp));

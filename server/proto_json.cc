@@ -230,27 +230,11 @@ class Reader {
       if (end_ - p_ < 2) return Fail("unterminated string");
       const char e = p_[1];
       p_ += 2;
+      if (const char plain = JsonEscapedChar(e)) {
+        out->push_back(plain);
+        continue;
+      }
       switch (e) {
-        case '"':
-        case '\\':
-        case '/':
-          out->push_back(e);
-          break;
-        case 'b':
-          out->push_back('\b');
-          break;
-        case 'f':
-          out->push_back('\f');
-          break;
-        case 'n':
-          out->push_back('\n');
-          break;
-        case 'r':
-          out->push_back('\r');
-          break;
-        case 't':
-          out->push_back('\t');
-          break;
         case 'u': {
           uint32_t cp;
           if (!ReadHex4(&cp)) return Fail("bad \\u escape in a string");
