@@ -45,7 +45,13 @@ class Cursor {
     pos_ += n;
     return true;
   }
+  bool Skip(uint64_t n) {
+    if (n_ - pos_ < n) return false;
+    pos_ += static_cast<size_t>(n);
+    return true;
+  }
   size_t pos() const { return pos_; }
+  size_t left() const { return n_ - pos_; }
 
  private:
   const uint8_t* p_;
@@ -70,42 +76,276 @@ void SetDefaultNprobe(faiss::Index* index) {
 
 // FAISS' read_index sizes each vector from a length field in the body and
 // allocates it before reading it, so a forged length (a snapshot whose
-// checksum matches a corrupt body) asks for up to 1 TiB (found by
-// fuzz_snapshot). A flat index, the index of every "Flat" collection and of
-// every collection in exact mode, is checked here first: fourcc, the index
-// header (faiss/impl/index_read.cpp: d, ntotal, two reserved int64,
-// is_trained, metric_type, metric_arg when metric_type > 1; is_trained must
-// be a valid bool), then the codes' length field, which must fit the bytes that follow (FAISS
-// counts it in floats or bytes by version: both fit then). `body` is the FAISS part of the payload.
-// Returns whether the body is a flat index.
-StatusOr<bool> CheckFlatIndexBody(const uint8_t* body, size_t n) {
-  Cursor cur(body, n);
-  uint32_t fourcc = 0;
-  if (!cur.Read(&fourcc)) return DataLossError("index body truncated");
-  if (fourcc != faiss::fourcc("IxFI") && fourcc != faiss::fourcc("IxF2") &&
-      fourcc != faiss::fourcc("IxFl")) {
-    return false;
+// checksum matches a corrupt body, or one written by a FAISS whose layout
+// differs) asks for up to 1 TiB (found by fuzz_snapshot); and it takes graph
+// links and list ids as they come, which searches then follow. The bodies the
+// project writes are therefore walked here before read_index, after the
+// layout of faiss/impl/index_write.cpp:
+//   index header   d, ntotal, two reserved int64, is_trained (a bool byte),
+//                  metric_type, metric_arg when metric_type > 1
+//   flat (IxF2, IxFI, IxFl)  header, codes: a length (in floats or bytes by
+//                  FAISS version) then ntotal * d floats
+//   IVF flat (IwFl)  header, nlist, nprobe, the coarse quantizer (a flat
+//                  index of nlist centroids), the direct map (type byte, an
+//                  int64 array, for type 2 a pair table), then the inverted
+//                  lists: "ilar", nlist, code_size (d floats), "full" + nlist
+//                  sizes or "sprs" + (list, size) pairs, then per list its
+//                  codes and its ids
+//   HNSW flat (IHNf)  header, assign_probas (double), cum_nneighbor_per_level
+//                  (int), levels (int, one per vector), offsets (size_t,
+//                  ntotal + 1), neighbors (int), entry_point, max_level,
+//                  efConstruction, efSearch, upper_beam, then the storage (a
+//                  flat index of the ntotal vectors)
+// Checked: every length fits the bytes that follow; sizes agree with each
+// other (list sizes sum to ntotal, list ids are slots of the table, offsets
+// rise to the neighbour count, each vector's links match its level, links
+// and the entry point name vectors that exist); the body ends where the
+// index does. Other index bodies (IVF with PQ or SQ codes, HNSW over SQ or
+// PQ) are not walked and go to read_index as before.
+enum class BodyKind { kFlat, kIvfFlat, kHnswFlat, kOther };
+
+struct IndexHeader {
+  int32_t d = 0;
+  int64_t ntotal = 0;
+};
+
+class BodyWalker {
+ public:
+  BodyWalker(const uint8_t* body, size_t n, uint64_t nslots) : cur_(body, n), nslots_(nslots) {}
+
+  StatusOr<BodyKind> Walk() {
+    auto kind = Index(/*nested=*/false, nullptr);
+    // A top-level flat body is left to read_index past its checked header.
+    if (!kind.ok() || *kind == BodyKind::kOther || *kind == BodyKind::kFlat) return kind;
+    if (cur_.left() != 0) {
+      return DataLossError("index body has " + std::to_string(cur_.left()) +
+                           " bytes after the index");
+    }
+    return kind;
   }
-  int32_t d = 0, metric_type = 0;
-  int64_t ntotal = 0, reserved = 0;
-  uint8_t is_trained = 0;
-  float metric_arg = 0;
-  uint64_t codes_len = 0;
-  if (!cur.Read(&d) || !cur.Read(&ntotal) || !cur.Read(&reserved) || !cur.Read(&reserved) ||
-      !cur.Read(&is_trained) || !cur.Read(&metric_type) ||
-      (metric_type > 1 && !cur.Read(&metric_arg)) || !cur.Read(&codes_len)) {
-    return DataLossError("flat index header truncated");
+
+ private:
+  static Status Bad(const std::string& what) { return DataLossError("index body: " + what); }
+
+  // A length-prefixed array of `elem`-byte values: its length, checked to
+  // fit the bytes that follow; the cursor is left at its first value.
+  Status ArrayLength(size_t elem, const char* what, uint64_t* count) {
+    if (!cur_.Read(count)) return Bad(std::string(what) + " truncated");
+    if (*count > cur_.left() / elem) {
+      return Bad(std::string(what) + " claims " + std::to_string(*count) + " values, " +
+                 std::to_string(cur_.left()) + " bytes left");
+    }
+    return Status::Ok();
   }
-  const uint64_t left = n - cur.pos();
-  // is_trained is a bool FAISS reads from the file byte as it is.
-  if (d <= 0 || ntotal < 0 || is_trained > 1 || codes_len > left) {
-    return DataLossError("flat index header does not match its body (d " + std::to_string(d) +
-                         ", ntotal " + std::to_string(ntotal) + ", is_trained " +
-                         std::to_string(is_trained) + ", codes " + std::to_string(codes_len) +
-                         " of " + std::to_string(left) + " bytes left)");
+
+  template <typename T>
+  Status ReadArray(const char* what, std::vector<T>* out) {
+    uint64_t count = 0;
+    RETURN_IF_ERROR(ArrayLength(sizeof(T), what, &count));
+    out->resize(static_cast<size_t>(count));
+    if (!cur_.ReadBytes(out->data(), count * sizeof(T)))
+      return Bad(std::string(what) + " truncated");
+    return Status::Ok();
   }
-  return true;
-}
+
+  Status Header(IndexHeader* h) {
+    int64_t reserved = 0;
+    uint8_t is_trained = 0;
+    int32_t metric_type = 0;
+    float metric_arg = 0;
+    if (!cur_.Read(&h->d) || !cur_.Read(&h->ntotal) || !cur_.Read(&reserved) ||
+        !cur_.Read(&reserved) || !cur_.Read(&is_trained) || !cur_.Read(&metric_type) ||
+        (metric_type > 1 && !cur_.Read(&metric_arg))) {
+      return Bad("index header truncated");
+    }
+    // is_trained is a bool FAISS reads from the file byte as it is.
+    if (h->d <= 0 || h->ntotal < 0 || is_trained > 1) {
+      return Bad("index header out of range (d " + std::to_string(h->d) + ", ntotal " +
+                 std::to_string(h->ntotal) + ", is_trained " + std::to_string(is_trained) + ")");
+    }
+    return Status::Ok();
+  }
+
+  // The flat index after its fourcc.
+  Status Flat(IndexHeader* h, bool nested) {
+    RETURN_IF_ERROR(Header(h));
+    uint64_t codes_len = 0;
+    if (!cur_.Read(&codes_len)) return Bad("flat index header truncated");
+    const uint64_t left = cur_.left();
+    if (codes_len > left) {
+      return Bad("flat index header does not match its body (d " + std::to_string(h->d) +
+                 ", ntotal " + std::to_string(h->ntotal) + ", codes " + std::to_string(codes_len) +
+                 " of " + std::to_string(left) + " bytes left)");
+    }
+    if (!nested) return Status::Ok();  // read_index reads what it needs of the rest
+    // Nested, the codes must be exactly the index's vectors to find what follows.
+    const uint64_t floats = static_cast<uint64_t>(h->ntotal) * static_cast<uint64_t>(h->d);
+    if (static_cast<uint64_t>(h->ntotal) > left || floats > left / sizeof(float)) {
+      return Bad("flat index of " + std::to_string(h->ntotal) + " vectors does not fit its body");
+    }
+    if (codes_len != floats && codes_len != floats * sizeof(float)) {
+      return Bad("flat index codes length " + std::to_string(codes_len) + " for " +
+                 std::to_string(h->ntotal) + " x " + std::to_string(h->d));
+    }
+    if (!cur_.Skip(floats * sizeof(float))) return Bad("flat index codes truncated");
+    return Status::Ok();
+  }
+
+  StatusOr<BodyKind> Index(bool nested, IndexHeader* out) {
+    IndexHeader own;
+    IndexHeader* h = out != nullptr ? out : &own;
+    uint32_t fourcc = 0;
+    if (!cur_.Read(&fourcc)) return Bad("truncated");
+    if (fourcc == faiss::fourcc("IxFI") || fourcc == faiss::fourcc("IxF2") ||
+        fourcc == faiss::fourcc("IxFl")) {
+      RETURN_IF_ERROR(Flat(h, nested));
+      return BodyKind::kFlat;
+    }
+    if (nested) return Bad("nested index of an unexpected type");
+    if (fourcc == faiss::fourcc("IwFl")) {
+      RETURN_IF_ERROR(IvfFlat(h));
+      return BodyKind::kIvfFlat;
+    }
+    if (fourcc == faiss::fourcc("IHNf")) {
+      RETURN_IF_ERROR(HnswFlat(h));
+      return BodyKind::kHnswFlat;
+    }
+    return BodyKind::kOther;
+  }
+
+  Status IvfFlat(IndexHeader* h) {
+    RETURN_IF_ERROR(Header(h));
+    uint64_t nlist = 0, nprobe = 0;
+    if (!cur_.Read(&nlist) || !cur_.Read(&nprobe)) return Bad("IVF header truncated");
+    IndexHeader quantizer;
+    ASSIGN_OR_RETURN(BodyKind kind, Index(/*nested=*/true, &quantizer));
+    (void)kind;
+    if (quantizer.d != h->d || static_cast<uint64_t>(quantizer.ntotal) != nlist || nlist == 0) {
+      return Bad("IVF quantizer holds " + std::to_string(quantizer.ntotal) + " centroids of dim " +
+                 std::to_string(quantizer.d) + " for nlist " + std::to_string(nlist));
+    }
+    // The direct map: a type byte, an id array, for a hash table its pairs.
+    uint8_t map_type = 0;
+    uint64_t count = 0;
+    if (!cur_.Read(&map_type) || map_type > 2) return Bad("IVF direct map type");
+    RETURN_IF_ERROR(ArrayLength(sizeof(int64_t), "IVF direct map", &count));
+    if (!cur_.Skip(count * sizeof(int64_t))) return Bad("IVF direct map truncated");
+    if (map_type == 2) {
+      RETURN_IF_ERROR(ArrayLength(2 * sizeof(int64_t), "IVF direct map table", &count));
+      if (!cur_.Skip(count * 2 * sizeof(int64_t))) return Bad("IVF direct map truncated");
+    }
+    // The inverted lists.
+    uint32_t lists_fourcc = 0, list_type = 0;
+    uint64_t lists = 0, code_size = 0;
+    if (!cur_.Read(&lists_fourcc) || lists_fourcc != faiss::fourcc("ilar") || !cur_.Read(&lists) ||
+        !cur_.Read(&code_size) || !cur_.Read(&list_type)) {
+      return Bad("IVF inverted lists header");
+    }
+    if (lists != nlist || code_size != static_cast<uint64_t>(h->d) * sizeof(float)) {
+      return Bad("IVF inverted lists of " + std::to_string(lists) + " lists, code size " +
+                 std::to_string(code_size) + " for nlist " + std::to_string(nlist));
+    }
+    std::vector<uint64_t> sizes;
+    if (list_type == faiss::fourcc("full")) {
+      RETURN_IF_ERROR(ReadArray("IVF list sizes", &sizes));
+      if (sizes.size() != nlist) return Bad("IVF list sizes do not cover the lists");
+    } else if (list_type == faiss::fourcc("sprs")) {
+      std::vector<uint64_t> pairs;
+      RETURN_IF_ERROR(ReadArray("IVF list sizes", &pairs));
+      if (pairs.size() % 2 != 0) return Bad("IVF sparse list sizes");
+      if (nlist > cur_.left()) return Bad("IVF nlist does not fit the body");
+      sizes.assign(static_cast<size_t>(nlist), 0);
+      for (size_t j = 0; j < pairs.size(); j += 2) {
+        if (pairs[j] >= nlist) return Bad("IVF sparse list sizes name a list past nlist");
+        sizes[static_cast<size_t>(pairs[j])] = pairs[j + 1];
+      }
+    } else {
+      return Bad("IVF list type");
+    }
+    uint64_t total = 0;
+    for (uint64_t n : sizes) {
+      if (n > cur_.left() / (code_size + sizeof(int64_t))) {
+        return Bad("IVF list of " + std::to_string(n) + " vectors, " + std::to_string(cur_.left()) +
+                   " bytes left");
+      }
+      total += n;
+      if (!cur_.Skip(n * code_size)) return Bad("IVF list codes truncated");
+      for (uint64_t i = 0; i < n; ++i) {
+        int64_t id = 0;
+        if (!cur_.Read(&id)) return Bad("IVF list ids truncated");
+        // Labels are slots of the snapshot's table (add_with_ids).
+        if (id < 0 || static_cast<uint64_t>(id) >= nslots_) {
+          return Bad("IVF list id " + std::to_string(id) + " is not a slot (" +
+                     std::to_string(nslots_) + " slots)");
+        }
+      }
+    }
+    if (total != static_cast<uint64_t>(h->ntotal)) {
+      return Bad("IVF lists hold " + std::to_string(total) + " vectors, header says " +
+                 std::to_string(h->ntotal));
+    }
+    return Status::Ok();
+  }
+
+  Status HnswFlat(IndexHeader* h) {
+    RETURN_IF_ERROR(Header(h));
+    const uint64_t ntotal = static_cast<uint64_t>(h->ntotal);
+    uint64_t count = 0;
+    RETURN_IF_ERROR(ArrayLength(sizeof(double), "HNSW assign_probas", &count));
+    if (!cur_.Skip(count * sizeof(double))) return Bad("HNSW assign_probas truncated");
+    std::vector<int32_t> cum, levels, neighbors;
+    std::vector<uint64_t> offsets;
+    RETURN_IF_ERROR(ReadArray("HNSW cum_nneighbor_per_level", &cum));
+    RETURN_IF_ERROR(ReadArray("HNSW levels", &levels));
+    RETURN_IF_ERROR(ReadArray("HNSW offsets", &offsets));
+    RETURN_IF_ERROR(ReadArray("HNSW neighbors", &neighbors));
+    int32_t entry_point = 0, max_level = 0, ef_construction = 0, ef_search = 0, upper_beam = 0;
+    if (!cur_.Read(&entry_point) || !cur_.Read(&max_level) || !cur_.Read(&ef_construction) ||
+        !cur_.Read(&ef_search) || !cur_.Read(&upper_beam)) {
+      return Bad("HNSW parameters truncated");
+    }
+    if (cum.empty() || cum[0] != 0) return Bad("HNSW cum_nneighbor_per_level");
+    for (size_t i = 1; i < cum.size(); ++i) {
+      if (cum[i] < cum[i - 1]) return Bad("HNSW cum_nneighbor_per_level decreases");
+    }
+    if (levels.size() != ntotal || offsets.size() != ntotal + 1) {
+      return Bad("HNSW levels / offsets for " + std::to_string(ntotal) + " vectors: " +
+                 std::to_string(levels.size()) + " / " + std::to_string(offsets.size()));
+    }
+    if (offsets[0] != 0 || offsets[ntotal] != neighbors.size()) return Bad("HNSW offsets");
+    for (uint64_t i = 0; i < ntotal; ++i) {
+      // A vector on level L - 1 has links on levels 0 .. L - 1 (FAISS stores L).
+      const int32_t level = levels[i];
+      if (level < 1 || static_cast<size_t>(level) >= cum.size()) return Bad("HNSW level");
+      if (offsets[i + 1] < offsets[i] ||
+          offsets[i + 1] - offsets[i] != static_cast<uint64_t>(cum[static_cast<size_t>(level)])) {
+        return Bad("HNSW offsets do not match the levels");
+      }
+    }
+    for (int32_t link : neighbors) {
+      if (link < -1 || (link >= 0 && static_cast<uint64_t>(link) >= ntotal)) {
+        return Bad("HNSW link to vector " + std::to_string(link) + " of " + std::to_string(ntotal));
+      }
+    }
+    if (ntotal == 0 ? entry_point != -1
+                    : (entry_point < 0 || static_cast<uint64_t>(entry_point) >= ntotal ||
+                       max_level != levels[static_cast<size_t>(entry_point)] - 1)) {
+      return Bad("HNSW entry point " + std::to_string(entry_point) + " (max level " +
+                 std::to_string(max_level) + ")");
+    }
+    IndexHeader storage;
+    ASSIGN_OR_RETURN(BodyKind kind, Index(/*nested=*/true, &storage));
+    (void)kind;
+    if (storage.d != h->d || storage.ntotal != h->ntotal) {
+      return Bad("HNSW storage holds " + std::to_string(storage.ntotal) + " vectors of dim " +
+                 std::to_string(storage.d));
+    }
+    return Status::Ok();
+  }
+
+  Cursor cur_;
+  const uint64_t nslots_;
+};
 
 bool ScoreBetter(const ScoredId& a, const ScoredId& b) {
   if (a.score != b.score) return a.score > b.score;
@@ -487,9 +727,9 @@ StatusOr<std::unique_ptr<DerivedIndex>> DerivedIndex::LoadSnapshot(const std::st
   if (!cur.ReadBytes(d->slots_.data(), nslots * sizeof(int64_t))) {
     return corrupt("snapshot slot table truncated");
   }
-  auto flat = CheckFlatIndexBody(payload + cur.pos(), payload_bytes - cur.pos());
-  if (!flat.ok()) return corrupt(flat.status().message());
-  if (!*flat && (exact != 0 || spec.index_spec == "Flat")) {
+  auto body = BodyWalker(payload + cur.pos(), payload_bytes - cur.pos(), nslots).Walk();
+  if (!body.ok()) return corrupt(body.status().message());
+  if (*body != BodyKind::kFlat && (exact != 0 || spec.index_spec == "Flat")) {
     return corrupt("snapshot of a flat index holds another index type");
   }
   faiss::VectorIOReader reader;

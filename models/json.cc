@@ -1,5 +1,7 @@
 #include "models/json.h"
 
+#include "common/utf8.h"
+
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
@@ -124,24 +126,6 @@ class JsonParser {
     }
   }
 
-  static void AppendUtf8(uint32_t cp, std::string* out) {
-    if (cp < 0x80) {
-      out->push_back(static_cast<char>(cp));
-    } else if (cp < 0x800) {
-      out->push_back(static_cast<char>(0xc0 | (cp >> 6)));
-      out->push_back(static_cast<char>(0x80 | (cp & 0x3f)));
-    } else if (cp < 0x10000) {
-      out->push_back(static_cast<char>(0xe0 | (cp >> 12)));
-      out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3f)));
-      out->push_back(static_cast<char>(0x80 | (cp & 0x3f)));
-    } else {
-      out->push_back(static_cast<char>(0xf0 | (cp >> 18)));
-      out->push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3f)));
-      out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3f)));
-      out->push_back(static_cast<char>(0x80 | (cp & 0x3f)));
-    }
-  }
-
   Status ParseHex4(uint32_t* out) {
     if (end_ - p_ < 4) return Error("truncated \\u escape");
     uint32_t v = 0;
@@ -174,31 +158,11 @@ class JsonParser {
       }
       if (p_ == end_) return Error("unterminated escape");
       const char e = *p_++;
+      if (const char plain = JsonEscapedChar(e)) {
+        out->push_back(plain);
+        continue;
+      }
       switch (e) {
-        case '"':
-          out->push_back('"');
-          break;
-        case '\\':
-          out->push_back('\\');
-          break;
-        case '/':
-          out->push_back('/');
-          break;
-        case 'b':
-          out->push_back('\b');
-          break;
-        case 'f':
-          out->push_back('\f');
-          break;
-        case 'n':
-          out->push_back('\n');
-          break;
-        case 'r':
-          out->push_back('\r');
-          break;
-        case 't':
-          out->push_back('\t');
-          break;
         case 'u': {
           uint32_t cp;
           RETURN_IF_ERROR(ParseHex4(&cp));

@@ -1,11 +1,11 @@
 #include "server/http_api.h"
 
 #include "server/http_thumbnails.h"
+#include "server/proto_json.h"
 #include "server/web_assets.h"
 
 #include <google/protobuf/descriptor.h>
 #include <google/protobuf/message.h>
-#include <google/protobuf/util/json_util.h>
 #include <nlohmann/json.hpp>
 
 #include <cctype>
@@ -336,14 +336,11 @@ void HttpApi::CallMethod(const Method& method, const ApiKey* key, HttpRequest re
       method.descriptor->name().c_str(),
       [&method, key, in, out, body, max_bytes,
        service = service_](LookalikeService::FinishFn finish) {
-        google::protobuf::util::JsonParseOptions options;
-        options.ignore_unknown_fields = false;
-        const std::string& text = body->empty() ? std::string("{}") : *body;
-        const auto parsed = google::protobuf::util::JsonStringToMessage(text, in.get(), options);
+        const Status parsed = JsonToMessage(body->empty() ? "{}" : *body, in.get());
         if (!parsed.ok()) {
           return finish(InvalidArgumentError("request body is not a JSON " +
                                              in->GetDescriptor()->full_name() + ": " +
-                                             std::string(parsed.message())));
+                                             parsed.message()));
         }
         body->clear();
         body->shrink_to_fit();
@@ -363,11 +360,8 @@ void HttpApi::CallMethod(const Method& method, const ApiKey* key, HttpRequest re
       [in, out, respond = std::move(respond)](Status status) {
         if (!status.ok()) return respond(ConnectErrorResponse(status));
         std::string json;
-        const auto printed = google::protobuf::util::MessageToJsonString(*out, &json);
-        if (!printed.ok()) {
-          return respond(ConnectErrorResponse(InternalError("cannot print the response as JSON: " +
-                                                            std::string(printed.message()))));
-        }
+        const Status printed = MessageToJson(*out, &json);
+        if (!printed.ok()) return respond(ConnectErrorResponse(printed));
         respond(JsonResponse(std::move(json)));
       });
 }

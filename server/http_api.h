@@ -7,7 +7,7 @@
 //   {"collection": "shoes", "queries": [{"image": "<base64>"}], "k": 5}
 //
 // Request and response bodies are the method's messages in protobuf's
-// canonical JSON mapping (lowerCamelCase names; snake_case accepted on input;
+// canonical JSON mapping (server/proto_json.h; lowerCamelCase names; snake_case accepted on input;
 // bytes as base64; 64-bit integers as strings; fields at their default value
 // omitted). Unknown fields are errors.
 //

@@ -17,7 +17,7 @@ BUILD_DIR=${FUZZ_BUILD_DIR:-build-fuzz}
 JOBS=${JOBS:-$(nproc)}
 FUZZ_JOBS=${FUZZ_JOBS:-1}
 ALL_TARGETS=(fuzz_image_decode fuzz_safetensors fuzz_model_json fuzz_snapshot fuzz_metadata
-  fuzz_config fuzz_clip_tokenizer)
+  fuzz_config fuzz_clip_tokenizer fuzz_http_api fuzz_service_requests)
 TARGETS=("$@")
 ((${#TARGETS[@]})) || TARGETS=("${ALL_TARGETS[@]}")
 

@@ -6,7 +6,7 @@
 #   stop_server
 # $WORK is a temp dir removed on exit, with the server.
 BUILD_DIR=${BUILD_DIR:-build}
-SERVER_BIN=$BUILD_DIR/server/lookalike-server
+SERVER_BIN=${SERVER_BIN:-$BUILD_DIR/server/lookalike-server}  # another build's server to compare
 BENCH_BIN=$BUILD_DIR/bench/service/lookalike-service-bench
 PY=.venv/bin/python
 for bin in "$SERVER_BIN" "$BENCH_BIN"; do

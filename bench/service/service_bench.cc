@@ -12,8 +12,12 @@
 //   search_images   Search with one encoded image per request
 // With --http HOST:PORT (the server's http_listen) each search phase runs a
 // second time over HTTP/JSON (search_vectors_http, search_images_http): the
-// same requests, written and read with protobuf's JSON mapping, one
-// keep-alive connection per worker.
+// same requests, written and read in protobuf's JSON mapping, one keep-alive
+// connection per worker. The client's JSON coding is the server's
+// (server/proto_json.h), or protobuf's util with --http-json protobuf.
+// CPU time per request, client and server apart (with --server-pid), is
+// reported beside the wall-clock figures: on a shared machine it moves far
+// less with the load than throughput does.
 // Latency is per request, measured by the client from send to reply
 // (includes loopback gRPC or HTTP, JSON or protobuf coding, queueing, decode
 // and embedding), over the requests the server admitted; RESOURCE_EXHAUSTED answers (overload, see
@@ -25,6 +29,8 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <ctime>
 #include <filesystem>
 #include <mutex>
 #include <random>
@@ -41,6 +47,7 @@
 
 #include "client/cli/ingest_files.h"
 #include "client/lookalike_client.h"
+#include "server/proto_json.h"
 
 namespace lookalike {
 namespace {
@@ -58,15 +65,45 @@ struct Config {
   int preload = 5000;  // vectors stored before search_vectors
   std::string phases = "upsert_vectors,search_vectors,upsert_images,search_images";
   std::string json_out;
-  std::string http;  // HOST:PORT of the HTTP/JSON API; "" = gRPC only
+  std::string http;                     // HOST:PORT of the HTTP/JSON API; "" = gRPC only
+  std::string http_json = "lookalike";  // the client's JSON coding: "lookalike" or "protobuf"
   bool keep = false;
-  int max_attempts = 6;  // 1: a shed request (RESOURCE_EXHAUSTED) is counted, not retried
+  int max_attempts = 6;     // 1: a shed request (RESOURCE_EXHAUSTED) is counted, not retried
+  bool http_first = false;  // run each HTTP search phase before its gRPC twin
+  int server_pid = 0;       // the server's process, for its CPU time per phase; 0 = not measured
 };
+
+// CPU seconds (user + system) this process has used.
+double OwnCpuSeconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+}
+
+// CPU seconds (user + system) process `pid` has used, from /proc; -1 when unknown.
+double ProcessCpuSeconds(int pid) {
+  if (pid <= 0) return -1;
+  std::FILE* f = std::fopen(("/proc/" + std::to_string(pid) + "/stat").c_str(), "r");
+  if (f == nullptr) return -1;
+  char buf[1024];
+  const size_t n = std::fread(buf, 1, sizeof(buf) - 1, f);
+  std::fclose(f);
+  buf[n] = '\0';
+  // Fields after the command name, which is in parentheses and may hold spaces.
+  const char* p = std::strrchr(buf, ')');
+  unsigned long long utime = 0, stime = 0;
+  if (p == nullptr || std::sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+                                  &utime, &stime) != 2) {
+    return -1;
+  }
+  return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
 
 // One keep-alive HTTP/1.1 connection calling the JSON API.
 class HttpCaller {
  public:
-  explicit HttpCaller(const std::string& address) : socket_(io_) {
+  HttpCaller(const std::string& address, bool protobuf_json)
+      : protobuf_json_(protobuf_json), socket_(io_) {
     const size_t colon = address.rfind(':');
     boost::asio::ip::tcp::resolver resolver(io_);
     auto endpoints = resolver.resolve(address.substr(0, colon), address.substr(colon + 1));
@@ -81,9 +118,10 @@ class HttpCaller {
     http::request<http::string_body> req{http::verb::post, "/lookalike.v1.Lookalike/" + method, 11};
     req.set(http::field::host, host_);
     req.set(http::field::content_type, "application/json");
-    if (!google::protobuf::util::MessageToJsonString(request, &req.body()).ok()) {
-      return InternalError("cannot write the request as JSON");
-    }
+    const bool written =
+        protobuf_json_ ? google::protobuf::util::MessageToJsonString(request, &req.body()).ok()
+                       : MessageToJson(request, &req.body()).ok();
+    if (!written) return InternalError("cannot write the request as JSON");
     req.prepare_payload();
     boost::beast::error_code ec;
     http::write(socket_, req, ec);
@@ -97,14 +135,15 @@ class HttpCaller {
       return Status(StatusCode::kUnknown,
                     "HTTP " + std::to_string(res.result_int()) + ": " + res.body());
     }
-    google::protobuf::util::JsonParseOptions options;
-    if (!google::protobuf::util::JsonStringToMessage(res.body(), response, options).ok()) {
-      return InternalError("cannot read the response JSON");
-    }
+    const bool read = protobuf_json_
+                          ? google::protobuf::util::JsonStringToMessage(res.body(), response).ok()
+                          : JsonToMessage(res.body(), response).ok();
+    if (!read) return InternalError("cannot read the response JSON");
     return Status::Ok();
   }
 
  private:
+  const bool protobuf_json_;
   boost::asio::io_context io_;
   boost::asio::ip::tcp::socket socket_;
   boost::beast::flat_buffer buffer_;
@@ -121,6 +160,8 @@ struct PhaseResult {
   double p50_ms = 0, p99_ms = 0, mean_ms = 0;
   std::string first_error;
   int64_t collection_items = -1;  // items in the collection searched (search phases)
+  double client_cpu_ms = 0;       // per admitted request
+  double server_cpu_ms = -1;      // per admitted request; -1 without --server-pid
 };
 
 double Percentile(std::vector<double> v, double p) {
@@ -140,6 +181,8 @@ PhaseResult RunPhase(const std::string& name, const Config& cfg,
   std::atomic<int64_t> next{0};
   std::mutex mu;
   std::vector<double> latencies;
+  const double client_cpu0 = OwnCpuSeconds();
+  const double server_cpu0 = ProcessCpuSeconds(cfg.server_pid);
   auto start = std::chrono::steady_clock::now();
   auto deadline = start + std::chrono::milliseconds(static_cast<int64_t>(cfg.seconds * 1000));
   std::vector<std::thread> threads;
@@ -176,6 +219,11 @@ PhaseResult RunPhase(const std::string& name, const Config& cfg,
   for (auto& t : threads) t.join();
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   r.requests = static_cast<int64_t>(latencies.size());
+  const double per_request = r.requests > 0 ? 1000.0 / static_cast<double>(r.requests) : 0;
+  r.client_cpu_ms = (OwnCpuSeconds() - client_cpu0) * per_request;
+  const double server_cpu1 = ProcessCpuSeconds(cfg.server_pid);
+  if (server_cpu0 >= 0 && server_cpu1 >= 0)
+    r.server_cpu_ms = (server_cpu1 - server_cpu0) * per_request;
   r.p50_ms = Percentile(latencies, 50);
   r.p99_ms = Percentile(latencies, 99);
   double sum = 0;
@@ -189,13 +237,26 @@ PhaseResult RunHttpSearch(const std::string& name, const Config& cfg,
                           const std::function<v1::SearchRequest(int worker, int64_t seq)>& make) {
   std::vector<std::unique_ptr<HttpCaller>> callers;
   for (int w = 0; w < cfg.concurrency; ++w) {
-    callers.push_back(std::make_unique<HttpCaller>(cfg.http));
+    callers.push_back(std::make_unique<HttpCaller>(cfg.http, cfg.http_json == "protobuf"));
   }
   return RunPhase(name, cfg, [&](int w, int64_t seq) -> StatusOr<int> {
     v1::SearchResponse response;
     RETURN_IF_ERROR(callers[w]->Call("Search", make(w, seq), &response));
     return 1;
   });
+}
+
+// A search phase over gRPC and (with --http) the same over HTTP/JSON, in
+// the order --http-first says.
+void RunSearchPair(const Config& cfg, const std::function<PhaseResult()>& grpc,
+                   const std::function<PhaseResult()>& http, int64_t collection_items,
+                   std::vector<PhaseResult>* results) {
+  std::vector<const std::function<PhaseResult()>*> order = {&grpc};
+  if (!cfg.http.empty()) order.insert(cfg.http_first ? order.begin() : order.end(), &http);
+  for (const auto* phase : order) {
+    results->push_back((*phase)());
+    results->back().collection_items = collection_items;
+  }
 }
 
 std::vector<float> RandomUnit(std::mt19937& rng, int dim) {
@@ -253,6 +314,15 @@ int Main(int argc, char** argv) {
   app.add_flag("--keep", cfg.keep, "Keep the bench collections");
   app.add_option("--http", cfg.http,
                  "HOST:PORT of the server's HTTP/JSON API: also run each search phase over it");
+  app.add_option("--http-json", cfg.http_json,
+                 "The client's JSON coding over HTTP: lookalike (server/proto_json.h) or "
+                 "protobuf (protobuf's util)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"lookalike", "protobuf"}));
+  app.add_flag("--http-first", cfg.http_first,
+               "Run each HTTP/JSON search phase before its gRPC twin (to rotate the order)");
+  app.add_option("--server-pid", cfg.server_pid,
+                 "The server's process id: report its CPU time per request (same machine)");
   app.add_option("--max-attempts", cfg.max_attempts,
                  "Attempts per request (1: shed requests are counted, not retried)")
       ->capture_default_str()
@@ -364,17 +434,20 @@ int Main(int argc, char** argv) {
         SetVector(req.add_queries()->mutable_vector(), RandomUnit(rngs[w], dim));
         return req;
       };
-      results.push_back(RunPhase("search_vectors", cfg, [&](int w, int64_t) -> StatusOr<int> {
-        auto r = client.Search(request(w));
-        if (!r.ok()) return r.status();
-        return 1;
-      }));
-      results.back().collection_items = searched.ok() ? searched->count() : -1;
-      if (!cfg.http.empty()) {
-        results.push_back(
-            RunHttpSearch("search_vectors_http", cfg, [&](int w, int64_t) { return request(w); }));
-        results.back().collection_items = searched.ok() ? searched->count() : -1;
-      }
+      RunSearchPair(
+          cfg,
+          [&] {
+            return RunPhase("search_vectors", cfg, [&](int w, int64_t) -> StatusOr<int> {
+              auto r = client.Search(request(w));
+              if (!r.ok()) return r.status();
+              return 1;
+            });
+          },
+          [&] {
+            return RunHttpSearch("search_vectors_http", cfg,
+                                 [&](int w, int64_t) { return request(w); });
+          },
+          searched.ok() ? searched->count() : -1, &results);
     }
     if (!cfg.keep) (void)client.DropCollection(vec_coll);
   }
@@ -407,17 +480,20 @@ int Main(int argc, char** argv) {
         req.add_queries()->set_image(images[static_cast<size_t>(seq) % images.size()]);
         return req;
       };
-      results.push_back(RunPhase("search_images", cfg, [&](int, int64_t seq) -> StatusOr<int> {
-        auto r = client.Search(request(seq));
-        if (!r.ok()) return r.status();
-        return 1;
-      }));
-      results.back().collection_items = searched.ok() ? searched->count() : -1;
-      if (!cfg.http.empty()) {
-        results.push_back(RunHttpSearch("search_images_http", cfg,
-                                        [&](int, int64_t seq) { return request(seq); }));
-        results.back().collection_items = searched.ok() ? searched->count() : -1;
-      }
+      RunSearchPair(
+          cfg,
+          [&] {
+            return RunPhase("search_images", cfg, [&](int, int64_t seq) -> StatusOr<int> {
+              auto r = client.Search(request(seq));
+              if (!r.ok()) return r.status();
+              return 1;
+            });
+          },
+          [&] {
+            return RunHttpSearch("search_images_http", cfg,
+                                 [&](int, int64_t seq) { return request(seq); });
+          },
+          searched.ok() ? searched->count() : -1, &results);
     }
     if (!cfg.keep) (void)client.DropCollection(img_coll);
   }
@@ -427,16 +503,18 @@ int Main(int argc, char** argv) {
       "k %d, %zu images (mean %.1f KiB)\n",
       client.server().c_str(), model.name().c_str(), dim, model.backend().c_str(), cfg.concurrency,
       cfg.batch, cfg.image_batch, cfg.k, images.size(), mean_image_kib);
-  std::printf("%-16s %9s %9s %12s %12s %10s %10s %10s %7s %7s\n", "phase", "requests", "seconds",
-              "requests/s", "items/s", "p50 ms", "p99 ms", "mean ms", "shed", "errors");
+  std::printf("%-19s %9s %9s %12s %12s %10s %10s %10s %7s %7s %11s %11s\n", "phase", "requests",
+              "seconds", "requests/s", "items/s", "p50 ms", "p99 ms", "mean ms", "shed", "errors",
+              "cli cpu ms", "srv cpu ms");
   nlohmann::json j = nlohmann::json::array();
   int rc = 0;
   for (const auto& r : results) {
-    std::printf("%-16s %9lld %9.2f %12.1f %12.1f %10.2f %10.2f %10.2f %7lld %7lld\n",
+    std::printf("%-19s %9lld %9.2f %12.1f %12.1f %10.2f %10.2f %10.2f %7lld %7lld %11.3f %11.3f\n",
                 r.name.c_str(), static_cast<long long>(r.requests), r.seconds,
                 static_cast<double>(r.requests) / r.seconds,
                 static_cast<double>(r.items) / r.seconds, r.p50_ms, r.p99_ms, r.mean_ms,
-                static_cast<long long>(r.shed), static_cast<long long>(r.errors));
+                static_cast<long long>(r.shed), static_cast<long long>(r.errors), r.client_cpu_ms,
+                r.server_cpu_ms);
     if (r.collection_items >= 0) {
       std::printf("  (searched a Flat index of %lld items)\n",
                   static_cast<long long>(r.collection_items));
@@ -454,7 +532,9 @@ int Main(int argc, char** argv) {
                  {"mean_ms", r.mean_ms},
                  {"errors", r.errors},
                  {"shed", r.shed},
-                 {"collection_items", r.collection_items}});
+                 {"collection_items", r.collection_items},
+                 {"client_cpu_ms", r.client_cpu_ms},
+                 {"server_cpu_ms", r.server_cpu_ms}});
   }
   if (!cfg.json_out.empty()) {
     std::FILE* f = std::fopen(cfg.json_out.c_str(), "w");

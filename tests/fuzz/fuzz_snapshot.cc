@@ -1,17 +1,41 @@
 // libFuzzer target: snapshot loading. The first input byte picks the layer:
 //   even: the file container alone (ReadSnapshotFile: magic, lengths, checksum);
 //   odd:  the rest of the input wrapped in a valid container (so the checksum
-//         passes) and loaded by DerivedIndex::LoadSnapshot for a fixed spec:
-//         the payload fields, the slot table and FAISS' read_index.
+//         passes) and loaded by DerivedIndex::LoadSnapshot for the spec the
+//         payload names when it is one of kSpecs (dim 4, cosine), else Flat:
+//         the payload fields, the slot table, the index body checks and
+//         FAISS' read_index. Seeds hold snapshots of each spec, trained.
 // Contract checked: no crash; errors are NOT_FOUND-free DATA_LOSS.
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <vector>
 
 #include "index/derived_index.h"
 #include "index/snapshot.h"
 #include "tests/fuzz/fuzz_util.h"
+
+namespace {
+
+// Index specs the target loads (the seeds' snapshots are of these).
+const char* const kSpecs[] = {"Flat", "IVF2,Flat", "HNSW4"};
+
+// The spec named at its place in a snapshot payload (after format, exact,
+// min_train, dim, metric: its length, then its text), when it is one of kSpecs.
+std::string SpecOf(const uint8_t* payload, size_t size) {
+  uint32_t len = 0;
+  if (size < 28) return kSpecs[0];
+  std::memcpy(&len, payload + 24, sizeof(len));
+  if (len > size - 28) return kSpecs[0];
+  const std::string named(reinterpret_cast<const char*>(payload) + 28, len);
+  for (const char* spec : kSpecs) {
+    if (named == spec) return named;
+  }
+  return kSpecs[0];
+}
+
+}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
@@ -29,7 +53,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   lookalike::CollectionSpec spec;
   spec.dim = 4;
   spec.metric = lookalike::Metric::kCosine;
-  spec.index_spec = "Flat";
+  spec.index_spec = wrap ? SpecOf(data, size) : kSpecs[0];
   int64_t seq = 0;
   auto index = lookalike::DerivedIndex::LoadSnapshot(path, spec, &seq);
   if (!index.ok()) {

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <numeric>
 
@@ -156,6 +157,127 @@ TEST(DerivedIndexTest, FlatSnapshotWithAForgedCodesLengthIsDataLoss) {
   EXPECT_NE(loaded.status().message().find("flat index header does not match its body"),
             std::string::npos)
       << loaded.status().ToString();
+}
+
+// A trained `index_spec` index of `n` random vectors (ids 1..n, then id 2
+// removed) snapshotted at `path`; the payload offset of its FAISS body.
+size_t WriteTrainedSnapshot(const std::string& index_spec, int64_t n, const std::string& path) {
+  auto d = DerivedIndex::Create(Spec(index_spec), Device{});
+  EXPECT_TRUE(d.ok());
+  const auto x = RandomVectors(n, 4, 5);
+  const auto ids = Ids(1, n);
+  EXPECT_TRUE((*d)->Add(n, x.data(), ids.data()).ok());
+  EXPECT_FALSE((*d)->exact_mode());
+  EXPECT_TRUE((*d)->Remove({2}).ok());
+  EXPECT_TRUE((*d)->WriteSnapshot(path, 4).ok());
+  auto file = ReadSnapshotFile(path);
+  EXPECT_TRUE(file.ok());
+  // format, exact, min_train, dim, metric, spec length, spec, slot count, slots
+  const std::vector<uint8_t>& p = file->payload;
+  uint32_t spec_len = 0;
+  uint64_t nslots = 0;
+  std::memcpy(&spec_len, p.data() + 24, sizeof(spec_len));
+  std::memcpy(&nslots, p.data() + 28 + spec_len, sizeof(nslots));
+  return 28 + spec_len + 8 + nslots * 8;
+}
+
+// Rewrites the snapshot at `path` with `value` at payload offset `at`.
+template <typename T>
+void Forge(const std::string& path, size_t at, T value) {
+  auto file = ReadSnapshotFile(path);
+  ASSERT_TRUE(file.ok());
+  std::vector<uint8_t> payload = file->payload;
+  ASSERT_LE(at + sizeof(T), payload.size());
+  std::memcpy(payload.data() + at, &value, sizeof(T));
+  ASSERT_TRUE(WriteSnapshotFile(path, 4, payload).ok());
+}
+
+template <typename T>
+T At(const std::string& path, size_t at) {
+  auto file = ReadSnapshotFile(path);
+  T value{};
+  std::memcpy(&value, file->payload.data() + at, sizeof(T));
+  return value;
+}
+
+void ExpectDataLoss(const std::string& path, const std::string& index_spec,
+                    const std::string& message_part) {
+  int64_t seq = 0;
+  auto loaded = DerivedIndex::LoadSnapshot(path, Spec(index_spec), &seq);
+  ASSERT_FALSE(loaded.ok());
+  EXPECT_EQ(loaded.status().code(), StatusCode::kDataLoss);
+  EXPECT_NE(loaded.status().message().find(message_part), std::string::npos)
+      << loaded.status().ToString();
+}
+
+// The walk of trained IVF and HNSW bodies accepts what the index writes.
+TEST(DerivedIndexTest, TrainedIvfAndHnswSnapshotsPassTheBodyChecks) {
+  for (const char* index_spec : {"IVF2,Flat", "HNSW8", "HNSW8,Flat"}) {
+    TempDir dir;
+    const std::string path = dir.path() + "/index.snap";
+    WriteTrainedSnapshot(index_spec, 1000, path);
+    int64_t seq = 0;
+    auto loaded = DerivedIndex::LoadSnapshot(path, Spec(index_spec), &seq);
+    ASSERT_TRUE(loaded.ok()) << index_spec << ": " << loaded.status().ToString();
+    EXPECT_FALSE((*loaded)->exact_mode());
+    EXPECT_EQ((*loaded)->live_count(), 999);
+    const auto x = RandomVectors(1000, 4, 5);
+    DerivedIndex::Query q;
+    q.x = x.data() + 10 * 4;
+    q.nq = 1;
+    q.k = 1;
+    auto r = (*loaded)->Search(q);
+    ASSERT_TRUE(r.ok());
+    ASSERT_EQ(r->hits[0].size(), 1u);
+    EXPECT_EQ(r->hits[0][0].internal_id, 11) << index_spec;
+  }
+}
+
+// A forged IVF list size would make read_index allocate it; a list id past
+// the slot table would be a label with no item.
+TEST(DerivedIndexTest, IvfSnapshotWithForgedListsIsDataLoss) {
+  TempDir dir;
+  const std::string path = dir.path() + "/index.snap";
+  const size_t body = WriteTrainedSnapshot("IVF2,Flat", 200, path);
+  auto file = ReadSnapshotFile(path);
+  ASSERT_TRUE(file.ok());
+  const std::vector<uint8_t>& p = file->payload;
+  const char ilar[] = {'i', 'l', 'a', 'r'};
+  const auto it =
+      std::search(p.begin() + static_cast<std::ptrdiff_t>(body), p.end(), ilar, ilar + 4);
+  ASSERT_NE(it, p.end());
+  // "ilar", nlist, code_size, "full", the size count, then the sizes.
+  const size_t sizes = static_cast<size_t>(it - p.begin()) + 4 + 8 + 8 + 4 + 8;
+  ASSERT_EQ(At<uint64_t>(path, sizes) + At<uint64_t>(path, sizes + 8), 199u);
+  Forge<uint64_t>(path, sizes, uint64_t{1} << 40);
+  ExpectDataLoss(path, "IVF2,Flat", "IVF list of 1099511627776 vectors");
+
+  WriteTrainedSnapshot("IVF2,Flat", 200, path);
+  Forge<int64_t>(path, p.size() - 8, int64_t{1} << 40);  // the last list's last id
+  ExpectDataLoss(path, "IVF2,Flat", "is not a slot");
+}
+
+// A forged HNSW array length would be allocated; a link past the vectors
+// would be followed by searches.
+TEST(DerivedIndexTest, HnswSnapshotWithForgedGraphIsDataLoss) {
+  TempDir dir;
+  const std::string path = dir.path() + "/index.snap";
+  const size_t body = WriteTrainedSnapshot("HNSW8", 1000, path);
+  // "IHNf", the header (d, ntotal, 2 reserved, is_trained, metric L2), then
+  // assign_probas (double), cum_nneighbor_per_level, levels (int),
+  // offsets (size_t), neighbors (int).
+  size_t at = body + 4 + 4 + 8 + 8 + 8 + 1 + 4;
+  for (size_t elem : {sizeof(double), sizeof(int32_t), sizeof(int32_t), sizeof(uint64_t)}) {
+    at += 8 + At<uint64_t>(path, at) * elem;
+  }
+  const size_t neighbors = at;
+  ASSERT_GT(At<uint64_t>(path, neighbors), 1000u);
+  Forge<int32_t>(path, neighbors + 8, 1005);
+  ExpectDataLoss(path, "HNSW8", "HNSW link to vector 1005 of 1000");
+
+  WriteTrainedSnapshot("HNSW8", 1000, path);
+  Forge<uint64_t>(path, neighbors, uint64_t{1} << 40);
+  ExpectDataLoss(path, "HNSW8", "HNSW neighbors claims 1099511627776 values");
 }
 
 }  // namespace
