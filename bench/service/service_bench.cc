@@ -14,10 +14,17 @@
 // second time over HTTP/JSON (search_vectors_http, search_images_http): the
 // same requests, written and read with protobuf's JSON mapping, one
 // keep-alive connection per worker.
+// With --server A,B (replicas sharing one PostgreSQL storage) collections
+// are created and filled through A and the search phases wait until every
+// server holds the preloaded items, then worker w sends to server w mod N.
+// --server-pids P,Q reports the CPU time (user + system, /proc/PID/stat) the
+// server processes spent per request during each phase; --dim N makes the
+// vector phases use a vectors-only collection of dimension N.
 // Latency is per request, measured by the client from send to reply
 // (includes loopback gRPC or HTTP, JSON or protobuf coding, queueing, decode
 // and embedding), over the requests the server admitted; RESOURCE_EXHAUSTED answers (overload, see
 // --max-attempts 1 and bench/service/overload.sh) are counted as "shed".
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -26,8 +33,10 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <random>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -60,8 +69,49 @@ struct Config {
   std::string json_out;
   std::string http;  // HOST:PORT of the HTTP/JSON API; "" = gRPC only
   bool keep = false;
-  int max_attempts = 6;  // 1: a shed request (RESOURCE_EXHAUSTED) is counted, not retried
+  int max_attempts = 6;     // 1: a shed request (RESOURCE_EXHAUSTED) is counted, not retried
+  std::string server_pids;  // comma-separated: report their CPU time per request
+  int dim = 0;              // > 0: vector phases on a vectors-only collection of this dim
 };
+
+std::vector<std::string> SplitCommas(const std::string& text) {
+  std::vector<std::string> out;
+  std::stringstream in(text);
+  std::string part;
+  while (std::getline(in, part, ',')) {
+    if (!part.empty()) out.push_back(part);
+  }
+  return out;
+}
+
+// CPU seconds (user + system) used so far by the processes `pids`.
+double ProcessCpuSeconds(const std::vector<std::string>& pids) {
+  double total = 0;
+  const double tick = static_cast<double>(::sysconf(_SC_CLK_TCK));
+  for (const auto& pid : pids) {
+    std::ifstream stat("/proc/" + pid + "/stat");
+    std::string line;
+    std::getline(stat, line);
+    const size_t end = line.rfind(')');  // the command name may hold spaces
+    if (end == std::string::npos) continue;
+    std::istringstream fields(line.substr(end + 2));
+    std::string field;
+    unsigned long long utime = 0, stime = 0;
+    for (int i = 3; i <= 15 && fields >> field; ++i) {
+      if (i == 14) utime = std::stoull(field);
+      if (i == 15) stime = std::stoull(field);
+    }
+    total += static_cast<double>(utime + stime) / tick;
+  }
+  return total;
+}
+
+double SelfCpuSeconds() {
+  rusage u{};
+  ::getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) * 1e-6;
+}
 
 // One keep-alive HTTP/1.1 connection calling the JSON API.
 class HttpCaller {
@@ -121,6 +171,8 @@ struct PhaseResult {
   double p50_ms = 0, p99_ms = 0, mean_ms = 0;
   std::string first_error;
   int64_t collection_items = -1;  // items in the collection searched (search phases)
+  double server_cpu_s = -1;       // CPU seconds of --server-pids during the phase (-1: none)
+  double client_cpu_s = 0;        // CPU seconds of this process during the phase
 };
 
 double Percentile(std::vector<double> v, double p) {
@@ -140,6 +192,8 @@ PhaseResult RunPhase(const std::string& name, const Config& cfg,
   std::atomic<int64_t> next{0};
   std::mutex mu;
   std::vector<double> latencies;
+  const std::vector<std::string> pids = SplitCommas(cfg.server_pids);
+  const double server_cpu0 = ProcessCpuSeconds(pids), client_cpu0 = SelfCpuSeconds();
   auto start = std::chrono::steady_clock::now();
   auto deadline = start + std::chrono::milliseconds(static_cast<int64_t>(cfg.seconds * 1000));
   std::vector<std::thread> threads;
@@ -175,6 +229,8 @@ PhaseResult RunPhase(const std::string& name, const Config& cfg,
   }
   for (auto& t : threads) t.join();
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (!pids.empty()) r.server_cpu_s = ProcessCpuSeconds(pids) - server_cpu0;
+  r.client_cpu_s = SelfCpuSeconds() - client_cpu0;
   r.requests = static_cast<int64_t>(latencies.size());
   r.p50_ms = Percentile(latencies, 50);
   r.p99_ms = Percentile(latencies, 99);
@@ -231,7 +287,12 @@ int Main(int argc, char** argv) {
   CLI::App app{"Load generator for lookalike-server: Upsert/Search throughput and latency",
                "lookalike-service-bench"};
   app.add_option("--server", cfg.server,
-                 "HOST:PORT (default $LOOKALIKE_SERVER or localhost:50051)");
+                 "HOST:PORT (default $LOOKALIKE_SERVER or localhost:50051); A,B: replicas on "
+                 "one PostgreSQL, searches spread over them");
+  app.add_option("--server-pids", cfg.server_pids,
+                 "Comma-separated server process ids: report their CPU time per request");
+  app.add_option("--dim", cfg.dim, "Vector phases on a vectors-only collection of this dim")
+      ->check(CLI::Range(0, 65536));
   app.add_option("--images", cfg.images_dir, "Folder of images for the image phases")
       ->check(CLI::ExistingDirectory);
   app.add_option("--model", cfg.model, "Model of the collections (default: the server's default)");
@@ -259,16 +320,35 @@ int Main(int argc, char** argv) {
       ->check(CLI::Range(1, 100));
   CLI11_PARSE(app, argc, argv);
 
-  ClientOptions copts;
-  copts.server = cfg.server;
-  copts.timeout = std::chrono::seconds(120);
-  copts.max_attempts = cfg.max_attempts;
-  auto client_or = Client::Connect(copts);
-  if (!client_or.ok()) {
-    std::fprintf(stderr, "%s\n", client_or.status().ToString().c_str());
-    return 1;
+  std::vector<std::unique_ptr<Client>> clients;
+  for (const std::string& server :
+       cfg.server.empty() ? std::vector<std::string>{""} : SplitCommas(cfg.server)) {
+    ClientOptions copts;
+    copts.server = server;
+    copts.timeout = std::chrono::seconds(120);
+    copts.max_attempts = cfg.max_attempts;
+    auto client_or = Client::Connect(copts);
+    if (!client_or.ok()) {
+      std::fprintf(stderr, "%s\n", client_or.status().ToString().c_str());
+      return 1;
+    }
+    clients.push_back(std::move(client_or).value());
   }
-  Client& client = **client_or;
+  Client& client = *clients[0];  // creates, fills and drops the collections
+  // The server worker w searches, and a wait until every server holds
+  // `count` items of `name` (replicas follow the storage).
+  auto searcher = [&](int w) -> Client& {
+    return *clients[static_cast<size_t>(w) % clients.size()];
+  };
+  auto wait_for_replicas = [&](const std::string& name, int64_t count) {
+    for (const auto& c : clients) {
+      for (int tries = 0; tries < 6000; ++tries) {
+        auto info = c->DescribeCollection(name);
+        if (info.ok() && info->count() >= count) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
+    }
+  };
   auto models = client.ListModels();
   if (!models.ok() || models->empty()) {
     std::fprintf(stderr, "cannot list models: %s\n",
@@ -279,7 +359,7 @@ int Main(int argc, char** argv) {
   for (const auto& m : *models) {
     if (m.name() == cfg.model) model = m;
   }
-  const int dim = model.dim();
+  const int dim = cfg.dim > 0 ? cfg.dim : model.dim();
   auto want = [&](const std::string& phase) {
     return ("," + cfg.phases + ",").find("," + phase + ",") != std::string::npos;
   };
@@ -309,8 +389,9 @@ int Main(int argc, char** argv) {
   auto create = [&](const std::string& name) -> Status {
     v1::CreateCollectionRequest req;
     req.set_name(name);
-    req.set_model(model.name());
-    req.set_dim(dim);
+    const bool vectors_only = cfg.dim > 0 && name == vec_coll;
+    req.set_model(vectors_only ? "none" : model.name());
+    req.set_dim(vectors_only ? cfg.dim : model.dim());
     req.set_metric(v1::COSINE);
     auto r = client.CreateCollection(req);
     return r.ok() ? Status::Ok() : r.status();
@@ -357,6 +438,7 @@ int Main(int argc, char** argv) {
         }
       }
       auto searched = client.DescribeCollection(vec_coll);
+      if (searched.ok()) wait_for_replicas(vec_coll, searched->count());
       auto request = [&](int w) {
         v1::SearchRequest req;
         req.set_collection(vec_coll);
@@ -365,7 +447,7 @@ int Main(int argc, char** argv) {
         return req;
       };
       results.push_back(RunPhase("search_vectors", cfg, [&](int w, int64_t) -> StatusOr<int> {
-        auto r = client.Search(request(w));
+        auto r = searcher(w).Search(request(w));
         if (!r.ok()) return r.status();
         return 1;
       }));
@@ -400,6 +482,7 @@ int Main(int argc, char** argv) {
     }
     if (want("search_images")) {
       auto searched = client.DescribeCollection(img_coll);
+      if (searched.ok()) wait_for_replicas(img_coll, searched->count());
       auto request = [&](int64_t seq) {
         v1::SearchRequest req;
         req.set_collection(img_coll);
@@ -407,8 +490,8 @@ int Main(int argc, char** argv) {
         req.add_queries()->set_image(images[static_cast<size_t>(seq) % images.size()]);
         return req;
       };
-      results.push_back(RunPhase("search_images", cfg, [&](int, int64_t seq) -> StatusOr<int> {
-        auto r = client.Search(request(seq));
+      results.push_back(RunPhase("search_images", cfg, [&](int w, int64_t seq) -> StatusOr<int> {
+        auto r = searcher(w).Search(request(seq));
         if (!r.ok()) return r.status();
         return 1;
       }));
@@ -441,6 +524,11 @@ int Main(int argc, char** argv) {
       std::printf("  (searched a Flat index of %lld items)\n",
                   static_cast<long long>(r.collection_items));
     }
+    if (r.requests > 0) {
+      std::printf("  CPU per request: client %.3f ms", 1e3 * r.client_cpu_s / r.requests);
+      if (r.server_cpu_s >= 0) std::printf(", servers %.3f ms", 1e3 * r.server_cpu_s / r.requests);
+      std::printf("\n");
+    }
     if (!r.first_error.empty()) {
       std::printf("  first error: %s\n", r.first_error.c_str());
       rc = 1;
@@ -454,7 +542,9 @@ int Main(int argc, char** argv) {
                  {"mean_ms", r.mean_ms},
                  {"errors", r.errors},
                  {"shed", r.shed},
-                 {"collection_items", r.collection_items}});
+                 {"collection_items", r.collection_items},
+                 {"server_cpu_s", r.server_cpu_s},
+                 {"client_cpu_s", r.client_cpu_s}});
   }
   if (!cfg.json_out.empty()) {
     std::FILE* f = std::fopen(cfg.json_out.c_str(), "w");
