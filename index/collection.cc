@@ -143,8 +143,9 @@ CollectionImpl::CollectionImpl(std::string dir, CollectionManagerOptions options
       storage_(std::move(storage)) {}
 
 CollectionImpl::~CollectionImpl() {
-  if (dropped_) return;
   std::lock_guard<std::mutex> lock(write_mu_);
+  JoinSnapshotWriterLocked();
+  if (dropped_) return;
   if (changes_since_snapshot_ > 0) {
     Status st = SnapshotLocked();
     if (!st.ok())
@@ -211,9 +212,9 @@ std::vector<int64_t> CollectionImpl::ResolveIdsLocally(const std::vector<std::st
   return out;
 }
 
-StatusOr<std::unique_ptr<DerivedIndex>> CollectionImpl::BuildFromStorage(int64_t* seq,
+StatusOr<std::unique_ptr<DerivedIndex>> CollectionImpl::BuildFromStorage(Storage::Position* at,
                                                                          Descriptions* described) {
-  ASSIGN_OR_RETURN(*seq, storage_->LastSeq());
+  ASSIGN_OR_RETURN(*at, storage_->LastPosition());
   ASSIGN_OR_RETURN(auto index, DerivedIndex::Create(spec(), device_));
   std::vector<float> vectors;
   std::vector<int64_t> ids;
@@ -230,23 +231,29 @@ StatusOr<std::unique_ptr<DerivedIndex>> CollectionImpl::BuildFromStorage(int64_t
 }
 
 Status CollectionImpl::RebuildLocked() {
-  int64_t seq = 0;
+  Storage::Position at;
   Descriptions described;
-  ASSIGN_OR_RETURN(std::unique_ptr<DerivedIndex> rebuilt, BuildFromStorage(&seq, &described));
+  ASSIGN_OR_RETURN(std::unique_ptr<DerivedIndex> rebuilt, BuildFromStorage(&at, &described));
   std::unique_lock<std::shared_mutex> ilock(index_mu_);
   index_ = std::move(rebuilt);
   descriptions_ = std::move(described);
-  applied_seq_ = seq;
+  applied_seq_ = at.seq;
+  applied_ids_ = at.last_internal_id;
   return Status::Ok();
 }
 
-Status CollectionImpl::CatchUp() {
+Status CollectionImpl::CatchUp(int64_t seq) {
+  if (seq > 0) {
+    std::shared_lock<std::shared_mutex> ilock(index_mu_);
+    if (applied_seq_ >= seq) return CheckLive();
+  }
   std::lock_guard<std::mutex> lock(write_mu_);
   RETURN_IF_ERROR(CheckLive());
+  if (seq > 0 && applied_seq_ >= seq) return Status::Ok();  // this server's own write, just applied
   return ReplayTailLocked();
 }
 
-void CollectionImpl::NoteLastSeq(int64_t last_seq) {
+void CollectionImpl::NoteLastPosition(const Storage::Position& last) {
   int64_t applied = 0;
   {
     std::shared_lock<std::shared_mutex> ilock(index_mu_);
@@ -256,7 +263,8 @@ void CollectionImpl::NoteLastSeq(int64_t last_seq) {
                           std::chrono::steady_clock::now().time_since_epoch())
                           .count();
   std::lock_guard<std::mutex> lock(lag_mu_);
-  seen_seq_ = std::max(seen_seq_, last_seq);
+  seen_seq_ = std::max(seen_seq_, last.seq);
+  seen_ids_ = std::max(seen_ids_, last.last_internal_id);
   if (applied >= seen_seq_) {
     behind_since_ns_ = 0;
   } else if (behind_since_ns_ == 0) {
@@ -269,8 +277,9 @@ Status CollectionImpl::ReplayTailLocked() {
   // tombstones, then the items. Rows committed after the first read may be
   // seen too; they are applied again, harmlessly, by the next replay
   // (internal ids are never reused).
-  ASSIGN_OR_RETURN(const int64_t last_seq, storage_->LastSeq());
-  NoteLastSeq(last_seq);
+  ASSIGN_OR_RETURN(const Storage::Position last, storage_->LastPosition());
+  const int64_t last_seq = last.seq;
+  NoteLastPosition(last);
   const int64_t from = applied_seq_;  // only writers (we hold write_mu_) change it
   if (last_seq <= from) return Status::Ok();
   ASSIGN_OR_RETURN(auto tombstones, storage_->TombstonesAfter(from));
@@ -303,6 +312,7 @@ Status CollectionImpl::ReplayTailLocked() {
     if (applied.ok()) applied = index_->Add(added, vectors.data(), ids.data());
     if (applied.ok()) {
       applied_seq_ = std::max(applied_seq_, last_seq);
+      applied_ids_ = std::max(applied_ids_, last.last_internal_id);
       for (int64_t id : tombstones) descriptions_.erase(id);
       for (auto& d : described) descriptions_.insert_or_assign(d.first, std::move(d.second));
     }
@@ -312,7 +322,7 @@ Status CollectionImpl::ReplayTailLocked() {
     if (!rebuilt.ok())
       return InternalError("the index could not be updated: " + rebuilt.ToString());
   }
-  NoteLastSeq(last_seq);
+  NoteLastPosition(last);
   spdlog::debug("collection '{}': replayed sequence {}..{} ({} removals, {} items)", spec().name,
                 from + 1, last_seq, tombstones.size(), added);
   AfterWriteLocked(static_cast<int64_t>(tombstones.size()) + added);
@@ -321,7 +331,8 @@ Status CollectionImpl::ReplayTailLocked() {
 
 Status CollectionImpl::Recover() {
   const std::string& name = spec().name;
-  ASSIGN_OR_RETURN(int64_t last_seq, storage_->LastSeq());
+  ASSIGN_OR_RETURN(const Storage::Position last, storage_->LastPosition());
+  const int64_t last_seq = last.seq;
   ASSIGN_OR_RETURN(int64_t pruned_through, storage_->PrunedThrough());
   std::unique_ptr<DerivedIndex> index;
   int64_t snap_seq = 0;
@@ -365,7 +376,8 @@ Status CollectionImpl::Recover() {
   }
   Descriptions described;
   if (index == nullptr) {
-    ASSIGN_OR_RETURN(index, BuildFromStorage(&snap_seq, &described));
+    Storage::Position built;
+    ASSIGN_OR_RETURN(index, BuildFromStorage(&built, &described));
     write_snapshot = index->live_count() > 0 || last_seq > 0;
   } else {
     ASSIGN_OR_RETURN(described, DescribeFromStorage(index->Candidates(nullptr, nullptr)));
@@ -375,6 +387,7 @@ Status CollectionImpl::Recover() {
     index_ = std::move(index);
     descriptions_ = std::move(described);
     applied_seq_ = last_seq;
+    applied_ids_ = last.last_internal_id;
   }
   if (write_snapshot && index_->CanSnapshot()) {
     std::lock_guard<std::mutex> lock(write_mu_);
@@ -429,6 +442,7 @@ StatusOr<std::vector<Status>> CollectionImpl::Upsert(const std::vector<Item>& it
         applied = index_->Add(static_cast<int64_t>(ids.size()), vectors.data(), ids.data());
       }
       applied_seq_ = written.seq;
+      for (int64_t id : written.internal_ids) applied_ids_ = std::max(applied_ids_, id);
       for (int64_t id : written.replaced) descriptions_.erase(id);
       for (size_t i = 0; i < prepared.size(); ++i) {
         if (written.internal_ids[i] < 0) continue;
@@ -441,7 +455,6 @@ StatusOr<std::vector<Status>> CollectionImpl::Upsert(const std::vector<Item>& it
   if (missed_after >= 0) {
     // Another server committed batches in between: replay them (and this one).
     RETURN_IF_ERROR(ReplayTailLocked().WithPrefix("items were stored"));
-    NoteLastSeq(written.seq);
     return statuses;
   } else if (!applied.ok()) {
     // Storage has the batch; bring the index back in line with it.
@@ -501,12 +514,39 @@ void CollectionImpl::AfterWriteLocked(int64_t changed) {
     if (!st.ok())
       spdlog::warn("collection '{}': compaction failed: {}", spec().name, st.ToString());
   }
-  if (options_.snapshot_every_writes > 0 &&
-      changes_since_snapshot_ >= options_.snapshot_every_writes) {
-    Status st = SnapshotLocked();
+  if (options_.snapshot_every_writes <= 0 ||
+      changes_since_snapshot_ < options_.snapshot_every_writes) {
+    return;
+  }
+  JoinSnapshotWriterLocked();  // waits only when the previous one is still being written
+  int64_t seq = 0;
+  StatusOr<std::vector<uint8_t>> payload = std::vector<uint8_t>();
+  {
+    std::shared_lock<std::shared_mutex> ilock(index_mu_);
+    if (!index_->CanSnapshot()) {  // the GPU index is rebuilt from storage at open
+      changes_since_snapshot_ = 0;
+      return;
+    }
+    seq = applied_seq_;
+    payload = index_->SnapshotPayload();
+  }
+  if (!payload.ok()) {
+    spdlog::warn("collection '{}': periodic snapshot failed: {}", spec().name,
+                 payload.status().ToString());
+    return;
+  }
+  changes_since_snapshot_ = 0;
+  snapshot_writer_ = std::thread([this, seq, bytes = std::move(payload).value()] {
+    Status st = WriteSnapshotFile(snapshot_path_, seq, bytes);
+    // The durable snapshot covers every tombstone up to seq.
+    if (st.ok()) st = storage_->PruneTombstones(seq);
     if (!st.ok())
       spdlog::warn("collection '{}': periodic snapshot failed: {}", spec().name, st.ToString());
-  }
+  });
+}
+
+void CollectionImpl::JoinSnapshotWriterLocked() {
+  if (snapshot_writer_.joinable()) snapshot_writer_.join();
 }
 
 Status CollectionImpl::Snapshot() {
@@ -516,6 +556,7 @@ Status CollectionImpl::Snapshot() {
 }
 
 Status CollectionImpl::SnapshotLocked() {
+  JoinSnapshotWriterLocked();  // an older periodic one must not land after this one
   int64_t seq = 0;
   {
     std::shared_lock<std::shared_mutex> ilock(index_mu_);
@@ -693,14 +734,18 @@ CollectionStats CollectionImpl::Stats() {
   stats.index_device = device_.ToString();
   stats.storage = StorageDisplayName(options_.storage);
   {
-    int64_t applied = 0;
+    int64_t applied = 0, applied_ids = -1;
     {
       std::shared_lock<std::shared_mutex> ilock(index_mu_);
       applied = applied_seq_;
+      applied_ids = applied_ids_;
     }
     std::lock_guard<std::mutex> lock(lag_mu_);
     if (seen_seq_ > applied) {
       stats.follow_lag_batches = seen_seq_ - applied;
+      if (applied_ids >= 0 && seen_ids_ > applied_ids) {
+        stats.follow_lag_items = seen_ids_ - applied_ids;
+      }
       if (behind_since_ns_ != 0) {
         const int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
                                 std::chrono::steady_clock::now().time_since_epoch())
@@ -726,6 +771,7 @@ CollectionStats CollectionImpl::Stats() {
 void CollectionImpl::MarkDropped() {
   std::lock_guard<std::mutex> lock(write_mu_);
   dropped_ = true;
+  JoinSnapshotWriterLocked();  // before the directory is removed
 }
 
 }  // namespace lookalike

@@ -35,6 +35,7 @@
 #include <mutex>
 #include <shared_mutex>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -91,7 +92,9 @@ class CollectionImpl : public Collection {
   // storage): tombstones, then newer items. A tail replay, not a rebuild,
   // unless tombstones it needs were pruned. NOT_FOUND when the collection
   // is gone from storage (dropped elsewhere). Serialized with writes.
-  Status CatchUp();
+  // OK at once, without asking storage, when `seq` > 0 and the index
+  // already covers it.
+  Status CatchUp(int64_t seq);
 
   // Marks the collection dropped: later calls fail with NOT_FOUND and no
   // snapshot is written at destruction. Waits for the running write.
@@ -110,8 +113,9 @@ class CollectionImpl : public Collection {
                  std::unique_ptr<Storage> storage);
   Status Recover();
   // Builds a fresh index from every stored item. Caller holds write_mu_ (or
-  // is the only user, at open). Sets *seq to the storage sequence covered.
-  StatusOr<std::unique_ptr<DerivedIndex>> BuildFromStorage(int64_t* seq, Descriptions* described);
+  // is the only user, at open). Sets *at to the storage position covered.
+  StatusOr<std::unique_ptr<DerivedIndex>> BuildFromStorage(Storage::Position* at,
+                                                           Descriptions* described);
   // Rebuilds the index from storage and swaps it in (compaction, or an index
   // update that failed after the storage commit). Requires write_mu_, so
   // storage cannot move past what the new index covers; searches continue on
@@ -122,10 +126,16 @@ class CollectionImpl : public Collection {
   // between). Falls back to a rebuild when PrunedThrough() passed
   // applied_seq_ or the index refused the update. Requires write_mu_.
   Status ReplayTailLocked();
-  // Records the storage sequence last seen, for the follow lag in Stats().
-  void NoteLastSeq(int64_t last_seq);
-  Status SnapshotLocked();                 // requires write_mu_
-  void AfterWriteLocked(int64_t changed);  // periodic snapshot + compaction
+  // Records the storage position last seen, for the follow lag in Stats().
+  void NoteLastPosition(const Storage::Position& last);
+  // Writes a snapshot now, after any periodic one still being written.
+  Status SnapshotLocked();  // requires write_mu_
+  // Periodic snapshot + compaction. The periodic snapshot is serialized here
+  // (under the shared index lock) and written, fsynced and recorded in
+  // storage (PruneTombstones) by snapshot_writer_, so writing a large index
+  // file delays neither the next write nor the follower's next replay.
+  void AfterWriteLocked(int64_t changed);
+  void JoinSnapshotWriterLocked();  // requires write_mu_
   Status CheckLive() const;
   // One search over normalized queries; *raced when a hit vanished from
   // storage before its row was read.
@@ -141,16 +151,19 @@ class CollectionImpl : public Collection {
 
   std::mutex write_mu_;                 // serializes writers and snapshots
   int64_t changes_since_snapshot_ = 0;  // guarded by write_mu_
+  std::thread snapshot_writer_;         // the periodic snapshot's file write; write_mu_
 
   mutable std::shared_mutex index_mu_;
   std::unique_ptr<DerivedIndex> index_;  // guarded by index_mu_
   int64_t applied_seq_ = 0;              // storage seq the index reflects; index_mu_
-  Descriptions descriptions_;            // of the indexed items; guarded by index_mu_
+  int64_t applied_ids_ = -1;   // storage's last internal id the index reflects (-1: not counted)
+  Descriptions descriptions_;  // of the indexed items; guarded by index_mu_
 
-  // Follow lag (Stats): the largest storage sequence seen, and when this
+  // Follow lag (Stats): the largest storage position seen, and when this
   // server first saw the index behind it (steady clock ns; 0: caught up).
   std::mutex lag_mu_;
   int64_t seen_seq_ = 0;         // guarded by lag_mu_
+  int64_t seen_ids_ = -1;        // guarded by lag_mu_
   int64_t behind_since_ns_ = 0;  // guarded by lag_mu_
 };
 

@@ -353,7 +353,7 @@ class CollectionManagerImpl : public CollectionManager, public Follower::Target 
     return first;
   }
 
-  Status CatchUp(const std::string& name) override {
+  Status CatchUp(const std::string& name, int64_t seq) override {
     std::shared_ptr<CollectionImpl> c;
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -361,7 +361,7 @@ class CollectionManagerImpl : public CollectionManager, public Follower::Target 
       if (it == collections_.end()) return NotFoundError("collection '" + name + "' not found");
       c = it->second;
     }
-    return c->CatchUp();
+    return c->CatchUp(seq);
   }
 
   Status CatchUpAll() override {
@@ -372,7 +372,7 @@ class CollectionManagerImpl : public CollectionManager, public Follower::Target 
     }
     Status first = Status::Ok();
     for (const auto& c : all) {
-      const Status st = c->CatchUp();
+      const Status st = c->CatchUp(0);
       // NOT_FOUND: dropped meanwhile; the next catalog sync closes it.
       if (!st.ok() && st.code() != StatusCode::kNotFound && first.ok()) first = st;
     }

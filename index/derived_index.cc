@@ -673,6 +673,11 @@ int64_t DerivedIndex::HostBytes() const {
 }
 
 Status DerivedIndex::WriteSnapshot(const std::string& path, int64_t seq) const {
+  ASSIGN_OR_RETURN(std::vector<uint8_t> payload, SnapshotPayload());
+  return WriteSnapshotFile(path, seq, payload);
+}
+
+StatusOr<std::vector<uint8_t>> DerivedIndex::SnapshotPayload() const {
   if (!CanSnapshot()) return UnimplementedError("the GPU index is not snapshotted");
   faiss::VectorIOWriter writer;
   std::vector<uint8_t>& payload = writer.data;
@@ -691,7 +696,7 @@ Status DerivedIndex::WriteSnapshot(const std::string& path, int64_t seq) const {
   } catch (const std::exception& e) {
     return InternalError(std::string("serializing the index: ") + e.what());
   }
-  return WriteSnapshotFile(path, seq, payload);
+  return std::move(payload);
 }
 
 StatusOr<std::unique_ptr<DerivedIndex>> DerivedIndex::LoadSnapshot(const std::string& path,

@@ -93,6 +93,9 @@ class DerivedIndex {
   // metric, index_spec, the slot table, then faiss::write_index bytes.
   // UNIMPLEMENTED for indexes FAISS cannot serialize (the GPU index).
   Status WriteSnapshot(const std::string& path, int64_t seq) const;
+  // The payload WriteSnapshot writes, in memory: serialize under the lock,
+  // write the file (WriteSnapshotFile, index/snapshot.h) without it.
+  StatusOr<std::vector<uint8_t>> SnapshotPayload() const;
   // Loads a snapshot written for the same spec as a CPU index. NOT_FOUND when
   // there is no file; DATA_LOSS when it is truncated, corrupt or for another
   // spec. Sets *seq.

@@ -40,7 +40,7 @@ void Follower::Run() {
   std::unique_ptr<PgConnection> listen;
   bool reported_down = false;
   Clock::time_point next_full = Clock::now();  // a full pass first: catch up from the snapshot
-  std::vector<std::string> names;
+  std::vector<std::string> payloads;
   while (!stop_) {
     if (listen == nullptr) {
       auto connected = db_->Listen();
@@ -59,28 +59,35 @@ void Follower::Run() {
       FullPass();
       next_full = Clock::now() + poll_interval_;
     }
-    names.clear();
+    payloads.clear();
     bool lost = false;
     Wait(listen.get(),
-         std::chrono::duration_cast<std::chrono::milliseconds>(next_full - Clock::now()), &names,
+         std::chrono::duration_cast<std::chrono::milliseconds>(next_full - Clock::now()), &payloads,
          &lost);
     if (lost) {
       spdlog::warn("follower: lost the connection listening on {}; reconnecting", db_->name());
       reported_down = true;
       listen.reset();
     }
-    // One catch-up per collection however many notifications it sent.
-    std::sort(names.begin(), names.end());
-    names.erase(std::unique(names.begin(), names.end()), names.end());
-    for (const auto& name : names) {
+    // One catch-up per collection however many notifications it sent, to
+    // the highest sequence named (0 when a create or drop came too).
+    std::map<std::string, int64_t> latest;
+    for (const auto& payload : payloads) {
+      std::string name;
+      int64_t seq = 0;
+      ParseChange(payload, &name, &seq);
+      auto [it, inserted] = latest.emplace(name, seq);
+      if (!inserted) it->second = (it->second == 0 || seq == 0) ? 0 : std::max(it->second, seq);
+    }
+    for (const auto& [name, seq] : latest) {
       if (stop_) break;
-      CatchUpNamed(name);
+      CatchUpNamed(name, seq);
     }
   }
 }
 
 void Follower::Wait(PgConnection* listen, std::chrono::milliseconds timeout,
-                    std::vector<std::string>* names, bool* lost) {
+                    std::vector<std::string>* payloads, bool* lost) {
   pollfd fds[2];
   nfds_t n = 0;
   if (wake_fds_[0] >= 0) fds[n++] = pollfd{wake_fds_[0], POLLIN, 0};
@@ -90,7 +97,7 @@ void Follower::Wait(PgConnection* listen, std::chrono::milliseconds timeout,
   const int ready = ::poll(fds, n, ms);
   if (ready <= 0 || listen == nullptr) return;  // timeout, EINTR, or stop
   if ((fds[listen_at].revents & (POLLIN | POLLERR | POLLHUP)) == 0) return;
-  if (!listen->TakeNotifications(names).ok()) *lost = true;
+  if (!listen->TakeNotifications(payloads).ok()) *lost = true;
 }
 
 void Follower::FullPass() {
@@ -105,12 +112,12 @@ void Follower::FullPass() {
   }
 }
 
-void Follower::CatchUpNamed(const std::string& name) {
-  Status st = target_->CatchUp(name);
+void Follower::CatchUpNamed(const std::string& name, int64_t seq) {
+  Status st = target_->CatchUp(name, seq);
   if (st.code() == StatusCode::kNotFound) {
     // Created, dropped, or dropped and created again elsewhere.
     st = target_->SyncCatalog();
-    if (st.ok()) st = target_->CatchUp(name);
+    if (st.ok()) st = target_->CatchUp(name, 0);
     if (st.code() == StatusCode::kNotFound) st = Status::Ok();  // dropped
   }
   if (!st.ok()) {

@@ -3,14 +3,15 @@
 //
 // One thread holds a connection of its own that LISTENs on kChangesChannel
 // (index/pg_database.h). Every committing write batch, create and drop sends
-// a notification naming its collection; on one the thread asks the target
-// to catch that collection up (tail replay past the index's sequence, see
-// CollectionImpl::CatchUp). When nothing arrives for `poll_interval` it does
-// a full pass anyway (catalog + every collection): the fallback for a lost
-// notification or a LISTEN connection that is down. After the connection is
-// lost (PostgreSQL restarted or unreachable) it reconnects every
-// `poll_interval` and does a full pass as soon as it is back, so whatever
-// was committed meanwhile is replayed.
+// a notification naming its collection (and a write batch's sequence
+// number); on one the thread asks the target to catch that collection up
+// (tail replay past the index's sequence, see CollectionImpl::CatchUp),
+// unless the index already covers that sequence (this server's own writes,
+// or batches an earlier replay already brought in). When nothing arrives for `poll_interval` it
+// does a full pass anyway (catalog + every collection): the fallback for a lost notification or a
+// LISTEN connection that is down. After the connection is lost (PostgreSQL restarted or
+// unreachable) it reconnects every `poll_interval` and does a full pass as soon as it is back, so
+// whatever was committed meanwhile is replayed.
 //
 // The writing server's own index is updated in its write path before the
 // write is acknowledged; the follower only brings in other servers' writes
@@ -19,6 +20,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -37,9 +39,10 @@ class Follower {
     virtual ~Target() = default;
     // Opens collections created elsewhere and closes those dropped elsewhere.
     virtual Status SyncCatalog() = 0;
-    // Replays the named collection's tail; NOT_FOUND when this server does
-    // not have it (then the catalog is synced and it is asked again).
-    virtual Status CatchUp(const std::string& name) = 0;
+    // Replays the named collection's tail; OK at once when `seq` > 0 and
+    // its index already covers `seq`. NOT_FOUND when this server does not
+    // have it (then the catalog is synced and it is asked again).
+    virtual Status CatchUp(const std::string& name, int64_t seq) = 0;
     // Replays every collection's tail; the first error is returned after
     // trying them all.
     virtual Status CatchUpAll() = 0;
@@ -55,14 +58,14 @@ class Follower {
  private:
   void Run();
   // Waits up to `timeout` for notifications on `listen` (nullptr: none) or
-  // for the destructor. Payloads are appended to *names; *lost is set when
-  // the connection failed.
+  // for the destructor. Payloads are appended to *payloads; *lost is set
+  // when the connection failed.
   void Wait(PgConnection* listen, std::chrono::milliseconds timeout,
-            std::vector<std::string>* names, bool* lost);
+            std::vector<std::string>* payloads, bool* lost);
   // Catalog, then every collection; a full pass runs at least every
   // poll_interval_ and after every reconnect.
   void FullPass();
-  void CatchUpNamed(const std::string& name);
+  void CatchUpNamed(const std::string& name, int64_t seq);
 
   const std::shared_ptr<PgDatabase> db_;
   Target* const target_;

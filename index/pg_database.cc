@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <utility>
 
@@ -37,6 +38,16 @@ CREATE TABLE IF NOT EXISTS lookalike_items(
   PRIMARY KEY(collection_id, internal_id),
   UNIQUE(collection_id, external_id));
 CREATE INDEX IF NOT EXISTS lookalike_items_by_seq ON lookalike_items(collection_id, seq);
+-- Vectors (random-looking bytes) are not worth compressing, and moving a
+-- 2 KiB vector out of line into TOAST doubles the work of every write and
+-- replay: keep rows up to 8 KiB (dim <= ~2000) inline, uncompressed.
+DO $$ BEGIN
+  IF (SELECT attstorage FROM pg_attribute WHERE attrelid = 'lookalike_items'::regclass
+      AND attname = 'vector') <> 'e' THEN
+    ALTER TABLE lookalike_items ALTER COLUMN vector SET STORAGE EXTERNAL;
+    ALTER TABLE lookalike_items SET (toast_tuple_target = 8160);
+  END IF;
+END $$;
 CREATE TABLE IF NOT EXISTS lookalike_metadata(
   collection_id BIGINT NOT NULL,
   item BIGINT NOT NULL,
@@ -443,9 +454,21 @@ Status PgDatabase::DropCollection(const std::string& name) {
   });
 }
 
-Status NotifyChange(PgConnection& conn, const std::string& collection) {
-  return conn.Query("SELECT pg_notify($1, $2)", PgParams().Text(kChangesChannel).Text(collection))
+Status NotifyChange(PgConnection& conn, const std::string& collection, int64_t seq) {
+  const std::string payload = seq > 0 ? collection + " " + std::to_string(seq) : collection;
+  return conn.Query("SELECT pg_notify($1, $2)", PgParams().Text(kChangesChannel).Text(payload))
       .status();
+}
+
+void ParseChange(const std::string& payload, std::string* collection, int64_t* seq) {
+  // Collection names hold no spaces (ValidateCollectionName).
+  const size_t space = payload.find(' ');
+  *collection = payload.substr(0, space);
+  *seq = 0;
+  if (space == std::string::npos) return;
+  char* end = nullptr;
+  const long long value = std::strtoll(payload.c_str() + space + 1, &end, 10);
+  if (end != nullptr && *end == '\0' && value > 0) *seq = value;
 }
 
 StatusOr<std::unique_ptr<PgConnection>> PgDatabase::Listen() {

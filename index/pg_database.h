@@ -29,8 +29,9 @@
 //
 // Change notifications: every transaction that changes a collection (a
 // write batch, create, drop) also runs NOTIFY kChangesChannel with the
-// collection name as payload; PostgreSQL delivers it to listeners only when
-// that transaction commits. Followers (index/follower.h) LISTEN on it.
+// collection name as payload, followed by " <seq>" for a write batch (its
+// sequence number); PostgreSQL delivers it to listeners only when that
+// transaction commits. Followers (index/follower.h) LISTEN on it.
 // There are no foreign keys (they would cost a lookup per ingested row):
 // every write locks its collection's catalog row first, and Drop deletes the
 // collection's rows in the transaction that deletes its catalog row.
@@ -119,12 +120,17 @@ class PgCopyBuffer {
 // "postgresql://user@host:port/db" without the password.
 std::string StorageDisplayName(const std::string& storage);
 
-// The NOTIFY channel of collection changes; the payload is the collection name.
+// The NOTIFY channel of collection changes; the payload is the collection
+// name, then " <seq>" when the change is a write batch.
 inline constexpr const char* kChangesChannel = "lookalike_changes";
 
 class PgConnection;
-// NOTIFY kChangesChannel naming `collection`, inside the caller's transaction.
-Status NotifyChange(PgConnection& conn, const std::string& collection);
+// NOTIFY kChangesChannel naming `collection` and, for a write batch, its
+// sequence number `seq` (0: a create or drop), inside the caller's transaction.
+Status NotifyChange(PgConnection& conn, const std::string& collection, int64_t seq = 0);
+// Reads a kChangesChannel payload: the collection name and the batch's
+// sequence number (0 when the payload has none).
+void ParseChange(const std::string& payload, std::string* collection, int64_t* seq);
 
 class PgConnection {
  public:

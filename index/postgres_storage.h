@@ -77,6 +77,7 @@ class PostgresStorage : public Storage {
                    const std::function<Status(int64_t, const float*)>& fn) override;
   StatusOr<std::vector<int64_t>> TombstonesAfter(int64_t after_seq) override;
   StatusOr<int64_t> LastSeq() override;
+  StatusOr<Position> LastPosition() override;
   StatusOr<int64_t> PrunedThrough() override;
   // Records this replica's snapshot position, then prunes through the
   // smallest recent replica position (at most through_seq).

@@ -101,6 +101,17 @@ class Storage {
 
   // Sequence of the last committed write (0 for a new collection).
   virtual StatusOr<int64_t> LastSeq() = 0;
+  // LastSeq() and, read with it, the last internal id handed out (every
+  // upserted item takes the next one; -1 where the storage does not count
+  // them): how far a follower is behind in items.
+  struct Position {
+    int64_t seq = 0;
+    int64_t last_internal_id = -1;
+  };
+  virtual StatusOr<Position> LastPosition() {
+    ASSIGN_OR_RETURN(const int64_t seq, LastSeq());
+    return Position{seq, -1};
+  }
   // Tombstones with seq <= this have been pruned.
   virtual StatusOr<int64_t> PrunedThrough() = 0;
   // Deletes tombstones with seq <= through_seq (a durable snapshot covers

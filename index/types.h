@@ -102,9 +102,11 @@ struct CollectionStats {
   std::string storage;
   // Following a shared storage (PostgreSQL): committed write batches (one
   // per Upsert/Delete call, i.e. sequence numbers) this server's index has
-  // not applied yet, as last seen, and seconds since this server first saw
-  // the oldest of them (0 when caught up, and always with SQLite).
+  // not applied yet, as last seen; the items upserted in them (deletions
+  // count in batches only); and seconds since this server first saw the
+  // oldest of them (0 when caught up, and always with SQLite).
   int64_t follow_lag_batches = 0;
+  int64_t follow_lag_items = 0;
   double follow_lag_seconds = 0;
 };
 

@@ -215,6 +215,8 @@ int Run(int argc, char** argv) {
   metrics.SetFollowLagSamplers(
       per_collection(
           [](const CollectionStats& s) { return static_cast<double>(s.follow_lag_batches); }),
+      per_collection(
+          [](const CollectionStats& s) { return static_cast<double>(s.follow_lag_items); }),
       per_collection([](const CollectionStats& s) { return s.follow_lag_seconds; }));
 
   StatusOr<std::unique_ptr<GrpcServer>> grpc_server =

@@ -72,6 +72,11 @@ struct Metrics::Impl {
           .Name("lookalike_follow_lag_batches")
           .Help("Write batches committed to the shared storage, not yet in this server's index")
           .Register(registry);
+  prometheus::Family<prometheus::Gauge>& lag_items =
+      prometheus::BuildGauge()
+          .Name("lookalike_follow_lag_items")
+          .Help("Items upserted in the batches this server's index has not applied yet")
+          .Register(registry);
   prometheus::Family<prometheus::Gauge>& lag_seconds =
       prometheus::BuildGauge()
           .Name("lookalike_follow_lag_seconds")
@@ -88,10 +93,12 @@ struct Metrics::Impl {
   Sampler queue_sampler;
   Sampler items_sampler;
   Sampler lag_batches_sampler;
+  Sampler lag_items_sampler;
   Sampler lag_seconds_sampler;
   std::map<std::string, prometheus::Gauge*> queue_gauges;
   std::map<std::string, prometheus::Gauge*> item_gauges;
   std::map<std::string, prometheus::Gauge*> lag_batches_gauges;
+  std::map<std::string, prometheus::Gauge*> lag_items_gauges;
   std::map<std::string, prometheus::Gauge*> lag_seconds_gauges;
 
   // Sets one gauge per sampled label; removes gauges whose label disappeared
@@ -145,9 +152,10 @@ void Metrics::SetCollectionItemsSampler(Sampler sampler) {
   impl_->items_sampler = std::move(sampler);
 }
 
-void Metrics::SetFollowLagSamplers(Sampler batches, Sampler seconds) {
+void Metrics::SetFollowLagSamplers(Sampler batches, Sampler items, Sampler seconds) {
   std::lock_guard<std::mutex> lock(impl_->mu);
   impl_->lag_batches_sampler = std::move(batches);
+  impl_->lag_items_sampler = std::move(items);
   impl_->lag_seconds_sampler = std::move(seconds);
 }
 
@@ -158,6 +166,8 @@ std::string Metrics::Render() {
     Impl::Refresh(impl_->items_sampler, "collection", impl_->collection_items, impl_->item_gauges);
     Impl::Refresh(impl_->lag_batches_sampler, "collection", impl_->lag_batches,
                   impl_->lag_batches_gauges);
+    Impl::Refresh(impl_->lag_items_sampler, "collection", impl_->lag_items,
+                  impl_->lag_items_gauges);
     Impl::Refresh(impl_->lag_seconds_sampler, "collection", impl_->lag_seconds,
                   impl_->lag_seconds_gauges);
   }

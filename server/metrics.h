@@ -12,6 +12,7 @@
 //   lookalike_follow_lag_batches{collection}       PostgreSQL storage: write batches committed
 //                                                  through other servers, not yet in this
 //                                                  server's index (sampled at scrape)
+//   lookalike_follow_lag_items{collection}         ... the items upserted in them
 //   lookalike_follow_lag_seconds{collection}       ... and seconds since the oldest was seen
 //   lookalike_auth_failures_total{reason}          calls refused by API keys (server/auth.h):
 //                                                  missing_key, unknown_key, permission_denied
@@ -62,7 +63,7 @@ class Metrics {
   void SetQueueDepthSampler(Sampler sampler);
   void SetCollectionItemsSampler(Sampler sampler);
   // Follower lag per collection (CollectionStats::follow_lag_*).
-  void SetFollowLagSamplers(Sampler batches, Sampler seconds);
+  void SetFollowLagSamplers(Sampler batches, Sampler items, Sampler seconds);
 
   // The text exposition format (version 0.0.4).
   std::string Render();

@@ -5,9 +5,14 @@
 # storages pay a durable commit; as `nobody` when run as root), then:
 #   1. index_throughput with sqlite and with the PostgreSQL URI, ROUNDS times,
 #      alternating which goes first (the machine is shared: take medians);
-#   2. follow_lag: server A ingests at full rate, server B follows and searches.
+#   2. follow_lag: server A ingests at full rate, server B follows and searches
+#      (with BASELINE_FOLLOW_LAG=path/to/an/older/follow_lag, that binary too,
+#      alternating, on the same database);
+#   3. bench/replicas/service.sh on the same database: ingest (vectors and
+#      images) and search with one vs two replicas through lookalike-server,
+#      and resident memory per vector (skipped with SERVICE=0).
 # Needs a build with -DLOOKALIKE_BUILD_BENCHMARKS=ON (build/index/index_throughput,
-# build/index/follow_lag).
+# build/index/follow_lag, lookalike-server, lookalike-service-bench).
 #   bench/replicas/run.sh [BUILD_DIR] [N_ITEMS] [DIM] [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -33,5 +38,14 @@ for ((r = 1; r <= rounds; r++)); do
     "$build/index/index_throughput" /tmp/lookalike_bench_replicas "$n" "$dim" "$storage" | grep upsert
   done
 done
-echo "== follower lag"
-for ((r = 1; r <= rounds; r++)); do "$build/index/follow_lag" "$uri" "$n" "$dim" 100 2>/dev/null; done
+echo "== follower lag (load average $(cut -d' ' -f1-3 /proc/loadavg))"
+for ((r = 1; r <= rounds; r++)); do
+  bins=("$build/index/follow_lag")
+  if [ -n "${BASELINE_FOLLOW_LAG:-}" ]; then
+    if ((r % 2)); then bins=("$BASELINE_FOLLOW_LAG" "${bins[@]}"); else bins+=("$BASELINE_FOLLOW_LAG"); fi
+  fi
+  for bin in "${bins[@]}"; do
+    echo "$bin: $("$bin" "$uri" "$n" "$dim" 100 2>/dev/null | grep 'follower lag')"
+  done
+done
+if [ "${SERVICE:-1}" != 0 ]; then BUILD_DIR=$build bench/replicas/service.sh "$uri" "$rounds" "$dim"; fi

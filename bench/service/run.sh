@@ -15,4 +15,4 @@ cd "$(dirname "$0")/../.."
 # shellcheck disable=SC2086  # SERVER_FLAGS is a list of flags
 start_server ${SERVER_FLAGS:-}
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
-"$BENCH_BIN" --server "$ADDR" --http "$HTTP_ADDR" --server-pid "$SERVER_PID" --images "$PHOTOS" "$@"
+"$BENCH_BIN" --server "$ADDR" --http "$HTTP_ADDR" --server-pids "$SERVER_PID" --images "$PHOTOS" "$@"

@@ -2,7 +2,7 @@
 # checks the binaries, prepares weights and photos, and defines
 #   start_server [server flags...]   lookalike-server (real EfficientNet-Lite0) on free
 #                                    loopback ports (gRPC and HTTP/JSON), data in
-#                                    $WORK/data; sets ADDR, HTTP_ADDR, SERVER_PID
+#                                    $WORK/data$REPLICA; sets ADDR, HTTP_ADDR, SERVER_PID
 #   stop_server
 # $WORK is a temp dir removed on exit, with the server.
 BUILD_DIR=${BUILD_DIR:-build}
@@ -35,15 +35,15 @@ free_port() {
 start_server() {
   ADDR=127.0.0.1:$(free_port)
   HTTP_ADDR=127.0.0.1:$(free_port)
-  rm -rf "$WORK/data"
-  "$SERVER_BIN" --listen "$ADDR" --http-listen "$HTTP_ADDR" --data-dir "$WORK/data" \
+  rm -rf "$WORK/data${REPLICA:-}"
+  "$SERVER_BIN" --listen "$ADDR" --http-listen "$HTTP_ADDR" --data-dir "$WORK/data${REPLICA:-}" \
     --metrics-listen= --log-level warn \
     --model "efficientnet_lite0=efficientnet_lite0:weights/efficientnet_lite0.safetensors" \
-    "$@" >"$WORK/server.log" 2>&1 &
+    "$@" >"$WORK/server${REPLICA:-}.log" 2>&1 &
   SERVER_PID=$!
   for _ in $(seq 1 600); do
     "$BUILD_DIR/client/lookalike" health --server "$ADDR" >/dev/null 2>&1 && return 0
-    kill -0 "$SERVER_PID" 2>/dev/null || { cat "$WORK/server.log" >&2; exit 1; }
+    kill -0 "$SERVER_PID" 2>/dev/null || { cat "$WORK/server${REPLICA:-}.log" >&2; exit 1; }
     sleep 0.2
   done
   echo "lookalike-server did not become healthy" >&2

@@ -15,13 +15,18 @@
 // same requests, written and read in protobuf's JSON mapping, one keep-alive
 // connection per worker. The client's JSON coding is the server's
 // (server/proto_json.h), or protobuf's util with --http-json protobuf.
-// CPU time per request, client and server apart (with --server-pid), is
+// CPU time per request, client and server apart (with --server-pids P,Q: the server processes, from /proc), is
 // reported beside the wall-clock figures: on a shared machine it moves far
 // less with the load than throughput does.
+// With --server A,B (replicas sharing one PostgreSQL storage) collections
+// are created and filled through A and the search phases wait until every
+// server holds the preloaded items, then worker w sends to server w mod N.
+// --dim N makes the vector phases use a vectors-only collection of dimension N.
 // Latency is per request, measured by the client from send to reply
 // (includes loopback gRPC or HTTP, JSON or protobuf coding, queueing, decode
 // and embedding), over the requests the server admitted; RESOURCE_EXHAUSTED answers (overload, see
 // --max-attempts 1 and bench/service/overload.sh) are counted as "shed".
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -32,8 +37,10 @@
 #include <cstring>
 #include <ctime>
 #include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <random>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -70,33 +77,47 @@ struct Config {
   bool keep = false;
   int max_attempts = 6;     // 1: a shed request (RESOURCE_EXHAUSTED) is counted, not retried
   bool http_first = false;  // run each HTTP search phase before its gRPC twin
-  int server_pid = 0;       // the server's process, for its CPU time per phase; 0 = not measured
+  std::string server_pids;  // comma-separated: report their CPU time per request
+  int dim = 0;              // > 0: vector phases on a vectors-only collection of this dim
 };
 
-// CPU seconds (user + system) this process has used.
-double OwnCpuSeconds() {
-  timespec ts{};
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+std::vector<std::string> SplitCommas(const std::string& text) {
+  std::vector<std::string> out;
+  std::stringstream in(text);
+  std::string part;
+  while (std::getline(in, part, ',')) {
+    if (!part.empty()) out.push_back(part);
+  }
+  return out;
 }
 
-// CPU seconds (user + system) process `pid` has used, from /proc; -1 when unknown.
-double ProcessCpuSeconds(int pid) {
-  if (pid <= 0) return -1;
-  std::FILE* f = std::fopen(("/proc/" + std::to_string(pid) + "/stat").c_str(), "r");
-  if (f == nullptr) return -1;
-  char buf[1024];
-  const size_t n = std::fread(buf, 1, sizeof(buf) - 1, f);
-  std::fclose(f);
-  buf[n] = '\0';
-  // Fields after the command name, which is in parentheses and may hold spaces.
-  const char* p = std::strrchr(buf, ')');
-  unsigned long long utime = 0, stime = 0;
-  if (p == nullptr || std::sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
-                                  &utime, &stime) != 2) {
-    return -1;
+// CPU seconds (user + system) used so far by the processes `pids`.
+double ProcessCpuSeconds(const std::vector<std::string>& pids) {
+  double total = 0;
+  const double tick = static_cast<double>(::sysconf(_SC_CLK_TCK));
+  for (const auto& pid : pids) {
+    std::ifstream stat("/proc/" + pid + "/stat");
+    std::string line;
+    std::getline(stat, line);
+    const size_t end = line.rfind(')');  // the command name may hold spaces
+    if (end == std::string::npos) continue;
+    std::istringstream fields(line.substr(end + 2));
+    std::string field;
+    unsigned long long utime = 0, stime = 0;
+    for (int i = 3; i <= 15 && fields >> field; ++i) {
+      if (i == 14) utime = std::stoull(field);
+      if (i == 15) stime = std::stoull(field);
+    }
+    total += static_cast<double>(utime + stime) / tick;
   }
-  return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+  return total;
+}
+
+double SelfCpuSeconds() {
+  rusage u{};
+  ::getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) * 1e-6;
 }
 
 // One keep-alive HTTP/1.1 connection calling the JSON API.
@@ -161,7 +182,7 @@ struct PhaseResult {
   std::string first_error;
   int64_t collection_items = -1;  // items in the collection searched (search phases)
   double client_cpu_ms = 0;       // per admitted request
-  double server_cpu_ms = -1;      // per admitted request; -1 without --server-pid
+  double server_cpu_ms = -1;      // per admitted request; -1 without --server-pids
 };
 
 double Percentile(std::vector<double> v, double p) {
@@ -181,8 +202,8 @@ PhaseResult RunPhase(const std::string& name, const Config& cfg,
   std::atomic<int64_t> next{0};
   std::mutex mu;
   std::vector<double> latencies;
-  const double client_cpu0 = OwnCpuSeconds();
-  const double server_cpu0 = ProcessCpuSeconds(cfg.server_pid);
+  const std::vector<std::string> pids = SplitCommas(cfg.server_pids);
+  const double server_cpu0 = ProcessCpuSeconds(pids), client_cpu0 = SelfCpuSeconds();
   auto start = std::chrono::steady_clock::now();
   auto deadline = start + std::chrono::milliseconds(static_cast<int64_t>(cfg.seconds * 1000));
   std::vector<std::thread> threads;
@@ -220,10 +241,8 @@ PhaseResult RunPhase(const std::string& name, const Config& cfg,
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   r.requests = static_cast<int64_t>(latencies.size());
   const double per_request = r.requests > 0 ? 1000.0 / static_cast<double>(r.requests) : 0;
-  r.client_cpu_ms = (OwnCpuSeconds() - client_cpu0) * per_request;
-  const double server_cpu1 = ProcessCpuSeconds(cfg.server_pid);
-  if (server_cpu0 >= 0 && server_cpu1 >= 0)
-    r.server_cpu_ms = (server_cpu1 - server_cpu0) * per_request;
+  r.client_cpu_ms = (SelfCpuSeconds() - client_cpu0) * per_request;
+  if (!pids.empty()) r.server_cpu_ms = (ProcessCpuSeconds(pids) - server_cpu0) * per_request;
   r.p50_ms = Percentile(latencies, 50);
   r.p99_ms = Percentile(latencies, 99);
   double sum = 0;
@@ -292,7 +311,12 @@ int Main(int argc, char** argv) {
   CLI::App app{"Load generator for lookalike-server: Upsert/Search throughput and latency",
                "lookalike-service-bench"};
   app.add_option("--server", cfg.server,
-                 "HOST:PORT (default $LOOKALIKE_SERVER or localhost:50051)");
+                 "HOST:PORT (default $LOOKALIKE_SERVER or localhost:50051); A,B: replicas on "
+                 "one PostgreSQL, searches spread over them");
+  app.add_option("--server-pids", cfg.server_pids,
+                 "Comma-separated server process ids: report their CPU time per request");
+  app.add_option("--dim", cfg.dim, "Vector phases on a vectors-only collection of this dim")
+      ->check(CLI::Range(0, 65536));
   app.add_option("--images", cfg.images_dir, "Folder of images for the image phases")
       ->check(CLI::ExistingDirectory);
   app.add_option("--model", cfg.model, "Model of the collections (default: the server's default)");
@@ -321,24 +345,41 @@ int Main(int argc, char** argv) {
       ->check(CLI::IsMember({"lookalike", "protobuf"}));
   app.add_flag("--http-first", cfg.http_first,
                "Run each HTTP/JSON search phase before its gRPC twin (to rotate the order)");
-  app.add_option("--server-pid", cfg.server_pid,
-                 "The server's process id: report its CPU time per request (same machine)");
   app.add_option("--max-attempts", cfg.max_attempts,
                  "Attempts per request (1: shed requests are counted, not retried)")
       ->capture_default_str()
       ->check(CLI::Range(1, 100));
   CLI11_PARSE(app, argc, argv);
 
-  ClientOptions copts;
-  copts.server = cfg.server;
-  copts.timeout = std::chrono::seconds(120);
-  copts.max_attempts = cfg.max_attempts;
-  auto client_or = Client::Connect(copts);
-  if (!client_or.ok()) {
-    std::fprintf(stderr, "%s\n", client_or.status().ToString().c_str());
-    return 1;
+  std::vector<std::unique_ptr<Client>> clients;
+  for (const std::string& server :
+       cfg.server.empty() ? std::vector<std::string>{""} : SplitCommas(cfg.server)) {
+    ClientOptions copts;
+    copts.server = server;
+    copts.timeout = std::chrono::seconds(120);
+    copts.max_attempts = cfg.max_attempts;
+    auto client_or = Client::Connect(copts);
+    if (!client_or.ok()) {
+      std::fprintf(stderr, "%s\n", client_or.status().ToString().c_str());
+      return 1;
+    }
+    clients.push_back(std::move(client_or).value());
   }
-  Client& client = **client_or;
+  Client& client = *clients[0];  // creates, fills and drops the collections
+  // The server worker w searches, and a wait until every server holds
+  // `count` items of `name` (replicas follow the storage).
+  auto searcher = [&](int w) -> Client& {
+    return *clients[static_cast<size_t>(w) % clients.size()];
+  };
+  auto wait_for_replicas = [&](const std::string& name, int64_t count) {
+    for (const auto& c : clients) {
+      for (int tries = 0; tries < 6000; ++tries) {
+        auto info = c->DescribeCollection(name);
+        if (info.ok() && info->count() >= count) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
+    }
+  };
   auto models = client.ListModels();
   if (!models.ok() || models->empty()) {
     std::fprintf(stderr, "cannot list models: %s\n",
@@ -349,7 +390,7 @@ int Main(int argc, char** argv) {
   for (const auto& m : *models) {
     if (m.name() == cfg.model) model = m;
   }
-  const int dim = model.dim();
+  const int dim = cfg.dim > 0 ? cfg.dim : model.dim();
   auto want = [&](const std::string& phase) {
     return ("," + cfg.phases + ",").find("," + phase + ",") != std::string::npos;
   };
@@ -379,8 +420,9 @@ int Main(int argc, char** argv) {
   auto create = [&](const std::string& name) -> Status {
     v1::CreateCollectionRequest req;
     req.set_name(name);
-    req.set_model(model.name());
-    req.set_dim(dim);
+    const bool vectors_only = cfg.dim > 0 && name == vec_coll;
+    req.set_model(vectors_only ? "none" : model.name());
+    req.set_dim(vectors_only ? cfg.dim : model.dim());
     req.set_metric(v1::COSINE);
     auto r = client.CreateCollection(req);
     return r.ok() ? Status::Ok() : r.status();
@@ -427,6 +469,7 @@ int Main(int argc, char** argv) {
         }
       }
       auto searched = client.DescribeCollection(vec_coll);
+      if (searched.ok()) wait_for_replicas(vec_coll, searched->count());
       auto request = [&](int w) {
         v1::SearchRequest req;
         req.set_collection(vec_coll);
@@ -438,7 +481,7 @@ int Main(int argc, char** argv) {
           cfg,
           [&] {
             return RunPhase("search_vectors", cfg, [&](int w, int64_t) -> StatusOr<int> {
-              auto r = client.Search(request(w));
+              auto r = searcher(w).Search(request(w));
               if (!r.ok()) return r.status();
               return 1;
             });
@@ -473,6 +516,7 @@ int Main(int argc, char** argv) {
     }
     if (want("search_images")) {
       auto searched = client.DescribeCollection(img_coll);
+      if (searched.ok()) wait_for_replicas(img_coll, searched->count());
       auto request = [&](int64_t seq) {
         v1::SearchRequest req;
         req.set_collection(img_coll);
@@ -483,8 +527,8 @@ int Main(int argc, char** argv) {
       RunSearchPair(
           cfg,
           [&] {
-            return RunPhase("search_images", cfg, [&](int, int64_t seq) -> StatusOr<int> {
-              auto r = client.Search(request(seq));
+            return RunPhase("search_images", cfg, [&](int w, int64_t seq) -> StatusOr<int> {
+              auto r = searcher(w).Search(request(seq));
               if (!r.ok()) return r.status();
               return 1;
             });
@@ -518,6 +562,11 @@ int Main(int argc, char** argv) {
     if (r.collection_items >= 0) {
       std::printf("  (searched a Flat index of %lld items)\n",
                   static_cast<long long>(r.collection_items));
+    }
+    if (r.requests > 0) {
+      std::printf("  CPU per request: client %.3f ms", r.client_cpu_ms);
+      if (r.server_cpu_ms >= 0) std::printf(", servers %.3f ms", r.server_cpu_ms);
+      std::printf("\n");
     }
     if (!r.first_error.empty()) {
       std::printf("  first error: %s\n", r.first_error.c_str());

@@ -126,8 +126,9 @@ TEST_F(FollowerTest, CreateWritesDeletesAndDropReachTheOtherServerByNotification
   ASSERT_TRUE(Eventually([&] { return CountOn(*b, "shop") == 2; }));
 }
 
-// The follow lag is visible while b is behind and 0 once caught up.
-TEST_F(FollowerTest, StatsShowStorageAndNoLagWhenCaughtUp) {
+// The follow lag is 0 once caught up, and visible in batches, items and
+// seconds while b is behind.
+TEST_F(FollowerTest, StatsShowStorageAndLagInBatchesItemsAndSeconds) {
   TempDir dir_a, dir_b;
   auto a = Open(dir_a);
   auto b = Open(dir_b);
@@ -139,9 +140,34 @@ TEST_F(FollowerTest, StatsShowStorageAndNoLagWhenCaughtUp) {
   ASSERT_TRUE(cb.ok());
   const CollectionStats stats = (*cb)->Stats();
   EXPECT_EQ(stats.follow_lag_batches, 0);
+  EXPECT_EQ(stats.follow_lag_items, 0);
   EXPECT_EQ(stats.follow_lag_seconds, 0);
   EXPECT_EQ(stats.storage.rfind("postgresql://", 0), 0u) << stats.storage;
   EXPECT_EQ(stats.storage, StorageDisplayName(uri_));
+
+  // A batch b cannot apply (written by hand: three items, one with a vector
+  // of the wrong length) stays behind: one batch, three items.
+  auto db = PgDatabase::Connect(uri_);
+  ASSERT_TRUE(db.ok()) << db.status().ToString();
+  auto conn = (*db)->Borrow();
+  ASSERT_TRUE(conn.ok());
+  const Status st = (*conn)->InTransaction(PgConnection::Txn::kWrite, [&]() -> Status {
+    RETURN_IF_ERROR((*conn)->Execute(
+        "WITH c AS (UPDATE lookalike_collections SET last_seq = last_seq + 1, "
+        "last_internal_id = last_internal_id + 3 WHERE name = 'lag' "
+        "RETURNING id, last_seq, last_internal_id) "
+        "INSERT INTO lookalike_items(collection_id, internal_id, external_id, vector, seq) "
+        "SELECT id, last_internal_id - k, 'bad-' || k, "
+        "decode(repeat('0000803f', CASE WHEN k = 0 THEN 7 ELSE 8 END), 'hex'), last_seq "
+        "FROM c, generate_series(0, 2) k"));
+    return NotifyChange(**conn, "lag");
+  });
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  ASSERT_TRUE(Eventually([&] { return (*cb)->Stats().follow_lag_batches == 1; }));
+  const CollectionStats behind = (*cb)->Stats();
+  EXPECT_EQ(behind.follow_lag_items, 3);
+  EXPECT_GT(behind.follow_lag_seconds, 0);
+  EXPECT_EQ(behind.count, 10);
 }
 
 // A change that sends no notification (written here by hand, as a lost
@@ -222,9 +248,19 @@ TEST_F(FollowerTest, TombstonesArePrunedOnlyBelowEveryReplicasSnapshot) {
   ASSERT_TRUE(db.ok()) << db.status().ToString();
   auto conn = (*db)->Borrow();
   ASSERT_TRUE(conn.ok());
-  auto r = (*conn)->Query(
-      "SELECT c.pruned_through, (SELECT count(*) FROM lookalike_tombstones t "
-      "WHERE t.collection_id = c.id) FROM lookalike_collections c WHERE name = 't'");
+  auto pruning = [&] {
+    return (*conn)->Query(
+        "SELECT c.pruned_through, (SELECT count(*) FROM lookalike_tombstones t "
+        "WHERE t.collection_id = c.id) FROM lookalike_collections c WHERE name = 't'");
+  };
+  // a's periodic snapshot (and its pruning) is written by a thread of its own.
+  ASSERT_TRUE(Eventually([&] {
+    auto r = pruning();
+    return r.ok() && r->Int64(0, 0) >= 1;
+  }));
+  ca->reset();
+  a.reset();  // waits for a's last snapshot
+  auto r = pruning();
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   EXPECT_EQ(r->Int64(0, 0), 1) << "pruned past b's snapshot";
   EXPECT_EQ(r->Int64(0, 1), 2);

@@ -84,10 +84,15 @@ TEST(MetricsTest, FollowLagPerCollection) {
         return std::vector<std::pair<std::string, double>>{{"photos", 3}};
       },
       [] {
+        return std::vector<std::pair<std::string, double>>{{"photos", 250}};
+      },
+      [] {
         return std::vector<std::pair<std::string, double>>{{"photos", 0.25}};
       });
   const std::string text = metrics.Render();
   EXPECT_NE(text.find("lookalike_follow_lag_batches{collection=\"photos\"} 3"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("lookalike_follow_lag_items{collection=\"photos\"} 250"), std::string::npos)
       << text;
   EXPECT_NE(text.find("lookalike_follow_lag_seconds{collection=\"photos\"} 0.25"),
             std::string::npos)
