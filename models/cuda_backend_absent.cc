@@ -4,7 +4,7 @@
 
 namespace lookalike {
 
-StatusOr<std::unique_ptr<Backend>> MakeCudaBackend(int device_index) {
+StatusOr<std::unique_ptr<Backend>> MakeCudaBackend(int device_index, DType) {
   return FailedPreconditionError("device 'cuda:" + std::to_string(device_index) +
                                  "': this build has no CUDA backend (built without CUDA)");
 }

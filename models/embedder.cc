@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <optional>
 #include <sstream>
 
 #include "models/backend_factory.h"
@@ -118,6 +119,10 @@ StatusOr<std::unique_ptr<Embedder>> Embedder::Load(const EmbedderOptions& option
     return InvalidArgumentError("output must be \"embedding\" or \"logits\", got \"" +
                                 options.output + "\"");
   }
+  std::optional<DType> dtype;  // nullopt: the device's default
+  if (options.precision != "auto") {
+    ASSIGN_OR_RETURN(dtype, ParseDType(options.precision));
+  }
   ASSIGN_OR_RETURN(Preset preset, FindPreset(options.preset));
   const bool logits = options.output == "logits";
   if (logits && preset.classifier.empty()) {
@@ -129,7 +134,7 @@ StatusOr<std::unique_ptr<Embedder>> Embedder::Load(const EmbedderOptions& option
   }
   ASSIGN_OR_RETURN(std::unique_ptr<WeightStore> weights, WeightStore::Open(options.weights_path));
   ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend,
-                   MakeBackend(options.device, options.num_threads));
+                   MakeBackend(options.device, options.num_threads, dtype));
 
   auto embedder = std::make_unique<ModelEmbedder>();
   Status built = [&]() -> Status {

@@ -27,7 +27,11 @@ struct EmbedderOptions {
   std::string device =
       "cpu";            // parsed by ParseDevice (common/device.h): "cpu", "cuda", "cuda:N", "auto"
   int num_threads = 0;  // CPU backend threads; 0 = all cores
-  int max_batch = 64;   // Embed() splits larger batches
+  // The precision the model computes in: "auto" (the device's default: fp32
+  // on the CPU, fp16 on CUDA), "fp32" | "bf16" on the CPU, "fp16" | "bf16" on
+  // CUDA (MakeBackend, models/backend_factory.h, says which errors).
+  std::string precision = "auto";
+  int max_batch = 64;  // Embed() splits larger batches
   // What Embed() returns per image: "embedding" (the preset's embedding,
   // L2-normalized when the preset says so) or "logits" (the reference
   // model's ImageNet classifier output, {1000}, unnormalized; only presets

@@ -16,6 +16,7 @@
 #include <sstream>
 
 #include "common/device.h"
+#include "common/dtype.h"
 #include "index/types.h"
 
 namespace lookalike {
@@ -93,6 +94,7 @@ const std::map<std::string, Setter>& ScalarKeys() {
       {"data_dir", StringField(&ServerConfig::data_dir)},
       {"storage", StringField(&ServerConfig::storage)},
       {"device", StringField(&ServerConfig::device)},
+      {"precision", StringField(&ServerConfig::precision)},
       {"index_device", StringField(&ServerConfig::index_device)},
       {"log_level", StringField(&ServerConfig::log_level)},
       {"default_model", StringField(&ServerConfig::default_model)},
@@ -153,6 +155,7 @@ const std::map<std::string, std::string>& FlagKeys() {
       {"data-dir", "data_dir"},
       {"storage", "storage"},
       {"device", "device"},
+      {"precision", "precision"},
       {"index-device", "index_device"},
       {"log-level", "log_level"},
       {"default-model", "default_model"},
@@ -202,7 +205,8 @@ Status ScalarOf(const std::string& source, const std::string& key, const YAML::N
 Status ApplyModels(const std::string& source, const YAML::Node& node, ServerConfig* config) {
   if (!node.IsSequence()) {
     return InvalidArgumentError(
-        Where(source, node) + ": models: expected a list of {name, preset, weights[, tokenizer]}");
+        Where(source, node) +
+        ": models: expected a list of {name, preset, weights[, tokenizer][, precision]}");
   }
   std::vector<ModelConfig> models;
   for (size_t i = 0; i < node.size(); ++i) {
@@ -225,9 +229,11 @@ Status ApplyModels(const std::string& source, const YAML::Node& node, ServerConf
         model.weights = value;
       } else if (sub == "tokenizer") {
         model.tokenizer = value;
+      } else if (sub == "precision") {
+        model.precision = value;
       } else {
         return InvalidArgumentError(Where(source, kv.first) + ": unknown key \"" + key + "." + sub +
-                                    "\" (expected name, preset, weights, tokenizer)");
+                                    "\" (expected name, preset, weights, tokenizer, precision)");
       }
     }
     if (model.preset.empty()) model.preset = model.name;
@@ -404,6 +410,8 @@ Status ValidateConfig(const ServerConfig& c) {
     return InvalidArgumentError("log_level: \"" + c.log_level +
                                 "\" is not one of trace, debug, info, warn, error, critical, off");
   }
+  if (c.precision != "auto")
+    RETURN_IF_ERROR(ParseDType(c.precision).status().WithPrefix("precision"));
   RETURN_IF_ERROR(CheckRange("engine_threads", c.engine_threads, 0, 1024));
   RETURN_IF_ERROR(CheckRange("engine_replicas", c.engine_replicas, 0, 16));
   RETURN_IF_ERROR(CheckRange("handler_threads", c.handler_threads, 0, 4096));
@@ -424,6 +432,9 @@ Status ValidateConfig(const ServerConfig& c) {
     }
     if (m.preset.empty()) return InvalidArgumentError(key + ".preset: must not be empty");
     if (m.weights.empty()) return InvalidArgumentError(key + ".weights: must not be empty");
+    if (!m.precision.empty()) {
+      RETURN_IF_ERROR(ParseDType(m.precision).status().WithPrefix(key + ".precision"));
+    }
   }
   if (!c.models.empty() && !names.count(c.default_model)) {
     return InvalidArgumentError("default_model: \"" + c.default_model +
@@ -507,6 +518,8 @@ documents every key), then these flags:
   --storage sqlite|URI          sqlite (default) or postgresql://user@host:port/db, shared by servers
   --device auto|cpu|cuda[:N]    where models run (auto: cuda when available)
   --index-device cpu|cuda[:N]   where search indexes live (default cpu)
+  --precision auto|fp32|fp16|bf16  models' precision where models[].precision is unset (auto: fp32
+                                on cpu, fp16 on cuda; bf16 on cpu needs avx512_bf16 or amx_bf16)
   --model NAME=PRESET:WEIGHTS   serve a model (repeatable; replaces the configured list; the
                                 first one is the default unless --default-model names another)
   --default-model NAME          model for requests and collections that name none

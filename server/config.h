@@ -27,6 +27,10 @@ struct ModelConfig {
   // Hugging Face vocab.json / merges.txt (or their directory). "" = the
   // vocab.json + merges.txt beside `weights`, when present.
   std::string tokenizer;
+  // The precision the model computes in (EmbedderOptions::precision): "" =
+  // ServerConfig::precision; "fp32" | "bf16" on the CPU (bf16 needs
+  // avx512_bf16 or amx_bf16), "fp16" | "bf16" on CUDA.
+  std::string precision;
 };
 
 // Request limits. Requests over a limit fail with INVALID_ARGUMENT.
@@ -68,6 +72,9 @@ struct ServerConfig {
   std::string device = "auto";       // auto | cpu | cuda | cuda:N (models)
   std::string index_device = "cpu";  // cpu | cuda | cuda:N (search indexes)
   int engine_threads = 0;            // CPU backend threads per model; 0 = all cores
+  // Models' precision where models[].precision is not set: auto (the
+  // device's default: fp32 on cpu, fp16 on cuda) | fp32 | fp16 | bf16.
+  std::string precision = "auto";
   int engine_replicas =
       0;  // engines (own weights, own CUDA stream) per model; 0 = auto: 2 on cuda, 1 on cpu
   int handler_threads = 0;  // RPC worker threads (not held while embedding); 0 = max(32, 4 x cores)

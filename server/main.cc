@@ -125,6 +125,7 @@ int Run(int argc, char** argv) {
     options.weights_path = m.weights;
     options.device = device;
     options.num_threads = config.engine_threads;
+    options.precision = m.precision.empty() ? config.precision : m.precision;
     options.max_batch = config.batcher.max_batch;
     const int replicas =
         config.engine_replicas > 0 ? config.engine_replicas : (model_device.is_cuda() ? 2 : 1);

@@ -4,6 +4,7 @@
 //
 //   lookalike_cpu_embedder_bench --preset resnet50 --weights W.safetensors
 //       [--threads 2] [--batches 1,16] [--reps 5] [--image 320x240]
+//       [--precision auto|fp32|bf16]   (EmbedderOptions::precision)
 //   lookalike_cpu_embedder_bench --preset clip_vit_b32 --weights CLIPModel.safetensors --texts 1
 //
 // --texts 1 times Embedder::EmbedTexts instead (the model "<preset>_text"):
@@ -78,7 +79,7 @@ std::vector<int> ParseList(const std::string& s) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string preset, weights, batches = "1,16", image = "320x240";
+  std::string preset, weights, batches = "1,16", image = "320x240", precision = "auto";
   int threads = 2, reps = 5, max_batch_opt = 0, texts = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
@@ -98,6 +99,8 @@ int main(int argc, char** argv) {
       max_batch_opt = std::atoi(v.c_str());
     else if (k == "--texts")
       texts = std::atoi(v.c_str());
+    else if (k == "--precision")
+      precision = v;
     else {
       std::fprintf(stderr, "unknown flag %s\n", k.c_str());
       return 2;
@@ -123,6 +126,7 @@ int main(int argc, char** argv) {
   options.weights_path = weights;
   options.device = "cpu";
   options.num_threads = threads;
+  options.precision = precision;
   // --max-batch: EmbedderOptions::max_batch (Embed() runs larger batches in
   // pieces of this size); default: the largest batch measured.
   options.max_batch = max_batch_opt > 0 ? max_batch_opt : std::max(max_batch, 1);

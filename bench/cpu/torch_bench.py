@@ -16,17 +16,24 @@
       configuration, then the median of R timed calls. Preprocessing is NOT
       included on the PyTorch side (the Lookalike side includes it), so the
       ratio is conservative for Lookalike.
+  torch_bench.py export-onnx --model M --weights W.safetensors --out M.onnx --check M.check.npz
+      Exports the same embedding forward (contiguous NCHW input, dynamic
+      batch) with torch.onnx.export at opset 17 for the ONNX Runtime and
+      OpenVINO peers (bench/cpu/peer_bench.py), and saves a fixed {2, 3, 224,
+      224} input with PyTorch's output on it, for each peer's one-time check.
   torch_bench.py table FILE.jsonl
-      Prints the comparison table from both engines' JSON lines.
+      Prints the comparison table from every engine's JSON lines: PyTorch,
+      and ONNX Runtime / OpenVINO when run.sh --peers measured them.
 """
 import argparse
 import json
 import resource
 import statistics
 import sys
-import time
 
 import torch
+
+from bench_timing import time_calls
 
 MODELS = {
     # preset name: (reference, embedding)
@@ -134,14 +141,7 @@ def time_model(args):
             fn = embed_fn(args.model, mm)
             x = x0.contiguous(memory_format=torch.channels_last) if fmt == "channels_last" else x0
             with torch.inference_mode():
-                fn(x)  # warm-up
-                ms, cpu = [], []
-                for _ in range(args.reps):
-                    c0 = time.process_time()
-                    t0 = time.perf_counter()
-                    fn(x)
-                    ms.append((time.perf_counter() - t0) * 1e3)
-                    cpu.append((time.process_time() - c0) * 1e3)
+                ms, cpu = time_calls(lambda: fn(x), args.reps)
             results[fmt] = statistics.median(ms)
             best_ms[fmt] = min(ms)
             cpu_ms[fmt] = statistics.median(cpu)
@@ -157,10 +157,51 @@ def time_model(args):
             "torch": torch.__version__}), flush=True)
 
 
+class _Embedding(torch.nn.Module):
+    """embed_fn as a module, for torch.onnx.export."""
+
+    def __init__(self, model_name, m):
+        super().__init__()
+        self.m = m
+        self.fn = embed_fn(model_name, m)
+
+    def forward(self, x):
+        return self.fn(x)
+
+
+def export_onnx(args):
+    import numpy as np
+    from safetensors.torch import load_file
+    if args.model == "clip_vit_b32_text":
+        raise SystemExit("export-onnx: image models only")
+    m = build(args.model)
+    missing, unexpected = m.load_state_dict(load_file(args.weights), strict=False)
+    if [k for k in missing if not k.endswith("num_batches_tracked")] or unexpected:
+        raise SystemExit(f"weights mismatch: missing {missing[:3]} unexpected {unexpected[:3]}")
+    m.eval()
+    wrapped = _Embedding(args.model, m).eval()
+    x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(7))
+    with torch.inference_mode():
+        ref = wrapped(x)
+    with torch.no_grad():
+        torch.onnx.export(wrapped, (x,), args.out, opset_version=17, input_names=["images"],
+                          output_names=["embeddings"],
+                          dynamic_axes={"images": {0: "batch"}, "embeddings": {0: "batch"}})
+    np.savez(args.check, images=x.numpy(), embeddings=ref.numpy())
+    print(f"wrote {args.out} and {args.check}", file=sys.stderr)
+
+
+# Engines of the table, in column order; the first is Lookalike, the rest peers.
+ENGINES = [("lookalike", "ours"), ("pytorch", "torch"), ("onnxruntime", "ORT"),
+           ("openvino", "OpenVINO")]
+
+
 def table(args):
     """Aggregates rounds: per (model, batch, engine) the median over rounds of
     the per-process median wall time, the best wall time seen, and the median
-    process CPU time; ratios are Lookalike / PyTorch throughput (> 1: faster)."""
+    process CPU time. Ratios are Lookalike / peer throughput (> 1: faster):
+    against PyTorch, and, when ONNX Runtime / OpenVINO were measured, against
+    the better of those two on each measure (median wall, best call, CPU time)."""
     runs = {}
     for line in open(args.file):
         line = line.strip()
@@ -175,20 +216,45 @@ def table(args):
                 "cpu": statistics.median(r["cpu_ms_per_batch"] for r in rs),
                 "rss": max(r["peak_rss_mb"] for r in rs), "n": len(rs)}
 
+    peers = [e for e in ("onnxruntime", "openvino") if any(e in r for r in runs.values())]
+    label = dict(ENGINES)
     hdr = (f"{'model':<19}{'batch':>6}{'ours img/s':>11}{'torch img/s':>12}{'ratio':>7}"
-           f"{'best ratio':>11}{'cpu ratio':>10}{'ours RSS MB':>12}{'torch RSS MB':>13}{'rounds':>7}")
-    print(hdr)
+           f"{'best ratio':>11}{'cpu ratio':>10}")
+    hdr += "".join(f"{label[e] + ' img/s':>15}" for e in peers)
+    if peers:
+        hdr += f"{'vs best peer':>13}{'best ratio':>11}{'cpu ratio':>10}"
+    hdr += f"{'ours RSS MB':>12}{'torch RSS MB':>13}"
+    hdr += "".join(f"{label[e] + ' RSS':>13}" for e in peers)
+    print(hdr + f"{'rounds':>7}")
     order = list(MODELS)
     for (model, batch), r in sorted(runs.items(), key=lambda kv: (
             order.index(kv[0][0]) if kv[0][0] in order else 99, kv[0][1])):
-        if "lookalike" not in r or "pytorch" not in r:
-            print(f"{model:<19}{batch:>6}  (missing one engine)")
+        if "lookalike" not in r or "pytorch" not in r or any(e not in r for e in peers):
+            print(f"{model:<19}{batch:>6}  (missing an engine: have {sorted(r)})")
             continue
         o, p = agg(r["lookalike"]), agg(r["pytorch"])
-        print(f"{model:<19}{batch:>6}{batch * 1e3 / o['med']:>11.2f}{batch * 1e3 / p['med']:>12.2f}"
-              f"{p['med'] / o['med']:>6.2f}x{p['best'] / o['best']:>10.2f}x"
-              f"{p['cpu'] / o['cpu']:>9.2f}x{o['rss']:>12.0f}{p['rss']:>13.0f}"
-              f"{min(o['n'], p['n']):>7}")
+        q = {e: agg(r[e]) for e in peers}
+        line = (f"{model:<19}{batch:>6}{batch * 1e3 / o['med']:>11.2f}"
+                f"{batch * 1e3 / p['med']:>12.2f}"
+                f"{p['med'] / o['med']:>6.2f}x{p['best'] / o['best']:>10.2f}x"
+                f"{p['cpu'] / o['cpu']:>9.2f}x")
+        line += "".join(f"{batch * 1e3 / q[e]['med']:>15.2f}" for e in peers)
+        if peers:
+            line += (f"{min(q[e]['med'] for e in peers) / o['med']:>12.2f}x"
+                     f"{min(q[e]['best'] for e in peers) / o['best']:>10.2f}x"
+                     f"{min(q[e]['cpu'] for e in peers) / o['cpu']:>9.2f}x")
+        line += f"{o['rss']:>12.0f}{p['rss']:>13.0f}"
+        line += "".join(f"{q[e]['rss']:>13.0f}" for e in peers)
+        print(line + f"{min([o['n'], p['n']] + [q[e]['n'] for e in peers]):>7}")
+    checks = {}
+    for r in runs.values():
+        for e in peers:
+            for x in r.get(e, []):
+                if "max_abs_diff_vs_pytorch" in x:
+                    checks[(x["model"], e)] = x["max_abs_diff_vs_pytorch"]
+    for (model, e), d in sorted(checks.items()):
+        print(f"check: {label[e]} {model}: max |peer - PyTorch| = {d:.2e} "
+              "(L2-normalized embeddings, 2 random images)")
 
 
 def main():
@@ -203,10 +269,16 @@ def main():
     t.add_argument("--threads", type=int, default=2)
     t.add_argument("--batches", default="1,16")
     t.add_argument("--reps", type=int, default=5)
+    x = sub.add_parser("export-onnx")
+    x.add_argument("--model", required=True, choices=list(MODELS))
+    x.add_argument("--weights", required=True)
+    x.add_argument("--out", required=True)
+    x.add_argument("--check", required=True)
     tb = sub.add_parser("table")
     tb.add_argument("file")
     args = ap.parse_args()
-    {"make-weights": make_weights, "time": time_model, "table": table}[args.cmd](args)
+    {"make-weights": make_weights, "time": time_model, "export-onnx": export_onnx,
+     "table": table}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -105,13 +105,28 @@ struct CpuLayerNormLayer : PreparedLayer {
 }  // namespace
 
 struct CpuBackend::Impl {
+  explicit Impl(DType dtype) : dense(cpu::Dense::Create(pool, dtype)) {}
   std::shared_ptr<BufferPool> pool = std::make_shared<BufferPool>(size_t{1} << 30);
-  std::unique_ptr<cpu::Dense> dense = cpu::Dense::Create(pool);
+  std::unique_ptr<cpu::Dense> dense;
 };
 
-CpuBackend::CpuBackend(const CpuBackendOptions& options) : impl_(std::make_unique<Impl>()) {
+std::string CpuBf16UnavailableReason() { return cpu::Dense::Bf16UnavailableReason(); }
+
+CpuBackend::CpuBackend(const CpuBackendOptions& options)
+    : impl_(std::make_unique<Impl>(options.dtype)) {
   num_threads_ = options.num_threads > 0 ? options.num_threads : omp_get_num_procs();
   ApplyThreads();
+}
+
+StatusOr<std::unique_ptr<CpuBackend>> CpuBackend::Create(const CpuBackendOptions& options) {
+  if (options.dtype == DType::kF16) {
+    return InvalidArgumentError("precision fp16: the CPU backend computes in fp32 or bf16");
+  }
+  if (options.dtype == DType::kBF16) {
+    const std::string why = CpuBf16UnavailableReason();
+    if (!why.empty()) return FailedPreconditionError("precision bf16 on the CPU: " + why);
+  }
+  return std::make_unique<CpuBackend>(options);
 }
 
 CpuBackend::~CpuBackend() = default;

@@ -32,11 +32,24 @@ namespace lookalike {
 
 struct CpuBackendOptions {
   int num_threads = 0;  // 0 = all cores (omp_get_num_procs())
+  // The precision convolutions and linear layers compute in (the config's
+  // `precision`; CudaBackendOptions::dtype is the same concept): kF32, or
+  // kBF16 (oneDNN's bf16 fpmath mode: bf16 products, fp32 accumulation,
+  // activations stay fp32) where CpuBf16UnavailableReason() is "".
+  DType dtype = DType::kF32;
 };
+
+// "" when this CPU (and build) can run CpuBackend in bf16; otherwise why not,
+// naming the missing CPU feature (avx512_bf16 / amx_bf16).
+std::string CpuBf16UnavailableReason();
 
 class CpuBackend : public Backend {
  public:
   explicit CpuBackend(const CpuBackendOptions& options = {});
+  // Checks options.dtype first: INVALID_ARGUMENT for kF16 (not a CPU
+  // precision), FAILED_PRECONDITION naming the missing CPU feature for kBF16
+  // where CpuBf16UnavailableReason() is not "". The constructor assumes both.
+  static StatusOr<std::unique_ptr<CpuBackend>> Create(const CpuBackendOptions& options);
   ~CpuBackend() override;
 
   std::string name() const override { return "cpu"; }

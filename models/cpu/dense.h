@@ -9,9 +9,11 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "common/activation.h"
+#include "common/dtype.h"
 #include "common/status.h"
 #include "models/backend.h"
 #include "models/cpu/buffer_pool.h"
@@ -45,7 +47,13 @@ class DenseLinear {
 class Dense {
  public:
   // Defined by the implementation CMake compiled; `pool` supplies scratch.
-  static std::unique_ptr<Dense> Create(std::shared_ptr<BufferPool> pool);
+  // `dtype`: kF32, or kBF16 (convolutions and linear layers compute in
+  // bf16 with fp32 accumulation; tensors stay fp32) where
+  // Bf16UnavailableReason() is "".
+  static std::unique_ptr<Dense> Create(std::shared_ptr<BufferPool> pool, DType dtype = DType::kF32);
+  // "" when this implementation can compute in bf16 on this CPU; otherwise
+  // why not, naming the missing CPU feature (or the missing library).
+  static std::string Bf16UnavailableReason();
   virtual ~Dense() = default;
 
   // spec: checked, end pads resolved. weight {out, in/groups, kh, kw}

@@ -4,6 +4,9 @@
 // reordered once into the kernel's layout, linear weights used as PyTorch
 // stores them; bias / activation / residual fused as post-ops), attention's
 // products on oneDNN's sgemm. docs/benchmarks/cpu.md records why.
+#include <cpuid.h>
+
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -92,7 +95,26 @@ struct DnnlState {
   dnnl::engine engine{dnnl::engine::kind::cpu, 0};
   dnnl::stream stream{engine};
   std::shared_ptr<BufferPool> pool;
+  // Precision bf16: convolutions and matmuls may compute in bf16 (oneDNN's
+  // fpmath_mode; fp32 tensors in and out, fp32 accumulation).
+  bool bf16 = false;
 };
+
+// The attribute every convolution and linear layer is created with.
+dnnl::primitive_attr LayerAttr(const DnnlState& state, const dnnl::post_ops& ops) {
+  dnnl::primitive_attr attr;
+  attr.set_post_ops(ops);
+  if (state.bf16) attr.set_fpmath_mode(dnnl::fpmath_mode::bf16);
+  return attr;
+}
+
+// CPUID leaf 7: sub-leaf 1 EAX bit 5 = AVX512_BF16; sub-leaf 0 EDX bit 22 =
+// AMX_BF16 (Linux /proc/cpuinfo flags avx512_bf16, amx_bf16).
+bool CpuHasFeature(unsigned subleaf, int reg, int bit) {
+  unsigned r[4] = {0, 0, 0, 0};
+  if (__get_cpuid_count(7, subleaf, &r[0], &r[1], &r[2], &r[3]) == 0) return false;
+  return (r[reg] >> bit) & 1u;
+}
 
 class DnnlConv : public DenseConv {
  public:
@@ -134,9 +156,7 @@ class DnnlConv : public DenseConv {
         dnnl::post_ops ops;
         if (residual != nullptr) ops.append_sum(1.0f);
         AppendActivation(&ops, act);
-        dnnl::primitive_attr attr;
-        attr.set_post_ops(ops);
-        dnnl::convolution_forward::primitive_desc pd(d, attr, dense_->engine);
+        dnnl::convolution_forward::primitive_desc pd(d, LayerAttr(*dense_, ops), dense_->engine);
         Entry e;
         e.prim = dnnl::convolution_forward(pd);
         e.weights = ReorderedWeights(dense_->engine, dense_->stream, w_user, &weight_,
@@ -251,9 +271,7 @@ class DnnlLinear : public DenseLinear {
         dnnl::post_ops ops;
         AppendActivation(&ops, act);
         if (residual != nullptr) ops.append_sum(1.0f);
-        dnnl::primitive_attr attr;
-        attr.set_post_ops(ops);
-        dnnl::matmul::primitive_desc pd(d, attr, dense_->engine);
+        dnnl::matmul::primitive_desc pd(d, LayerAttr(*dense_, ops), dense_->engine);
         Entry e;
         e.prim = dnnl::matmul(pd);
         if (pd.weights_desc() != w_md) {
@@ -299,7 +317,10 @@ class DnnlLinear : public DenseLinear {
 
 class DnnlDense : public Dense {
  public:
-  explicit DnnlDense(std::shared_ptr<BufferPool> pool) { state_.pool = std::move(pool); }
+  DnnlDense(std::shared_ptr<BufferPool> pool, DType dtype) {
+    state_.pool = std::move(pool);
+    state_.bf16 = dtype == DType::kBF16;
+  }
 
   std::unique_ptr<DenseConv> PrepareConv(const ConvSpec& spec, std::vector<float> weight,
                                          std::vector<float> bias) override {
@@ -316,8 +337,29 @@ class DnnlDense : public Dense {
 
 }  // namespace
 
-std::unique_ptr<Dense> Dense::Create(std::shared_ptr<BufferPool> pool) {
-  return std::make_unique<DnnlDense>(std::move(pool));
+std::unique_ptr<Dense> Dense::Create(std::shared_ptr<BufferPool> pool, DType dtype) {
+  return std::make_unique<DnnlDense>(std::move(pool), dtype);
+}
+
+std::string Dense::Bf16UnavailableReason() {
+  const bool avx512_bf16 = CpuHasFeature(1, 0, 5), amx_bf16 = CpuHasFeature(0, 3, 22);
+  if (!avx512_bf16 && !amx_bf16) {
+    return "this CPU lacks avx512_bf16 and amx_bf16 (the bf16 dot-product instructions "
+           "precision bf16 needs)";
+  }
+  // The CPU has them; oneDNN must also use them (the OS may not enable
+  // AVX-512 state, or ONEDNN_MAX_CPU_ISA may cap the ISA).
+  const auto isa = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
+  const auto need = static_cast<unsigned>(dnnl::cpu_isa::avx512_core_bf16);
+  if ((isa & need) != need) {
+    char text[256];
+    std::snprintf(text, sizeof(text),
+                  "this CPU has %s but oneDNN's effective ISA (0x%x) excludes avx512_core_bf16 "
+                  "(AVX-512 state not enabled by the OS, or capped by ONEDNN_MAX_CPU_ISA)",
+                  amx_bf16 ? "amx_bf16" : "avx512_bf16", isa);
+    return text;
+  }
+  return "";
 }
 
 Status Sgemm(bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,

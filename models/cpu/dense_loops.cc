@@ -110,8 +110,12 @@ class LoopDense : public Dense {
 
 }  // namespace
 
-std::unique_ptr<Dense> Dense::Create(std::shared_ptr<BufferPool>) {
+std::unique_ptr<Dense> Dense::Create(std::shared_ptr<BufferPool>, DType) {
   return std::make_unique<LoopDense>();
+}
+
+std::string Dense::Bf16UnavailableReason() {
+  return "this build's CPU backend has no oneDNN (portable loops compute fp32 only)";
 }
 
 Status Sgemm(bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,

@@ -896,9 +896,10 @@ Status CudaBackend::WriteChannelsImpl(const Tensor& dst, const Tensor& src, int 
 
 // ---- factory hooks (models/backend_factory.h) ---------------------------------------
 
-StatusOr<std::unique_ptr<Backend>> MakeCudaBackend(int device_index) {
+StatusOr<std::unique_ptr<Backend>> MakeCudaBackend(int device_index, DType dtype) {
   CudaBackendOptions options;
   options.device = device_index;
+  options.dtype = dtype;
   ASSIGN_OR_RETURN(std::unique_ptr<CudaBackend> backend, CudaBackend::Create(options));
   return std::unique_ptr<Backend>(std::move(backend));
 }

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "models/backend_factory.h"
+#include "models/cpu/cpu_backend.h"
 #include "models/safetensors.h"
 
 namespace lookalike {
@@ -43,6 +44,39 @@ TEST(BackendFactoryTest, Devices) {
   }
 }
 
+TEST(BackendFactoryTest, Precision) {
+  // fp32 is the CPU's default and always available.
+  auto fp32 = MakeBackend("cpu", 1, DType::kF32);
+  ASSERT_TRUE(fp32.ok()) << fp32.status().ToString();
+  EXPECT_EQ((*fp32)->compute_dtype(), DType::kF32);
+  // fp16 is not a CPU precision; fp32 not a CUDA one (checked before any GPU is opened).
+  auto fp16 = MakeBackend("cpu", 1, DType::kF16);
+  EXPECT_EQ(fp16.status().code(), StatusCode::kInvalidArgument) << fp16.status().ToString();
+  EXPECT_NE(fp16.status().message().find("fp32 or bf16"), std::string::npos);
+  auto cuda_fp32 = MakeBackend("cuda:0", 1, DType::kF32);
+  EXPECT_EQ(cuda_fp32.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(cuda_fp32.status().message().find("precision fp32 on cuda:0"), std::string::npos)
+      << cuda_fp32.status().ToString();
+  // bf16 on the CPU: available exactly where CpuBf16UnavailableReason() is
+  // empty; elsewhere FAILED_PRECONDITION naming the missing CPU feature.
+  auto bf16 = MakeBackend("cpu", 1, DType::kBF16);
+  const std::string why = CpuBf16UnavailableReason();
+  if (why.empty()) {
+    ASSERT_TRUE(bf16.ok()) << bf16.status().ToString();
+    EXPECT_EQ((*bf16)->compute_dtype(), DType::kF32);  // activations stay fp32
+  } else {
+    ASSERT_FALSE(bf16.ok());
+    EXPECT_EQ(bf16.status().code(), StatusCode::kFailedPrecondition) << bf16.status().ToString();
+    EXPECT_NE(bf16.status().message().find("precision bf16 on the CPU: " + why), std::string::npos)
+        << bf16.status().ToString();
+    // The reason names a CPU feature (or, without oneDNN, the missing library).
+    EXPECT_TRUE(why.find("avx512_bf16") != std::string::npos ||
+                why.find("oneDNN") != std::string::npos)
+        << why;
+  }
+  EXPECT_EQ(CpuBackend::Create({1, DType::kBF16}).ok(), why.empty());
+}
+
 TEST(EmbedderLoadTest, RejectsBadOptions) {
   EmbedderOptions o;
   o.preset = "resnet18";
@@ -64,9 +98,31 @@ TEST(EmbedderLoadTest, RejectsBadOptions) {
   bad.output = "logits";
   EXPECT_NE(Embedder::Load(bad).status().message().find("has no classifier head"),
             std::string::npos);
+  bad = o;
+  bad.precision = "fp64";
+  auto precision = Embedder::Load(bad);
+  EXPECT_EQ(precision.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(precision.status().message().find("precision \"fp64\" is not one of fp32, fp16, bf16"),
+            std::string::npos)
+      << precision.status().ToString();
   auto missing = Embedder::Load(o);
   EXPECT_EQ(missing.status().code(), StatusCode::kNotFound);
   EXPECT_NE(missing.status().message().find("none.safetensors"), std::string::npos);
+}
+
+TEST(EmbedderLoadTest, Bf16WithoutTheCpuFeatureFailsAtLoad) {
+  const std::string why = CpuBf16UnavailableReason();
+  if (why.empty()) GTEST_SKIP() << "this CPU computes bf16 (models_parity_bf16_* check it)";
+  EmbedderOptions o;
+  o.preset = "resnet18";
+  o.num_threads = 1;
+  o.precision = "bf16";
+  o.weights_path = TempPath("bf16.safetensors");
+  ASSERT_TRUE(WriteSafetensors(o.weights_path, {MakeF32Tensor("unrelated", {1}, {0})}).ok());
+  auto r = Embedder::Load(o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kFailedPrecondition) << r.status().ToString();
+  EXPECT_NE(r.status().message().find(why), std::string::npos) << r.status().ToString();
 }
 
 TEST(EmbedderLoadTest, WeightErrorsNameTheTensor) {

@@ -5,6 +5,10 @@
 //   LOOKALIKE_PARITY_DIR     fixture directory: weights.safetensors, reference.safetensors
 //                            (or SKIPPED holding the reason the Python reference stack is absent)
 //   LOOKALIKE_PARITY_DEVICE  optional: "cpu" (default) or "cuda[:N]" (skipped without a GPU)
+//   LOOKALIKE_PARITY_PRECISION  optional: "auto" (default; the device's) or a
+//                            precision (EmbedderOptions::precision); bf16 on the
+//                            CPU is skipped, naming the missing CPU feature,
+//                            where CpuBf16UnavailableReason() says so
 // Metric: for every image ||ours - ref|| <= 1% of the median pairwise
 // distance between the reference embeddings of different images on the fp32
 // CPU backend, 5% on a backend computing in fp16/bf16.
@@ -16,6 +20,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -23,6 +28,7 @@
 
 #include "common/half.h"
 #include "models/backend_factory.h"
+#include "models/cpu/cpu_backend.h"
 #include "models/embedder.h"
 #include "models/json.h"
 #include "models/model.h"
@@ -52,11 +58,24 @@ class ParityTest : public ::testing::Test {
     if (device_ != "cpu" && CudaDeviceCount() == 0) {
       GTEST_SKIP() << "device " << device_ << ": " << CudaUnavailableReason();
     }
+    const char* precision = std::getenv("LOOKALIKE_PARITY_PRECISION");
+    precision_ = precision != nullptr && *precision ? precision : "auto";
+    if (precision_ != "auto") {
+      auto dtype = ParseDType(precision_);
+      ASSERT_TRUE(dtype.ok()) << dtype.status().ToString();
+      dtype_ = *dtype;
+      if (device_ == "cpu" && dtype_ == DType::kBF16 && !CpuBf16UnavailableReason().empty()) {
+        GTEST_SKIP() << "precision bf16: " << CpuBf16UnavailableReason();
+      }
+    }
     {
-      auto backend = MakeBackend(device_, 0);
+      auto backend = MakeBackend(device_, 0, dtype_);
       ASSERT_TRUE(backend.ok()) << backend.status().ToString();
-      tolerance_ =
-          (*backend)->compute_dtype() == DType::kF32 ? kParityFractionF32 : kParityFractionHalf;
+      // The CPU's bf16 keeps fp32 activations (compute_dtype() f32) but
+      // multiplies in bf16: the half-precision limit.
+      tolerance_ = (*backend)->compute_dtype() == DType::kF32 && dtype_ != DType::kBF16
+                       ? kParityFractionF32
+                       : kParityFractionHalf;
     }
     std::ifstream skipped(dir_ + "/SKIPPED");
     if (skipped) {
@@ -123,10 +142,10 @@ class ParityTest : public ::testing::Test {
           << what << ": image " << i << " ||ours - ref|| / median = " << ratio;
     }
     std::printf(
-        "[parity] %s %s on %s: max ||ours - ref|| / median pairwise distance = %.3e "
-        "(%.4f%%; limit %.0f%%), median = %.4f, images = %d\n",
-        preset_name_.c_str(), what.c_str(), device_.c_str(), worst, worst * 100.0,
-        tolerance_ * 100.0, median_, n);
+        "[parity] %s %s on %s (precision %s): max ||ours - ref|| / median pairwise distance = "
+        "%.3e (%.4f%%; limit %.0f%%), median = %.4f, images = %d\n",
+        preset_name_.c_str(), what.c_str(), device_.c_str(), precision_.c_str(), worst,
+        worst * 100.0, tolerance_ * 100.0, median_, n);
     RecordProperty(what + "_ratio", std::to_string(worst));
   }
 
@@ -137,12 +156,15 @@ class ParityTest : public ::testing::Test {
     o.device = device_;
     o.max_batch = max_batch;
     o.output = output;
+    o.precision = precision_;
     auto e = Embedder::Load(o);
     EXPECT_TRUE(e.ok()) << e.status().ToString();
     return e.ok() ? std::move(*e) : nullptr;
   }
 
   std::string preset_name_, dir_, weights_path_, device_;
+  std::string precision_ = "auto";
+  std::optional<DType> dtype_;  // nullopt: the device's default
   double tolerance_ = kParityFractionF32;
   Preset preset_;
   std::unique_ptr<SafetensorsFile> ref_;
@@ -212,7 +234,7 @@ TEST_F(ParityTest, ModelOnReferenceInput) {
   // first kModelImages photos: the end-to-end test covers all of them).
   constexpr int kModelImages = 3;
   const int n = std::min(n_, kModelImages);
-  auto backend = MakeBackend(device_, 0);
+  auto backend = MakeBackend(device_, 0, dtype_);
   ASSERT_TRUE(backend.ok());
   auto store = WeightStore::Open(weights_path_);
   ASSERT_TRUE(store.ok()) << store.status().ToString();

@@ -41,6 +41,7 @@ TEST(ConfigTest, ShippedYamlEqualsDefaults) {
   loaded.handler_threads = 3;
   loaded.storage = "postgresql://x/y";
   loaded.tls = {"c.pem", "k.pem", "ca.pem"};
+  loaded.precision = "bf16";
   ASSERT_TRUE(ApplyYamlConfig(text.str(), "lookalike.yaml", &loaded).ok());
   ServerConfig defaults;
   EXPECT_EQ(loaded.listen, defaults.listen);
@@ -50,6 +51,7 @@ TEST(ConfigTest, ShippedYamlEqualsDefaults) {
   EXPECT_EQ(loaded.storage, defaults.storage);
   EXPECT_EQ(loaded.device, defaults.device);
   EXPECT_EQ(loaded.index_device, defaults.index_device);
+  EXPECT_EQ(loaded.precision, defaults.precision);
   EXPECT_EQ(loaded.engine_threads, defaults.engine_threads);
   EXPECT_EQ(loaded.handler_threads, defaults.handler_threads);
   EXPECT_EQ(loaded.snapshot_every_writes, defaults.snapshot_every_writes);
@@ -60,6 +62,7 @@ TEST(ConfigTest, ShippedYamlEqualsDefaults) {
   EXPECT_EQ(loaded.models[0].name, defaults.models[0].name);
   EXPECT_EQ(loaded.models[0].preset, defaults.models[0].preset);
   EXPECT_EQ(loaded.models[0].weights, defaults.models[0].weights);
+  EXPECT_EQ(loaded.models[0].precision, defaults.models[0].precision);
   EXPECT_EQ(loaded.limits.max_message_bytes, defaults.limits.max_message_bytes);
   EXPECT_EQ(loaded.limits.max_images_per_request, defaults.limits.max_images_per_request);
   EXPECT_EQ(loaded.limits.max_items_per_upsert, defaults.limits.max_items_per_upsert);
@@ -88,6 +91,7 @@ models:
     preset: resnet18
     weights: /w/a.safetensors
     tokenizer: /w/clip/vocab.json
+    precision: bf16
   - name: b
     weights: /w/b.safetensors
 default_model: b
@@ -102,6 +106,9 @@ default_model: b
   EXPECT_EQ(config.models[1].preset, "b");  // preset defaults to the name
   EXPECT_EQ(config.models[0].tokenizer, "/w/clip/vocab.json");
   EXPECT_EQ(config.models[1].tokenizer, "");  // beside the weights
+  EXPECT_EQ(config.models[0].precision, "bf16");
+  EXPECT_EQ(config.models[1].precision, "");  // the server's `precision`
+  EXPECT_EQ(config.precision, "auto");
   EXPECT_TRUE(ValidateConfig(config).ok());
 }
 
@@ -110,7 +117,18 @@ TEST(ConfigTest, UnknownKeysAreErrors) {
   EXPECT_EQ(ErrorOf("limits:\n  max_kk: 3\n"), "test.yaml:2: unknown key \"limits.max_kk\"");
   EXPECT_EQ(
       ErrorOf("models:\n  - name: a\n    weight: w\n"),
-      "test.yaml:3: unknown key \"models[0].weight\" (expected name, preset, weights, tokenizer)");
+      "test.yaml:3: unknown key \"models[0].weight\" (expected name, preset, weights, tokenizer, "
+      "precision)");
+}
+
+TEST(ConfigTest, PrecisionIsCheckedAtStartup) {
+  EXPECT_EQ(ErrorOf("precision: fp8\n"),
+            "precision: precision \"fp8\" is not one of fp32, fp16, bf16");
+  EXPECT_EQ(ErrorOf("models:\n  - name: a\n    weights: w\n    precision: double\n"),
+            "models[0].precision: precision \"double\" is not one of fp32, fp16, bf16");
+  EXPECT_EQ(ErrorOf("precision: fp32\ndefault_model: a\nmodels:\n  - name: a\n    weights: w\n"
+                    "    precision: bf16\n"),
+            "");
 }
 
 TEST(ConfigTest, BadValuesNameKeyAndValue) {
@@ -178,6 +196,8 @@ TEST(ConfigTest, EveryFlagReachesItsKey) {
                                                "postgresql://u@h:5432/db",
                                                "--index-device",
                                                "cuda:0",
+                                               "--precision",
+                                               "bf16",
                                                "--log-level",
                                                "debug",
                                                "--engine-threads",
@@ -221,6 +241,7 @@ TEST(ConfigTest, EveryFlagReachesItsKey) {
   EXPECT_EQ(c->data_dir, "/d");
   EXPECT_EQ(c->storage, "postgresql://u@h:5432/db");
   EXPECT_EQ(c->index_device, "cuda:0");
+  EXPECT_EQ(c->precision, "bf16");
   EXPECT_EQ(c->log_level, "debug");
   EXPECT_EQ(c->engine_threads, 3);
   EXPECT_EQ(c->engine_replicas, 4);
