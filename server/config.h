@@ -66,7 +66,7 @@ struct ServerConfig {
   std::string storage = "sqlite";
   std::string device = "auto";       // auto | cpu | cuda | cuda:N (models)
   std::string index_device = "cpu";  // cpu | cuda | cuda:N (search indexes)
-  int engine_threads = 0;            // CPU backend threads per model; 0 = all cores
+  int engine_threads = 0;  // CPU backend threads per engine; 0 = cores / engine_replicas (>= 1)
   int engine_replicas =
       0;  // engines (own weights, own CUDA stream) per model; 0 = auto: 2 on cuda, 1 on cpu
   int handler_threads = 0;  // RPC worker threads (not held while embedding); 0 = max(32, 4 x cores)

@@ -213,11 +213,24 @@ StatusOr<Tensor> CpuBackend::LinearImpl(const PreparedLayer& linear, const Tenso
 }
 
 StatusOr<Tensor> CpuBackend::LayerNormImpl(const PreparedLayer& norm, const Tensor& x) {
+  return RunLayerNorm(norm, x, nullptr, nullptr);
+}
+
+StatusOr<Tensor> CpuBackend::AddLayerNormImpl(const PreparedLayer& norm, const Tensor& a,
+                                              const Tensor& b, Tensor* sum) {
+  ASSIGN_OR_RETURN(*sum, Allocate(a.shape()));
+  return RunLayerNorm(norm, a, &b, sum);
+}
+
+StatusOr<Tensor> CpuBackend::RunLayerNorm(const PreparedLayer& norm, const Tensor& x,
+                                          const Tensor* add, const Tensor* sum) {
   const auto* layer = static_cast<const CpuLayerNormLayer*>(&norm);
   ApplyThreads();
   ASSIGN_OR_RETURN(Tensor y, Allocate(x.shape()));
   const int64_t d = layer->dim, rows = x.numel() / d;
   const float* in = x.data_as<float>();
+  const float* in2 = add != nullptr ? add->data_as<float>() : nullptr;
+  float* summed = sum != nullptr ? sum->data_as<float>() : nullptr;
   float* out = y.data_as<float>();
   const float* gamma = layer->gamma.data();
   const float* beta = layer->beta.data();
@@ -227,11 +240,17 @@ StatusOr<Tensor> CpuBackend::LayerNormImpl(const PreparedLayer& norm, const Tens
 #pragma omp parallel for schedule(static) num_threads(threads)
   for (int64_t r = 0; r < rows; ++r) {
     const float* xr = in + r * d;
+    if (in2 != nullptr) {  // AddLayerNorm: the row's sum, written once, normalized while in cache
+      const float* br = in2 + r * d;
+      float* sr = summed + r * d;
+      for (int64_t i = 0; i < d; ++i) sr[i] = xr[i] + br[i];
+      xr = sr;
+    }
     float* yr = out + r * d;
     // Two passes (mean, then centred variance) in double: biased variance as torch.
-    double sum = 0.0;
-    for (int64_t i = 0; i < d; ++i) sum += xr[i];
-    const double mean = sum / d;
+    double total = 0.0;
+    for (int64_t i = 0; i < d; ++i) total += xr[i];
+    const double mean = total / d;
     double sq = 0.0;
     for (int64_t i = 0; i < d; ++i) {
       const double c = xr[i] - mean;

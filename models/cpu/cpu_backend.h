@@ -80,6 +80,8 @@ class CpuBackend : public Backend {
                                            int64_t prefix, const Tensor& pos,
                                            bool pos_applies_to_prefix) override;
   StatusOr<Tensor> AddImpl(const Tensor& a, const Tensor& b) override;
+  StatusOr<Tensor> AddLayerNormImpl(const PreparedLayer& norm, const Tensor& a, const Tensor& b,
+                                    Tensor* sum) override;
   StatusOr<Tensor> L2NormalizeImpl(const Tensor& x) override;
   Status ToHostImpl(const Tensor& x, std::vector<float>* out) override;
   // ConvNeXt / Swin ops (GRN and windows in cpu_backend_windows.cc).
@@ -101,6 +103,9 @@ class CpuBackend : public Backend {
 
  private:
   void ApplyThreads() const;
+  // LayerNorm of x, or with `add` of x + add (AddLayerNorm: the sum written to *sum).
+  StatusOr<Tensor> RunLayerNorm(const PreparedLayer& norm, const Tensor& x, const Tensor* add,
+                                const Tensor* sum);
   // Attention and AttentionWithBias: bias {G, heads, T, T} or null.
   StatusOr<Tensor> RunAttention(const Tensor& qkv, int heads, bool causal, const Tensor* bias);
 

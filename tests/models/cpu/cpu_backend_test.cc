@@ -329,6 +329,33 @@ TEST(CpuBackendTest, LayerNormMatchesNaiveLoop) {
   }
 }
 
+// The fused residual add + LayerNorm gives exactly Add then LayerNorm (the
+// same fp32 sum, the same normalization arithmetic), sum included.
+TEST(CpuBackendTest, AddLayerNormEqualsAddThenLayerNorm) {
+  CpuBackend be({2});
+  for (int d : {3, 96, 385}) {
+    SCOPED_TRACE("add_layernorm d=" + std::to_string(d));
+    const std::vector<float> gamma = RandomVec(d, d + 4), beta = RandomVec(d, d + 5);
+    auto layer = be.PrepareLayerNorm(d, gamma.data(), beta.data(), 1e-5f);
+    ASSERT_TRUE(layer.ok());
+    const Tensor a = MakeTensor(be, {2, 7, 5, d}, d + 6, 4.0f, 6.0f);
+    const Tensor b = MakeTensor(be, {2, 7, 5, d}, d + 7);
+    Tensor sum;
+    auto fused = be.AddLayerNorm(**layer, a, b, &sum);
+    ASSERT_TRUE(fused.ok()) << fused.status().ToString();
+    auto added = be.Add(a, b);
+    ASSERT_TRUE(added.ok());
+    auto unfused = be.LayerNorm(**layer, *added);
+    ASSERT_TRUE(unfused.ok());
+    ASSERT_EQ(sum.shape(), a.shape());
+    ASSERT_EQ(fused->shape(), a.shape());
+    for (int64_t i = 0; i < a.numel(); ++i) {
+      ASSERT_EQ(sum.data_as<float>()[i], added->data_as<float>()[i]) << i;
+      ASSERT_EQ(fused->data_as<float>()[i], unfused->data_as<float>()[i]) << i;
+    }
+  }
+}
+
 TEST(CpuBackendTest, AttentionMatchesNaiveLoop) {
   struct Case {
     int n, t, d, heads;
