@@ -363,6 +363,29 @@ StatusOr<Tensor> Backend::Add(const Tensor& a, const Tensor& b) {
   return AddImpl(a, b);
 }
 
+StatusOr<Tensor> Backend::AddLayerNorm(const PreparedLayer& norm, const Tensor& a, const Tensor& b,
+                                       Tensor* sum) {
+  RETURN_IF_ERROR(CheckLayer("AddLayerNorm", norm, LayerKind::kLayerNorm));
+  RETURN_IF_ERROR(CheckTensor("AddLayerNorm", "a", a));
+  RETURN_IF_ERROR(CheckTensor("AddLayerNorm", "b", b));
+  if (a.shape() != b.shape()) {
+    return InvalidArgumentError("AddLayerNorm: a " + a.ShapeString() + " and b " + b.ShapeString() +
+                                " differ");
+  }
+  if (a.dim(-1) != norm.in_features()) {
+    return InvalidArgumentError("AddLayerNorm: input " + a.ShapeString() +
+                                " does not match layer [..., " + Str(norm.in_features()) + "]");
+  }
+  if (sum == nullptr) return InvalidArgumentError("AddLayerNorm: sum is null");
+  return AddLayerNormImpl(norm, a, b, sum);
+}
+
+StatusOr<Tensor> Backend::AddLayerNormImpl(const PreparedLayer& norm, const Tensor& a,
+                                           const Tensor& b, Tensor* sum) {
+  ASSIGN_OR_RETURN(*sum, AddImpl(a, b));
+  return LayerNormImpl(norm, *sum);
+}
+
 StatusOr<Tensor> Backend::L2Normalize(const Tensor& x) {
   RETURN_IF_ERROR(CheckTensor("L2Normalize", "input", x));
   if (x.rank() != 2) {

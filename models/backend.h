@@ -169,6 +169,11 @@ class Backend {
 
   // a + b, equal shapes.
   StatusOr<Tensor> Add(const Tensor& a, const Tensor& b);
+  // The pre-norm residual step in one op: *sum = a + b (equal shapes
+  // {..., dim}) and the result is LayerNorm(norm, *sum); the same values as
+  // Add then LayerNorm (Swin: h = h + y; y = norm2(h)).
+  StatusOr<Tensor> AddLayerNorm(const PreparedLayer& norm, const Tensor& a, const Tensor& b,
+                                Tensor* sum);
   // Row-wise L2 normalization of {N, D}.
   StatusOr<Tensor> L2Normalize(const Tensor& x);
 
@@ -280,6 +285,10 @@ class Backend {
                                                    const Tensor& pos,
                                                    bool pos_applies_to_prefix) = 0;
   virtual StatusOr<Tensor> AddImpl(const Tensor& a, const Tensor& b) = 0;
+  // Default: AddImpl, then LayerNormImpl on the sum (a backend fuses them by
+  // overriding).
+  virtual StatusOr<Tensor> AddLayerNormImpl(const PreparedLayer& norm, const Tensor& a,
+                                            const Tensor& b, Tensor* sum);
   virtual StatusOr<Tensor> L2NormalizeImpl(const Tensor& x) = 0;
   virtual Status ToHostImpl(const Tensor& x, std::vector<float>* out) = 0;
   // ConvNeXt / Swin ops.

@@ -23,6 +23,7 @@
 //     its features, so the norm's gamma / beta and the reduction's input
 //     columns are permuted to ours instead of the activations.
 #include <algorithm>
+#include <utility>
 #include <vector>
 
 #include "models/layer_loading.h"
@@ -68,8 +69,9 @@ class SwinModel : public Model {
         ASSIGN_OR_RETURN(y, b.AttentionWithBias(y, st.heads, blk.bias));
         ASSIGN_OR_RETURN(y, b.Linear(*blk.proj, y, Activation::kNone, nullptr));
         ASSIGN_OR_RETURN(y, b.WindowMerge(y, height, width, blk.window, blk.shift));
-        ASSIGN_OR_RETURN(h, b.Add(h, y));
-        ASSIGN_OR_RETURN(y, b.LayerNorm(*blk.norm2, h));
+        Tensor sum;  // h + y
+        ASSIGN_OR_RETURN(y, b.AddLayerNorm(*blk.norm2, h, y, &sum));
+        h = std::move(sum);
         ASSIGN_OR_RETURN(y, b.Linear(*blk.fc1, y, Activation::kGelu, nullptr));
         ASSIGN_OR_RETURN(h, b.Linear(*blk.fc2, y, Activation::kNone, &h));
       }

@@ -71,7 +71,7 @@ struct ServerConfig {
   std::string storage = "sqlite";
   std::string device = "auto";       // auto | cpu | cuda | cuda:N (models)
   std::string index_device = "cpu";  // cpu | cuda | cuda:N (search indexes)
-  int engine_threads = 0;            // CPU backend threads per model; 0 = all cores
+  int engine_threads = 0;  // CPU backend threads per engine; 0 = cores / engine_replicas (>= 1)
   // Models' precision where models[].precision is not set: auto (the
   // device's default: fp32 on cpu, fp16 on cuda) | fp32 | fp16 | bf16.
   std::string precision = "auto";

@@ -10,6 +10,7 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -17,6 +18,7 @@
 #include <iostream>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/device.h"
@@ -129,6 +131,12 @@ int Run(int argc, char** argv) {
     options.max_batch = config.batcher.max_batch;
     const int replicas =
         config.engine_replicas > 0 ? config.engine_replicas : (model_device.is_cuda() ? 2 : 1);
+    // CPU replicas share the cores: engine_threads 0 gives each cores / replicas
+    // threads (at least 1) rather than every replica a thread per core.
+    if (!model_device.is_cuda() && config.engine_threads == 0 && replicas > 1) {
+      options.num_threads =
+          std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / replicas);
+    }
     ServedModel served;
     served.name = m.name;
     for (int r = 0; r < replicas; ++r) {

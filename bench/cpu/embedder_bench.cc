@@ -6,6 +6,13 @@
 //       [--threads 2] [--batches 1,16] [--reps 5] [--image 320x240]
 //       [--precision auto|fp32|bf16]   (EmbedderOptions::precision)
 //   lookalike_cpu_embedder_bench --preset clip_vit_b32 --weights CLIPModel.safetensors --texts 1
+//   lookalike_cpu_embedder_bench ... --engines 2 --threads 1   # the server's engine_replicas
+//
+// --engines R loads R embedders (R engine replicas, each with --threads
+// threads) and times R batches embedded at once, one per engine on its own
+// thread, as the server's batcher runs replicas under concurrent requests:
+// images_per_s is then the total over the engines, ms_per_batch the time for
+// all R batches.
 //
 // --texts 1 times Embedder::EmbedTexts instead (the model "<preset>_text"):
 // search-query-sized texts, BenchTokenIds below (the same rule as
@@ -26,9 +33,11 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <random>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "models/embedder.h"
@@ -80,7 +89,7 @@ std::vector<int> ParseList(const std::string& s) {
 
 int main(int argc, char** argv) {
   std::string preset, weights, batches = "1,16", image = "320x240", precision = "auto";
-  int threads = 2, reps = 5, max_batch_opt = 0, texts = 0;
+  int threads = 2, reps = 5, max_batch_opt = 0, texts = 0, engines = 1;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
     if (k == "--preset")
@@ -101,15 +110,17 @@ int main(int argc, char** argv) {
       texts = std::atoi(v.c_str());
     else if (k == "--precision")
       precision = v;
+    else if (k == "--engines")
+      engines = std::atoi(v.c_str());
     else {
       std::fprintf(stderr, "unknown flag %s\n", k.c_str());
       return 2;
     }
   }
-  if (preset.empty() || weights.empty() || reps < 1) {
+  if (preset.empty() || weights.empty() || reps < 1 || engines < 1) {
     std::fprintf(stderr,
                  "usage: %s --preset P --weights FILE [--threads T] [--batches 1,16] "
-                 "[--reps R] [--image WxH]\n",
+                 "[--reps R] [--image WxH] [--engines R]\n",
                  argv[0]);
     return 2;
   }
@@ -130,10 +141,14 @@ int main(int argc, char** argv) {
   // --max-batch: EmbedderOptions::max_batch (Embed() runs larger batches in
   // pieces of this size); default: the largest batch measured.
   options.max_batch = max_batch_opt > 0 ? max_batch_opt : std::max(max_batch, 1);
-  auto embedder = lookalike::Embedder::Load(options);
-  if (!embedder.ok()) {
-    std::fprintf(stderr, "load failed: %s\n", embedder.status().ToString().c_str());
-    return 1;
+  std::vector<std::unique_ptr<lookalike::Embedder>> embedders;
+  for (int e = 0; e < engines; ++e) {
+    auto embedder = lookalike::Embedder::Load(options);
+    if (!embedder.ok()) {
+      std::fprintf(stderr, "load failed: %s\n", embedder.status().ToString().c_str());
+      return 1;
+    }
+    embedders.push_back(std::move(*embedder));
   }
 
   // Random decoded photos (speed does not depend on pixel values).
@@ -145,13 +160,26 @@ int main(int argc, char** argv) {
     for (auto& b : p) b = static_cast<uint8_t>(rng());
     all.push_back({p.data(), iw, ih, iw * 3});
   }
-  std::vector<float> out;
+  std::vector<std::vector<float>> outs(engines);
   const std::string model = texts ? preset + "_text" : preset;
   for (int b : batch_sizes) {
     const std::vector<lookalike::ImageView> images(all.begin(), all.begin() + b);
     const std::vector<std::vector<int32_t>> ids = BenchTokenIds(b);
+    auto embed_on = [&](int e) {
+      return texts ? embedders[e]->EmbedTexts(ids, &outs[e])
+                   : embedders[e]->Embed(images, &outs[e]);
+    };
+    // One batch per engine, all at once (one engine: on this thread).
     auto embed = [&]() {
-      return texts ? (*embedder)->EmbedTexts(ids, &out) : (*embedder)->Embed(images, &out);
+      if (engines == 1) return embed_on(0);
+      std::vector<lookalike::Status> status(engines);
+      std::vector<std::thread> workers;
+      for (int e = 0; e < engines; ++e) workers.emplace_back([&, e] { status[e] = embed_on(e); });
+      for (std::thread& w : workers) w.join();
+      for (const lookalike::Status& st : status) {
+        if (!st.ok()) return st;
+      }
+      return lookalike::Status::Ok();
     };
     lookalike::Status warm = embed();
     if (!warm.ok()) {
@@ -176,10 +204,10 @@ int main(int argc, char** argv) {
     const double med = ms[ms.size() / 2];
     std::printf(
         "{\"impl\": \"lookalike\", \"model\": \"%s\", \"batch\": %d, \"threads\": %d, "
-        "\"max_batch\": %d, \"images_per_s\": %.3f, \"ms_per_batch\": %.2f, "
+        "\"engines\": %d, \"max_batch\": %d, \"images_per_s\": %.3f, \"ms_per_batch\": %.2f, "
         "\"best_ms\": %.2f, \"cpu_ms_per_batch\": %.2f, \"peak_rss_mb\": %.1f}\n",
-        model.c_str(), b, threads, options.max_batch, b * 1000.0 / med, med, ms.front(),
-        cpu[cpu.size() / 2], PeakRssMb());
+        model.c_str(), b, threads, engines, options.max_batch, engines * b * 1000.0 / med, med,
+        ms.front(), cpu[cpu.size() / 2], PeakRssMb());
     std::fflush(stdout);
   }
   return 0;

@@ -15,6 +15,7 @@
 #include "models/cpu/buffer_pool.h"
 #include "models/cpu/dense.h"
 #include "models/cpu/preprocess.h"
+#include "models/cpu/threads.h"
 
 namespace lookalike {
 namespace {
@@ -227,23 +228,44 @@ StatusOr<Tensor> CpuBackend::LinearImpl(const PreparedLayer& linear, const Tenso
 }
 
 StatusOr<Tensor> CpuBackend::LayerNormImpl(const PreparedLayer& norm, const Tensor& x) {
+  return RunLayerNorm(norm, x, nullptr, nullptr);
+}
+
+StatusOr<Tensor> CpuBackend::AddLayerNormImpl(const PreparedLayer& norm, const Tensor& a,
+                                              const Tensor& b, Tensor* sum) {
+  ASSIGN_OR_RETURN(*sum, Allocate(a.shape()));
+  return RunLayerNorm(norm, a, &b, sum);
+}
+
+StatusOr<Tensor> CpuBackend::RunLayerNorm(const PreparedLayer& norm, const Tensor& x,
+                                          const Tensor* add, const Tensor* sum) {
   const auto* layer = static_cast<const CpuLayerNormLayer*>(&norm);
   ApplyThreads();
   ASSIGN_OR_RETURN(Tensor y, Allocate(x.shape()));
   const int64_t d = layer->dim, rows = x.numel() / d;
   const float* in = x.data_as<float>();
+  const float* in2 = add != nullptr ? add->data_as<float>() : nullptr;
+  float* summed = sum != nullptr ? sum->data_as<float>() : nullptr;
   float* out = y.data_as<float>();
   const float* gamma = layer->gamma.data();
   const float* beta = layer->beta.data();
   const float eps = layer->eps;
-#pragma omp parallel for schedule(static)
+  // About 8 floating-point operations per element (three passes).
+  const int threads = cpu::ThreadsFor(8.0 * rows * d, num_threads_);
+#pragma omp parallel for schedule(static) num_threads(threads)
   for (int64_t r = 0; r < rows; ++r) {
     const float* xr = in + r * d;
+    if (in2 != nullptr) {  // AddLayerNorm: the row's sum, written once, normalized while in cache
+      const float* br = in2 + r * d;
+      float* sr = summed + r * d;
+      for (int64_t i = 0; i < d; ++i) sr[i] = xr[i] + br[i];
+      xr = sr;
+    }
     float* yr = out + r * d;
     // Two passes (mean, then centred variance) in double: biased variance as torch.
-    double sum = 0.0;
-    for (int64_t i = 0; i < d; ++i) sum += xr[i];
-    const double mean = sum / d;
+    double total = 0.0;
+    for (int64_t i = 0; i < d; ++i) total += xr[i];
+    const double mean = total / d;
     double sq = 0.0;
     for (int64_t i = 0; i < d; ++i) {
       const double c = xr[i] - mean;
@@ -272,41 +294,57 @@ StatusOr<Tensor> CpuBackend::RunAttention(const Tensor& qkv, int heads, bool cau
   const float scale = 1.0f / std::sqrt(static_cast<float>(dh));
   ApplyThreads();
   ASSIGN_OR_RETURN(Tensor y, Allocate({n, t, d}));
-  // Per-thread scores {T, T}.
-  const int nthr = num_threads_;
-  ASSIGN_OR_RETURN(Tensor scratch, Allocate({nthr, t, t}));
+  // Each (image, head) in blocks of query rows: a block's scores {rows, T}
+  // (at most kAttentionRows x T; 39 KB for ViT-B's 197 tokens) stay in cache
+  // between Q K^T, the softmax and P V, and one image gives heads x blocks
+  // tasks to share between threads.
+  constexpr int64_t kAttentionRows = 64;
+  const int64_t blocks = (t + kAttentionRows - 1) / kAttentionRows;
+  const int64_t block_rows = (t + blocks - 1) / blocks;
+  const int64_t jobs = n * heads * blocks;
+  const int nthr = static_cast<int>(
+      std::min<int64_t>(jobs, cpu::ThreadsFor(4.0 * n * heads * t * t * dh, num_threads_)));
+  // Per-thread scores {block_rows, T}.
+  ASSIGN_OR_RETURN(Tensor scratch, Allocate({nthr, block_rows, t}));
   const float* base = qkv.data_as<float>();
   float* out = y.data_as<float>();
   const int64_t ld = 3 * d;
   // The first failure of any task (a Status cannot leave the parallel region).
   std::mutex failed_mu;
   Status failed;
-  // One (image, head) per task; oneDNN's sgemm runs single-threaded inside
-  // the parallel region.
+  // oneDNN's sgemm runs single-threaded inside the parallel region; with one
+  // thread there is no active region, so the thread count says so.
+  cpu::ScopedThreads scoped_threads(nthr == 1 ? 1 : num_threads_);
 #pragma omp parallel for schedule(dynamic) num_threads(nthr)
-  for (int64_t job = 0; job < n * heads; ++job) {
-    const int64_t b = job / heads, hd = job % heads;
-    float* s = scratch.data_as<float>() + static_cast<int64_t>(omp_get_thread_num()) * t * t;
-    const float* q = base + b * t * ld + hd * dh;
-    const float* k = q + d;
-    const float* v = q + 2 * d;
-    // S = scale * Q K^T  (row-major: Q {T, dh} ld 3D, K {T, dh} ld 3D).
-    Status st = cpu::Sgemm(/*trans_b=*/true, t, t, dh, scale, q, ld, k, ld, s, t);
+  for (int64_t job = 0; job < jobs; ++job) {
+    const int64_t b = job / (heads * blocks), hd = job / blocks % heads;
+    const int64_t r0 = job % blocks * block_rows, rows = std::min(block_rows, t - r0);
+    float* s =
+        scratch.data_as<float>() + static_cast<int64_t>(omp_get_thread_num()) * block_rows * t;
+    const float* k = base + b * t * ld + d + hd * dh;  // {T, dh}, ld 3D
+    const float* v = k + d;
+    const float* q = base + (b * t + r0) * ld + hd * dh;  // this block's {rows, dh}
+    // S = scale * Q K^T  (row-major: Q {rows, dh} ld 3D, K {T, dh} ld 3D).
+    Status st = cpu::Sgemm(/*trans_b=*/true, rows, t, dh, scale, q, ld, k, ld, s, t);
     if (st.ok()) {
-      if (causal) {
-        // Keys after the query get probability exactly 0 (exp(-inf) = 0);
-        // the diagonal keeps every row's max finite.
-        for (int64_t i = 0; i + 1 < t; ++i) {
-          std::fill(s + i * t + i + 1, s + (i + 1) * t, -std::numeric_limits<float>::infinity());
+      const float* bh = bias != nullptr
+                            ? bias->data_as<float>() + ((b % bias->dim(0)) * heads + hd) * t * t
+                            : nullptr;
+      for (int64_t i = 0; i < rows; ++i) {
+        float* row = s + i * t;
+        const int64_t query = r0 + i;
+        // Causal: keys after the query get probability exactly 0
+        // (exp(-inf) = 0); the diagonal keeps every row's max finite.
+        if (causal) std::fill(row + query + 1, row + t, -std::numeric_limits<float>::infinity());
+        if (bh != nullptr) {
+          const float* br = bh + query * t;
+          for (int64_t j = 0; j < t; ++j) row[j] += br[j];
         }
+        SoftmaxRow(row, t);
       }
-      if (bias != nullptr) {
-        const float* bh = bias->data_as<float>() + ((b % bias->dim(0)) * heads + hd) * t * t;
-        for (int64_t i = 0; i < t * t; ++i) s[i] += bh[i];
-      }
-      for (int64_t i = 0; i < t; ++i) SoftmaxRow(s + i * t, t);
-      // O = P V, written into head `hd`'s slice of {N, T, D}.
-      st = cpu::Sgemm(/*trans_b=*/false, t, dh, t, 1.0f, s, t, v, ld, out + b * t * d + hd * dh, d);
+      // O = P V, written into head `hd`'s slice of this block's rows of {N, T, D}.
+      st = cpu::Sgemm(/*trans_b=*/false, rows, dh, t, 1.0f, s, t, v, ld,
+                      out + (b * t + r0) * d + hd * dh, d);
     }
     if (!st.ok()) {
       std::lock_guard<std::mutex> lock(failed_mu);

@@ -8,14 +8,15 @@
 // kernel, the rest read NHWC directly; conv weights reordered once into the
 // kernel's layout, linear weights used as PyTorch stores them; bias /
 // activation / residual fused as post-ops); attention runs oneDNN's sgemm per
-// (image, head) with an exact softmax between; the element-wise ops are plain
-// OpenMP loops. docs/benchmarks/cpu.md records why (measurements). Built
+// (image, head, block of query rows) with an exact softmax between; the
+// element-wise ops are plain OpenMP loops. docs/benchmarks/cpu.md records why (measurements). Built
 // without oneDNN (LOOKALIKE_CPU_USE_DNNL=OFF, or no libdnnl on the machine),
 // the dense math runs on portable loops instead (models/cpu/dense.h: one
 // file per implementation, chosen by CMake): same results up to fp32
 // rounding, far slower (reference use on machines without oneDNN).
 //
-// Threads: `num_threads` OpenMP threads for every op (0 = all cores). The
+// Threads: up to `num_threads` OpenMP threads per op (0 = all cores), fewer
+// for small ops (models/cpu/threads.h: one thread per 16 MFLOP of work). The
 // setting applies to the calling thread's OpenMP parallel regions, so each
 // op re-applies it; one CpuBackend per model replica, not thread-safe (as
 // models/backend.h states). Argument checks are Backend's (models/backend.h);
@@ -93,6 +94,8 @@ class CpuBackend : public Backend {
                                            int64_t prefix, const Tensor& pos,
                                            bool pos_applies_to_prefix) override;
   StatusOr<Tensor> AddImpl(const Tensor& a, const Tensor& b) override;
+  StatusOr<Tensor> AddLayerNormImpl(const PreparedLayer& norm, const Tensor& a, const Tensor& b,
+                                    Tensor* sum) override;
   StatusOr<Tensor> L2NormalizeImpl(const Tensor& x) override;
   Status ToHostImpl(const Tensor& x, std::vector<float>* out) override;
   // ConvNeXt / Swin ops (GRN and windows in cpu_backend_windows.cc).
@@ -114,6 +117,9 @@ class CpuBackend : public Backend {
 
  private:
   void ApplyThreads() const;
+  // LayerNorm of x, or with `add` of x + add (AddLayerNorm: the sum written to *sum).
+  StatusOr<Tensor> RunLayerNorm(const PreparedLayer& norm, const Tensor& x, const Tensor* add,
+                                const Tensor* sum);
   // Attention and AttentionWithBias: bias {G, heads, T, T} or null.
   StatusOr<Tensor> RunAttention(const Tensor& qkv, int heads, bool causal, const Tensor* bias);
 

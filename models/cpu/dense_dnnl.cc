@@ -17,6 +17,7 @@
 
 #include "dnnl.hpp"
 #include "models/cpu/dense.h"
+#include "models/cpu/threads.h"
 
 namespace lookalike {
 namespace cpu {
@@ -127,9 +128,15 @@ class DnnlConv : public DenseConv {
     const ConvSpec& s = spec_;
     const int64_t n = x.dim(0), h = x.dim(1), w = x.dim(2);
     const int64_t oh = y.dim(1), ow = y.dim(2);
+    // Threads by work (models/cpu/threads.h): oneDNN sizes a primitive's
+    // thread split when it is created, so the count is part of the key.
+    const double flops =
+        2.0 * n * oh * ow * s.out_channels * (s.in_channels / s.groups) * s.kernel_h * s.kernel_w;
+    const int threads = ThreadsFor(flops, omp_get_max_threads());
+    ScopedThreads scoped_threads(threads);
     try {
       std::lock_guard<std::mutex> lock(mu_);
-      auto key = std::make_tuple(n, h, w, static_cast<int>(act), residual != nullptr);
+      auto key = std::make_tuple(n, h, w, static_cast<int>(act), residual != nullptr, threads);
       auto it = cache_.find(key);
       if (it == cache_.end()) {
         const memory::dim g = s.groups;
@@ -219,7 +226,7 @@ class DnnlConv : public DenseConv {
   }
 
  private:
-  // One primitive per (N, H, W, activation, residual?) seen, with weights in
+  // One primitive per (N, H, W, activation, residual?, threads) seen, with weights in
   // that primitive's preferred layout (shared between entries whose layouts agree).
   struct Entry {
     dnnl::convolution_forward prim;
@@ -240,7 +247,7 @@ class DnnlConv : public DenseConv {
   mutable std::vector<float> weight_;
   std::vector<float> bias_;  // {out}
   mutable std::mutex mu_;
-  mutable std::map<std::tuple<int64_t, int64_t, int64_t, int, bool>, Entry> cache_;
+  mutable std::map<std::tuple<int64_t, int64_t, int64_t, int, bool, int>, Entry> cache_;
   mutable std::vector<memory> reordered_weights_;
 };
 
@@ -253,9 +260,11 @@ class DnnlLinear : public DenseLinear {
              const Tensor& y) const override {
     const int64_t m = x.numel() / in_;
     if (residual != nullptr) std::memcpy(y.data(), residual->data(), y.nbytes());
+    const int threads = ThreadsFor(2.0 * m * in_ * out_, omp_get_max_threads());
+    ScopedThreads scoped_threads(threads);  // as in DnnlConv::Run
     try {
       std::lock_guard<std::mutex> lock(mu_);
-      auto key = std::make_tuple(m, static_cast<int>(act), residual != nullptr);
+      auto key = std::make_tuple(m, static_cast<int>(act), residual != nullptr, threads);
       auto it = cache_.find(key);
       if (it == cache_.end()) {
         const memory::dim k = in_, nout = out_;
@@ -312,7 +321,7 @@ class DnnlLinear : public DenseLinear {
   std::vector<float> weight_;  // {out, in}
   std::vector<float> bias_;    // {out}
   mutable std::mutex mu_;
-  mutable std::map<std::tuple<int64_t, int, bool>, Entry> cache_;
+  mutable std::map<std::tuple<int64_t, int, bool, int>, Entry> cache_;
 };
 
 class DnnlDense : public Dense {

@@ -364,6 +364,12 @@ TEST_P(BackendContractTest, OpShapeErrorsNameTheOpAndBothShapes) {
   auto ln = be_->PrepareLayerNorm(4, nullptr, nullptr, 1e-5f);
   ASSERT_TRUE(ln.ok());
   ExpectInvalid(be_->LayerNorm(**ln, x5).status(), "LayerNorm", {"[1, 8, 8, 5]", "4]"});
+  Tensor sum;
+  ExpectInvalid(be_->AddLayerNorm(**ln, x5, x5, &sum).status(), "AddLayerNorm",
+                {"[1, 8, 8, 5]", "4]"});
+  ExpectInvalid(be_->AddLayerNorm(**ln, x4, T({1, 8, 4, 4}), &sum).status(), "AddLayerNorm",
+                {"[1, 8, 8, 4]", "[1, 8, 4, 4]"});
+  ExpectInvalid(be_->AddLayerNorm(**ln, x4, x4, nullptr).status(), "AddLayerNorm", {"sum"});
 
   const Tensor qkv = T({2, 5, 12});
   ExpectInvalid(be_->Attention(qkv, 3).status(), "Attention", {"[2, 5, 12]", "heads=3"});

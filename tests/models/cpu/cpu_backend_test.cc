@@ -8,11 +8,14 @@
 #include "models/cpu/cpu_backend.h"
 
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <cmath>
 #include <random>
 #include <string>
 #include <vector>
+
+#include "models/cpu/threads.h"
 
 namespace lookalike {
 namespace {
@@ -326,6 +329,33 @@ TEST(CpuBackendTest, LayerNormMatchesNaiveLoop) {
   }
 }
 
+// The fused residual add + LayerNorm gives exactly Add then LayerNorm (the
+// same fp32 sum, the same normalization arithmetic), sum included.
+TEST(CpuBackendTest, AddLayerNormEqualsAddThenLayerNorm) {
+  CpuBackend be({2});
+  for (int d : {3, 96, 385}) {
+    SCOPED_TRACE("add_layernorm d=" + std::to_string(d));
+    const std::vector<float> gamma = RandomVec(d, d + 4), beta = RandomVec(d, d + 5);
+    auto layer = be.PrepareLayerNorm(d, gamma.data(), beta.data(), 1e-5f);
+    ASSERT_TRUE(layer.ok());
+    const Tensor a = MakeTensor(be, {2, 7, 5, d}, d + 6, 4.0f, 6.0f);
+    const Tensor b = MakeTensor(be, {2, 7, 5, d}, d + 7);
+    Tensor sum;
+    auto fused = be.AddLayerNorm(**layer, a, b, &sum);
+    ASSERT_TRUE(fused.ok()) << fused.status().ToString();
+    auto added = be.Add(a, b);
+    ASSERT_TRUE(added.ok());
+    auto unfused = be.LayerNorm(**layer, *added);
+    ASSERT_TRUE(unfused.ok());
+    ASSERT_EQ(sum.shape(), a.shape());
+    ASSERT_EQ(fused->shape(), a.shape());
+    for (int64_t i = 0; i < a.numel(); ++i) {
+      ASSERT_EQ(sum.data_as<float>()[i], added->data_as<float>()[i]) << i;
+      ASSERT_EQ(fused->data_as<float>()[i], unfused->data_as<float>()[i]) << i;
+    }
+  }
+}
+
 TEST(CpuBackendTest, AttentionMatchesNaiveLoop) {
   struct Case {
     int n, t, d, heads;
@@ -337,6 +367,7 @@ TEST(CpuBackendTest, AttentionMatchesNaiveLoop) {
   for (const Case& c : std::vector<Case>{{1, 1, 8, 2, 3},
                                          {2, 5, 12, 3, 3},
                                          {1, 197, 64, 4, 3},
+                                         {2, 130, 16, 2, 3},  // query rows in uneven blocks
                                          {3, 17, 48, 1, 3},
                                          {2, 50, 96, 12, 3},
                                          {1, 33, 8, 1, 20},
@@ -516,6 +547,54 @@ TEST(CpuBackendTest, OneAndTwoThreadsAgree) {
   ASSERT_TRUE(y1.ok() && y2.ok());
   for (int64_t i = 0; i < y1->numel(); ++i)
     EXPECT_NEAR(y1->data_as<float>()[i], y2->data_as<float>()[i], 1e-4);
+}
+
+// Ops split their work by size (models/cpu/threads.h): small ones run on the
+// calling thread alone, large ones on all of the backend's threads.
+TEST(CpuBackendTest, ThreadsFitTheWork) {
+  EXPECT_EQ(cpu::ThreadsFor(0.0, 2), 1);
+  EXPECT_EQ(cpu::ThreadsFor(1e12, 2), 2);
+  EXPECT_EQ(cpu::ThreadsFor(1e12, 1), 1);
+  EXPECT_EQ(cpu::ThreadsFor(2.5 * cpu::MinFlopsPerThread(), 8), 2);
+  // An op leaves the caller's OpenMP thread count as it found it.
+  CpuBackend two({2});
+  ConvSpec spec;
+  spec.in_channels = 4;
+  spec.out_channels = 4;
+  spec.kernel_h = spec.kernel_w = 1;
+  const std::vector<float> w = RandomVec(16, 8), b = RandomVec(4, 9);
+  auto layer = two.PrepareConv(spec, w.data(), b.data());
+  ASSERT_TRUE(layer.ok());
+  const Tensor x = MakeTensor(two, {1, 2, 2, 4}, 10);
+  ASSERT_EQ(omp_get_max_threads(), 2);
+  ASSERT_TRUE(two.Conv2d(**layer, x, Activation::kNone, nullptr).ok());
+  EXPECT_EQ(omp_get_max_threads(), 2);
+}
+
+// A large convolution (two threads) and a small one (one thread) give the
+// same results as a one-thread backend.
+TEST(CpuBackendTest, LargeAndSmallOpsAgreeWithOneThread) {
+  CpuBackend one({1}), two({2});
+  ConvSpec spec;
+  spec.in_channels = 32;
+  spec.out_channels = 32;
+  spec.kernel_h = spec.kernel_w = 3;
+  spec.pad_h = spec.pad_w = 1;
+  const std::vector<float> w = RandomVec(32 * 32 * 9, 11), b = RandomVec(32, 12);
+  auto l1 = one.PrepareConv(spec, w.data(), b.data());
+  auto l2 = two.PrepareConv(spec, w.data(), b.data());
+  ASSERT_TRUE(l1.ok() && l2.ok());
+  for (int side : {4, 64}) {  // 0.6 and 151 MFLOP
+    SCOPED_TRACE("side " + std::to_string(side));
+    const std::vector<float> xv = RandomVec(2 * side * side * 32, 13);
+    auto x1 = one.Constant({2, side, side, 32}, xv.data());
+    auto x2 = two.Constant({2, side, side, 32}, xv.data());
+    auto y1 = one.Conv2d(**l1, *x1, Activation::kRelu, nullptr);
+    auto y2 = two.Conv2d(**l2, *x2, Activation::kRelu, nullptr);
+    ASSERT_TRUE(y1.ok() && y2.ok());
+    for (int64_t i = 0; i < y1->numel(); ++i)
+      ASSERT_NEAR(y1->data_as<float>()[i], y2->data_as<float>()[i], 1e-4) << i;
+  }
 }
 
 // ---- error paths ------------------------------------------------------------
