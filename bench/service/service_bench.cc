@@ -15,12 +15,11 @@
 // same requests, written and read in protobuf's JSON mapping, one keep-alive
 // connection per worker. The client's JSON coding is the server's
 // (server/proto_json.h), or protobuf's util with --http-json protobuf.
-// CPU time per request, client and server apart (with --server-pids P,Q: the server processes, from /proc), is
-// reported beside the wall-clock figures: on a shared machine it moves far
-// less with the load than throughput does.
-// With --server A,B (replicas sharing one PostgreSQL storage) collections
-// are created and filled through A and the search phases wait until every
-// server holds the preloaded items, then worker w sends to server w mod N.
+// CPU time per request, client and server apart (with --server-pids P,Q: the server processes, from
+// /proc), is reported beside the wall-clock figures: on a shared machine it moves far less with the
+// load than throughput does. With --server A,B (replicas sharing one PostgreSQL storage)
+// collections are created and filled through A and the search phases wait until every server holds
+// the preloaded items, then worker w sends to server w mod N.
 // --dim N makes the vector phases use a vectors-only collection of dimension N.
 // Latency is per request, measured by the client from send to reply
 // (includes loopback gRPC or HTTP, JSON or protobuf coding, queueing, decode

@@ -364,8 +364,8 @@ TEST(ConfigTest, TlsKeysAndFlags) {
 // Loopback listeners never warn; a network-reachable one warns for each of
 // TLS and API keys that is missing.
 TEST(ConfigTest, ExposureWarnings) {
-  for (const char* a : {"127.0.0.1:50051", "127.1.2.3:1", "localhost:50051", "[::1]:50051",
-                        "unix:/tmp/l.sock"}) {
+  for (const char* a :
+       {"127.0.0.1:50051", "127.1.2.3:1", "localhost:50051", "[::1]:50051", "unix:/tmp/l.sock"}) {
     EXPECT_TRUE(IsLoopbackAddress(a)) << a;
   }
   for (const char* a :
