@@ -77,4 +77,70 @@ inline char JsonEscapedChar(char e) {
   }
 }
 
+// Decodes the JSON escape that starts at `p` (just after its backslash) and
+// appends the character, UTF-8 encoded, to `out`: the one-letter escapes and
+// \uXXXX, where a high surrogate must be followed by \uXXXX with its low
+// surrogate. Returns the position after the escape, or nullptr with `*error`
+// saying what was wrong ("bad \\u escape", "lone high surrogate", ...).
+inline const char* DecodeJsonEscape(const char* p, const char* end, std::string* out,
+                                    const char** error) {
+  if (p >= end) {
+    *error = "unterminated escape";
+    return nullptr;
+  }
+  const char e = *p++;
+  if (const char plain = JsonEscapedChar(e)) {
+    out->push_back(plain);
+    return p;
+  }
+  if (e != 'u') {
+    *error = "bad escape (JSON has \\\" \\\\ \\/ \\b \\f \\n \\r \\t \\uXXXX)";
+    return nullptr;
+  }
+  auto hex4 = [&](uint32_t* cp) {
+    if (end - p < 4) return false;
+    uint32_t v = 0;
+    for (int i = 0; i < 4; ++i) {
+      const char c = p[i];
+      v <<= 4;
+      if (c >= '0' && c <= '9') {
+        v |= static_cast<uint32_t>(c - '0');
+      } else if (c >= 'a' && c <= 'f') {
+        v |= static_cast<uint32_t>(c - 'a' + 10);
+      } else if (c >= 'A' && c <= 'F') {
+        v |= static_cast<uint32_t>(c - 'A' + 10);
+      } else {
+        return false;
+      }
+    }
+    p += 4;
+    *cp = v;
+    return true;
+  };
+  uint32_t cp = 0;
+  if (!hex4(&cp)) {
+    *error = "bad \\u escape (four hex digits expected)";
+    return nullptr;
+  }
+  if (cp >= 0xdc00 && cp <= 0xdfff) {
+    *error = "lone low surrogate in a \\u escape";
+    return nullptr;
+  }
+  if (cp >= 0xd800 && cp <= 0xdbff) {
+    uint32_t low = 0;
+    if (end - p < 2 || p[0] != '\\' || p[1] != 'u') {
+      *error = "lone high surrogate in a \\u escape";
+      return nullptr;
+    }
+    p += 2;
+    if (!hex4(&low) || low < 0xdc00 || low > 0xdfff) {
+      *error = "lone high surrogate in a \\u escape";
+      return nullptr;
+    }
+    cp = 0x10000 + ((cp - 0xd800) << 10) + (low - 0xdc00);
+  }
+  AppendUtf8(cp, out);
+  return p;
+}
+
 }  // namespace lookalike

@@ -126,25 +126,6 @@ class JsonParser {
     }
   }
 
-  Status ParseHex4(uint32_t* out) {
-    if (end_ - p_ < 4) return Error("truncated \\u escape");
-    uint32_t v = 0;
-    for (int i = 0; i < 4; ++i) {
-      const char h = *p_++;
-      v <<= 4;
-      if (h >= '0' && h <= '9')
-        v |= h - '0';
-      else if (h >= 'a' && h <= 'f')
-        v |= h - 'a' + 10;
-      else if (h >= 'A' && h <= 'F')
-        v |= h - 'A' + 10;
-      else
-        return Error("bad hex digit in \\u escape");
-    }
-    *out = v;
-    return Status::Ok();
-  }
-
   Status ParseString(std::string* out) {
     ++p_;  // '"'
     while (true) {
@@ -156,29 +137,10 @@ class JsonParser {
         out->push_back(c);
         continue;
       }
-      if (p_ == end_) return Error("unterminated escape");
-      const char e = *p_++;
-      if (const char plain = JsonEscapedChar(e)) {
-        out->push_back(plain);
-        continue;
-      }
-      switch (e) {
-        case 'u': {
-          uint32_t cp;
-          RETURN_IF_ERROR(ParseHex4(&cp));
-          if (cp >= 0xd800 && cp < 0xdc00) {  // surrogate pair
-            uint32_t lo;
-            if (!Consume("\\u")) return Error("unpaired surrogate in \\u escape");
-            RETURN_IF_ERROR(ParseHex4(&lo));
-            if (lo < 0xdc00 || lo >= 0xe000) return Error("bad low surrogate in \\u escape");
-            cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
-          }
-          AppendUtf8(cp, out);
-          break;
-        }
-        default:
-          return Error(std::string("bad escape '\\") + e + "'");
-      }
+      const char* error = nullptr;
+      const char* next = DecodeJsonEscape(p_, end_, out, &error);
+      if (next == nullptr) return Error(error);
+      p_ = next;
     }
   }
 

@@ -227,57 +227,11 @@ class Reader {
         continue;
       }
       // A backslash.
-      if (end_ - p_ < 2) return Fail("unterminated string");
-      const char e = p_[1];
-      p_ += 2;
-      if (const char plain = JsonEscapedChar(e)) {
-        out->push_back(plain);
-        continue;
-      }
-      switch (e) {
-        case 'u': {
-          uint32_t cp;
-          if (!ReadHex4(&cp)) return Fail("bad \\u escape in a string");
-          if (cp >= 0xdc00 && cp <= 0xdfff) return Fail("lone low surrogate in a string");
-          if (cp >= 0xd800 && cp <= 0xdbff) {
-            uint32_t low;
-            if (end_ - p_ < 2 || p_[0] != '\\' || p_[1] != 'u') {
-              return Fail("lone high surrogate in a string");
-            }
-            p_ += 2;
-            if (!ReadHex4(&low) || low < 0xdc00 || low > 0xdfff) {
-              return Fail("lone high surrogate in a string");
-            }
-            cp = 0x10000 + ((cp - 0xd800) << 10) + (low - 0xdc00);
-          }
-          AppendUtf8(cp, out);
-          break;
-        }
-        default:
-          return Fail("bad escape in a string");
-      }
+      const char* error = nullptr;
+      const char* next = DecodeJsonEscape(p_ + 1, end_, out, &error);
+      if (next == nullptr) return Fail(std::string(error) + " in a string");
+      p_ = next;
     }
-  }
-
-  bool ReadHex4(uint32_t* cp) {
-    if (end_ - p_ < 4) return false;
-    uint32_t v = 0;
-    for (int i = 0; i < 4; ++i) {
-      const char c = p_[i];
-      v <<= 4;
-      if (c >= '0' && c <= '9') {
-        v |= static_cast<uint32_t>(c - '0');
-      } else if (c >= 'a' && c <= 'f') {
-        v |= static_cast<uint32_t>(c - 'a' + 10);
-      } else if (c >= 'A' && c <= 'F') {
-        v |= static_cast<uint32_t>(c - 'A' + 10);
-      } else {
-        return false;
-      }
-    }
-    p_ += 4;
-    *cp = v;
-    return true;
   }
 
   // A number token by JSON's grammar: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
