@@ -151,6 +151,8 @@ const std::map<std::string, MethodRule>& MethodRules() {
       {"DescribeCollection", {ApiRole::kRead, "name"}},
       {"Search", {ApiRole::kRead, "collection"}},
       {"Get", {ApiRole::kRead, "collection"}},
+      // Also GET /collections/{name}/items/{id}/thumbnail (server/http_thumbnails.h).
+      {"GetThumbnail", {ApiRole::kRead, "collection"}},
       {"Upsert", {ApiRole::kWrite, "collection"}},
       {"UpsertStream", {ApiRole::kWrite, "collection"}},
       {"Delete", {ApiRole::kWrite, "collection"}},

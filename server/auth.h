@@ -11,7 +11,8 @@
 // Roles, each including the rights of the ones below it:
 //   admin  CreateCollection, DropCollection (and everything below)
 //   write  Upsert, UpsertStream, Delete     (and everything below)
-//   read   Search, Get, Embed, ListModels, ListCollections, DescribeCollection
+//   read   Search, Get, GetThumbnail (also over HTTP GET), Embed, ListModels,
+//          ListCollections, DescribeCollection
 // A key limited to collections may call a method that names a collection only
 // for those, methods that name none (Embed, ListModels) freely, and never
 // ListCollections (its answer names every collection).

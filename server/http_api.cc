@@ -193,6 +193,10 @@ std::map<std::string, std::unique_ptr<HttpApi::Method>> MethodTable() {
       });
   t["Get"] = SyncEntry<pb::GetRequest, pb::GetResponse>(
       [](S& s, const pb::GetRequest& q, pb::GetResponse* r) { return s.DoGet(q, r); });
+  t["GetThumbnail"] = SyncEntry<pb::GetThumbnailRequest, pb::GetThumbnailResponse>(
+      [](S& s, const pb::GetThumbnailRequest& q, pb::GetThumbnailResponse* r) {
+        return s.DoGetThumbnail(q, r);
+      });
   t["Delete"] = SyncEntry<pb::DeleteRequest, pb::DeleteResponse>(
       [](S& s, const pb::DeleteRequest& q, pb::DeleteResponse* r) { return s.DoDelete(q, r); });
   t["ListModels"] = SyncEntry<pb::ListModelsRequest, pb::ListModelsResponse>(

@@ -1,19 +1,20 @@
 #include "server/http_thumbnails.h"
 
-#include <cinttypes>
-#include <cstdio>
 #include <memory>
 #include <utility>
 #include <vector>
 
-#include "common/hash.h"
 #include "server/auth.h"
 #include "server/http_api.h"
 
 namespace lookalike {
 namespace {
 
+namespace pb = ::lookalike::v1;
+
 constexpr const char* kThumbnailShape = "GET /collections/{name}/items/{id}/thumbnail";
+// Counted in the metrics, and checked against API keys, as the rpc.
+constexpr const char* kMethod = "GetThumbnail";
 
 // The path's segments after the leading "/".
 std::vector<std::string> Segments(const std::string& path) {
@@ -26,12 +27,6 @@ std::vector<std::string> Segments(const std::string& path) {
     start = end + 1;
   }
   return out;
-}
-
-std::string StrongEtag(const std::string& bytes) {
-  char tag[24];
-  std::snprintf(tag, sizeof(tag), "\"%016" PRIx64 "\"", Fnv1a64(bytes.data(), bytes.size()));
-  return tag;
 }
 
 }  // namespace
@@ -67,46 +62,41 @@ bool HandleThumbnailRequest(LookalikeService* service, const HttpRequest& reques
     respond(ConnectErrorResponse(InvalidArgumentError(request.path + ": " + bad.message())));
     return true;
   }
-  // With API keys, a thumbnail is read like Get: the read right on its collection.
+  // The GetThumbnail rpc's request: the same access rule (server/auth.cc),
+  // the same lookup and the same errors (LookalikeService::DoGetThumbnail).
+  auto call = std::make_shared<pb::GetThumbnailRequest>();
+  call->set_collection(*std::move(collection));
+  call->set_id(*std::move(id));
   if (const Authenticator* auth = service->authenticator()) {
-    StatusOr<const ApiKey*> key = auth->Authenticate(request.Header("authorization"), request.path);
-    Status allowed = key.status();
-    if (key.ok()) {
-      AccessNeed need;
-      need.role = ApiRole::kRead;
-      need.names_collection = true;
-      need.collection = *collection;
-      allowed = CheckAccess(**key, "GET thumbnail", need);
-    }
+    const Status allowed = auth->Check(request.Header("authorization"), kMethod, *call);
     if (!allowed.ok()) {
+      service->Record(kMethod, allowed, 0);
       respond(ConnectErrorResponse(allowed));
       return true;
     }
   }
-  auto jpeg = std::make_shared<std::string>();
+  auto thumbnail = std::make_shared<pb::GetThumbnailResponse>();
   const bool head = request.method == "HEAD";
   const std::string if_none_match = request.Header("if-none-match");
   service->Run(
-      "GetThumbnail",
-      [service, jpeg, collection = *std::move(collection),
-       id = *std::move(id)](LookalikeService::FinishFn finish) {
-        finish(service->DoGetThumbnail(collection, id, jpeg.get()));
+      kMethod,
+      [service, call, thumbnail](LookalikeService::FinishFn finish) {
+        finish(service->DoGetThumbnail(*call, thumbnail.get()));
       },
-      [jpeg, head, if_none_match, respond](Status status) {
+      [thumbnail, head, if_none_match, respond](Status status) {
         if (!status.ok()) return respond(ConnectErrorResponse(status));
         HttpResponse r;
         r.content_type = "image/jpeg";
-        const std::string etag = StrongEtag(*jpeg);
-        r.headers.emplace_back("ETag", etag);
+        r.headers.emplace_back("ETag", thumbnail->etag());
         r.headers.emplace_back("Cache-Control", "no-cache");
         r.headers.emplace_back("X-Content-Type-Options", "nosniff");
-        if (!if_none_match.empty() && IfNoneMatchMatches(if_none_match, etag)) {
+        if (!if_none_match.empty() && IfNoneMatchMatches(if_none_match, thumbnail->etag())) {
           r.status = 304;
           r.head_only = true;  // no body; Content-Length of the body it stands for
         } else {
           r.head_only = head;
         }
-        r.body = std::move(*jpeg);
+        r.body = std::move(*thumbnail->mutable_jpeg());
         respond(std::move(r));
       });
   return true;

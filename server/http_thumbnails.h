@@ -9,12 +9,17 @@
 // browser keeps the picture and revalidates it, and If-None-Match with the
 // current ETag is answered 304 without a body, so a re-upserted item shows
 // its new picture at once and an unchanged one costs no transfer.
-// Errors are the Connect JSON errors of the API: 404 not_found for an
-// unknown collection or item, an item without a thumbnail, or a path of
-// another shape under /collections/; 400 invalid_argument for a malformed
-// percent-encoding; 405 for a method other than GET or HEAD. The read runs on
-// the service's handler pool under the same pending-request limit as the API
-// methods, counted in the metrics as method "GetThumbnail".
+// The route is the GetThumbnail rpc (proto/lookalike/v1/lookalike.proto) read
+// with GET: the same access rule with API keys (the read right on the
+// collection, server/auth.cc), the same lookup, bytes, ETag and errors
+// (LookalikeService::DoGetThumbnail), as Connect JSON errors: 404 not_found
+// for an unknown collection or item or an item without a thumbnail, 400
+// failed_precondition for a collection that keeps no thumbnails. Of the route
+// itself: 404 not_found for a path of another shape under /collections/; 400
+// invalid_argument for a malformed percent-encoding; 405 for a method other
+// than GET or HEAD. The read runs on the service's handler pool under the same
+// pending-request limit as the API methods, counted in the metrics as method
+// "GetThumbnail".
 #pragma once
 
 #include <string>

@@ -5,14 +5,17 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cinttypes>
 #include <climits>
 #include <cmath>
+#include <cstdio>
 #include <map>
 #include <mutex>
 #include <string_view>
 #include <thread>
 #include <utility>
 
+#include "common/hash.h"
 #include "server/grpc_status.h"
 
 namespace lookalike {
@@ -29,6 +32,14 @@ std::string ItemLabel(const char* field, int64_t index, const std::string& id) {
 }
 std::string IndexLabel(const char* field, int64_t index) {
   return std::string(field) + "[" + std::to_string(index) + "]";
+}
+
+// A strong HTTP entity tag of `bytes`: their FNV-1a 64 (common/hash.h) as 16
+// hex digits in double quotes (GetThumbnailResponse.etag, the ETag header).
+std::string StrongEtag(const std::string& bytes) {
+  char tag[24];
+  std::snprintf(tag, sizeof(tag), "\"%016" PRIx64 "\"", Fnv1a64(bytes.data(), bytes.size()));
+  return tag;
 }
 
 Status CheckVector(const pb::Vector& vector, int dim) {
@@ -802,10 +813,18 @@ Status LookalikeService::DoGet(const pb::GetRequest& request, pb::GetResponse* r
   return Status::Ok();
 }
 
-Status LookalikeService::DoGetThumbnail(const std::string& collection_name, const std::string& id,
-                                        std::string* jpeg) {
-  ASSIGN_OR_RETURN(std::shared_ptr<Collection> collection, collections_->Get(collection_name));
-  ASSIGN_OR_RETURN(*jpeg, collection->GetThumbnail(id));
+Status LookalikeService::DoGetThumbnail(const pb::GetThumbnailRequest& request,
+                                        pb::GetThumbnailResponse* response) {
+  ASSIGN_OR_RETURN(std::shared_ptr<Collection> collection, collections_->Get(request.collection()));
+  if (collection->spec().thumbnail_size == 0) {
+    return FailedPreconditionError("collection \"" + request.collection() +
+                                   "\" keeps no thumbnails (it was created without "
+                                   "thumbnail_size)");
+  }
+  if (request.id().empty()) return InvalidArgumentError("id: the item's id is required");
+  ASSIGN_OR_RETURN(std::string jpeg, collection->GetThumbnail(request.id()));
+  response->set_etag(StrongEtag(jpeg));
+  response->set_jpeg(std::move(jpeg));
   return Status::Ok();
 }
 
@@ -889,6 +908,13 @@ grpc::ServerUnaryReactor* LookalikeService::Delete(grpc::CallbackServerContext* 
                                                    const pb::DeleteRequest* request,
                                                    pb::DeleteResponse* response) {
   return RunUnary(ctx, "Delete", *request, [=] { return DoDelete(*request, response); });
+}
+
+grpc::ServerUnaryReactor* LookalikeService::GetThumbnail(grpc::CallbackServerContext* ctx,
+                                                         const pb::GetThumbnailRequest* request,
+                                                         pb::GetThumbnailResponse* response) {
+  return RunUnary(ctx, "GetThumbnail", *request,
+                  [=] { return DoGetThumbnail(*request, response); });
 }
 
 grpc::ServerUnaryReactor* LookalikeService::ListModels(grpc::CallbackServerContext* ctx,

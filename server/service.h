@@ -88,6 +88,9 @@ class LookalikeService final : public lookalike::v1::Lookalike::CallbackService 
   grpc::ServerUnaryReactor* Delete(grpc::CallbackServerContext* ctx,
                                    const lookalike::v1::DeleteRequest* request,
                                    lookalike::v1::DeleteResponse* response) override;
+  grpc::ServerUnaryReactor* GetThumbnail(grpc::CallbackServerContext* ctx,
+                                         const lookalike::v1::GetThumbnailRequest* request,
+                                         lookalike::v1::GetThumbnailResponse* response) override;
   grpc::ServerUnaryReactor* ListModels(grpc::CallbackServerContext* ctx,
                                        const lookalike::v1::ListModelsRequest* request,
                                        lookalike::v1::ListModelsResponse* response) override;
@@ -110,10 +113,13 @@ class LookalikeService final : public lookalike::v1::Lookalike::CallbackService 
   void DoSearch(const lookalike::v1::SearchRequest& request,
                 lookalike::v1::SearchResponse* response, FinishFn finish);
   Status DoGet(const lookalike::v1::GetRequest& request, lookalike::v1::GetResponse* response);
-  // The thumbnail of item `id` (JPEG; CollectionSpec::thumbnail_size), for
-  // GET /collections/{name}/items/{id}/thumbnail (server/http_api.h).
-  // NOT_FOUND for an unknown collection or item, or an item without one.
-  Status DoGetThumbnail(const std::string& collection, const std::string& id, std::string* jpeg);
+  // The thumbnail of an item (JPEG; CollectionSpec::thumbnail_size) and its
+  // ETag: the one lookup and the one set of errors of the GetThumbnail rpc and
+  // of GET /collections/{name}/items/{id}/thumbnail (server/http_thumbnails.h).
+  // NOT_FOUND for an unknown collection or item, or an item without one;
+  // FAILED_PRECONDITION for a collection that keeps no thumbnails.
+  Status DoGetThumbnail(const lookalike::v1::GetThumbnailRequest& request,
+                        lookalike::v1::GetThumbnailResponse* response);
   Status DoDelete(const lookalike::v1::DeleteRequest& request,
                   lookalike::v1::DeleteResponse* response);
   Status DoListModels(lookalike::v1::ListModelsResponse* response);

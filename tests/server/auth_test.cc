@@ -195,6 +195,7 @@ std::vector<std::pair<std::string, std::unique_ptr<google::protobuf::Message>>> 
   add("DescribeCollection", named(new pb::DescribeCollectionRequest));
   add("Search", in(new pb::SearchRequest));
   add("Get", in(new pb::GetRequest));
+  add("GetThumbnail", in(new pb::GetThumbnailRequest));
   add("Upsert", in(new pb::UpsertRequest));
   add("UpsertStream", in(new pb::UpsertRequest));
   add("Delete", in(new pb::DeleteRequest));
@@ -509,7 +510,8 @@ TEST_F(AuthServerTest, HttpRefusesMissingUnknownAndInsufficientKeys) {
       << text;
 }
 
-// A thumbnail is read like Get: the read right on its collection.
+// A thumbnail is read like Get: the read right on its collection, one rule
+// for the GetThumbnail rpc and GET .../thumbnail.
 TEST_F(AuthServerTest, ThumbnailsNeedTheReadRightOnTheirCollection) {
   EXPECT_EQ(HttpGet("/collections/bags/items/a/thumbnail", "").status, 401);
   EXPECT_EQ(HttpGet("/collections/bags/items/a/thumbnail", "lk_wrong").status, 401);
@@ -519,6 +521,25 @@ TEST_F(AuthServerTest, ThumbnailsNeedTheReadRightOnTheirCollection) {
   // Past the key check: the collection does not exist.
   Reply missing = HttpGet("/collections/shoes/items/a/thumbnail", kShoesKey);
   EXPECT_EQ(missing.status, 404) << missing.body;
+
+  // The rpc: the same answers, the same message.
+  EXPECT_EQ(ClientWith("")->GetThumbnail("bags", "a").status().code(),
+            StatusCode::kUnauthenticated);
+  EXPECT_EQ(ClientWith("lk_wrong")->GetThumbnail("bags", "a").status().code(),
+            StatusCode::kUnauthenticated);
+  Status denied = ClientWith(kShoesKey)->GetThumbnail("bags", "a").status();
+  EXPECT_EQ(denied.code(), StatusCode::kPermissionDenied);
+  EXPECT_EQ(denied.message(),
+            "GetThumbnail needs the read right on collection \"bags\"; key \"shoes-team\" is "
+            "limited to shoes, hats");
+  EXPECT_EQ(other.Json()["message"], denied.message());
+  EXPECT_EQ(ClientWith(kShoesKey)->GetThumbnail("shoes", "a").status().code(),
+            StatusCode::kNotFound);
+  // Counted as the method, whichever the transport.
+  EXPECT_NE(metrics_.Render().find(
+                "lookalike_requests_total{code=\"PERMISSION_DENIED\",method=\"GetThumbnail\"} 2"),
+            std::string::npos)
+      << metrics_.Render();
 }
 
 TEST_F(AuthServerTest, HealthzOpenMetricsBehindAKey) {

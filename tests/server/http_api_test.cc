@@ -370,6 +370,22 @@ TEST_F(HttpApiTest, ThumbnailsAreServedWithEtagsAndRevalidation) {
   ExpectError(post, 405, "unimplemented", "GET");
   EXPECT_EQ(post.headers["Allow"], "GET, HEAD");
 
+  // The GetThumbnail method of the JSON API is the same call: the route's
+  // bytes (base64) and ETag, and the same errors.
+  const std::string current = Raw("GET", path, "", "").body;
+  r = Call("GetThumbnail", {{"collection", "shop"}, {"id", id}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.Json()["jpeg"], Base64(current));
+  EXPECT_EQ(r.Json()["etag"], changed.headers["ETag"]);
+  ExpectError(Call("GetThumbnail", {{"collection", "shop"}, {"id", "vec"}}), 404, "not_found",
+              "has no thumbnail");
+  // A collection that keeps none: failed_precondition on both, saying so.
+  ASSERT_EQ(Call("CreateCollection", {{"name", "plain"}}).status, 200);
+  ExpectError(Raw("GET", ThumbnailPath("plain", "a"), "", ""), 400, "failed_precondition",
+              "keeps no thumbnails");
+  ExpectError(Call("GetThumbnail", {{"collection", "plain"}, {"id", "a"}}), 400,
+              "failed_precondition", "keeps no thumbnails");
+
   // Deleted with its item.
   r = Call("Delete", {{"collection", "shop"}, {"ids", {id}}});
   ASSERT_EQ(r.status, 200) << r.body;

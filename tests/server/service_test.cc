@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <map>
 #include <mutex>
 #include <thread>
 
@@ -23,6 +24,7 @@
 #include "memory_collections.h"
 #include "models/clip_tokenizer.h"
 #include "server/grpc_server.h"
+#include "server/grpc_status.h"
 
 namespace lookalike {
 namespace {
@@ -122,6 +124,18 @@ class ServiceTest : public ::testing::TestWithParam<std::string> {
     grpc::ClientContext ctx;
     pb::SearchResponse resp;
     *status = stub_->Search(&ctx, req, &resp);
+    return resp;
+  }
+
+  // The GetThumbnail rpc.
+  pb::GetThumbnailResponse Thumbnail(const std::string& collection, const std::string& id,
+                                     grpc::Status* status) {
+    grpc::ClientContext ctx;
+    pb::GetThumbnailRequest req;
+    req.set_collection(collection);
+    req.set_id(id);
+    pb::GetThumbnailResponse resp;
+    *status = stub_->GetThumbnail(&ctx, req, &resp);
     return resp;
   }
 
@@ -701,11 +715,16 @@ TEST_P(ServiceTest, ImageItemsKeepThumbnails) {
   ASSERT_TRUE(s.ok()) << s.error_message();
   ASSERT_EQ(resp.upserted(), 3) << resp.DebugString();
 
+  // Through the GetThumbnail rpc: the JPEG and its ETag.
+  std::map<std::string, std::string> etags;
   auto thumbnail = [&](const std::string& id) -> StatusOr<DecodedImage> {
-    std::string jpeg;
-    RETURN_IF_ERROR(service_->DoGetThumbnail("thumbs", id, &jpeg));
-    EXPECT_EQ(SniffImageFormat(jpeg), ImageFormat::kJpeg);
-    return DecodeImage(jpeg, 1 << 20);
+    grpc::Status s;
+    pb::GetThumbnailResponse r = Thumbnail("thumbs", id, &s);
+    RETURN_IF_ERROR(FromGrpcStatus(s));
+    EXPECT_EQ(SniffImageFormat(r.jpeg()), ImageFormat::kJpeg);
+    EXPECT_EQ(r.etag().size(), 18u) << r.etag();  // "<16 hex digits>"
+    etags[id] = r.etag();
+    return DecodeImage(r.jpeg(), 1 << 20);
   };
   StatusOr<DecodedImage> t = thumbnail("wide");
   ASSERT_TRUE(t.ok()) << t.status().ToString();
@@ -718,10 +737,54 @@ TEST_P(ServiceTest, ImageItemsKeepThumbnails) {
   ASSERT_TRUE(t.ok()) << t.status().ToString();
   EXPECT_EQ(t->width, 12);
   EXPECT_EQ(t->height, 20);
-  EXPECT_EQ(thumbnail("raw").status().code(), StatusCode::kNotFound);
-  EXPECT_EQ(thumbnail("nope").status().code(), StatusCode::kNotFound);
-  std::string unused;
-  EXPECT_EQ(service_->DoGetThumbnail("no_such", "wide", &unused).code(), StatusCode::kNotFound);
+  EXPECT_NE(etags["wide"], etags["small"]);
+  // The same call, transport-free (what GET .../thumbnail runs): the same bytes and tag.
+  pb::GetThumbnailRequest direct_request;
+  direct_request.set_collection("thumbs");
+  direct_request.set_id("wide");
+  pb::GetThumbnailResponse direct;
+  ASSERT_TRUE(service_->DoGetThumbnail(direct_request, &direct).ok());
+  EXPECT_EQ(direct.etag(), etags["wide"]);
+
+  // Missing things: NOT_FOUND naming which.
+  StatusOr<DecodedImage> missing = thumbnail("raw");
+  EXPECT_EQ(missing.status().code(), StatusCode::kNotFound);
+  EXPECT_NE(missing.status().message().find("has no thumbnail"), std::string::npos)
+      << missing.status().ToString();
+  missing = thumbnail("nope");
+  EXPECT_EQ(missing.status().code(), StatusCode::kNotFound);
+  EXPECT_NE(missing.status().message().find("nope"), std::string::npos)
+      << missing.status().ToString();
+  grpc::Status s_missing;
+  Thumbnail("no_such", "wide", &s_missing);
+  EXPECT_EQ(s_missing.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_NE(s_missing.error_message().find("no_such"), std::string::npos)
+      << s_missing.error_message();
+  Thumbnail("thumbs", "", &s_missing);
+  EXPECT_EQ(s_missing.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+      << s_missing.error_message();
+
+  // A collection that keeps no thumbnails: FAILED_PRECONDITION saying so, for any id.
+  {
+    grpc::ClientContext ctx;
+    pb::CreateCollectionRequest req;
+    req.set_name("plain");
+    pb::CollectionInfo info;
+    ASSERT_TRUE(stub_->CreateCollection(&ctx, req, &info).ok());
+  }
+  pb::UpsertRequest plain;
+  plain.set_collection("plain");
+  plain.add_items()->set_id("photo");
+  plain.mutable_items(0)->set_image(Png(200, 30, 30, 90, 30));
+  ASSERT_EQ(Upsert(plain, &s).upserted(), 1) << s.error_message();
+  for (const char* id : {"photo", "nope"}) {
+    grpc::Status kept;
+    Thumbnail("plain", id, &kept);
+    EXPECT_EQ(kept.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << id;
+    EXPECT_EQ(kept.error_message(),
+              "collection \"plain\" keeps no thumbnails (it was created without "
+              "thumbnail_size)");
+  }
 
   // Re-upserted as a vector: the old thumbnail goes with the old version.
   pb::UpsertRequest again;
