@@ -373,6 +373,18 @@ StatusOr<int64_t> Client::Delete(const std::string& collection,
   return response.deleted();
 }
 
+StatusOr<v1::GetThumbnailResponse> Client::GetThumbnail(const std::string& collection,
+                                                        const std::string& id) {
+  v1::GetThumbnailRequest request;
+  request.set_collection(collection);
+  request.set_id(id);
+  v1::GetThumbnailResponse response;
+  RETURN_IF_ERROR(CallWithRetry("GetThumbnail", [&](grpc::ClientContext* c) {
+    return stub_->GetThumbnail(c, request, &response);
+  }));
+  return response;
+}
+
 // ---------------------------------------------------------- BulkUploader ---
 
 BulkUploader::BulkUploader(Client* client, std::string collection, BulkUploadOptions options,

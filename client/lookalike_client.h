@@ -138,6 +138,9 @@ class Client {
   StatusOr<v1::GetResponse> Get(const v1::GetRequest& request);
   // Returns how many of the ids existed.
   StatusOr<int64_t> Delete(const std::string& collection, const std::vector<std::string>& ids);
+  // The JPEG thumbnail kept with item `id` and its ETag (GetThumbnailResponse).
+  StatusOr<v1::GetThumbnailResponse> GetThumbnail(const std::string& collection,
+                                                  const std::string& id);
 
   // Attempts made so far by this client that were retried (for tests/metrics).
   int64_t retries() const { return retries_.load(); }

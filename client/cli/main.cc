@@ -9,6 +9,7 @@
 //                               [--k 10] [--filter k=v]...
 //   lookalike embed [--model NAME] (FILE... | --text "words"...)
 //   lookalike get COLLECTION ID... | delete COLLECTION ID... | models | health
+//   lookalike thumbnail COLLECTION ID -o FILE.jpg   (-o - = standard output)
 //
 // Every command takes --server HOST:PORT (default $LOOKALIKE_SERVER or
 // localhost:50051), --timeout SECONDS, --api-key KEY (default
@@ -19,9 +20,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <fstream>
 #include <functional>
 #include <iostream>
 #include <map>
@@ -588,6 +592,37 @@ int RunDelete(const CommonFlags& flags, const std::string& collection,
   return 0;
 }
 
+// Writes the item's thumbnail to `out` ("-" = standard output).
+int RunThumbnail(const CommonFlags& flags, const std::string& collection, const std::string& id,
+                 const std::string& out) {
+  auto client = MakeClient(flags);
+  if (!client.ok()) return Fail(client.status());
+  auto thumbnail = (*client)->GetThumbnail(collection, id);
+  if (!thumbnail.ok()) return Fail(thumbnail.status());
+  const std::string& jpeg = thumbnail->jpeg();
+  if (out == "-") {
+    if (std::fwrite(jpeg.data(), 1, jpeg.size(), stdout) != jpeg.size() ||
+        std::fflush(stdout) != 0) {
+      return Fail(UnavailableError(std::string("-o -: cannot write to standard output: ") +
+                                   std::strerror(errno)));
+    }
+    return 0;
+  }
+  {
+    std::ofstream file(out, std::ios::binary | std::ios::trunc);
+    if (file) file.write(jpeg.data(), static_cast<std::streamsize>(jpeg.size()));
+    if (file) file.close();
+    if (!file) {
+      const std::string why = std::strerror(errno);
+      std::remove(out.c_str());
+      return Fail(InvalidArgumentError("-o: cannot write \"" + out + "\": " + why));
+    }
+  }
+  std::printf("wrote %zu bytes to %s (ETag %s)\n", jpeg.size(), out.c_str(),
+              thumbnail->etag().c_str());
+  return 0;
+}
+
 int RunModels(const CommonFlags& flags, bool as_json) {
   auto client = MakeClient(flags);
   if (!client.ok()) return Fail(client.status());
@@ -795,6 +830,21 @@ int Main(int argc, char** argv) {
   AddCommonFlags(c_delete, &flags);
   c_delete->callback(
       [&] { run = [&] { return RunDelete(flags, delete_collection, delete_ids); }; });
+
+  // thumbnail
+  std::string thumbnail_collection, thumbnail_id, thumbnail_out;
+  CLI::App* c_thumbnail = app.add_subcommand(
+      "thumbnail",
+      "Save the JPEG thumbnail the server keeps of an item (collections created with "
+      "--thumbnail-size)");
+  c_thumbnail->add_option("COLLECTION", thumbnail_collection, "Collection name")->required();
+  c_thumbnail->add_option("ID", thumbnail_id, "Item id")->required();
+  c_thumbnail->add_option("-o,--output", thumbnail_out, "JPEG file to write (- = standard output)")
+      ->required();
+  AddCommonFlags(c_thumbnail, &flags);
+  c_thumbnail->callback([&] {
+    run = [&] { return RunThumbnail(flags, thumbnail_collection, thumbnail_id, thumbnail_out); };
+  });
 
   // models
   bool models_json = false;

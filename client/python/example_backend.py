@@ -9,6 +9,7 @@ catalogue items (ids, scores, metadata) as JSON.
         --collection products --port 8080
     curl --data-binary @shoe.jpg 'http://localhost:8080/similar?k=5'
     curl 'http://localhost:8080/similar?text=red+summer+dress&k=5'   # CLIP models
+    curl -o p1.jpg 'http://localhost:8080/thumbnail?id=p1'  # the picture Lookalike keeps of item p1
 
 A server with TLS (docs/security.md#tls): --tls-ca ca.pem, and for mutual TLS
 --tls-cert client.pem --tls-key client.key (or LOOKALIKE_TLS_CA,
@@ -22,6 +23,7 @@ Library use:
     backend = SimilarityBackend("localhost:50051", "products")  # api_key="lk_..." if the server has keys
     backend.similar_products(open("shoe.jpg", "rb").read(), k=5)
     backend.products_matching("red summer dress", k=5)  # the collection's model is CLIP
+    jpeg, etag = backend.thumbnail("p1")  # the collection was created with thumbnail_size
     SimilarityBackend("search.example.com:50051", "products", tls_ca="ca.pem")  # TLS
 """
 
@@ -119,6 +121,15 @@ class SimilarityBackend:
         otherwise); an empty text is INVALID_ARGUMENT."""
         return self._search(self.pb2.Query(text=text), k, filters, min_score)
 
+    def thumbnail(self, item_id):
+        """(jpeg bytes, etag) of the thumbnail the server keeps of an item
+        (GetThumbnail; the collection was created with thumbnail_size).
+        grpc.RpcError NOT_FOUND for a missing item or an item without one,
+        FAILED_PRECONDITION for a collection that keeps no thumbnails."""
+        request = self.pb2.GetThumbnailRequest(collection=self.collection, id=item_id)
+        response = self.stub.GetThumbnail(request, timeout=self.timeout_s, metadata=self.metadata)
+        return response.jpeg, response.etag
+
     def _search(self, query, k, filters, min_score):
         request = self.pb2.SearchRequest(collection=self.collection, k=k, include_metadata=True)
         request.queries.append(query)
@@ -165,8 +176,32 @@ def make_handler(backend):
             elif url.path == "/similar" and "text" in params:
                 self._search(params, lambda k, filters: backend.products_matching(
                     params["text"][0], k=k, filters=filters))
+            elif url.path == "/thumbnail" and params.get("id", [""])[0]:
+                self._thumbnail(params["id"][0])
             else:
-                self._reply(404, {"error": "POST an image to /similar?k=N, or GET /similar?text=..."})
+                self._reply(404, {"error": "POST an image to /similar?k=N, or GET /similar?text=... "
+                                           "or /thumbnail?id=..."})
+
+        def _thumbnail(self, item_id):
+            """The item's picture, for <img src>: its ETag lets browsers keep it
+            and revalidate (304 when If-None-Match still matches)."""
+            try:
+                jpeg, etag = backend.thumbnail(item_id)
+            except grpc.RpcError as e:
+                self._reply(_HTTP_STATUS.get(e.code(), 502),
+                            {"error": e.details(), "code": e.code().name})
+                return
+            unchanged = etag and self.headers.get("If-None-Match") == etag
+            self.send_response(304 if unchanged else 200)
+            self.send_header("ETag", etag)
+            self.send_header("Cache-Control", "no-cache")
+            if unchanged:
+                self.end_headers()
+                return
+            self.send_header("Content-Type", "image/jpeg")
+            self.send_header("Content-Length", str(len(jpeg)))
+            self.end_headers()
+            self.wfile.write(jpeg)
 
         def _search(self, params, run):
             try:

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <set>
 
@@ -316,6 +317,52 @@ TEST_F(SearchTest, DeleteHidesItemsAtOnce) {
   CommandResult gone = RunCli(*server_, {"collections", "describe", "deletions"});
   EXPECT_EQ(gone.exit_code, 1);
   EXPECT_NE(gone.err.find("NOT_FOUND"), std::string::npos) << gone.err;
+}
+
+// `lookalike thumbnail`: the JPEG the server keeps of an item, over gRPC
+// alone (GetThumbnail); what is missing is named, nothing is written.
+TEST_F(SearchTest, ThumbnailCommandSavesTheKeptJpeg) {
+  CommandResult create =
+      RunCli(*server_, {"collections", "create", "thumbs", "--thumbnail-size", "64"});
+  ASSERT_EQ(create.exit_code, 0) << create.err;
+  // A file argument: the item id is its name.
+  CommandResult index =
+      RunCli(*server_, {"index", "thumbs", PhotoPath("chelsea/original.jpg"), "--journal",
+                        *dir_ / "thumbs_journal.jsonl", "--no-progress"});
+  ASSERT_EQ(index.exit_code, 0) << index.out << index.err;
+
+  const std::string out = *dir_ / "thumb.jpg";
+  CommandResult saved = RunCli(*server_, {"thumbnail", "thumbs", "original.jpg", "-o", out});
+  ASSERT_EQ(saved.exit_code, 0) << saved.err;
+  std::ifstream file(out, std::ios::binary);
+  const std::string jpeg((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+  ASSERT_GT(jpeg.size(), 3u);
+  EXPECT_EQ(jpeg.substr(0, 3), std::string("\xff\xd8\xff"));  // a JPEG
+  auto kept = server_->MakeClient()->GetThumbnail("thumbs", "original.jpg");
+  ASSERT_TRUE(kept.ok()) << kept.status().ToString();
+  EXPECT_EQ(kept->jpeg(), jpeg);
+  EXPECT_NE(saved.out.find("wrote " + std::to_string(jpeg.size()) + " bytes to " + out),
+            std::string::npos)
+      << saved.out;
+  EXPECT_NE(saved.out.find(kept->etag()), std::string::npos) << saved.out;
+  // -o -: the bytes on standard output.
+  CommandResult piped = RunCli(*server_, {"thumbnail", "thumbs", "original.jpg", "-o", "-"});
+  ASSERT_EQ(piped.exit_code, 0) << piped.err;
+  EXPECT_EQ(piped.out, jpeg);
+
+  const std::string none = *dir_ / "none.jpg";
+  CommandResult missing = RunCli(*server_, {"thumbnail", "thumbs", "nope.jpg", "-o", none});
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_NE(missing.err.find("NOT_FOUND"), std::string::npos) << missing.err;
+  EXPECT_NE(missing.err.find("nope.jpg"), std::string::npos) << missing.err;
+  CommandResult plain =
+      RunCli(*server_, {"thumbnail", kCollection, "chelsea/flip.jpg", "-o", none});
+  EXPECT_EQ(plain.exit_code, 1);
+  EXPECT_NE(plain.err.find("FAILED_PRECONDITION"), std::string::npos) << plain.err;
+  EXPECT_NE(plain.err.find("keeps no thumbnails"), std::string::npos) << plain.err;
+  EXPECT_FALSE(fs::exists(none));
+  // -o is required.
+  EXPECT_EQ(RunCli(*server_, {"thumbnail", "thumbs", "original.jpg"}).exit_code, 2);
 }
 
 TEST_F(SearchTest, ModelsAndCollectionsCommands) {

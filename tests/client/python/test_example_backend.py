@@ -21,6 +21,8 @@ sys.path.insert(0, os.path.join(REPO, "client", "python"))
 import example_backend  # noqa: E402
 
 pb2, pb2_grpc = example_backend.load_stubs()
+THUMBNAIL = b"\xff\xd8\xff\xe0 thumbnail of p1"
+THUMBNAIL_ETAG = '"00112233aabbccdd"'
 
 
 class FakeLookalike(pb2_grpc.LookalikeServicer):
@@ -39,6 +41,16 @@ class FakeLookalike(pb2_grpc.LookalikeServicer):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "queries[0]: cannot decode image")
         hits = [pb2.Hit(id=f"p{i}", score=1.0 - 0.1 * i, metadata={"rank": str(i)}) for i in range(request.k)]
         return pb2.SearchResponse(results=[pb2.QueryResult(hits=hits)])
+
+    def GetThumbnail(self, request, context):
+        self.requests.append(request)
+        self.authorization.append(dict(context.invocation_metadata()).get("authorization"))
+        if request.collection != "products":
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                          f'collection "{request.collection}" keeps no thumbnails')
+        if request.id != "p1":
+            context.abort(grpc.StatusCode.NOT_FOUND, f'no item "{request.id}"')
+        return pb2.GetThumbnailResponse(jpeg=THUMBNAIL, etag=THUMBNAIL_ETAG)
 
 
 @pytest.fixture()
@@ -116,6 +128,46 @@ def test_http_endpoint(fake_server):
     finally:
         httpd.shutdown()
         backend.close()
+
+
+def test_thumbnail_over_grpc_and_http(fake_server):
+    servicer, address = fake_server
+    backend = example_backend.SimilarityBackend(address, "products", api_key="lk_abc")
+    assert backend.thumbnail("p1") == (THUMBNAIL, THUMBNAIL_ETAG)
+    req = servicer.requests[-1]
+    assert (req.collection, req.id) == ("products", "p1")
+    assert servicer.authorization[-1] == "Bearer lk_abc"
+    with pytest.raises(grpc.RpcError) as err:
+        backend.thumbnail("p9")
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    httpd = example_backend.serve(backend, 0)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{httpd.server_address[1]}"
+    try:
+        with urllib.request.urlopen(base + "/thumbnail?id=p1") as r:
+            assert r.status == 200
+            assert r.headers["Content-Type"] == "image/jpeg"
+            assert r.headers["ETag"] == THUMBNAIL_ETAG
+            assert r.read() == THUMBNAIL
+        # Revalidation: the same ETag is 304 without a body.
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(urllib.request.Request(
+                base + "/thumbnail?id=p1", headers={"If-None-Match": THUMBNAIL_ETAG}))
+        assert err.value.code == 304
+        assert err.value.read() == b""
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(base + "/thumbnail?id=p9")
+        assert err.value.code == 404
+        assert json.loads(err.value.read()) == {"error": 'no item "p9"', "code": "NOT_FOUND"}
+    finally:
+        httpd.shutdown()
+        backend.close()
+    other = example_backend.SimilarityBackend(address, "plain")
+    with pytest.raises(grpc.RpcError) as err:
+        other.thumbnail("p1")
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "keeps no thumbnails" in err.value.details()
+    other.close()
 
 
 def test_api_key_is_sent_as_bearer_metadata(fake_server):
