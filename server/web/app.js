@@ -3,11 +3,19 @@
 // see similar items; filter by metadata, set a minimum score, and search
 // again from any result ("more like this"). Talks to the server's
 // JSON API (POST /lookalike.v1.Lookalike/<Method>, protobuf's JSON mapping).
+//
+// A server with API keys (docs/security.md) answers 401 without one: the page
+// then asks for a key, sends it as "Authorization: Bearer <key>" with every
+// call, and loads the server's thumbnails with fetch() (an <img src> cannot
+// send a header) into blob: URLs, revoked when the results are replaced.
 "use strict";
 
 const K = 24;
 const PICTURE_KEYS = ["image_url", "thumbnail_url"];
 const $ = (id) => document.getElementById(id);
+// The key lives in sessionStorage, not localStorage: it ends with the tab, so
+// closing the tab forgets it and it is not left behind on a shared computer.
+const KEY_STORAGE = "lookalike.apiKey";
 const state = {
   collection: "",
   thumbnails: false, // the collection keeps thumbnails (CollectionInfo.thumbnailSize > 0)
@@ -16,7 +24,20 @@ const state = {
   filters: {},       // key -> value (one value per key)
   facets: {},        // key -> Set of values seen in this collection's results
   minScore: 0,
+  pictures: [],      // blob: URLs of the results' thumbnails (revoked with the results)
+  blobs: new WeakMap(), // result <img> -> its thumbnail's bytes (for the preview)
+  preview: "",       // blob: URL of the query preview, if it is one
+  grid: 0,           // bumped whenever the results are replaced
 };
+
+function apiKey() {
+  try { return sessionStorage.getItem(KEY_STORAGE) || ""; } catch (e) { return ""; }
+}
+
+function authHeaders() {
+  const key = apiKey();
+  return key ? {"Authorization": "Bearer " + key} : {};
+}
 
 class ApiError extends Error {
   constructor(code, message) { super(message); this.code = code; }
@@ -27,7 +48,7 @@ async function call(method, body) {
   try {
     response = await fetch("/lookalike.v1.Lookalike/" + method, {
       method: "POST",
-      headers: {"Content-Type": "application/json"},
+      headers: {"Content-Type": "application/json", ...authHeaders()},
       body: JSON.stringify(body || {}),
     });
   } catch (e) {
@@ -51,11 +72,58 @@ function show(text, isError) {
 
 function explain(error) {
   if (error.code === "unavailable") return "The server is not reachable: " + error.message;
+  if (error.code === "permission_denied") return "This API key may not do that: " + error.message;
   if (error.code === "invalid_argument") return "The server could not use that: " + error.message;
   if (error.code === "not_found") return "Not found: " + error.message;
   if (error.code === "failed_precondition") return "This search is not possible here: " + error.message;
   if (error.code === "resource_exhausted") return "The server is busy or the photo is too large: " + error.message;
   return "Server error (" + error.code + "): " + error.message;
+}
+
+// A failed call: the key prompt when the server wants a key (none sent, or
+// one it does not know), else the error.
+function fail(error) {
+  if (error.code === "unauthenticated") {
+    askForKey(error.message);
+  } else {
+    show(explain(error), true);
+  }
+}
+
+function askForKey(serverMessage) {
+  $("key-form").hidden = false;
+  $("forget-key").hidden = !apiKey();
+  // A key was sent and refused: say so, in the server's words.
+  $("key-error").textContent = apiKey()
+      ? "The server did not accept that key: " + serverMessage : "";
+  show("This server needs an API key: enter it above to search.", true);
+  $("key").focus();
+}
+
+function useKey(key) {
+  key = key.trim();
+  if (!key) {
+    $("key-error").textContent = "Enter the API key you were given (it starts with lk_).";
+    $("key").focus();
+    return;
+  }
+  sessionStorage.setItem(KEY_STORAGE, key);
+  $("key").value = "";
+  $("key-form").hidden = true;
+  $("key-error").textContent = "";
+  $("forget-key").hidden = false;
+  loadCollections();
+}
+
+function forgetKey() {
+  sessionStorage.removeItem(KEY_STORAGE);
+  $("forget-key").hidden = true;
+  clearResults();
+  $("collection").textContent = "";
+  $("collection-info").textContent = "";
+  state.collection = "";
+  show("Key forgotten.");
+  loadCollections();
 }
 
 async function loadCollections() {
@@ -65,7 +133,7 @@ async function loadCollections() {
     for (const m of (await call("ListModels")).models || []) state.models[m.name] = m;
     list = (await call("ListCollections")).collections || [];
   } catch (e) {
-    show(explain(e), true);
+    fail(e);
     return;
   }
   select.textContent = "";
@@ -92,7 +160,7 @@ async function chooseCollection(name) {
   state.filters = {};
   state.facets = {};
   localStorage.setItem("lookalike.collection", name);
-  $("results").textContent = "";
+  clearResults();
   renderChips();
   try {
     const info = await call("DescribeCollection", {name});
@@ -111,7 +179,7 @@ async function chooseCollection(name) {
       show("Choose, drop or take a photo to find similar items.");
     }
   } catch (e) {
-    show(explain(e), true);
+    fail(e);
   }
 }
 
@@ -131,10 +199,7 @@ async function usePhoto(file) {
          "): choose a JPEG, PNG, WebP, GIF, BMP or TIFF image.", true);
     return;
   }
-  const preview = $("query-preview");
-  preview.src = URL.createObjectURL(file);
-  preview.alt = "Your photo: " + file.name;
-  preview.hidden = false;
+  setPreview(URL.createObjectURL(file), "Your photo: " + file.name, true);
   state.query = {image: await readAsBase64(file)};
   await search();
 }
@@ -173,8 +238,8 @@ async function search() {
           (state.minScore > 0 ? " scoring at least " + state.minScore.toFixed(2) : "") + "."
         : hits.length + " similar items" + (filters ? " with " + filters : "") + ".");
   } catch (e) {
-    $("results").textContent = "";
-    show(explain(e), true);
+    clearResults();
+    fail(e);
   }
 }
 
@@ -233,9 +298,72 @@ function pictureUrl(hit) {
   return "";
 }
 
+// The query preview; `owned` blob: URLs are revoked when it changes.
+function setPreview(src, alt, owned) {
+  if (state.preview) URL.revokeObjectURL(state.preview);
+  state.preview = owned ? src : "";
+  const preview = $("query-preview");
+  preview.src = src;
+  preview.alt = alt;
+  preview.hidden = false;
+}
+
+// Empties the results and frees their pictures' blob: URLs; thumbnail loads
+// still in flight see the new `grid` and drop what they fetched.
+function clearResults() {
+  state.grid += 1;
+  if (thumbnailLoader) thumbnailLoader.disconnect();
+  for (const url of state.pictures) URL.revokeObjectURL(url);
+  state.pictures = [];
+  $("results").textContent = "";
+}
+
+// The server's own thumbnail route, which needs the key when there is one.
+function isThumbnailRoute(url) {
+  return url.startsWith("/collections/");
+}
+
+function showPlaceholder(picture) {
+  const placeholder = document.createElement("div");
+  placeholder.className = "picture placeholder";
+  placeholder.textContent = "no picture";
+  picture.replaceWith(placeholder);
+}
+
+// With a key, <img src> cannot authenticate: fetch the thumbnail with the
+// header and show it from a blob: URL, when the picture scrolls into view
+// (as loading="lazy" would).
+const thumbnailLoader = "IntersectionObserver" in window
+    ? new IntersectionObserver((entries, observer) => {
+      for (const entry of entries) {
+        if (!entry.isIntersecting) continue;
+        observer.unobserve(entry.target);
+        loadThumbnail(entry.target);
+      }
+    }, {rootMargin: "200px"})
+    : null;
+
+async function loadThumbnail(picture) {
+  const grid = state.grid;
+  let blob;
+  try {
+    const response = await fetch(picture.dataset.thumbnail, {headers: authHeaders()});
+    if (!response.ok) throw new Error("HTTP " + response.status);
+    blob = await response.blob();
+  } catch (e) {
+    if (grid === state.grid) showPlaceholder(picture);
+    return;
+  }
+  if (grid !== state.grid) return;  // the results were replaced meanwhile
+  const url = URL.createObjectURL(blob);
+  state.pictures.push(url);
+  state.blobs.set(picture, blob);
+  picture.src = url;
+}
+
 function renderResults(hits) {
+  clearResults();
   const list = $("results");
-  list.textContent = "";
   for (const hit of hits) {
     const item = document.createElement("li");
     item.className = "result";
@@ -244,16 +372,17 @@ function renderResults(hits) {
     let picture;
     if (url) {
       picture = document.createElement("img");
-      picture.src = url;
       picture.alt = hit.id;
-      picture.loading = "lazy";
+      if (apiKey() && isThumbnailRoute(url)) {
+        picture.dataset.thumbnail = url;
+        if (thumbnailLoader) thumbnailLoader.observe(picture);
+        else loadThumbnail(picture);
+      } else {
+        picture.src = url;
+        picture.loading = "lazy";
+      }
       // An item without a picture (e.g. written as a vector): the placeholder.
-      picture.addEventListener("error", () => {
-        const placeholder = document.createElement("div");
-        placeholder.className = "picture placeholder";
-        placeholder.textContent = "no picture";
-        picture.replaceWith(placeholder);
-      }, {once: true});
+      picture.addEventListener("error", () => showPlaceholder(picture), {once: true});
     } else {
       picture = document.createElement("div");
       picture.classList.add("placeholder");
@@ -290,8 +419,14 @@ function renderResults(hits) {
     more.setAttribute("aria-label", "More like " + hit.id);
     more.addEventListener("click", () => {
       state.query = {id: hit.id};
-      const preview = $("query-preview");
-      if (url) { preview.src = url; preview.alt = "Searching like " + hit.id; preview.hidden = false; }
+      // A fetched thumbnail's blob: URL is revoked with these results: the
+      // preview gets its own URL for the same bytes.
+      const blob = state.blobs.get(picture);
+      if (blob) {
+        setPreview(URL.createObjectURL(blob), "Searching like " + hit.id, true);
+      } else if (url && !picture.dataset.thumbnail) {
+        setPreview(url, "Searching like " + hit.id, false);
+      }
       search();
     });
     body.appendChild(more);
@@ -326,6 +461,12 @@ function setUp() {
     $("min-score-value").textContent = state.minScore > 0 ? state.minScore.toFixed(2) : "off";
   });
   slider.addEventListener("change", search);
+  $("key-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    useKey($("key").value);
+  });
+  $("forget-key").addEventListener("click", forgetKey);
+  $("forget-key").hidden = !apiKey();
   loadCollections();
 }
 
