@@ -115,13 +115,18 @@ function useKey(key) {
   loadCollections();
 }
 
+// Drops the key and everything it showed; the server asks for a key again.
 function forgetKey() {
   sessionStorage.removeItem(KEY_STORAGE);
   $("forget-key").hidden = true;
   clearResults();
+  if (state.preview) URL.revokeObjectURL(state.preview);
+  state.preview = "";
+  $("query-preview").hidden = true;
   $("collection").textContent = "";
   $("collection-info").textContent = "";
-  state.collection = "";
+  Object.assign(state, {collection: "", thumbnails: false, query: null, filters: {}, facets: {}});
+  renderChips();
   show("Key forgotten.");
   loadCollections();
 }

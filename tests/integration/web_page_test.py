@@ -317,7 +317,7 @@ def test_api_key_prompt(keyed_server, browser):
     driver.get(base + "/")
     # No key: the server answers 401 and the page asks for one.
     wait_for(lambda: key_prompt(driver)[0], "the API key prompt")
-    assert "This server needs an API key" in driver.find_element(By.ID, "key-help").text
+    assert driver.find_element(By.ID, "key-title").text == "This server needs an API key"
     assert "needs an API key" in message(driver)[0]
     # The field has a label, and has the focus.
     field = driver.find_element(By.ID, "key")
@@ -377,6 +377,7 @@ def test_api_key_prompt(keyed_server, browser):
     wait_for(lambda: key_prompt(driver)[0], "the prompt after forgetting the key")
     assert driver.execute_script("return sessionStorage.getItem('lookalike.apiKey')") is None
     assert key_prompt(driver)[1] == ""
+    assert results(driver) == []  # what the key showed is gone with it
 
     # A key without the right (limited to another collection, so it may not
     # list every collection): the server's 403 message.
