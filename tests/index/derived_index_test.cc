@@ -300,7 +300,7 @@ size_t Find(const std::vector<uint8_t>& p, size_t from, const char (&tag)[5]) {
 // snapshot of the loaded index with the same bytes.
 TEST(DerivedIndexTest, TrainedQuantizedSnapshotsRoundTrip) {
   for (const char* index_spec : {"IVF2,PQ2", "IVF2,PQ2x4", "IVF2,SQ8", "IVF2,SQ4", "IVF2,SQ6",
-                                 "IVF2,SQfp16", "HNSW8,SQ8", "HNSW8,SQfp16", "HNSW8,PQ2"}) {
+                                 "IVF2,SQfp16", "HNSW8,SQ8", "HNSW8,SQfp16", "HNSW8,PQ2", "SQ8"}) {
     SCOPED_TRACE(index_spec);
     TempDir dir;
     const std::string path = dir.path() + "/index.snap";
