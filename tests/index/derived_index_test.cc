@@ -295,8 +295,8 @@ size_t Find(const std::vector<uint8_t>& p, size_t from, const char (&tag)[5]) {
   return static_cast<size_t>(it - p.begin());
 }
 
-// Trained IVF-PQ, IVF-SQ, HNSW-SQ and HNSW-PQ indexes snapshot, pass the body
-// checks and load back as they were: the same hits and scores, and a
+// Trained IVF-PQ, IVF-SQ, HNSW-SQ, HNSW-PQ and SQ indexes snapshot, pass the
+// body checks and load back as they were: the same hits and scores, and a
 // snapshot of the loaded index with the same bytes.
 TEST(DerivedIndexTest, TrainedQuantizedSnapshotsRoundTrip) {
   for (const char* index_spec : {"IVF2,PQ2", "IVF2,PQ2x4", "IVF2,SQ8", "IVF2,SQ4", "IVF2,SQ6",
@@ -338,9 +338,10 @@ TEST(DerivedIndexTest, TrainedQuantizedSnapshotsRoundTrip) {
   }
 }
 
-// Every cut of a snapshot and every flip of a byte in its index's structure
-// (not its codes, which any value encodes) loads or is DATA_LOSS, never a
-// crash (run under ASan/UBSan by tools/fuzz.sh's seeds too).
+// Every cut of a snapshot at [from, to) is DATA_LOSS, and every one-bit flip
+// there (the index's structure, not its codes, which any value encodes)
+// loads or is DATA_LOSS, never a crash (fuzz_snapshot takes the same bodies
+// through ASan and UBSan).
 void ExpectNoCrash(const std::string& path, const std::string& index_spec,
                    const std::vector<uint8_t>& payload, size_t from, size_t to) {
   int64_t seq = 0;
