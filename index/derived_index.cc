@@ -119,9 +119,11 @@ void SetDefaultNprobe(faiss::Index* index) {
 // centroid and trained tables and the code size those imply, the lists' code
 // size that one); enum and bool fields hold valid values; a nested index
 // (quantizer, storage) is of the type its parent reads it as, with its
-// parent's metric; the body ends where the index does. Other index bodies
-// (IVF-PQ fast scan, IVF-PQR, additive quantizers, HNSW over a 2-level
-// storage) are not walked and go to read_index as before.
+// parent's metric; the body ends where the index does. The other index types
+// FAISS writes for specs the project accepts (IsUnwalkedIndexType) are not
+// walked and go to read_index as before; any other type (read_index also
+// reads legacy layouts, which no snapshot the project writes holds) is
+// refused.
 enum class BodyKind { kFlat, kScalarQuantizer, kProductQuantizer, kIvf, kHnsw, kOther };
 
 struct IndexHeader {
@@ -145,6 +147,18 @@ enum SqType : int32_t {
 };
 constexpr int32_t kSqRangeStats = 4;
 constexpr int32_t kPqSearchTypes = 6;  // IndexPQ::Search_type_t
+
+// Top-level index types FAISS 1.7.3 writes for index specs ClassifyIndex
+// accepts whose bodies BodyWalker does not walk: the other IVF codecs
+// (FlatDedup, spectral hash, PQ with refinement, PQ fast scan, additive
+// quantizers, their fast scan) and HNSW over a two-level storage.
+bool IsUnwalkedIndexType(uint32_t fourcc) {
+  for (const char* type : {"IwFd", "IwSh", "IwQR", "IwPf", "IwLS", "IwRQ", "IwPL", "IwPR", "IVLf",
+                           "IVRf", "NPLf", "NPRf", "IHN2"}) {
+    if (fourcc == faiss::fourcc(type)) return true;
+  }
+  return false;
+}
 
 class BodyWalker {
  public:
@@ -392,7 +406,9 @@ class BodyWalker {
       RETURN_IF_ERROR(Hnsw(fourcc, h));
       return BodyKind::kHnsw;
     }
-    return BodyKind::kOther;
+    if (IsUnwalkedIndexType(fourcc)) return BodyKind::kOther;
+    return Bad("index type '" + faiss::fourcc_inv_printable(fourcc) +
+               "' is not one FAISS writes for an index spec");
   }
 
   // The IVF index of type `fourcc` after its fourcc.

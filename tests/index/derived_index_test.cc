@@ -420,6 +420,10 @@ TEST(DerivedIndexTest, IvfPqSnapshotWithForgedQuantizerIsDataLoss) {
   Restore(path, p);
   Forge<int64_t>(path, p.size() - 8, 1000);  // the last list's last id
   ExpectDataLoss(path, spec, "IVF list id 1000 is not a slot (1000 slots)");
+  // FAISS' legacy IVF-PQ layout, which read_index still reads (and leaks on).
+  Restore(path, p);
+  Forge<uint32_t>(path, body, faiss::fourcc("IvPQ"));
+  ExpectDataLoss(path, spec, "index type 'IvPQ' is not one FAISS writes for an index spec");
 
   ExpectNoCrash(path, spec, p, body, pq + 40);
 }
