@@ -338,10 +338,10 @@ TEST(DerivedIndexTest, TrainedQuantizedSnapshotsRoundTrip) {
   }
 }
 
-// Every cut of a snapshot at [from, to) is DATA_LOSS, and every one-bit flip
-// there (the index's structure, not its codes, which any value encodes)
-// loads or is DATA_LOSS, never a crash (fuzz_snapshot takes the same bodies
-// through ASan and UBSan).
+// Every cut of a snapshot at [from, to) is DATA_LOSS, and flipping the lowest
+// or the highest bit of a byte there (the index's structure, not its codes,
+// which any value encodes) loads or is DATA_LOSS, never a crash (fuzz_snapshot takes the same
+// bodies through ASan and UBSan).
 void ExpectNoCrash(const std::string& path, const std::string& index_spec,
                    const std::vector<uint8_t>& payload, size_t from, size_t to) {
   int64_t seq = 0;
