@@ -77,44 +77,96 @@ void SetDefaultNprobe(faiss::Index* index) {
 // FAISS' read_index sizes each vector from a length field in the body and
 // allocates it before reading it, so a forged length (a snapshot whose
 // checksum matches a corrupt body, or one written by a FAISS whose layout
-// differs) asks for up to 1 TiB (found by fuzz_snapshot); and it takes graph
-// links and list ids as they come, which searches then follow. The bodies the
-// project writes are therefore walked here before read_index, after the
-// layout of faiss/impl/index_write.cpp:
+// differs) asks for up to 1 TiB (found by fuzz_snapshot); it takes graph
+// links and list ids as they come, which searches then follow; and it derives
+// quantizer sizes from fields it does not check (a PQ with M = 0 divides by
+// zero, a PQ or SQ whose table is shorter than its sizes say is read past its
+// end). The bodies the project writes are therefore walked here before
+// read_index, after the layout of faiss/impl/index_write.cpp (FAISS 1.7.3):
 //   index header   d, ntotal, two reserved int64, is_trained (a bool byte),
 //                  metric_type, metric_arg when metric_type > 1
 //   flat (IxF2, IxFI, IxFl)  header, codes: a length (in floats or bytes by
 //                  FAISS version) then ntotal * d floats
-//   IVF flat (IwFl)  header, nlist, nprobe, the coarse quantizer (a flat
-//                  index of nlist centroids), the direct map (type byte, an
-//                  int64 array, for type 2 a pair table), then the inverted
-//                  lists: "ilar", nlist, code_size (d floats), "full" + nlist
-//                  sizes or "sprs" + (list, size) pairs, then per list its
-//                  codes and its ids
-//   HNSW flat (IHNf)  header, assign_probas (double), cum_nneighbor_per_level
-//                  (int), levels (int, one per vector), offsets (size_t,
-//                  ntotal + 1), neighbors (int), entry_point, max_level,
-//                  efConstruction, efSearch, upper_beam, then the storage (a
-//                  flat index of the ntotal vectors)
+//   PQ             d, M, nbits (size_t each), centroids: M * 2^nbits * d / M
+//                  floats; code size (nbits * M + 7) / 8 bytes
+//   SQ             qtype, rangestat (int enums), rangestat_arg (float), d,
+//                  code_size (size_t), trained (floats: 2 * d for the
+//                  per-dimension types 8bit/4bit/6bit, 2 for the uniform ones,
+//                  none for fp16 and 8bit_direct)
+//   SQ index (IxSQ)  header, SQ, codes (ntotal * code_size bytes)
+//   PQ index (IxPq)  header, PQ, codes (ntotal * code_size bytes),
+//                  search_type (int enum), encode_signs (bool), polysemous_ht
+//   IVF (IwFl, IwSq, IwPQ)  header, nlist, nprobe, the coarse quantizer (a
+//                  flat index of nlist centroids), the direct map (type byte,
+//                  an int64 array, for type 2 a pair table), then by type:
+//                    IwFl  nothing (code size d floats)
+//                    IwSq  SQ, code_size, by_residual (bool)
+//                    IwPQ  by_residual (bool), code_size, PQ
+//                  then the inverted lists: "ilar", nlist, code_size, "full" +
+//                  nlist sizes or "sprs" + (list, size) pairs, then per list
+//                  its codes and its ids
+//   HNSW (IHNf, IHNs, IHNp)  header, assign_probas (double),
+//                  cum_nneighbor_per_level (int), levels (int, one per
+//                  vector), offsets (size_t, ntotal + 1), neighbors (int),
+//                  entry_point, max_level, efConstruction, efSearch,
+//                  upper_beam, then the storage of the ntotal vectors: a flat,
+//                  SQ or PQ index respectively
 // Checked: every length fits the bytes that follow; sizes agree with each
 // other (list sizes sum to ntotal, list ids are slots of the table, offsets
 // rise to the neighbour count, each vector's links match its level, links
-// and the entry point name vectors that exist); the body ends where the
-// index does. Other index bodies (IVF with PQ or SQ codes, HNSW over SQ or
-// PQ) are not walked and go to read_index as before.
-enum class BodyKind { kFlat, kIvfFlat, kHnswFlat, kOther };
+// and the entry point name vectors that exist); quantizers match the index
+// (dim, M dividing d, nbits 1..8 as FAISS' IVF-PQ and HNSW-PQ build them, the
+// centroid and trained tables and the code size those imply, the lists' code
+// size that one); enum and bool fields hold valid values; a nested index
+// (quantizer, storage) is of the type its parent reads it as, with its
+// parent's metric; the body ends where the index does. The other index types
+// FAISS writes for specs the project accepts (IsUnwalkedIndexType) are not
+// walked and go to read_index as before; any other type (read_index also
+// reads legacy layouts, which no snapshot the project writes holds) is
+// refused.
+enum class BodyKind { kFlat, kScalarQuantizer, kProductQuantizer, kIvf, kHnsw, kOther };
 
 struct IndexHeader {
   int32_t d = 0;
   int64_t ntotal = 0;
+  int32_t metric_type = 0;
 };
+
+// The largest PQ nbits FAISS 1.7.3 builds an IVF-PQ (its constructor) or an
+// HNSW-PQ (always 8) with; the HNSW-PQ load builds an M * 4^nbits table.
+constexpr uint64_t kMaxPqBits = 8;
+// ScalarQuantizer::QuantizerType and RangeStat (faiss/impl/ScalarQuantizer.h).
+enum SqType : int32_t {
+  kSq8bit,
+  kSq4bit,
+  kSq8bitUniform,
+  kSq4bitUniform,
+  kSqFp16,
+  kSq8bitDirect,
+  kSq6bit,
+};
+constexpr int32_t kSqRangeStats = 4;
+constexpr int32_t kPqSearchTypes = 6;  // IndexPQ::Search_type_t
+
+// Top-level index types FAISS 1.7.3 writes for index specs ClassifyIndex
+// accepts whose bodies BodyWalker does not walk: the other IVF codecs
+// (FlatDedup, spectral hash, PQ with refinement, PQ fast scan, additive
+// quantizers, their fast scan) and HNSW over a two-level storage.
+bool IsUnwalkedIndexType(uint32_t fourcc) {
+  for (const char* type : {"IwFd", "IwSh", "IwQR", "IwPf", "IwLS", "IwRQ", "IwPL", "IwPR", "IVLf",
+                           "IVRf", "NPLf", "NPRf", "IHN2"}) {
+    if (fourcc == faiss::fourcc(type)) return true;
+  }
+  return false;
+}
 
 class BodyWalker {
  public:
   BodyWalker(const uint8_t* body, size_t n, uint64_t nslots) : cur_(body, n), nslots_(nslots) {}
 
   StatusOr<BodyKind> Walk() {
-    auto kind = Index(/*nested=*/false, nullptr);
+    IndexHeader h;
+    auto kind = Index(/*nested=*/false, &h);
     // A top-level flat body is left to read_index past its checked header.
     if (!kind.ok() || *kind == BodyKind::kOther || *kind == BodyKind::kFlat) return kind;
     if (cur_.left() != 0) {
@@ -148,14 +200,34 @@ class BodyWalker {
     return Status::Ok();
   }
 
+  // A length-prefixed array of `elem`-byte values that must hold exactly
+  // `want` of them; skipped.
+  Status SkipArray(size_t elem, const char* what, uint64_t want) {
+    uint64_t count = 0;
+    RETURN_IF_ERROR(ArrayLength(elem, what, &count));
+    if (count != want) {
+      return Bad(std::string(what) + " holds " + std::to_string(count) + " values, " +
+                 std::to_string(want) + " expected");
+    }
+    if (!cur_.Skip(count * elem)) return Bad(std::string(what) + " truncated");
+    return Status::Ok();
+  }
+
+  // A byte FAISS reads as a bool as it is.
+  Status Bool(const char* what) {
+    uint8_t value = 0;
+    if (!cur_.Read(&value)) return Bad(std::string(what) + " truncated");
+    if (value > 1) return Bad(std::string(what) + " is " + std::to_string(value) + ", not a bool");
+    return Status::Ok();
+  }
+
   Status Header(IndexHeader* h) {
     int64_t reserved = 0;
     uint8_t is_trained = 0;
-    int32_t metric_type = 0;
     float metric_arg = 0;
     if (!cur_.Read(&h->d) || !cur_.Read(&h->ntotal) || !cur_.Read(&reserved) ||
-        !cur_.Read(&reserved) || !cur_.Read(&is_trained) || !cur_.Read(&metric_type) ||
-        (metric_type > 1 && !cur_.Read(&metric_arg))) {
+        !cur_.Read(&reserved) || !cur_.Read(&is_trained) || !cur_.Read(&h->metric_type) ||
+        (h->metric_type > 1 && !cur_.Read(&metric_arg))) {
       return Bad("index header truncated");
     }
     // is_trained is a bool FAISS reads from the file byte as it is.
@@ -164,6 +236,16 @@ class BodyWalker {
                  std::to_string(h->ntotal) + ", is_trained " + std::to_string(is_trained) + ")");
     }
     return Status::Ok();
+  }
+
+  // The codes of `h->ntotal` vectors of `code_size` bytes: a byte array.
+  Status Codes(const char* what, const IndexHeader& h, uint64_t code_size) {
+    const uint64_t ntotal = static_cast<uint64_t>(h.ntotal);
+    if (code_size != 0 && ntotal > cur_.left() / code_size) {
+      return Bad(std::string(what) + " of " + std::to_string(ntotal) + " vectors of " +
+                 std::to_string(code_size) + " bytes do not fit the body");
+    }
+    return SkipArray(1, what, ntotal * code_size);
   }
 
   // The flat index after its fourcc.
@@ -191,9 +273,113 @@ class BodyWalker {
     return Status::Ok();
   }
 
-  StatusOr<BodyKind> Index(bool nested, IndexHeader* out) {
-    IndexHeader own;
-    IndexHeader* h = out != nullptr ? out : &own;
+  // A product quantizer for vectors of the index's dim; its code size.
+  Status ProductQuantizer(const IndexHeader& h, uint64_t* code_size) {
+    uint64_t d = 0, m = 0, nbits = 0;
+    if (!cur_.Read(&d) || !cur_.Read(&m) || !cur_.Read(&nbits)) return Bad("PQ truncated");
+    if (d != static_cast<uint64_t>(h.d)) {
+      return Bad("PQ of dim " + std::to_string(d) + " in an index of dim " + std::to_string(h.d));
+    }
+    // read_index divides d by M before anything else.
+    if (m == 0 || d % m != 0) {
+      return Bad("PQ M " + std::to_string(m) + " does not divide dim " + std::to_string(d));
+    }
+    if (nbits < 1 || nbits > kMaxPqBits) {
+      return Bad("PQ nbits " + std::to_string(nbits) + " out of range 1.." +
+                 std::to_string(kMaxPqBits));
+    }
+    // M * 2^nbits centroids of d / M floats.
+    RETURN_IF_ERROR(SkipArray(sizeof(float), "PQ centroids", d << nbits));
+    *code_size = (nbits * m + 7) / 8;
+    return Status::Ok();
+  }
+
+  // A scalar quantizer for vectors of the index's dim; its code size.
+  Status ScalarQuantizer(const IndexHeader& h, uint64_t* code_size) {
+    int32_t qtype = 0, rangestat = 0;
+    float rangestat_arg = 0;
+    uint64_t d = 0;
+    if (!cur_.Read(&qtype) || !cur_.Read(&rangestat) || !cur_.Read(&rangestat_arg) ||
+        !cur_.Read(&d) || !cur_.Read(code_size)) {
+      return Bad("SQ truncated");
+    }
+    if (rangestat < 0 || rangestat >= kSqRangeStats) {
+      return Bad("SQ range statistic " + std::to_string(rangestat));
+    }
+    if (d != static_cast<uint64_t>(h.d)) {
+      return Bad("SQ of dim " + std::to_string(d) + " in an index of dim " + std::to_string(h.d));
+    }
+    uint64_t want_code = 0, want_trained = 0;
+    switch (qtype) {
+      case kSq8bit:
+        want_code = d, want_trained = 2 * d;
+        break;
+      case kSq4bit:
+        want_code = (d + 1) / 2, want_trained = 2 * d;
+        break;
+      case kSq6bit:
+        want_code = (d * 6 + 7) / 8, want_trained = 2 * d;
+        break;
+      case kSq8bitUniform:
+        want_code = d, want_trained = 2;
+        break;
+      case kSq4bitUniform:
+        want_code = (d + 1) / 2, want_trained = 2;
+        break;
+      case kSqFp16:
+        want_code = 2 * d, want_trained = 0;
+        break;
+      case kSq8bitDirect:
+        want_code = d, want_trained = 0;
+        break;
+      default:
+        return Bad("SQ quantizer type " + std::to_string(qtype));
+    }
+    if (*code_size != want_code) {
+      return Bad("SQ code size " + std::to_string(*code_size) + " for quantizer type " +
+                 std::to_string(qtype) + " of dim " + std::to_string(d) + " (" +
+                 std::to_string(want_code) + " expected)");
+    }
+    return SkipArray(sizeof(float), "SQ trained values", want_trained);
+  }
+
+  // The SQ index (IxSQ) after its fourcc.
+  Status ScalarQuantizerIndex(IndexHeader* h) {
+    RETURN_IF_ERROR(Header(h));
+    uint64_t code_size = 0;
+    RETURN_IF_ERROR(ScalarQuantizer(*h, &code_size));
+    return Codes("SQ index codes", *h, code_size);
+  }
+
+  // The PQ index (IxPq) after its fourcc.
+  Status ProductQuantizerIndex(IndexHeader* h) {
+    RETURN_IF_ERROR(Header(h));
+    uint64_t code_size = 0;
+    RETURN_IF_ERROR(ProductQuantizer(*h, &code_size));
+    RETURN_IF_ERROR(Codes("PQ index codes", *h, code_size));
+    int32_t search_type = 0, polysemous_ht = 0;
+    if (!cur_.Read(&search_type)) return Bad("PQ index search type truncated");
+    if (search_type < 0 || search_type >= kPqSearchTypes) {
+      return Bad("PQ index search type " + std::to_string(search_type));
+    }
+    RETURN_IF_ERROR(Bool("PQ index encode_signs"));
+    if (!cur_.Read(&polysemous_ht)) return Bad("PQ index polysemous_ht truncated");
+    return Status::Ok();
+  }
+
+  // An index nested in `parent` (an IVF quantizer, an HNSW storage), which
+  // reads it as `want`.
+  Status Nested(BodyKind want, const IndexHeader& parent, const char* what, IndexHeader* h) {
+    ASSIGN_OR_RETURN(BodyKind kind, Index(/*nested=*/true, h));
+    if (kind != want) return Bad(std::string(what) + " of another index type");
+    if (h->metric_type != parent.metric_type) {
+      return Bad(std::string(what) + " metric " + std::to_string(h->metric_type) +
+                 ", the index's is " + std::to_string(parent.metric_type));
+    }
+    return Status::Ok();
+  }
+
+  StatusOr<BodyKind> Index(bool nested, IndexHeader* h) {
     uint32_t fourcc = 0;
     if (!cur_.Read(&fourcc)) return Bad("truncated");
     if (fourcc == faiss::fourcc("IxFI") || fourcc == faiss::fourcc("IxF2") ||
@@ -201,25 +387,37 @@ class BodyWalker {
       RETURN_IF_ERROR(Flat(h, nested));
       return BodyKind::kFlat;
     }
+    if (fourcc == faiss::fourcc("IxSQ")) {
+      RETURN_IF_ERROR(ScalarQuantizerIndex(h));
+      return BodyKind::kScalarQuantizer;
+    }
+    if (fourcc == faiss::fourcc("IxPq")) {
+      RETURN_IF_ERROR(ProductQuantizerIndex(h));
+      return BodyKind::kProductQuantizer;
+    }
     if (nested) return Bad("nested index of an unexpected type");
-    if (fourcc == faiss::fourcc("IwFl")) {
-      RETURN_IF_ERROR(IvfFlat(h));
-      return BodyKind::kIvfFlat;
+    if (fourcc == faiss::fourcc("IwFl") || fourcc == faiss::fourcc("IwSq") ||
+        fourcc == faiss::fourcc("IwPQ")) {
+      RETURN_IF_ERROR(Ivf(fourcc, h));
+      return BodyKind::kIvf;
     }
-    if (fourcc == faiss::fourcc("IHNf")) {
-      RETURN_IF_ERROR(HnswFlat(h));
-      return BodyKind::kHnswFlat;
+    if (fourcc == faiss::fourcc("IHNf") || fourcc == faiss::fourcc("IHNs") ||
+        fourcc == faiss::fourcc("IHNp")) {
+      RETURN_IF_ERROR(Hnsw(fourcc, h));
+      return BodyKind::kHnsw;
     }
-    return BodyKind::kOther;
+    if (IsUnwalkedIndexType(fourcc)) return BodyKind::kOther;
+    return Bad("index type '" + faiss::fourcc_inv_printable(fourcc) +
+               "' is not one FAISS writes for an index spec");
   }
 
-  Status IvfFlat(IndexHeader* h) {
+  // The IVF index of type `fourcc` after its fourcc.
+  Status Ivf(uint32_t fourcc, IndexHeader* h) {
     RETURN_IF_ERROR(Header(h));
     uint64_t nlist = 0, nprobe = 0;
     if (!cur_.Read(&nlist) || !cur_.Read(&nprobe)) return Bad("IVF header truncated");
     IndexHeader quantizer;
-    ASSIGN_OR_RETURN(BodyKind kind, Index(/*nested=*/true, &quantizer));
-    (void)kind;
+    RETURN_IF_ERROR(Nested(BodyKind::kFlat, *h, "IVF quantizer", &quantizer));
     if (quantizer.d != h->d || static_cast<uint64_t>(quantizer.ntotal) != nlist || nlist == 0) {
       return Bad("IVF quantizer holds " + std::to_string(quantizer.ntotal) + " centroids of dim " +
                  std::to_string(quantizer.d) + " for nlist " + std::to_string(nlist));
@@ -234,16 +432,43 @@ class BodyWalker {
       RETURN_IF_ERROR(ArrayLength(2 * sizeof(int64_t), "IVF direct map table", &count));
       if (!cur_.Skip(count * 2 * sizeof(int64_t))) return Bad("IVF direct map truncated");
     }
-    // The inverted lists.
+    // The encoder, and the code size of a vector in the lists.
+    uint64_t code_size = static_cast<uint64_t>(h->d) * sizeof(float);
+    if (fourcc == faiss::fourcc("IwSq")) {
+      uint64_t sq_code_size = 0;
+      RETURN_IF_ERROR(ScalarQuantizer(*h, &sq_code_size));
+      if (!cur_.Read(&code_size)) return Bad("IVF-SQ code size truncated");
+      if (code_size != sq_code_size) {
+        return Bad("IVF-SQ code size " + std::to_string(code_size) + ", its SQ's is " +
+                   std::to_string(sq_code_size));
+      }
+      RETURN_IF_ERROR(Bool("IVF-SQ by_residual"));
+    } else if (fourcc == faiss::fourcc("IwPQ")) {
+      RETURN_IF_ERROR(Bool("IVF-PQ by_residual"));
+      if (!cur_.Read(&code_size)) return Bad("IVF-PQ code size truncated");
+      uint64_t pq_code_size = 0;
+      RETURN_IF_ERROR(ProductQuantizer(*h, &pq_code_size));
+      if (code_size != pq_code_size) {
+        return Bad("IVF-PQ code size " + std::to_string(code_size) + ", its PQ's is " +
+                   std::to_string(pq_code_size));
+      }
+    }
+    return InvertedLists(*h, nlist, code_size);
+  }
+
+  // The inverted lists of an IVF index: `nlist` lists of `code_size`-byte
+  // codes and slot ids, `h.ntotal` vectors in all.
+  Status InvertedLists(const IndexHeader& h, uint64_t nlist, uint64_t code_size) {
     uint32_t lists_fourcc = 0, list_type = 0;
-    uint64_t lists = 0, code_size = 0;
+    uint64_t lists = 0, lists_code_size = 0;
     if (!cur_.Read(&lists_fourcc) || lists_fourcc != faiss::fourcc("ilar") || !cur_.Read(&lists) ||
-        !cur_.Read(&code_size) || !cur_.Read(&list_type)) {
+        !cur_.Read(&lists_code_size) || !cur_.Read(&list_type)) {
       return Bad("IVF inverted lists header");
     }
-    if (lists != nlist || code_size != static_cast<uint64_t>(h->d) * sizeof(float)) {
+    if (lists != nlist || lists_code_size != code_size) {
       return Bad("IVF inverted lists of " + std::to_string(lists) + " lists, code size " +
-                 std::to_string(code_size) + " for nlist " + std::to_string(nlist));
+                 std::to_string(lists_code_size) + " for nlist " + std::to_string(nlist) +
+                 ", code size " + std::to_string(code_size));
     }
     std::vector<uint64_t> sizes;
     if (list_type == faiss::fourcc("full")) {
@@ -280,14 +505,15 @@ class BodyWalker {
         }
       }
     }
-    if (total != static_cast<uint64_t>(h->ntotal)) {
+    if (total != static_cast<uint64_t>(h.ntotal)) {
       return Bad("IVF lists hold " + std::to_string(total) + " vectors, header says " +
-                 std::to_string(h->ntotal));
+                 std::to_string(h.ntotal));
     }
     return Status::Ok();
   }
 
-  Status HnswFlat(IndexHeader* h) {
+  // The HNSW index of type `fourcc` after its fourcc.
+  Status Hnsw(uint32_t fourcc, IndexHeader* h) {
     RETURN_IF_ERROR(Header(h));
     const uint64_t ntotal = static_cast<uint64_t>(h->ntotal);
     uint64_t count = 0;
@@ -333,12 +559,15 @@ class BodyWalker {
       return Bad("HNSW entry point " + std::to_string(entry_point) + " (max level " +
                  std::to_string(max_level) + ")");
     }
+    const BodyKind storage_kind = fourcc == faiss::fourcc("IHNs")   ? BodyKind::kScalarQuantizer
+                                  : fourcc == faiss::fourcc("IHNp") ? BodyKind::kProductQuantizer
+                                                                    : BodyKind::kFlat;
     IndexHeader storage;
-    ASSIGN_OR_RETURN(BodyKind kind, Index(/*nested=*/true, &storage));
-    (void)kind;
+    RETURN_IF_ERROR(Nested(storage_kind, *h, "HNSW storage", &storage));
     if (storage.d != h->d || storage.ntotal != h->ntotal) {
       return Bad("HNSW storage holds " + std::to_string(storage.ntotal) + " vectors of dim " +
-                 std::to_string(storage.d));
+                 std::to_string(storage.d) + ", the graph " + std::to_string(h->ntotal) +
+                 " of dim " + std::to_string(h->d));
     }
     return Status::Ok();
   }

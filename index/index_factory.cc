@@ -4,6 +4,7 @@
 #include <faiss/IndexHNSW.h>
 #include <faiss/IndexIVF.h>
 #include <faiss/IndexIVFPQ.h>
+#include <faiss/IndexPQ.h>
 #include <faiss/IndexScalarQuantizer.h>
 #include <faiss/index_factory.h>
 
@@ -70,11 +71,15 @@ StatusOr<DerivedIndexParts> MakeDerivedIndex(const CollectionSpec& spec, const D
   // Flat searches run on BLAS (cpu_index_flat.h); same vectors and results.
   parts.index = CpuIndexFlat::Adopt(std::move(parts.index));
   ASSIGN_OR_RETURN(parts.family, ClassifyIndex(parts.index.get(), spec.index_spec));
-  // Polysemous codebook training (on by default for IVF..,PQ.. from the
-  // factory) only serves Hamming-filtered search, which we never use, and
-  // costs minutes of simulated annealing.
+  // Polysemous codebook training (on by default for IVF..,PQ.. and
+  // HNSW..,PQ.. from the factory) only serves Hamming-filtered search, which
+  // we never use, and costs minutes of simulated annealing.
   if (auto* ivfpq = dynamic_cast<faiss::IndexIVFPQ*>(parts.index.get())) {
     ivfpq->do_polysemous_training = false;
+  }
+  if (auto* hnswpq = dynamic_cast<faiss::IndexHNSWPQ*>(parts.index.get())) {
+    if (auto* pq = dynamic_cast<faiss::IndexPQ*>(hnswpq->storage))
+      pq->do_polysemous_training = false;
   }
   return parts;
 }

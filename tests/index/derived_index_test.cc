@@ -2,6 +2,7 @@
 // snapshot round trips in exact and trained mode.
 #include "index/derived_index.h"
 
+#include <faiss/impl/io.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -278,6 +279,276 @@ TEST(DerivedIndexTest, HnswSnapshotWithForgedGraphIsDataLoss) {
   WriteTrainedSnapshot("HNSW8", 1000, path);
   Forge<uint64_t>(path, neighbors, uint64_t{1} << 40);
   ExpectDataLoss(path, "HNSW8", "HNSW neighbors claims 1099511627776 values");
+}
+
+// The payload of the snapshot at `path`.
+std::vector<uint8_t> Payload(const std::string& path) {
+  auto file = ReadSnapshotFile(path);
+  EXPECT_TRUE(file.ok()) << file.status().ToString();
+  return file.ok() ? file->payload : std::vector<uint8_t>{};
+}
+
+// The payload offset of the first `tag` (a FAISS fourcc) at or after `from`.
+size_t Find(const std::vector<uint8_t>& p, size_t from, const char (&tag)[5]) {
+  const auto it = std::search(p.begin() + static_cast<std::ptrdiff_t>(from), p.end(), tag, tag + 4);
+  EXPECT_NE(it, p.end()) << tag;
+  return static_cast<size_t>(it - p.begin());
+}
+
+// Trained IVF-PQ, IVF-SQ, HNSW-SQ, HNSW-PQ and SQ indexes snapshot, pass the
+// body checks and load back as they were: the same hits and scores, and a
+// snapshot of the loaded index with the same bytes.
+TEST(DerivedIndexTest, TrainedQuantizedSnapshotsRoundTrip) {
+  for (const char* index_spec : {"IVF2,PQ2", "IVF2,PQ2x4", "IVF2,SQ8", "IVF2,SQ4", "IVF2,SQ6",
+                                 "IVF2,SQfp16", "HNSW8,SQ8", "HNSW8,SQfp16", "HNSW8,PQ2", "SQ8"}) {
+    SCOPED_TRACE(index_spec);
+    TempDir dir;
+    const std::string path = dir.path() + "/index.snap";
+    auto d = DerivedIndex::Create(Spec(index_spec), Device{});
+    ASSERT_TRUE(d.ok()) << d.status().ToString();
+    const auto x = RandomVectors(1000, 4, 5);
+    const auto ids = Ids(1, 1000);
+    ASSERT_TRUE((*d)->Add(1000, x.data(), ids.data()).ok());
+    ASSERT_FALSE((*d)->exact_mode());
+    ASSERT_TRUE((*d)->Remove({2}).ok());
+    ASSERT_TRUE((*d)->WriteSnapshot(path, 4).ok());
+    int64_t seq = 0;
+    auto loaded = DerivedIndex::LoadSnapshot(path, Spec(index_spec), &seq);
+    ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+    EXPECT_FALSE((*loaded)->exact_mode());
+    EXPECT_EQ((*loaded)->live_count(), 999);
+    DerivedIndex::Query q;
+    q.x = x.data() + 10 * 4;
+    q.nq = 20;
+    q.k = 5;
+    auto before = (*d)->Search(q);
+    auto after = (*loaded)->Search(q);
+    ASSERT_TRUE(before.ok() && after.ok());
+    for (int i = 0; i < q.nq; ++i) {
+      ASSERT_EQ(after->hits[i].size(), 5u);
+      ASSERT_EQ(after->hits[i].size(), before->hits[i].size());
+      for (size_t j = 0; j < after->hits[i].size(); ++j) {
+        EXPECT_EQ(after->hits[i][j].internal_id, before->hits[i][j].internal_id);
+        EXPECT_EQ(after->hits[i][j].score, before->hits[i][j].score);
+      }
+    }
+    const std::string again = dir.path() + "/again.snap";
+    ASSERT_TRUE((*loaded)->WriteSnapshot(again, 4).ok());
+    EXPECT_EQ(Payload(again), Payload(path));
+  }
+}
+
+// Every cut of a snapshot at [from, to) is DATA_LOSS, and flipping the lowest
+// or the highest bit of a byte there (the index's structure, not its codes,
+// which any value encodes) loads or is DATA_LOSS, never a crash (fuzz_snapshot takes the same
+// bodies through ASan and UBSan).
+void ExpectNoCrash(const std::string& path, const std::string& index_spec,
+                   const std::vector<uint8_t>& payload, size_t from, size_t to) {
+  int64_t seq = 0;
+  for (size_t at = from; at < to; ++at) {
+    std::vector<uint8_t> cut(payload.begin(), payload.begin() + static_cast<std::ptrdiff_t>(at));
+    ASSERT_TRUE(WriteSnapshotFile(path, 4, cut).ok());
+    auto loaded = DerivedIndex::LoadSnapshot(path, Spec(index_spec), &seq);
+    ASSERT_FALSE(loaded.ok()) << "cut at " << at;
+    ASSERT_EQ(loaded.status().code(), StatusCode::kDataLoss) << loaded.status().ToString();
+    for (uint8_t bit : {0x01, 0x80}) {
+      std::vector<uint8_t> flipped = payload;
+      flipped[at] ^= bit;
+      ASSERT_TRUE(WriteSnapshotFile(path, 4, flipped).ok());
+      loaded = DerivedIndex::LoadSnapshot(path, Spec(index_spec), &seq);
+      if (!loaded.ok()) {
+        ASSERT_EQ(loaded.status().code(), StatusCode::kDataLoss)
+            << "flip at " << at << ": " << loaded.status().ToString();
+      }
+    }
+  }
+}
+
+// Rewrites the snapshot at `path` with `payload`.
+void Restore(const std::string& path, const std::vector<uint8_t>& payload) {
+  ASSERT_TRUE(WriteSnapshotFile(path, 4, payload).ok());
+}
+
+// IVF-PQ: "IwPQ", the IVF header and quantizer, by_residual, code_size, the
+// PQ (d, M, nbits, centroids), then the inverted lists ("ilar").
+TEST(DerivedIndexTest, IvfPqSnapshotWithForgedQuantizerIsDataLoss) {
+  TempDir dir;
+  const std::string path = dir.path() + "/index.snap";
+  const std::string spec = "IVF2,PQ2";
+  const size_t body = WriteTrainedSnapshot(spec, 1000, path);
+  const std::vector<uint8_t> p = Payload(path);
+  ASSERT_EQ(Find(p, body, "IwPQ"), body);
+  const size_t ilar = Find(p, body, "ilar");
+  const size_t pq = ilar - 4 * 256 * sizeof(float) - 4 * 8;  // d, M, nbits, centroid count
+  ASSERT_EQ(At<uint64_t>(path, pq), 4u);
+  ASSERT_EQ(At<uint64_t>(path, pq + 8), 2u);
+  ASSERT_EQ(At<uint64_t>(path, pq + 16), 8u);
+  ASSERT_EQ(At<uint64_t>(path, pq + 24), 4u * 256);
+  ASSERT_EQ(At<uint64_t>(path, pq - 8), 2u);  // code_size: 2 x 8 bits
+  ASSERT_EQ(At<uint8_t>(path, pq - 9), 1u);   // by_residual
+
+  Forge<uint64_t>(path, pq + 16, 40);
+  ExpectDataLoss(path, spec, "PQ nbits 40 out of range 1..8");
+  Restore(path, p);
+  Forge<uint64_t>(path, pq + 16, 4);
+  ExpectDataLoss(path, spec, "PQ centroids holds 1024 values, 64 expected");
+  Restore(path, p);
+  Forge<uint64_t>(path, pq + 8, 0);  // read_index would divide by M
+  ExpectDataLoss(path, spec, "PQ M 0 does not divide dim 4");
+  Restore(path, p);
+  Forge<uint64_t>(path, pq, 8);
+  ExpectDataLoss(path, spec, "PQ of dim 8 in an index of dim 4");
+  Restore(path, p);
+  Forge<uint8_t>(path, pq + 24 + 5, 1);  // a byte of the centroid count
+  ExpectDataLoss(path, spec, "PQ centroids claims 1099511628800 values");
+  Restore(path, p);
+  Forge<uint64_t>(path, pq - 8, 3);
+  ExpectDataLoss(path, spec, "IVF-PQ code size 3, its PQ's is 2");
+  Restore(path, p);
+  Forge<uint8_t>(path, pq - 9, 7);
+  ExpectDataLoss(path, spec, "IVF-PQ by_residual is 7, not a bool");
+  // The lists: "ilar", nlist, code_size, "full", the size count, the sizes.
+  Restore(path, p);
+  ASSERT_EQ(At<uint64_t>(path, ilar + 12), 2u);
+  Forge<uint64_t>(path, ilar + 12, 3);
+  ExpectDataLoss(path, spec, "IVF inverted lists of 2 lists, code size 3");
+  const size_t sizes = ilar + 4 + 8 + 8 + 4 + 8;
+  Restore(path, p);
+  ASSERT_EQ(At<uint64_t>(path, sizes) + At<uint64_t>(path, sizes + 8), 999u);
+  Forge<uint64_t>(path, sizes, At<uint64_t>(path, sizes) - 1);
+  ExpectDataLoss(path, spec, "IVF list");
+  Restore(path, p);
+  Forge<int64_t>(path, p.size() - 8, 1000);  // the last list's last id
+  ExpectDataLoss(path, spec, "IVF list id 1000 is not a slot (1000 slots)");
+  // FAISS' legacy IVF-PQ layout, which read_index still reads (and leaks on).
+  Restore(path, p);
+  Forge<uint32_t>(path, body, faiss::fourcc("IvPQ"));
+  ExpectDataLoss(path, spec, "index type 'IvPQ' is not one FAISS writes for an index spec");
+
+  ExpectNoCrash(path, spec, p, body, pq + 40);
+}
+
+// IVF-SQ: "IwSq", the IVF header and quantizer, the SQ (qtype, rangestat,
+// rangestat_arg, d, code_size, trained), code_size, by_residual, the lists.
+TEST(DerivedIndexTest, IvfSqSnapshotWithForgedQuantizerIsDataLoss) {
+  TempDir dir;
+  const std::string path = dir.path() + "/index.snap";
+  const std::string spec = "IVF2,SQ8";
+  const size_t body = WriteTrainedSnapshot(spec, 1000, path);
+  const std::vector<uint8_t> p = Payload(path);
+  ASSERT_EQ(Find(p, body, "IwSq"), body);
+  const size_t ilar = Find(p, body, "ilar");
+  // trained: 2 x 4 floats (per-dimension minimum and range).
+  const size_t sq = ilar - 1 - 8 - 8 * sizeof(float) - 8 - 8 - 8 - 4 - 4 - 4;
+  ASSERT_EQ(At<int32_t>(path, sq), 0);  // QT_8bit
+  ASSERT_EQ(At<uint64_t>(path, sq + 12), 4u);
+  ASSERT_EQ(At<uint64_t>(path, sq + 20), 4u);
+  ASSERT_EQ(At<uint64_t>(path, sq + 28), 8u);
+  ASSERT_EQ(At<uint64_t>(path, ilar - 9), 4u);
+
+  Forge<int32_t>(path, sq, 9);
+  ExpectDataLoss(path, spec, "SQ quantizer type 9");
+  Restore(path, p);
+  Forge<int32_t>(path, sq, 4);  // QT_fp16: 8-byte codes
+  ExpectDataLoss(path, spec, "SQ code size 4 for quantizer type 4 of dim 4 (8 expected)");
+  Restore(path, p);
+  Forge<int32_t>(path, sq + 4, 99);
+  ExpectDataLoss(path, spec, "SQ range statistic 99");
+  Restore(path, p);
+  Forge<uint64_t>(path, sq + 28, 2);
+  ExpectDataLoss(path, spec, "SQ trained values holds 2 values, 8 expected");
+  Restore(path, p);
+  Forge<uint64_t>(path, ilar - 9, 5);
+  ExpectDataLoss(path, spec, "IVF-SQ code size 5, its SQ's is 4");
+  Restore(path, p);
+  Forge<uint8_t>(path, ilar - 1, 2);
+  ExpectDataLoss(path, spec, "IVF-SQ by_residual is 2, not a bool");
+  Restore(path, p);
+  Forge<uint64_t>(path, ilar + 4 + 8 + 8 + 4 + 8, uint64_t{1} << 40);
+  ExpectDataLoss(path, spec, "IVF list of 1099511627776 vectors");
+
+  ExpectNoCrash(path, spec, p, body, ilar + 40);
+}
+
+// HNSW over SQ ("IHNs") and PQ ("IHNp") storage: the graph, then the storage
+// index (IxSQ / IxPq) of the same vectors at the end of the body.
+TEST(DerivedIndexTest, HnswSqSnapshotWithForgedStorageIsDataLoss) {
+  TempDir dir;
+  const std::string path = dir.path() + "/index.snap";
+  const std::string spec = "HNSW8,SQ8";
+  const size_t body = WriteTrainedSnapshot(spec, 1000, path);
+  const std::vector<uint8_t> p = Payload(path);
+  ASSERT_EQ(Find(p, body, "IHNs"), body);
+  // "IxSQ", the header (33 bytes with metric L2), the SQ (36 + 8 trained
+  // floats), the codes (a count, 1000 x 4 bytes).
+  const size_t storage = p.size() - (4 + 33 + 36 + 8 * 4 + 8 + 1000 * 4);
+  ASSERT_EQ(Find(p, storage, "IxSQ"), storage);
+  const size_t ntotal = storage + 8, sq = storage + 4 + 33, codes = sq + 36 + 32;
+  ASSERT_EQ(At<int64_t>(path, ntotal), 1000);
+  ASSERT_EQ(At<uint64_t>(path, codes), 4000u);
+
+  // One vector fewer in the storage than in the graph, consistently.
+  std::vector<uint8_t> fewer = p;
+  const int64_t n = 999;
+  const uint64_t bytes = 999 * 4;
+  std::memcpy(fewer.data() + ntotal, &n, sizeof(n));
+  std::memcpy(fewer.data() + codes, &bytes, sizeof(bytes));
+  fewer.resize(fewer.size() - 4);
+  ASSERT_TRUE(WriteSnapshotFile(path, 4, fewer).ok());
+  ExpectDataLoss(path, spec, "HNSW storage holds 999 vectors of dim 4, the graph 1000 of dim 4");
+  Restore(path, p);
+  Forge<int64_t>(path, ntotal, 999);
+  ExpectDataLoss(path, spec, "SQ index codes holds 4000 values, 3996 expected");
+  Restore(path, p);
+  Forge<uint64_t>(path, sq + 20, 8);
+  ExpectDataLoss(path, spec, "SQ code size 8 for quantizer type 0 of dim 4 (4 expected)");
+  Restore(path, p);
+  Forge<int32_t>(path, storage + 4 + 29, 0);  // the storage's metric: inner product
+  ExpectDataLoss(path, spec, "HNSW storage metric 0, the index's is 1");
+  // read_index takes an IHNp storage as a PQ index unchecked.
+  Restore(path, p);
+  Forge<uint32_t>(path, body, faiss::fourcc("IHNp"));
+  ExpectDataLoss(path, spec, "HNSW storage of another index type");
+
+  ExpectNoCrash(path, spec, p, storage, codes + 16);
+  ExpectNoCrash(path, spec, p, p.size() - 8, p.size());
+}
+
+TEST(DerivedIndexTest, HnswPqSnapshotWithForgedStorageIsDataLoss) {
+  TempDir dir;
+  const std::string path = dir.path() + "/index.snap";
+  const std::string spec = "HNSW8,PQ2";
+  const size_t body = WriteTrainedSnapshot(spec, 1000, path);
+  const std::vector<uint8_t> p = Payload(path);
+  ASSERT_EQ(Find(p, body, "IHNp"), body);
+  // "IxPq", the header, the PQ (d, M, nbits, 4 x 256 centroid floats), the
+  // codes (1000 x 2 bytes), search_type, encode_signs, polysemous_ht.
+  const size_t storage = p.size() - (4 + 33 + 32 + 4096 + 8 + 2000 + 4 + 1 + 4);
+  ASSERT_EQ(Find(p, storage, "IxPq"), storage);
+  const size_t pq = storage + 4 + 33, tail = p.size() - 9;
+  ASSERT_EQ(At<uint64_t>(path, pq + 16), 8u);
+  ASSERT_EQ(At<uint64_t>(path, pq + 32 + 4096), 2000u);
+
+  Forge<uint64_t>(path, pq + 16, 16);  // an SDC table of M x 2^32 floats
+  ExpectDataLoss(path, spec, "PQ nbits 16 out of range 1..8");
+  Restore(path, p);
+  Forge<uint64_t>(path, pq + 8, 3);
+  ExpectDataLoss(path, spec, "PQ M 3 does not divide dim 4");
+  Restore(path, p);
+  Forge<uint64_t>(path, pq + 32 + 4096, 2002);
+  ExpectDataLoss(path, spec, "PQ index codes holds 2002 values, 2000 expected");
+  Restore(path, p);
+  Forge<int32_t>(path, tail, 77);
+  ExpectDataLoss(path, spec, "PQ index search type 77");
+  Restore(path, p);
+  Forge<uint8_t>(path, tail + 4, 3);
+  ExpectDataLoss(path, spec, "PQ index encode_signs is 3, not a bool");
+  Restore(path, p);
+  Forge<uint32_t>(path, body, faiss::fourcc("IHNf"));
+  ExpectDataLoss(path, spec, "HNSW storage of another index type");
+
+  ExpectNoCrash(path, spec, p, storage, pq + 40);
+  ExpectNoCrash(path, spec, p, tail - 8, p.size());
 }
 
 }  // namespace
