@@ -95,7 +95,20 @@ int64_t GpuDeviceBytes(faiss::Index* index) {
 
 Status ValidateIndexSpec(const CollectionSpec& spec) {
   auto parts = MakeDerivedIndex(spec, Device{});
-  return parts.ok() ? Status::Ok() : parts.status();
+  if (!parts.ok()) return parts.status();
+  // FAISS 1.7.3 builds HNSW over PQ storage for L2 whatever metric it is
+  // given, so a cosine or inner-product collection would rank and score by L2
+  // distance (and its snapshots, metric L2, would never match its spec). Only
+  // creation refuses it: a collection made before this check still opens.
+  if (spec.metric != Metric::kL2 &&
+      dynamic_cast<const faiss::IndexHNSWPQ*>(parts->index.get()) != nullptr) {
+    return InvalidArgumentError("index_spec '" + spec.index_spec + "' with metric " +
+                                MetricName(spec.metric) +
+                                ": FAISS searches HNSW over PQ by L2 distance only; use metric l2, "
+                                "or HNSW<M> / HNSW<M>,SQ8 / IVF<nlist>,PQ<m> for " +
+                                MetricName(spec.metric));
+  }
+  return Status::Ok();
 }
 
 }  // namespace lookalike

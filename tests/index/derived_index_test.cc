@@ -551,5 +551,29 @@ TEST(DerivedIndexTest, HnswPqSnapshotWithForgedStorageIsDataLoss) {
   ExpectNoCrash(path, spec, p, tail - 8, p.size());
 }
 
+// Creation refuses the one spec FAISS would silently search by another metric
+// (HNSW over PQ is always L2), naming the spec, the metric and what to use.
+TEST(IndexSpecTest, HnswOverPqOnlyForL2) {
+  CollectionSpec spec;
+  spec.dim = 8;
+  spec.index_spec = "HNSW8,PQ2";
+  spec.metric = Metric::kL2;
+  EXPECT_TRUE(ValidateIndexSpec(spec).ok());
+  for (Metric metric : {Metric::kCosine, Metric::kInnerProduct}) {
+    spec.metric = metric;
+    const Status st = ValidateIndexSpec(spec);
+    EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(st.message().find("HNSW8,PQ2"), std::string::npos) << st.message();
+    EXPECT_NE(st.message().find(MetricName(metric)), std::string::npos) << st.message();
+    EXPECT_NE(st.message().find("L2 distance only"), std::string::npos) << st.message();
+  }
+  // The other HNSW storages keep their metric.
+  spec.metric = Metric::kCosine;
+  for (const char* ok : {"HNSW8", "HNSW8,SQ8", "IVF4,PQ2"}) {
+    spec.index_spec = ok;
+    EXPECT_TRUE(ValidateIndexSpec(spec).ok()) << ok;
+  }
+}
+
 }  // namespace
 }  // namespace lookalike
