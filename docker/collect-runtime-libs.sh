@@ -3,6 +3,10 @@
 #
 #   collect-runtime-libs.sh BASE_SONAMES OUT BINARY...
 #
+# A BINARY may also be a shared library the binaries load at run time with
+# dlopen (cuBLAS: kernels/cublas_loader.h), which ldd cannot see: it is
+# copied itself, with its closure.
+#
 # Copies every shared library the BINARYs load (ldd: the whole closure) that
 # the base image does not have (BASE_SONAMES: `ldconfig -p` sonames of the
 # pristine base, recorded before anything was installed) into
@@ -32,7 +36,12 @@ if grep -q 'not found' /tmp/ldd.txt; then
   cat /tmp/ldd.txt >&2
   exit 1
 fi
-awk '$2 == "=>" && $3 ~ /^\// {print $1, $3}' /tmp/ldd.txt | sort -u > /tmp/libs.txt
+{
+  awk '$2 == "=>" && $3 ~ /^\// {print $1, $3}' /tmp/ldd.txt
+  for f in "$@"; do
+    case "$f" in *.so | *.so.*) echo "$(basename "$f") $f" ;; esac
+  done
+} | sort -u -k1,1 > /tmp/libs.txt
 
 while read -r soname path; do
   if grep -qxF "$soname" "$base"; then continue; fi

@@ -8,6 +8,7 @@
 #include <string>
 #include <tuple>
 
+#include "kernels/cublas_loader.h"
 #include "kernels/elementwise.h"
 
 namespace lookalike {
@@ -158,6 +159,9 @@ LinearRunner::LinearRunner(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) 
 LinearRunner::~LinearRunner() = default;
 
 StatusOr<std::unique_ptr<LinearRunner>> LinearRunner::Create(size_t workspace_bytes) {
+  if (const std::string why = CublasLoadError(); !why.empty()) {
+    return UnavailableError("linear: " + why);
+  }
   auto impl = std::make_unique<Impl>();
   RETURN_IF_ERROR(CublasStatus(cublasCreate(&impl->blas), "cublasCreate"));
   RETURN_IF_ERROR(CublasStatus(cublasLtCreate(&impl->lt), "cublasLtCreate"));

@@ -18,6 +18,7 @@
 
 #include "common/device.h"
 #include "index/gpu/flat_kernels.h"
+#include "kernels/cublas_loader.h"
 
 namespace lookalike {
 
@@ -324,6 +325,9 @@ StatusOr<std::unique_ptr<GpuFlatStore>> GpuFlatStore::Create(const GpuFlatStoreO
                                         options.device),
                  "query shared memory size");
   LK_CUDA_RETURN(cudaStreamCreateWithFlags(&impl->stream, cudaStreamNonBlocking), "create stream");
+  if (const std::string why = kernels::CublasLoadError(); !why.empty()) {
+    return UnavailableError("GPU flat index: " + why);
+  }
   const cublasStatus_t st = cublasCreate(&impl->cublas);
   if (st != CUBLAS_STATUS_SUCCESS) {
     impl->cublas = nullptr;

@@ -372,7 +372,9 @@ StatusOr<Tensor> CpuBackend::MeanPoolImpl(const Tensor& x, int token_begin) {
   const float* in = x.data_as<float>();
   float* out = y.data_as<float>();
   const int64_t count = rows - begin;
-#pragma omp parallel for schedule(static)
+  // One add per element (a batch-1 feature map: one thread, no team).
+  const int threads = cpu::ThreadsFor(static_cast<double>(n) * count * d, num_threads_);
+#pragma omp parallel for schedule(static) num_threads(threads)
   for (int64_t b = 0; b < n; ++b) {
     std::vector<double> acc(d, 0.0);
     for (int64_t r = begin; r < rows; ++r) {

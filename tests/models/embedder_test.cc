@@ -5,6 +5,10 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <fstream>
+#include <string>
+#include <vector>
+
 #include "models/backend_factory.h"
 #include "models/cpu/cpu_backend.h"
 #include "models/safetensors.h"
@@ -41,6 +45,30 @@ TEST(BackendFactoryTest, Devices) {
     auto autodev = MakeBackend("auto", 1);
     ASSERT_TRUE(autodev.ok());
     EXPECT_EQ((*autodev)->name(), "cpu");
+  }
+}
+
+// cuBLAS is loaded on first use, not linked (kernels/cublas_loader.h): linking
+// it costs every process ~150 MB of resident memory at start-up. A CPU engine,
+// in a binary that has the CUDA backend too, must not map it.
+TEST(BackendFactoryTest, CpuEngineDoesNotMapCublas) {
+  std::ifstream maps("/proc/self/maps");
+  if (!maps) GTEST_SKIP() << "no /proc/self/maps on this system";
+  auto cpu = MakeBackend("cpu", 1);
+  ASSERT_TRUE(cpu.ok()) << cpu.status().ToString();
+  std::vector<float> ones(2 * 2 * 3, 1.0f);
+  ConvSpec spec;
+  spec.in_channels = 3;
+  spec.out_channels = 4;
+  auto conv = (*cpu)->PrepareConv(spec, ones.data(), nullptr);
+  ASSERT_TRUE(conv.ok()) << conv.status().ToString();
+  auto x = (*cpu)->Constant({1, 2, 2, 3}, ones.data());
+  ASSERT_TRUE(x.ok()) << x.status().ToString();
+  auto y = (*cpu)->Conv2d(**conv, *x, Activation::kNone, nullptr);
+  ASSERT_TRUE(y.ok()) << y.status().ToString();
+  std::string line;
+  while (std::getline(maps, line)) {
+    EXPECT_EQ(line.find("libcublas"), std::string::npos) << "mapped: " << line;
   }
 }
 

@@ -11,10 +11,12 @@
 #include <omp.h>
 
 #include <cmath>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "models/cpu/buffer_pool.h"
 #include "models/cpu/threads.h"
 
 namespace lookalike {
@@ -569,6 +571,27 @@ TEST(CpuBackendTest, ThreadsFitTheWork) {
   ASSERT_EQ(omp_get_max_threads(), 2);
   ASSERT_TRUE(two.Conv2d(**layer, x, Activation::kNone, nullptr).ok());
   EXPECT_EQ(omp_get_max_threads(), 2);
+}
+
+// The buffer pool hands out the smallest cached buffer that holds a request
+// (best fit), so a forward pass's shrinking activations reuse the larger
+// buffers freed before them instead of each size keeping its own.
+TEST(CpuBackendTest, BufferPoolReusesTheSmallestBufferThatFits) {
+  auto pool = std::make_shared<cpu::BufferPool>(size_t{1} << 20);
+  void* big = nullptr;
+  void* small = nullptr;
+  {
+    std::shared_ptr<void> a = pool->Get(64 * 1024), b = pool->Get(16 * 1024);
+    big = a.get();
+    small = b.get();
+  }                                                // both cached now
+  std::shared_ptr<void> c = pool->Get(10 * 1024);  // fits both: the smaller one
+  EXPECT_EQ(c.get(), small);
+  std::shared_ptr<void> d = pool->Get(20 * 1024);  // only the larger one fits
+  EXPECT_EQ(d.get(), big);
+  std::shared_ptr<void> e = pool->Get(1024);  // none cached: a fresh buffer
+  EXPECT_NE(e.get(), big);
+  EXPECT_NE(e.get(), small);
 }
 
 // A large convolution (two threads) and a small one (one thread) give the
