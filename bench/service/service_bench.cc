@@ -161,6 +161,24 @@ class HttpCaller {
     if (!read) return InternalError("cannot read the response JSON");
     return Status::Ok();
   }
+  // GET `target`; the body of a 200 answer.
+  StatusOr<std::string> Get(const std::string& target) {
+    namespace http = boost::beast::http;
+    http::request<http::empty_body> req{http::verb::get, target, 11};
+    req.set(http::field::host, host_);
+    boost::beast::error_code ec;
+    http::write(socket_, req, ec);
+    if (ec) return UnavailableError("HTTP write: " + ec.message());
+    http::response_parser<http::string_body> parser;
+    parser.body_limit(64 << 20);
+    http::read(socket_, buffer_, parser, ec);
+    if (ec) return UnavailableError("HTTP read: " + ec.message());
+    if (parser.get().result_int() != 200) {
+      return Status(StatusCode::kUnknown,
+                    "GET " + target + ": HTTP " + std::to_string(parser.get().result_int()));
+    }
+    return parser.release().body();
+  }
 
  private:
   const bool protobuf_json_;
@@ -169,6 +187,36 @@ class HttpCaller {
   boost::beast::flat_buffer buffer_;
   std::string host_;
 };
+
+// The server's embedding batches so far (lookalike_embed_batch_size from
+// its /metrics, every model together): how many engine calls, how many
+// images in them.
+struct BatchTotals {
+  double batches = 0;
+  double images = 0;
+};
+
+// Reads BatchTotals from the /metrics of the HTTP/JSON API at `address`.
+StatusOr<BatchTotals> ScrapeBatchTotals(const std::string& address) {
+  StatusOr<std::string> text = UnavailableError("cannot connect to " + address);
+  try {
+    text = HttpCaller(address, false).Get("/metrics");
+  } catch (const std::exception& e) {
+    return UnavailableError("GET /metrics from " + address + ": " + e.what());
+  }
+  if (!text.ok()) return text.status();
+  BatchTotals totals;
+  std::istringstream lines(*text);
+  std::string line;
+  while (std::getline(lines, line)) {
+    double* into = nullptr;
+    if (line.rfind("lookalike_embed_batch_size_count", 0) == 0) into = &totals.batches;
+    if (line.rfind("lookalike_embed_batch_size_sum", 0) == 0) into = &totals.images;
+    const size_t space = line.rfind(' ');
+    if (into != nullptr && space != std::string::npos) *into += std::atof(line.c_str() + space + 1);
+  }
+  return totals;
+}
 
 struct PhaseResult {
   std::string name;
@@ -182,6 +230,10 @@ struct PhaseResult {
   int64_t collection_items = -1;  // items in the collection searched (search phases)
   double client_cpu_ms = 0;       // per admitted request
   double server_cpu_ms = -1;      // per admitted request; -1 without --server-pids
+  // Engine calls during the phase and their mean images (lookalike_embed_batch_size
+  // of the server's /metrics; -1 without --http or when none ran).
+  int64_t batches = -1;
+  double mean_batch = -1;
 };
 
 double Percentile(std::vector<double> v, double p) {
@@ -202,6 +254,9 @@ PhaseResult RunPhase(const std::string& name, const Config& cfg,
   std::mutex mu;
   std::vector<double> latencies;
   const std::vector<std::string> pids = SplitCommas(cfg.server_pids);
+  StatusOr<BatchTotals> batches0 = cfg.http.empty()
+                                       ? StatusOr<BatchTotals>(UnavailableError("no --http"))
+                                       : ScrapeBatchTotals(cfg.http);
   const double server_cpu0 = ProcessCpuSeconds(pids), client_cpu0 = SelfCpuSeconds();
   auto start = std::chrono::steady_clock::now();
   auto deadline = start + std::chrono::milliseconds(static_cast<int64_t>(cfg.seconds * 1000));
@@ -242,6 +297,13 @@ PhaseResult RunPhase(const std::string& name, const Config& cfg,
   const double per_request = r.requests > 0 ? 1000.0 / static_cast<double>(r.requests) : 0;
   r.client_cpu_ms = (SelfCpuSeconds() - client_cpu0) * per_request;
   if (!pids.empty()) r.server_cpu_ms = (ProcessCpuSeconds(pids) - server_cpu0) * per_request;
+  if (batches0.ok()) {
+    StatusOr<BatchTotals> batches1 = ScrapeBatchTotals(cfg.http);
+    if (batches1.ok() && batches1->batches > batches0->batches) {
+      r.batches = static_cast<int64_t>(batches1->batches - batches0->batches);
+      r.mean_batch = (batches1->images - batches0->images) / static_cast<double>(r.batches);
+    }
+  }
   r.p50_ms = Percentile(latencies, 50);
   r.p99_ms = Percentile(latencies, 99);
   double sum = 0;
@@ -567,6 +629,10 @@ int Main(int argc, char** argv) {
       if (r.server_cpu_ms >= 0) std::printf(", servers %.3f ms", r.server_cpu_ms);
       std::printf("\n");
     }
+    if (r.batches > 0) {
+      std::printf("  embedding batches: %lld, mean %.2f images\n",
+                  static_cast<long long>(r.batches), r.mean_batch);
+    }
     if (!r.first_error.empty()) {
       std::printf("  first error: %s\n", r.first_error.c_str());
       rc = 1;
@@ -582,7 +648,9 @@ int Main(int argc, char** argv) {
                  {"shed", r.shed},
                  {"collection_items", r.collection_items},
                  {"client_cpu_ms", r.client_cpu_ms},
-                 {"server_cpu_ms", r.server_cpu_ms}});
+                 {"server_cpu_ms", r.server_cpu_ms},
+                 {"batches", r.batches},
+                 {"mean_batch", r.mean_batch}});
   }
   if (!cfg.json_out.empty()) {
     std::FILE* f = std::fopen(cfg.json_out.c_str(), "w");
