@@ -78,6 +78,7 @@ struct Config {
   bool http_first = false;  // run each HTTP search phase before its gRPC twin
   std::string server_pids;  // comma-separated: report their CPU time per request
   int dim = 0;              // > 0: vector phases on a vectors-only collection of this dim
+  bool no_warmup = false;   // skip the engine warm-up before the image search phases
 };
 
 std::vector<std::string> SplitCommas(const std::string& text) {
@@ -406,6 +407,9 @@ int Main(int argc, char** argv) {
       ->check(CLI::IsMember({"lookalike", "protobuf"}));
   app.add_flag("--http-first", cfg.http_first,
                "Run each HTTP/JSON search phase before its gRPC twin (to rotate the order)");
+  app.add_flag("--no-warmup", cfg.no_warmup,
+               "Skip the engine warm-up (every batch size up to --concurrency) before the image "
+               "search phases");
   app.add_option("--max-attempts", cfg.max_attempts,
                  "Attempts per request (1: shed requests are counted, not retried)")
       ->capture_default_str()
@@ -578,6 +582,28 @@ int Main(int argc, char** argv) {
     if (want("search_images")) {
       auto searched = client.DescribeCollection(img_coll);
       if (searched.ok()) wait_for_replicas(img_coll, searched->count());
+      if (!cfg.no_warmup) {
+        // The CPU engine builds its primitives per batch size the first time it
+        // sees one (oneDNN JIT, about 0.1 s each): without this, whichever
+        // transport runs first pays for the batch sizes its phase produces.
+        const auto t0 = std::chrono::steady_clock::now();
+        for (const auto& c : clients) {
+          for (int n = 1; n <= cfg.concurrency; ++n) {
+            v1::EmbedRequest req;
+            req.set_model(model.name());
+            for (int i = 0; i < n; ++i) {
+              req.add_images(images[static_cast<size_t>(i) % images.size()]);
+            }
+            auto r = c->Embed(req);
+            if (!r.ok()) {
+              std::fprintf(stderr, "warm-up: %s\n", r.status().ToString().c_str());
+              return 1;
+            }
+          }
+        }
+        std::printf("engine warm-up: batch sizes 1..%d in %.2f s\n", cfg.concurrency,
+                    std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      }
       auto request = [&](int64_t seq) {
         v1::SearchRequest req;
         req.set_collection(img_coll);
