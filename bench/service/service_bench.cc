@@ -20,6 +20,10 @@
 // load than throughput does. With --server A,B (replicas sharing one PostgreSQL storage)
 // collections are created and filled through A and the search phases wait until every server holds
 // the preloaded items, then worker w sends to server w mod N.
+// With --http, each phase also reports the server's embedding batches (engine calls and their
+// mean images, from lookalike_embed_batch_size of its /metrics). Before the image search phases
+// the engine is warmed with one Embed of n photos for every n up to --concurrency (--no-warmup:
+// not), so that neither phase of a pair pays for the CPU engine's per-batch-size set-up.
 // --dim N makes the vector phases use a vectors-only collection of dimension N.
 // Latency is per request, measured by the client from send to reply
 // (includes loopback gRPC or HTTP, JSON or protobuf coding, queueing, decode
