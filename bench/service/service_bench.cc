@@ -83,6 +83,7 @@ struct Config {
   std::string server_pids;  // comma-separated: report their CPU time per request
   int dim = 0;              // > 0: vector phases on a vectors-only collection of this dim
   bool no_warmup = false;   // skip the engine warm-up before the image search phases
+  int slices = 1;           // > 1: each search pair alternates gRPC and HTTP in this many slices
 };
 
 std::vector<std::string> SplitCommas(const std::string& text) {
@@ -239,6 +240,7 @@ struct PhaseResult {
   // of the server's /metrics; -1 without --http or when none ran).
   int64_t batches = -1;
   double mean_batch = -1;
+  std::vector<double> latencies_ms;  // each admitted request's
 };
 
 double Percentile(std::vector<double> v, double p) {
@@ -247,6 +249,45 @@ double Percentile(std::vector<double> v, double p) {
   double rank = p / 100.0 * static_cast<double>(v.size() - 1);
   size_t lo = static_cast<size_t>(std::floor(rank)), hi = static_cast<size_t>(std::ceil(rank));
   return v[lo] + (v[hi] - v[lo]) * (rank - static_cast<double>(lo));
+}
+
+// p50, p99 and mean from r->latencies_ms.
+void SetLatencyFigures(PhaseResult* r) {
+  r->p50_ms = Percentile(r->latencies_ms, 50);
+  r->p99_ms = Percentile(r->latencies_ms, 99);
+  double sum = 0;
+  for (double x : r->latencies_ms) sum += x;
+  r->mean_ms = r->latencies_ms.empty() ? 0 : sum / static_cast<double>(r->latencies_ms.size());
+}
+
+// Adds the slice `part` of a phase to `total` (per-request figures weighted
+// by requests, batch means by batches).
+void AddSlice(const PhaseResult& part, PhaseResult* total) {
+  if (total->name.empty()) {
+    *total = part;
+    return;
+  }
+  const double n0 = static_cast<double>(total->requests), n1 = static_cast<double>(part.requests);
+  const double n = std::max(1.0, n0 + n1);
+  total->client_cpu_ms = (total->client_cpu_ms * n0 + part.client_cpu_ms * n1) / n;
+  if (total->server_cpu_ms >= 0 && part.server_cpu_ms >= 0) {
+    total->server_cpu_ms = (total->server_cpu_ms * n0 + part.server_cpu_ms * n1) / n;
+  }
+  if (part.batches > 0) {
+    const double b0 = static_cast<double>(std::max<int64_t>(0, total->batches));
+    const double b1 = static_cast<double>(part.batches);
+    total->mean_batch = (std::max(0.0, total->mean_batch) * b0 + part.mean_batch * b1) / (b0 + b1);
+    total->batches = static_cast<int64_t>(b0 + b1);
+  }
+  total->requests += part.requests;
+  total->items += part.items;
+  total->errors += part.errors;
+  total->shed += part.shed;
+  total->seconds += part.seconds;
+  if (total->first_error.empty()) total->first_error = part.first_error;
+  total->latencies_ms.insert(total->latencies_ms.end(), part.latencies_ms.begin(),
+                             part.latencies_ms.end());
+  SetLatencyFigures(total);
 }
 
 // Runs `one(worker, seq)` (returns items carried or an error) from
@@ -309,11 +350,8 @@ PhaseResult RunPhase(const std::string& name, const Config& cfg,
       r.mean_batch = (batches1->images - batches0->images) / static_cast<double>(r.batches);
     }
   }
-  r.p50_ms = Percentile(latencies, 50);
-  r.p99_ms = Percentile(latencies, 99);
-  double sum = 0;
-  for (double x : latencies) sum += x;
-  r.mean_ms = latencies.empty() ? 0 : sum / static_cast<double>(latencies.size());
+  r.latencies_ms = std::move(latencies);
+  SetLatencyFigures(&r);
   return r;
 }
 
@@ -332,15 +370,27 @@ PhaseResult RunHttpSearch(const std::string& name, const Config& cfg,
 }
 
 // A search phase over gRPC and (with --http) the same over HTTP/JSON, in
-// the order --http-first says.
-void RunSearchPair(const Config& cfg, const std::function<PhaseResult()>& grpc,
-                   const std::function<PhaseResult()>& http, int64_t collection_items,
-                   std::vector<PhaseResult>* results) {
-  std::vector<const std::function<PhaseResult()>*> order = {&grpc};
+// the order --http-first says; with --slices N, in N alternating slices of
+// 1/N of the phase each (so that both see the same load on a shared machine).
+using PhaseFn = std::function<PhaseResult(const Config& slice)>;
+void RunSearchPair(const Config& cfg, const PhaseFn& grpc, const PhaseFn& http,
+                   int64_t collection_items, std::vector<PhaseResult>* results) {
+  std::vector<const PhaseFn*> order = {&grpc};
   if (!cfg.http.empty()) order.insert(cfg.http_first ? order.begin() : order.end(), &http);
-  for (const auto* phase : order) {
-    results->push_back((*phase)());
-    results->back().collection_items = collection_items;
+  Config slice = cfg;
+  slice.seconds = cfg.seconds / cfg.slices;
+  slice.requests = (cfg.requests + cfg.slices - 1) / cfg.slices;
+  std::vector<PhaseResult> totals(order.size());
+  for (int s = 0; s < cfg.slices; ++s) {
+    for (size_t i = 0; i < order.size(); ++i) {
+      // Odd slices reverse the order: neither transport always goes first.
+      const size_t k = s % 2 == 0 ? i : order.size() - 1 - i;
+      AddSlice((*order[k])(slice), &totals[k]);
+    }
+  }
+  for (PhaseResult& total : totals) {
+    total.collection_items = collection_items;
+    results->push_back(std::move(total));
   }
 }
 
@@ -411,6 +461,11 @@ int Main(int argc, char** argv) {
       ->check(CLI::IsMember({"lookalike", "protobuf"}));
   app.add_flag("--http-first", cfg.http_first,
                "Run each HTTP/JSON search phase before its gRPC twin (to rotate the order)");
+  app.add_option("--slices", cfg.slices,
+                 "Run each gRPC / HTTP search pair as this many alternating slices (1: one "
+                 "phase after the other)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000));
   app.add_flag("--no-warmup", cfg.no_warmup,
                "Skip the engine warm-up (every batch size up to --concurrency) before the image "
                "search phases");
@@ -548,15 +603,15 @@ int Main(int argc, char** argv) {
       };
       RunSearchPair(
           cfg,
-          [&] {
-            return RunPhase("search_vectors", cfg, [&](int w, int64_t) -> StatusOr<int> {
+          [&](const Config& slice) {
+            return RunPhase("search_vectors", slice, [&](int w, int64_t) -> StatusOr<int> {
               auto r = searcher(w).Search(request(w));
               if (!r.ok()) return r.status();
               return 1;
             });
           },
-          [&] {
-            return RunHttpSearch("search_vectors_http", cfg,
+          [&](const Config& slice) {
+            return RunHttpSearch("search_vectors_http", slice,
                                  [&](int w, int64_t) { return request(w); });
           },
           searched.ok() ? searched->count() : -1, &results);
@@ -617,15 +672,15 @@ int Main(int argc, char** argv) {
       };
       RunSearchPair(
           cfg,
-          [&] {
-            return RunPhase("search_images", cfg, [&](int w, int64_t seq) -> StatusOr<int> {
+          [&](const Config& slice) {
+            return RunPhase("search_images", slice, [&](int w, int64_t seq) -> StatusOr<int> {
               auto r = searcher(w).Search(request(seq));
               if (!r.ok()) return r.status();
               return 1;
             });
           },
-          [&] {
-            return RunHttpSearch("search_images_http", cfg,
+          [&](const Config& slice) {
+            return RunHttpSearch("search_images_http", slice,
                                  [&](int, int64_t seq) { return request(seq); });
           },
           searched.ok() ? searched->count() : -1, &results);
