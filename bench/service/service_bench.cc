@@ -24,6 +24,8 @@
 // mean images, from lookalike_embed_batch_size of its /metrics). Before the image search phases
 // the engine is warmed with one Embed of n photos for every n up to --concurrency (--no-warmup:
 // not), so that neither phase of a pair pays for the CPU engine's per-batch-size set-up.
+// --slices N runs each gRPC / HTTP search pair as N alternating slices, so that both transports
+// see the same load on a shared machine.
 // --dim N makes the vector phases use a vectors-only collection of dimension N.
 // Latency is per request, measured by the client from send to reply
 // (includes loopback gRPC or HTTP, JSON or protobuf coding, queueing, decode
