@@ -48,29 +48,60 @@ bool DirectlyHandled(const Descriptor* d) {
 }
 
 // ------------------------------------------------------------------ base64
+//
+// Images travel as base64 in the JSON API, so these run over every byte of an
+// image request: table lookups into a buffer sized once, no per-character
+// branches (a branchy decoder mispredicts on base64's random-looking text
+// and cost about 14 ns a character, 1 ms for a 50 KiB photo).
 
 constexpr char kBase64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 void AppendBase64(const std::string& in, std::string* out) {
   const size_t n = in.size();
   const auto* s = reinterpret_cast<const unsigned char*>(in.data());
+  const size_t at = out->size();
+  out->resize(at + (n + 2) / 3 * 4);
+  char* o = out->data() + at;
   size_t i = 0;
-  for (; i + 3 <= n; i += 3) {
+  for (; i + 3 <= n; i += 3, o += 4) {
     const uint32_t v = (uint32_t{s[i]} << 16) | (uint32_t{s[i + 1]} << 8) | s[i + 2];
-    const char q[4] = {kBase64[v >> 18], kBase64[(v >> 12) & 63], kBase64[(v >> 6) & 63],
-                       kBase64[v & 63]};
-    out->append(q, 4);
+    o[0] = kBase64[v >> 18];
+    o[1] = kBase64[(v >> 12) & 63];
+    o[2] = kBase64[(v >> 6) & 63];
+    o[3] = kBase64[v & 63];
   }
   if (n - i == 1) {
     const uint32_t v = uint32_t{s[i]} << 16;
-    const char q[4] = {kBase64[v >> 18], kBase64[(v >> 12) & 63], '=', '='};
-    out->append(q, 4);
+    o[0] = kBase64[v >> 18];
+    o[1] = kBase64[(v >> 12) & 63];
+    o[2] = o[3] = '=';
   } else if (n - i == 2) {
     const uint32_t v = (uint32_t{s[i]} << 16) | (uint32_t{s[i + 1]} << 8);
-    const char q[4] = {kBase64[v >> 18], kBase64[(v >> 12) & 63], kBase64[(v >> 6) & 63], '='};
-    out->append(q, 4);
+    o[0] = kBase64[v >> 18];
+    o[1] = kBase64[(v >> 12) & 63];
+    o[2] = kBase64[(v >> 6) & 63];
+    o[3] = '=';
   }
 }
+
+// Each character's 6-bit value, or-ed with kStandardOnly ('+', '/'),
+// kUrlSafeOnly ('-', '_') or both (not base64): a text whose entries or-ed
+// together carry both marks is not base64 in one alphabet.
+constexpr uint8_t kStandardOnly = 64, kUrlSafeOnly = 128, kNotBase64 = kStandardOnly | kUrlSafeOnly;
+
+struct Base64Table {
+  uint8_t entry[256];
+  constexpr Base64Table() : entry() {
+    for (int c = 0; c < 256; ++c) entry[c] = kNotBase64;
+    for (int v = 0; v < 62; ++v)
+      entry[static_cast<unsigned char>(kBase64[v])] = static_cast<uint8_t>(v);
+    entry['+'] = 62 | kStandardOnly;
+    entry['/'] = 63 | kStandardOnly;
+    entry['-'] = 62 | kUrlSafeOnly;
+    entry['_'] = 63 | kUrlSafeOnly;
+  }
+};
+constexpr Base64Table kBase64Values;
 
 // Standard or URL-safe base64 (one alphabet, not mixed), padded or not, with
 // zero bits after the last byte. False for anything else (left to protobuf,
@@ -80,33 +111,32 @@ bool DecodeBase64(std::string_view in, std::string* out) {
   while (!in.empty() && in.back() == '=') in.remove_suffix(1), ++padding;
   if (in.size() % 4 == 1) return false;
   if (padding > 0 && (in.size() + padding) % 4 != 0) return false;
-  int alphabet = 0;  // 1 standard, 2 URL-safe
-  auto value = [&alphabet](char c) -> int {
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    int kind = 0, v = -1;
-    if (c == '+' || c == '/') kind = 1, v = c == '+' ? 62 : 63;
-    if (c == '-' || c == '_') kind = 2, v = c == '-' ? 62 : 63;
-    if (kind == 0 || (alphabet != 0 && alphabet != kind)) return -1;
-    alphabet = kind;
-    return v;
-  };
-  out->clear();
-  out->reserve(in.size() / 4 * 3 + 2);
-  uint32_t acc = 0;
-  int bits = 0;
-  for (char c : in) {
-    const int v = value(c);
-    if (v < 0) return false;
-    acc = (acc << 6) | static_cast<uint32_t>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out->push_back(static_cast<char>((acc >> bits) & 0xff));
-    }
+  const auto* s = reinterpret_cast<const unsigned char*>(in.data());
+  const size_t n = in.size();
+  out->resize(n / 4 * 3 + (n % 4 == 0 ? 0 : n % 4 - 1));
+  auto* o = reinterpret_cast<unsigned char*>(out->data());
+  const uint8_t* value = kBase64Values.entry;
+  uint8_t seen = 0;  // every entry or-ed: its marks
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4, o += 3) {
+    const uint8_t a = value[s[i]], b = value[s[i + 1]], c = value[s[i + 2]], d = value[s[i + 3]];
+    seen |= a | b | c | d;
+    const uint32_t v = (uint32_t{a & 63u} << 18) | (uint32_t{b & 63u} << 12) |
+                       (uint32_t{c & 63u} << 6) | (d & 63u);
+    o[0] = static_cast<unsigned char>(v >> 16);
+    o[1] = static_cast<unsigned char>(v >> 8);
+    o[2] = static_cast<unsigned char>(v);
   }
-  return (acc & ((1u << bits) - 1)) == 0;  // no stray bits in the last character
+  if (n - i >= 2) {  // 2 or 3 characters: 1 or 2 bytes, then bits that must be zero
+    const uint8_t a = value[s[i]], b = value[s[i + 1]], c = n - i == 3 ? value[s[i + 2]] : 0;
+    seen |= a | b | c;
+    const uint32_t v =
+        (uint32_t{a & 63u} << 18) | (uint32_t{b & 63u} << 12) | (uint32_t{c & 63u} << 6);
+    o[0] = static_cast<unsigned char>(v >> 16);
+    if (n - i == 3) o[1] = static_cast<unsigned char>(v >> 8);
+    if ((v & (n - i == 3 ? 0xffu : 0xffffu)) != 0) return false;
+  }
+  return (seen & kNotBase64) != kNotBase64;
 }
 
 // ------------------------------------------------------------------ reader
@@ -389,10 +419,23 @@ class Reader {
     return Status::Ok();
   }
 
+  // Base64 text needs no escapes: it is decoded where it lies in the body (an
+  // image's text is most of a request). Text with escapes, or that is not
+  // base64, goes the way of any string (unescaped first; its errors).
   Status ReadBytes(std::string* out) {
-    std::string text;
-    RETURN_IF_ERROR(ReadString(&text));
-    if (!DecodeBase64(text, out)) return Fail("not base64");
+    if (Peek() != '"') return Fail("expected a string, found " + Here());
+    const size_t left = static_cast<size_t>(end_ - p_ - 1);
+    const auto* close = static_cast<const char*>(std::memchr(p_ + 1, '"', left));
+    if (close != nullptr) {
+      const std::string_view text(p_ + 1, static_cast<size_t>(close - p_ - 1));
+      if (text.find('\\') == std::string_view::npos && DecodeBase64(text, out)) {
+        p_ = close + 1;
+        return Status::Ok();
+      }
+    }
+    std::string unescaped;
+    RETURN_IF_ERROR(ReadString(&unescaped));
+    if (!DecodeBase64(unescaped, out)) return Fail("not base64");
     return Status::Ok();
   }
 

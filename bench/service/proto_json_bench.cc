@@ -1,9 +1,10 @@
 // The HTTP/JSON API's message coding in isolation: server/proto_json.h
 // against protobuf's util (JsonStringToMessage / MessageToJsonString), in the
-// same process, on the messages of a vector search: a SearchRequest with one
-// --dim float query and a SearchResponse with --k hits (id and score).
+// same process, on the messages of a search: a SearchRequest with one --dim
+// float query, one with an --image-bytes image query (bytes: base64 in JSON),
+// and a SearchResponse with --k hits (id and score).
 //
-//   build/bench/service/proto_json_bench [--dim 1280] [--k 10] [--rounds 5]
+//   build/bench/service/proto_json_bench [--dim 1280] [--image-bytes 52224] [--k 10] [--rounds 5]
 //
 // Prints microseconds per message for each coder and their ratio: medians of
 // --rounds rounds, the coders' order alternating between rounds.
@@ -43,9 +44,12 @@ double Median(std::vector<double> v) {
 }
 
 int Main(int argc, char** argv) {
-  int dim = 1280, k = 10, rounds = 5;
+  int dim = 1280, k = 10, rounds = 5, image_bytes = 52224;
   CLI::App app{"proto3 JSON coding: server/proto_json.h vs protobuf's util", "proto_json_bench"};
   app.add_option("--dim", dim, "Floats in the query vector")->capture_default_str();
+  app.add_option("--image-bytes", image_bytes, "Bytes of the image query (the sample photos' mean)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 64 << 20));
   app.add_option("--k", k, "Hits in the response")->capture_default_str();
   app.add_option("--rounds", rounds, "Rounds (medians are reported)")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
@@ -57,6 +61,12 @@ int Main(int argc, char** argv) {
   request.set_k(k);
   v1::Vector* query = request.add_queries()->mutable_vector();
   for (int i = 0; i < dim; ++i) query->add_values(normal(rng));
+  v1::SearchRequest image_request;
+  image_request.set_collection("bench");
+  image_request.set_k(k);
+  std::string image(static_cast<size_t>(image_bytes), '\0');
+  for (char& c : image) c = static_cast<char>(rng() & 0xff);
+  image_request.add_queries()->set_image(std::move(image));
   v1::SearchResponse response;
   v1::QueryResult* result = response.add_results();
   for (int i = 0; i < k; ++i) {
@@ -65,8 +75,9 @@ int Main(int argc, char** argv) {
     hit->set_score(std::uniform_real_distribution<float>(0.f, 1.f)(rng));
   }
 
-  std::string request_json, response_json;
+  std::string request_json, image_request_json, response_json;
   (void)google::protobuf::util::MessageToJsonString(request, &request_json);
+  (void)google::protobuf::util::MessageToJsonString(image_request, &image_request_json);
   (void)google::protobuf::util::MessageToJsonString(response, &response_json);
 
   struct Op {
@@ -83,6 +94,14 @@ int Main(int argc, char** argv) {
       {"print SearchRequest",
        [&] { (void)google::protobuf::util::MessageToJsonString(request, &(out = {})); },
        [&] { (void)MessageToJson(request, &out); }},
+      {"parse image SearchRequest",
+       [&] {
+         (void)google::protobuf::util::JsonStringToMessage(image_request_json, &parsed_request);
+       },
+       [&] { (void)JsonToMessage(image_request_json, &parsed_request); }},
+      {"print image SearchRequest",
+       [&] { (void)google::protobuf::util::MessageToJsonString(image_request, &(out = {})); },
+       [&] { (void)MessageToJson(image_request, &out); }},
       {"parse SearchResponse",
        [&] { (void)google::protobuf::util::JsonStringToMessage(response_json, &parsed_response); },
        [&] { (void)JsonToMessage(response_json, &parsed_response); }},
@@ -90,9 +109,11 @@ int Main(int argc, char** argv) {
        [&] { (void)google::protobuf::util::MessageToJsonString(response, &(out = {})); },
        [&] { (void)MessageToJson(response, &out); }},
   };
-  std::printf("SearchRequest: %d floats, %zu bytes of JSON; SearchResponse: %d hits, %zu bytes\n",
-              dim, request_json.size(), k, response_json.size());
-  std::printf("%-22s %14s %14s %8s\n", "operation", "protobuf us", "proto_json us", "ratio");
+  std::printf(
+      "SearchRequest: %d floats, %zu bytes of JSON; image SearchRequest: %d bytes, %zu bytes of "
+      "JSON; SearchResponse: %d hits, %zu bytes\n",
+      dim, request_json.size(), image_bytes, image_request_json.size(), k, response_json.size());
+  std::printf("%-28s %14s %14s %8s\n", "operation", "protobuf us", "proto_json us", "ratio");
   for (const Op& op : ops) {
     std::vector<double> theirs, ours;
     for (int r = 0; r < rounds; ++r) {
@@ -104,7 +125,7 @@ int Main(int argc, char** argv) {
         theirs.push_back(MicrosPerCall(op.protobuf));
       }
     }
-    std::printf("%-22s %14.1f %14.1f %7.1fx\n", op.name, Median(theirs), Median(ours),
+    std::printf("%-28s %14.1f %14.1f %7.1fx\n", op.name, Median(theirs), Median(ours),
                 Median(theirs) / Median(ours));
   }
   return 0;

@@ -20,6 +20,12 @@
 // load than throughput does. With --server A,B (replicas sharing one PostgreSQL storage)
 // collections are created and filled through A and the search phases wait until every server holds
 // the preloaded items, then worker w sends to server w mod N.
+// With --http, each phase also reports the server's embedding batches (engine calls and their
+// mean images, from lookalike_embed_batch_size of its /metrics). Before the image search phases
+// the engine is warmed with one Embed of n photos for every n up to --concurrency (--no-warmup:
+// not), so that neither phase of a pair pays for the CPU engine's per-batch-size set-up.
+// --slices N runs each gRPC / HTTP search pair as N alternating slices, so that both transports
+// see the same load on a shared machine.
 // --dim N makes the vector phases use a vectors-only collection of dimension N.
 // Latency is per request, measured by the client from send to reply
 // (includes loopback gRPC or HTTP, JSON or protobuf coding, queueing, decode
@@ -78,6 +84,8 @@ struct Config {
   bool http_first = false;  // run each HTTP search phase before its gRPC twin
   std::string server_pids;  // comma-separated: report their CPU time per request
   int dim = 0;              // > 0: vector phases on a vectors-only collection of this dim
+  bool no_warmup = false;   // skip the engine warm-up before the image search phases
+  int slices = 1;           // > 1: each search pair alternates gRPC and HTTP in this many slices
 };
 
 std::vector<std::string> SplitCommas(const std::string& text) {
@@ -161,6 +169,24 @@ class HttpCaller {
     if (!read) return InternalError("cannot read the response JSON");
     return Status::Ok();
   }
+  // GET `target`; the body of a 200 answer.
+  StatusOr<std::string> Get(const std::string& target) {
+    namespace http = boost::beast::http;
+    http::request<http::empty_body> req{http::verb::get, target, 11};
+    req.set(http::field::host, host_);
+    boost::beast::error_code ec;
+    http::write(socket_, req, ec);
+    if (ec) return UnavailableError("HTTP write: " + ec.message());
+    http::response_parser<http::string_body> parser;
+    parser.body_limit(64 << 20);
+    http::read(socket_, buffer_, parser, ec);
+    if (ec) return UnavailableError("HTTP read: " + ec.message());
+    if (parser.get().result_int() != 200) {
+      return Status(StatusCode::kUnknown,
+                    "GET " + target + ": HTTP " + std::to_string(parser.get().result_int()));
+    }
+    return parser.release().body();
+  }
 
  private:
   const bool protobuf_json_;
@@ -169,6 +195,36 @@ class HttpCaller {
   boost::beast::flat_buffer buffer_;
   std::string host_;
 };
+
+// The server's embedding batches so far (lookalike_embed_batch_size from
+// its /metrics, every model together): how many engine calls, how many
+// images in them.
+struct BatchTotals {
+  double batches = 0;
+  double images = 0;
+};
+
+// Reads BatchTotals from the /metrics of the HTTP/JSON API at `address`.
+StatusOr<BatchTotals> ScrapeBatchTotals(const std::string& address) {
+  StatusOr<std::string> text = UnavailableError("cannot connect to " + address);
+  try {
+    text = HttpCaller(address, false).Get("/metrics");
+  } catch (const std::exception& e) {
+    return UnavailableError("GET /metrics from " + address + ": " + e.what());
+  }
+  if (!text.ok()) return text.status();
+  BatchTotals totals;
+  std::istringstream lines(*text);
+  std::string line;
+  while (std::getline(lines, line)) {
+    double* into = nullptr;
+    if (line.rfind("lookalike_embed_batch_size_count", 0) == 0) into = &totals.batches;
+    if (line.rfind("lookalike_embed_batch_size_sum", 0) == 0) into = &totals.images;
+    const size_t space = line.rfind(' ');
+    if (into != nullptr && space != std::string::npos) *into += std::atof(line.c_str() + space + 1);
+  }
+  return totals;
+}
 
 struct PhaseResult {
   std::string name;
@@ -182,6 +238,11 @@ struct PhaseResult {
   int64_t collection_items = -1;  // items in the collection searched (search phases)
   double client_cpu_ms = 0;       // per admitted request
   double server_cpu_ms = -1;      // per admitted request; -1 without --server-pids
+  // Engine calls during the phase and their mean images (lookalike_embed_batch_size
+  // of the server's /metrics; -1 without --http or when none ran).
+  int64_t batches = -1;
+  double mean_batch = -1;
+  std::vector<double> latencies_ms;  // each admitted request's
 };
 
 double Percentile(std::vector<double> v, double p) {
@@ -190,6 +251,45 @@ double Percentile(std::vector<double> v, double p) {
   double rank = p / 100.0 * static_cast<double>(v.size() - 1);
   size_t lo = static_cast<size_t>(std::floor(rank)), hi = static_cast<size_t>(std::ceil(rank));
   return v[lo] + (v[hi] - v[lo]) * (rank - static_cast<double>(lo));
+}
+
+// p50, p99 and mean from r->latencies_ms.
+void SetLatencyFigures(PhaseResult* r) {
+  r->p50_ms = Percentile(r->latencies_ms, 50);
+  r->p99_ms = Percentile(r->latencies_ms, 99);
+  double sum = 0;
+  for (double x : r->latencies_ms) sum += x;
+  r->mean_ms = r->latencies_ms.empty() ? 0 : sum / static_cast<double>(r->latencies_ms.size());
+}
+
+// Adds the slice `part` of a phase to `total` (per-request figures weighted
+// by requests, batch means by batches).
+void AddSlice(const PhaseResult& part, PhaseResult* total) {
+  if (total->name.empty()) {
+    *total = part;
+    return;
+  }
+  const double n0 = static_cast<double>(total->requests), n1 = static_cast<double>(part.requests);
+  const double n = std::max(1.0, n0 + n1);
+  total->client_cpu_ms = (total->client_cpu_ms * n0 + part.client_cpu_ms * n1) / n;
+  if (total->server_cpu_ms >= 0 && part.server_cpu_ms >= 0) {
+    total->server_cpu_ms = (total->server_cpu_ms * n0 + part.server_cpu_ms * n1) / n;
+  }
+  if (part.batches > 0) {
+    const double b0 = static_cast<double>(std::max<int64_t>(0, total->batches));
+    const double b1 = static_cast<double>(part.batches);
+    total->mean_batch = (std::max(0.0, total->mean_batch) * b0 + part.mean_batch * b1) / (b0 + b1);
+    total->batches = static_cast<int64_t>(b0 + b1);
+  }
+  total->requests += part.requests;
+  total->items += part.items;
+  total->errors += part.errors;
+  total->shed += part.shed;
+  total->seconds += part.seconds;
+  if (total->first_error.empty()) total->first_error = part.first_error;
+  total->latencies_ms.insert(total->latencies_ms.end(), part.latencies_ms.begin(),
+                             part.latencies_ms.end());
+  SetLatencyFigures(total);
 }
 
 // Runs `one(worker, seq)` (returns items carried or an error) from
@@ -202,6 +302,9 @@ PhaseResult RunPhase(const std::string& name, const Config& cfg,
   std::mutex mu;
   std::vector<double> latencies;
   const std::vector<std::string> pids = SplitCommas(cfg.server_pids);
+  StatusOr<BatchTotals> batches0 = cfg.http.empty()
+                                       ? StatusOr<BatchTotals>(UnavailableError("no --http"))
+                                       : ScrapeBatchTotals(cfg.http);
   const double server_cpu0 = ProcessCpuSeconds(pids), client_cpu0 = SelfCpuSeconds();
   auto start = std::chrono::steady_clock::now();
   auto deadline = start + std::chrono::milliseconds(static_cast<int64_t>(cfg.seconds * 1000));
@@ -242,11 +345,15 @@ PhaseResult RunPhase(const std::string& name, const Config& cfg,
   const double per_request = r.requests > 0 ? 1000.0 / static_cast<double>(r.requests) : 0;
   r.client_cpu_ms = (SelfCpuSeconds() - client_cpu0) * per_request;
   if (!pids.empty()) r.server_cpu_ms = (ProcessCpuSeconds(pids) - server_cpu0) * per_request;
-  r.p50_ms = Percentile(latencies, 50);
-  r.p99_ms = Percentile(latencies, 99);
-  double sum = 0;
-  for (double x : latencies) sum += x;
-  r.mean_ms = latencies.empty() ? 0 : sum / static_cast<double>(latencies.size());
+  if (batches0.ok()) {
+    StatusOr<BatchTotals> batches1 = ScrapeBatchTotals(cfg.http);
+    if (batches1.ok() && batches1->batches > batches0->batches) {
+      r.batches = static_cast<int64_t>(batches1->batches - batches0->batches);
+      r.mean_batch = (batches1->images - batches0->images) / static_cast<double>(r.batches);
+    }
+  }
+  r.latencies_ms = std::move(latencies);
+  SetLatencyFigures(&r);
   return r;
 }
 
@@ -265,15 +372,27 @@ PhaseResult RunHttpSearch(const std::string& name, const Config& cfg,
 }
 
 // A search phase over gRPC and (with --http) the same over HTTP/JSON, in
-// the order --http-first says.
-void RunSearchPair(const Config& cfg, const std::function<PhaseResult()>& grpc,
-                   const std::function<PhaseResult()>& http, int64_t collection_items,
-                   std::vector<PhaseResult>* results) {
-  std::vector<const std::function<PhaseResult()>*> order = {&grpc};
+// the order --http-first says; with --slices N, in N alternating slices of
+// 1/N of the phase each (so that both see the same load on a shared machine).
+using PhaseFn = std::function<PhaseResult(const Config& slice)>;
+void RunSearchPair(const Config& cfg, const PhaseFn& grpc, const PhaseFn& http,
+                   int64_t collection_items, std::vector<PhaseResult>* results) {
+  std::vector<const PhaseFn*> order = {&grpc};
   if (!cfg.http.empty()) order.insert(cfg.http_first ? order.begin() : order.end(), &http);
-  for (const auto* phase : order) {
-    results->push_back((*phase)());
-    results->back().collection_items = collection_items;
+  Config slice = cfg;
+  slice.seconds = cfg.seconds / cfg.slices;
+  slice.requests = (cfg.requests + cfg.slices - 1) / cfg.slices;
+  std::vector<PhaseResult> totals(order.size());
+  for (int s = 0; s < cfg.slices; ++s) {
+    for (size_t i = 0; i < order.size(); ++i) {
+      // Odd slices reverse the order: neither transport always goes first.
+      const size_t k = s % 2 == 0 ? i : order.size() - 1 - i;
+      AddSlice((*order[k])(slice), &totals[k]);
+    }
+  }
+  for (PhaseResult& total : totals) {
+    total.collection_items = collection_items;
+    results->push_back(std::move(total));
   }
 }
 
@@ -344,6 +463,14 @@ int Main(int argc, char** argv) {
       ->check(CLI::IsMember({"lookalike", "protobuf"}));
   app.add_flag("--http-first", cfg.http_first,
                "Run each HTTP/JSON search phase before its gRPC twin (to rotate the order)");
+  app.add_option("--slices", cfg.slices,
+                 "Run each gRPC / HTTP search pair as this many alternating slices (1: one "
+                 "phase after the other)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000));
+  app.add_flag("--no-warmup", cfg.no_warmup,
+               "Skip the engine warm-up (every batch size up to --concurrency) before the image "
+               "search phases");
   app.add_option("--max-attempts", cfg.max_attempts,
                  "Attempts per request (1: shed requests are counted, not retried)")
       ->capture_default_str()
@@ -478,15 +605,15 @@ int Main(int argc, char** argv) {
       };
       RunSearchPair(
           cfg,
-          [&] {
-            return RunPhase("search_vectors", cfg, [&](int w, int64_t) -> StatusOr<int> {
+          [&](const Config& slice) {
+            return RunPhase("search_vectors", slice, [&](int w, int64_t) -> StatusOr<int> {
               auto r = searcher(w).Search(request(w));
               if (!r.ok()) return r.status();
               return 1;
             });
           },
-          [&] {
-            return RunHttpSearch("search_vectors_http", cfg,
+          [&](const Config& slice) {
+            return RunHttpSearch("search_vectors_http", slice,
                                  [&](int w, int64_t) { return request(w); });
           },
           searched.ok() ? searched->count() : -1, &results);
@@ -516,6 +643,28 @@ int Main(int argc, char** argv) {
     if (want("search_images")) {
       auto searched = client.DescribeCollection(img_coll);
       if (searched.ok()) wait_for_replicas(img_coll, searched->count());
+      if (!cfg.no_warmup) {
+        // The CPU engine builds its primitives per batch size the first time it
+        // sees one (oneDNN JIT, about 0.1 s each): without this, whichever
+        // transport runs first pays for the batch sizes its phase produces.
+        const auto t0 = std::chrono::steady_clock::now();
+        for (const auto& c : clients) {
+          for (int n = 1; n <= cfg.concurrency; ++n) {
+            v1::EmbedRequest req;
+            req.set_model(model.name());
+            for (int i = 0; i < n; ++i) {
+              req.add_images(images[static_cast<size_t>(i) % images.size()]);
+            }
+            auto r = c->Embed(req);
+            if (!r.ok()) {
+              std::fprintf(stderr, "warm-up: %s\n", r.status().ToString().c_str());
+              return 1;
+            }
+          }
+        }
+        std::printf("engine warm-up: batch sizes 1..%d in %.2f s\n", cfg.concurrency,
+                    std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      }
       auto request = [&](int64_t seq) {
         v1::SearchRequest req;
         req.set_collection(img_coll);
@@ -525,15 +674,15 @@ int Main(int argc, char** argv) {
       };
       RunSearchPair(
           cfg,
-          [&] {
-            return RunPhase("search_images", cfg, [&](int w, int64_t seq) -> StatusOr<int> {
+          [&](const Config& slice) {
+            return RunPhase("search_images", slice, [&](int w, int64_t seq) -> StatusOr<int> {
               auto r = searcher(w).Search(request(seq));
               if (!r.ok()) return r.status();
               return 1;
             });
           },
-          [&] {
-            return RunHttpSearch("search_images_http", cfg,
+          [&](const Config& slice) {
+            return RunHttpSearch("search_images_http", slice,
                                  [&](int, int64_t seq) { return request(seq); });
           },
           searched.ok() ? searched->count() : -1, &results);
@@ -567,6 +716,10 @@ int Main(int argc, char** argv) {
       if (r.server_cpu_ms >= 0) std::printf(", servers %.3f ms", r.server_cpu_ms);
       std::printf("\n");
     }
+    if (r.batches > 0) {
+      std::printf("  embedding batches: %lld, mean %.2f images\n",
+                  static_cast<long long>(r.batches), r.mean_batch);
+    }
     if (!r.first_error.empty()) {
       std::printf("  first error: %s\n", r.first_error.c_str());
       rc = 1;
@@ -582,7 +735,9 @@ int Main(int argc, char** argv) {
                  {"shed", r.shed},
                  {"collection_items", r.collection_items},
                  {"client_cpu_ms", r.client_cpu_ms},
-                 {"server_cpu_ms", r.server_cpu_ms}});
+                 {"server_cpu_ms", r.server_cpu_ms},
+                 {"batches", r.batches},
+                 {"mean_batch", r.mean_batch}});
   }
   if (!cfg.json_out.empty()) {
     std::FILE* f = std::fopen(cfg.json_out.c_str(), "w");

@@ -443,6 +443,62 @@ TEST(ProtoJsonTest, AcceptsWhatTheMappingAllows) {
   EXPECT_EQ(r.filter(0).values(1), "b");
 }
 
+// Images travel as base64: every length's padding, both alphabets, with and
+// without padding, escapes inside the text, and photo-sized payloads read to
+// the bytes protobuf reads, directly; what is not base64 in one alphabet is
+// left to protobuf.
+TEST(ProtoJsonTest, ImagesReadAndWriteAsProtobufsBase64) {
+  std::mt19937 rng(11);
+  std::vector<size_t> sizes;
+  for (size_t n = 0; n < 70; ++n) sizes.push_back(n);
+  sizes.push_back(52224);
+  sizes.push_back(300001);
+  auto image_request = [](std::string image_text) {
+    return R"({"queries":[{"image":")" + image_text + R"("}]})";
+  };
+  for (size_t n : sizes) {
+    v1::SearchRequest m;
+    std::string image(n, '\0');
+    for (char& c : image) c = static_cast<char>(rng() & 0xff);
+    m.add_queries()->set_image(image);
+    std::string ours;
+    ASSERT_TRUE(MessageToJson(m, &ours).ok());
+    ASSERT_EQ(ours, TheirPrint(m)) << n << " bytes";
+    const std::string text =
+        ours.substr(ours.find(":\"") + 2, ours.rfind('"') - ours.find(":\"") - 2);
+    std::string url_safe = text;
+    for (char& c : url_safe) c = c == '+' ? '-' : c == '/' ? '_' : c;
+    std::string unpadded = text;
+    while (!unpadded.empty() && unpadded.back() == '=') unpadded.pop_back();
+    // The first character as a \u escape.
+    const std::string escaped = text.empty()
+                                    ? text
+                                    : "\\u00" + std::string{"0123456789abcdef"[text[0] >> 4]} +
+                                          "0123456789abcdef"[text[0] & 15] + text.substr(1);
+    for (const std::string& variant : {text, url_safe, unpadded, escaped}) {
+      const std::string json = image_request(variant);
+      v1::SearchRequest direct, theirs;
+      ASSERT_TRUE(proto_json_internal::ReadDirect(json, &direct).ok())
+          << n << " bytes: " << json.substr(0, 80);
+      ASSERT_TRUE(TheirParse(json, &theirs)) << json.substr(0, 80);
+      ASSERT_EQ(direct.queries(0).image(), image) << n << " bytes: " << json.substr(0, 80);
+      ASSERT_EQ(theirs.queries(0).image(), image);
+    }
+  }
+  // Not base64 in one alphabet: the direct reader declines or refuses, and
+  // the outcome is protobuf's.
+  for (const std::string text : {"+-AA", "/_AA", "QR==", "QUJ=", "Q", "QUJDR", "QU JD", "QU\tJD",
+                                 "QUJD\u002b", "Q===", "QQ=A", "\\u0000AAA"}) {
+    const std::string json = image_request(text);
+    v1::SearchRequest direct, ours, theirs;
+    EXPECT_FALSE(proto_json_internal::ReadDirect(json, &direct).ok()) << json;
+    const bool their_ok = TheirParse(json, &theirs);
+    const Status our = JsonToMessage(json, &ours);
+    EXPECT_EQ(our.ok(), their_ok) << json << " " << our.ToString();
+    if (their_ok) EXPECT_EQ(Bytes(ours), Bytes(theirs)) << json;
+  }
+}
+
 TEST(ProtoJsonTest, WritesCanonicalJson) {
   v1::SearchResponse response;
   v1::Hit* hit = response.add_results()->add_hits();
