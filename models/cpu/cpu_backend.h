@@ -16,7 +16,7 @@
 // rounding, far slower (reference use on machines without oneDNN).
 //
 // Threads: up to `num_threads` OpenMP threads per op (0 = all cores), fewer
-// for small ops (models/cpu/threads.h: one thread per 16 MFLOP of work). The
+// for small ops (models/cpu/threads.h: one thread per 2 MFLOP of work). The
 // setting applies to the calling thread's OpenMP parallel regions, so each
 // op re-applies it; one CpuBackend per model replica, not thread-safe (as
 // models/backend.h states). Argument checks are Backend's (models/backend.h);

@@ -29,7 +29,7 @@ inline double MinFlopsPerThread() {
       const double parsed = std::strtod(v, &end);
       if (end != v && parsed >= 0) return parsed;
     }
-    return 16e6;
+    return 2e6;
   }();
   return value;
 }
