@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/common/process_cpu.h"
 #include "dnnl.hpp"
 
 namespace {
@@ -27,23 +28,19 @@ using dnnl::memory;
 using Tag = memory::format_tag;
 using Dt = memory::data_type;
 
-double CpuMs() {
-  timespec ts{};
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
-}
+using lookalike::bench::ProcessCpuMs;
 
 template <typename F>
 void Time(const char* name, double gflop, int reps, F&& run) {
   run();  // warm-up
   std::vector<double> ms, cpu;
   for (int r = 0; r < reps; ++r) {
-    const double c0 = CpuMs();
+    const double c0 = ProcessCpuMs();
     const auto t0 = std::chrono::steady_clock::now();
     run();
     ms.push_back(
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-    cpu.push_back(CpuMs() - c0);
+    cpu.push_back(ProcessCpuMs() - c0);
   }
   std::sort(ms.begin(), ms.end());
   std::sort(cpu.begin(), cpu.end());

@@ -40,16 +40,13 @@
 #include <thread>
 #include <vector>
 
+#include "bench/common/process_cpu.h"
 #include "models/embedder.h"
 
 namespace {
 
 // Process CPU time (all threads), milliseconds.
-double CpuMs() {
-  timespec ts{};
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
-}
+using lookalike::bench::ProcessCpuMs;
 
 double PeakRssMb() {
   struct rusage ru {};
@@ -188,11 +185,11 @@ int main(int argc, char** argv) {
     }
     std::vector<double> ms, cpu;
     for (int r = 0; r < reps; ++r) {
-      const double c0 = CpuMs();
+      const double c0 = ProcessCpuMs();
       const auto t0 = std::chrono::steady_clock::now();
       lookalike::Status s = embed();
       const auto t1 = std::chrono::steady_clock::now();
-      cpu.push_back(CpuMs() - c0);
+      cpu.push_back(ProcessCpuMs() - c0);
       if (!s.ok()) {
         std::fprintf(stderr, "embed failed: %s\n", s.ToString().c_str());
         return 1;

@@ -30,6 +30,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/common/process_cpu.h"
 #include "dnnl.hpp"
 
 namespace {
@@ -38,20 +39,16 @@ using dnnl::memory;
 using Tag = memory::format_tag;
 using Dt = memory::data_type;
 
-double CpuMs() {
-  timespec ts{};
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
-}
+using lookalike::bench::ProcessCpuMs;
 
 // Median process CPU milliseconds of `reps` calls after one warm-up.
 double MedianCpuMs(int reps, const std::function<void()>& run) {
   run();
   std::vector<double> t;
   for (int r = 0; r < reps; ++r) {
-    const double c0 = CpuMs();
+    const double c0 = ProcessCpuMs();
     run();
-    t.push_back(CpuMs() - c0);
+    t.push_back(ProcessCpuMs() - c0);
   }
   std::sort(t.begin(), t.end());
   return t[t.size() / 2];

@@ -39,8 +39,8 @@ INC=$SCRATCH/root/onednn_devel_cpu_gomp-$VER.data/data/include
 LIB=$(realpath "$SCRATCH/root/onednn_cpu_gomp-$VER.data/data/lib")
 # The wheel stores the library's symlinks as copies; link against the soname.
 [ -e "$LIB/libdnnl.so" ] || ln -sf libdnnl.so.3 "$LIB/libdnnl.so"
-g++ -O2 -std=c++17 bench/cpu/dnnl_version_bench.cc -ldnnl -o "$SCRATCH/bench_2x"
-g++ -O2 -std=c++17 -I"$INC" bench/cpu/dnnl_version_bench.cc -L"$LIB" -ldnnl \
+g++ -O2 -std=c++17 -I. bench/cpu/dnnl_version_bench.cc -ldnnl -o "$SCRATCH/bench_2x"
+g++ -O2 -std=c++17 -I. -I"$INC" bench/cpu/dnnl_version_bench.cc -L"$LIB" -ldnnl \
     -Wl,-rpath,"$LIB" -o "$SCRATCH/bench_3x"
 RESULTS=$SCRATCH/results.jsonl
 : > "$RESULTS"

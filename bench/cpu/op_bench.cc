@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/common/process_cpu.h"
 #include "dnnl.hpp"
 #include "models/cpu/cpu_backend.h"
 
@@ -32,11 +33,7 @@ extern "C" void openblas_set_num_threads(int);
 namespace lookalike {
 namespace {
 
-double CpuMs() {
-  timespec ts{};
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
-}
+using lookalike::bench::ProcessCpuMs;
 
 struct Timing {
   double wall_ms;  // median wall time
@@ -47,12 +44,12 @@ Timing MedianMs(int reps, const std::function<void()>& fn) {
   fn();  // warm-up
   std::vector<double> t, c;
   for (int i = 0; i < reps; ++i) {
-    const double c0 = CpuMs();
+    const double c0 = ProcessCpuMs();
     const auto a = std::chrono::steady_clock::now();
     fn();
     t.push_back(
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - a).count());
-    c.push_back(CpuMs() - c0);
+    c.push_back(ProcessCpuMs() - c0);
   }
   std::sort(t.begin(), t.end());
   std::sort(c.begin(), c.end());
