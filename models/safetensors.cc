@@ -224,6 +224,23 @@ const SafeTensorInfo* SafetensorsFile::Find(const std::string& name) const {
   return it == tensors_.end() ? nullptr : &it->second;
 }
 
+namespace {
+
+// A tensor's bytes are read once, into the model's own copy: dropping its
+// pages from the resident set right after keeps a model's peak memory at load
+// its weights, not its weights plus the whole mapped file (ViT-B/16: 344 MB
+// more). Only the pages wholly inside the tensor go; the mapping is a
+// read-only private file mapping, so a later read faults them in from the file
+// again.
+void DropResidentPages(const uint8_t* begin, size_t bytes) {
+  static const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t first = (reinterpret_cast<uintptr_t>(begin) + page - 1) & ~(page - 1);
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(begin) + bytes) & ~(page - 1);
+  if (end > first) madvise(reinterpret_cast<void*>(first), end - first, MADV_DONTNEED);
+}
+
+}  // namespace
+
 StatusOr<std::vector<float>> SafetensorsFile::ReadF32(const std::string& name) const {
   const SafeTensorInfo* t = Find(name);
   if (t == nullptr)
@@ -261,6 +278,7 @@ StatusOr<std::vector<float>> SafetensorsFile::ReadF32(const std::string& name) c
       for (size_t i = 0; i < n; ++i) out[i] = static_cast<float>(p[i]);
       break;
   }
+  DropResidentPages(p, t->nbytes);
   return out;
 }
 

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <iterator>
@@ -207,6 +208,29 @@ TEST(SafetensorsTest, CorruptedBytesNeverCrash) {
     }
   }
   EXPECT_GT(rejected, 100);
+}
+
+// A tensor's pages leave the resident set once it is read (a model's load
+// peaks at its weights, not weights plus file); reading it, or a neighbour
+// sharing a boundary page, again must give the same values from the file.
+TEST(SafetensorsTest, ReadingTensorsAgainGivesTheSameValues) {
+  std::vector<float> a(100003), b(70001);  // odd sizes: tensors share pages
+  for (size_t i = 0; i < a.size(); ++i) a[i] = std::sin(static_cast<float>(i));
+  for (size_t i = 0; i < b.size(); ++i) b[i] = std::cos(static_cast<float>(i)) * 3.f;
+  const std::string path = TempPath("reread.safetensors");
+  ASSERT_TRUE(WriteSafetensors(path, {MakeF32Tensor("a", {static_cast<int64_t>(a.size())}, a),
+                                      MakeF32Tensor("b", {static_cast<int64_t>(b.size())}, b)})
+                  .ok());
+  auto file = SafetensorsFile::Open(path);
+  ASSERT_TRUE(file.ok()) << file.status().ToString();
+  for (int round = 0; round < 3; ++round) {
+    auto ra = (*file)->ReadF32("a");
+    auto rb = (*file)->ReadF32("b");
+    ASSERT_TRUE(ra.ok() && rb.ok());
+    EXPECT_EQ(*ra, a) << "round " << round;
+    EXPECT_EQ(*rb, b) << "round " << round;
+  }
+  std::remove(path.c_str());
 }
 
 }  // namespace
